@@ -1,0 +1,131 @@
+#include "nrm_config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NRM_CONFIG_PATH_MAX 256
+
+struct nrm_config_t {
+    char *path;
+    json_t *root;
+    json_t *overrides; /* environment values handed out, kept alive by path */
+};
+
+nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: line %d: %s", path,
+                 jerr.line, jerr.text);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: not an object", path);
+        return NULL;
+    }
+    nrm_config_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        json_decref(root);
+        nrm_fail(err, NRM_INTERNAL, "config", "out of memory");
+        return NULL;
+    }
+    self->path = strdup(path);
+    self->root = root;
+    self->overrides = json_object();
+    return self;
+}
+
+void nrm_config_destroy(nrm_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nrm_config_t *self = *self_p;
+    json_decref(self->root);
+    json_decref(self->overrides);
+    free(self->path);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Returns the environment override for path (NRM_ + upper-cased path), or NULL. */
+static const char *s_env_override(const char *path)
+{
+    char name[NRM_CONFIG_PATH_MAX + 8] = "NRM_";
+    size_t n = strlen(name);
+    for (const char *p = path; *p && n + 1 < sizeof name; p++)
+        name[n++] = isalnum((unsigned char)*p) ? (char)toupper((unsigned char)*p) : '_';
+    name[n] = '\0';
+    return getenv(name);
+}
+
+json_t *nrm_config_get(const nrm_config_t *self, const char *path)
+{
+    char buf[NRM_CONFIG_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *node = self->root;
+    char *save = NULL;
+    for (char *key = strtok_r(buf, ".", &save); key && node; key = strtok_r(NULL, ".", &save))
+        node = json_is_object(node) ? json_object_get(node, key) : NULL;
+    return node;
+}
+
+const char *nrm_config_string(nrm_config_t *self, const char *path, const char *dflt)
+{
+    const char *env = s_env_override(path);
+    if (env) {
+        json_object_set_new(self->overrides, path, json_string(env));
+        return json_string_value(json_object_get(self->overrides, path));
+    }
+    json_t *v = nrm_config_get(self, path);
+    return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+int64_t nrm_config_int(nrm_config_t *self, const char *path, int64_t dflt)
+{
+    const char *env = s_env_override(path);
+    if (env) {
+        char *end = NULL;
+        long long v = strtoll(env, &end, 10);
+        return (end && *end == '\0' && end != env) ? (int64_t)v : dflt;
+    }
+    json_t *v = nrm_config_get(self, path);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+/* Returns the element of array `list` whose member `key` equals value, or NULL. Borrowed. */
+static json_t *s_find_by(json_t *list, const char *key, const char *value)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *v = json_string_value(json_object_get(item, key));
+        if (v && value && strcmp(v, value) == 0)
+            return item;
+    }
+    return NULL;
+}
+
+bool nrm_config_region_known(const nrm_config_t *self, const char *code)
+{
+    return s_find_by(json_object_get(self->root, "regions"), "code", code) != NULL;
+}
+
+json_t *nrm_config_agency(const nrm_config_t *self, const char *agency_id)
+{
+    return s_find_by(json_object_get(self->root, "agencies"), "id", agency_id);
+}
+
+const char *nrm_config_agency_type(const nrm_config_t *self, const char *agency_id)
+{
+    return json_string_value(json_object_get(nrm_config_agency(self, agency_id), "type"));
+}
+
+const char *nrm_config_path(const nrm_config_t *self)
+{
+    return self->path;
+}

@@ -1,0 +1,50 @@
+/* nrm_consumer: applies another service's event stream exactly once.
+ *
+ * It subscribes to the whole stream first, then catches up with Fetch from its checkpoint.
+ * Live events that follow the checkpoint directly are batched; a gap, or a stream.head
+ * heartbeat ahead of the checkpoint, triggers a Fetch of what was missed. Each batch is one
+ * transaction that locks the stream's checkpoint row, skips what is already applied (another
+ * instance may have been faster), calls apply for every event matching the topic prefixes, and
+ * moves the checkpoint: effects and checkpoint commit together, so a crash replays the batch
+ * and nothing is applied twice. A failed batch is rolled back and fetched again later. */
+#ifndef NRM_CONSUMER_H
+#define NRM_CONSUMER_H
+
+#include <czmq.h>
+#include "nrm/v1/events.pb-c.h"
+#include "nrm_outbox.h"
+
+typedef struct nrm_consumer_t nrm_consumer_t;
+
+/* Applies one event inside the batch transaction tx (tx->causation_id is the event's id).
+ * Returns OK, or a failure that rolls the whole batch back. */
+typedef nrm_status_t (*nrm_apply_fn)(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+typedef struct {
+    const char *own_stream;       /* the consuming service (stream of events it emits) */
+    const char *source_stream;    /* the stream consumed */
+    const char *events_endpoint;  /* the source's PUB socket */
+    const char *api_endpoint;     /* the source's api socket, for Fetch */
+    const char *agency_id;        /* who the Fetch requests come from */
+    const char *const *prefixes;  /* topic prefixes to apply, NULL-terminated; NULL for all */
+    nrm_apply_fn apply;
+    void *ctx;
+} nrm_consumer_spec_t;
+
+/* Returns a new consumer working on db (borrowed; shared with the service's other work on the
+ * same thread). Strings of spec are copied; the prefixes array must outlive the consumer. */
+nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec);
+
+/* Closes the sockets, frees the consumer, sets *self to NULL. Safe on NULL. */
+void nrm_consumer_destroy(nrm_consumer_t **self);
+
+/* Registers the sockets and timers on loop and starts catching up. Returns 0 or -1. */
+int nrm_consumer_attach(nrm_consumer_t *self, zloop_t *loop);
+
+/* The stream consumed, the last sequence applied, the highest head heard of, events applied. */
+const char *nrm_consumer_stream(const nrm_consumer_t *self);
+int64_t nrm_consumer_checkpoint(const nrm_consumer_t *self);
+int64_t nrm_consumer_known_head(const nrm_consumer_t *self);
+int64_t nrm_consumer_applied(const nrm_consumer_t *self);
+
+#endif

@@ -1,0 +1,320 @@
+#include "nrm_db.h"
+#include "nrm_log.h"
+#include "nrm_time.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NRM_DB_BACKOFF_MS 500
+#define NRM_DB_MAX_STATEMENTS 128
+#define NRM_DB_BINARY 1
+
+/* PostgreSQL type oids (pg_type.h) read by nrm_db_int. */
+#define NRM_OID_BOOL 16
+#define NRM_OID_INT8 20
+#define NRM_OID_INT2 21
+#define NRM_OID_INT4 23
+#define NRM_OID_OID 26
+
+typedef struct {
+    const char *name;
+    const char *sql;
+    uint64_t prepared_on; /* connection generation it was prepared on, 0 for none */
+} s_statement_t;
+
+struct nrm_db_t {
+    char *conninfo;
+    char *schema;
+    PGconn *conn;
+    uint64_t generation; /* incremented on every new connection */
+    int64_t next_attempt_ms;
+    s_statement_t statements[NRM_DB_MAX_STATEMENTS];
+    int statement_count;
+};
+
+void nrm_params_text(nrm_params_t *p, const char *s)
+{
+    assert(p->count < NRM_DB_MAX_PARAMS);
+    p->values[p->count] = s;
+    p->lengths[p->count] = 0;
+    p->formats[p->count] = 0;
+    p->count++;
+}
+
+void nrm_params_int(nrm_params_t *p, int64_t v)
+{
+    assert(p->count < NRM_DB_MAX_PARAMS);
+    snprintf(p->numbers[p->count], NRM_DB_NUMBER_MAX, "%lld", (long long)v);
+    nrm_params_text(p, p->numbers[p->count]);
+}
+
+void nrm_params_bool(nrm_params_t *p, bool v)
+{
+    nrm_params_text(p, v ? "true" : "false");
+}
+
+void nrm_params_bytes(nrm_params_t *p, const void *data, size_t len)
+{
+    assert(p->count < NRM_DB_MAX_PARAMS);
+    p->values[p->count] = data ? (const char *)data : "";
+    p->lengths[p->count] = (int)len;
+    p->formats[p->count] = NRM_DB_BINARY;
+    p->count++;
+}
+
+nrm_db_t *nrm_db_new(const char *conninfo, const char *schema)
+{
+    nrm_db_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->conninfo = strdup(conninfo);
+    self->schema = strdup(schema);
+    if (!self->conninfo || !self->schema)
+        nrm_db_destroy(&self);
+    return self;
+}
+
+void nrm_db_destroy(nrm_db_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nrm_db_t *self = *self_p;
+    if (self->conn)
+        PQfinish(self->conn);
+    free(self->conninfo);
+    free(self->schema);
+    free(self);
+    *self_p = NULL;
+}
+
+void nrm_db_disconnect(nrm_db_t *self)
+{
+    if (self->conn) {
+        PQfinish(self->conn);
+        self->conn = NULL;
+        nrm_log_warn("database connection dropped", "{s:s}", "schema", self->schema);
+    }
+}
+
+bool nrm_db_connected(const nrm_db_t *self)
+{
+    return self->conn && PQstatus(self->conn) == CONNECTION_OK;
+}
+
+PGconn *nrm_db_conn(nrm_db_t *self)
+{
+    return nrm_db_connected(self) ? self->conn : NULL;
+}
+
+const char *nrm_db_schema(const nrm_db_t *self)
+{
+    return self->schema;
+}
+
+/* Sets the search_path of a fresh connection. Returns 0, or -1 on failure. */
+static int s_set_search_path(nrm_db_t *self)
+{
+    char *ident = PQescapeIdentifier(self->conn, self->schema, strlen(self->schema));
+    if (!ident)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SET search_path TO %s", ident);
+    PQfreemem(ident);
+    PGresult *res = PQexec(self->conn, sql);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+    PQclear(res);
+    return rc;
+}
+
+nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err)
+{
+    if (reconnected)
+        *reconnected = false;
+    if (nrm_db_connected(self))
+        return NRM_OK;
+    nrm_db_disconnect(self);
+    int64_t now = nrm_mono_ms();
+    if (now < self->next_attempt_ms)
+        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    self->next_attempt_ms = now + NRM_DB_BACKOFF_MS;
+    self->conn = PQconnectdb(self->conninfo);
+    if (PQstatus(self->conn) != CONNECTION_OK || s_set_search_path(self) != 0) {
+        nrm_log_warn("database connection failed", "{s:s}", "schema", self->schema);
+        PQfinish(self->conn);
+        self->conn = NULL;
+        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    }
+    self->generation++;
+    if (reconnected)
+        *reconnected = true;
+    nrm_log_info("database connected", "{s:s}", "schema", self->schema);
+    return NRM_OK;
+}
+
+void nrm_db_statement(nrm_db_t *self, const char *name, const char *sql)
+{
+    for (int i = 0; i < self->statement_count; i++)
+        if (strcmp(self->statements[i].name, name) == 0)
+            return;
+    assert(self->statement_count < NRM_DB_MAX_STATEMENTS);
+    self->statements[self->statement_count++] = (s_statement_t){name, sql, 0};
+}
+
+/* Maps a failed result (or a NULL one) to a status, logging SQLSTATE and constraint only.
+ * Drops the connection when it is no longer usable. */
+static nrm_status_t s_result_error(nrm_db_t *self, PGresult *res, const char *what,
+                                   nrm_error_t *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    bool lost = !self->conn || PQstatus(self->conn) != CONNECTION_OK;
+    nrm_status_t status = NRM_INTERNAL;
+    if (lost || !state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)
+        status = NRM_UNAVAILABLE;
+    else if (strcmp(state, "23505") == 0)
+        status = NRM_CONFLICT;
+    else if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        status = NRM_UNAVAILABLE;
+    nrm_log(status == NRM_CONFLICT ? NRM_LOG_INFO : NRM_LOG_WARN, "database error",
+            "{s:s, s:s, s:s, s:s}", "schema", self->schema, "what", what, "sqlstate",
+            state ? state : "connection", "constraint", constraint ? constraint : "");
+    if (lost)
+        nrm_db_disconnect(self);
+    return nrm_fail(err, status, NULL, status == NRM_UNAVAILABLE ? "database unavailable"
+                                       : status == NRM_CONFLICT ? "conflicting change"
+                                                                : "database error");
+}
+
+/* Returns the registered statement called name, preparing it on this connection if needed. */
+static s_statement_t *s_prepared(nrm_db_t *self, const char *name, nrm_error_t *err)
+{
+    for (int i = 0; i < self->statement_count; i++) {
+        s_statement_t *st = &self->statements[i];
+        if (strcmp(st->name, name) != 0)
+            continue;
+        if (st->prepared_on == self->generation)
+            return st;
+        PGresult *res = PQprepare(self->conn, st->name, st->sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            s_result_error(self, res, name, err);
+            PQclear(res);
+            return NULL;
+        }
+        PQclear(res);
+        st->prepared_on = self->generation;
+        return st;
+    }
+    nrm_fail(err, NRM_INTERNAL, NULL, "unknown statement %s", name);
+    return NULL;
+}
+
+nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                         PGresult **res_out, nrm_error_t *err)
+{
+    if (res_out)
+        *res_out = NULL;
+    if (nrm_db_connect(self, NULL, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    s_statement_t *st = s_prepared(self, name, err);
+    if (!st)
+        return err ? err->status : NRM_INTERNAL;
+    static const nrm_params_t s_none;
+    const nrm_params_t *p = params ? params : &s_none;
+    PGresult *res = PQexecPrepared(self->conn, st->name, p->count, p->values, p->lengths,
+                                   p->formats, NRM_DB_BINARY);
+    ExecStatusType rs = PQresultStatus(res);
+    if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK) {
+        nrm_status_t status = s_result_error(self, res, name, err);
+        PQclear(res);
+        return status;
+    }
+    if (res_out)
+        *res_out = res;
+    else
+        PQclear(res);
+    return NRM_OK;
+}
+
+nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err)
+{
+    if (nrm_db_connect(self, NULL, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    PGresult *res = PQexec(self->conn, sql);
+    ExecStatusType rs = PQresultStatus(res);
+    nrm_status_t status = NRM_OK;
+    if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
+        status = s_result_error(self, res, "sql", err);
+    PQclear(res);
+    return status;
+}
+
+nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
+{
+    return nrm_db_sql(self, "BEGIN", err);
+}
+
+nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
+{
+    if (!nrm_db_connected(self))
+        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    return nrm_db_sql(self, "COMMIT", err);
+}
+
+void nrm_db_rollback(nrm_db_t *self)
+{
+    if (!nrm_db_connected(self))
+        return;
+    if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)
+        return;
+    PGresult *res = PQexec(self->conn, "ROLLBACK");
+    PQclear(res);
+}
+
+int64_t nrm_db_int(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return 0;
+    const char *v = PQgetvalue(res, row, col);
+    switch (PQftype(res, col)) {
+    case NRM_OID_BOOL:
+        return v[0] != 0;
+    case NRM_OID_INT2: {
+        uint16_t x;
+        memcpy(&x, v, sizeof x);
+        return (int16_t)ntohs(x);
+    }
+    case NRM_OID_INT4:
+    case NRM_OID_OID: {
+        uint32_t x;
+        memcpy(&x, v, sizeof x);
+        return (int32_t)ntohl(x);
+    }
+    case NRM_OID_INT8: {
+        uint64_t x;
+        memcpy(&x, v, sizeof x);
+        return (int64_t)be64toh(x);
+    }
+    default:
+        return strtoll(v, NULL, 10);
+    }
+}
+
+const char *nrm_db_text(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col);
+}
+
+const uint8_t *nrm_db_bytes(const PGresult *res, int row, int col, size_t *len)
+{
+    *len = PQgetisnull(res, row, col) ? 0 : (size_t)PQgetlength(res, row, col);
+    return (const uint8_t *)PQgetvalue(res, row, col);
+}
+
+bool nrm_db_is_null(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col);
+}

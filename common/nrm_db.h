@@ -1,0 +1,87 @@
+/* nrm_db: one PostgreSQL connection of a service, confined to the service's schema.
+ *
+ * The connection is made lazily and remade after any loss (at most one attempt per backoff
+ * period); named statements are registered once and prepared again on every new connection.
+ * Results are always in binary format (read them with nrm_db_int / nrm_db_text / nrm_db_bytes).
+ * Errors are mapped onto the project's statuses: a lost or refused connection is UNAVAILABLE, a
+ * unique violation CONFLICT, a serialization failure or deadlock UNAVAILABLE (retry), anything
+ * else INTERNAL. Database messages are logged by SQLSTATE and constraint only: they can quote
+ * values, which may be identifying. */
+#ifndef NRM_DB_H
+#define NRM_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "nrm_error.h"
+
+#define NRM_DB_MAX_PARAMS 24
+#define NRM_DB_NUMBER_MAX 24
+
+typedef struct nrm_db_t nrm_db_t;
+
+/* Parameters of one statement. Zero-initialise, then add in order. Text and bytes are
+ * borrowed: they must outlive the call that uses the parameters. */
+typedef struct {
+    int count;
+    const char *values[NRM_DB_MAX_PARAMS];
+    int lengths[NRM_DB_MAX_PARAMS];
+    int formats[NRM_DB_MAX_PARAMS];
+    char numbers[NRM_DB_MAX_PARAMS][NRM_DB_NUMBER_MAX];
+} nrm_params_t;
+
+void nrm_params_text(nrm_params_t *p, const char *s); /* NULL is SQL NULL */
+void nrm_params_int(nrm_params_t *p, int64_t v);
+void nrm_params_bool(nrm_params_t *p, bool v);
+void nrm_params_bytes(nrm_params_t *p, const void *data, size_t len);
+
+/* Returns a new, not yet connected handle. conninfo is a libpq connection string; schema becomes
+ * the search_path. Both are copied. */
+nrm_db_t *nrm_db_new(const char *conninfo, const char *schema);
+
+/* Closes the connection, frees the handle and sets *self to NULL. Safe on NULL. */
+void nrm_db_destroy(nrm_db_t **self);
+
+/* Connects if not connected (respecting the reconnect backoff). Returns OK when connected,
+ * UNAVAILABLE otherwise. *reconnected (may be NULL) is set when a new connection was made. */
+nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err);
+
+/* True while a connection is believed good. */
+bool nrm_db_connected(const nrm_db_t *self);
+
+/* The live connection (for PQsocket, LISTEN and notifications), or NULL. Borrowed. */
+PGconn *nrm_db_conn(nrm_db_t *self);
+
+/* Drops the connection (it will be remade on next use). */
+void nrm_db_disconnect(nrm_db_t *self);
+
+/* Registers a named statement, prepared on each connection before first use. name and sql must
+ * be string literals or otherwise outlive self. */
+void nrm_db_statement(nrm_db_t *self, const char *name, const char *sql);
+
+/* Runs a registered statement. On OK, *res (if res is not NULL) receives the result, which the
+ * caller PQclear()s; on failure nothing is returned and err says why. */
+nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                         PGresult **res, nrm_error_t *err);
+
+/* Runs one or more SQL commands without parameters (DDL, LISTEN, SET ...). */
+nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err);
+
+/* Transactions. begin connects if needed. rollback is safe to call in any state. */
+nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err);
+nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err);
+void nrm_db_rollback(nrm_db_t *self);
+
+/* Readers for binary results. nrm_db_int reads int2/int4/int8/bool/oid columns (0 for NULL);
+ * nrm_db_text returns the value (borrowed from res; "" for NULL); nrm_db_bytes returns the raw
+ * bytes and their length (borrowed from res). */
+int64_t nrm_db_int(const PGresult *res, int row, int col);
+const char *nrm_db_text(const PGresult *res, int row, int col);
+const uint8_t *nrm_db_bytes(const PGresult *res, int row, int col, size_t *len);
+bool nrm_db_is_null(const PGresult *res, int row, int col);
+
+/* The schema this handle works in. */
+const char *nrm_db_schema(const nrm_db_t *self);
+
+#endif

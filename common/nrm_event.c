@@ -1,0 +1,95 @@
+#include "nrm_event.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    Nrm__V1__Event__BodyCase body;
+    const char *topic;
+} s_topic_t;
+
+static const s_topic_t s_topics[] = {
+    {NRM__V1__EVENT__BODY_CASE_OPENED, "case.opened"},
+    {NRM__V1__EVENT__BODY_CASE_LINKED, "case.linked"},
+    {NRM__V1__EVENT__BODY_CASE_UPDATED, "case.updated"},
+    {NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN, "case.consent_withdrawn"},
+    {NRM__V1__EVENT__BODY_CASE_CLOSED, "case.closed"},
+    {NRM__V1__EVENT__BODY_REFERRAL_CREATED, "referral.created"},
+    {NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED, "referral.accepted"},
+    {NRM__V1__EVENT__BODY_REFERRAL_DECLINED, "referral.declined"},
+    {NRM__V1__EVENT__BODY_REFERRAL_EXPIRED, "referral.expired"},
+    {NRM__V1__EVENT__BODY_REFERRAL_COMPLETED, "referral.completed"},
+    {NRM__V1__EVENT__BODY_REFERRAL_REVOKED, "referral.revoked"},
+    {NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, "referral.unroutable"},
+    {NRM__V1__EVENT__BODY_SHELTER_REQUESTED, "shelter.requested"},
+    {NRM__V1__EVENT__BODY_SHELTER_ALLOCATED, "shelter.allocated"},
+    {NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, "shelter.waitlisted"},
+    {NRM__V1__EVENT__BODY_SHELTER_RELEASED, "shelter.released"},
+    {NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED, "shelter.capacity_changed"},
+    {NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED, "notification.delivered"},
+    {NRM__V1__EVENT__BODY_NOTIFICATION_FAILED, "notification.failed"},
+    {NRM__V1__EVENT__BODY_STREAM_HEAD, NRM_TOPIC_STREAM_HEAD},
+};
+#define S_TOPIC_COUNT (sizeof s_topics / sizeof s_topics[0])
+
+const char *nrm_event_topic_of(Nrm__V1__Event__BodyCase body)
+{
+    for (size_t i = 0; i < S_TOPIC_COUNT; i++)
+        if (s_topics[i].body == body)
+            return s_topics[i].topic;
+    return NULL;
+}
+
+Nrm__V1__Event__BodyCase nrm_event_body_of(const char *topic)
+{
+    for (size_t i = 0; topic && i < S_TOPIC_COUNT; i++)
+        if (strcmp(s_topics[i].topic, topic) == 0)
+            return s_topics[i].body;
+    return NRM__V1__EVENT__BODY__NOT_SET;
+}
+
+uint8_t *nrm_event_pack(const Nrm__V1__Event *ev, size_t *len)
+{
+    *len = nrm__v1__event__get_packed_size(ev);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        nrm__v1__event__pack(ev, buf);
+    return buf;
+}
+
+Nrm__V1__Event *nrm_event_unpack(const void *data, size_t len)
+{
+    return nrm__v1__event__unpack(NULL, len, data);
+}
+
+bool nrm_topic_matches(const char *topic, const char *const *prefixes)
+{
+    if (!prefixes || !prefixes[0])
+        return true;
+    for (size_t i = 0; prefixes[i]; i++)
+        if (strncmp(topic, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* Protobuf wire encoding of Event.seq: field 3, varint. */
+#define S_SEQ_TAG ((3 << 3) | 0)
+#define S_VARINT_MAX 10
+
+uint8_t *nrm_event_with_seq(const uint8_t *stored, size_t len, int64_t seq, size_t *out_len)
+{
+    uint8_t *out = malloc(len + 1 + S_VARINT_MAX);
+    if (!out)
+        return NULL;
+    memcpy(out, stored, len);
+    size_t n = len;
+    out[n++] = S_SEQ_TAG;
+    uint64_t v = (uint64_t)seq;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    *out_len = n;
+    return out;
+}

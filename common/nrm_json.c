@@ -1,0 +1,646 @@
+/* nrm_json: the proto3 JSON mapping over protobuf-c descriptors (see nrm_json.h).
+ *
+ * Output walks a message's descriptor and emits every field that is present; input walks the
+ * descriptor of the wanted type, looks each field up in the JSON object under its snake_case
+ * and lowerCamelCase names, and builds a message that protobuf_c_message_free_unpacked() can
+ * free. Error messages never quote the offending value, which may be identifying data. */
+#include "nrm_json.h"
+
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+/* Deepest message nesting accepted on input; the top-level message is depth 1. */
+#define S_MAX_DEPTH 32
+
+/* The proto3 JSON spellings of the non-finite floating-point values. */
+static const char s_nan[] = "NaN";
+static const char s_infinity[] = "Infinity";
+static const char s_minus_infinity[] = "-Infinity";
+
+/* Base64 alphabets accepted on input, the canonical one (emitted on output) first. */
+static const int s_base64_variants[] = {
+    sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING,
+    sodium_base64_VARIANT_URLSAFE, sodium_base64_VARIANT_URLSAFE_NO_PADDING};
+
+/* State of one nrm_json_to_message call: where the parser is, and where errors go. */
+typedef struct {
+    nrm_error_t *err;
+    char path[NRM_ERROR_FIELD_MAX]; /* snake_case dotted path of the value being read */
+    int depth;                      /* messages currently open */
+} s_parser_t;
+
+/* Returns the address of a member at offset bytes into msg. Does not allocate. */
+static void *s_member(const ProtobufCMessage *msg, unsigned offset)
+{
+    return (char *)msg + offset;
+}
+
+/* Size of one value of each type as protobuf-c stores it in a message or a repeated array. */
+/* clang-format off */
+static const size_t s_value_sizes[] = {
+    [PROTOBUF_C_TYPE_INT32] = sizeof(int32_t),    [PROTOBUF_C_TYPE_SINT32] = sizeof(int32_t),
+    [PROTOBUF_C_TYPE_SFIXED32] = sizeof(int32_t), [PROTOBUF_C_TYPE_UINT32] = sizeof(uint32_t),
+    [PROTOBUF_C_TYPE_FIXED32] = sizeof(uint32_t), [PROTOBUF_C_TYPE_INT64] = sizeof(int64_t),
+    [PROTOBUF_C_TYPE_SINT64] = sizeof(int64_t),   [PROTOBUF_C_TYPE_SFIXED64] = sizeof(int64_t),
+    [PROTOBUF_C_TYPE_UINT64] = sizeof(uint64_t),  [PROTOBUF_C_TYPE_FIXED64] = sizeof(uint64_t),
+    [PROTOBUF_C_TYPE_FLOAT] = sizeof(float),      [PROTOBUF_C_TYPE_DOUBLE] = sizeof(double),
+    [PROTOBUF_C_TYPE_BOOL] = sizeof(protobuf_c_boolean),
+    [PROTOBUF_C_TYPE_ENUM] = sizeof(int),
+    [PROTOBUF_C_TYPE_STRING] = sizeof(char *),
+    [PROTOBUF_C_TYPE_BYTES] = sizeof(ProtobufCBinaryData),
+    [PROTOBUF_C_TYPE_MESSAGE] = sizeof(ProtobufCMessage *),
+};
+/* clang-format on */
+
+/* Returns the next character of the lowerCamelCase spelling of a snake_case name, advancing
+ * *snake past what it consumed; '\0' at the end. This is protoc's json_name rule: each '_' is
+ * dropped and the letter after it upper-cased. */
+static char s_camel_next(const char **snake)
+{
+    bool upper = false;
+    for (; **snake == '_'; (*snake)++)
+        upper = true;
+    char c = **snake;
+    if (c)
+        (*snake)++;
+    return upper && c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+}
+
+/* Returns the lowerCamelCase spelling of a snake_case name, newly allocated; NULL if out of
+ * memory. */
+static char *s_camel_dup(const char *snake)
+{
+    char *camel = malloc(strlen(snake) + 1);
+    for (char *out = camel; camel && (*out++ = s_camel_next(&snake));)
+        ;
+    return camel;
+}
+
+/* Returns whether key is the lowerCamelCase spelling of the snake_case name. Does not allocate. */
+static bool s_camel_equals(const char *snake, const char *key)
+{
+    char c;
+    do {
+        c = s_camel_next(&snake);
+        if (*key++ != c)
+            return false;
+    } while (c);
+    return true;
+}
+
+/* --- Output: message -> JSON --- */
+
+static json_t *s_message_to_json(const ProtobufCMessage *msg);
+
+/* Returns a JSON real for d, or the proto3 string for NaN and the infinities; new reference. */
+static json_t *s_double_to_json(double d)
+{
+    if (isnan(d))
+        return json_string(s_nan);
+    if (isinf(d))
+        return json_string(d > 0 ? s_infinity : s_minus_infinity);
+    return json_real(d);
+}
+
+/* Returns standard padded base64 of data as a JSON string, new reference; NULL if out of
+ * memory. */
+static json_t *s_bytes_to_json(const ProtobufCBinaryData *data)
+{
+    size_t size = sodium_base64_encoded_len(data->len, sodium_base64_VARIANT_ORIGINAL);
+    char *text = malloc(size);
+    if (!text)
+        return NULL;
+    sodium_bin2base64(text, size, data->data, data->len, sodium_base64_VARIANT_ORIGINAL);
+    json_t *json = json_string(text);
+    free(text);
+    return json;
+}
+
+/* Returns the enum value's name as a JSON string, or its number if the enum does not name it;
+ * new reference. */
+static json_t *s_enum_to_json(const ProtobufCEnumDescriptor *desc, int number)
+{
+    const ProtobufCEnumValue *value = protobuf_c_enum_descriptor_get_value(desc, number);
+    return value ? json_string(value->name) : json_integer(number);
+}
+
+/* Returns the JSON form of one value of field's type stored at member; new reference, or NULL
+ * if out of memory or a string is not valid UTF-8 (which protobuf forbids). */
+static json_t *s_value_to_json(const ProtobufCFieldDescriptor *field, const void *member)
+{
+    switch (field->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)member);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)member);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_sprintf("%" PRId64, *(const int64_t *)member);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return json_sprintf("%" PRIu64, *(const uint64_t *)member);
+    case PROTOBUF_C_TYPE_FLOAT:
+        return s_double_to_json(*(const float *)member);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return s_double_to_json(*(const double *)member);
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)member);
+    case PROTOBUF_C_TYPE_ENUM:
+        return s_enum_to_json(field->descriptor, *(const int *)member);
+    case PROTOBUF_C_TYPE_STRING:
+        return json_string(*(char *const *)member);
+    case PROTOBUF_C_TYPE_BYTES:
+        return s_bytes_to_json(member);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return s_message_to_json(*(ProtobufCMessage *const *)member);
+    default:
+        return NULL;
+    }
+}
+
+/* Returns whether a singular value at member differs from its type's proto3 default: a
+ * non-empty string or bytes, a message pointer that is set, any other value not all zero bits. */
+static bool s_value_is_nondefault(const ProtobufCFieldDescriptor *field, const void *member)
+{
+    static const union {
+        uint64_t integer;
+        double real;
+        void *pointer;
+    } zero; /* as large as any scalar or pointer member */
+    if (field->type == PROTOBUF_C_TYPE_STRING)
+        return *(char *const *)member && **(char *const *)member;
+    if (field->type == PROTOBUF_C_TYPE_BYTES)
+        return ((const ProtobufCBinaryData *)member)->len > 0;
+    return memcmp(member, &zero, s_value_sizes[field->type]) != 0;
+}
+
+/* Returns whether the singular field is present in msg and so is emitted: a set oneof member
+ * (unless its message or string pointer is NULL, which protobuf-c does not send either), an
+ * optional field whose has_ flag is set, a required field, or a proto3 field not at default. */
+static bool s_field_is_present(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *field)
+{
+    const void *member = s_member(msg, field->offset);
+    bool is_pointer =
+        field->type == PROTOBUF_C_TYPE_MESSAGE || field->type == PROTOBUF_C_TYPE_STRING;
+    if (field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        if (*(const uint32_t *)s_member(msg, field->quantifier_offset) != field->id)
+            return false;
+        return !is_pointer || *(void *const *)member != NULL;
+    }
+    if (field->label == PROTOBUF_C_LABEL_NONE)
+        return s_value_is_nondefault(field, member);
+    if (is_pointer)
+        return *(void *const *)member != NULL && *(void *const *)member != field->default_value;
+    if (field->label == PROTOBUF_C_LABEL_OPTIONAL)
+        return *(const protobuf_c_boolean *)s_member(msg, field->quantifier_offset);
+    return true;
+}
+
+/* Returns a JSON array of the repeated field's values in msg, new reference; NULL if out of
+ * memory. */
+static json_t *s_repeated_to_json(const ProtobufCMessage *msg,
+                                  const ProtobufCFieldDescriptor *field)
+{
+    size_t count = *(const size_t *)s_member(msg, field->quantifier_offset);
+    const char *values = *(char *const *)s_member(msg, field->offset);
+    size_t size = s_value_sizes[field->type];
+    json_t *array = json_array();
+    for (size_t i = 0; array && i < count; i++) {
+        if (json_array_append_new(array, s_value_to_json(field, values + i * size)) != 0) {
+            json_decref(array);
+            array = NULL;
+        }
+    }
+    return array;
+}
+
+/* Returns the JSON object for msg, new reference; NULL if out of memory. */
+static json_t *s_message_to_json(const ProtobufCMessage *msg)
+{
+    const ProtobufCMessageDescriptor *desc = msg->descriptor;
+    json_t *object = json_object();
+    for (unsigned i = 0; object && i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *field = &desc->fields[i];
+        json_t *value = NULL;
+        if (field->label == PROTOBUF_C_LABEL_REPEATED) {
+            if (*(const size_t *)s_member(msg, field->quantifier_offset) == 0)
+                continue;
+            value = s_repeated_to_json(msg, field);
+        } else {
+            if (!s_field_is_present(msg, field))
+                continue;
+            value = s_value_to_json(field, s_member(msg, field->offset));
+        }
+        char *name = s_camel_dup(field->name);
+        if (!name || !value || json_object_set_new(object, name, value) != 0) {
+            if (!name)
+                json_decref(value);
+            json_decref(object);
+            object = NULL;
+        }
+        free(name);
+    }
+    return object;
+}
+
+json_t *nrm_json_from_message(const ProtobufCMessage *msg)
+{
+    return msg ? s_message_to_json(msg) : NULL;
+}
+
+char *nrm_json_dumps_message(const ProtobufCMessage *msg)
+{
+    json_t *json = nrm_json_from_message(msg);
+    if (!json)
+        return NULL;
+    char *text = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+    return text;
+}
+
+/* --- Input: JSON -> message --- */
+
+/* Records an INVALID_ARGUMENT with message at the parser's current path and returns false. */
+static bool s_fail(s_parser_t *p, const char *message)
+{
+    nrm_fail(p->err, NRM_INVALID_ARGUMENT, p->path, "%s", message);
+    return false;
+}
+
+/* Records an INTERNAL out-of-memory failure at the current path and returns false. */
+static bool s_out_of_memory(s_parser_t *p)
+{
+    nrm_fail(p->err, NRM_INTERNAL, p->path, "out of memory");
+    return false;
+}
+
+/* Appends a formatted step ("[3]", or ".name" made by s_path_push_name) to the path, truncated if
+ * too long for nrm_error_t; returns the old length for s_path_pop. */
+static size_t __attribute__((format(printf, 2, 3))) s_path_push(s_parser_t *p, const char *fmt, ...)
+{
+    size_t length = strlen(p->path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->path + length, sizeof p->path - length, fmt, ap);
+    va_end(ap);
+    return length;
+}
+
+/* Appends a field name (or key) to the path, dotted unless at the top; returns the old length. */
+static size_t s_path_push_name(s_parser_t *p, const char *name)
+{
+    return s_path_push(p, "%s%s", *p->path ? "." : "", name);
+}
+
+/* Restores the path to the length a push returned. */
+static void s_path_pop(s_parser_t *p, size_t length)
+{
+    p->path[length] = '\0';
+}
+
+/* Reads an integral JSON number, or a string holding a decimal integer, into *out as two's
+ * complement bits if it lies in [-max - 1, max] (is_signed) or [0, max]. Records an error and
+ * returns false otherwise. */
+static bool s_parse_integer(s_parser_t *p, const json_t *value, bool is_signed, uint64_t max,
+                            uint64_t *out)
+{
+    bool negative;
+    uint64_t magnitude;
+    if (json_is_integer(value)) {
+        negative = json_integer_value(value) < 0;
+        magnitude = (uint64_t)json_integer_value(value);
+        magnitude = negative ? 0 - magnitude : magnitude;
+    } else if (json_is_real(value)) {
+        double d = json_real_value(value);
+        /* (double)UINT64_MAX rounds up to 2^64, the first magnitude that does not fit */
+        if (d != trunc(d) || !(fabs(d) < (double)UINT64_MAX))
+            return s_fail(p, "integer out of range");
+        negative = d < 0;
+        magnitude = (uint64_t)fabs(d);
+    } else if (json_is_string(value)) {
+        const char *text = json_string_value(value);
+        negative = *text == '-';
+        text += negative;
+        char *end;
+        errno = 0;
+        magnitude = strtoull(text, &end, 10);
+        if (*text < '0' || *text > '9' || *end != '\0' || errno != 0)
+            return s_fail(p, "not a decimal integer in range");
+    } else
+        return s_fail(p, "expected an integer");
+    bool fits = negative && magnitude > 0 ? is_signed && magnitude - 1 <= max : magnitude <= max;
+    if (!fits)
+        return s_fail(p, "integer out of range");
+    *out = negative ? 0 - magnitude : magnitude;
+    return true;
+}
+
+/* Reads a JSON number, or "NaN", "Infinity", "-Infinity" or numeric text, into *out; a float
+ * field (is_float) rejects finite values beyond FLT_MAX. Records an error and returns false
+ * otherwise. */
+static bool s_parse_double(s_parser_t *p, const json_t *value, bool is_float, double *out)
+{
+    if (json_is_number(value))
+        *out = json_number_value(value);
+    else if (!json_is_string(value))
+        return s_fail(p, "expected a number");
+    else {
+        const char *text = json_string_value(value);
+        if (strcmp(text, s_nan) == 0)
+            *out = NAN;
+        else if (strcmp(text, s_infinity) == 0)
+            *out = INFINITY;
+        else if (strcmp(text, s_minus_infinity) == 0)
+            *out = -INFINITY;
+        else {
+            /* any other text must be a JSON number */
+            json_t *number = json_loads(text, JSON_DECODE_ANY, NULL);
+            bool is_number = json_is_number(number);
+            *out = json_number_value(number);
+            json_decref(number);
+            if (!is_number)
+                return s_fail(p, "not a number");
+        }
+    }
+    if (is_float && isfinite(*out) && fabs(*out) > FLT_MAX)
+        return s_fail(p, "number out of range");
+    return true;
+}
+
+/* Reads an enum value name, or an int32 number (proto3 enums are open), into *out. Records an
+ * error and returns false otherwise. */
+static bool s_parse_enum(s_parser_t *p, const ProtobufCEnumDescriptor *desc, const json_t *value,
+                         int *out)
+{
+    if (json_is_string(value)) {
+        const ProtobufCEnumValue *named =
+            protobuf_c_enum_descriptor_get_value_by_name(desc, json_string_value(value));
+        if (!named)
+            return s_fail(p, "unknown enum value name");
+        *out = named->value;
+        return true;
+    }
+    if (!json_is_integer(value))
+        return s_fail(p, "expected an enum value name or number");
+    uint64_t bits = 0;
+    bool ok = s_parse_integer(p, value, true, INT32_MAX, &bits);
+    *out = (int)(int64_t)bits;
+    return ok;
+}
+
+/* Copies a JSON string into *out as a new malloc'd C string. Records an error and returns false
+ * if value is not a string or holds a NUL character. */
+static bool s_parse_string(s_parser_t *p, const json_t *value, char **out)
+{
+    if (!json_is_string(value))
+        return s_fail(p, "expected a string");
+    size_t length = json_string_length(value);
+    if (strlen(json_string_value(value)) != length)
+        return s_fail(p, "string contains a NUL character");
+    *out = malloc(length + 1);
+    if (!*out)
+        return s_out_of_memory(p);
+    memcpy(*out, json_string_value(value), length + 1);
+    return true;
+}
+
+/* Decodes a base64 JSON string (standard or URL-safe, padded or not) into *out, whose data is
+ * malloc'd (NULL when empty). Records an error and returns false otherwise. */
+static bool s_parse_bytes(s_parser_t *p, const json_t *value, ProtobufCBinaryData *out)
+{
+    if (!json_is_string(value))
+        return s_fail(p, "expected a base64 string");
+    const char *text = json_string_value(value);
+    size_t length = json_string_length(value);
+    size_t capacity = length / 4 * 3 + 3; /* 3 bytes per 4 characters, a partial group */
+    uint8_t *data = malloc(capacity);
+    if (!data)
+        return s_out_of_memory(p);
+    for (size_t i = 0; i < sizeof s_base64_variants / sizeof s_base64_variants[0]; i++) {
+        size_t decoded;
+        if (sodium_base642bin(data, capacity, text, length, NULL, &decoded, NULL,
+                              s_base64_variants[i]) == 0) {
+            out->len = decoded;
+            out->data = decoded ? data : NULL;
+            if (!decoded)
+                free(data);
+            return true;
+        }
+    }
+    free(data);
+    return s_fail(p, "invalid base64");
+}
+
+static ProtobufCMessage *s_parse_message(s_parser_t *p, const ProtobufCMessageDescriptor *desc,
+                                         const json_t *json);
+
+/* Reads one non-null value of field's type from JSON into the storage at dest (a singular
+ * member or an element of a repeated field's array). Anything allocated is stored in dest only
+ * on success (a scalar may be overwritten on failure). Records an error at the current path and
+ * returns false otherwise. */
+static bool s_parse_value(s_parser_t *p, const ProtobufCFieldDescriptor *field, const json_t *value,
+                          void *dest)
+{
+    uint64_t bits = 0;
+    double real = 0;
+    bool ok;
+    switch (field->type) {
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        ok = s_parse_integer(p, value, true, INT32_MAX, &bits);
+        *(int32_t *)dest = (int32_t)(int64_t)bits;
+        return ok;
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        ok = s_parse_integer(p, value, false, UINT32_MAX, &bits);
+        *(uint32_t *)dest = (uint32_t)bits;
+        return ok;
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        ok = s_parse_integer(p, value, true, INT64_MAX, &bits);
+        *(int64_t *)dest = (int64_t)bits;
+        return ok;
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return s_parse_integer(p, value, false, UINT64_MAX, dest);
+    case PROTOBUF_C_TYPE_FLOAT:
+        ok = s_parse_double(p, value, true, &real);
+        *(float *)dest = (float)real;
+        return ok;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return s_parse_double(p, value, false, dest);
+    case PROTOBUF_C_TYPE_BOOL:
+        if (!json_is_boolean(value))
+            return s_fail(p, "expected true or false");
+        *(protobuf_c_boolean *)dest = json_is_true(value);
+        return true;
+    case PROTOBUF_C_TYPE_ENUM:
+        return s_parse_enum(p, field->descriptor, value, dest);
+    case PROTOBUF_C_TYPE_STRING:
+        return s_parse_string(p, value, dest);
+    case PROTOBUF_C_TYPE_BYTES:
+        return s_parse_bytes(p, value, dest);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        *(ProtobufCMessage **)dest = s_parse_message(p, field->descriptor, value);
+        return *(ProtobufCMessage **)dest != NULL;
+    default:
+        return s_fail(p, "unsupported field type");
+    }
+}
+
+/* Reads a JSON array into the repeated field of msg: the array and its count are stored in msg
+ * first, zero-filled, so that freeing msg after a failure part-way frees what was read. */
+static bool s_parse_repeated(s_parser_t *p, ProtobufCMessage *msg,
+                             const ProtobufCFieldDescriptor *field, const json_t *value)
+{
+    if (!json_is_array(value))
+        return s_fail(p, "expected an array");
+    size_t count = json_array_size(value);
+    if (count == 0)
+        return true;
+    size_t size = s_value_sizes[field->type];
+    char *values = calloc(count, size);
+    if (!values)
+        return s_out_of_memory(p);
+    *(char **)s_member(msg, field->offset) = values;
+    *(size_t *)s_member(msg, field->quantifier_offset) = count;
+    for (size_t i = 0; i < count; i++) {
+        size_t mark = s_path_push(p, "[%zu]", i);
+        const json_t *element = json_array_get(value, i);
+        bool ok = json_is_null(element) ? s_fail(p, "null in a repeated field")
+                                        : s_parse_value(p, field, element, values + i * size);
+        if (!ok)
+            return false;
+        s_path_pop(p, mark);
+    }
+    return true;
+}
+
+/* Returns field's value in object, looked up under both of its names; NULL when absent. Records
+ * an error (and sets *ok false) if both names are present. */
+static const json_t *s_field_value(s_parser_t *p, const json_t *object,
+                                   const ProtobufCFieldDescriptor *field, bool *ok)
+{
+    const json_t *snake = json_object_get(object, field->name);
+    char *camel_name = s_camel_dup(field->name);
+    if (!camel_name) {
+        *ok = s_out_of_memory(p);
+        return NULL;
+    }
+    const json_t *camel =
+        strcmp(camel_name, field->name) ? json_object_get(object, camel_name) : NULL;
+    free(camel_name);
+    if (snake && camel) {
+        s_path_push_name(p, field->name);
+        *ok = s_fail(p, "field given under two names");
+        return NULL;
+    }
+    return snake ? snake : camel;
+}
+
+/* Reads field from object into msg. A missing or null value leaves the default. A oneof member
+ * sets the oneof's case, and is an error if another member is already set; an optional scalar
+ * sets its has_ flag. Records an error and returns false on failure. */
+static bool s_parse_field(s_parser_t *p, ProtobufCMessage *msg,
+                          const ProtobufCFieldDescriptor *field, const json_t *object)
+{
+    bool ok = true;
+    const json_t *value = s_field_value(p, object, field, &ok);
+    if (!ok || !value || json_is_null(value))
+        return ok;
+    size_t mark = s_path_push_name(p, field->name);
+    uint32_t *oneof_case =
+        field->flags & PROTOBUF_C_FIELD_FLAG_ONEOF ? s_member(msg, field->quantifier_offset) : NULL;
+    if (field->label == PROTOBUF_C_LABEL_REPEATED)
+        ok = s_parse_repeated(p, msg, field, value);
+    else if (oneof_case && *oneof_case != 0)
+        ok = s_fail(p, "more than one member of a oneof is set");
+    else
+        ok = s_parse_value(p, field, value, s_member(msg, field->offset));
+    if (!ok)
+        return false;
+    if (oneof_case)
+        *oneof_case = field->id;
+    else if (field->label == PROTOBUF_C_LABEL_OPTIONAL && field->type != PROTOBUF_C_TYPE_MESSAGE &&
+             field->type != PROTOBUF_C_TYPE_STRING)
+        *(protobuf_c_boolean *)s_member(msg, field->quantifier_offset) = 1;
+    s_path_pop(p, mark);
+    return true;
+}
+
+/* Records an error at the first key of object that names no field of desc and returns false;
+ * returns true if every key names a field. */
+static bool s_check_keys(s_parser_t *p, const ProtobufCMessageDescriptor *desc,
+                         const json_t *object)
+{
+    json_t *json = (json_t *)object;
+    for (void *it = json_object_iter(json); it; it = json_object_iter_next(json, it)) {
+        const char *key = json_object_iter_key(it);
+        bool known = false;
+        for (unsigned i = 0; !known && i < desc->n_fields; i++)
+            known =
+                strcmp(desc->fields[i].name, key) == 0 || s_camel_equals(desc->fields[i].name, key);
+        if (!known) {
+            s_path_push_name(p, key);
+            return s_fail(p, "unknown field");
+        }
+    }
+    return true;
+}
+
+/* Returns a new message of type desc read from the JSON object, which the caller frees with
+ * protobuf_c_message_free_unpacked; NULL with the error recorded if json is not a valid
+ * message, nests deeper than S_MAX_DEPTH, or memory runs out. */
+static ProtobufCMessage *s_parse_message(s_parser_t *p, const ProtobufCMessageDescriptor *desc,
+                                         const json_t *json)
+{
+    if (!json_is_object(json) || p->depth >= S_MAX_DEPTH) {
+        s_fail(p, json_is_object(json) ? "messages nested too deeply" : "expected an object");
+        return NULL;
+    }
+    if (!s_check_keys(p, desc, json))
+        return NULL;
+    ProtobufCMessage *msg = malloc(desc->sizeof_message);
+    if (!msg) {
+        s_out_of_memory(p);
+        return NULL;
+    }
+    protobuf_c_message_init(desc, msg);
+    p->depth++;
+    bool ok = true;
+    for (unsigned i = 0; ok && i < desc->n_fields; i++)
+        ok = s_parse_field(p, msg, &desc->fields[i], json);
+    p->depth--;
+    if (!ok) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return NULL;
+    }
+    return msg;
+}
+
+ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
+                                      nrm_error_t *err)
+{
+    s_parser_t parser = {.err = err, .path = "", .depth = 0};
+    nrm_error_clear(err);
+    if (!desc || !json_is_object(json)) {
+        s_fail(&parser, "expected a JSON object");
+        return NULL;
+    }
+    return s_parse_message(&parser, desc, json);
+}

@@ -1,0 +1,27 @@
+/* nrm_json: the proto3 JSON mapping, driven by protobuf-c descriptors, for every message.
+ *
+ * Field names are lowerCamelCase on output (both lowerCamelCase and the proto's snake_case are
+ * accepted on input); enums are their value names (numbers accepted on input); 64-bit integers
+ * are strings (numbers accepted on input); bytes are base64; fields at their default value are
+ * omitted on output; a oneof writes the member that is set. */
+#ifndef NRM_JSON_H
+#define NRM_JSON_H
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+#include "nrm_error.h"
+
+/* Returns a new JSON object for msg (caller owns the reference), or NULL if out of memory. */
+json_t *nrm_json_from_message(const ProtobufCMessage *msg);
+
+/* Returns a newly allocated message of type desc built from json (an object), or NULL with err
+ * set to INVALID_ARGUMENT and err->field naming the offending path in snake_case dotted form
+ * (for example "submit_report.profile.gender" or "needs[1]"). Unknown fields are an error.
+ * The caller frees the result with protobuf_c_message_free_unpacked(msg, NULL). */
+ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
+                                      nrm_error_t *err);
+
+/* Convenience: serialises msg as compact JSON text. Caller frees with free(). NULL on failure. */
+char *nrm_json_dumps_message(const ProtobufCMessage *msg);
+
+#endif

@@ -1,0 +1,31 @@
+/* nrm_outbox: events written in the same transaction as the change they describe.
+ *
+ * An nrm_tx_t is the context of one open transaction of a service: request handlers, event
+ * consumers and timers receive one and emit events through it. Nothing is published until the
+ * transaction commits; then the service's publisher gives each event its dense sequence. */
+#ifndef NRM_OUTBOX_H
+#define NRM_OUTBOX_H
+
+#include <stdint.h>
+#include "nrm_db.h"
+#include "nrm_event.h"
+
+typedef struct {
+    nrm_db_t *db;             /* connection with the open transaction */
+    const char *stream;       /* this service's stream name */
+    const char *causation_id; /* request_id or event_id behind the changes ("" if none) */
+    int64_t now_ms;           /* one clock reading for the whole transaction */
+    nrm_error_t *err;         /* where failures are described */
+    int emitted;              /* events appended so far */
+} nrm_tx_t;
+
+/* Appends ev to the outbox in tx's transaction and wakes the publishers on commit. Fills, for
+ * the stored copy only, event_id (a fresh UUID unless set), stream, topic, occurred_at_ms (tx's
+ * clock unless set) and causation_id (unless set); ev stays the caller's and is left unchanged.
+ * Returns OK or the database's failure status. */
+nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev);
+
+/* The NOTIFY channel of a schema's outbox ("<schema>_outbox") written into buf. */
+void nrm_outbox_channel(const char *schema, char *buf, size_t size);
+
+#endif

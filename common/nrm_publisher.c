@@ -1,0 +1,299 @@
+#include "nrm_publisher.h"
+#include "nrm_crypto.h"
+#include "nrm_db.h"
+#include "nrm_event.h"
+#include "nrm_log.h"
+#include "nrm_outbox.h"
+#include "nrm_time.h"
+
+#define S_BATCH 500
+#define S_POLL_MS 1000
+#define S_CHANNEL_MAX 96
+
+static const char s_sql_lock[] =
+    "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
+static const char s_sql_head_lock[] = "SELECT head FROM stream_head FOR UPDATE";
+static const char s_sql_sequence[] =
+    "WITH pick AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM outbox"
+    "              WHERE seq IS NULL ORDER BY id LIMIT $1),"
+    " upd AS (UPDATE outbox o SET seq = $2::bigint + pick.rn, sequenced_at = now()"
+    "         FROM pick WHERE o.id = pick.id RETURNING 1)"
+    " UPDATE stream_head SET head = head + (SELECT count(*) FROM upd) RETURNING head";
+static const char s_sql_notify[] = "SELECT pg_notify($1, '')";
+static const char s_sql_head[] = "SELECT head FROM stream_head";
+static const char s_sql_read[] =
+    "SELECT seq, topic, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+struct nrm_publisher_t {
+    nrm_db_t *db;
+    char *stream;
+    zsock_t *pub;
+    zloop_t *loop;
+    int heartbeat_ms;
+    int fd; /* database socket registered on loop, -1 for none */
+    bool started;
+    bool sequencer;
+    int64_t published; /* last seq published by this instance */
+    int64_t count;
+    char outbox_channel[S_CHANNEL_MAX];
+    char events_channel[S_CHANNEL_MAX];
+};
+
+nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, const char *stream,
+                                   zsock_t *pub, int heartbeat_ms)
+{
+    nrm_publisher_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->db = nrm_db_new(conninfo, schema);
+    self->stream = strdup(stream);
+    self->pub = pub;
+    self->heartbeat_ms = heartbeat_ms;
+    self->fd = -1;
+    nrm_outbox_channel(schema, self->outbox_channel, sizeof self->outbox_channel);
+    snprintf(self->events_channel, sizeof self->events_channel, "%s_events", schema);
+    if (!self->db || !self->stream)
+        nrm_publisher_destroy(&self);
+    return self;
+}
+
+void nrm_publisher_destroy(nrm_publisher_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nrm_publisher_t *self = *self_p;
+    nrm_db_destroy(&self->db);
+    free(self->stream);
+    free(self);
+    *self_p = NULL;
+}
+
+int64_t nrm_publisher_head(const nrm_publisher_t *self)
+{
+    return self->published;
+}
+
+int64_t nrm_publisher_count(const nrm_publisher_t *self)
+{
+    return self->count;
+}
+
+bool nrm_publisher_is_sequencer(const nrm_publisher_t *self)
+{
+    return self->sequencer;
+}
+
+static int s_on_database(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+
+/* Keeps loop polling the current database socket (it changes on reconnect). */
+static void s_watch_socket(nrm_publisher_t *self)
+{
+    PGconn *conn = nrm_db_conn(self->db);
+    int fd = conn ? PQsocket(conn) : -1;
+    if (fd == self->fd || !self->loop)
+        return;
+    if (self->fd >= 0) {
+        zmq_pollitem_t old = {NULL, self->fd, ZMQ_POLLIN, 0};
+        zloop_poller_end(self->loop, &old);
+    }
+    self->fd = fd;
+    if (fd >= 0) {
+        zmq_pollitem_t item = {NULL, fd, ZMQ_POLLIN, 0};
+        zloop_poller(self->loop, &item, s_on_database, self);
+        zloop_poller_set_tolerant(self->loop, &item);
+    }
+}
+
+/* Reads the committed head of the stream. Returns -1 when the database is unavailable. */
+static int64_t s_read_head(nrm_publisher_t *self)
+{
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_head", NULL, &res, NULL) != NRM_OK)
+        return -1;
+    int64_t head = PQntuples(res) ? nrm_db_int(res, 0, 0) : 0;
+    PQclear(res);
+    return head;
+}
+
+/* After a (re)connection: listen for wake-ups and try to become the sequencer. */
+static void s_on_connected(nrm_publisher_t *self)
+{
+    char sql[2 * S_CHANNEL_MAX + 32];
+    snprintf(sql, sizeof sql, "LISTEN %s; LISTEN %s", self->outbox_channel, self->events_channel);
+    nrm_db_sql(self->db, sql, NULL);
+    self->sequencer = false;
+    if (!self->started) {
+        int64_t head = s_read_head(self);
+        if (head >= 0) {
+            self->published = head;
+            self->started = true;
+        }
+    }
+}
+
+/* Tries to take the sequencer lock if nobody holds it. */
+static void s_try_lock(nrm_publisher_t *self)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, nrm_db_schema(self->db));
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_lock", &p, &res, NULL) != NRM_OK)
+        return;
+    self->sequencer = PQntuples(res) == 1 && nrm_db_int(res, 0, 0);
+    PQclear(res);
+    if (self->sequencer)
+        nrm_log_info("sequencer lock taken", "{s:s}", "stream", self->stream);
+}
+
+/* Numbers one batch of committed rows. Returns how many were numbered, or -1 on failure. */
+static int s_sequence_batch(nrm_publisher_t *self)
+{
+    PGresult *res = NULL;
+    if (nrm_db_begin(self->db, NULL) != NRM_OK ||
+        nrm_db_exec(self->db, "pub_head_lock", NULL, &res, NULL) != NRM_OK) {
+        nrm_db_rollback(self->db);
+        return -1;
+    }
+    int64_t head = nrm_db_int(res, 0, 0);
+    PQclear(res);
+    nrm_params_t p = {0};
+    nrm_params_int(&p, S_BATCH);
+    nrm_params_int(&p, head);
+    if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK) {
+        nrm_db_rollback(self->db);
+        return -1;
+    }
+    int numbered = (int)(nrm_db_int(res, 0, 0) - head);
+    PQclear(res);
+    nrm_params_t n = {0};
+    nrm_params_text(&n, self->events_channel);
+    if ((numbered > 0 && nrm_db_exec(self->db, "pub_notify", &n, NULL, NULL) != NRM_OK) ||
+        nrm_db_commit(self->db, NULL) != NRM_OK) {
+        nrm_db_rollback(self->db);
+        return -1;
+    }
+    return numbered;
+}
+
+/* Publishes one batch of numbered events after self->published. Returns how many, or -1. */
+static int s_publish_batch(nrm_publisher_t *self)
+{
+    nrm_params_t p = {0};
+    nrm_params_int(&p, self->published);
+    nrm_params_int(&p, S_BATCH);
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_read", &p, &res, NULL) != NRM_OK)
+        return -1;
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++) {
+        int64_t seq = nrm_db_int(res, i, 0);
+        size_t len = 0, out_len = 0;
+        const uint8_t *stored = nrm_db_bytes(res, i, 2, &len);
+        uint8_t *frame = nrm_event_with_seq(stored, len, seq, &out_len);
+        if (!frame)
+            break;
+        zmsg_t *msg = zmsg_new();
+        zmsg_addstr(msg, nrm_db_text(res, i, 1));
+        zmsg_addmem(msg, frame, out_len);
+        free(frame);
+        zmsg_send(&msg, self->pub); /* PUB never blocks: slow subscribers drop, then Fetch */
+        self->published = seq;
+        self->count++;
+    }
+    PQclear(res);
+    return rows;
+}
+
+/* One round of work: reconnect if needed, number what is committed, publish what is numbered. */
+static void s_work(nrm_publisher_t *self)
+{
+    bool reconnected = false;
+    if (nrm_db_connect(self->db, &reconnected, NULL) != NRM_OK) {
+        self->sequencer = false;
+        s_watch_socket(self);
+        return;
+    }
+    if (reconnected || !self->started)
+        s_on_connected(self);
+    s_watch_socket(self);
+    if (!self->started)
+        return;
+    if (!self->sequencer)
+        s_try_lock(self);
+    if (self->sequencer)
+        while (s_sequence_batch(self) == S_BATCH)
+            ;
+    while (s_publish_batch(self) == S_BATCH)
+        ;
+    s_watch_socket(self);
+}
+
+/* Database socket readable: drain notifications, then work. */
+static int s_on_database(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    nrm_publisher_t *self = arg;
+    PGconn *conn = nrm_db_conn(self->db);
+    if (conn && PQconsumeInput(conn)) {
+        PGnotify *n;
+        while ((n = PQnotifies(conn)) != NULL)
+            PQfreemem(n);
+    } else {
+        nrm_db_disconnect(self->db);
+    }
+    s_work(self);
+    return 0;
+}
+
+static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
+{
+    s_work(arg);
+    return 0;
+}
+
+void nrm_publisher_heartbeat(nrm_publisher_t *self)
+{
+    if (!self->started)
+        return;
+    Nrm__V1__StreamHead head = NRM__V1__STREAM_HEAD__INIT;
+    head.head = self->published;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    char id[37];
+    nrm_uuid_v4(id);
+    ev.event_id = id;
+    ev.stream = self->stream;
+    ev.topic = NRM_TOPIC_STREAM_HEAD;
+    ev.occurred_at_ms = nrm_now_ms();
+    ev.body_case = NRM__V1__EVENT__BODY_STREAM_HEAD;
+    ev.stream_head = &head;
+    size_t len = 0;
+    uint8_t *buf = nrm_event_pack(&ev, &len);
+    if (!buf)
+        return;
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, NRM_TOPIC_STREAM_HEAD);
+    zmsg_addmem(msg, buf, len);
+    free(buf);
+    zmsg_send(&msg, self->pub);
+}
+
+static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_publisher_heartbeat(arg);
+    return 0;
+}
+
+int nrm_publisher_attach(nrm_publisher_t *self, zloop_t *loop)
+{
+    self->loop = loop;
+    nrm_db_statement(self->db, "pub_lock", s_sql_lock);
+    nrm_db_statement(self->db, "pub_head_lock", s_sql_head_lock);
+    nrm_db_statement(self->db, "pub_sequence", s_sql_sequence);
+    nrm_db_statement(self->db, "pub_notify", s_sql_notify);
+    nrm_db_statement(self->db, "pub_head", s_sql_head);
+    nrm_db_statement(self->db, "pub_read", s_sql_read);
+    if (zloop_timer(loop, S_POLL_MS, 0, s_on_poll, self) < 0 ||
+        zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_heartbeat, self) < 0)
+        return -1;
+    s_work(self);
+    return 0;
+}

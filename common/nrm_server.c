@@ -1,0 +1,415 @@
+#include "nrm_server.h"
+#include "nrm_crypto.h"
+#include "nrm_log.h"
+#include "nrm_time.h"
+
+#include <sodium.h>
+
+#define S_HASH_BYTES 16
+#define S_MAX_BODY 64 /* highest Request body field number + 1 */
+#define S_SERVICE_PREFIX "service:"
+
+static const char s_sql_stored[] =
+    "SELECT reply, request_hash, agency_id FROM requests WHERE request_id = $1::uuid";
+static const char s_sql_store[] =
+    "INSERT INTO requests (request_id, agency_id, request_hash, reply)"
+    " VALUES ($1::uuid, $2, $3, $4)";
+static const char s_sql_audit[] =
+    "INSERT INTO audit_log (request_id, agency_id, kind, status, error_field, subject_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6)";
+
+typedef struct {
+    nrm_handler_fn fn;
+    void *ctx;
+    nrm_handler_kind_t kind;
+} s_handler_t;
+
+struct nrm_server_t {
+    char *stream;
+    nrm_db_t *db;
+    nrm_config_t *config;
+    size_t max_request_bytes;
+    s_handler_t handlers[S_MAX_BODY];
+    int64_t requests;
+    int64_t failures;
+};
+
+void *nrm_call_alloc(nrm_call_t *call, size_t size)
+{
+    void *p = calloc(1, size);
+    if (!p)
+        abort();
+    zlist_append(call->keep, p);
+    zlist_freefn(call->keep, p, free, true);
+    return p;
+}
+
+char *nrm_call_strdup(nrm_call_t *call, const char *s)
+{
+    size_t n = strlen(s ? s : "") + 1;
+    char *copy = nrm_call_alloc(call, n);
+    memcpy(copy, s ? s : "", n);
+    return copy;
+}
+
+static void s_free_message(void *msg)
+{
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+void *nrm_call_keep(nrm_call_t *call, void *msg)
+{
+    if (msg) {
+        zlist_append(call->keep, msg);
+        zlist_freefn(call->keep, msg, s_free_message, true);
+    }
+    return msg;
+}
+
+nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *config,
+                             size_t max_request_bytes)
+{
+    nrm_server_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->stream = strdup(stream);
+    self->db = db;
+    self->config = config;
+    self->max_request_bytes = max_request_bytes;
+    nrm_db_statement(db, "server_stored", s_sql_stored);
+    nrm_db_statement(db, "server_store", s_sql_store);
+    nrm_db_statement(db, "server_audit", s_sql_audit);
+    return self;
+}
+
+void nrm_server_destroy(nrm_server_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free((*self_p)->stream);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body,
+                       nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx)
+{
+    assert(body > 0 && body < S_MAX_BODY);
+    self->handlers[body] = (s_handler_t){fn, ctx, kind};
+}
+
+int64_t nrm_server_requests(const nrm_server_t *self)
+{
+    return self->requests;
+}
+
+int64_t nrm_server_failures(const nrm_server_t *self)
+{
+    return self->failures;
+}
+
+/* The body's field name ("submit_report"), for audit rows and messages. Static. */
+static const char *s_body_name(Nrm__V1__Request__BodyCase body)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&nrm__v1__request__descriptor, (unsigned)body);
+    return f ? f->name : "none";
+}
+
+/* Packs reply into a new frame. */
+static zframe_t *s_pack(const Nrm__V1__Reply *reply)
+{
+    zframe_t *frame = zframe_new(NULL, nrm__v1__reply__get_packed_size(reply));
+    nrm__v1__reply__pack(reply, zframe_data(frame));
+    return frame;
+}
+
+/* A reply frame carrying only an error. */
+static zframe_t *s_error_frame(const char *request_id, const nrm_error_t *err)
+{
+    Nrm__V1__Reply reply = NRM__V1__REPLY__INIT;
+    reply.request_id = (char *)(request_id ? request_id : "");
+    reply.status = err->status;
+    reply.error_field = (char *)err->field;
+    reply.error_message = (char *)err->message;
+    return s_pack(&reply);
+}
+
+/* Checks the envelope: request_id, sender, and a body this service handles. */
+static nrm_status_t s_check_envelope(nrm_server_t *self, const Nrm__V1__Request *req,
+                                     nrm_error_t *err)
+{
+    if (!nrm_uuid_valid(req->request_id))
+        return nrm_fail(err, NRM_INVALID_ARGUMENT, "request_id", "request_id must be a UUID");
+    if (req->body_case == NRM__V1__REQUEST__BODY__NOT_SET)
+        return nrm_fail(err, NRM_INVALID_ARGUMENT, "body", "request has no body");
+    if ((unsigned)req->body_case >= S_MAX_BODY || !self->handlers[req->body_case].fn)
+        return nrm_fail(err, NRM_UNIMPLEMENTED, "body", "%s is not served by %s",
+                        s_body_name(req->body_case), self->stream);
+    if (req->body_case == NRM__V1__REQUEST__BODY_PING)
+        return NRM_OK;
+    const char *agency = req->agency_id;
+    bool known = nrm_config_agency(self->config, agency) != NULL;
+    if (!known && strncmp(agency, S_SERVICE_PREFIX, strlen(S_SERVICE_PREFIX)) == 0) {
+        char path[128];
+        snprintf(path, sizeof path, "services.%s", agency + strlen(S_SERVICE_PREFIX));
+        known = nrm_config_get(self->config, path) != NULL;
+    }
+    if (!known)
+        return nrm_fail(err, NRM_UNAUTHENTICATED, "agency_id", "unknown agency");
+    return NRM_OK;
+}
+
+/* Writes the audit row of a request (inside the caller's transaction, or on its own). */
+static void s_audit(nrm_server_t *self, const Nrm__V1__Request *req, nrm_status_t status,
+                    const char *field, const char *subject)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, req->request_id);
+    nrm_params_text(&p, req->agency_id);
+    nrm_params_text(&p, s_body_name(req->body_case));
+    nrm_params_text(&p, nrm_status_name(status));
+    nrm_params_text(&p, field ? field : "");
+    nrm_params_text(&p, subject ? subject : "");
+    nrm_db_exec(self->db, "server_audit", &p, NULL, NULL);
+}
+
+/* Looks for a stored reply. Returns OK with *frame set when one exists for the same request,
+ * OK with *frame NULL when none exists, CONFLICT when the id was used for another request. */
+static nrm_status_t s_stored_reply(nrm_server_t *self, const Nrm__V1__Request *req,
+                                   const uint8_t *hash, zframe_t **frame, nrm_error_t *err)
+{
+    *frame = NULL;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, req->request_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(self->db, "server_stored", &p, &res, err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 1) {
+        size_t hash_len = 0, reply_len = 0;
+        const uint8_t *stored_hash = nrm_db_bytes(res, 0, 1, &hash_len);
+        const uint8_t *reply = nrm_db_bytes(res, 0, 0, &reply_len);
+        if (hash_len != S_HASH_BYTES || memcmp(stored_hash, hash, S_HASH_BYTES) != 0 ||
+            strcmp(nrm_db_text(res, 0, 2), req->agency_id) != 0)
+            st = nrm_fail(err, NRM_CONFLICT, "request_id",
+                          "request_id was already used for a different request");
+        else
+            *frame = zframe_new(reply, reply_len);
+    }
+    PQclear(res);
+    return st;
+}
+
+/* Starts a call for req (the caller destroys call->keep). */
+static void s_call_init(nrm_server_t *self, nrm_call_t *call, const Nrm__V1__Request *req,
+                        Nrm__V1__Reply *reply, nrm_db_t *db, nrm_error_t *err)
+{
+    *reply = (Nrm__V1__Reply)NRM__V1__REPLY__INIT;
+    reply->request_id = req->request_id;
+    reply->status = NRM_OK;
+    const char *type = nrm_config_agency_type(self->config, req->agency_id);
+    *call = (nrm_call_t){
+        .tx = {db, self->stream, req->request_id, nrm_now_ms(), err, 0},
+        .request = req,
+        .reply = reply,
+        .agency_id = req->agency_id,
+        .agency_type = type ? type : "",
+        .subject_id = "",
+        .config = self->config,
+        .keep = zlist_new(),
+    };
+}
+
+/* Runs a handler that needs no database. Returns the reply frame, or NULL with err set. */
+static zframe_t *s_run_no_db(nrm_server_t *self, const Nrm__V1__Request *req, nrm_error_t *err)
+{
+    s_handler_t *h = &self->handlers[req->body_case];
+    Nrm__V1__Reply reply;
+    nrm_call_t call;
+    s_call_init(self, &call, req, &reply, NULL, err);
+    zframe_t *frame = h->fn(h->ctx, &call) == NRM_OK ? s_pack(&reply) : NULL;
+    zlist_destroy(&call.keep);
+    return frame;
+}
+
+/* Runs the handler in the open batch transaction, inside its own savepoint, storing the reply
+ * of a write. On OK returns the reply frame; on failure returns NULL with err set and the
+ * request's changes rolled back to the savepoint. */
+static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const uint8_t *data,
+                       size_t len, nrm_error_t *err)
+{
+    s_handler_t *h = &self->handlers[req->body_case];
+    uint8_t hash[S_HASH_BYTES];
+    crypto_generichash(hash, sizeof hash, data, len, NULL, 0);
+    if (nrm_db_sql(self->db, "SAVEPOINT request", err) != NRM_OK)
+        return NULL;
+    zframe_t *frame = NULL;
+    nrm_status_t st = NRM_OK;
+    if (h->kind == NRM_HANDLER_WRITE)
+        st = s_stored_reply(self, req, hash, &frame, err);
+    if (st != NRM_OK || frame) {
+        nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL);
+        return frame;
+    }
+    Nrm__V1__Reply reply;
+    nrm_call_t call;
+    s_call_init(self, &call, req, &reply, self->db, err);
+    st = h->fn(h->ctx, &call);
+    if (st == NRM_OK) {
+        frame = s_pack(&reply);
+        if (h->kind == NRM_HANDLER_WRITE) {
+            nrm_params_t p = {0};
+            nrm_params_text(&p, req->request_id);
+            nrm_params_text(&p, req->agency_id);
+            nrm_params_bytes(&p, hash, sizeof hash);
+            nrm_params_bytes(&p, zframe_data(frame), zframe_size(frame));
+            st = nrm_db_exec(self->db, "server_store", &p, NULL, err);
+        }
+        if (st == NRM_OK && h->kind != NRM_HANDLER_QUIET)
+            s_audit(self, req, NRM_OK, "", call.subject_id);
+        if (st == NRM_OK)
+            st = nrm_db_sql(self->db, "RELEASE SAVEPOINT request", err);
+    }
+    zlist_destroy(&call.keep);
+    if (st == NRM_OK)
+        return frame;
+    zframe_destroy(&frame);
+    if (err->status == NRM_OK)
+        nrm_fail(err, st, NULL, "request failed");
+    if (nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL) != NRM_OK)
+        return NULL;
+    if (st == NRM_CONFLICT && h->kind == NRM_HANDLER_WRITE) {
+        /* a twin of this request committed first (another instance): answer with its reply */
+        nrm_error_t again;
+        nrm_error_clear(&again);
+        s_stored_reply(self, req, hash, &frame, &again);
+        if (frame) {
+            nrm_error_clear(err);
+            return frame;
+        }
+    }
+    return NULL;
+}
+
+/* One decoded request of a batch. */
+typedef struct {
+    Nrm__V1__Request *req; /* NULL when the frame was refused before decoding */
+    bool needs_db;
+    bool audit_refusal; /* refused before its handler: audited in the batch transaction */
+    bool ok;
+    nrm_error_t err;
+    int64_t started_us;
+} s_item_t;
+
+/* Decodes and checks one frame; returns the error reply frame when it is refused outright, or
+ * NULL when the request goes on (item->req set). */
+static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item)
+{
+    nrm_error_clear(&item->err);
+    item->started_us = nrm_mono_us();
+    size_t len = zframe_size(frame);
+    if (len > self->max_request_bytes) {
+        nrm_fail(&item->err, NRM_INVALID_ARGUMENT, "",
+                 "request of %zu bytes exceeds the limit of %zu", len, self->max_request_bytes);
+        nrm_log_warn("request refused", "{s:s, s:I}", "status", "INVALID_ARGUMENT", "bytes",
+                     (json_int_t)len);
+        return s_error_frame("", &item->err);
+    }
+    item->req = nrm__v1__request__unpack(NULL, len, zframe_data(frame));
+    if (!item->req) {
+        nrm_fail(&item->err, NRM_INVALID_ARGUMENT, "", "malformed request: not a nrm.v1.Request");
+        nrm_log_warn("request refused", "{s:s, s:s}", "status", "INVALID_ARGUMENT", "reason",
+                     "malformed");
+        return s_error_frame("", &item->err);
+    }
+    if (s_check_envelope(self, item->req, &item->err) != NRM_OK) {
+        item->audit_refusal = nrm_uuid_valid(item->req->request_id);
+        return s_error_frame(item->req->request_id, &item->err);
+    }
+    item->needs_db = self->handlers[item->req->body_case].kind != NRM_HANDLER_NO_DB;
+    return NULL;
+}
+
+/* Logs the outcome of one request (and audits a refusal that reached no handler's savepoint). */
+static void s_finish(nrm_server_t *self, s_item_t *item)
+{
+    if (item->err.status != NRM_OK)
+        self->failures++;
+    Nrm__V1__Request *req = item->req;
+    if (!req)
+        return;
+    bool quiet = req->body_case == NRM__V1__REQUEST__BODY_PING ||
+                 req->body_case == NRM__V1__REQUEST__BODY_FETCH;
+    /* the agency id is echoed only when it is a configured one: never arbitrary client text */
+    const char *agency =
+        nrm_config_agency(self->config, req->agency_id) ? req->agency_id : "unlisted";
+    if (!quiet || item->err.status != NRM_OK)
+        nrm_log(item->err.status == NRM_OK ? NRM_LOG_INFO : NRM_LOG_WARN, "request",
+                "{s:s, s:s, s:s, s:s, s:I}", "kind", s_body_name(req->body_case), "agency",
+                agency, "status", nrm_status_name(item->err.status), "field", item->err.field,
+                "us", (json_int_t)(nrm_mono_us() - item->started_us));
+}
+
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
+                        zframe_t **replies)
+{
+    s_item_t *items = calloc(n, sizeof *items);
+    assert(items);
+    size_t db_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        self->requests++;
+        replies[i] = s_decode(self, requests[i], &items[i]);
+        if (!replies[i] && !items[i].needs_db) {
+            replies[i] = s_run_no_db(self, items[i].req, &items[i].err);
+            if (!replies[i])
+                replies[i] = s_error_frame(items[i].req->request_id, &items[i].err);
+        }
+        if (!replies[i] || items[i].audit_refusal)
+            db_count++;
+    }
+    nrm_error_t batch_err;
+    nrm_error_clear(&batch_err);
+    bool open = db_count > 0 && nrm_db_begin(self->db, &batch_err) == NRM_OK;
+    for (size_t i = 0; i < n; i++) {
+        s_item_t *it = &items[i];
+        if (replies[i] && it->audit_refusal && open)
+            s_audit(self, it->req, it->err.status, it->err.field, "");
+        if (replies[i])
+            continue;
+        if (open)
+            replies[i] = s_run(self, it->req, zframe_data(requests[i]),
+                               zframe_size(requests[i]), &it->err);
+        else
+            nrm_fail(&it->err, NRM_UNAVAILABLE, NULL, "database unavailable");
+        it->ok = replies[i] != NULL;
+        if (!it->ok) {
+            bool quiet = self->handlers[it->req->body_case].kind == NRM_HANDLER_QUIET;
+            if (open && it->err.status != NRM_UNAVAILABLE && !quiet)
+                s_audit(self, it->req, it->err.status, it->err.field, "");
+            replies[i] = s_error_frame(it->req->request_id, &it->err);
+        }
+    }
+    if (open && nrm_db_commit(self->db, &batch_err) != NRM_OK) {
+        nrm_db_rollback(self->db);
+        for (size_t i = 0; i < n; i++) {
+            if (!items[i].ok)
+                continue;
+            /* the outcome is unknown to us: the client retries with the same request_id */
+            zframe_destroy(&replies[i]);
+            nrm_fail(&items[i].err, NRM_UNAVAILABLE, NULL, "database unavailable");
+            replies[i] = s_error_frame(items[i].req->request_id, &items[i].err);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_finish(self, &items[i]);
+        if (items[i].req)
+            nrm__v1__request__free_unpacked(items[i].req, NULL);
+    }
+    free(items);
+}
+
+void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config)
+{
+    self->config = config;
+}

@@ -1,0 +1,77 @@
+/* nrm_server: turns one api frame into one Reply frame.
+ *
+ * It owns the rules every service follows: a bounded request size; decoding that cannot crash;
+ * a request_id that is a UUID; a known sending agency; a handler per request body; for writes,
+ * one transaction holding the change, its outbox events, the stored reply and the audit row,
+ * so OK is answered only after commit and a repeated request_id gets the stored reply and
+ * changes nothing. Failed requests are rolled back and audited on their own. */
+#ifndef NRM_SERVER_H
+#define NRM_SERVER_H
+
+#include <czmq.h>
+#include "nrm/v1/api.pb-c.h"
+#include "nrm_config.h"
+#include "nrm_db.h"
+#include "nrm_outbox.h"
+
+typedef struct nrm_server_t nrm_server_t;
+
+/* One request being handled. Handlers read request and fill reply's result; memory for the
+ * result (and anything else that must live until the reply is sent) comes from
+ * nrm_call_alloc / nrm_call_strdup / nrm_call_keep, freed after the reply is packed. */
+typedef struct {
+    nrm_tx_t tx;                     /* the open transaction; emit events through it */
+    const Nrm__V1__Request *request; /* borrowed */
+    Nrm__V1__Reply *reply;           /* status and request_id are set by the server */
+    const char *agency_id;           /* the sender */
+    const char *agency_type;         /* its type from the configuration ("NGO", ...), or "" */
+    const char *subject_id;          /* set by the handler: the id the audit row names */
+    nrm_config_t *config;            /* borrowed */
+    zlist_t *keep;                   /* owned by the server */
+} nrm_call_t;
+
+typedef nrm_status_t (*nrm_handler_fn)(void *ctx, nrm_call_t *call);
+
+typedef enum {
+    NRM_HANDLER_WRITE, /* transaction, stored reply, audit */
+    NRM_HANDLER_READ,  /* transaction, audit, nothing stored */
+    NRM_HANDLER_QUIET, /* transaction only: replication traffic */
+    NRM_HANDLER_NO_DB  /* no transaction (call.tx.db is NULL): health, answered even when the
+                          database is down */
+} nrm_handler_kind_t;
+
+/* Zeroed memory that lives until the reply is sent. Never NULL (aborts when out of memory). */
+void *nrm_call_alloc(nrm_call_t *call, size_t size);
+char *nrm_call_strdup(nrm_call_t *call, const char *s);
+
+/* Hands a protobuf message to the call: freed with protobuf_c_message_free_unpacked after the
+ * reply is sent. Returns msg. */
+void *nrm_call_keep(nrm_call_t *call, void *msg);
+
+/* Returns a new server for service `stream` working on db and config (both borrowed).
+ * max_request_bytes bounds the accepted frame size. */
+nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *config,
+                             size_t max_request_bytes);
+
+/* Frees the server and sets *self to NULL. Safe on NULL. */
+void nrm_server_destroy(nrm_server_t **self);
+
+/* Installs the handler of one request body. */
+void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body,
+                       nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx);
+
+/* Handles n request frames as one batch (group commit): every request that needs the
+ * database runs in its own savepoint of one transaction, and the transaction commits once.
+ * replies[i] receives the Reply frame for requests[i] (caller destroys; never NULL). Replies are
+ * final only after this returns: if the commit fails, every database reply becomes UNAVAILABLE. */
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
+                        zframe_t **replies);
+
+/* Replaces the configuration used for new requests (borrowed). */
+void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config);
+
+/* Requests handled and failed since start. */
+int64_t nrm_server_requests(const nrm_server_t *self);
+int64_t nrm_server_failures(const nrm_server_t *self);
+
+#endif

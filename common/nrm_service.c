@@ -1,0 +1,542 @@
+#include "nrm_service.h"
+#include "nrm_crypto.h"
+#include "nrm_event.h"
+#include "nrm_log.h"
+#include "nrm_publisher.h"
+#include "nrm_time.h"
+
+#include <signal.h>
+
+#define S_MAX_CONSUMERS 8
+#define S_MAX_TIMERS 8
+#define S_MAX_COUNTERS 16
+#define S_API_BATCH 64
+#define S_API_HWM 10000
+#define S_PUB_HWM 100000
+#define S_FETCH_CAP 1000
+#define S_RELOAD_CHECK_MS 500
+#define S_DB_WAIT_MS 1000
+#define S_HARD_LIMIT_FACTOR 4
+#define S_DEFAULT_HEARTBEAT_MS 5000
+#define S_DEFAULT_MAX_REQUEST 1048576
+#define S_PATH_MAX 160
+
+static const char s_sql_fetch[] =
+    "SELECT seq, payload FROM outbox WHERE seq >= $1 ORDER BY seq LIMIT $2";
+static const char s_sql_head[] = "SELECT head FROM stream_head";
+
+typedef struct {
+    char *source;
+    const char *const *prefixes;
+    nrm_apply_fn apply;
+    void *ctx;
+    nrm_consumer_t *consumer;
+} s_consumer_slot_t;
+
+typedef struct {
+    nrm_service_t *service;
+    int period_ms;
+    nrm_timer_fn fn;
+    void *ctx;
+} s_timer_slot_t;
+
+typedef struct {
+    const char *name;
+    int64_t value;
+} s_counter_t;
+
+struct nrm_service_t {
+    char *name;
+    nrm_config_t *config;
+    nrm_db_t *db;
+    char *conninfo;
+    const nrm_migration_t *migrations;
+    size_t migration_count;
+    nrm_server_t *server;
+    nrm_publisher_t *publisher;
+    zsock_t *api;
+    zsock_t *events;
+    zloop_t *loop;
+    s_consumer_slot_t consumers[S_MAX_CONSUMERS];
+    int consumer_count;
+    s_timer_slot_t timers[S_MAX_TIMERS];
+    int timer_count;
+    nrm_reload_fn reload_fn;
+    void *reload_ctx;
+    s_counter_t counters[S_MAX_COUNTERS];
+    int counter_count;
+};
+
+static volatile sig_atomic_t s_reload_requested = 0;
+
+static void s_on_sighup(int signum)
+{
+    (void)signum;
+    s_reload_requested = 1;
+}
+
+/* Prints usage for a service binary. */
+static void s_usage(const char *name)
+{
+    printf("usage: nrm-%s [--config FILE]\n"
+           "  Runs the %s service. The configuration file defaults to $NRM_CONFIG, then\n"
+           "  /etc/nrm/config.json. Settings can be overridden by NRM_* environment variables\n"
+           "  (NRM_SERVICES_%s_API for services.%s.api, ...). SIGHUP reloads the\n"
+           "  configuration; SIGTERM stops after the batch in hand.\n",
+           name, name, "<NAME>", name);
+}
+
+/* Returns the configuration path from the command line, the environment or the default;
+ * NULL after printing usage (with *exit_code set) when the service should not start. */
+static const char *s_config_path(const char *name, int argc, char **argv, int *exit_code)
+{
+    const char *path = getenv("NRM_CONFIG") ? getenv("NRM_CONFIG") : "/etc/nrm/config.json";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            s_usage(name);
+            *exit_code = 0;
+            return NULL;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("nrm-%s %s\n", name, NRM_VERSION);
+            *exit_code = 0;
+            return NULL;
+        } else {
+            fprintf(stderr, "nrm-%s: unknown argument '%s' (try --help)\n", name, argv[i]);
+            *exit_code = 2;
+            return NULL;
+        }
+    }
+    return path;
+}
+
+/* Reads a whole small file (a secret) into a malloc'd string without trailing newline. */
+static char *s_read_secret(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return strdup(buf);
+}
+
+/* Appends key='value' to a libpq connection string, quoting as libpq requires. */
+static void s_conninfo_add(char *buf, size_t size, const char *key, const char *value)
+{
+    size_t n = strlen(buf);
+    n += (size_t)snprintf(buf + n, n < size ? size - n : 0, " %s='", key);
+    for (const char *p = value; *p && n + 3 < size; p++) {
+        if (*p == '\'' || *p == '\\')
+            buf[n++] = '\\';
+        buf[n++] = *p;
+    }
+    if (n + 2 < size) {
+        buf[n++] = '\'';
+        buf[n] = '\0';
+    }
+}
+
+char *nrm_service_conninfo(nrm_config_t *config, const char *name)
+{
+    char path[S_PATH_MAX], role[S_PATH_MAX];
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", nrm_config_string(config, "database.conninfo", ""));
+    snprintf(role, sizeof role, "nrm_%s", name);
+    snprintf(path, sizeof path, "services.%s.db_user", name);
+    s_conninfo_add(buf, sizeof buf, "user", nrm_config_string(config, path, role));
+    snprintf(path, sizeof path, "services.%s.db_password", name);
+    const char *password = nrm_config_string(config, path, NULL);
+    snprintf(path, sizeof path, "services.%s.db_password_file", name);
+    const char *password_file = nrm_config_string(config, path, NULL);
+    char *secret = password_file ? s_read_secret(password_file) : NULL;
+    if (secret || password)
+        s_conninfo_add(buf, sizeof buf, "password", secret ? secret : password);
+    if (secret) {
+        memset(secret, 0, strlen(secret));
+        free(secret);
+    }
+    snprintf(path, sizeof path, "nrm-%s", name);
+    s_conninfo_add(buf, sizeof buf, "application_name", path);
+    if (!strstr(buf, "connect_timeout"))
+        s_conninfo_add(buf, sizeof buf, "connect_timeout", "3");
+    return strdup(buf);
+}
+
+nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
+                               const nrm_migration_t *migrations, size_t count, int *exit_code)
+{
+    const char *path = s_config_path(name, argc, argv, exit_code);
+    if (!path)
+        return NULL;
+    *exit_code = 2;
+    nrm_error_t err;
+    nrm_config_t *config = nrm_config_load(path, &err);
+    if (!config) {
+        fprintf(stderr, "nrm-%s: %s\n", name, err.message);
+        return NULL;
+    }
+    nrm_log_init(name, nrm_config_string(config, "log_level", "info"));
+    if (nrm_crypto_init() != 0) {
+        nrm_log_error("libsodium failed to start", NULL);
+        nrm_config_destroy(&config);
+        return NULL;
+    }
+    nrm_service_t *self = calloc(1, sizeof *self);
+    self->name = strdup(name);
+    self->config = config;
+    self->conninfo = nrm_service_conninfo(config, name);
+    self->db = nrm_db_new(self->conninfo, name);
+    self->migrations = migrations;
+    self->migration_count = count;
+    size_t max_request = (size_t)nrm_config_int(config, "max_request_bytes", S_DEFAULT_MAX_REQUEST);
+    self->server = nrm_server_new(name, self->db, config, max_request);
+    self->loop = zloop_new();
+    *exit_code = 0;
+    return self;
+}
+
+void nrm_service_destroy(nrm_service_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    nrm_service_t *self = *self_p;
+    for (int i = 0; i < self->consumer_count; i++) {
+        nrm_consumer_destroy(&self->consumers[i].consumer);
+        free(self->consumers[i].source);
+    }
+    zloop_destroy(&self->loop);
+    nrm_publisher_destroy(&self->publisher);
+    zsock_destroy(&self->api);
+    zsock_destroy(&self->events);
+    nrm_server_destroy(&self->server);
+    nrm_db_destroy(&self->db);
+    nrm_config_destroy(&self->config);
+    free(self->conninfo);
+    free(self->name);
+    free(self);
+    *self_p = NULL;
+}
+
+nrm_config_t *nrm_service_config(nrm_service_t *self)
+{
+    return self->config;
+}
+
+nrm_db_t *nrm_service_db(nrm_service_t *self)
+{
+    return self->db;
+}
+
+const char *nrm_service_name(const nrm_service_t *self)
+{
+    return self->name;
+}
+
+void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
+                        nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx)
+{
+    nrm_server_handle(self->server, body, kind, fn, ctx);
+}
+
+void nrm_service_consume(nrm_service_t *self, const char *source, const char *const *prefixes,
+                         nrm_apply_fn apply, void *ctx)
+{
+    assert(self->consumer_count < S_MAX_CONSUMERS);
+    self->consumers[self->consumer_count++] =
+        (s_consumer_slot_t){strdup(source), prefixes, apply, ctx, NULL};
+}
+
+void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
+{
+    assert(self->timer_count < S_MAX_TIMERS);
+    self->timers[self->timer_count++] = (s_timer_slot_t){self, period_ms, fn, ctx};
+}
+
+void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx)
+{
+    self->reload_fn = fn;
+    self->reload_ctx = ctx;
+}
+
+int64_t *nrm_service_counter(nrm_service_t *self, const char *name)
+{
+    for (int i = 0; i < self->counter_count; i++)
+        if (strcmp(self->counters[i].name, name) == 0)
+            return &self->counters[i].value;
+    assert(self->counter_count < S_MAX_COUNTERS);
+    self->counters[self->counter_count] = (s_counter_t){name, 0};
+    return &self->counters[self->counter_count++].value;
+}
+
+/* Adds one counter to a Pong. */
+static void s_pong_counter(nrm_call_t *call, Nrm__V1__Pong *pong, const char *name, int64_t v)
+{
+    Nrm__V1__Counter *c = nrm_call_alloc(call, sizeof *c);
+    nrm__v1__counter__init(c);
+    c->name = (char *)name;
+    c->value = v;
+    pong->counters[pong->n_counters++] = c;
+}
+
+/* Ping: health, head, counters and consumer positions; answered without the database. */
+static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
+{
+    nrm_service_t *self = ctx;
+    Nrm__V1__Pong *pong = nrm_call_alloc(call, sizeof *pong);
+    nrm__v1__pong__init(pong);
+    pong->service = self->name;
+    pong->version = NRM_VERSION;
+    pong->stream_head = self->publisher ? nrm_publisher_head(self->publisher) : 0;
+    pong->database_ok = nrm_db_connected(self->db);
+    size_t max_counters = (size_t)self->counter_count + 4;
+    pong->counters = nrm_call_alloc(call, max_counters * sizeof *pong->counters);
+    s_pong_counter(call, pong, "requests", nrm_server_requests(self->server));
+    s_pong_counter(call, pong, "requests_failed", nrm_server_failures(self->server));
+    s_pong_counter(call, pong, "events_published",
+                   self->publisher ? nrm_publisher_count(self->publisher) : 0);
+    s_pong_counter(call, pong, "sequencer",
+                   self->publisher && nrm_publisher_is_sequencer(self->publisher));
+    for (int i = 0; i < self->counter_count; i++)
+        s_pong_counter(call, pong, self->counters[i].name, self->counters[i].value);
+    pong->consumers = nrm_call_alloc(call, S_MAX_CONSUMERS * sizeof *pong->consumers);
+    for (int i = 0; i < self->consumer_count; i++) {
+        nrm_consumer_t *c = self->consumers[i].consumer;
+        if (!c)
+            continue;
+        Nrm__V1__ConsumerState *cs = nrm_call_alloc(call, sizeof *cs);
+        nrm__v1__consumer_state__init(cs);
+        cs->stream = (char *)nrm_consumer_stream(c);
+        cs->checkpoint = nrm_consumer_checkpoint(c);
+        cs->known_head = nrm_consumer_known_head(c);
+        pong->consumers[pong->n_consumers++] = cs;
+    }
+    call->reply->result_case = NRM__V1__REPLY__RESULT_PONG;
+    call->reply->pong = pong;
+    return NRM_OK;
+}
+
+/* Fetch: replay of this service's own stream from from_seq, at most max (capped). */
+static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
+{
+    nrm_service_t *self = ctx;
+    const Nrm__V1__Fetch *f = call->request->fetch;
+    if (strcmp(f->stream, self->name) != 0)
+        return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "fetch.stream",
+                        "this service serves the stream '%s' only", self->name);
+    if (f->from_seq < 0)
+        return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "fetch.from_seq",
+                        "from_seq must not be negative");
+    int max = f->max <= 0 || f->max > S_FETCH_CAP ? S_FETCH_CAP : f->max;
+    nrm_params_t p = {0};
+    nrm_params_int(&p, f->from_seq);
+    nrm_params_int(&p, max);
+    PGresult *res = NULL, *head = NULL;
+    nrm_status_t st = nrm_db_exec(self->db, "service_fetch", &p, &res, call->tx.err);
+    if (st == NRM_OK)
+        st = nrm_db_exec(self->db, "service_head", NULL, &head, call->tx.err);
+    if (st != NRM_OK) {
+        PQclear(res);
+        return st;
+    }
+    Nrm__V1__FetchResult *fr = nrm_call_alloc(call, sizeof *fr);
+    nrm__v1__fetch_result__init(fr);
+    fr->head = nrm_db_int(head, 0, 0);
+    PQclear(head);
+    int rows = PQntuples(res);
+    fr->events = nrm_call_alloc(call, (size_t)(rows ? rows : 1) * sizeof *fr->events);
+    for (int i = 0; i < rows; i++) {
+        size_t len = 0, out_len = 0;
+        const uint8_t *stored = nrm_db_bytes(res, i, 1, &len);
+        uint8_t *bytes = nrm_event_with_seq(stored, len, nrm_db_int(res, i, 0), &out_len);
+        Nrm__V1__Event *ev = bytes ? nrm_event_unpack(bytes, out_len) : NULL;
+        free(bytes);
+        if (!ev)
+            break;
+        fr->events[fr->n_events++] = nrm_call_keep(call, ev);
+    }
+    PQclear(res);
+    call->reply->result_case = NRM__V1__REPLY__RESULT_FETCH_RESULT;
+    call->reply->fetch_result = fr;
+    return NRM_OK;
+}
+
+/* api socket readable: take up to a batch of requests, answer them after one commit. */
+static int s_on_api(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    nrm_service_t *self = arg;
+    zmsg_t *envelopes[S_API_BATCH];
+    zframe_t *requests[S_API_BATCH], *replies[S_API_BATCH];
+    size_t n = 0;
+    while (n < S_API_BATCH) {
+        zmsg_t *msg = zmsg_recv_nowait(sock);
+        if (!msg)
+            break;
+        /* [identity][payload] from DEALER, [identity][empty][payload] from REQ */
+        size_t frames = zmsg_size(msg);
+        zmsg_first(msg);
+        zframe_t *second = frames >= 2 ? zmsg_next(msg) : NULL;
+        bool req_style = frames == 3 && zframe_size(second) == 0;
+        if (frames != 2 && !req_style) {
+            zmsg_destroy(&msg);
+            continue; /* not a request envelope: nobody to answer */
+        }
+        requests[n] = zmsg_last(msg);
+        envelopes[n++] = msg;
+    }
+    if (n == 0)
+        return 0;
+    nrm_server_process(self->server, requests, n, replies);
+    for (size_t i = 0; i < n; i++) {
+        zframe_t *payload = zmsg_last(envelopes[i]);
+        zmsg_remove(envelopes[i], payload);
+        zframe_destroy(&payload);
+        zmsg_append(envelopes[i], &replies[i]);
+        zmsg_send(&envelopes[i], sock);
+    }
+    return 0;
+}
+
+/* Runs one periodic job in its own transaction. */
+static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
+{
+    s_timer_slot_t *slot = arg;
+    nrm_service_t *self = slot->service;
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    if (nrm_db_begin(self->db, &err) != NRM_OK)
+        return 0;
+    nrm_tx_t tx = {self->db, self->name, "", nrm_now_ms(), &err, 0};
+    if (slot->fn(slot->ctx, &tx) == NRM_OK && nrm_db_commit(self->db, &err) == NRM_OK)
+        return 0;
+    nrm_db_rollback(self->db);
+    nrm_log_warn("periodic job failed", "{s:s, s:s}", "status", nrm_status_name(err.status),
+                 "message", err.message);
+    return 0;
+}
+
+/* SIGHUP: load the configuration again; keep the old one if the new one is refused. */
+static int s_on_reload_check(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (!s_reload_requested)
+        return 0;
+    s_reload_requested = 0;
+    nrm_error_t err;
+    nrm_config_t *fresh = nrm_config_load(nrm_config_path(self->config), &err);
+    if (!fresh || (self->reload_fn && self->reload_fn(self->reload_ctx, fresh) != NRM_OK)) {
+        nrm_log_error("configuration reload refused", "{s:s}", "message",
+                      fresh ? "rejected by the service" : err.message);
+        nrm_config_destroy(&fresh);
+        return 0;
+    }
+    nrm_server_set_config(self->server, fresh);
+    nrm_config_destroy(&self->config);
+    self->config = fresh;
+    nrm_log_info("configuration reloaded", NULL);
+    return 0;
+}
+
+/* Waits for the database and applies the migrations. Returns 0, or -1 when interrupted. */
+static int s_prepare_database(nrm_service_t *self)
+{
+    nrm_error_t err;
+    bool warned = false;
+    while (!zsys_interrupted) {
+        if (nrm_migrate(self->db, bus_migrations, bus_migrations_count, &err) == NRM_OK &&
+            nrm_migrate(self->db, self->migrations, self->migration_count, &err) == NRM_OK)
+            return 0;
+        if (!warned)
+            nrm_log_warn("waiting for the database", "{s:s}", "message", err.message);
+        warned = true;
+        zclock_sleep(S_DB_WAIT_MS);
+    }
+    return -1;
+}
+
+/* Returns a socket of type bound to the service's setting `key`, or NULL after logging. */
+static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const char *dflt)
+{
+    char path[S_PATH_MAX];
+    snprintf(path, sizeof path, "services.%s.%s", self->name, key);
+    const char *endpoint = nrm_config_string(self->config, path, dflt);
+    zsock_t *sock = zsock_new(type);
+    size_t max = (size_t)nrm_config_int(self->config, "max_request_bytes", S_DEFAULT_MAX_REQUEST);
+    if (type == ZMQ_ROUTER) {
+        zsock_set_maxmsgsize(sock, (int)(max * S_HARD_LIMIT_FACTOR));
+        zsock_set_rcvhwm(sock, S_API_HWM);
+        zsock_set_sndhwm(sock, S_API_HWM);
+    } else {
+        zsock_set_sndhwm(sock, S_PUB_HWM);
+    }
+    zsock_set_linger(sock, 0);
+    if (zsock_bind(sock, "%s", endpoint) < 0) {
+        nrm_log_error("cannot bind", "{s:s, s:s}", "setting", path, "endpoint", endpoint);
+        zsock_destroy(&sock);
+    }
+    return sock;
+}
+
+/* Creates and attaches every consumer from the configuration. Returns 0 or -1. */
+static int s_start_consumers(nrm_service_t *self)
+{
+    char agency[S_PATH_MAX], api_path[S_PATH_MAX], events_path[S_PATH_MAX];
+    snprintf(agency, sizeof agency, "service:%s", self->name);
+    for (int i = 0; i < self->consumer_count; i++) {
+        s_consumer_slot_t *slot = &self->consumers[i];
+        snprintf(api_path, sizeof api_path, "services.%s.api_connect", slot->source);
+        snprintf(events_path, sizeof events_path, "services.%s.events_connect", slot->source);
+        const char *api = nrm_config_string(self->config, api_path, NULL);
+        const char *events = nrm_config_string(self->config, events_path, NULL);
+        if (!api || !events) {
+            nrm_log_error("missing endpoints of a consumed stream", "{s:s}", "stream",
+                          slot->source);
+            return -1;
+        }
+        nrm_consumer_spec_t spec = {self->name, slot->source, events, api, agency,
+                                    slot->prefixes, slot->apply, slot->ctx};
+        slot->consumer = nrm_consumer_new(self->db, &spec);
+        if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int nrm_service_run(nrm_service_t *self)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_sighup;
+    sigaction(SIGHUP, &sa, NULL);
+    nrm_db_statement(self->db, "service_fetch", s_sql_fetch);
+    nrm_db_statement(self->db, "service_head", s_sql_head);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch,
+                       self);
+    zsys_catch_interrupts();
+    if (s_prepare_database(self) != 0)
+        return 0;
+    self->events = s_bind(self, ZMQ_PUB, "events", NULL);
+    self->api = s_bind(self, ZMQ_ROUTER, "api", NULL);
+    if (!self->events || !self->api)
+        return 1;
+    int heartbeat = (int)nrm_config_int(self->config, "heartbeat_ms", S_DEFAULT_HEARTBEAT_MS);
+    self->publisher =
+        nrm_publisher_new(self->conninfo, self->name, self->name, self->events, heartbeat);
+    if (!self->publisher || nrm_publisher_attach(self->publisher, self->loop) != 0 ||
+        s_start_consumers(self) != 0)
+        return 1;
+    zloop_reader(self->loop, self->api, s_on_api, self);
+    for (int i = 0; i < self->timer_count; i++)
+        zloop_timer(self->loop, (size_t)self->timers[i].period_ms, 0, s_on_timer,
+                    &self->timers[i]);
+    zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
+    nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);
+    zloop_start(self->loop);
+    nrm_log_info("service stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages needed to build, run and test the system.
+# Idempotent: does nothing when every package is already present. Needs root (or sudo).
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  libzmq3-dev libczmq-dev
+  libpq-dev postgresql-15 postgresql-client-15 postgresql-contrib
+  libjansson-dev
+  libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
+  libsodium-dev
+  libcurl4-openssl-dev
+  libcmocka-dev
+  uuid-runtime procps iproute2 python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing: ${missing[*]}" >&2
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
