@@ -130,6 +130,14 @@ static int s_set_search_path(nrm_db_t *self)
     return rc;
 }
 
+/* Server notices (such as "already exists, skipping") are not errors; they are dropped rather
+ * than written unstructured to stderr. */
+static void s_ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err)
 {
     if (reconnected)
@@ -148,6 +156,7 @@ nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err)
         self->conn = NULL;
         return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
     }
+    PQsetNoticeProcessor(self->conn, s_ignore_notice, NULL);
     self->generation++;
     if (reconnected)
         *reconnected = true;

@@ -99,6 +99,7 @@ static bool s_camel_equals(const char *snake, const char *key)
 
 /* --- Output: message -> JSON --- */
 
+/* Defined below: the JSON object for a (sub)message, new reference. */
 static json_t *s_message_to_json(const ProtobufCMessage *msg);
 
 /* Returns a JSON real for d, or the proto3 string for NaN and the infinities; new reference. */
@@ -227,9 +228,12 @@ static json_t *s_repeated_to_json(const ProtobufCMessage *msg,
     return array;
 }
 
-/* Returns the JSON object for msg, new reference; NULL if out of memory. */
+/* Returns the JSON object for msg, new reference; NULL if out of memory. A NULL msg (which a
+ * well-formed message only holds in a repeated field by mistake) is written as {}. */
 static json_t *s_message_to_json(const ProtobufCMessage *msg)
 {
+    if (!msg)
+        return json_object();
     const ProtobufCMessageDescriptor *desc = msg->descriptor;
     json_t *object = json_object();
     for (unsigned i = 0; object && i < desc->n_fields; i++) {
@@ -256,11 +260,13 @@ static json_t *s_message_to_json(const ProtobufCMessage *msg)
     return object;
 }
 
+/* Public: see nrm_json.h. The caller owns the returned reference. */
 json_t *nrm_json_from_message(const ProtobufCMessage *msg)
 {
     return msg ? s_message_to_json(msg) : NULL;
 }
 
+/* Public: see nrm_json.h. The caller frees the returned text with free(). */
 char *nrm_json_dumps_message(const ProtobufCMessage *msg)
 {
     json_t *json = nrm_json_from_message(msg);
@@ -325,11 +331,14 @@ static bool s_parse_integer(s_parser_t *p, const json_t *value, bool is_signed, 
         magnitude = negative ? 0 - magnitude : magnitude;
     } else if (json_is_real(value)) {
         double d = json_real_value(value);
-        /* (double)UINT64_MAX rounds up to 2^64, the first magnitude that does not fit */
-        if (d != trunc(d) || !(fabs(d) < (double)UINT64_MAX))
-            return s_fail(p, "integer out of range");
         negative = d < 0;
-        magnitude = (uint64_t)fabs(d);
+        d = negative ? -d : d;
+        /* (double)UINT64_MAX rounds up to 2^64, the first magnitude that does not fit */
+        if (!(d < (double)UINT64_MAX))
+            return s_fail(p, "integer out of range");
+        magnitude = (uint64_t)d;
+        if ((double)magnitude != d)
+            return s_fail(p, "not an integer");
     } else if (json_is_string(value)) {
         const char *text = json_string_value(value);
         negative = *text == '-';
@@ -375,7 +384,7 @@ static bool s_parse_double(s_parser_t *p, const json_t *value, bool is_float, do
                 return s_fail(p, "not a number");
         }
     }
-    if (is_float && isfinite(*out) && fabs(*out) > FLT_MAX)
+    if (is_float && isfinite(*out) && (*out > FLT_MAX || *out < -FLT_MAX))
         return s_fail(p, "number out of range");
     return true;
 }
@@ -444,6 +453,7 @@ static bool s_parse_bytes(s_parser_t *p, const json_t *value, ProtobufCBinaryDat
     return s_fail(p, "invalid base64");
 }
 
+/* Defined below: reads a (sub)message; recursion is bounded by S_MAX_DEPTH. */
 static ProtobufCMessage *s_parse_message(s_parser_t *p, const ProtobufCMessageDescriptor *desc,
                                          const json_t *json);
 
@@ -633,6 +643,8 @@ static ProtobufCMessage *s_parse_message(s_parser_t *p, const ProtobufCMessageDe
     return msg;
 }
 
+/* Public: see nrm_json.h. json is only read; the caller frees the result with
+ * protobuf_c_message_free_unpacked(msg, NULL). */
 ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
                                       nrm_error_t *err)
 {

@@ -39,31 +39,40 @@ static void s_node_init(ProtobufCMessage *msg)
 }
 
 static const ProtobufCFieldDescriptor s_node_fields[] = {
-    {"child", 1, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_MESSAGE, 0, offsetof(node_t, child),
-     &s_node_descriptor, NULL, 0, 0, NULL, NULL},
-    {"value", 2, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_INT32, 0, offsetof(node_t, value), NULL,
-     NULL, 0, 0, NULL, NULL},
-    {"blob", 3, PROTOBUF_C_LABEL_NONE, PROTOBUF_C_TYPE_BYTES, 0, offsetof(node_t, blob), NULL, NULL,
-     0, 0, NULL, NULL},
+    {.name = "child",
+     .id = 1,
+     .label = PROTOBUF_C_LABEL_NONE,
+     .type = PROTOBUF_C_TYPE_MESSAGE,
+     .offset = offsetof(node_t, child),
+     .descriptor = &s_node_descriptor},
+    {.name = "value",
+     .id = 2,
+     .label = PROTOBUF_C_LABEL_NONE,
+     .type = PROTOBUF_C_TYPE_INT32,
+     .offset = offsetof(node_t, value)},
+    {.name = "blob",
+     .id = 3,
+     .label = PROTOBUF_C_LABEL_NONE,
+     .type = PROTOBUF_C_TYPE_BYTES,
+     .offset = offsetof(node_t, blob)},
 };
-static const unsigned s_node_fields_by_name[] = {2, 0, 1};
+static const unsigned s_node_fields_by_name[] = {2, 0, 1}; /* blob, child, value */
 static const ProtobufCIntRange s_node_ranges[] = {{1, 0}, {0, 3}};
 
-static const ProtobufCMessageDescriptor s_node_descriptor = {PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
-                                                             "test.Node",
-                                                             "Node",
-                                                             "node_t",
-                                                             "test",
-                                                             sizeof(node_t),
-                                                             3,
-                                                             s_node_fields,
-                                                             s_node_fields_by_name,
-                                                             1,
-                                                             s_node_ranges,
-                                                             s_node_init,
-                                                             NULL,
-                                                             NULL,
-                                                             NULL};
+static const ProtobufCMessageDescriptor s_node_descriptor = {
+    .magic = PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+    .name = "test.Node",
+    .short_name = "Node",
+    .c_name = "node_t",
+    .package_name = "test",
+    .sizeof_message = sizeof(node_t),
+    .n_fields = 3,
+    .fields = s_node_fields,
+    .fields_sorted_by_name = s_node_fields_by_name,
+    .n_field_ranges = 1,
+    .field_ranges = s_node_ranges,
+    .message_init = s_node_init,
+};
 
 /* ---------------------------------------------------------------------------------------------
  * Helpers

@@ -1,0 +1,461 @@
+/* Intake request handlers: open or link a case from a report, update, withdraw consent, close. */
+#include "intake.h"
+#include "nrm_log.h"
+#include "nrm_validate.h"
+
+#include <sodium.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_MAX_NEEDS 16
+#define S_LIST_TEXT 64
+#define S_AAD_MAX 96
+
+static const char s_sql_open[] =
+    "INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor, profile,"
+    " exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
+    " consent_to_referral, consent_to_data_sharing)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13)"
+    " ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
+    " DO NOTHING RETURNING case_id";
+static const char s_sql_find_open[] =
+    "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
+static const char s_sql_load[] =
+    "SELECT status, array_to_string(needs, ','), urgency, safety_risk, consent_to_referral"
+    " FROM cases WHERE case_id = $1 FOR UPDATE";
+static const char s_sql_save[] =
+    "UPDATE cases SET needs = $2::int[], urgency = $3, safety_risk = $4,"
+    " consent_to_referral = $5, updated_at = now() WHERE case_id = $1";
+static const char s_sql_close[] =
+    "UPDATE cases SET status = 'closed', close_reason = $2, closed_at = now(), updated_at = now()"
+    " WHERE case_id = $1";
+static const char s_sql_report[] =
+    "INSERT INTO reports (case_id, request_id, reporting_agency_id, region, identified_at, linked,"
+    " key_id, person_sealed, notes_sealed)"
+    " VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9)";
+static const char s_sql_agency[] =
+    "INSERT INTO case_agencies (case_id, agency_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+static const char s_sql_is_reporter[] =
+    "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
+
+void intake_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "intake_open", s_sql_open);
+    nrm_db_statement(db, "intake_find_open", s_sql_find_open);
+    nrm_db_statement(db, "intake_load", s_sql_load);
+    nrm_db_statement(db, "intake_save", s_sql_save);
+    nrm_db_statement(db, "intake_close", s_sql_close);
+    nrm_db_statement(db, "intake_report", s_sql_report);
+    nrm_db_statement(db, "intake_agency", s_sql_agency);
+    nrm_db_statement(db, "intake_is_reporter", s_sql_is_reporter);
+}
+
+/* The state of a case that updates change. */
+typedef struct {
+    bool open;
+    int needs[S_MAX_NEEDS];
+    size_t n_needs;
+    int urgency;
+    int safety_risk;
+    bool consent;
+} s_case_t;
+
+/* Adds a need unless present. Returns true when it was added. */
+static bool s_add_need(s_case_t *c, int need)
+{
+    for (size_t i = 0; i < c->n_needs; i++)
+        if (c->needs[i] == need)
+            return false;
+    if (c->n_needs == S_MAX_NEEDS)
+        return false;
+    c->needs[c->n_needs++] = need;
+    return true;
+}
+
+/* Writes a list of ints as a PostgreSQL array literal ("{1,2}"). */
+static void s_array_text(const int *v, size_t n, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "{");
+    for (size_t i = 0; i < n && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ",%d" : "%d", v[i]);
+    if (used < size)
+        snprintf(buf + used, size - used, "}");
+}
+
+/* Loads (and locks) a case. NOT_FOUND names field when there is no such case. */
+static nrm_status_t s_load(nrm_tx_t *tx, const char *case_id, const char *field, s_case_t *c)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "intake_load", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return nrm_fail(tx->err, NRM_NOT_FOUND, field, "no such case");
+    }
+    memset(c, 0, sizeof *c);
+    c->open = strcmp(nrm_db_text(res, 0, 0), "open") == 0;
+    char needs[S_LIST_TEXT];
+    snprintf(needs, sizeof needs, "%s", nrm_db_text(res, 0, 1));
+    char *save = NULL;
+    for (char *t = strtok_r(needs, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        s_add_need(c, atoi(t));
+    c->urgency = (int)nrm_db_int(res, 0, 2);
+    c->safety_risk = (int)nrm_db_int(res, 0, 3);
+    c->consent = nrm_db_int(res, 0, 4) != 0;
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Saves the changeable state of a case. */
+static nrm_status_t s_save(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
+{
+    char needs[S_LIST_TEXT];
+    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, needs);
+    nrm_params_int(&p, c->urgency);
+    nrm_params_int(&p, c->safety_risk);
+    nrm_params_bool(&p, c->consent);
+    return nrm_db_exec(tx->db, "intake_save", &p, NULL, tx->err);
+}
+
+/* Emits case.updated with the case's state. */
+static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
+{
+    Nrm__V1__CaseUpdated body = NRM__V1__CASE_UPDATED__INIT;
+    body.needs = (Nrm__V1__ServiceType *)c->needs;
+    body.n_needs = c->n_needs;
+    body.urgency = (Nrm__V1__Urgency)c->urgency;
+    body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
+    body.consent_to_referral = c->consent;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_UPDATED;
+    ev.case_updated = &body;
+    return nrm_tx_emit(tx, &ev);
+}
+
+/* Loads an open case the sender may change: one of its reporting agencies or a coordinator. */
+static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, const char *field,
+                                      s_case_t *c)
+{
+    nrm_status_t st = s_load(&call->tx, case_id, field, c);
+    if (st != NRM_OK)
+        return st;
+    if (strcmp(call->agency_type, "COORDINATOR") != 0) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, case_id);
+        nrm_params_text(&p, call->agency_id);
+        PGresult *res = NULL;
+        st = nrm_db_exec(call->tx.db, "intake_is_reporter", &p, &res, call->tx.err);
+        if (st != NRM_OK)
+            return st;
+        bool reporter = PQntuples(res) == 1;
+        PQclear(res);
+        if (!reporter)
+            return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field,
+                            "only an agency that reported the case or a coordinator may change it");
+    }
+    if (!c->open)
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field, "the case is closed");
+    call->subject_id = case_id;
+    return NRM_OK;
+}
+
+/* Seals the report's identifying data and stores the report. */
+static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char *case_id,
+                                   bool linked)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    Nrm__V1__PersonalData empty = NRM__V1__PERSONAL_DATA__INIT;
+    const Nrm__V1__PersonalData *person = r->person ? r->person : &empty;
+    size_t plen = nrm__v1__personal_data__get_packed_size(person);
+    uint8_t *plain = malloc(plen ? plen : 1);
+    nrm__v1__personal_data__pack(person, plain);
+    char aad[S_AAD_MAX];
+    snprintf(aad, sizeof aad, "intake.report:%s", case_id);
+    uint8_t *person_sealed = NULL, *notes_sealed = NULL;
+    size_t person_len = 0, notes_len = 0;
+    uint32_t key_id = 0, notes_key = 0;
+    int sealed = nrm_seal(self->keys, plain, plen, aad, &person_sealed, &person_len, &key_id) ||
+                 nrm_seal(self->keys, r->notes, strlen(r->notes), aad, &notes_sealed,
+                          &notes_len, &notes_key);
+    sodium_memzero(plain, plen);
+    free(plain);
+    nrm_status_t st = NRM_OK;
+    if (sealed != 0) {
+        st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "sealing failed");
+    } else {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, case_id);
+        nrm_params_text(&p, call->request->request_id);
+        nrm_params_text(&p, call->agency_id);
+        nrm_params_text(&p, r->region);
+        nrm_params_int(&p, r->identified_at_ms);
+        nrm_params_bool(&p, linked);
+        nrm_params_int(&p, key_id);
+        nrm_params_bytes(&p, person_sealed, person_len);
+        nrm_params_bytes(&p, notes_sealed, notes_len);
+        st = nrm_db_exec(call->tx.db, "intake_report", &p, NULL, call->tx.err);
+    }
+    free(person_sealed);
+    free(notes_sealed);
+    if (st != NRM_OK)
+        return st;
+    nrm_params_t a = {0};
+    nrm_params_text(&a, case_id);
+    nrm_params_text(&a, call->agency_id);
+    return nrm_db_exec(call->tx.db, "intake_agency", &a, NULL, call->tx.err);
+}
+
+/* Inserts a new case unless an open case has the same identity hash. On OK, *opened says
+ * whether a case was created; otherwise case_id is replaced by the existing case's id. */
+static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts,
+                                   const char *hash, const Nrm__V1__Profile *profile,
+                                   const s_case_t *c, char case_id[37], bool *opened)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    size_t profile_len = nrm__v1__profile__get_packed_size(profile);
+    uint8_t *profile_bytes = malloc(profile_len ? profile_len : 1);
+    nrm__v1__profile__pack(profile, profile_bytes);
+    char types[S_LIST_TEXT], needs[S_LIST_TEXT];
+    s_array_text((const int *)r->exploitation_types, r->n_exploitation_types, types, sizeof types);
+    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, hash[0] ? hash : NULL);
+    nrm_params_text(&p, r->region);
+    nrm_params_text(&p, call->agency_id);
+    nrm_params_bool(&p, facts->is_minor);
+    nrm_params_bytes(&p, profile_bytes, profile_len);
+    nrm_params_text(&p, types);
+    nrm_params_text(&p, r->country_of_exploitation);
+    nrm_params_text(&p, needs);
+    nrm_params_int(&p, c->urgency);
+    nrm_params_int(&p, c->safety_risk);
+    nrm_params_bool(&p, c->consent);
+    nrm_params_bool(&p, r->consent_to_data_sharing);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
+    free(profile_bytes);
+    if (st != NRM_OK)
+        return st;
+    *opened = PQntuples(res) == 1;
+    PQclear(res);
+    if (*opened)
+        return NRM_OK;
+    nrm_params_t f = {0};
+    nrm_params_text(&f, hash);
+    st = nrm_db_exec(call->tx.db, "intake_find_open", &f, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        /* the matching case was closed between the insert and the lookup: retry the request */
+        return nrm_fail(call->tx.err, NRM_UNAVAILABLE, NULL, "case changed meanwhile, retry");
+    }
+    snprintf(case_id, 37, "%s", nrm_db_text(res, 0, 0));
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Emits case.opened for a new case. */
+static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
+                                  const intake_facts_t *facts, Nrm__V1__Profile *profile,
+                                  const s_case_t *c)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    Nrm__V1__CaseOpened body = NRM__V1__CASE_OPENED__INIT;
+    body.reporting_agency_id = (char *)call->agency_id;
+    body.region = r->region;
+    body.profile = profile;
+    body.is_minor = facts->is_minor;
+    body.exploitation_types = r->exploitation_types;
+    body.n_exploitation_types = r->n_exploitation_types;
+    body.country_of_exploitation = r->country_of_exploitation;
+    body.needs = (Nrm__V1__ServiceType *)c->needs;
+    body.n_needs = c->n_needs;
+    body.urgency = (Nrm__V1__Urgency)c->urgency;
+    body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
+    body.consent_to_referral = c->consent;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_OPENED;
+    ev.case_opened = &body;
+    return nrm_tx_emit(&call->tx, &ev);
+}
+
+/* A linked report: record it, merge what it adds to the case, tell the stream. */
+static nrm_status_t s_link(nrm_call_t *call, const char *case_id, const s_case_t *reported)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    s_case_t c;
+    nrm_status_t st = s_load(&call->tx, case_id, "submit_report", &c);
+    if (st != NRM_OK)
+        return st;
+    bool changed = false;
+    for (size_t i = 0; i < reported->n_needs; i++)
+        changed |= s_add_need(&c, reported->needs[i]);
+    if (reported->urgency > c.urgency) {
+        c.urgency = reported->urgency;
+        changed = true;
+    }
+    if (reported->safety_risk > c.safety_risk) {
+        c.safety_risk = reported->safety_risk;
+        changed = true;
+    }
+    Nrm__V1__CaseLinked body = NRM__V1__CASE_LINKED__INIT;
+    body.reporting_agency_id = (char *)call->agency_id;
+    body.region = r->region;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_LINKED;
+    ev.case_linked = &body;
+    st = nrm_tx_emit(&call->tx, &ev);
+    if (st == NRM_OK && changed)
+        st = s_save(&call->tx, case_id, &c);
+    if (st == NRM_OK && changed)
+        st = s_emit_updated(&call->tx, case_id, &c);
+    return st;
+}
+
+nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
+{
+    intake_t *self = ctx;
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    intake_facts_t facts;
+    if (intake_check_report(r, call->config, call->tx.now_ms, &facts, call->tx.err) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    s_case_t c = {.open = true,
+                  .urgency = r->urgency ? (int)r->urgency : NRM__V1__URGENCY__URGENCY_ROUTINE,
+                  .safety_risk = r->safety_risk ? (int)r->safety_risk
+                                                : NRM__V1__SAFETY_RISK__SAFETY_RISK_MEDIUM,
+                  .consent = r->consent_to_referral};
+    for (size_t i = 0; i < r->n_needs; i++)
+        s_add_need(&c, r->needs[i]);
+    /* the published profile: the age from the date of birth when there is one */
+    Nrm__V1__Profile profile = *r->profile;
+    profile.age_unknown = !facts.has_age;
+    profile.age_years = facts.has_age ? facts.age_years : 0;
+    profile.age_estimated = facts.has_age && !facts.age_from_birth_date && r->profile->age_estimated;
+    char hash[65] = "";
+    const Nrm__V1__PersonalData *person = r->person;
+    if (person && person->full_name[0] && (person->date_of_birth[0] || profile.nationality[0]))
+        nrm_identity_hash(self->keys, person->full_name, person->date_of_birth,
+                          profile.nationality, hash);
+    char case_id[37];
+    nrm_uuid_v4(case_id);
+    bool opened = false;
+    nrm_status_t st = s_open_or_find(call, &facts, hash, &profile, &c, case_id, &opened);
+    if (st == NRM_OK)
+        st = s_store_report(self, call, case_id, !opened);
+    if (st == NRM_OK)
+        st = opened ? s_emit_opened(call, case_id, &facts, &profile, &c)
+                    : s_link(call, case_id, &c);
+    if (st != NRM_OK)
+        return st;
+    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
+    nrm__v1__case_ref__init(ref);
+    ref->case_id = nrm_call_strdup(call, case_id);
+    ref->linked = !opened;
+    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
+    call->reply->case_ref = ref;
+    call->subject_id = ref->case_id;
+    return NRM_OK;
+}
+
+/* Sets the reply of a request about an existing case. */
+static void s_reply_case(nrm_call_t *call, const char *case_id)
+{
+    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
+    nrm__v1__case_ref__init(ref);
+    ref->case_id = nrm_call_strdup(call, case_id);
+    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
+    call->reply->case_ref = ref;
+}
+
+nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
+{
+    const Nrm__V1__UpdateCase *u = call->request->update_case;
+    if (intake_check_update(u, call->tx.err) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    s_case_t c;
+    nrm_status_t st = s_load_for_change(call, u->case_id, "update_case.case_id", &c);
+    if (st != NRM_OK)
+        return st;
+    bool changed = false;
+    for (size_t i = 0; i < u->n_add_needs; i++)
+        changed |= s_add_need(&c, u->add_needs[i]);
+    if (u->urgency && (int)u->urgency != c.urgency) {
+        c.urgency = u->urgency;
+        changed = true;
+    }
+    if (u->safety_risk && (int)u->safety_risk != c.safety_risk) {
+        c.safety_risk = u->safety_risk;
+        changed = true;
+    }
+    if (u->consent_to_referral && !c.consent) {
+        c.consent = true;
+        changed = true;
+    }
+    if (changed && (st = s_save(&call->tx, u->case_id, &c)) == NRM_OK)
+        st = s_emit_updated(&call->tx, u->case_id, &c);
+    if (st == NRM_OK)
+        s_reply_case(call, u->case_id);
+    return st;
+}
+
+nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
+{
+    const Nrm__V1__WithdrawConsent *w = call->request->withdraw_consent;
+    if (nrm_check_text(call->tx.err, "withdraw_consent.case_id", w->case_id, 64, true) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    s_case_t c;
+    nrm_status_t st = s_load_for_change(call, w->case_id, "withdraw_consent.case_id", &c);
+    if (st != NRM_OK)
+        return st;
+    c.consent = false;
+    st = s_save(&call->tx, w->case_id, &c);
+    Nrm__V1__ConsentWithdrawn body = NRM__V1__CONSENT_WITHDRAWN__INIT;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = w->case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN;
+    ev.consent_withdrawn = &body;
+    if (st == NRM_OK)
+        st = nrm_tx_emit(&call->tx, &ev);
+    if (st == NRM_OK)
+        s_reply_case(call, w->case_id);
+    return st;
+}
+
+nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
+{
+    const Nrm__V1__CloseCase *cl = call->request->close_case;
+    if (intake_check_close(cl, call->tx.err) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    s_case_t c;
+    nrm_status_t st = s_load_for_change(call, cl->case_id, "close_case.case_id", &c);
+    if (st != NRM_OK)
+        return st;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, cl->case_id);
+    nrm_params_text(&p, cl->reason);
+    st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
+    Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
+    body.reason = cl->reason;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = cl->case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_CLOSED;
+    ev.case_closed = &body;
+    if (st == NRM_OK)
+        st = nrm_tx_emit(&call->tx, &ev);
+    if (st == NRM_OK)
+        s_reply_case(call, cl->case_id);
+    return st;
+}

@@ -1,0 +1,88 @@
+/* The integration test harness: a private database per test on the test cluster, real service
+ * processes started from the build tree, real sockets to talk to them.
+ *
+ * The cluster is started once per ctest run (fixture "pg"); its socket directory and port come
+ * from NRM_TEST_PGHOST and NRM_TEST_PGPORT. Each harness creates database t_<name>, a keyring,
+ * and a configuration (the demonstration one, with endpoints on ports of its own, a short
+ * heartbeat and any overrides the test sets) in a temporary directory, removed on destroy along
+ * with every process the harness started. Service logs go to files the test can search. */
+#ifndef NRM_HARNESS_H
+#define NRM_HARNESS_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include "nrm/v1/api.pb-c.h"
+#include "nrm_error.h"
+
+#define HARNESS_TIMEOUT_MS 10000
+#define HARNESS_MAX_INSTANCES 4
+
+typedef struct harness_t harness_t;
+typedef struct harness_sub_t harness_sub_t;
+
+/* Returns a new harness for the named test (letters, digits, '_'); aborts on failure. */
+harness_t *harness_new(const char *name);
+
+/* Stops every process (SIGKILL), drops nothing (the database stays for post-mortems), removes
+ * the temporary directory. Sets *self to NULL. */
+void harness_destroy(harness_t **self);
+
+/* Sets a configuration value (dotted path; the value is stolen). Applies to services started
+ * afterwards. */
+void harness_config_set(harness_t *self, const char *path, json_t *value);
+
+/* Starts instance `instance` (0..3) of service; waits until it answers Ping with a database.
+ * Instances after 0 get their own api/events ports. Returns 0, or -1 (after printing its log). */
+int harness_start(harness_t *self, const char *service, int instance);
+
+/* Sends signal to the instance and, for SIGKILL/SIGTERM, waits for it to end. Returns the exit
+ * status as from waitpid, or -1. */
+int harness_signal(harness_t *self, const char *service, int instance, int signal);
+
+/* The api and events endpoints of an instance, for tests that open their own sockets. */
+const char *harness_api(harness_t *self, const char *service, int instance);
+const char *harness_events(harness_t *self, const char *service, int instance);
+
+/* Sends req to instance 0 of service as agency and returns the Reply (caller frees with
+ * nrm__v1__reply__free_unpacked), or NULL on timeout. request_id is generated when empty. */
+Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *agency,
+                             Nrm__V1__Request *req);
+Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instance,
+                                const char *agency, Nrm__V1__Request *req);
+
+/* Runs SQL as the superuser on the test database; returns the result (caller PQclears); aborts
+ * on error. harness_sql_int returns the first column of the first row as an integer. */
+PGresult *harness_sql(harness_t *self, const char *sql);
+long long harness_sql_int(harness_t *self, const char *sql);
+
+/* Restarts the PostgreSQL cluster (fast stop, start). stop/start separately for outages. */
+void harness_pg_stop(harness_t *self);
+void harness_pg_start(harness_t *self);
+
+/* True when the instance's log file contains needle. */
+bool harness_log_contains(harness_t *self, const char *service, int instance, const char *needle);
+
+/* Subscribes to the events socket of an instance (all topics) and records every frame. */
+harness_sub_t *harness_subscribe(harness_t *self, const char *service, int instance);
+void harness_sub_destroy(harness_sub_t **sub);
+
+/* Waits for the next event whose topic starts with prefix (skipping others and stream.head),
+ * up to timeout_ms. Returns it (caller frees with nrm__v1__event__free_unpacked) or NULL. */
+Nrm__V1__Event *harness_sub_next(harness_sub_t *sub, const char *prefix, int timeout_ms);
+
+/* True when any frame received so far (topics and bodies, raw bytes) contains needle. */
+bool harness_sub_saw_bytes(harness_sub_t *sub, const char *needle);
+
+/* Reads the whole stream of service with Fetch from seq 1. Returns the number of events and
+ * stores them in *events (caller frees each and the array). */
+size_t harness_fetch_all(harness_t *self, const char *service, Nrm__V1__Event ***events);
+
+/* Milliseconds to sleep in polling loops, and a helper to poll a SQL count until it equals
+ * want (returns the last value seen). */
+long long harness_wait_sql(harness_t *self, const char *sql, long long want, int timeout_ms);
+
+/* The harness's temporary directory (for files a test writes). */
+const char *harness_dir(const harness_t *self);
+
+#endif
