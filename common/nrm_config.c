@@ -13,7 +13,8 @@ struct nrm_config_t {
     json_t *overrides; /* environment values handed out, kept alive by path */
 };
 
-nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
+/* Loads one JSON object file. Returns a new reference, or NULL with err set. */
+static json_t *s_load_object(const char *path, nrm_error_t *err)
 {
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -25,6 +26,80 @@ nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
     if (!json_is_object(root)) {
         json_decref(root);
         nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: not an object", path);
+        return NULL;
+    }
+    return root;
+}
+
+/* Merges src into dst: objects recursively, arrays concatenated, anything else must not be
+ * set twice. Returns 0, or -1 with err naming the key. */
+static int s_merge(json_t *dst, json_t *src, const char *file, nrm_error_t *err)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(src, key, value)
+    {
+        json_t *have = json_object_get(dst, key);
+        if (!have) {
+            json_object_set(dst, key, value);
+        } else if (json_is_object(have) && json_is_object(value)) {
+            if (s_merge(have, value, file, err) != 0)
+                return -1;
+        } else if (json_is_array(have) && json_is_array(value)) {
+            json_array_extend(have, value);
+        } else {
+            nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: '%s' set twice",
+                     file, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Merges every file named by the root's "include" list (paths relative to the including
+ * file's directory unless absolute). Returns 0, or -1 with err set. */
+static int s_includes(json_t *root, const char *path, nrm_error_t *err)
+{
+    json_t *list = json_object_get(root, "include");
+    if (!list)
+        return 0;
+    char dir[NRM_CONFIG_PATH_MAX * 4];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *name = json_string_value(item);
+        char file[NRM_CONFIG_PATH_MAX * 8];
+        if (!name) {
+            nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "include entries must be paths");
+            return -1;
+        }
+        if (name[0] == '/')
+            snprintf(file, sizeof file, "%s", name);
+        else
+            snprintf(file, sizeof file, "%s/%s", dir, name);
+        json_t *part = s_load_object(file, err);
+        int rc = part ? s_merge(root, part, file, err) : -1;
+        json_decref(part);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
+{
+    json_t *root = s_load_object(path, err);
+    if (!root)
+        return NULL;
+    if (s_includes(root, path, err) != 0) {
+        json_decref(root);
         return NULL;
     }
     nrm_config_t *self = calloc(1, sizeof *self);

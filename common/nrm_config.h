@@ -3,7 +3,11 @@
  * A setting is named by its dotted path ("services.intake.api"). Any string or integer
  * setting can be overridden by the environment variable NRM_ followed by the path upper-cased
  * with every other character turned into '_' (NRM_SERVICES_INTAKE_API). Regions, agencies,
- * providers, shelters and deadlines are data in the file, never in code. */
+ * providers, shelters and deadlines are data in the file, never in code.
+ *
+ * The file may list data files to merge in, "include": ["routing.json", ...] (relative to its
+ * own directory): their objects merge into the root, arrays with the same key concatenate
+ * (so a providers file can add its agencies), and a scalar set twice is an error. */
 #ifndef NRM_CONFIG_H
 #define NRM_CONFIG_H
 

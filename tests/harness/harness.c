@@ -157,6 +157,16 @@ harness_t *harness_new(const char *name)
     self->config = json_load_file(cmd, 0, &jerr);
     if (!self->config)
         s_die("cannot read deploy/demo/config.json");
+    /* the demonstration data files stay where they are */
+    json_t *includes = json_object_get(self->config, "include");
+    size_t k;
+    json_t *inc;
+    json_array_foreach(includes, k, inc)
+    {
+        char abs[2 * S_PATH];
+        snprintf(abs, sizeof abs, "%s/deploy/demo/%s", source, json_string_value(inc));
+        json_array_set_new(includes, k, json_string(abs));
+    }
     char conninfo[2 * S_PATH];
     snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s", pghost, pgport,
              self->dbname);
