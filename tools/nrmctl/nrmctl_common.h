@@ -1,0 +1,86 @@
+/* nrmctl_common: what every nrmctl command shares: the global options, the configuration and
+ * its endpoints, reading JSON input, printing JSON output and one-line error messages.
+ *
+ * Output discipline: replies and events go to stdout as one line of proto3 JSON each, flushed
+ * at once; errors go to stderr as one line "nrmctl: ..." and never carry identifying data
+ * (so never a value taken from an input file or a reply). */
+#ifndef NRMCTL_COMMON_H
+#define NRMCTL_COMMON_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "nrm/v1/api.pb-c.h"
+#include "nrm_config.h"
+
+/* Exit codes, as documented in the usage text. */
+#define NRMCTL_EXIT_OK 0
+#define NRMCTL_EXIT_STATUS 1      /* the service answered with a non-OK status */
+#define NRMCTL_EXIT_USAGE 2       /* usage error, unreadable or invalid input */
+#define NRMCTL_EXIT_UNAVAILABLE 3 /* no reply within the timeout */
+
+#define NRMCTL_DEFAULT_CONFIG "/etc/nrm/config.json"
+#define NRMCTL_DEFAULT_AGENCY "coordinator"
+#define NRMCTL_DEFAULT_TIMEOUT_MS 5000
+
+/* The global options and the configuration, loaded on first use. */
+typedef struct {
+    const char *config_path;
+    const char *agency_id;
+    int timeout_ms;
+    nrm_config_t *config;
+} nrmctl_t;
+
+/* The four services of the mechanism, NULL-terminated: the default of ping and tail. */
+extern const char *const nrmctl_services[];
+
+/* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). */
+void nrmctl_init(nrmctl_t *ctl);
+
+/* Frees what ctl holds (the configuration). */
+void nrmctl_cleanup(nrmctl_t *ctl);
+
+/* Prints "nrmctl: <message>" as one line on stderr. */
+void nrmctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints a usage error about command (NULL for the global options) and returns
+ * NRMCTL_EXIT_USAGE. */
+int nrmctl_usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Parses text as a decimal integer in [min, max] into *out. Returns true on success. */
+bool nrmctl_parse_int(const char *text, int64_t min, int64_t max, int64_t *out);
+
+/* Returns the configuration, loading it on first use; NULL after printing why it cannot. */
+nrm_config_t *nrmctl_config(nrmctl_t *ctl);
+
+/* Returns the endpoint services.<service>.<kind> ("api_connect" or "events_connect"),
+ * environment overrides included, or NULL when the configuration does not give one.
+ * The configuration must be loaded. */
+const char *nrmctl_endpoint(nrmctl_t *ctl, const char *service, const char *kind);
+
+/* Returns true when name can be a service name (letters, digits, '_' and '-'). */
+bool nrmctl_service_name_ok(const char *name);
+
+/* Reads path ("-" for stdin) as JSON and builds a message of type desc from it. field_prefix
+ * (may be NULL) is put before the field path in error messages. Returns the message (caller
+ * frees with protobuf_c_message_free_unpacked) or NULL after printing the error. */
+ProtobufCMessage *nrmctl_read_message(const char *path, const ProtobufCMessageDescriptor *desc,
+                                      const char *field_prefix);
+
+/* Sends req to service's api and waits for the Reply (into *reply, caller frees).
+ * Returns NRMCTL_EXIT_OK, NRMCTL_EXIT_USAGE (no endpoint or configuration) or
+ * NRMCTL_EXIT_UNAVAILABLE (no reply), after printing the error. */
+int nrmctl_call(nrmctl_t *ctl, const char *service, Nrm__V1__Request *req,
+                Nrm__V1__Reply **reply);
+
+/* Prints msg as one line of proto3 JSON on stdout and flushes. Returns 0, or -1. */
+int nrmctl_print_message(const ProtobufCMessage *msg);
+
+/* Prints json (compact) as one line on stdout and flushes. Returns 0, or -1. */
+int nrmctl_print_json(const json_t *json);
+
+/* Prints the Reply and returns the exit code it calls for (OK or STATUS). */
+int nrmctl_print_reply(const Nrm__V1__Reply *reply);
+
+#endif
