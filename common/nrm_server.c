@@ -314,7 +314,12 @@ static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item)
                  "request of %zu bytes exceeds the limit of %zu", len, self->max_request_bytes);
         nrm_log_warn("request refused", "{s:s, s:I}", "status", "INVALID_ARGUMENT", "bytes",
                      (json_int_t)len);
-        return s_error_frame("", &item->err);
+        /* the transport bounds len (ZMQ_MAXMSGSIZE): decode only to answer the right id */
+        Nrm__V1__Request *req = nrm__v1__request__unpack(NULL, len, zframe_data(frame));
+        zframe_t *reply = s_error_frame(req ? req->request_id : "", &item->err);
+        if (req)
+            nrm__v1__request__free_unpacked(req, NULL);
+        return reply;
     }
     item->req = nrm__v1__request__unpack(NULL, len, zframe_data(frame));
     if (!item->req) {
