@@ -5,6 +5,7 @@
 #include "nrm_publisher.h"
 #include "nrm_time.h"
 
+#include <errno.h>
 #include <signal.h>
 
 #define S_MAX_CONSUMERS 8
@@ -63,6 +64,8 @@ struct nrm_service_t {
     int timer_count;
     nrm_reload_fn reload_fn;
     void *reload_ctx;
+    nrm_timer_fn start_fn;
+    void *start_ctx;
     s_counter_t counters[S_MAX_COUNTERS];
     int counter_count;
 };
@@ -238,6 +241,11 @@ const char *nrm_service_name(const nrm_service_t *self)
     return self->name;
 }
 
+zloop_t *nrm_service_loop(nrm_service_t *self)
+{
+    return self->loop;
+}
+
 void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
                         nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx)
 {
@@ -256,6 +264,12 @@ void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void
 {
     assert(self->timer_count < S_MAX_TIMERS);
     self->timers[self->timer_count++] = (s_timer_slot_t){self, period_ms, fn, ctx};
+}
+
+void nrm_service_on_start(nrm_service_t *self, nrm_timer_fn fn, void *ctx)
+{
+    self->start_fn = fn;
+    self->start_ctx = ctx;
 }
 
 void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx)
@@ -459,6 +473,28 @@ static int s_prepare_database(nrm_service_t *self)
     return -1;
 }
 
+/* Runs the start job until it commits. Returns 0, or -1 when interrupted. */
+static int s_run_start_job(nrm_service_t *self)
+{
+    bool warned = false;
+    while (self->start_fn && !zsys_interrupted) {
+        nrm_error_t err;
+        nrm_error_clear(&err);
+        nrm_tx_t tx = {self->db, self->name, "", nrm_now_ms(), &err, 0};
+        if (nrm_db_begin(self->db, &err) == NRM_OK &&
+            self->start_fn(self->start_ctx, &tx) == NRM_OK &&
+            nrm_db_commit(self->db, &err) == NRM_OK)
+            return 0;
+        nrm_db_rollback(self->db);
+        if (!warned)
+            nrm_log_warn("start job failed, retrying", "{s:s, s:s}", "status",
+                         nrm_status_name(err.status), "message", err.message);
+        warned = true;
+        zclock_sleep(S_DB_WAIT_MS);
+    }
+    return zsys_interrupted ? -1 : 0;
+}
+
 /* Returns a socket of type bound to the service's setting `key`, or NULL after logging. */
 static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const char *dflt)
 {
@@ -518,7 +554,7 @@ int nrm_service_run(nrm_service_t *self)
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch,
                        self);
     zsys_catch_interrupts();
-    if (s_prepare_database(self) != 0)
+    if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
         return 0;
     self->events = s_bind(self, ZMQ_PUB, "events", NULL);
     self->api = s_bind(self, ZMQ_ROUTER, "api", NULL);
@@ -536,7 +572,10 @@ int nrm_service_run(nrm_service_t *self)
                     &self->timers[i]);
     zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
     nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);
-    zloop_start(self->loop);
+    /* any signal interrupts the reactor's poll (EINTR); only SIGTERM and SIGINT
+     * (zsys_interrupted) or a handler's -1 stop the service: after SIGHUP it goes on */
+    while (zloop_start(self->loop) == 0 && !zsys_interrupted && errno == EINTR)
+        ;
     nrm_log_info("service stopped", NULL);
     return 0;
 }

@@ -3,9 +3,10 @@
  * nrm_service_new reads the command line (--config FILE) and the configuration, and prepares
  * logging, crypto and the database handle. The service then installs request handlers, stream
  * consumers and timers, and nrm_service_run does the rest: wait for the database, apply the
- * bus and service migrations, bind the api (ROUTER) and events (PUB) sockets, answer Ping and
- * Fetch, publish the outbox, consume, run timers, reload the configuration on SIGHUP, and on
- * SIGTERM or SIGINT finish the batch in hand and return 0.
+ * bus and service migrations, run the start job (nrm_service_on_start), bind the api (ROUTER)
+ * and events (PUB) sockets, answer Ping and Fetch, publish the outbox, consume, run timers,
+ * reload the configuration on SIGHUP, and on SIGTERM or SIGINT finish the batch in hand and
+ * return 0.
  *
  * Settings read (services.<name>.*): api, events (bind endpoints), api_connect, events_connect
  * (how others reach it), db_user, db_password or db_password_file; top level: database.conninfo,
@@ -56,8 +57,20 @@ void nrm_service_consume(nrm_service_t *self, const char *source, const char *co
 /* Runs fn every period_ms in a transaction (before run). */
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx);
 
+/* Runs fn once in its own transaction when the service starts, after the migrations and before
+ * the sockets, consumers and timers (before run): for data seeded from the configuration. The
+ * service does not start until fn has committed: a failure is logged and retried every second
+ * (a database outage), and SIGTERM during the wait stops the service. */
+void nrm_service_on_start(nrm_service_t *self, nrm_timer_fn fn, void *ctx);
+
 /* Calls fn after each configuration reload (before run). */
 void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx);
+
+/* The service's reactor (borrowed; lives until destroy), for a service that watches sockets or
+ * file descriptors of its own (zloop_poller) or sets one-shot timers (zloop_timer) outside the
+ * transactions of nrm_service_every. Handlers on it run on the service's thread, between
+ * requests and batches: no transaction is open when they start. */
+zloop_t *nrm_service_loop(nrm_service_t *self);
 
 /* Adds a named counter shown in Pong (name must be a literal). Returns a pointer to bump. */
 int64_t *nrm_service_counter(nrm_service_t *self, const char *name);

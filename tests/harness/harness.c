@@ -18,7 +18,7 @@
 #define S_PORT_BLOCK 100
 #define S_ENDPOINT 64
 #define S_PATH 512
-#define S_JOIN_MS 300
+#define S_JOIN_TIMEOUT_MS 5000
 #define S_POLL_MS 50
 #define S_START_TIMEOUT_MS 20000
 
@@ -438,11 +438,17 @@ bool harness_log_contains(harness_t *self, const char *service, int instance, co
 harness_sub_t *harness_subscribe(harness_t *self, const char *service, int instance)
 {
     harness_sub_t *sub = calloc(1, sizeof *sub);
-    sub->sock = zsock_new_sub(harness_events(self, service, instance), "");
-    zsock_set_rcvhwm(sub->sock, 0);
+    sub->sock = zsock_new(ZMQ_SUB);
+    zsock_set_rcvhwm(sub->sock, 0); /* before connecting: it applies to new pipes only */
+    zsock_set_subscribe(sub->sock, "");
+    zsock_connect(sub->sock, "%s", harness_events(self, service, instance));
     sub->frames = zlist_new();
     sub->queue = zlist_new();
-    zclock_sleep(S_JOIN_MS); /* let the subscription reach the publisher */
+    /* a publisher applies a new subscription lazily: the first heartbeat received proves it
+     * is in force, so nothing published afterwards is missed */
+    int64_t deadline = nrm_mono_ms() + S_JOIN_TIMEOUT_MS;
+    while (!harness_sub_saw_bytes(sub, NRM_TOPIC_STREAM_HEAD) && nrm_mono_ms() < deadline)
+        zclock_sleep(S_POLL_MS);
     return sub;
 }
 
@@ -499,8 +505,11 @@ Nrm__V1__Event *harness_sub_next(harness_sub_t *sub, const char *prefix, int tim
                 return ev;
         }
         int64_t left = deadline - nrm_mono_ms();
-        if (left <= 0)
+        if (left <= 0) {
+            fprintf(stderr, "harness: no '%s' event within %d ms (%zu frames received)\n", prefix,
+                    timeout_ms, zlist_size(sub->frames));
             return NULL;
+        }
         s_sub_drain(sub, (int)left);
     }
 }

@@ -32,7 +32,8 @@ typedef struct {
 } nrmctl_t;
 
 /* The four services of the mechanism, NULL-terminated: the default of ping and tail. */
-extern const char *const nrmctl_services[];
+#define NRMCTL_SERVICE_COUNT 4
+extern const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1];
 
 /* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). */
 void nrmctl_init(nrmctl_t *ctl);
@@ -48,7 +49,7 @@ void nrmctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int nrmctl_usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Parses text as a decimal integer in [min, max] into *out. Returns true on success. */
+/* Parses text as an unsigned decimal integer in [min, max] into *out. Returns true on success. */
 bool nrmctl_parse_int(const char *text, int64_t min, int64_t max, int64_t *out);
 
 /* Returns the configuration, loading it on first use; NULL after printing why it cannot. */
@@ -71,8 +72,7 @@ ProtobufCMessage *nrmctl_read_message(const char *path, const ProtobufCMessageDe
 /* Sends req to service's api and waits for the Reply (into *reply, caller frees).
  * Returns NRMCTL_EXIT_OK, NRMCTL_EXIT_USAGE (no endpoint or configuration) or
  * NRMCTL_EXIT_UNAVAILABLE (no reply), after printing the error. */
-int nrmctl_call(nrmctl_t *ctl, const char *service, Nrm__V1__Request *req,
-                Nrm__V1__Reply **reply);
+int nrmctl_call(nrmctl_t *ctl, const char *service, Nrm__V1__Request *req, Nrm__V1__Reply **reply);
 
 /* Prints msg as one line of proto3 JSON on stdout and flushes. Returns 0, or -1. */
 int nrmctl_print_message(const ProtobufCMessage *msg);

@@ -1,0 +1,57 @@
+/* Helpers shared by the notification tests: configuring notify in a harness, subscribing
+ * through its api, checking signatures, and reading its tables. */
+#ifndef NOTIFY_FIXTURE_H
+#define NOTIFY_FIXTURE_H
+
+#include <stdbool.h>
+#include "harness.h"
+#include "notify_sinks.h"
+
+#define NOTIFY_FIXTURE_WAIT_MS 15000
+
+/* Delivery settings a test chooses (the rest keep their defaults). */
+typedef struct {
+    int max_attempts;
+    int backoff_ms;
+    int max_backoff_ms;
+    int timeout_ms;
+    int max_age_s;        /* 0: default */
+    int max_in_flight;    /* 0: default */
+    const char *smtp_url; /* NULL: none */
+} notify_fixture_settings_t;
+
+/* Configures h for notify: the demonstration data files except notify.json (a test brings its
+ * own subscriptions), the settings given, a short poll period, SMTP without TLS. extra_agencies
+ * (a JSON array, stolen; may be NULL) is appended to the demonstration agencies. */
+void notify_fixture_config(harness_t *h, const notify_fixture_settings_t *settings,
+                           json_t *extra_agencies);
+
+/* Upserts a subscription through notify's api as sender (agency may be NULL: the sender's own).
+ * topics is NULL-terminated (NULL: none). Returns the Reply (caller frees); subscription_id_out
+ * (65 bytes, may be NULL) receives the id on OK. */
+Nrm__V1__Reply *notify_fixture_subscribe(harness_t *h, const char *sender, const char *agency,
+                                         const char *channel, const char *address,
+                                         const char *const *topics, const char *secret,
+                                         char *subscription_id_out);
+
+/* Like notify_fixture_subscribe, asserting OK (aborts otherwise); returns nothing. */
+void notify_fixture_subscribe_ok(harness_t *h, const char *agency, const char *channel,
+                                 const char *address, const char *const *topics, const char *secret,
+                                 char subscription_id_out[65]);
+
+/* True when r's X-NRM-Signature is sha256=<hex HMAC-SHA256(secret, body)>. */
+bool notify_fixture_signature_ok(const notify_request_t *r, const char *secret);
+
+/* The indices of the receiver's requests whose path is path, in arrival order; returns how many
+ * (at most max). */
+size_t notify_fixture_requests_at(notify_receiver_t *r, const char *path, size_t *indices,
+                                  size_t max);
+
+/* Waits until the SQL count equals want; returns the last value seen. */
+long long notify_fixture_wait(harness_t *h, const char *sql, long long want);
+
+/* The URL of receiver r with suffix appended to its path ("http://127.0.0.1:p/hook/<suffix>"),
+ * into out (256 bytes). */
+const char *notify_fixture_url(notify_receiver_t *r, const char *suffix, char out[256]);
+
+#endif

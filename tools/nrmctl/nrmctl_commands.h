@@ -1,0 +1,35 @@
+/* nrmctl_commands: the subcommands and their usage texts.
+ *
+ * Every command runs as run(ctl, argc, argv) with argv[0] the command's name and the global
+ * options already taken into ctl; it returns the process exit code (NRMCTL_EXIT_*). */
+#ifndef NRMCTL_COMMANDS_H
+#define NRMCTL_COMMANDS_H
+
+#include <stdio.h>
+#include "nrmctl_common.h"
+
+/* submit FILE: a SubmitReport to intake. */
+int nrmctl_submit(nrmctl_t *ctl, int argc, char **argv);
+
+/* request SERVICE FILE: a whole Request to any service. */
+int nrmctl_request(nrmctl_t *ctl, int argc, char **argv);
+
+/* ping [SERVICE...]: Ping each service. */
+int nrmctl_ping(nrmctl_t *ctl, int argc, char **argv);
+
+/* tail [OPTIONS] [TOPIC-PREFIX...]: print events in order, catching up and following live. */
+int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv);
+
+/* keygen FILE: write a new keyring. */
+int nrmctl_keygen(nrmctl_t *ctl, int argc, char **argv);
+
+/* keyrotate FILE: add a key to a keyring and make it active. */
+int nrmctl_keyrotate(nrmctl_t *ctl, int argc, char **argv);
+
+/* Prints the general usage (commands, global options, exit codes) on out. */
+void nrmctl_usage(FILE *out);
+
+/* Prints the usage of command on out. Returns false when there is no such command. */
+bool nrmctl_command_usage(FILE *out, const char *command);
+
+#endif

@@ -1,0 +1,48 @@
+/* nrmctl_stream: one service's event stream as tail sees it, printed in order exactly once.
+ *
+ * A stream subscribes to the service's events socket (all topics) when created. It is
+ * positioned either explicitly (nrmctl_stream_start_from, which catches up with Fetch) or by
+ * the first live event or stream.head heartbeat it receives. From then on it prints each event
+ * once, in seq order: live events at or before the last handled seq are dropped; a gap, or a
+ * heartbeat whose head is ahead, is filled with Fetch before going on. Events whose topic does
+ * not match the sink's prefixes are passed over (they still advance the position). */
+#ifndef NRMCTL_STREAM_H
+#define NRMCTL_STREAM_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Where events go, shared by all the streams of one tail. */
+typedef struct {
+    const char *const *prefixes; /* topic prefixes, NULL-terminated; NULL or empty for all */
+    int64_t limit;               /* stop after printing this many events; 0 for no limit */
+    int64_t printed;             /* events printed so far */
+    int64_t last_print_ms;       /* monotonic time of the last print (or of the start) */
+    bool failed;                 /* stdout could not be written */
+} nrmctl_sink_t;
+
+typedef struct nrmctl_stream_t nrmctl_stream_t;
+
+/* Returns a new stream named name (the service), subscribed to events_endpoint and fetching
+ * from api_endpoint as agency_id, waiting timeout_ms for each Fetch; NULL if it cannot. */
+nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
+                                   const char *events_endpoint, const char *agency_id,
+                                   int timeout_ms);
+
+/* Closes the sockets, frees the stream, sets *self to NULL. Safe on NULL. */
+void nrmctl_stream_destroy(nrmctl_stream_t **self);
+
+/* The SUB socket, for polling (borrowed). */
+zsock_t *nrmctl_stream_sub(nrmctl_stream_t *self);
+
+/* Positions the stream before from_seq and prints what the service has from there on. */
+void nrmctl_stream_start_from(nrmctl_stream_t *self, int64_t from_seq, nrmctl_sink_t *sink);
+
+/* Takes the live events waiting on the SUB socket (a bounded batch). */
+void nrmctl_stream_on_live(nrmctl_stream_t *self, nrmctl_sink_t *sink);
+
+/* True when the sink wants no more events (limit reached or output failed). */
+bool nrmctl_sink_done(const nrmctl_sink_t *sink);
+
+#endif

@@ -1,0 +1,128 @@
+/* nrmctl_usage: the help texts, the general one and one per command. */
+#include "nrmctl_commands.h"
+
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    const char *text;
+} s_usage_t;
+
+static const char s_general[] =
+    "usage: nrmctl [--config FILE] [--agency ID] [--timeout MS] COMMAND [ARGS...]\n"
+    "\n"
+    "The client of the national referral mechanism for agencies and operators.\n"
+    "\n"
+    "Commands:\n"
+    "  submit FILE            send a SubmitReport (proto3 JSON) to intake\n"
+    "  request SERVICE FILE   send a whole Request (proto3 JSON) to a service\n"
+    "  ping [SERVICE...]      ping services (default: intake routing shelter notify)\n"
+    "  tail [OPTIONS] [TOPIC-PREFIX...]\n"
+    "                         print events as JSON lines, in order, catching up and live\n"
+    "  keygen FILE            write a new keyring file (never overwrites)\n"
+    "  keyrotate FILE         add a key to a keyring, make it active, print its id\n"
+    "  help [COMMAND]         this text, or the usage of COMMAND (also COMMAND --help)\n"
+    "\n"
+    "Global options (before the command):\n"
+    "  --config FILE   service configuration (default $NRM_CONFIG, then\n"
+    "                  /etc/nrm/config.json); endpoints are services.<name>.api_connect and\n"
+    "                  services.<name>.events_connect, overridden by the environment\n"
+    "                  (NRM_SERVICES_<NAME>_API_CONNECT, NRM_SERVICES_<NAME>_EVENTS_CONNECT)\n"
+    "  --agency ID     the sending agency (default $NRM_AGENCY, else coordinator)\n"
+    "  --timeout MS    how long to wait for a reply (default 5000)\n"
+    "\n"
+    "Replies and events are printed on stdout, one line of proto3 JSON each.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  OK\n"
+    "  1  the service answered with a non-OK status (the Reply is still printed)\n"
+    "  2  usage error, unreadable or invalid input file, configuration or keyring file\n"
+    "  3  service unavailable (no reply within the timeout)\n";
+
+/* clang-format off: one layout for every entry */
+static const s_usage_t s_commands[] = {
+    {"submit",
+     "usage: nrmctl [GLOBAL-OPTIONS] submit FILE\n"
+     "\n"
+     "Reads a SubmitReport in proto3 JSON from FILE (- for stdin), sends it to intake as a\n"
+     "Request from --agency with a fresh requestId, and prints the Reply as one JSON line.\n"
+     "Field names are lowerCamelCase (snake_case accepted), enums are value names\n"
+     "(\"GENDER_FEMALE\"), 64-bit integers are strings (\"identifiedAtMs\": \"1718000000000\").\n"
+     "\n"
+     "Exit status: 0 OK; 1 the service refused the report (see status, errorField);\n"
+     "2 usage error or invalid input (the message names the field); 3 intake unavailable.\n"},
+    {"request",
+     "usage: nrmctl [GLOBAL-OPTIONS] request SERVICE FILE\n"
+     "\n"
+     "Reads a whole Request in proto3 JSON from FILE (- for stdin), sends it to SERVICE and\n"
+     "prints the Reply as one JSON line. requestId is generated when missing (repeat one to\n"
+     "get the stored reply of an earlier request); agencyId defaults to --agency.\n"
+     "Example: {\"requestId\": \"...\",\n"
+     "          \"closeCase\": {\"caseId\": \"...\", \"reason\": \"other\"}}\n"
+     "\n"
+     "Exit status: 0 OK; 1 non-OK status; 2 usage error or invalid input; 3 unavailable.\n"},
+    {"ping",
+     "usage: nrmctl [GLOBAL-OPTIONS] ping [SERVICE...]\n"
+     "\n"
+     "Pings each SERVICE (default: intake routing shelter notify; a default service without\n"
+     "an api_connect endpoint is skipped) and prints one JSON line per service: the Pong, or\n"
+     "{\"service\": NAME, \"status\": \"UNAVAILABLE\"} when it does not answer in time.\n"
+     "\n"
+     "Exit status: 0 all answered; 1 one answered with a non-OK status; 2 usage error or an\n"
+     "unknown service; 3 one did not answer within --timeout.\n"},
+    {"tail",
+     "usage: nrmctl [GLOBAL-OPTIONS] tail [--from SEQ] [--count N] [--idle-exit MS]\n"
+     "                                   [--service NAME]... [TOPIC-PREFIX...]\n"
+     "\n"
+     "Prints the events of the services (default: the four of them, skipping any whose\n"
+     "endpoints are not configured) as JSON lines, each stream in sequence order and each\n"
+     "event once. It subscribes first, then with --from catches up from SEQ with Fetch, then\n"
+     "follows live, fetching whatever a gap or a stream.head heartbeat shows was missed.\n"
+     "Without --from it starts at the first live event or heartbeat of each stream.\n"
+     "Only events whose topic starts with one of the TOPIC-PREFIXes are printed (all when\n"
+     "none is given, e.g. case. or referral.created); stream.head heartbeats never are.\n"
+     "\n"
+     "  --from SEQ       catch up from sequence SEQ (1 for the whole stream)\n"
+     "  --count N        exit after printing N events\n"
+     "  --idle-exit MS   exit after MS milliseconds without printing an event\n"
+     "  --service NAME   tail this service (repeatable)\n"
+     "\n"
+     "Exit status: 0 OK (after --count, --idle-exit or an interrupt); 2 usage error.\n"},
+    {"keygen", "usage: nrmctl keygen FILE\n"
+               "\n"
+               "Writes a new keyring to FILE (mode 0600): key 1 active and a fresh hash key.\n"
+               "Refuses to overwrite an existing file.\n"
+               "\n"
+               "Exit status: 0 written; 2 usage error, FILE exists or cannot be written.\n"},
+    {"keyrotate",
+     "usage: nrmctl keyrotate FILE\n"
+     "\n"
+     "Adds a new key to the keyring FILE, makes it the active one (new data is sealed with it,\n"
+     "data sealed under older keys still opens) and prints its id. The hash key is kept.\n"
+     "\n"
+     "Exit status: 0 rotated; 2 usage error, FILE unreadable, invalid or not writable.\n"},
+    {"help", "usage: nrmctl help [COMMAND]\n"
+             "\n"
+             "Prints the general usage, or the usage of COMMAND.\n"},
+};
+/* clang-format on */
+
+#define S_COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
+
+/* Public: the general usage text. */
+void nrmctl_usage(FILE *out)
+{
+    fputs(s_general, out);
+}
+
+/* Public: the usage text of one command; false when unknown. */
+bool nrmctl_command_usage(FILE *out, const char *command)
+{
+    for (size_t i = 0; i < S_COMMAND_COUNT; i++) {
+        if (strcmp(s_commands[i].name, command) == 0) {
+            fputs(s_commands[i].text, out);
+            return true;
+        }
+    }
+    return false;
+}
