@@ -1,0 +1,197 @@
+/* The shelter-allocation service: every shelter and every bed, allocation of beds to the cases
+ * routing asks shelter for, holds until arrival, and the waitlist of those no bed could take.
+ *
+ * It learns about a person only from shelter.requested (categorical facts, the case id in the
+ * envelope) and publishes shelter.* events; nothing identifying reaches it. Capacity is guarded
+ * by the database (a CHECK and conditional updates), never by this process's memory, so several
+ * instances may share one schema; a transaction-scoped advisory lock (shelter_lock_beds) orders
+ * their bed-changing transactions so that they never deadlock and the queue keeps its order.
+ *
+ * Decisions:
+ * - Eligibility: a minor (under 18, or of unknown age) goes only to a minors' shelter whose age
+ *   range fits, and an adult shelter cannot take anyone under 18 (refused at UpsertShelter); a
+ *   woman to a women's or mixed shelter, or a family shelter when her children are with her; a
+ *   man to a men's or mixed shelter; an adult of another or unknown gender to a mixed shelter.
+ * - Capacity below the beds in use is refused (FAILED_PRECONDITION, upsert_shelter.capacity):
+ *   to wind a shelter down, make it inactive (nothing new is allocated there) and lower its
+ *   capacity as people leave.
+ * - The waitlist is served first-fit in queue order: a freed bed goes to the first entry it fits,
+ *   even when an entry ahead needs more beds or another kind of shelter.
+ * - A request for a case that holds a bed or waits for one, or whose case is closed, changes
+ *   nothing. An arrival may be confirmed while the bed is still held, even a little late.
+ * - shelter.capacity_changed is published whenever a shelter's capacity or occupied beds change
+ *   (seeding, UpsertShelter, arrival, release of an occupied bed).
+ * - The configuration seeds shelters the database does not know, at start; afterwards the
+ *   database is the truth and UpsertShelter the way to change it.
+ * - GetOccupancy: per shelter, waitlist counts the waiting requests it could take; the total
+ *   counts the waiting requests identified in the region asked about (all when none). */
+#ifndef SHELTER_H
+#define SHELTER_H
+
+#include "nrm_config.h"
+#include "nrm_consumer.h"
+#include "nrm_migrate.h"
+#include "nrm_server.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern const nrm_migration_t shelter_migrations[];
+extern const size_t shelter_migrations_count;
+
+#define SHELTER_ID_MAX 64 /* shelter, agency and case ids, bytes */
+#define SHELTER_NAME_MAX 200
+#define SHELTER_REGION_MAX 16
+#define SHELTER_MAX_LANGUAGES 10
+#define SHELTER_LANGUAGE_SIZE 3 /* two letters and a NUL */
+#define SHELTER_MAX_CAPACITY 10000
+#define SHELTER_MAX_AGE 120
+#define SHELTER_ADULT_AGE 18
+#define SHELTER_MAX_BEDS 21 /* one person and at most twenty accompanying children */
+#define SHELTER_REASON_MAX 256
+#define SHELTER_UUID_SIZE 37
+#define SHELTER_MS_PER_S 1000
+#define SHELTER_DEFAULT_HOLD_S 86400
+#define SHELTER_DEFAULT_CHECK_MS 1000
+
+/* The service's state: settings only. Everything else lives in the database. */
+typedef struct {
+    nrm_config_t *config; /* borrowed; replaced on reload */
+    int64_t hold_ms;      /* how long a bed is held for an arrival (shelter.hold_s) */
+} shelter_t;
+
+/* A shelter as allocation sees it (one row of shelters). */
+typedef struct {
+    char id[SHELTER_ID_MAX + 1];
+    char operator_id[SHELTER_ID_MAX + 1];
+    char region[SHELTER_REGION_MAX + 1];
+    int capacity;
+    int occupied;
+    int held;
+    int population; /* Nrm__V1__ShelterPopulation */
+    int min_age;
+    int max_age;
+    bool accepts_children;
+    bool accessible;
+    bool active;
+    char languages[SHELTER_MAX_LANGUAGES][SHELTER_LANGUAGE_SIZE];
+    size_t n_languages;
+} shelter_row_t;
+
+/* What one request for a bed needs: categorical facts only, never identifying data. */
+typedef struct {
+    char case_id[SHELTER_ID_MAX + 1];
+    char request_event_id[SHELTER_UUID_SIZE]; /* the shelter.requested that asked */
+    char region[SHELTER_REGION_MAX + 1];      /* of identification */
+    int urgency;                              /* Nrm__V1__Urgency, never UNSPECIFIED */
+    int safety_risk;                          /* Nrm__V1__SafetyRisk */
+    bool is_minor;
+    bool age_known;
+    int age_years; /* when age_known */
+    int gender;    /* Nrm__V1__Gender */
+    char languages[SHELTER_MAX_LANGUAGES][SHELTER_LANGUAGE_SIZE];
+    size_t n_languages;
+    bool disability;
+    int children;
+    int beds; /* 1 + children, all in one shelter */
+    int64_t requested_at_ms;
+} shelter_need_t;
+
+/* ---- shelter_registry.c: shelters, seeding from the configuration, occupancy ---- */
+
+/* Register the statements of each file on db (once, before run). */
+void shelter_registry_prepare(nrm_db_t *db);
+void shelter_allocate_prepare(nrm_db_t *db);
+void shelter_waitlist_prepare(nrm_db_t *db);
+void shelter_holds_prepare(nrm_db_t *db);
+
+/* Checks an UpsertShelter; field paths start with prefix ("upsert_shelter", "shelters[2]").
+ * Returns OK or INVALID_ARGUMENT naming the field. Touches nothing. */
+nrm_status_t shelter_check(const Nrm__V1__UpsertShelter *u, nrm_config_t *config,
+                           const char *prefix, nrm_error_t *err);
+
+/* Checks the configuration's "shelters" list (field paths "shelters[i].capacity") and the
+ * "shelter" settings. Returns OK or INVALID_ARGUMENT; touches nothing. */
+nrm_status_t shelter_check_config(nrm_config_t *config, nrm_error_t *err);
+
+/* Reload hook (nrm_reload_fn; ctx is the shelter_t): checks config and, when it is valid,
+ * adopts it and its settings ("shelter.hold_s"). Also used once at start. */
+nrm_status_t shelter_configure(void *ctx, nrm_config_t *config);
+
+/* Start job (nrm_timer_fn; ctx is the shelter_t): inserts the configured shelters the database
+ * does not know yet (shelter.capacity_changed for each); never overwrites a known one. */
+nrm_status_t shelter_seed(void *ctx, nrm_tx_t *tx);
+
+/* Takes the beds lock for the rest of the transaction (re-entrant). Every transaction that
+ * changes beds, allocations or the waitlist takes it before its first row lock, so the
+ * transactions of several instances never deadlock on shelter rows and the queue is served in
+ * its exact order. Overbooking is refused by the database whether or not it is held. */
+nrm_status_t shelter_lock_beds(nrm_tx_t *tx);
+
+/* Parses a comma-separated list of ISO 639-1 codes ("ar,fr") into out (at most max; anything
+ * that is not two lower-case letters is skipped). Returns the number kept. */
+size_t shelter_languages_parse(const char *csv, char out[][SHELTER_LANGUAGE_SIZE], size_t max);
+
+/* Writes languages as a PostgreSQL text[] literal ("{ar,fr}") into buf. */
+void shelter_languages_literal(const char langs[][SHELTER_LANGUAGE_SIZE], size_t n, char *buf,
+                               size_t size);
+
+/* Loads the active shelters, ordered by id, into *rows (malloc'd, caller frees). */
+nrm_status_t shelter_load_active(nrm_tx_t *tx, shelter_row_t **rows, size_t *n);
+
+/* Emits shelter.capacity_changed with a shelter's capacity and occupied beds. */
+nrm_status_t shelter_emit_capacity(nrm_tx_t *tx, const char *shelter_id, int capacity,
+                                   int occupied);
+
+/* Request handlers (nrm_handler_fn; ctx is the shelter_t). */
+nrm_status_t shelter_upsert(void *ctx, nrm_call_t *call);
+nrm_status_t shelter_get_occupancy(void *ctx, nrm_call_t *call);
+
+/* ---- shelter_allocate.c: eligibility, choice, allocation ---- */
+
+/* True when the shelter may take the person and those with them (ignores free beds). */
+bool shelter_eligible(const shelter_row_t *s, const shelter_need_t *need);
+
+/* Tries to allocate beds to need among rows (free counts updated on success), choosing as the
+ * rules say and holding the bed with a conditional update. On OK, *allocated tells whether a
+ * bed was found; when not, *eligible_count tells how many shelters could take the person at all.
+ * from_waitlist marks promotions in the published reason. Emits shelter.allocated. */
+nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
+                              shelter_row_t *rows, size_t n, bool from_waitlist, bool *allocated,
+                              size_t *eligible_count);
+
+/* Consumer of the routing stream (nrm_apply_fn; ctx is the shelter_t): shelter.requested. */
+nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* ---- shelter_waitlist.c ---- */
+
+/* Puts need on the waitlist and emits shelter.waitlisted with its 1-based position. */
+nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason);
+
+/* Serves the waitlist in order (urgency, then time) while any shelter has a free bed: each
+ * entry a bed is found for is allocated (shelter.allocated). Safe with several instances. */
+nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx);
+
+/* Takes a case off the waitlist (case closed). */
+nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id);
+
+/* Loads the waiting needs (region of identification "" for all) into *needs (malloc'd, caller
+ * frees), in queue order. */
+nrm_status_t shelter_waitlist_load(nrm_tx_t *tx, shelter_need_t **needs, size_t *n);
+
+/* ---- shelter_holds.c: arrivals, releases, expiry, closed cases ---- */
+
+/* Request handlers (nrm_handler_fn; ctx is the shelter_t). */
+nrm_status_t shelter_confirm_arrival(void *ctx, nrm_call_t *call);
+nrm_status_t shelter_release_bed(void *ctx, nrm_call_t *call);
+
+/* Timer (nrm_timer_fn; ctx is the shelter_t): releases holds past hold_until_ms (no_show),
+ * then serves the waitlist. */
+nrm_status_t shelter_expire_holds(void *ctx, nrm_tx_t *tx);
+
+/* Consumer of the intake stream (nrm_apply_fn; ctx is the shelter_t): case.closed releases the
+ * case's beds and takes it off the waitlist. */
+nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+#endif
