@@ -1,0 +1,145 @@
+/* nrm-bench: submits N reports to intake from C concurrent clients and prints throughput and
+ * acknowledgement latency. A benchmark, not a test: it asserts nothing about time.
+ *
+ *   nrm-bench --endpoint tcp://127.0.0.1:7101 [--reports N] [--clients C] [--agency ID]
+ *
+ * Prints one line of JSON: {"reports":N,"clients":C,"ok":K,"seconds":S,"reports_per_s":R,
+ * "ack_p50_ms":..,"ack_p99_ms":..,"ack_max_ms":..}. Each report is a new, fictitious person. */
+#include "nrm_client.h"
+#include "nrm_crypto.h"
+#include "nrm_time.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DEFAULT_REPORTS 2000
+#define S_DEFAULT_CLIENTS 8
+#define S_TIMEOUT_MS 30000
+#define S_NAME_MAX 64
+#define S_US_PER_MS 1000.0
+#define S_PERCENT 100
+
+typedef struct {
+    const char *endpoint;
+    const char *agency;
+    int first;     /* number of this client's first report */
+    int count;     /* reports this client sends */
+    int64_t *latency_us; /* one slot per report (owned by main) */
+    int ok;
+} s_worker_t;
+
+/* Sends this worker's reports one after the other, timing each acknowledgement. */
+static void *s_work(void *arg)
+{
+    s_worker_t *w = arg;
+    nrm_client_t *client = nrm_client_new(w->endpoint, w->agency);
+    for (int i = 0; i < w->count; i++) {
+        char name[S_NAME_MAX];
+        snprintf(name, sizeof name, "Bench Person %d-%lld", w->first + i, (long long)nrm_now_ms());
+        char *languages[] = {"ar", "fr"};
+        Nrm__V1__ServiceType needs[] = {NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL,
+                                        NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID};
+        Nrm__V1__PersonalData person = NRM__V1__PERSONAL_DATA__INIT;
+        person.full_name = name;
+        person.date_of_birth = "1993-06-15";
+        Nrm__V1__Profile profile = NRM__V1__PROFILE__INIT;
+        profile.age_years = 32;
+        profile.gender = NRM__V1__GENDER__GENDER_MALE;
+        profile.nationality = "SN";
+        profile.languages = languages;
+        profile.n_languages = 2;
+        Nrm__V1__SubmitReport report = NRM__V1__SUBMIT_REPORT__INIT;
+        report.region = "MA-06";
+        report.identified_at_ms = nrm_now_ms() - 1;
+        report.person = &person;
+        report.profile = &profile;
+        report.needs = needs;
+        report.n_needs = 2;
+        report.urgency = NRM__V1__URGENCY__URGENCY_URGENT;
+        report.consent_to_referral = 1;
+        Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+        req.body_case = NRM__V1__REQUEST__BODY_SUBMIT_REPORT;
+        req.submit_report = &report;
+        nrm_error_t err;
+        int64_t started = nrm_mono_us();
+        Nrm__V1__Reply *reply = nrm_client_call(client, &req, S_TIMEOUT_MS, &err);
+        w->latency_us[i] = nrm_mono_us() - started;
+        if (reply && reply->status == NRM__V1__STATUS__STATUS_OK)
+            w->ok++;
+        if (reply)
+            nrm__v1__reply__free_unpacked(reply, NULL);
+    }
+    nrm_client_destroy(&client);
+    return NULL;
+}
+
+static int s_compare(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The p-th percentile (0-100) of n sorted values, in milliseconds. */
+static double s_percentile_ms(const int64_t *sorted, int n, int p)
+{
+    int index = (int)((long long)(n - 1) * p / S_PERCENT);
+    return (double)sorted[index] / S_US_PER_MS;
+}
+
+static void s_usage(void)
+{
+    fprintf(stderr, "usage: nrm-bench --endpoint ENDPOINT [--reports N] [--clients C] "
+                    "[--agency ID]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *endpoint = NULL, *agency = "hotline-national";
+    int reports = S_DEFAULT_REPORTS, clients = S_DEFAULT_CLIENTS;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc)
+            endpoint = argv[++i];
+        else if (strcmp(argv[i], "--reports") == 0 && i + 1 < argc)
+            reports = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc)
+            clients = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--agency") == 0 && i + 1 < argc)
+            agency = argv[++i];
+        else {
+            s_usage();
+            return 2;
+        }
+    }
+    if (!endpoint || reports < 1 || clients < 1 || clients > reports) {
+        s_usage();
+        return 2;
+    }
+    nrm_crypto_init();
+    int64_t *latency = calloc((size_t)reports, sizeof *latency);
+    s_worker_t *workers = calloc((size_t)clients, sizeof *workers);
+    pthread_t *threads = calloc((size_t)clients, sizeof *threads);
+    int64_t started = nrm_mono_us();
+    for (int c = 0, first = 0; c < clients; c++) {
+        int count = reports / clients + (c < reports % clients);
+        workers[c] = (s_worker_t){endpoint, agency, first, count, latency + first, 0};
+        first += count;
+        pthread_create(&threads[c], NULL, s_work, &workers[c]);
+    }
+    int ok = 0;
+    for (int c = 0; c < clients; c++) {
+        pthread_join(threads[c], NULL);
+        ok += workers[c].ok;
+    }
+    double seconds = (double)(nrm_mono_us() - started) / 1e6;
+    qsort(latency, (size_t)reports, sizeof *latency, s_compare);
+    printf("{\"reports\":%d,\"clients\":%d,\"ok\":%d,\"seconds\":%.3f,\"reports_per_s\":%.1f,"
+           "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f}\n",
+           reports, clients, ok, seconds, ok / seconds, s_percentile_ms(latency, reports, 50),
+           s_percentile_ms(latency, reports, 99), s_percentile_ms(latency, reports, S_PERCENT));
+    free(latency);
+    free(workers);
+    free(threads);
+    return ok == reports ? 0 : 1;
+}
