@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
+# four services from one image, each with a health check through nrmctl, restart policy, the
+# database healthy first, configuration mounted read-only, the contract's ports, passwords and
+# keys as secrets only; the Dockerfile is multi-stage, runs as a non-root user and bakes in no
+# secret.
+set -euo pipefail
+root=${NRM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$root"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+passed=0
+failed=0
+check() {
+  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "not ok: $*"; fi
+}
+check docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml config >"$out"
+check /usr/bin/python3 - "$out" <<'PY'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+s = c["services"]
+ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402)}
+assert set(s) == {"postgres", *ports}, sorted(s)
+pg = s["postgres"]
+assert pg["image"].startswith("postgres:15"), pg["image"]
+assert any("/var/lib/postgresql/data" in str(v) for v in pg["volumes"]), "postgres data volume"
+assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+images = set()
+for name, (api, events) in ports.items():
+    svc = s[name]
+    images.add(svc["image"])
+    assert svc["command"][0] == "nrm-" + name, svc["command"]
+    assert svc["restart"] == "unless-stopped"
+    assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+    test = svc["healthcheck"]["test"]
+    assert "nrmctl" in test and "ping" in test and name in test, test
+    assert any(str(v).endswith(":/etc/nrm:ro") or (isinstance(v, dict) and v.get("read_only")) for v in svc["volumes"]), svc["volumes"]
+    published = {int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1]) for p in svc["ports"]}
+    assert published == {api, events}, published
+    env = svc["environment"]
+    assert env[f"NRM_SERVICES_{name.upper()}_DB_PASSWORD_FILE"].startswith("/run/secrets/")
+    for key, value in env.items():
+        assert not (key.endswith("PASSWORD") or key.endswith("SECRET")), key
+    secrets = [x if isinstance(x, str) else x["source"] for x in svc["secrets"]]
+    assert f"{name}_db_password" in secrets, secrets
+assert len(images) == 1, images
+assert "nrm_keys" in [x if isinstance(x, str) else x["source"] for x in s["intake"]["secrets"]]
+for name, secret in c["secrets"].items():
+    assert "file" in secret and "deploy/secrets/" in secret["file"], name
+PY
+dockerfile=deploy/Dockerfile
+check test "$(grep -c '^FROM debian:bookworm-slim' "$dockerfile")" -eq 2
+check grep -q '^USER nrm' "$dockerfile"
+check test -z "$(grep -iE 'COPY .*secrets|COPY .*keys|PASSWORD=' "$dockerfile" || true)"
+check grep -q '^deploy/secrets/' .dockerignore
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
