@@ -1,0 +1,82 @@
+/* nrm-notify: tells every agency concerned by an event, by webhook or email, reliably. */
+#include "notify.h"
+#include "nrm_log.h"
+
+/* After SIGHUP: take the new settings and seed its subscriptions, or keep the old ones. */
+static nrm_status_t s_on_reload(void *ctx, nrm_config_t *config)
+{
+    notify_t *self = ctx;
+    notify_settings_t fresh;
+    nrm_error_t err;
+    if (notify_settings_load(config, &fresh, &err) != NRM_OK) {
+        nrm_log_error("notify settings refused", "{s:s, s:s}", "field", err.field, "message",
+                      err.message);
+        return NRM_FAILED_PRECONDITION;
+    }
+    if (notify_check_configured(config, &err) != NRM_OK) {
+        nrm_log_error("subscriptions refused", "{s:s, s:s}", "field", err.field, "message",
+                      err.message);
+        notify_settings_clear(&fresh);
+        return NRM_FAILED_PRECONDITION;
+    }
+    notify_settings_clear(&self->settings);
+    self->settings = fresh;
+    self->seeded = false; /* the sender seeds them at once; consumers meanwhile too */
+    notify_sender_wake(self->sender);
+    return NRM_OK;
+}
+
+int main(int argc, char **argv)
+{
+    int exit_code = 0;
+    nrm_service_t *service = nrm_service_new("notify", argc, argv, notify_migrations,
+                                             notify_migrations_count, &exit_code);
+    if (!service)
+        return exit_code;
+    nrm_error_t err;
+    nrm_fail(&err, NRM_INTERNAL, "", "libcurl failed to start");
+    notify_t notify = {.service = service, .seeded = true}; /* seeded by the start job */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+        notify_settings_load(nrm_service_config(service), &notify.settings, &err) != NRM_OK ||
+        notify_check_configured(nrm_service_config(service), &err) != NRM_OK) {
+        nrm_log_error("configuration refused", "{s:s, s:s}", "field", err.field, "message",
+                      err.message);
+        notify_settings_clear(&notify.settings);
+        nrm_service_destroy(&service);
+        curl_global_cleanup();
+        return 2;
+    }
+    notify.created = nrm_service_counter(service, "deliveries_created");
+    notify.undeliverable = nrm_service_counter(service, "deliveries_undeliverable");
+    notify.attempted = nrm_service_counter(service, "delivery_attempts");
+    notify.delivered = nrm_service_counter(service, "deliveries_delivered");
+    notify.failed = nrm_service_counter(service, "deliveries_failed");
+    notify.retried = nrm_service_counter(service, "deliveries_retried");
+    notify.in_flight = nrm_service_counter(service, "deliveries_in_flight");
+    nrm_db_t *db = nrm_service_db(service);
+    notify_recipients_prepare(db);
+    notify_subscriptions_prepare(db);
+    notify_deliveries_prepare(db);
+
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, NRM_HANDLER_WRITE,
+                       notify_upsert_subscription, &notify);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_DELIVERIES, NRM_HANDLER_READ,
+                       notify_list_deliveries, &notify);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, NRM_HANDLER_WRITE,
+                       notify_retry_delivery, &notify);
+    /* every stream but our own: notification.* events are never notified */
+    static const char *const sources[] = {"intake", "routing", "shelter"};
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
+        nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
+    nrm_service_on_start(service, notify_seed_subscriptions, &notify);
+    nrm_service_on_reload(service, s_on_reload, &notify);
+    notify.sender = notify_sender_new(&notify, nrm_service_loop(service));
+
+    exit_code = notify.sender ? nrm_service_run(service) : 1;
+
+    notify_sender_destroy(&notify.sender);
+    notify_settings_clear(&notify.settings);
+    nrm_service_destroy(&service);
+    curl_global_cleanup();
+    return exit_code;
+}

@@ -1,0 +1,240 @@
+/* The notification service: every agency concerned by an event hears about it, reliably.
+ *
+ * notify consumes the intake, routing and shelter streams. For each event it decides who hears
+ * it (notify_recipients.c: the subscribers that follow its topic, and the agencies it concerns:
+ * the provider of a referral, the operator of a shelter, the reporting agencies of the case, the
+ * coordinator; subscriptions in notify_subscriptions.c) and writes one delivery row per
+ * recipient subscription in the same transaction as the consumer's checkpoint
+ * (notify_deliveries.c). The sender (notify_sender.c) claims due rows and sends them with
+ * libcurl's multi interface driven by the reactor, as signed CloudEvents webhooks
+ * (notify_webhook.c) or plain-text emails (notify_email.c), and records each outcome with its
+ * notification.delivered / notification.failed event; failures are retried with exponential
+ * backoff and jitter until the attempts or the age run out (dead letter). Events carry no
+ * identifying data and nothing here adds any. */
+#ifndef NOTIFY_H
+#define NOTIFY_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "nrm_migrate.h"
+#include "nrm_service.h"
+
+extern const nrm_migration_t notify_migrations[];
+extern const size_t notify_migrations_count;
+
+#define NOTIFY_ID_MAX 64     /* subscription and agency ids */
+#define NOTIFY_TOPIC_MAX 64  /* one topic prefix */
+#define NOTIFY_MAX_TOPICS 16 /* prefixes per subscription */
+#define NOTIFY_URL_MAX 2048  /* webhook address */
+#define NOTIFY_EMAIL_MAX 254 /* email address (RFC 5321 path limit) */
+#define NOTIFY_SECRET_MIN 16 /* webhook secret, bytes */
+#define NOTIFY_SECRET_MAX 256
+#define NOTIFY_LIST_DEFAULT 100 /* ListDeliveries without max */
+#define NOTIFY_LIST_MAX 1000
+#define NOTIFY_ERROR_MAX 160 /* last_error of a delivery */
+#define NOTIFY_CHANNEL_WEBHOOK "webhook"
+#define NOTIFY_CHANNEL_EMAIL "email"
+#define NOTIFY_COORDINATOR "COORDINATOR"
+
+/* How deliveries are made and retried ("notify" in the configuration). Owns its strings. */
+typedef struct {
+    int max_attempts;       /* attempts before the dead letter */
+    int64_t max_age_ms;     /* age (from the creation or an operator's retry) likewise */
+    int backoff_ms;         /* first retry delay; doubles per attempt, with jitter */
+    int max_backoff_ms;     /* ceiling of the delay */
+    int timeout_ms;         /* whole transfer */
+    int connect_timeout_ms; /* connection only */
+    int max_in_flight;      /* transfers at once */
+    int poll_ms;            /* how often due retries are looked for */
+    int64_t lease_ms;       /* a claimed delivery is due again after this (sender died) */
+    char *smtp_url;         /* "smtp://host:port" or "smtps://..." */
+    char *smtp_from;
+    char *smtp_username; /* "" for none */
+    char *smtp_password; /* secret: never logged */
+    char *smtp_tls;      /* "none", "try" or "required" */
+    char *email_subject; /* templates, see notify_email.c */
+    char *email_body;
+} notify_settings_t;
+
+/* One delivery claimed for an attempt, with what its transfer needs. Owned by the sender. */
+typedef struct {
+    char *delivery_id;
+    char *claim_id;
+    char *subscription_id;
+    char *agency_id;
+    char *channel;
+    char *topic;
+    char *source_stream;
+    int64_t source_seq;
+    char *case_id;
+    char *event_id;
+    int attempts;       /* counting this one */
+    int64_t started_ms; /* start of the age window */
+    char *address;      /* NULL when the subscription has gone */
+    char *secret;       /* wiped on destroy */
+    Nrm__V1__Event *event;
+    /* the transfer */
+    CURL *easy;
+    struct curl_slist *headers;
+    struct curl_slist *recipients;
+    char *body;
+    size_t body_len;
+    size_t body_sent;
+    /* the outcome */
+    bool ok;
+    char error[NOTIFY_ERROR_MAX];
+} notify_delivery_t;
+
+typedef struct notify_sender_t notify_sender_t;
+
+/* The service's state, shared by handlers, consumers, the sender and timers. */
+typedef struct {
+    nrm_service_t *service;     /* borrowed */
+    notify_settings_t settings; /* owned */
+    notify_sender_t *sender;    /* owned */
+    bool seeded;                /* the configured subscriptions are committed */
+    bool db_trouble;            /* the last turn of the sender failed (logged once) */
+    int64_t *created;           /* counters shown in Pong (this instance, since start) */
+    int64_t *undeliverable;
+    int64_t *delivered;
+    int64_t *failed;
+    int64_t *attempted;
+    int64_t *retried;
+    int64_t *in_flight; /* a gauge: transfers running now */
+} notify_t;
+
+/* notify_settings.c */
+
+/* Reads the settings from config into *out (zeroed first; strings copied). Returns OK, or
+ * FAILED_PRECONDITION with err naming the setting ("notify.max_attempts"). */
+nrm_status_t notify_settings_load(nrm_config_t *config, notify_settings_t *out, nrm_error_t *err);
+
+/* Frees the strings of settings, wiping the SMTP password, and zeroes it. */
+void notify_settings_clear(notify_settings_t *settings);
+
+/* Reads a small secret file (up to 511 bytes) into a malloc'd string without its trailing
+ * newline; NULL when it cannot be read. The caller wipes and frees it. */
+char *notify_read_secret(const char *path);
+
+/* notify_recipients.c: who hears what, and the maps behind it */
+
+void notify_recipients_prepare(nrm_db_t *db);
+
+/* Consumer of every stream (nrm_apply_fn; ctx is the notify_t): keeps the case, referral and
+ * allocation maps, and creates the event's deliveries in tx. */
+nrm_status_t notify_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* notify_subscriptions.c: subscriptions from requests and from the configuration */
+
+void notify_subscriptions_prepare(nrm_db_t *db);
+
+/* Checks a subscription (from a request or the configuration; field paths start with prefix).
+ * has_secret says a secret is already stored for it. Returns OK or INVALID_ARGUMENT. */
+nrm_status_t notify_check_subscription(const Nrm__V1__UpsertSubscription *s, nrm_config_t *config,
+                                       const char *prefix, bool has_secret, nrm_error_t *err);
+
+/* Checks the "subscriptions" of a configuration (shapes, agencies, secrets). Returns OK, or
+ * FAILED_PRECONDITION with err naming the entry ("subscriptions[2].address"). */
+nrm_status_t notify_check_configured(nrm_config_t *config, nrm_error_t *err);
+
+/* Upserts the configured subscriptions and deactivates configured ones no longer listed, in tx
+ * (nrm_timer_fn; ctx is the notify_t). Idempotent. */
+nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx);
+
+/* UpsertSubscription handler (the agency itself or a coordinator) -> SubscriptionRef. */
+nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call);
+
+/* notify_deliveries.c: rows, states, retries and backoff, dead letters */
+
+void notify_deliveries_prepare(nrm_db_t *db);
+
+/* Creates, in tx, one delivery per active subscription of the agencies concerned (n ids, may
+ * repeat) and per subscription following the event's topic; an agency without any subscription
+ * gets one 'undeliverable' row and a notification.failed event. The event is stored when it has
+ * deliveries or is an outcome of its case. Replays create nothing. *created (may be NULL)
+ * receives the number of pending deliveries made. */
+nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
+                                      char *const *agencies, size_t n, bool outcome, int *created);
+
+/* One turn of the sender, in one transaction: records the outcomes of finished attempts (done:
+ * zlist of notify_delivery_t) with their events (delivered, retried later, or dead-lettered),
+ * then claims up to max due deliveries for an attempt and appends them to out (the caller owns
+ * them). Returns how many were claimed, having destroyed and removed every item of done; or -1
+ * when the database fails, leaving done as it was and claiming nothing. */
+int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max, zlist_t *out);
+
+/* Gives the claims of unfinished attempts back (due now), at shutdown. Best effort. */
+void notify_deliveries_release(notify_t *self, nrm_db_t *db, zlist_t *unfinished);
+
+/* The delay before attempt attempts+1: backoff_ms * 2^(attempts-1), capped, with jitter
+ * (uniform in its upper half). */
+int64_t notify_backoff_ms(const notify_settings_t *settings, int attempts);
+
+/* A PostgreSQL text[] literal of n strings, each quoted ("{\"a\",\"b\"}"); malloc'd, caller
+ * frees. Aborts when out of memory. */
+char *notify_text_array(char *const *items, size_t n);
+
+/* Frees a delivery, its transfer handle included (the sender removes the handle from its multi
+ * handle first), wiping the secret; sets *d to NULL. Safe on NULL. */
+void notify_delivery_destroy(notify_delivery_t **d);
+
+/* ListDeliveries handler (coordinators) -> DeliveryList. */
+nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call);
+
+/* RetryDelivery handler (coordinators): a failed delivery is pending again, from attempt 1. */
+nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call);
+
+/* notify_webhook.c */
+
+/* The body message of an event (CaseOpened, ...), borrowed from ev, or NULL when unset. */
+const ProtobufCMessage *notify_event_body(const Nrm__V1__Event *ev);
+
+/* ms since the epoch as RFC 3339 UTC with milliseconds ("2024-05-01T09:30:00.250Z"). */
+#define NOTIFY_TIME_MAX 32
+void notify_time_text(int64_t ms, char out[NOTIFY_TIME_MAX]);
+
+/* The CloudEvents 1.0 JSON body of the delivery's event (malloc'd, caller frees; *len its
+ * size), or NULL when out of memory. */
+char *notify_webhook_body(const notify_delivery_t *d, size_t *len);
+
+/* "sha256=" and the lowercase hex HMAC-SHA256 of body under secret, into out. */
+#define NOTIFY_SIGNATURE_MAX 80
+void notify_webhook_signature(const char *secret, const char *body, size_t len,
+                              char out[NOTIFY_SIGNATURE_MAX]);
+
+/* Prepares d's HTTP POST on a new easy handle (d->easy). Returns 0, or -1 with d->error set. */
+int notify_webhook_prepare(notify_delivery_t *d, const notify_settings_t *settings);
+
+/* Reads how d's finished transfer went (2xx within the timeout) into d->ok and d->error. */
+void notify_webhook_outcome(notify_delivery_t *d, CURLcode result);
+
+/* notify_email.c */
+
+/* Checks that the templates use known placeholders only. Returns OK or FAILED_PRECONDITION. */
+nrm_status_t notify_email_check_templates(const notify_settings_t *settings, nrm_error_t *err);
+
+/* The whole message (headers and plain-text body, CRLF lines) of d (malloc'd; *len its size). */
+char *notify_email_message(const notify_delivery_t *d, const notify_settings_t *settings,
+                           size_t *len);
+
+/* Prepares d's SMTP transfer on a new easy handle (d->easy). Returns 0, or -1 with d->error. */
+int notify_email_prepare(notify_delivery_t *d, const notify_settings_t *settings);
+
+/* Reads how d's finished transfer went (accepted by the relay) into d->ok and d->error. */
+void notify_email_outcome(notify_delivery_t *d, CURLcode result);
+
+/* notify_sender.c */
+
+/* Returns a sender driving its transfers from loop (borrowed), or NULL. */
+notify_sender_t *notify_sender_new(notify_t *notify, zloop_t *loop);
+
+/* At a stop (after the reactor): lets the transfers in flight finish for a few seconds at
+ * most, records what finished, gives back the claims of what did not (due again at once), frees
+ * the sender and sets *self to NULL. Safe on NULL. */
+void notify_sender_destroy(notify_sender_t **self);
+
+/* Asks the sender to look for due deliveries (and record outcomes) very soon. */
+void notify_sender_wake(notify_sender_t *self);
+
+#endif

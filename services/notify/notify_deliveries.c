@@ -1,0 +1,590 @@
+/* Deliveries: one row per (event, recipient agency, subscription), created with the consumer's
+ * checkpoint; claimed for an attempt under a lease; delivered, retried with exponential backoff
+ * and jitter, or dead-lettered when the attempts or the age run out. Each final outcome is a
+ * notification.delivered / notification.failed event emitted in the transaction recording it;
+ * an agency without any subscription is recorded 'undeliverable' (and notification.failed) at
+ * once, never dropped. The delivery_id is the X-NRM-Delivery of every attempt. */
+#include "notify.h"
+#include "nrm_crypto.h"
+#include "nrm_log.h"
+#include "nrm_time.h"
+
+#include <sodium.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_NO_SUBSCRIPTION "undeliverable: the agency has no subscription"
+#define S_STATE_PENDING "pending"
+#define S_STATE_FAILED "failed"
+
+static const char s_sql_create[] =
+    "WITH concerned AS (SELECT DISTINCT unnest($6::text[]) AS agency_id),"
+    " matched AS (SELECT s.subscription_id, s.agency_id, s.channel FROM subscriptions s"
+    "  WHERE s.active AND (s.agency_id IN (SELECT agency_id FROM concerned)"
+    "   OR EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with($3::text, t)))),"
+    " wanted AS (SELECT agency_id, channel, subscription_id, 'pending'::text AS state FROM matched"
+    "  UNION ALL SELECT c.agency_id, '', '', 'undeliverable' FROM concerned c"
+    "  WHERE NOT EXISTS (SELECT 1 FROM subscriptions s"
+    "                     WHERE s.active AND s.agency_id = c.agency_id))"
+    " INSERT INTO deliveries (delivery_id, source_stream, source_seq, agency_id, channel,"
+    "  subscription_id, topic, case_id, event_id, state, started_ms, next_attempt_ms,"
+    "  finished_ms, last_error)"
+    " SELECT gen_random_uuid(), $1, $2::bigint, w.agency_id, w.channel, w.subscription_id, $3,"
+    "  $4, $5, w.state, $7::bigint, $7::bigint,"
+    "  CASE WHEN w.state = 'undeliverable' THEN $7::bigint ELSE 0 END,"
+    "  CASE WHEN w.state = 'undeliverable' THEN $8 ELSE '' END"
+    " FROM wanted w ON CONFLICT DO NOTHING RETURNING delivery_id::text, agency_id, state";
+static const char s_sql_keep_event[] =
+    "INSERT INTO events (source_stream, source_seq, event_id, topic, case_id, occurred_at_ms,"
+    " outcome, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+static const char s_sql_claim[] =
+    "WITH due AS (SELECT delivery_id FROM deliveries"
+    "  WHERE state = 'pending' AND next_attempt_ms <= $1::bigint"
+    "  ORDER BY next_attempt_ms LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    " claimed AS (UPDATE deliveries d SET attempts = d.attempts + 1,"
+    "  next_attempt_ms = $1::bigint + $3::bigint, last_attempt_ms = $1::bigint,"
+    "  claim_id = $4::uuid FROM due WHERE d.delivery_id = due.delivery_id RETURNING d.*)"
+    " SELECT c.delivery_id::text, c.subscription_id, c.agency_id, c.channel, c.topic,"
+    "  c.source_stream, c.source_seq, c.case_id, c.event_id, c.attempts, c.started_ms,"
+    "  s.address, s.secret, e.payload"
+    " FROM claimed c LEFT JOIN subscriptions s ON s.subscription_id = c.subscription_id"
+    " LEFT JOIN events e ON e.source_stream = c.source_stream AND e.source_seq = c.source_seq";
+static const char s_sql_delivered[] =
+    "UPDATE deliveries SET state = 'delivered', finished_ms = $2, last_error = '', claim_id = NULL"
+    " WHERE delivery_id = $1::uuid AND state = 'pending' RETURNING attempts";
+static const char s_sql_retry_later[] =
+    "UPDATE deliveries SET next_attempt_ms = $3, last_error = $4, claim_id = NULL"
+    " WHERE delivery_id = $1::uuid AND claim_id = $2::uuid AND state = 'pending' RETURNING 1";
+static const char s_sql_dead[] =
+    "UPDATE deliveries SET state = 'failed', finished_ms = $3, last_error = $4, claim_id = NULL"
+    " WHERE delivery_id = $1::uuid AND claim_id = $2::uuid AND state = 'pending'"
+    " RETURNING attempts";
+static const char s_sql_release[] =
+    "UPDATE deliveries SET next_attempt_ms = $3, claim_id = NULL"
+    " WHERE delivery_id = $1::uuid AND claim_id = $2::uuid AND state = 'pending'";
+#define S_LIST_COLUMNS                                                                             \
+    "delivery_id::text, subscription_id, agency_id, topic, source_stream, source_seq,"             \
+    " attempts, state, last_error, CASE WHEN state = 'pending' THEN next_attempt_ms ELSE 0 END,"   \
+    " channel, case_id"
+static const char s_sql_list[] =
+    "SELECT " S_LIST_COLUMNS " FROM deliveries WHERE ($1::text = '' OR state = $1::text)"
+    " ORDER BY created_at DESC, delivery_id LIMIT $2";
+static const char s_sql_retry[] =
+    "UPDATE deliveries SET state = 'pending', attempts = 0, started_ms = $2, next_attempt_ms = $2,"
+    " last_error = '', finished_ms = 0, retries = retries + 1, claim_id = NULL"
+    " WHERE delivery_id = $1::uuid AND state = 'failed' RETURNING " S_LIST_COLUMNS;
+static const char s_sql_state[] = "SELECT state FROM deliveries WHERE delivery_id = $1::uuid";
+
+void notify_deliveries_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "notify_delivery_create", s_sql_create);
+    nrm_db_statement(db, "notify_event_keep", s_sql_keep_event);
+    nrm_db_statement(db, "notify_delivery_claim", s_sql_claim);
+    nrm_db_statement(db, "notify_delivery_delivered", s_sql_delivered);
+    nrm_db_statement(db, "notify_delivery_retry_later", s_sql_retry_later);
+    nrm_db_statement(db, "notify_delivery_dead", s_sql_dead);
+    nrm_db_statement(db, "notify_delivery_release", s_sql_release);
+    nrm_db_statement(db, "notify_delivery_list", s_sql_list);
+    nrm_db_statement(db, "notify_delivery_retry", s_sql_retry);
+    nrm_db_statement(db, "notify_delivery_state", s_sql_state);
+}
+
+char *notify_text_array(char *const *items, size_t n)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * strlen(items[i]) + 3;
+    char *out = malloc(cap);
+    if (!out)
+        abort();
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *c = items[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+/* What a notification.* event says about one delivery. */
+typedef struct {
+    const char *delivery_id;
+    const char *subscription_id;
+    const char *agency_id;
+    const char *topic;
+    const char *source_stream;
+    int64_t source_seq;
+    const char *case_id;
+    const char *event_id; /* the source event: the causation */
+    int attempts;
+    const char *last_error; /* NULL for a delivery */
+} s_outcome_t;
+
+/* Emits notification.delivered (last_error NULL) or notification.failed in tx. */
+static nrm_status_t s_emit_outcome(nrm_tx_t *tx, const s_outcome_t *o)
+{
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)o->case_id;
+    ev.causation_id = (char *)o->event_id;
+    Nrm__V1__NotificationDelivered delivered = NRM__V1__NOTIFICATION_DELIVERED__INIT;
+    Nrm__V1__NotificationFailed failed = NRM__V1__NOTIFICATION_FAILED__INIT;
+    if (!o->last_error) {
+        delivered.delivery_id = (char *)o->delivery_id;
+        delivered.subscription_id = (char *)o->subscription_id;
+        delivered.agency_id = (char *)o->agency_id;
+        delivered.topic = (char *)o->topic;
+        delivered.source_stream = (char *)o->source_stream;
+        delivered.source_seq = o->source_seq;
+        delivered.attempts = o->attempts;
+        ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED;
+        ev.notification_delivered = &delivered;
+    } else {
+        failed.delivery_id = (char *)o->delivery_id;
+        failed.subscription_id = (char *)o->subscription_id;
+        failed.agency_id = (char *)o->agency_id;
+        failed.topic = (char *)o->topic;
+        failed.source_stream = (char *)o->source_stream;
+        failed.source_seq = o->source_seq;
+        failed.attempts = o->attempts;
+        failed.last_error = (char *)o->last_error;
+        ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_FAILED;
+        ev.notification_failed = &failed;
+    }
+    return nrm_tx_emit(tx, &ev);
+}
+
+/* Stores the event the deliveries will send (or a late reporter may need). */
+static nrm_status_t s_keep_event(nrm_tx_t *tx, const Nrm__V1__Event *ev, bool outcome)
+{
+    size_t len = 0;
+    uint8_t *payload = nrm_event_pack(ev, &len);
+    if (!payload)
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    nrm_params_t p = {0};
+    nrm_params_text(&p, ev->stream);
+    nrm_params_int(&p, ev->seq);
+    nrm_params_text(&p, ev->event_id);
+    nrm_params_text(&p, ev->topic);
+    nrm_params_text(&p, ev->case_id);
+    nrm_params_int(&p, ev->occurred_at_ms);
+    nrm_params_bool(&p, outcome);
+    nrm_params_bytes(&p, payload, len);
+    nrm_status_t st = nrm_db_exec(tx->db, "notify_event_keep", &p, NULL, tx->err);
+    free(payload);
+    return st;
+}
+
+nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
+                                      char *const *agencies, size_t n, bool outcome, int *created)
+{
+    if (created)
+        *created = 0;
+    char *concerned = notify_text_array(agencies, n);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, ev->stream);
+    nrm_params_int(&p, ev->seq);
+    nrm_params_text(&p, ev->topic);
+    nrm_params_text(&p, ev->case_id);
+    nrm_params_text(&p, ev->event_id);
+    nrm_params_text(&p, concerned);
+    nrm_params_int(&p, tx->now_ms);
+    nrm_params_text(&p, S_NO_SUBSCRIPTION);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_create", &p, &res, tx->err);
+    free(concerned);
+    if (st != NRM_OK)
+        return st;
+    int rows = PQntuples(res), pending = 0;
+    for (int i = 0; st == NRM_OK && i < rows; i++) {
+        if (strcmp(nrm_db_text(res, i, 2), S_STATE_PENDING) == 0) {
+            pending++;
+            continue;
+        }
+        s_outcome_t o = {nrm_db_text(res, i, 0),
+                         "",
+                         nrm_db_text(res, i, 1),
+                         ev->topic,
+                         ev->stream,
+                         ev->seq,
+                         ev->case_id,
+                         ev->event_id,
+                         0,
+                         S_NO_SUBSCRIPTION};
+        st = s_emit_outcome(tx, &o);
+        (*self->undeliverable)++;
+        nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I}",
+                     "delivery_id", o.delivery_id, "agency_id", o.agency_id, "topic", ev->topic,
+                     "source_seq", (json_int_t)ev->seq);
+    }
+    PQclear(res);
+    if (st == NRM_OK && (rows > 0 || outcome))
+        st = s_keep_event(tx, ev, outcome);
+    *self->created += pending;
+    if (created)
+        *created = pending;
+    return st;
+}
+
+/* A malloc'd copy of a result text (never NULL; aborts when out of memory). */
+static char *s_dup(const PGresult *res, int row, int col)
+{
+    char *s = strdup(nrm_db_text(res, row, col));
+    if (!s)
+        abort();
+    return s;
+}
+
+/* Builds the delivery of claimed row i. */
+static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *claim_id)
+{
+    notify_delivery_t *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    d->delivery_id = s_dup(res, i, 0);
+    d->claim_id = strdup(claim_id);
+    d->subscription_id = s_dup(res, i, 1);
+    d->agency_id = s_dup(res, i, 2);
+    d->channel = s_dup(res, i, 3);
+    d->topic = s_dup(res, i, 4);
+    d->source_stream = s_dup(res, i, 5);
+    d->source_seq = nrm_db_int(res, i, 6);
+    d->case_id = s_dup(res, i, 7);
+    d->event_id = s_dup(res, i, 8);
+    d->attempts = (int)nrm_db_int(res, i, 9);
+    d->started_ms = nrm_db_int(res, i, 10);
+    if (!nrm_db_is_null(res, i, 11)) {
+        d->address = s_dup(res, i, 11);
+        d->secret = s_dup(res, i, 12);
+    }
+    if (!nrm_db_is_null(res, i, 13)) {
+        size_t len = 0;
+        const uint8_t *payload = nrm_db_bytes(res, i, 13, &len);
+        d->event = nrm_event_unpack(payload, len);
+    }
+    return d;
+}
+
+/* Claims up to max due deliveries in the open transaction and appends them to out. */
+static nrm_status_t s_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out, int *claimed)
+{
+    *claimed = 0;
+    if (max <= 0)
+        return NRM_OK;
+    char claim_id[37];
+    nrm_uuid_v4(claim_id);
+    nrm_params_t p = {0};
+    nrm_params_int(&p, tx->now_ms);
+    nrm_params_int(&p, max);
+    nrm_params_int(&p, self->settings.lease_ms);
+    nrm_params_text(&p, claim_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_claim", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    *claimed = PQntuples(res);
+    for (int i = 0; i < *claimed; i++)
+        zlist_append(out, s_claimed(res, i, claim_id));
+    PQclear(res);
+    return NRM_OK;
+}
+
+int64_t notify_backoff_ms(const notify_settings_t *s, int attempts)
+{
+    int64_t delay = s->backoff_ms;
+    for (int i = 1; i < attempts && delay < s->max_backoff_ms; i++)
+        delay *= 2;
+    if (delay > s->max_backoff_ms)
+        delay = s->max_backoff_ms;
+    int64_t half = delay / 2;
+    return delay - half + (half > 0 ? (int64_t)randombytes_uniform((uint32_t)half + 1) : 0);
+}
+
+/* What happened to one finished attempt once recorded. */
+typedef enum { S_NOTHING, S_DELIVERED, S_RETRY, S_DEAD } s_fate_t;
+
+/* Records the outcome of one attempt in the open transaction; *fate says what it became. */
+static nrm_status_t s_record(notify_t *self, nrm_tx_t *tx, const notify_delivery_t *d,
+                             s_fate_t *fate)
+{
+    const notify_settings_t *s = &self->settings;
+    int64_t now = tx->now_ms;
+    bool dead = !d->ok && (d->attempts >= s->max_attempts || now - d->started_ms >= s->max_age_ms);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, d->delivery_id);
+    PGresult *res = NULL;
+    nrm_status_t st;
+    *fate = S_NOTHING;
+    if (d->ok) {
+        nrm_params_int(&p, now);
+        st = nrm_db_exec(tx->db, "notify_delivery_delivered", &p, &res, tx->err);
+    } else if (!dead) {
+        int64_t next = now + notify_backoff_ms(s, d->attempts);
+        if (next > d->started_ms + s->max_age_ms)
+            next = d->started_ms + s->max_age_ms; /* one last attempt when the age runs out */
+        nrm_params_text(&p, d->claim_id);
+        nrm_params_int(&p, next);
+        nrm_params_text(&p, d->error);
+        st = nrm_db_exec(tx->db, "notify_delivery_retry_later", &p, &res, tx->err);
+        if (st == NRM_OK && PQntuples(res) == 1)
+            *fate = S_RETRY;
+        PQclear(res);
+        return st;
+    } else {
+        nrm_params_text(&p, d->claim_id);
+        nrm_params_int(&p, now);
+        nrm_params_text(&p, d->error);
+        st = nrm_db_exec(tx->db, "notify_delivery_dead", &p, &res, tx->err);
+    }
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 1) { /* else another attempt was recorded first: nothing to say */
+        s_outcome_t o = {d->delivery_id,
+                         d->subscription_id,
+                         d->agency_id,
+                         d->topic,
+                         d->source_stream,
+                         d->source_seq,
+                         d->case_id,
+                         d->event_id,
+                         (int)nrm_db_int(res, 0, 0),
+                         d->ok ? NULL : d->error};
+        st = s_emit_outcome(tx, &o);
+        *fate = d->ok ? S_DELIVERED : S_DEAD;
+    }
+    PQclear(res);
+    return st;
+}
+
+/* Logs and counts what a committed outcome became. */
+static void s_report(notify_t *self, const notify_delivery_t *d, s_fate_t fate)
+{
+    if (fate == S_DELIVERED) {
+        (*self->delivered)++;
+        nrm_log_debug("delivered", "{s:s, s:s, s:s, s:i}", "delivery_id", d->delivery_id,
+                      "subscription_id", d->subscription_id, "topic", d->topic, "attempts",
+                      d->attempts);
+    } else if (fate == S_RETRY) {
+        nrm_log_info("delivery attempt failed, will retry", "{s:s, s:s, s:i, s:s}", "delivery_id",
+                     d->delivery_id, "subscription_id", d->subscription_id, "attempts", d->attempts,
+                     "error", d->error);
+    } else if (fate == S_DEAD) {
+        (*self->failed)++;
+        nrm_log_warn("delivery failed: dead letter", "{s:s, s:s, s:s, s:i, s:s}", "delivery_id",
+                     d->delivery_id, "subscription_id", d->subscription_id, "agency_id",
+                     d->agency_id, "attempts", d->attempts, "error", d->error);
+    }
+}
+
+int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max, zlist_t *out)
+{
+    size_t n = zlist_size(done);
+    s_fate_t *fates = calloc(n ? n : 1, sizeof *fates);
+    if (!fates)
+        return -1;
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    nrm_tx_t tx = {db, nrm_service_name(self->service), "", nrm_now_ms(), &err, 0};
+    nrm_status_t st = nrm_db_begin(db, &err);
+    size_t i = 0;
+    for (notify_delivery_t *d = zlist_first(done); st == NRM_OK && d; d = zlist_next(done))
+        st = s_record(self, &tx, d, &fates[i++]);
+    zlist_t *claimed = zlist_new();
+    int count = 0;
+    if (st == NRM_OK)
+        st = claimed ? s_claim(self, &tx, max, claimed, &count) : NRM_INTERNAL;
+    if (st == NRM_OK)
+        st = nrm_db_commit(db, &err);
+    notify_delivery_t *d;
+    if (st != NRM_OK) {
+        nrm_db_rollback(db);
+        while (claimed && (d = zlist_pop(claimed)) != NULL)
+            notify_delivery_destroy(&d);
+        zlist_destroy(&claimed);
+        free(fates);
+        if (!self->db_trouble)
+            nrm_log_warn("deliveries neither recorded nor claimed for now", "{s:s, s:s}", "status",
+                         nrm_status_name(err.status), "message", err.message);
+        self->db_trouble = true;
+        return -1;
+    }
+    if (self->db_trouble)
+        nrm_log_info("deliveries recorded and claimed again", NULL);
+    self->db_trouble = false;
+    for (i = 0; (d = zlist_pop(done)) != NULL; i++) {
+        s_report(self, d, fates[i]);
+        notify_delivery_destroy(&d);
+    }
+    while ((d = zlist_pop(claimed)) != NULL)
+        zlist_append(out, d);
+    zlist_destroy(&claimed);
+    free(fates);
+    *self->attempted += count;
+    return count;
+}
+
+void notify_deliveries_release(notify_t *self, nrm_db_t *db, zlist_t *unfinished)
+{
+    nrm_error_t err;
+    if (zlist_size(unfinished) == 0 || nrm_db_begin(db, &err) != NRM_OK)
+        return;
+    int64_t now = nrm_now_ms();
+    nrm_status_t st = NRM_OK;
+    for (notify_delivery_t *d = zlist_first(unfinished); st == NRM_OK && d;
+         d = zlist_next(unfinished)) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, d->delivery_id);
+        nrm_params_text(&p, d->claim_id);
+        nrm_params_int(&p, now);
+        st = nrm_db_exec(db, "notify_delivery_release", &p, NULL, &err);
+    }
+    if (st != NRM_OK || nrm_db_commit(db, &err) != NRM_OK)
+        nrm_db_rollback(db);
+}
+
+void notify_delivery_destroy(notify_delivery_t **d_p)
+{
+    if (!d_p || !*d_p)
+        return;
+    notify_delivery_t *d = *d_p;
+    if (d->easy)
+        curl_easy_cleanup(d->easy);
+    curl_slist_free_all(d->headers);
+    curl_slist_free_all(d->recipients);
+    if (d->secret)
+        sodium_memzero(d->secret, strlen(d->secret));
+    char *strings[] = {d->delivery_id, d->claim_id, d->subscription_id, d->agency_id,
+                       d->channel,     d->topic,    d->source_stream,   d->case_id,
+                       d->event_id,    d->address,  d->secret,          d->body};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        free(strings[i]);
+    if (d->event)
+        nrm__v1__event__free_unpacked(d->event, NULL);
+    free(d);
+    *d_p = NULL;
+}
+
+/* Fills a Delivery from a row of S_LIST_COLUMNS (strings owned by the call). */
+static Nrm__V1__Delivery *s_listed(nrm_call_t *call, const PGresult *res, int i)
+{
+    Nrm__V1__Delivery *d = nrm_call_alloc(call, sizeof *d);
+    nrm__v1__delivery__init(d);
+    d->delivery_id = nrm_call_strdup(call, nrm_db_text(res, i, 0));
+    d->subscription_id = nrm_call_strdup(call, nrm_db_text(res, i, 1));
+    d->agency_id = nrm_call_strdup(call, nrm_db_text(res, i, 2));
+    d->topic = nrm_call_strdup(call, nrm_db_text(res, i, 3));
+    d->source_stream = nrm_call_strdup(call, nrm_db_text(res, i, 4));
+    d->source_seq = nrm_db_int(res, i, 5);
+    d->attempts = (int32_t)nrm_db_int(res, i, 6);
+    d->state = nrm_call_strdup(call, nrm_db_text(res, i, 7));
+    d->last_error = nrm_call_strdup(call, nrm_db_text(res, i, 8));
+    d->next_attempt_ms = nrm_db_int(res, i, 9);
+    d->channel = nrm_call_strdup(call, nrm_db_text(res, i, 10));
+    d->case_id = nrm_call_strdup(call, nrm_db_text(res, i, 11));
+    return d;
+}
+
+/* Sets the reply to the deliveries of res. */
+static void s_reply_list(nrm_call_t *call, const PGresult *res)
+{
+    Nrm__V1__DeliveryList *list = nrm_call_alloc(call, sizeof *list);
+    nrm__v1__delivery_list__init(list);
+    int rows = PQntuples(res);
+    list->deliveries = nrm_call_alloc(call, (size_t)(rows ? rows : 1) * sizeof *list->deliveries);
+    for (int i = 0; i < rows; i++)
+        list->deliveries[list->n_deliveries++] = s_listed(call, res, i);
+    call->reply->result_case = NRM__V1__REPLY__RESULT_DELIVERY_LIST;
+    call->reply->delivery_list = list;
+}
+
+/* PERMISSION_DENIED unless the sender is a coordinator. */
+static nrm_status_t s_coordinator_only(nrm_call_t *call, const char *field)
+{
+    if (strcmp(call->agency_type, NOTIFY_COORDINATOR) == 0)
+        return NRM_OK;
+    return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field,
+                    "only a coordinator may see or retry deliveries");
+}
+
+nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
+{
+    const Nrm__V1__ListDeliveries *l = call->request->list_deliveries;
+    static const char *const states[] = {"", "pending", "delivered", "failed", "undeliverable"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++)
+        known |= strcmp(l->state, states[i]) == 0;
+    if (!known)
+        return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "list_deliveries.state",
+                        "state is pending, delivered, failed, undeliverable or empty for all");
+    if (l->max < 0 || l->max > NOTIFY_LIST_MAX)
+        return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "list_deliveries.max",
+                        "max is from 0 (the default, %d) to %d", NOTIFY_LIST_DEFAULT,
+                        NOTIFY_LIST_MAX);
+    nrm_status_t st = s_coordinator_only(call, "list_deliveries");
+    if (st != NRM_OK)
+        return st;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, l->state);
+    nrm_params_int(&p, l->max ? l->max : NOTIFY_LIST_DEFAULT);
+    PGresult *res = NULL;
+    st = nrm_db_exec(call->tx.db, "notify_delivery_list", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    s_reply_list(call, res);
+    PQclear(res);
+    return NRM_OK;
+}
+
+nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
+{
+    notify_t *self = ctx;
+    const char *id = call->request->retry_delivery->delivery_id;
+    if (!nrm_uuid_valid(id))
+        return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "retry_delivery.delivery_id",
+                        "delivery_id is a UUID");
+    nrm_status_t st = s_coordinator_only(call, "retry_delivery");
+    if (st != NRM_OK)
+        return st;
+    call->subject_id = id;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, id);
+    nrm_params_int(&p, call->tx.now_ms);
+    PGresult *res = NULL;
+    st = nrm_db_exec(call->tx.db, "notify_delivery_retry", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 1) {
+        s_reply_list(call, res);
+        PQclear(res);
+        (*self->retried)++;
+        notify_sender_wake(self->sender);
+        nrm_log_info("failed delivery retried by a coordinator", "{s:s, s:s}", "delivery_id", id,
+                     "by", call->agency_id);
+        return NRM_OK;
+    }
+    PQclear(res);
+    nrm_params_t q = {0};
+    nrm_params_text(&q, id);
+    st = nrm_db_exec(call->tx.db, "notify_delivery_state", &q, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 0)
+        st =
+            nrm_fail(call->tx.err, NRM_NOT_FOUND, "retry_delivery.delivery_id", "no such delivery");
+    else
+        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
+                      "only a failed delivery can be retried; this one is %s",
+                      nrm_db_text(res, 0, 0));
+    PQclear(res);
+    return st;
+}
