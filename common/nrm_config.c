@@ -1,16 +1,18 @@
 #include "nrm_config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NRM_CONFIG_PATH_MAX 256
+#define NRM_CONFIG_INCLUDE_DEPTH 8
 
 struct nrm_config_t {
     char *path;
     json_t *root;
-    json_t *overrides; /* environment values handed out, kept alive by path */
+    json_t *overrides; /* every environment value handed out, kept alive until destroy */
 };
 
 /* Loads one JSON object file. Returns a new reference, or NULL with err set. */
@@ -57,12 +59,17 @@ static int s_merge(json_t *dst, json_t *src, const char *file, nrm_error_t *err)
 }
 
 /* Merges every file named by the root's "include" list (paths relative to the including
- * file's directory unless absolute). Returns 0, or -1 with err set. */
-static int s_includes(json_t *root, const char *path, nrm_error_t *err)
+ * file's directory unless absolute), each after its own includes. Returns 0, or -1 with err set. */
+static int s_includes(json_t *root, const char *path, int depth, nrm_error_t *err)
 {
     json_t *list = json_object_get(root, "include");
     if (!list)
         return 0;
+    if (depth > NRM_CONFIG_INCLUDE_DEPTH) {
+        nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: includes nested too "
+                 "deeply", path);
+        return -1;
+    }
     char dir[NRM_CONFIG_PATH_MAX * 4];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -85,7 +92,11 @@ static int s_includes(json_t *root, const char *path, nrm_error_t *err)
         else
             snprintf(file, sizeof file, "%s/%s", dir, name);
         json_t *part = s_load_object(file, err);
-        int rc = part ? s_merge(root, part, file, err) : -1;
+        int rc = part ? s_includes(part, file, depth + 1, err) : -1;
+        if (rc == 0) {
+            json_object_del(part, "include"); /* resolved against its own directory above */
+            rc = s_merge(root, part, file, err);
+        }
         json_decref(part);
         if (rc != 0)
             return -1;
@@ -98,7 +109,7 @@ nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
     json_t *root = s_load_object(path, err);
     if (!root)
         return NULL;
-    if (s_includes(root, path, err) != 0) {
+    if (s_includes(root, path, 0, err) != 0) {
         json_decref(root);
         return NULL;
     }
@@ -110,7 +121,7 @@ nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
     }
     self->path = strdup(path);
     self->root = root;
-    self->overrides = json_object();
+    self->overrides = json_array();
     return self;
 }
 
@@ -152,8 +163,18 @@ const char *nrm_config_string(nrm_config_t *self, const char *path, const char *
 {
     const char *env = s_env_override(path);
     if (env) {
-        json_object_set_new(self->overrides, path, json_string(env));
-        return json_string_value(json_object_get(self->overrides, path));
+        /* pointers handed out earlier stay valid: reuse an equal value or keep a new one */
+        size_t i;
+        json_t *kept;
+        json_array_foreach(self->overrides, i, kept)
+        {
+            if (strcmp(json_string_value(kept), env) == 0)
+                return json_string_value(kept);
+        }
+        kept = json_string_nocheck(env);
+        if (json_array_append_new(self->overrides, kept) != 0)
+            return dflt;
+        return json_string_value(kept);
     }
     json_t *v = nrm_config_get(self, path);
     return json_is_string(v) ? json_string_value(v) : dflt;
@@ -164,8 +185,9 @@ int64_t nrm_config_int(nrm_config_t *self, const char *path, int64_t dflt)
     const char *env = s_env_override(path);
     if (env) {
         char *end = NULL;
+        errno = 0;
         long long v = strtoll(env, &end, 10);
-        return (end && *end == '\0' && end != env) ? (int64_t)v : dflt;
+        return (end && *end == '\0' && end != env && errno == 0) ? (int64_t)v : dflt;
     }
     json_t *v = nrm_config_get(self, path);
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;

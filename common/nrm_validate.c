@@ -9,6 +9,8 @@
 
 bool nrm_text_clean(const char *s)
 {
+    /* the smallest code point each sequence length may encode (shorter forms are overlong) */
+    static const uint32_t s_min[] = {0, 0x80, 0x800, 0x10000};
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned char c = *p;
@@ -16,12 +18,17 @@ bool nrm_text_clean(const char *s)
                                  : (c & 0xF8) == 0xF0 ? 3 : -1;
         if (extra < 0 || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7F)
             return false;
-        if (extra == 1 && c < 0xC2)
-            return false; /* overlong */
+        uint32_t cp = c & (0x7F >> extra);
         p++;
-        for (int i = 0; i < extra; i++, p++)
+        for (int i = 0; i < extra; i++, p++) {
             if ((*p & 0xC0) != 0x80)
                 return false;
+            cp = (cp << 6) | (*p & 0x3F);
+        }
+        if (cp < s_min[extra] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false; /* overlong, beyond Unicode, or a UTF-16 surrogate */
+        if (cp >= 0x80 && cp < 0xA0)
+            return false; /* C1 control character */
     }
     return true;
 }
@@ -150,15 +157,19 @@ nrm_status_t nrm_check_date(nrm_error_t *err, const char *field, const char *s, 
                             int *y_out, int *m_out, int *d_out)
 {
     int y = 0, m = 0, d = 0, used = 0;
-    bool shaped = s && strlen(s) == 10 && s[4] == '-' && s[7] == '-' &&
-                  sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &used) == 3 && used == 10;
+    bool shaped = s && strlen(s) == 10 && s[4] == '-' && s[7] == '-';
+    for (int i = 0; shaped && i < 10; i++)
+        shaped = i == 4 || i == 7 || (s[i] >= '0' && s[i] <= '9'); /* no signs or spaces */
+    shaped = shaped && sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &used) == 3 && used == 10;
     if (!shaped || m < 1 || m > 12 || d < 1 || d > s_days_in_month(y, m))
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "%s must be a date YYYY-MM-DD", field);
     int ty, tm, td;
     s_day_of(now_ms, &ty, &tm, &td);
     if (y > ty || (y == ty && (m > tm || (m == tm && d > td))))
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "%s is in the future", field);
-    if (nrm_age_on(y, m, d, now_ms) > S_MAX_AGE_YEARS)
+    /* earlier than the same day S_MAX_AGE_YEARS years before today */
+    int oy = y + S_MAX_AGE_YEARS;
+    if (oy < ty || (oy == ty && (m < tm || (m == tm && d < td))))
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "%s is implausibly old", field);
     if (y_out)
         *y_out = y;

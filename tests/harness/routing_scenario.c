@@ -180,6 +180,9 @@ long long routing_count_referrals(harness_t *h, const char *case_id, Nrm__V1__Se
 size_t routing_case_events(harness_t *h, const char *case_id, const char *prefix,
                            Nrm__V1__Event ***events)
 {
+    /* what routing committed is on its stream once the sequencer has numbered it */
+    harness_wait_sql(h, "SELECT count(*) FROM routing.outbox WHERE seq IS NULL", 0,
+                     ROUTING_WAIT_MS);
     Nrm__V1__Event **all = NULL;
     size_t n = harness_fetch_all(h, "routing", &all), kept = 0;
     for (size_t i = 0; i < n; i++) {

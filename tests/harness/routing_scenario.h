@@ -48,8 +48,8 @@ void routing_referral_state(harness_t *h, const char *referral_id, char state[RO
 long long routing_count_referrals(harness_t *h, const char *case_id, Nrm__V1__ServiceType service);
 
 /* The events routing published about the case whose topic starts with prefix, in order
- * (Fetch from sequence 1). Returns the count; *events (caller frees with
- * routing_events_free) receives them. */
+ * (Fetch from sequence 1, once every event routing committed is sequenced). Returns the count;
+ * *events (caller frees with routing_events_free) receives them. */
 size_t routing_case_events(harness_t *h, const char *case_id, const char *prefix,
                            Nrm__V1__Event ***events);
 void routing_events_free(Nrm__V1__Event **events, size_t count);

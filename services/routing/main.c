@@ -1,0 +1,78 @@
+/* nrm-routing: refers every need of every case to a provider who can serve it, follows each
+ * referral to its outcome (or tells the coordinator nobody is left), and asks the shelter
+ * service for beds. */
+#include "routing.h"
+#include "nrm_log.h"
+#include "nrm_service.h"
+
+#define S_EXPIRY_CHECK_MS 1000 /* how often overdue referrals are looked for */
+#define S_EXPIRE_BATCH 100     /* overdue referrals expired per run */
+
+static const char *const s_case_topics[] = {"case.", NULL};
+
+/* Loads the directory and the policy from config into self (ctx), replacing the old ones only
+ * when both are valid (at start-up and on SIGHUP). Returns OK, or FAILED_PRECONDITION after
+ * logging what is wrong; self is then unchanged. */
+static nrm_status_t s_configure(void *ctx, nrm_config_t *config)
+{
+    routing_t *self = ctx;
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    routing_directory_t *directory = routing_directory_load(config, &err);
+    routing_policy_t *policy = directory ? routing_policy_load(config, &err) : NULL;
+    if (!policy) {
+        nrm_log_error("routing configuration refused", "{s:s, s:s}", "field", err.field, "message",
+                      err.message);
+        routing_directory_destroy(&directory);
+        return NRM_FAILED_PRECONDITION;
+    }
+    routing_directory_destroy(&self->directory);
+    routing_policy_destroy(&self->policy);
+    self->directory = directory;
+    self->policy = policy;
+    nrm_log_info("routing configuration loaded", "{s:I}", "providers",
+                 (json_int_t)routing_directory_size(directory));
+    return NRM_OK;
+}
+
+int main(int argc, char **argv)
+{
+    int exit_code = 0;
+    nrm_service_t *service = nrm_service_new("routing", argc, argv, routing_migrations,
+                                             routing_migrations_count, &exit_code);
+    if (!service)
+        return exit_code;
+    nrm_config_t *config = nrm_service_config(service);
+    routing_t routing = {
+        .expire_batch = (int)nrm_config_int(config, "routing.expire_batch", S_EXPIRE_BATCH),
+        .referrals_created = nrm_service_counter(service, "referrals_created"),
+        .referrals_unroutable = nrm_service_counter(service, "referrals_unroutable"),
+        .referrals_expired = nrm_service_counter(service, "referrals_expired"),
+        .shelters_requested = nrm_service_counter(service, "shelters_requested"),
+    };
+    if (s_configure(&routing, config) != NRM_OK) {
+        nrm_service_destroy(&service);
+        return 2;
+    }
+    nrm_db_t *db = nrm_service_db(service);
+    routing_cases_prepare(db);
+    routing_assign_prepare(db);
+    routing_referrals_prepare(db);
+
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
+                       routing_respond, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, NRM_HANDLER_WRITE,
+                       routing_complete, &routing);
+    nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
+    nrm_service_every(service,
+                      (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),
+                      routing_expire_overdue, &routing);
+    nrm_service_on_reload(service, s_configure, &routing);
+
+    exit_code = nrm_service_run(service);
+
+    routing_directory_destroy(&routing.directory);
+    routing_policy_destroy(&routing.policy);
+    nrm_service_destroy(&service);
+    return exit_code;
+}

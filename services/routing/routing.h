@@ -1,0 +1,206 @@
+/* The referral-routing service: every need of every case reaches a provider who can serve it, in
+ * time, or the coordinator knows at once.
+ *
+ * Routing keeps its own copy of what it routes on (region, categorical profile, needs, urgency,
+ * consent, status), taken from intake's case.* events; a JSON policy decides which services a
+ * case gets; a directory of providers (both from the configuration) says who can serve them.
+ * Each referral is then followed: accepted, declined or expired (then the next provider),
+ * completed, or revoked. Shelter is not a provider referral: it becomes shelter.requested for
+ * the shelter service. Nothing identifying is stored, published or logged; responders' notes
+ * are not stored at all. */
+#ifndef ROUTING_H
+#define ROUTING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "nrm/v1/events.pb-c.h"
+#include "nrm_config.h"
+#include "nrm_migrate.h"
+#include "nrm_server.h"
+
+extern const nrm_migration_t routing_migrations[];
+extern const size_t routing_migrations_count;
+
+#define ROUTING_ID_MAX 65      /* case and referral ids: 64 bytes and the terminator */
+#define ROUTING_REGION_MAX 17  /* ISO 3166-2 code and the terminator */
+#define ROUTING_REASON_MAX 480 /* a referral's human-readable reason */
+#define ROUTING_ADULT_AGE 18   /* a person younger is a child */
+#define ROUTING_MAX_AGE 120
+#define ROUTING_NOTE_MAX 2000      /* RespondToReferral.note: checked, never stored */
+#define ROUTING_SERVICE_LIMIT 9    /* ServiceType values are below this */
+#define ROUTING_MAX_CANDIDATES 128 /* providers considered for one referral */
+
+/* A set of enum values (ServiceType, ExploitationType, Gender): bit v for value v. */
+typedef uint32_t routing_set_t;
+#define ROUTING_SET_HAS(set, v) (((set) >> (unsigned)(v)) & 1u)
+#define ROUTING_SET_ADD(set, v) ((set) |= (1u << (unsigned)(v)))
+
+/* A case as routing knows it. */
+typedef struct {
+    char case_id[ROUTING_ID_MAX];
+    bool open;
+    char region[ROUTING_REGION_MAX];
+    bool is_minor;
+    Nrm__V1__Profile *profile;  /* owned (routing_case_release); never NULL once loaded */
+    routing_set_t needs;        /* ServiceType values stated */
+    routing_set_t exploitation; /* ExploitationType values */
+    int urgency;                /* Urgency value */
+    int safety_risk;            /* SafetyRisk value */
+    bool consent;               /* consent to referral */
+    int64_t last_seq;           /* intake sequence of the last event applied to the case */
+    bool just_opened;           /* stored by this transaction: nothing decided or referred yet */
+} routing_case_t;
+
+/* One provider of the directory. */
+typedef struct {
+    char *id;               /* an agency id of the configuration */
+    char *name;             /* the agency's name */
+    char *agency_type;      /* the agency's type ("NGO", ...) */
+    routing_set_t services; /* ServiceType values offered */
+    bool national;          /* serves every region */
+    char **regions;         /* regions served (also listed when national) */
+    size_t n_regions;
+    routing_set_t genders; /* Gender values accepted; 0 for everyone */
+    int min_age;
+    int max_age;
+    char **languages; /* ISO 639-1 codes spoken */
+    size_t n_languages;
+    bool must_share_language; /* serves only people who speak one of its languages */
+    int max_open;             /* most open (pending or accepted) referrals at once */
+} routing_provider_t;
+
+typedef struct routing_directory_t routing_directory_t;
+typedef struct routing_policy_t routing_policy_t;
+
+/* What the policy says about one service for one case. */
+typedef enum {
+    ROUTING_SKIP,     /* not referred */
+    ROUTING_REFER,    /* referred once the person consents */
+    ROUTING_MANDATORY /* referred with or without consent */
+} routing_verdict_t;
+
+typedef struct {
+    routing_verdict_t verdict;
+    const char *rule_id;   /* borrowed from the policy: copy before the configuration reloads */
+    const char *reason;    /* idem */
+    bool for_language_gap; /* the deciding rule asked for a language gap */
+} routing_decision_t;
+
+/* The service's state, shared by its handlers, consumer and timer. */
+typedef struct {
+    routing_directory_t *directory; /* owned; replaced on reload */
+    routing_policy_t *policy;       /* owned; replaced on reload */
+    int expire_batch;               /* overdue referrals expired per timer run */
+    int64_t *referrals_created;     /* counters shown in Pong (owned by the service) */
+    int64_t *referrals_unroutable;
+    int64_t *referrals_expired;
+    int64_t *shelters_requested;
+} routing_t;
+
+/* routing_directory.c: providers from the configuration, eligibility. */
+
+/* Returns the directory described by config's "providers" (each id an agency of config), or
+ * NULL with err (FAILED_PRECONDITION naming the offending entry). Caller destroys. */
+routing_directory_t *routing_directory_load(nrm_config_t *config, nrm_error_t *err);
+void routing_directory_destroy(routing_directory_t **self);
+size_t routing_directory_size(const routing_directory_t *self);
+
+/* The provider with this id (borrowed from self), or NULL. */
+const routing_provider_t *routing_directory_find(const routing_directory_t *self, const char *id);
+
+/* Fills out (at most max) with the providers eligible for service for the case (service
+ * offered, region or national, gender, age, shared language when the provider needs one),
+ * those serving the case's region first, then national ones; by id within each. Returns the
+ * count; *offering (may be NULL) receives how many providers offer the service at all. */
+size_t routing_directory_eligible(const routing_directory_t *self, const routing_case_t *c,
+                                  int service, const routing_provider_t **out, size_t max,
+                                  size_t *offering);
+
+/* True when the provider serves the region by name (not only through national coverage). */
+bool routing_provider_in_region(const routing_provider_t *p, const char *region);
+
+/* True when the provider speaks one of the person's languages, or the person has none listed. */
+bool routing_provider_speaks_with(const routing_provider_t *p, const Nrm__V1__Profile *profile);
+
+/* The name of a ServiceType value without its prefix ("LEGAL_AID"), or "UNKNOWN". Static. */
+const char *routing_service_name(int service);
+
+/* The value of an enum member named without its prefix ("LEGAL_AID" in ServiceType), or -1. */
+int routing_enum_value(const ProtobufCEnumDescriptor *desc, const char *prefix, const char *name);
+
+/* routing_policy.c: which services a case gets, and the acceptance deadlines. */
+
+/* Returns the policy of config's "routing.policy", with the deadlines of
+ * "routing.policy.deadlines_s" overridden by "routing.deadlines_s" (or NRM_ROUTING_DEADLINES_S_*),
+ * or NULL with err (FAILED_PRECONDITION naming the offending rule). Caller destroys. */
+routing_policy_t *routing_policy_load(nrm_config_t *config, nrm_error_t *err);
+void routing_policy_destroy(routing_policy_t **self);
+
+/* Decides service for the case with the first rule that applies; language_gap says whether a
+ * provider chosen for the case speaks none of the person's languages. No rule: ROUTING_SKIP
+ * with the rule id "no-rule". */
+void routing_policy_decide(const routing_policy_t *self, const routing_case_t *c, int service,
+                           bool language_gap, routing_decision_t *out);
+
+/* True when a rule about service looks at the language gap (so it must be computed). */
+bool routing_policy_uses_language_gap(const routing_policy_t *self, int service);
+
+/* Milliseconds a provider has to accept a referral of this Urgency. */
+int64_t routing_policy_deadline_ms(const routing_policy_t *self, int urgency);
+
+/* routing_cases.c: intake's case events applied to routing's copy of the case. */
+
+/* The consumer of intake's stream (nrm_apply_fn; ctx is the routing_t). Each event is applied
+ * once per case: an event not newer than the case's last applied sequence changes nothing. */
+nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* Loads the case (locking its row) into c. NOT_FOUND (naming field) when unknown. On OK the
+ * caller releases c. */
+nrm_status_t routing_case_load(nrm_tx_t *tx, const char *case_id, const char *field,
+                               routing_case_t *c);
+
+/* Frees what c owns. Safe on a zeroed case. */
+void routing_case_release(routing_case_t *c);
+
+void routing_cases_prepare(nrm_db_t *db);
+
+/* routing_assign.c: decisions applied, providers chosen, referrals created. */
+
+/* Takes the assignment lock: every transaction that may create referrals or change their
+ * state takes it first, so provider caps hold across instances and lock order is one. */
+nrm_status_t routing_lock(nrm_tx_t *tx);
+
+/* Decides every service of the open case not decided yet (or waiting for consent or for a rule
+ * to apply) and acts: a referral to the best provider (referral.created, or
+ * referral.unroutable when nobody is left), shelter.requested, or a wait for consent. */
+nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_case_t *c);
+
+/* Refers service of the case to the next eligible provider (attempt + 1), after the previous
+ * one declined or let the deadline pass; referral.unroutable when nobody is left. */
+nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service);
+
+void routing_assign_prepare(nrm_db_t *db);
+
+/* routing_referrals.c: answers, outcomes, expiry and revocation of referrals. */
+
+/* RespondToReferral and CompleteReferral (nrm_handler_fn; ctx is the routing_t). */
+nrm_status_t routing_respond(void *ctx, nrm_call_t *call);
+nrm_status_t routing_complete(void *ctx, nrm_call_t *call);
+
+/* Timer (nrm_timer_fn): expires pending referrals past their deadline (referral.expired) and
+ * refers each service on; safe with several instances. */
+nrm_status_t routing_expire_overdue(void *ctx, nrm_tx_t *tx);
+
+/* Revokes the open referrals of a case (referral.revoked with reason): all of them, or only
+ * those made under consent when consented_only. Their services go back to waiting for consent
+ * (consented_only) or are closed. */
+nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consented_only,
+                                 const char *reason);
+
+void routing_referrals_prepare(nrm_db_t *db);
+
+/* routing_validate.c: checks of the requests, before anything is read or changed. */
+nrm_status_t routing_check_respond(const Nrm__V1__RespondToReferral *r, nrm_error_t *err);
+nrm_status_t routing_check_complete(const Nrm__V1__CompleteReferral *c, nrm_error_t *err);
+
+#endif

@@ -1,0 +1,466 @@
+/* Decisions applied: which services a case gets, the provider chosen for each, the referral
+ * created (or referral.unroutable when nobody is left), and shelter.requested for shelter. */
+#include "routing.h"
+#include "nrm_crypto.h"
+#include "nrm_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_QUOTED_ID_MAX (ROUTING_ID_MAX + 3) /* "id", in an array literal */
+
+static const char s_sql_lock[] = "SELECT pg_advisory_xact_lock(hashtext('nrm.routing.assign'))";
+static const char s_sql_states[] = "SELECT service, state FROM case_services WHERE case_id = $1";
+static const char s_sql_decision[] =
+    "SELECT rule_id, reason, mandatory FROM case_services WHERE case_id = $1 AND service = $2";
+static const char s_sql_set_state[] =
+    "INSERT INTO case_services (case_id, service, state, mandatory, rule_id, reason)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, service) DO UPDATE SET"
+    " state = EXCLUDED.state, mandatory = EXCLUDED.mandatory, rule_id = EXCLUDED.rule_id,"
+    " reason = EXCLUDED.reason, updated_at = now()";
+/* per candidate, in the order given: open referrals, already tried for this case and service;
+ * and the last attempt made for this case and service */
+static const char s_sql_candidates[] =
+    "SELECT c.id,"
+    " (SELECT count(*) FROM referrals r WHERE r.provider_id = c.id"
+    "   AND r.state IN ('pending', 'accepted')),"
+    " EXISTS (SELECT 1 FROM referrals t WHERE t.case_id = $2 AND t.service = $3"
+    "   AND t.provider_id = c.id AND t.state IN ('declined', 'expired')),"
+    " (SELECT coalesce(max(attempt), 0) FROM referrals a WHERE a.case_id = $2 AND a.service = $3)"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS c(id, n) ORDER BY c.n";
+static const char s_sql_insert[] =
+    "INSERT INTO referrals (referral_id, case_id, service, attempt, provider_id, urgency,"
+    " rule_id, reason, causation_id, created_ms, due_ms)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " ON CONFLICT DO NOTHING RETURNING referral_id";
+static const char s_sql_open_providers[] =
+    "SELECT r.provider_id, s.mandatory FROM referrals r JOIN case_services s"
+    " ON s.case_id = r.case_id AND s.service = r.service"
+    " WHERE r.case_id = $1 AND r.service <> $2 AND r.state IN ('pending', 'accepted')";
+
+/* Where a service of a case stands (case_services.state; S_NONE when not decided yet). */
+typedef enum {
+    S_NONE,
+    S_AWAITING_CONSENT,
+    S_REFERRED,
+    S_SHELTER_REQUESTED,
+    S_UNROUTABLE,
+    S_COMPLETED,
+    S_NOT_REFERRED,
+    S_CLOSED,
+    S_STATE_COUNT
+} s_state_t;
+
+static const char *const s_state_names[S_STATE_COUNT] = {
+    "",           "awaiting_consent", "referred",     "shelter_requested",
+    "unroutable", "completed",        "not_referred", "closed"};
+
+/* The order services are decided in: mandatory protection first, interpretation last (it
+ * depends on the providers chosen for the others). */
+static const int s_order[] = {
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_CHILD_PROTECTION,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_PSYCHOSOCIAL,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_RETURN_ASSISTANCE,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_REINTEGRATION,
+    NRM__V1__SERVICE_TYPE__SERVICE_TYPE_INTERPRETATION,
+};
+#define S_ORDER_COUNT (sizeof s_order / sizeof s_order[0])
+
+/* What is known about the candidates for one referral. */
+typedef struct {
+    const routing_provider_t *providers[ROUTING_MAX_CANDIDATES];
+    int64_t open[ROUTING_MAX_CANDIDATES];
+    bool tried[ROUTING_MAX_CANDIDATES];
+    size_t count;    /* eligible providers */
+    size_t offering; /* providers offering the service at all */
+    int last_attempt;
+} s_candidates_t;
+
+void routing_assign_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "routing_lock", s_sql_lock);
+    nrm_db_statement(db, "routing_states", s_sql_states);
+    nrm_db_statement(db, "routing_decision", s_sql_decision);
+    nrm_db_statement(db, "routing_set_state", s_sql_set_state);
+    nrm_db_statement(db, "routing_candidates", s_sql_candidates);
+    nrm_db_statement(db, "routing_insert", s_sql_insert);
+    nrm_db_statement(db, "routing_open_providers", s_sql_open_providers);
+}
+
+nrm_status_t routing_lock(nrm_tx_t *tx)
+{
+    return nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
+}
+
+/* Records where a service of the case stands, with the rule that decided it and why. */
+static nrm_status_t s_set_state(nrm_tx_t *tx, const char *case_id, int service, s_state_t state,
+                                bool mandatory, const char *rule_id, const char *reason)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_int(&p, service);
+    nrm_params_text(&p, s_state_names[state]);
+    nrm_params_bool(&p, mandatory);
+    nrm_params_text(&p, rule_id);
+    nrm_params_text(&p, reason);
+    return nrm_db_exec(tx->db, "routing_set_state", &p, NULL, tx->err);
+}
+
+/* Loads where each service of the case stands into states (indexed by ServiceType value). */
+static nrm_status_t s_load_states(nrm_tx_t *tx, const char *case_id,
+                                  s_state_t states[ROUTING_SERVICE_LIMIT])
+{
+    for (int i = 0; i < ROUTING_SERVICE_LIMIT; i++)
+        states[i] = S_NONE;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_states", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t service = nrm_db_int(res, row, 0);
+        const char *name = nrm_db_text(res, row, 1);
+        for (int s = 1; s < S_STATE_COUNT && service > 0 && service < ROUTING_SERVICE_LIMIT; s++)
+            if (strcmp(name, s_state_names[s]) == 0)
+                states[service] = (s_state_t)s;
+    }
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Writes the PostgreSQL array literal of the candidates' ids into a malloc'd string. */
+static char *s_id_array(const s_candidates_t *cand)
+{
+    size_t size = cand->count * S_QUOTED_ID_MAX + 3, used = 1;
+    char *text = malloc(size);
+    if (!text)
+        return NULL;
+    text[0] = '{';
+    for (size_t i = 0; i < cand->count; i++)
+        used += (size_t)snprintf(text + used, size - used, i ? ",\"%s\"" : "\"%s\"",
+                                 cand->providers[i]->id);
+    snprintf(text + used, size - used, "}");
+    return text;
+}
+
+/* Fills cand with the eligible providers for service of the case, their open referrals and
+ * whether each was already tried for this case and service. */
+static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                      int service, s_candidates_t *cand)
+{
+    cand->count = routing_directory_eligible(self->directory, c, service, cand->providers,
+                                             ROUTING_MAX_CANDIDATES, &cand->offering);
+    cand->last_attempt = 0;
+    if (cand->count == 0)
+        return NRM_OK;
+    char *ids = s_id_array(cand);
+    if (!ids)
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    nrm_params_t p = {0};
+    nrm_params_text(&p, ids);
+    nrm_params_text(&p, c->case_id);
+    nrm_params_int(&p, service);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_candidates", &p, &res, tx->err);
+    free(ids);
+    if (st != NRM_OK)
+        return st;
+    for (size_t i = 0; i < cand->count && (int)i < PQntuples(res); i++) {
+        cand->open[i] = nrm_db_int(res, (int)i, 1);
+        cand->tried[i] = nrm_db_int(res, (int)i, 2) != 0;
+        cand->last_attempt = (int)nrm_db_int(res, (int)i, 3);
+    }
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* The best candidate: not tried, below its cap; serving the region before national coverage,
+ * then fewest open referrals, then id (the order of the list within each coverage). Returns
+ * its index or -1. */
+static int s_pick(const routing_case_t *c, const s_candidates_t *cand)
+{
+    int best = -1;
+    bool best_local = false;
+    for (size_t i = 0; i < cand->count; i++) {
+        const routing_provider_t *p = cand->providers[i];
+        if (cand->tried[i] || cand->open[i] >= p->max_open)
+            continue;
+        bool local = routing_provider_in_region(p, c->region);
+        if (best < 0 || (local && !best_local) ||
+            (local == best_local && cand->open[i] < cand->open[best])) {
+            best = (int)i;
+            best_local = local;
+        }
+    }
+    return best;
+}
+
+/* Cuts a UTF-8 sequence that snprintf truncated off the end of s, so that the text stays valid
+ * for the database and for clients' protobuf parsers. */
+static void s_utf8_trim(char *s)
+{
+    size_t n = strlen(s), lead = n;
+    while (lead > 0 && ((unsigned char)s[lead - 1] & 0xC0) == 0x80)
+        lead--; /* back over continuation bytes to the sequence's first byte */
+    if (lead == 0)
+        return;
+    unsigned char c = (unsigned char)s[lead - 1];
+    size_t want = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+    if (n - (lead - 1) < want)
+        s[lead - 1] = '\0';
+}
+
+/* Publishes referral.unroutable for service of the case, saying why nobody is left. */
+static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                 int service, const s_candidates_t *cand)
+{
+    size_t tried = 0, full = 0;
+    for (size_t i = 0; i < cand->count; i++) {
+        tried += cand->tried[i];
+        full += !cand->tried[i] && cand->open[i] >= cand->providers[i]->max_open;
+    }
+    char reason[ROUTING_REASON_MAX];
+    snprintf(reason, sizeof reason,
+             "no provider left for %s in %s: %zu offer it, %zu eligible for this person, "
+             "%zu already tried, %zu at their cap of open referrals; the coordinator must act",
+             routing_service_name(service), c->region, cand->offering, cand->count, tried, full);
+    Nrm__V1__ReferralUnroutable body = NRM__V1__REFERRAL_UNROUTABLE__INIT;
+    body.service = (Nrm__V1__ServiceType)service;
+    body.reason = reason;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)c->case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE;
+    ev.referral_unroutable = &body;
+    nrm_log_warn("referral unroutable", "{s:s, s:s, s:s, s:I, s:I}", "case_id", c->case_id,
+                 "service_type", routing_service_name(service), "region", c->region, "eligible",
+                 (json_int_t)cand->count, "tried", (json_int_t)tried);
+    (*self->referrals_unroutable)++;
+    return nrm_tx_emit(tx, &ev);
+}
+
+/* Inserts the referral of service to the provider and publishes referral.created. */
+static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
+                             const routing_decision_t *d, const s_candidates_t *cand, int pick)
+{
+    const routing_provider_t *p = cand->providers[pick];
+    bool local = routing_provider_in_region(p, c->region);
+    size_t tried = 0;
+    for (size_t i = 0; i < cand->count; i++)
+        tried += cand->tried[i];
+    char reason[ROUTING_REASON_MAX], referral_id[37];
+    snprintf(reason, sizeof reason,
+             "%s. %s to %s [%s]: %s; %lld of %d open referrals; %zu provider(s) tried before",
+             d->reason, routing_service_name(service), p->id, p->name,
+             local ? "serves the region" : "national coverage", (long long)cand->open[pick],
+             p->max_open, tried);
+    s_utf8_trim(reason);
+    nrm_uuid_v4(referral_id);
+    int attempt = cand->last_attempt + 1;
+    int64_t due_ms = tx->now_ms + routing_policy_deadline_ms(self->policy, c->urgency);
+    nrm_params_t q = {0};
+    nrm_params_text(&q, referral_id);
+    nrm_params_text(&q, c->case_id);
+    nrm_params_int(&q, service);
+    nrm_params_int(&q, attempt);
+    nrm_params_text(&q, p->id);
+    nrm_params_int(&q, c->urgency);
+    nrm_params_text(&q, d->rule_id);
+    nrm_params_text(&q, reason);
+    nrm_params_text(&q, tx->causation_id ? tx->causation_id : "");
+    nrm_params_int(&q, tx->now_ms);
+    nrm_params_int(&q, due_ms);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_insert", &q, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    bool created = PQntuples(res) == 1;
+    PQclear(res);
+    if (!created) /* this attempt exists already: it was made before, nothing to add */
+        return NRM_OK;
+    Nrm__V1__ReferralCreated body = NRM__V1__REFERRAL_CREATED__INIT;
+    body.referral_id = referral_id;
+    body.service = (Nrm__V1__ServiceType)service;
+    body.provider_agency_id = p->id;
+    body.urgency = (Nrm__V1__Urgency)c->urgency;
+    body.due_ms = due_ms;
+    body.attempt = attempt;
+    body.rule_id = (char *)d->rule_id;
+    body.reason = reason;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)c->case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_CREATED;
+    ev.referral_created = &body;
+    (*self->referrals_created)++;
+    return nrm_tx_emit(tx, &ev);
+}
+
+/* Refers service of the case to the best candidate not tried yet (attempt + 1), or publishes
+ * referral.unroutable; records the service's new state. *chosen receives the provider, or
+ * NULL when nobody was left. */
+static nrm_status_t s_refer(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
+                            const routing_decision_t *d, const routing_provider_t **chosen)
+{
+    s_candidates_t *cand = calloc(1, sizeof *cand);
+    if (!cand)
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    nrm_status_t st = s_load_candidates(self, tx, c, service, cand);
+    int pick = st == NRM_OK ? s_pick(c, cand) : -1;
+    *chosen = pick >= 0 ? cand->providers[pick] : NULL;
+    if (st == NRM_OK)
+        st = pick >= 0 ? s_create(self, tx, c, service, d, cand, pick)
+                       : s_unroutable(self, tx, c, service, cand);
+    free(cand);
+    if (st != NRM_OK)
+        return st;
+    return s_set_state(tx, c->case_id, service, pick >= 0 ? S_REFERRED : S_UNROUTABLE,
+                       d->verdict == ROUTING_MANDATORY, d->rule_id, d->reason);
+}
+
+/* Publishes shelter.requested for the case: one bed, plus one per accompanying child. */
+static nrm_status_t s_request_shelter(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                      const routing_decision_t *d)
+{
+    Nrm__V1__ShelterRequested body = NRM__V1__SHELTER_REQUESTED__INIT;
+    body.profile = c->profile;
+    body.is_minor = c->is_minor;
+    body.region = (char *)c->region;
+    body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
+    body.urgency = (Nrm__V1__Urgency)c->urgency;
+    body.beds = 1 + (c->profile->accompanying_children > 0 ? c->profile->accompanying_children : 0);
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)c->case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_REQUESTED;
+    ev.shelter_requested = &body;
+    nrm_status_t st = nrm_tx_emit(tx, &ev);
+    if (st == NRM_OK)
+        (*self->shelters_requested)++;
+    return st == NRM_OK ? s_set_state(tx, c->case_id, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,
+                                      S_SHELTER_REQUESTED, d->verdict == ROUTING_MANDATORY,
+                                      d->rule_id, d->reason)
+                        : st;
+}
+
+/* Whether providers chosen for the case speak none of the person's languages. */
+typedef struct {
+    bool known;     /* computed (only when a rule asks) */
+    bool any;       /* a provider of an open referral (not an interpreter) speaks none */
+    bool mandatory; /* such a provider serves a mandatory referral */
+} s_gap_t;
+
+/* Computes the language gap of the case from its open referrals (interpreters aside). */
+static nrm_status_t s_language_gap(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                   s_gap_t *gap)
+{
+    *gap = (s_gap_t){.known = true};
+    if (c->profile->n_languages == 0)
+        return NRM_OK;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, c->case_id);
+    nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_INTERPRETATION);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_open_providers", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    for (int row = 0; row < PQntuples(res); row++) {
+        const routing_provider_t *provider =
+            routing_directory_find(self->directory, nrm_db_text(res, row, 0));
+        if (!provider || routing_provider_speaks_with(provider, c->profile))
+            continue;
+        gap->any = true;
+        gap->mandatory |= nrm_db_int(res, row, 1) != 0;
+    }
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Acts on the policy's decision about one service of the case, given where it stands and the
+ * language gap. A mandatory decision made for a language gap is mandatory only when the gap is
+ * a mandatory referral's: otherwise it is made and revoked with the consented referrals it
+ * serves (d is changed to say so). *chosen receives the provider of a referral made now (else
+ * NULL). */
+static nrm_status_t s_act(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
+                          s_state_t state, routing_decision_t *d, const s_gap_t *gap,
+                          const routing_provider_t **chosen)
+{
+    *chosen = NULL;
+    /* interpreting for consented referrals only: made and revoked with them, not alone */
+    if (d->verdict == ROUTING_MANDATORY && d->for_language_gap && !gap->mandatory)
+        d->verdict = ROUTING_REFER;
+    if (d->verdict == ROUTING_SKIP) {
+        /* a stated need the policy refuses is recorded, with the rule that refused it */
+        if (state == S_NOT_REFERRED || (state == S_NONE && !ROUTING_SET_HAS(c->needs, service)))
+            return NRM_OK;
+        return s_set_state(tx, c->case_id, service, S_NOT_REFERRED, false, d->rule_id, d->reason);
+    }
+    if (d->verdict == ROUTING_REFER && !c->consent)
+        return state == S_AWAITING_CONSENT
+                   ? NRM_OK
+                   : s_set_state(tx, c->case_id, service, S_AWAITING_CONSENT, false, d->rule_id,
+                                 d->reason);
+    if (service == NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER)
+        return s_request_shelter(self, tx, c, d);
+    return s_refer(self, tx, c, service, d, chosen);
+}
+
+nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_case_t *c)
+{
+    if (!c->open)
+        return NRM_OK;
+    s_state_t states[ROUTING_SERVICE_LIMIT] = {S_NONE};
+    nrm_status_t st = c->just_opened ? NRM_OK : s_load_states(tx, c->case_id, states);
+    /* a case opened just now has no referral yet: no gap until this pass makes one */
+    s_gap_t gap = {.known = c->just_opened};
+    for (size_t i = 0; st == NRM_OK && i < S_ORDER_COUNT; i++) {
+        int service = s_order[i];
+        s_state_t state = states[service];
+        if (state != S_NONE && state != S_AWAITING_CONSENT && state != S_NOT_REFERRED)
+            continue; /* decided and acted on */
+        if (!gap.known && routing_policy_uses_language_gap(self->policy, service))
+            st = s_language_gap(self, tx, c, &gap);
+        routing_decision_t d;
+        routing_policy_decide(self->policy, c, service, gap.any, &d);
+        const routing_provider_t *chosen = NULL;
+        if (st == NRM_OK)
+            st = s_act(self, tx, c, service, state, &d, &gap, &chosen);
+        /* a gap known before this referral: add what the new provider brings to it */
+        if (chosen && gap.known && service != NRM__V1__SERVICE_TYPE__SERVICE_TYPE_INTERPRETATION &&
+            !routing_provider_speaks_with(chosen, c->profile)) {
+            gap.any = true;
+            gap.mandatory |= d.verdict == ROUTING_MANDATORY;
+        }
+    }
+    return st;
+}
+
+nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service)
+{
+    if (!c->open)
+        return NRM_OK;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, c->case_id);
+    nrm_params_int(&p, service);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_decision", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "referral without a decision");
+    }
+    /* the rule that decided the service goes on deciding it */
+    char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
+    snprintf(rule_id, sizeof rule_id, "%s", nrm_db_text(res, 0, 0));
+    snprintf(reason, sizeof reason, "%s", nrm_db_text(res, 0, 1));
+    routing_decision_t d = {nrm_db_int(res, 0, 2) ? ROUTING_MANDATORY : ROUTING_REFER, rule_id,
+                            reason, false};
+    PQclear(res);
+    const routing_provider_t *chosen = NULL;
+    st = s_refer(self, tx, c, service, &d, &chosen);
+    /* a new provider may not speak the person's language: interpretation may be due now */
+    return st == NRM_OK ? routing_route_case(self, tx, c) : st;
+}
