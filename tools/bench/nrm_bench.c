@@ -117,6 +117,7 @@ int main(int argc, char **argv)
         return 2;
     }
     nrm_crypto_init();
+    zsys_init(); /* once, before the threads: CZMQ's global state is not set up thread-safely */
     int64_t *latency = calloc((size_t)reports, sizeof *latency);
     s_worker_t *workers = calloc((size_t)clients, sizeof *workers);
     pthread_t *threads = calloc((size_t)clients, sizeof *threads);
