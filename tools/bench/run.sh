@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark of intake (not a test): builds a release tree, starts a private PostgreSQL cluster
-# and nrm-intake, submits N reports from C concurrent clients with nrm-bench, then measures
-# pgbench's one-row INSERT TPS on the same cluster in the same run, and prints both with their
-# ratio. Nothing is asserted about time.
+# Benchmark (not a test): builds a release tree, starts a private PostgreSQL cluster and
+# nrm-intake, submits N reports from C concurrent clients with nrm-bench, measures pgbench's
+# one-row INSERT TPS on the same cluster in the same run and prints both with their ratio; then
+# starts nrm-routing on the backlog of N cases and times how long it takes to route them all
+# (its intake checkpoint reaching intake's head). Nothing is asserted about time.
 #
 #   tools/bench/run.sh [N] [C]          (defaults: 4000 reports, 8 clients)
 set -euo pipefail
@@ -16,9 +17,12 @@ pgdir=/tmp/nrm-bench-pg-$port
 work=$(mktemp -d /tmp/nrm-bench-XXXXXX)
 db=nrm_bench
 intake_pid=""
+routing_pid=""
 
 cleanup() {
-  [ -n "$intake_pid" ] && kill "$intake_pid" 2>/dev/null && wait "$intake_pid" 2>/dev/null
+  for pid in $routing_pid $intake_pid; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
   bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -26,7 +30,7 @@ trap cleanup EXIT
 
 bash "$root/deploy/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-bench nrmctl >/dev/null
+cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-routing nrm-bench nrmctl >/dev/null
 
 bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
 export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
@@ -38,19 +42,30 @@ export NRM_DATABASE_CONNINFO="host=$pgdir/sock port=$port dbname=$db"
 export NRM_CRYPTO_KEYS_FILE=$work/keys.json
 export NRM_SERVICES_INTAKE_API=tcp://127.0.0.1:$((port + 1))
 export NRM_SERVICES_INTAKE_EVENTS=tcp://127.0.0.1:$((port + 2))
+export NRM_SERVICES_ROUTING_API=tcp://127.0.0.1:$((port + 3))
+export NRM_SERVICES_ROUTING_EVENTS=tcp://127.0.0.1:$((port + 4))
+export NRM_SERVICES_INTAKE_API_CONNECT=$NRM_SERVICES_INTAKE_API
+export NRM_SERVICES_INTAKE_EVENTS_CONNECT=$NRM_SERVICES_INTAKE_EVENTS
+export NRM_SERVICES_ROUTING_API_CONNECT=$NRM_SERVICES_ROUTING_API
 export NRM_LOG_LEVEL=warn
+nrmctl=("$build/tools/nrmctl/nrmctl" --config "$root/deploy/demo/config.json")
 "$build/services/intake/nrm-intake" --config "$root/deploy/demo/config.json" 2>"$work/intake.log" &
 intake_pid=$!
 for _ in $(seq 50); do
-  NRM_SERVICES_INTAKE_API_CONNECT=$NRM_SERVICES_INTAKE_API "$build/tools/nrmctl/nrmctl" \
-    --config "$root/deploy/demo/config.json" --timeout 500 ping intake >/dev/null 2>&1 && break
+  "${nrmctl[@]}" --timeout 500 ping intake >/dev/null 2>&1 && break
   sleep 0.2
 done
 
+# CPU seconds used so far by a process (user + system), from /proc.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+
 echo "intake: $reports reports from $clients clients"
+cpu_before=$(cpu_s "$intake_pid")
 intake=$("$build/tools/bench/nrm-bench" --endpoint "$NRM_SERVICES_INTAKE_API" \
   --reports "$reports" --clients "$clients")
 echo "$intake"
+echo "intake process CPU during the run: $(echo "$(cpu_s "$intake_pid") - $cpu_before" | bc) s"
+
 
 # The baseline: one-row INSERTs, one transaction each, same cluster, same client count.
 psql -X -q -d "$db" -c "CREATE TABLE public.bench_insert (id bigserial PRIMARY KEY, body text)"
@@ -65,3 +80,20 @@ r = json.loads(sys.argv[1]); tps = float(sys.argv[2])
 print(f"ratio: intake {r['reports_per_s']:.0f} reports/s = {r['reports_per_s'] / tps:.2f} x "
       f"pgbench {tps:.0f} one-row INSERT tps; ack p50 {r['ack_p50_ms']} ms, p99 {r['ack_p99_ms']} ms")
 PY
+
+# Routing from a backlog: every report above is a case waiting to be routed.
+head=$("${nrmctl[@]}" ping intake | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("streamHead", 0))')
+started=$(date +%s%N)
+"$build/services/routing/nrm-routing" --config "$root/deploy/demo/config.json" 2>"$work/routing.log" &
+routing_pid=$!
+checkpoint=0
+while [ "$checkpoint" -lt "$head" ]; do
+  sleep 0.2
+  checkpoint=$("${nrmctl[@]}" --timeout 2000 ping routing 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+pong = json.load(sys.stdin)
+print(next((int(c.get("checkpoint", 0)) for c in pong.get("consumers", []) if c["stream"] == "intake"), 0))' || echo 0)
+done
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+echo "routing: $head intake events ($reports cases) routed in $elapsed_ms ms from process start:" \
+  "$((head * 1000 / (elapsed_ms > 0 ? elapsed_ms : 1))) events/s"
