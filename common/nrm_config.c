@@ -66,8 +66,8 @@ static int s_includes(json_t *root, const char *path, int depth, nrm_error_t *er
     if (!list)
         return 0;
     if (depth > NRM_CONFIG_INCLUDE_DEPTH) {
-        nrm_fail(err, NRM_FAILED_PRECONDITION, "config", "configuration %s: includes nested too "
-                 "deeply", path);
+        nrm_fail(err, NRM_FAILED_PRECONDITION, "config",
+                 "configuration %s: includes nested too deeply", path);
         return -1;
     }
     char dir[NRM_CONFIG_PATH_MAX * 4];

@@ -270,6 +270,16 @@ nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
 {
     if (!nrm_db_connected(self))
         return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    /* COMMIT "succeeds" on an aborted transaction (it rolls back) and on a connection made
+     * after the transaction's own was lost (there is none): neither committed anything */
+    PGTransactionStatusType ts = PQtransactionStatus(self->conn);
+    if (ts != PQTRANS_INTRANS) {
+        nrm_db_rollback(self);
+        nrm_log_warn("commit without a live transaction", "{s:s, s:s}", "schema", self->schema,
+                     "state", ts == PQTRANS_INERROR ? "aborted" : "none");
+        return ts == PQTRANS_INERROR ? nrm_fail(err, NRM_INTERNAL, NULL, "transaction aborted")
+                                     : nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    }
     return nrm_db_sql(self, "COMMIT", err);
 }
 

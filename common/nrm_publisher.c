@@ -223,6 +223,13 @@ static void s_work(nrm_publisher_t *self)
     if (self->sequencer)
         while (s_sequence_batch(self) == S_BATCH)
             ;
+    if (!nrm_db_connected(self->db)) {
+        /* lost on the way: the lock went with the session, and a connection made implicitly by
+         * the next statement would neither hold it nor LISTEN; the next round reconnects */
+        self->sequencer = false;
+        s_watch_socket(self);
+        return;
+    }
     while (s_publish_batch(self) == S_BATCH)
         ;
     s_watch_socket(self);

@@ -135,6 +135,18 @@ static zframe_t *s_error_frame(const char *request_id, const nrm_error_t *err)
     return s_pack(&reply);
 }
 
+/* True when agency is a configured agency or "service:<name>" of a configured service. */
+static bool s_sender_known(nrm_server_t *self, const char *agency)
+{
+    if (nrm_config_agency(self->config, agency))
+        return true;
+    if (!agency || strncmp(agency, S_SERVICE_PREFIX, strlen(S_SERVICE_PREFIX)) != 0)
+        return false;
+    char path[128];
+    snprintf(path, sizeof path, "services.%s", agency + strlen(S_SERVICE_PREFIX));
+    return nrm_config_get(self->config, path) != NULL;
+}
+
 /* Checks the envelope: request_id, sender, and a body this service handles. */
 static nrm_status_t s_check_envelope(nrm_server_t *self, const Nrm__V1__Request *req,
                                      nrm_error_t *err)
@@ -148,14 +160,7 @@ static nrm_status_t s_check_envelope(nrm_server_t *self, const Nrm__V1__Request 
                         s_body_name(req->body_case), self->stream);
     if (req->body_case == NRM__V1__REQUEST__BODY_PING)
         return NRM_OK;
-    const char *agency = req->agency_id;
-    bool known = nrm_config_agency(self->config, agency) != NULL;
-    if (!known && strncmp(agency, S_SERVICE_PREFIX, strlen(S_SERVICE_PREFIX)) == 0) {
-        char path[128];
-        snprintf(path, sizeof path, "services.%s", agency + strlen(S_SERVICE_PREFIX));
-        known = nrm_config_get(self->config, path) != NULL;
-    }
-    if (!known)
+    if (!s_sender_known(self, req->agency_id))
         return nrm_fail(err, NRM_UNAUTHENTICATED, "agency_id", "unknown agency");
     return NRM_OK;
 }
@@ -166,7 +171,9 @@ static void s_audit(nrm_server_t *self, const Nrm__V1__Request *req, nrm_status_
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, req->request_id);
-    nrm_params_text(&p, req->agency_id);
+    /* an unknown sender's id is arbitrary client text (even invalid UTF-8, which would abort
+     * the batch transaction): it is never stored */
+    nrm_params_text(&p, s_sender_known(self, req->agency_id) ? req->agency_id : "unlisted");
     nrm_params_text(&p, s_body_name(req->body_case));
     nrm_params_text(&p, nrm_status_name(status));
     nrm_params_text(&p, field ? field : "");

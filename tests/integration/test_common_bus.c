@@ -1,0 +1,609 @@
+/* The database-backed mechanisms of nrm_common against the test cluster, without services:
+ * migrations under concurrency, nrm_db reconnection and error mapping, dense sequencing when
+ * transactions commit out of order or publishers compete, and nrm_server's group commit. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "nrm_crypto.h"
+#include "nrm_migrate.h"
+#include "nrm_publisher.h"
+#include "nrm_server.h"
+#include "nrm_time.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NAME "common_bus"
+#define SCHEMA "intake"
+#define WAIT_MS 5000
+#define BACKOFF_MS 600   /* longer than nrm_db's reconnect backoff */
+#define POLL_DUE_MS 1200 /* longer than the publisher's poll period */
+#define HEARTBEAT_MS 100
+#define TICK_MS 10
+#define WRITERS 4
+#define WRITES 20 /* transactions per writer, two events each */
+#define BATCH 8
+/* advisory locks in this test's database (other tests may run on the cluster meanwhile) */
+#define ADVISORY_LOCKS                                                                             \
+    "FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database"        \
+    " WHERE datname = 't_" NAME "')"
+
+#define ASSERT_SQL(want, ...) assert_int_equal(s_int(__VA_ARGS__), (want))
+
+static harness_t *h;
+static char s_conninfo[512];
+
+static int setup(void **state)
+{
+    h = harness_new(NAME);
+    snprintf(s_conninfo, sizeof s_conninfo, "host=%s port=%s dbname=t_%s user=nrm_intake",
+             getenv("NRM_TEST_PGHOST"), getenv("NRM_TEST_PGPORT"), NAME);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    harness_destroy(&h);
+    return 0;
+}
+
+/* printf-style harness_sql_int. */
+static long long s_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long s_int(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return harness_sql_int(h, sql);
+}
+
+/* A new handle on the intake schema, bus tables migrated and a scratch table in place. */
+static nrm_db_t *s_db(void)
+{
+    nrm_db_t *db = nrm_db_new(s_conninfo, SCHEMA);
+    nrm_error_t err;
+    assert_int_equal(nrm_migrate(db, bus_migrations, bus_migrations_count, &err), NRM_OK);
+    assert_int_equal(
+        nrm_db_sql(db, "CREATE TABLE IF NOT EXISTS things (id text PRIMARY KEY)", &err), NRM_OK);
+    nrm_db_statement(db, "thing", "INSERT INTO things (id) VALUES ($1)");
+    nrm_db_statement(db, "pid", "SELECT pg_backend_pid()");
+    return db;
+}
+
+/* The backend pid of db's connection (connecting if needed). */
+static long long s_pid(nrm_db_t *db)
+{
+    PGresult *res = NULL;
+    nrm_error_t err;
+    assert_int_equal(nrm_db_exec(db, "pid", NULL, &res, &err), NRM_OK);
+    long long pid = nrm_db_int(res, 0, 0);
+    PQclear(res);
+    return pid;
+}
+
+/* Terminates backend pid of nrm_intake from the superuser connection; waits until it is gone. */
+static void s_terminate(long long pid)
+{
+    ASSERT_SQL(1,
+               "SELECT pg_terminate_backend(pid)::int FROM pg_stat_activity WHERE pid = %lld"
+               " AND usename = 'nrm_intake'",
+               pid);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", pid);
+    assert_int_equal(harness_wait_sql(h, sql, 0, WAIT_MS), 0);
+}
+
+/* Emits, in db's open transaction, case.closed (case.consent_withdrawn when withdrawn). */
+static nrm_status_t s_emit(nrm_db_t *db, const char *case_id, bool withdrawn)
+{
+    nrm_error_t err;
+    nrm_tx_t tx = {db, "intake", "", nrm_now_ms(), &err, 0};
+    Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
+    Nrm__V1__ConsentWithdrawn gone = NRM__V1__CONSENT_WITHDRAWN__INIT;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)case_id;
+    ev.body_case =
+        withdrawn ? NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN : NRM__V1__EVENT__BODY_CASE_CLOSED;
+    if (withdrawn)
+        ev.consent_withdrawn = &gone; /* a oneof: one member of a union */
+    else
+        ev.case_closed = &closed;
+    return nrm_tx_emit(&tx, &ev);
+}
+
+/* The committed seq of the event of case_id: 0 while unnumbered, -1 when not visible. */
+static long long s_seq_of(const char *case_id)
+{
+    return s_int("SELECT coalesce((SELECT coalesce(seq, 0) FROM intake.outbox WHERE"
+                 " position('%s'::bytea in payload) > 0), -1)",
+                 case_id);
+}
+
+/* Asserts the outbox is numbered 1..n without gaps, duplicates or unnumbered rows; returns n. */
+static long long s_assert_dense(void)
+{
+    ASSERT_SQL(1, "SELECT (count(DISTINCT seq) = count(*) AND coalesce(max(seq), 0) = count(*)"
+                  " AND coalesce(min(seq), 1) = 1 AND (SELECT head FROM intake.stream_head) ="
+                  " count(*))::int FROM intake.outbox");
+    return s_int("SELECT count(*) FROM intake.outbox");
+}
+
+/* --- publication: a publisher, its PUB socket, a SUB checking what arrives ------------------ */
+
+typedef struct {
+    zsock_t *pub, *sub;
+    nrm_publisher_t *publisher;
+    int heads;      /* stream.head frames received */
+    long long last; /* seq of the last event received */
+    long long want; /* s_drain is done when both publisher and SUB reached it */
+} s_bus_t;
+
+static void s_bus_new(s_bus_t *bus, const char *endpoint, zloop_t *loop, long long head)
+{
+    *bus = (s_bus_t){zsock_new_pub(endpoint), zsock_new_sub(endpoint, ""), NULL, 0, head, head};
+    assert_true(bus->pub && bus->sub);
+    zsock_set_rcvtimeo(bus->sub, 0);
+    bus->publisher = nrm_publisher_new(s_conninfo, SCHEMA, "intake", bus->pub, HEARTBEAT_MS);
+    assert_int_equal(nrm_publisher_attach(bus->publisher, loop), 0);
+}
+
+static void s_bus_destroy(s_bus_t *bus)
+{
+    nrm_publisher_destroy(&bus->publisher);
+    zsock_destroy(&bus->sub);
+    zsock_destroy(&bus->pub);
+}
+
+/* Reads what the SUB received: every event must be the next seq, with the topic frame, topic
+ * and event_id stored for it. True when a heartbeat came and bus->want is reached. */
+static bool s_drain(void *arg)
+{
+    s_bus_t *bus = arg;
+    zmsg_t *msg;
+    while ((msg = zmsg_recv(bus->sub))) {
+        char *topic = zmsg_popstr(msg);
+        zframe_t *body = zmsg_first(msg);
+        Nrm__V1__Event *ev = nrm_event_unpack(zframe_data(body), zframe_size(body));
+        assert_non_null(ev);
+        assert_string_equal(ev->topic, topic);
+        if (strcmp(topic, NRM_TOPIC_STREAM_HEAD) == 0) {
+            bus->heads++;
+        } else {
+            assert_int_equal(ev->seq, ++bus->last);
+            ASSERT_SQL(1,
+                       "SELECT count(*) FROM intake.outbox WHERE seq = %lld AND topic = '%s'"
+                       " AND event_id = '%s'",
+                       bus->last, topic, ev->event_id);
+        }
+        nrm__v1__event__free_unpacked(ev, NULL);
+        free(topic);
+        zmsg_destroy(&msg);
+    }
+    return bus->heads > 0 && bus->last >= bus->want &&
+           nrm_publisher_head(bus->publisher) >= bus->want;
+}
+
+/* Drains both buses of an array. */
+static bool s_drain_both(void *arg)
+{
+    s_bus_t *buses = arg;
+    bool first = s_drain(&buses[0]);
+    return s_drain(&buses[1]) && first;
+}
+
+static bool (*s_done)(void *arg); /* what s_run waits for, until s_deadline */
+static int64_t s_deadline;
+static bool s_met;
+
+static int s_check(zloop_t *loop, int timer_id, void *arg)
+{
+    s_met = s_done(arg);
+    return s_met || nrm_mono_ms() >= s_deadline ? -1 : 0;
+}
+
+/* Runs loop until done(arg) or timeout_ms pass. Returns whether done. */
+static bool s_run(zloop_t *loop, bool (*done)(void *arg), void *arg, int timeout_ms)
+{
+    s_done = done;
+    s_deadline = nrm_mono_ms() + timeout_ms;
+    s_met = false;
+    int id = zloop_timer(loop, TICK_MS, 0, s_check, arg);
+    zloop_start(loop);
+    zloop_timer_end(loop, id);
+    return s_met;
+}
+
+/* --- migrations and nrm_db ----------------------------------------------------------------- */
+
+static void test_concurrent_migrations_apply_each_migration_once(void **state)
+{
+    /* hold the migration lock so that both processes are waiting before either starts */
+    PQclear(harness_sql(h, "BEGIN"));
+    PQclear(harness_sql(h, "SELECT pg_advisory_xact_lock(hashtext('nrm.migrate.intake'))"));
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        fflush(NULL);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            nrm_db_t *db = nrm_db_new(s_conninfo, SCHEMA);
+            nrm_error_t err;
+            nrm_status_t st = nrm_migrate(db, bus_migrations, bus_migrations_count, &err);
+            nrm_db_destroy(&db);
+            _exit(st == NRM_OK ? 0 : 1);
+        }
+    }
+    assert_int_equal(
+        harness_wait_sql(h, "SELECT count(*) " ADVISORY_LOCKS " AND NOT granted", 2, WAIT_MS), 2);
+    PQclear(harness_sql(h, "COMMIT"));
+    for (int i = 0; i < 2; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* and twice more on one handle: nothing left to do */
+    nrm_db_t *db = nrm_db_new(s_conninfo, SCHEMA);
+    nrm_error_t err;
+    assert_int_equal(nrm_migrate(db, bus_migrations, bus_migrations_count, &err), NRM_OK);
+    assert_int_equal(nrm_migrate(db, bus_migrations, bus_migrations_count, &err), NRM_OK);
+    for (size_t i = 0; i < bus_migrations_count; i++)
+        ASSERT_SQL(1, "SELECT count(*) FROM intake.schema_migrations WHERE name = '%s'",
+                   bus_migrations[i].name);
+    ASSERT_SQL((long long)bus_migrations_count, "SELECT count(*) FROM intake.schema_migrations");
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.stream_head");
+    nrm_db_destroy(&db);
+}
+
+static void test_db_reconnects_but_never_commits_a_lost_transaction(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, "tx-lost");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    long long pid = s_pid(db);
+    zclock_sleep(BACKOFF_MS);
+    s_terminate(pid);
+    PGresult *res = NULL;
+    assert_int_equal(nrm_db_exec(db, "pid", NULL, &res, &err), NRM_UNAVAILABLE);
+    assert_null(res);
+    assert_string_equal(err.message, "database unavailable");
+    assert_false(nrm_db_connected(db));
+    /* the next call connects again and prepares the named statement on the new connection */
+    assert_true(s_pid(db) != pid);
+    assert_true(nrm_db_connected(db));
+    /* the transaction went with the old connection: committing now must not report success */
+    assert_int_equal(nrm_db_commit(db, &err), NRM_UNAVAILABLE);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'tx-lost'");
+    nrm_db_destroy(&db);
+}
+
+static void test_db_errors_map_to_statuses_without_database_text(void **state)
+{
+    static const char *const leaks[] = {"Zainab",   "duplicate", "things_pkey", "Key",
+                                        "relation", "syntax",    "SELEC",       "nowhere"};
+    nrm_db_t *db = s_db();
+    nrm_params_t p = {0};
+    nrm_params_text(&p, "Zainab Secret-Value");
+    nrm_error_t err;
+    nrm_status_t got[4];
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    nrm_db_statement(db, "broken", "SELECT * FROM nowhere");
+    for (int i = 0; i < 4; i++) {
+        got[i] = i == 0   ? nrm_db_exec(db, "thing", &p, NULL, &err)
+                 : i == 1 ? nrm_db_exec(db, "broken", NULL, NULL, &err)
+                 : i == 2 ? nrm_db_sql(db, "SELEC 1", &err)
+                          : nrm_db_exec(db, "unregistered", NULL, NULL, &err);
+        assert_string_equal(err.field, "");
+        for (size_t k = 0; k < sizeof leaks / sizeof *leaks; k++)
+            assert_null(strstr(err.message, leaks[k]));
+    }
+    assert_int_equal(got[0], NRM_CONFLICT);
+    assert_int_equal(got[1], NRM_INTERNAL);
+    assert_int_equal(got[2], NRM_INTERNAL);
+    assert_int_equal(got[3], NRM_INTERNAL);
+    nrm_db_destroy(&db);
+}
+
+static void test_db_commit_of_an_aborted_transaction_fails(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, "tx-aborted");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_CONFLICT);
+    assert_int_not_equal(nrm_db_commit(db, &err), NRM_OK);
+    nrm_db_rollback(db);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'tx-aborted'");
+    nrm_db_destroy(&db);
+}
+
+/* --- sequencing and publication ------------------------------------------------------------ */
+
+static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
+{
+    nrm_db_t *a = s_db(), *b = s_db();
+    long long base = s_int("SELECT head FROM intake.stream_head");
+    nrm_error_t err;
+    /* A writes first (the lower id) but commits after B */
+    assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
+    assert_int_equal(s_emit(a, "ooo-case-A", false), NRM_OK);
+    assert_int_equal(nrm_db_begin(b, &err), NRM_OK);
+    assert_int_equal(s_emit(b, "ooo-case-B", true), NRM_OK);
+    assert_int_equal(nrm_db_commit(b, &err), NRM_OK);
+    zloop_t *loop = zloop_new();
+    s_bus_t bus;
+    s_bus_new(&bus, "inproc://common-bus-ooo", loop, base);
+    assert_true(nrm_publisher_is_sequencer(bus.publisher));
+    bus.want = base + 1;
+    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
+    assert_int_equal(s_seq_of("ooo-case-B"), base + 1);
+    assert_int_equal(s_seq_of("ooo-case-A"), -1); /* not committed: invisible */
+    assert_int_equal(nrm_db_commit(a, &err), NRM_OK);
+    assert_int_equal(s_seq_of("ooo-case-A"), 0); /* committed, not yet numbered */
+    bus.want = base + 2;
+    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
+    assert_int_equal(s_seq_of("ooo-case-A"), base + 2);
+    ASSERT_SQL(1, "SELECT (a.id < b.id)::int FROM intake.outbox a, intake.outbox b WHERE"
+                  " position('ooo-case-A'::bytea in a.payload) > 0 AND"
+                  " position('ooo-case-B'::bytea in b.payload) > 0");
+    /* a reader that had B resumes after it and finds A */
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.outbox WHERE seq > %lld", base + 1);
+    ASSERT_SQL(base + 2,
+               "SELECT seq FROM intake.outbox WHERE seq > %lld AND"
+               " position('ooo-case-A'::bytea in payload) > 0",
+               base + 1);
+    assert_int_equal(s_assert_dense(), base + 2);
+    s_bus_destroy(&bus);
+    zloop_destroy(&loop);
+    nrm_db_destroy(&a);
+    nrm_db_destroy(&b);
+}
+
+/* A writer process: WRITES transactions of two events each, committed as fast as it can. */
+static void s_writer(int index)
+{
+    nrm_db_t *db = nrm_db_new(s_conninfo, SCHEMA);
+    nrm_error_t err;
+    int failures = 0;
+    for (int k = 0; k < WRITES; k++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "race-%d-%d-a", index, k);
+        snprintf(b, sizeof b, "race-%d-%d-b", index, k);
+        bool ok = nrm_db_begin(db, &err) == NRM_OK && s_emit(db, a, false) == NRM_OK &&
+                  s_emit(db, b, true) == NRM_OK && nrm_db_commit(db, &err) == NRM_OK;
+        if (!ok) {
+            nrm_db_rollback(db);
+            failures++;
+        }
+        usleep((useconds_t)((index * 7 + k * 13) % 4) * 1000);
+    }
+    nrm_db_destroy(&db);
+    _exit(failures == 0 ? 0 : 1);
+}
+
+static void test_two_publishers_keep_seqs_dense_under_writers_and_failover(void **state)
+{
+    long long base = s_int("SELECT head FROM intake.stream_head");
+    zloop_t *loop = zloop_new();
+    s_bus_t buses[2];
+    s_bus_new(&buses[0], "inproc://common-bus-race-0", loop, base);
+    s_bus_new(&buses[1], "inproc://common-bus-race-1", loop, base);
+    assert_true(nrm_publisher_is_sequencer(buses[0].publisher));
+    assert_false(nrm_publisher_is_sequencer(buses[1].publisher));
+    assert_true(s_run(loop, s_drain_both, buses, WAIT_MS)); /* both SUBs are subscribed */
+    pid_t writers[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        fflush(NULL);
+        writers[i] = fork();
+        assert_true(writers[i] >= 0);
+        if (writers[i] == 0)
+            s_writer(i);
+    }
+    long long total = base + WRITERS * WRITES * 2;
+    buses[0].want = buses[1].want = total;
+    assert_true(s_run(loop, s_drain_both, buses, 4 * WAIT_MS));
+    for (int i = 0; i < WRITERS; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(writers[i], &status, 0), writers[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(s_assert_dense(), total);
+    assert_true(nrm_publisher_is_sequencer(buses[0].publisher));
+    assert_false(nrm_publisher_is_sequencer(buses[1].publisher));
+    /* the sequencer's session ends while its periodic work is due: exactly one takes over */
+    zclock_sleep(POLL_DUE_MS);
+    s_terminate(s_int("SELECT pid " ADVISORY_LOCKS " AND granted"));
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(s_emit(db, "failover-case", false), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    buses[0].want = buses[1].want = total + 1;
+    assert_true(s_run(loop, s_drain_both, buses, 2 * WAIT_MS));
+    assert_int_equal(nrm_publisher_is_sequencer(buses[0].publisher) +
+                         nrm_publisher_is_sequencer(buses[1].publisher),
+                     1);
+    ASSERT_SQL(1, "SELECT count(*) " ADVISORY_LOCKS " AND granted");
+    assert_int_equal(s_assert_dense(), total + 1);
+    for (int i = 0; i < 2; i++)
+        s_bus_destroy(&buses[i]);
+    zloop_destroy(&loop);
+    nrm_db_destroy(&db);
+}
+
+/* --- nrm_server ---------------------------------------------------------------------------- */
+
+/* WRITE handler: records the request, emits case.opened and answers with a CaseRef. */
+static nrm_status_t s_handle_submit(void *ctx, nrm_call_t *call)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, call->request->request_id);
+    nrm_status_t st = nrm_db_exec(call->tx.db, "thing", &p, NULL, call->tx.err);
+    Nrm__V1__CaseOpened opened = NRM__V1__CASE_OPENED__INIT;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = call->request->request_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_OPENED;
+    ev.case_opened = &opened;
+    if (st == NRM_OK)
+        st = nrm_tx_emit(&call->tx, &ev);
+    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
+    nrm__v1__case_ref__init(ref);
+    ref->case_id = nrm_call_strdup(call, call->request->request_id);
+    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
+    call->reply->case_ref = ref;
+    call->subject_id = ref->case_id;
+    return st;
+}
+
+/* A handler that changes things like the one above, then refuses: nothing of it may remain. */
+static nrm_status_t s_handle_close(void *ctx, nrm_call_t *call)
+{
+    assert_int_equal(s_handle_submit(ctx, call), NRM_OK);
+    return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "close_case.reason",
+                    "close_case.reason is required");
+}
+
+/* A packed Request of body CLOSE_CASE (close) or SUBMIT_REPORT. */
+static zframe_t *s_request(const char *request_id, const char *agency, bool close)
+{
+    Nrm__V1__SubmitReport submit = NRM__V1__SUBMIT_REPORT__INIT;
+    Nrm__V1__CloseCase close_case = NRM__V1__CLOSE_CASE__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    req.request_id = (char *)request_id;
+    req.agency_id = (char *)agency;
+    req.body_case =
+        close ? NRM__V1__REQUEST__BODY_CLOSE_CASE : NRM__V1__REQUEST__BODY_SUBMIT_REPORT;
+    if (close)
+        req.close_case = &close_case; /* a oneof: one member of a union */
+    else
+        req.submit_report = &submit;
+    zframe_t *frame = zframe_new(NULL, nrm__v1__request__get_packed_size(&req));
+    nrm__v1__request__pack(&req, zframe_data(frame));
+    return frame;
+}
+
+/* Audit rows of request_id with this status, agency_id, error_field and subject_id. */
+static long long s_audited(const char *request_id, const char *status, const char *agency,
+                           const char *field, const char *subject)
+{
+    return s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s' AND status = '%s'"
+                 " AND agency_id = '%s' AND error_field = '%s' AND subject_id = '%s'",
+                 request_id, status, agency, field, subject);
+}
+
+static void test_server_group_commit_of_a_mixed_batch(void **state)
+{
+    char path[512], a[37], b[37], u[37], v[37], c[37];
+    snprintf(path, sizeof path, "%s/server.json", harness_dir(h));
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"regions\": [{\"code\": \"MA-04\"}], \"agencies\": [{\"id\": \"police-ma-04\","
+          " \"type\": \"POLICE\"}, {\"id\": \"ngo-ma-07\", \"type\": \"NGO\"}]}",
+          f);
+    assert_int_equal(fclose(f), 0);
+    nrm_error_t err;
+    nrm_config_t *config = nrm_config_load(path, &err);
+    assert_non_null(config);
+    nrm_db_t *db = s_db();
+    nrm_server_t *server = nrm_server_new("intake", db, config, 64 * 1024);
+    nrm_server_handle(server, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
+                      s_handle_submit, NULL);
+    nrm_server_handle(server, NRM__V1__REQUEST__BODY_CLOSE_CASE, NRM_HANDLER_WRITE, s_handle_close,
+                      NULL);
+    nrm_uuid_v4(a), nrm_uuid_v4(b), nrm_uuid_v4(u), nrm_uuid_v4(v), nrm_uuid_v4(c);
+    /* A, B failing, A again, malformed, no UUID, unknown agency, unknown agency that is not even
+     * text (it must not spoil the batch), then C */
+    struct {
+        zframe_t *frame;
+        const char *id;
+        nrm_status_t status;
+        const char *field;
+    } batch[BATCH] = {
+        {s_request(a, "police-ma-04", false), a, NRM_OK, ""},
+        {s_request(b, "ngo-ma-07", true), b, NRM_INVALID_ARGUMENT, "close_case.reason"},
+        {s_request(a, "police-ma-04", false), a, NRM_OK, ""},
+        {zframe_new("\xFF\xFF\xFF\xFF", 4), "", NRM_INVALID_ARGUMENT, ""},
+        {s_request("not-a-uuid", "police-ma-04", false), "not-a-uuid", NRM_INVALID_ARGUMENT,
+         "request_id"},
+        {s_request(u, "no-such-agency", false), u, NRM_UNAUTHENTICATED, "agency_id"},
+        {s_request(v, "\xFF\xFE agency", false), v, NRM_UNAUTHENTICATED, "agency_id"},
+        {s_request(c, "ngo-ma-07", false), c, NRM_OK, ""}};
+    zframe_t *requests[BATCH], *replies[BATCH] = {0};
+    for (int i = 0; i < BATCH; i++)
+        requests[i] = batch[i].frame;
+    nrm_server_process(server, requests, BATCH, replies);
+    for (int i = 0; i < BATCH; i++) {
+        Nrm__V1__Reply *reply =
+            nrm__v1__reply__unpack(NULL, zframe_size(replies[i]), zframe_data(replies[i]));
+        assert_non_null(reply);
+        assert_int_equal(reply->status, batch[i].status);
+        assert_string_equal(reply->error_field, batch[i].field);
+        assert_string_equal(reply->request_id, batch[i].id);
+        if (batch[i].status == NRM_OK)
+            assert_string_equal(reply->case_ref->case_id, batch[i].id);
+        nrm__v1__reply__free_unpacked(reply, NULL);
+    }
+    assert_true(zframe_eq(replies[0], replies[2])); /* the stored reply, byte for byte */
+    assert_int_equal(nrm_server_requests(server), BATCH);
+    assert_int_equal(nrm_server_failures(server), 5);
+    /* the effects of A and C exist once, B's not at all */
+    const char *effects[] = {a, b, c};
+    const long long want[] = {1, 0, 1};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_SQL(want[i], "SELECT count(*) FROM intake.things WHERE id = '%s'", effects[i]);
+        ASSERT_SQL(want[i],
+                   "SELECT count(*) FROM intake.outbox WHERE position('%s'::bytea in"
+                   " payload) > 0",
+                   effects[i]);
+        ASSERT_SQL(want[i], "SELECT count(*) FROM intake.requests WHERE request_id = '%s'",
+                   effects[i]);
+    }
+    /* one audit row per request with a UUID; an unknown sender's id is not stored */
+    assert_int_equal(s_audited(a, "OK", "police-ma-04", "", a), 1);
+    assert_int_equal(s_audited(b, "INVALID_ARGUMENT", "ngo-ma-07", "close_case.reason", ""), 1);
+    assert_int_equal(s_audited(u, "UNAUTHENTICATED", "unlisted", "agency_id", ""), 1);
+    assert_int_equal(s_audited(v, "UNAUTHENTICATED", "unlisted", "agency_id", ""), 1);
+    assert_int_equal(s_audited(c, "OK", "ngo-ma-07", "", c), 1);
+    ASSERT_SQL(5, "SELECT count(*) FROM intake.audit_log");
+    /* a later repeat of A gets the stored reply bytes and changes nothing */
+    zframe_t *again = s_request(a, "police-ma-04", false), *reply = NULL;
+    nrm_server_process(server, &again, 1, &reply);
+    assert_true(zframe_eq(reply, replies[0]));
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = '%s'", a);
+    zframe_destroy(&again);
+    zframe_destroy(&reply);
+    for (int i = 0; i < BATCH; i++) {
+        zframe_destroy(&requests[i]);
+        zframe_destroy(&replies[i]);
+    }
+    nrm_server_destroy(&server);
+    nrm_db_destroy(&db);
+    nrm_config_destroy(&config);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrent_migrations_apply_each_migration_once),
+        cmocka_unit_test(test_db_reconnects_but_never_commits_a_lost_transaction),
+        cmocka_unit_test(test_db_errors_map_to_statuses_without_database_text),
+        cmocka_unit_test(test_db_commit_of_an_aborted_transaction_fails),
+        cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
+        cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
+        cmocka_unit_test(test_server_group_commit_of_a_mixed_batch),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
