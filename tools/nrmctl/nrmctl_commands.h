@@ -20,6 +20,15 @@ int nrmctl_ping(nrmctl_t *ctl, int argc, char **argv);
 /* tail [OPTIONS] [TOPIC-PREFIX...]: print events in order, catching up and following live. */
 int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv);
 
+/* status [--json]: health, database, heads, consumer lag, waitlist and failed deliveries. */
+int nrmctl_status(nrmctl_t *ctl, int argc, char **argv);
+
+/* deliveries [--state STATE] [--max N] | deliveries retry ID...: notify's deliveries. */
+int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
+
+/* top [OPTIONS]: a live view of the streams, occupancy and deliveries (--once: one snapshot). */
+int nrmctl_top(nrmctl_t *ctl, int argc, char **argv);
+
 /* keygen FILE: write a new keyring. */
 int nrmctl_keygen(nrmctl_t *ctl, int argc, char **argv);
 

@@ -209,3 +209,11 @@ int nrmctl_print_reply(const Nrm__V1__Reply *reply)
         nrmctl_error("cannot write the reply");
     return reply->status == NRM_OK ? NRMCTL_EXIT_OK : NRMCTL_EXIT_STATUS;
 }
+
+/* Public: unavailable outweighs any other code, then the first that is not OK. */
+int nrmctl_exit_worse(int a, int b)
+{
+    if (a == NRMCTL_EXIT_UNAVAILABLE || b == NRMCTL_EXIT_UNAVAILABLE)
+        return NRMCTL_EXIT_UNAVAILABLE;
+    return a != NRMCTL_EXIT_OK ? a : b;
+}

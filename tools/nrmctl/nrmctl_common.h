@@ -80,6 +80,10 @@ int nrmctl_print_message(const ProtobufCMessage *msg);
 /* Prints json (compact) as one line on stdout and flushes. Returns 0, or -1. */
 int nrmctl_print_json(const json_t *json);
 
+/* Combines the exit codes of several requests: unavailable outweighs any other, then the first
+ * that is not OK is kept. */
+int nrmctl_exit_worse(int a, int b);
+
 /* Prints the Reply and returns the exit code it calls for (OK or STATUS). */
 int nrmctl_print_reply(const Nrm__V1__Reply *reply);
 

@@ -15,8 +15,9 @@ typedef struct {
 } s_command_t;
 
 static const s_command_t s_commands[] = {
-    {"submit", nrmctl_submit}, {"request", nrmctl_request}, {"ping", nrmctl_ping},
-    {"tail", nrmctl_tail},     {"keygen", nrmctl_keygen},   {"keyrotate", nrmctl_keyrotate},
+    {"submit", nrmctl_submit},         {"request", nrmctl_request}, {"ping", nrmctl_ping},
+    {"status", nrmctl_status},         {"tail", nrmctl_tail},       {"top", nrmctl_top},
+    {"deliveries", nrmctl_deliveries}, {"keygen", nrmctl_keygen},   {"keyrotate", nrmctl_keyrotate},
 };
 
 #define S_COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])

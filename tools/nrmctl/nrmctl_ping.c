@@ -1,59 +1,54 @@
-/* nrmctl_ping: Ping services, all at once, and print one JSON line per service, in the order
- * asked: the Pong, or {"service": NAME, "status": STATUS} when there is none. */
+/* nrmctl_ping: requests to several services at once (see nrmctl_ping.h), and the ping command:
+ * one JSON line per service, in the order asked: the Pong, or {"service": NAME, "status":
+ * STATUS} when there is none. */
+#include "nrmctl_ping.h"
 #include "nrmctl_commands.h"
-#include "nrm_client.h"
 #include "nrm_time.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define S_UUID_SIZE 37
-
-typedef struct {
-    const char *service;
-    nrm_client_t *client;
-    char request_id[S_UUID_SIZE];
-    Nrm__V1__Reply *reply;
-} s_target_t;
-
-/* Combines two exit codes of pings: unavailable outweighs a non-OK status, which outweighs OK. */
-static int s_worse(int a, int b)
+/* Public: the exit code of one ping's reply. */
+int nrmctl_ping_exit(const Nrm__V1__Reply *reply)
 {
-    if (a == NRMCTL_EXIT_UNAVAILABLE || b == NRMCTL_EXIT_UNAVAILABLE)
+    if (!reply)
         return NRMCTL_EXIT_UNAVAILABLE;
-    return a != NRMCTL_EXIT_OK ? a : b;
+    if (reply->status != NRM_OK || reply->result_case != NRM__V1__REPLY__RESULT_PONG)
+        return NRMCTL_EXIT_STATUS;
+    return NRMCTL_EXIT_OK;
 }
 
-/* Opens a client for target and sends it a Ping. Returns 0, or the usage exit code. */
-static int s_send(nrmctl_t *ctl, s_target_t *target)
+/* Opens a client for call and sends its request. Returns 0, or the usage exit code. */
+static int s_send(nrmctl_t *ctl, nrmctl_call_t *call)
 {
-    const char *endpoint = nrmctl_endpoint(ctl, target->service, "api_connect");
-    target->client = nrm_client_new(endpoint, ctl->agency_id);
-    if (!target->client) {
-        nrmctl_error("%s: invalid endpoint %s", target->service, endpoint);
+    const char *endpoint = nrmctl_endpoint(ctl, call->service, "api_connect");
+    if (!endpoint) {
+        nrmctl_error("no endpoint for service '%s' (services.%s.api_connect)", call->service,
+                     call->service);
         return NRMCTL_EXIT_USAGE;
     }
-    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    req.body_case = NRM__V1__REQUEST__BODY_PING;
-    req.ping = &ping;
-    if (nrm_client_send(target->client, &req, target->request_id) != 0)
-        target->request_id[0] = '\0'; /* cannot be sent: it stays unanswered */
+    call->client = nrm_client_new(endpoint, ctl->agency_id);
+    if (!call->client) {
+        nrmctl_error("%s: invalid endpoint %s", call->service, endpoint);
+        return NRMCTL_EXIT_USAGE;
+    }
+    if (nrm_client_send(call->client, call->request, call->request_id) != 0)
+        call->request_id[0] = '\0'; /* cannot be sent: it stays unanswered */
     return 0;
 }
 
-/* Takes the replies waiting on sock into the targets they answer. Returns how many. */
-static size_t s_take(s_target_t *targets, size_t count, void *sock)
+/* Takes the replies waiting on sock into the calls they answer. Returns how many. */
+static size_t s_take(nrmctl_call_t *calls, size_t count, void *sock)
 {
     size_t taken = 0;
     for (size_t i = 0; i < count; i++) {
-        if (nrm_client_socket(targets[i].client) != sock)
+        if (!calls[i].client || nrm_client_socket(calls[i].client) != sock)
             continue;
         Nrm__V1__Reply *reply;
-        while ((reply = nrm_client_receive(targets[i].client)) != NULL) {
-            if (!targets[i].reply && targets[i].request_id[0] &&
-                strcmp(reply->request_id, targets[i].request_id) == 0) {
-                targets[i].reply = reply;
+        while ((reply = nrm_client_receive(calls[i].client)) != NULL) {
+            if (!calls[i].reply && calls[i].request_id[0] &&
+                strcmp(reply->request_id, calls[i].request_id) == 0) {
+                calls[i].reply = reply;
                 taken++;
             } else {
                 nrm__v1__reply__free_unpacked(reply, NULL);
@@ -63,12 +58,12 @@ static size_t s_take(s_target_t *targets, size_t count, void *sock)
     return taken;
 }
 
-/* Waits until every target has its reply or timeout_ms has passed. */
-static void s_await(s_target_t *targets, size_t count, int timeout_ms)
+/* Waits until every call has its reply or timeout_ms has passed. */
+static void s_await(nrmctl_call_t *calls, size_t count, int timeout_ms)
 {
     zpoller_t *poller = zpoller_new(NULL);
     for (size_t i = 0; poller && i < count; i++)
-        zpoller_add(poller, nrm_client_socket(targets[i].client));
+        zpoller_add(poller, nrm_client_socket(calls[i].client));
     int64_t deadline = nrm_mono_ms() + timeout_ms;
     size_t answered = 0;
     while (poller && answered < count) {
@@ -76,9 +71,52 @@ static void s_await(s_target_t *targets, size_t count, int timeout_ms)
         void *sock = left > 0 ? zpoller_wait(poller, (int)left) : NULL;
         if (!sock)
             break;
-        answered += s_take(targets, count, sock);
+        answered += s_take(calls, count, sock);
     }
     zpoller_destroy(&poller);
+}
+
+/* Public: every request out at once, then the replies until the common deadline. */
+int nrmctl_call_each(nrmctl_t *ctl, nrmctl_call_t *calls, size_t count, int timeout_ms)
+{
+    int rc = NRMCTL_EXIT_OK;
+    for (size_t i = 0; i < count; i++) {
+        calls[i].reply = NULL;
+        calls[i].client = NULL;
+        calls[i].request_id[0] = '\0';
+    }
+    for (size_t i = 0; i < count && rc == NRMCTL_EXIT_OK; i++)
+        rc = s_send(ctl, &calls[i]);
+    if (rc == NRMCTL_EXIT_OK)
+        s_await(calls, count, timeout_ms);
+    for (size_t i = 0; i < count; i++)
+        nrm_client_destroy(&calls[i].client);
+    return rc;
+}
+
+/* Public: frees the replies. */
+void nrmctl_calls_clear(nrmctl_call_t *calls, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (calls[i].reply)
+            nrm__v1__reply__free_unpacked(calls[i].reply, NULL);
+        calls[i].reply = NULL;
+    }
+}
+
+/* Public: a Ping to each call's service. */
+int nrmctl_ping_each(nrmctl_t *ctl, nrmctl_call_t *calls, size_t count)
+{
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    req.body_case = NRM__V1__REQUEST__BODY_PING;
+    req.ping = &ping;
+    for (size_t i = 0; i < count; i++)
+        calls[i].request = &req;
+    int rc = nrmctl_call_each(ctl, calls, count, ctl->timeout_ms);
+    for (size_t i = 0; i < count; i++)
+        calls[i].request = NULL; /* req lives on this stack only */
+    return rc;
 }
 
 /* Prints {"service": service, "status": status} (and the error message when there is one). */
@@ -92,46 +130,36 @@ static void s_print_status(const char *service, nrm_status_t status, const char 
     json_decref(line);
 }
 
-/* Prints the line of one target. Returns its exit code. */
-static int s_report(const s_target_t *target, int timeout_ms)
+/* Prints the line of one call. Returns its exit code. */
+static int s_report(const nrmctl_call_t *call, int timeout_ms)
 {
-    const Nrm__V1__Reply *reply = target->reply;
-    if (!reply) {
-        nrmctl_error("%s: no reply within %d ms", target->service, timeout_ms);
-        s_print_status(target->service, NRM_UNAVAILABLE, NULL);
-        return NRMCTL_EXIT_UNAVAILABLE;
-    }
-    if (reply->status != NRM_OK || reply->result_case != NRM__V1__REPLY__RESULT_PONG) {
-        s_print_status(target->service, reply->status, reply->error_message);
-        return NRMCTL_EXIT_STATUS;
-    }
-    if (nrmctl_print_message(&reply->pong->base) != 0)
-        nrmctl_error("cannot write the answer of %s", target->service);
-    return NRMCTL_EXIT_OK;
-}
-
-/* Pings every target at once and prints their lines. Returns the exit code. */
-static int s_ping_all(nrmctl_t *ctl, s_target_t *targets, size_t count)
-{
-    int rc = NRMCTL_EXIT_OK;
-    for (size_t i = 0; i < count && rc == NRMCTL_EXIT_OK; i++)
-        rc = s_send(ctl, &targets[i]);
-    if (rc == NRMCTL_EXIT_OK) {
-        s_await(targets, count, ctl->timeout_ms);
-        for (size_t i = 0; i < count; i++)
-            rc = s_worse(rc, s_report(&targets[i], ctl->timeout_ms));
-    }
-    for (size_t i = 0; i < count; i++) {
-        nrm_client_destroy(&targets[i].client);
-        if (targets[i].reply)
-            nrm__v1__reply__free_unpacked(targets[i].reply, NULL);
+    const Nrm__V1__Reply *reply = call->reply;
+    int rc = nrmctl_ping_exit(reply);
+    if (rc == NRMCTL_EXIT_UNAVAILABLE) {
+        nrmctl_error("%s: no reply within %d ms", call->service, timeout_ms);
+        s_print_status(call->service, NRM_UNAVAILABLE, NULL);
+    } else if (rc == NRMCTL_EXIT_STATUS) {
+        s_print_status(call->service, reply->status, reply->error_message);
+    } else if (nrmctl_print_message(&reply->pong->base) != 0) {
+        nrmctl_error("cannot write the answer of %s", call->service);
     }
     return rc;
 }
 
-/* Adds the named services (or the configured default ones) to targets. Returns their count,
+/* Pings every call's service at once and prints their lines. Returns the exit code. */
+static int s_ping_all(nrmctl_t *ctl, nrmctl_call_t *calls, size_t count)
+{
+    int rc = nrmctl_ping_each(ctl, calls, count);
+    if (rc == NRMCTL_EXIT_OK)
+        for (size_t i = 0; i < count; i++)
+            rc = nrmctl_exit_worse(rc, s_report(&calls[i], ctl->timeout_ms));
+    nrmctl_calls_clear(calls, count);
+    return rc;
+}
+
+/* Adds the named services (or the configured default ones) to calls. Returns their count,
  * or -1 after a usage error. */
-static int s_collect(nrmctl_t *ctl, int argc, char **argv, s_target_t *targets)
+static int s_collect(nrmctl_t *ctl, int argc, char **argv, nrmctl_call_t *calls)
 {
     int count = 0;
     for (int i = 1; i < argc; i++) {
@@ -144,11 +172,11 @@ static int s_collect(nrmctl_t *ctl, int argc, char **argv, s_target_t *targets)
                          argv[i]);
             return -1;
         }
-        targets[count++].service = argv[i];
+        calls[count++].service = argv[i];
     }
     for (size_t i = 0; argc <= 1 && nrmctl_services[i]; i++)
         if (nrmctl_endpoint(ctl, nrmctl_services[i], "api_connect"))
-            targets[count++].service = nrmctl_services[i];
+            calls[count++].service = nrmctl_services[i];
     return count;
 }
 
@@ -158,15 +186,15 @@ int nrmctl_ping(nrmctl_t *ctl, int argc, char **argv)
     if (!nrmctl_config(ctl))
         return NRMCTL_EXIT_USAGE;
     size_t room = argc > NRMCTL_SERVICE_COUNT ? (size_t)argc : NRMCTL_SERVICE_COUNT;
-    s_target_t *targets = calloc(room, sizeof *targets);
-    if (!targets) {
+    nrmctl_call_t *calls = calloc(room, sizeof *calls);
+    if (!calls) {
         nrmctl_error("out of memory");
         return NRMCTL_EXIT_UNAVAILABLE;
     }
-    int count = s_collect(ctl, argc, argv, targets);
-    int rc = count < 0 ? NRMCTL_EXIT_USAGE : s_ping_all(ctl, targets, (size_t)count);
+    int count = s_collect(ctl, argc, argv, calls);
+    int rc = count < 0 ? NRMCTL_EXIT_USAGE : s_ping_all(ctl, calls, (size_t)count);
     if (count == 0)
         nrmctl_error("no service configured");
-    free(targets);
+    free(calls);
     return count == 0 ? NRMCTL_EXIT_USAGE : rc;
 }

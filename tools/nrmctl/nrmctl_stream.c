@@ -1,6 +1,5 @@
-/* nrmctl_stream: one stream of tail, in order and exactly once (see nrmctl_stream.h). */
+/* nrmctl_stream: one stream of tail or top, in order and exactly once (see nrmctl_stream.h). */
 #include "nrmctl_stream.h"
-#include "nrmctl_common.h"
 #include "nrm_client.h"
 #include "nrm_event.h"
 #include "nrm_time.h"
@@ -45,6 +44,46 @@ nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
     return self;
 }
 
+/* Adds the stream of service to streams, if its endpoints are configured. Returns 0, or the
+ * exit code when they are not and required is set, or the stream cannot be made. */
+static int s_add_stream(nrmctl_t *ctl, const char *service, bool required,
+                        nrmctl_stream_t **streams, int *n_streams)
+{
+    const char *api = nrmctl_endpoint(ctl, service, "api_connect");
+    const char *events = nrmctl_endpoint(ctl, service, "events_connect");
+    if (!api || !events) {
+        if (!required)
+            return 0;
+        nrmctl_error("no endpoints for service '%s' (services.%s.api_connect, events_connect)",
+                     service, service);
+        return NRMCTL_EXIT_USAGE;
+    }
+    nrmctl_stream_t *stream =
+        nrmctl_stream_new(service, api, events, ctl->agency_id, ctl->timeout_ms);
+    if (!stream) {
+        nrmctl_error("%s: invalid endpoint %s or %s", service, api, events);
+        return NRMCTL_EXIT_USAGE;
+    }
+    streams[(*n_streams)++] = stream;
+    return 0;
+}
+
+/* Public: the named services, or the configured ones of the default four. */
+int nrmctl_streams_open(nrmctl_t *ctl, const char *command, const char *const *services,
+                        int n_services, nrmctl_stream_t **streams, int *n_streams)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n_services; i++)
+        rc = s_add_stream(ctl, services[i], true, streams, n_streams);
+    for (int i = 0; rc == 0 && n_services == 0 && nrmctl_services[i]; i++)
+        rc = s_add_stream(ctl, nrmctl_services[i], false, streams, n_streams);
+    if (rc == 0 && *n_streams == 0) {
+        nrmctl_error("no service to %s: none has endpoints in %s", command, ctl->config_path);
+        rc = NRMCTL_EXIT_USAGE;
+    }
+    return rc;
+}
+
 /* Public: closes both sockets. */
 void nrmctl_stream_destroy(nrmctl_stream_t **self_p)
 {
@@ -79,7 +118,8 @@ static const char *s_topic(const Nrm__V1__Event *ev)
     return topic ? topic : "";
 }
 
-/* Handles the next event of the stream: moves the position, prints it if it matches. */
+/* Handles the next event of the stream: moves the position; if it matches, prints it or gives
+ * it to the sink's callback. */
 static void s_emit(nrmctl_stream_t *self, const Nrm__V1__Event *ev, nrmctl_sink_t *sink)
 {
     self->last = ev->seq;
@@ -87,7 +127,12 @@ static void s_emit(nrmctl_stream_t *self, const Nrm__V1__Event *ev, nrmctl_sink_
     if (ev->body_case == NRM__V1__EVENT__BODY_STREAM_HEAD ||
         !nrm_topic_matches(topic, sink->prefixes))
         return;
-    if (nrmctl_print_message(&ev->base) != 0) {
+    if (sink->on_event) {
+        if (sink->on_event(ev, sink->arg) != 0) {
+            sink->failed = true;
+            return;
+        }
+    } else if (nrmctl_print_message(&ev->base) != 0) {
         nrmctl_error("cannot write to the standard output");
         sink->failed = true;
         return;
@@ -122,14 +167,15 @@ static Nrm__V1__Reply *s_fetch(nrmctl_stream_t *self)
     return reply;
 }
 
-/* Fetches and prints from the position until the service's head (or the sink is done). */
-static void s_catch_up(nrmctl_stream_t *self, nrmctl_sink_t *sink)
+/* Fetches and handles from the position until the service's head (or the sink is done).
+ * Returns false when a Fetch was not answered. */
+static bool s_catch_up(nrmctl_stream_t *self, nrmctl_sink_t *sink)
 {
     bool more = true;
     while (more && !nrmctl_sink_done(sink)) {
         Nrm__V1__Reply *reply = s_fetch(self);
         if (!reply)
-            return;
+            return false;
         const Nrm__V1__FetchResult *result = reply->fetch_result;
         for (size_t i = 0; i < result->n_events && !nrmctl_sink_done(sink); i++)
             if (result->events[i]->seq > self->last)
@@ -137,14 +183,15 @@ static void s_catch_up(nrmctl_stream_t *self, nrmctl_sink_t *sink)
         more = result->n_events > 0 && self->last < result->head;
         nrm__v1__reply__free_unpacked(reply, NULL);
     }
+    return true;
 }
 
 /* Public: positions before from_seq and catches up to the head. */
-void nrmctl_stream_start_from(nrmctl_stream_t *self, int64_t from_seq, nrmctl_sink_t *sink)
+bool nrmctl_stream_start_from(nrmctl_stream_t *self, int64_t from_seq, nrmctl_sink_t *sink)
 {
     self->started = true;
     self->last = from_seq > 0 ? from_seq - 1 : 0;
-    s_catch_up(self, sink);
+    return s_catch_up(self, sink);
 }
 
 /* A stream.head heartbeat: the first one positions the stream, a later one ahead of the

@@ -74,44 +74,6 @@ static int s_parse(s_tail_t *tail, int argc, char **argv)
     return 0;
 }
 
-/* Adds the stream of service, if its endpoints are configured. Returns 0, or the exit code
- * when they are not and required is set, or the stream cannot be made. */
-static int s_add_stream(nrmctl_t *ctl, s_tail_t *tail, const char *service, bool required)
-{
-    const char *api = nrmctl_endpoint(ctl, service, "api_connect");
-    const char *events = nrmctl_endpoint(ctl, service, "events_connect");
-    if (!api || !events) {
-        if (!required)
-            return 0;
-        nrmctl_error("no endpoints for service '%s' (services.%s.api_connect, events_connect)",
-                     service, service);
-        return NRMCTL_EXIT_USAGE;
-    }
-    nrmctl_stream_t *stream =
-        nrmctl_stream_new(service, api, events, ctl->agency_id, ctl->timeout_ms);
-    if (!stream) {
-        nrmctl_error("%s: invalid endpoint %s or %s", service, api, events);
-        return NRMCTL_EXIT_USAGE;
-    }
-    tail->streams[tail->n_streams++] = stream;
-    return 0;
-}
-
-/* Opens the streams: the named services, or the configured ones of the default four. */
-static int s_open_streams(nrmctl_t *ctl, s_tail_t *tail)
-{
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < tail->n_services; i++)
-        rc = s_add_stream(ctl, tail, tail->services[i], true);
-    for (int i = 0; rc == 0 && tail->n_services == 0 && nrmctl_services[i]; i++)
-        rc = s_add_stream(ctl, tail, nrmctl_services[i], false);
-    if (rc == 0 && tail->n_streams == 0) {
-        nrmctl_error("no service to tail: none has endpoints in %s", ctl->config_path);
-        rc = NRMCTL_EXIT_USAGE;
-    }
-    return rc;
-}
-
 /* Returns the stream whose SUB socket is sock, or NULL. */
 static nrmctl_stream_t *s_stream_of(s_tail_t *tail, void *sock)
 {
@@ -173,7 +135,9 @@ int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv)
     if (rc == 0)
         rc = s_parse(&tail, argc, argv);
     if (rc == 0)
-        rc = nrmctl_config(ctl) ? s_open_streams(ctl, &tail) : NRMCTL_EXIT_USAGE;
+        rc = nrmctl_config(ctl) ? nrmctl_streams_open(ctl, argv[0], tail.services, tail.n_services,
+                                                      tail.streams, &tail.n_streams)
+                                : NRMCTL_EXIT_USAGE;
     nrmctl_sink_t sink = {.prefixes = tail.prefixes, .limit = tail.count};
     if (rc == 0) {
         setvbuf(stdout, NULL, _IOLBF, 0);
