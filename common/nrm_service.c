@@ -16,6 +16,7 @@
 #define S_PUB_HWM 100000
 #define S_FETCH_CAP 1000
 #define S_RELOAD_CHECK_MS 500
+#define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
 #define S_HARD_LIMIT_FACTOR 4
 #define S_DEFAULT_HEARTBEAT_MS 5000
@@ -434,6 +435,15 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* Checks the database connection so that Pong.database_ok is true to within a few seconds even
+ * when nothing else uses the database (and a lost connection is remade). */
+static int s_on_health_check(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    nrm_db_sql(self->db, "SELECT 1", NULL);
+    return 0;
+}
+
 /* SIGHUP: load the configuration again; keep the old one if the new one is refused. */
 static int s_on_reload_check(zloop_t *loop, int timer_id, void *arg)
 {
@@ -571,6 +581,7 @@ int nrm_service_run(nrm_service_t *self)
         zloop_timer(self->loop, (size_t)self->timers[i].period_ms, 0, s_on_timer,
                     &self->timers[i]);
     zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
+    zloop_timer(self->loop, S_HEALTH_CHECK_MS, 0, s_on_health_check, self);
     nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);
     /* any signal interrupts the reactor's poll (EINTR); only SIGTERM and SIGINT
      * (zsys_interrupted) or a handler's -1 stop the service: after SIGHUP it goes on */

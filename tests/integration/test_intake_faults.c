@@ -114,6 +114,21 @@ static void test_database_restart_gives_unavailable_then_recovers(void **state)
     nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 0), "police-ma-06");
     long long cases_before = harness_sql_int(h, "SELECT count(*) FROM intake.cases");
     harness_pg_stop(h);
+    /* an idle service notices the outage by itself: its health says so within seconds */
+    bool database_ok = true;
+    int64_t until = nrm_mono_ms() + WAIT_MS;
+    while (database_ok && nrm_mono_ms() < until) {
+        Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+        Nrm__V1__Request preq = NRM__V1__REQUEST__INIT;
+        scenario_request(&preq, NRM__V1__REQUEST__BODY_PING, &ping);
+        Nrm__V1__Reply *pong = harness_call(h, "intake", "coordinator", &preq);
+        assert_non_null(pong);
+        database_ok = pong->pong->database_ok;
+        nrm__v1__reply__free_unpacked(pong, NULL);
+        if (database_ok)
+            zclock_sleep(200);
+    }
+    assert_false(database_ok);
     for (int i = 0; i < 3; i++) {
         Nrm__V1__Reply *reply = s_submit(client, 100 + i, OUTAGE_CALL_MS);
         assert_non_null(reply); /* the service answers, it does not hang or crash */
