@@ -12,7 +12,7 @@ PACKAGES=(
   libsodium-dev
   libcurl4-openssl-dev
   libcmocka-dev
-  uuid-runtime procps iproute2 bc python3 python3-protobuf python3-yaml docker-compose
+  uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml docker-compose
 )
 
 missing=()

@@ -20,58 +20,18 @@
 set -euo pipefail
 # shellcheck disable=SC2016 # jq programs in single quotes: their $ are jq variables
 
-: "${NRM_TEST_PGHOST:?}" "${NRM_TEST_PGPORT:?}" "${NRM_BUILD_DIR:?}" "${NRM_SOURCE_DIR:?}"
+source "${NRM_SOURCE_DIR:?}/tests/harness/system.sh"
 
-NRMCTL=$NRM_BUILD_DIR/tools/nrmctl/nrmctl
 DB=t_day
 SERVICES=(intake routing shelter notify)
-START_TIMEOUT_S=30 # how long a service may take to answer its first Ping
-SETTLE_TIMEOUT_S=30 # how long the system may take to apply everything (lag 0, heads still)
 IDLE_MS=1500        # a tail of the history ends after this long without an event
 HOUR_MS=3600000
 
-WORK=$(mktemp -d /tmp/nrm-t-day-XXXXXX)
-PIDS=()
-PASSED=0
-FAILED=0
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-pass() {
-  PASSED=$((PASSED + 1))
-  echo "ok - $1"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "not ok - $1"
-  for f in out err; do
-    [ -s "$WORK/$f" ] && sed "s/^/    $f: /" "$WORK/$f" | head -10
-  done
-  return 0
-}
-
-# check NAME COMMAND...: passes when COMMAND succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@"; then pass "$name"; else fail "$name"; fi
-}
+sys_begin day
 
 # equal NAME EXPECTED ACTUAL: passes when both are the same text.
 equal() {
   if [ "$2" = "$3" ]; then pass "$1 ($3)"; else fail "$1: expected $2, got $3"; fi
-}
-
-# holds JQ-ARGS...: jq -e on its arguments is true (its output is not shown).
-holds() {
-  jq -e "$@" >/dev/null
 }
 
 # lacks_any PATTERNS-FILE FILE...: none of the fixed strings of PATTERNS-FILE is in the files.
@@ -114,81 +74,13 @@ count() {
   jq -r --arg t "$1" 'select(.topic == $t) | .seq' "$WORK/day.jsonl" | wc -l
 }
 
-# A TCP port on 127.0.0.1 nobody listens on and not handed out before.
-USED_PORTS=" "
-free_port() {
-  local port
-  while :; do
-    port=$((30000 + RANDOM % 20000))
-    case "$USED_PORTS" in *" $port "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$port "
-      echo "$port"
-      return
-    fi
-  done
-}
-
-# settle: waits until every consumer's lag is 0 and no head moved for one poll. Returns 1 when
-# the system does not settle within SETTLE_TIMEOUT_S.
-settle() {
-  local deadline=$((SECONDS + SETTLE_TIMEOUT_S)) previous="" heads
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    if "$NRMCTL" --config "$WORK/config.json" --timeout 2000 status --json \
-      >"$WORK/settle.json" 2>/dev/null; then
-      heads=$(jq -c '[.services[].streamHead]' "$WORK/settle.json")
-      if jq -e '[.services[].consumers[].lag] | all(. == 0)' "$WORK/settle.json" >/dev/null &&
-        [ "$heads" = "$previous" ]; then
-        return 0
-      fi
-      previous=$heads
-    fi
-    sleep 0.5
-  done
-  return 1
-}
-
 # --- Setup: database, keyring, configuration, the four services -------------------------------
 
-PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$NRM_TEST_PGHOST" \
-  -p "$NRM_TEST_PGPORT" -U postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-PGHOST=$NRM_TEST_PGHOST PGPORT=$NRM_TEST_PGPORT PGUSER=postgres \
-  "$NRM_SOURCE_DIR/deploy/db-init.sh" "$DB" >/dev/null
+sys_database "$DB"
 "$NRMCTL" keygen "$WORK/keys.json"
-
-ENDPOINTS='{}'
-for s in "${SERVICES[@]}"; do
-  ENDPOINTS=$(jq --arg s "$s" --arg api "tcp://127.0.0.1:$(free_port)" \
-    --arg events "tcp://127.0.0.1:$(free_port)" \
-    '.[$s] = {api: $api, events: $events}' <<<"$ENDPOINTS")
-done
-jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
-  --arg keys "$WORK/keys.json" --arg demo "$NRM_SOURCE_DIR/deploy/demo" \
-  --argjson endpoints "$ENDPOINTS" '
-  .include |= map(if startswith("/") then . else $demo + "/" + . end) |
-  .database.conninfo = $conninfo | .crypto.keys_file = $keys | .heartbeat_ms = 500 |
-  reduce ($endpoints | keys[]) as $s (.;
-    .services[$s].api = $endpoints[$s].api | .services[$s].events = $endpoints[$s].events |
-    .services[$s].api_connect = $endpoints[$s].api |
-    .services[$s].events_connect = $endpoints[$s].events)
-  ' "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
-
-for s in "${SERVICES[@]}"; do
-  "$NRM_BUILD_DIR/services/$s/nrm-$s" --config "$WORK/config.json" 2>"$WORK/$s.log" &
-  PIDS+=($!)
-done
-deadline=$((SECONDS + START_TIMEOUT_S))
-for i in "${!SERVICES[@]}"; do
-  s=${SERVICES[$i]}
-  until "$NRMCTL" --config "$WORK/config.json" --timeout 1000 ping "$s" >/dev/null 2>&1; do
-    if ! kill -0 "${PIDS[$i]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$s did not start; its log:"
-      cat "$WORK/$s.log"
-      exit 1
-    fi
-    sleep 0.2
-  done
-done
+sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
+for i in "${!SERVICES[@]}"; do sys_start "$i" "${SERVICES[$i]}"; done
+for i in "${!SERVICES[@]}"; do sys_wait_ready "$i" "${SERVICES[$i]}"; done
 ctl coordinator status
 check "the morning: status exits 0" [ "$RC" -eq 0 ]
 
@@ -310,7 +202,7 @@ PERSONS=$((REPORTS - 1))
 equal "the other reports open distinct cases" "$PERSONS" \
   "$(printf '%s\n' "${CASES[@]}" | sort -u | grep -c .)"
 
-check "the system settles after the reports" settle
+check "the system settles after the reports" sys_settle
 NO_CONSENT_CASE=${CASES[$NO_CONSENT_INDEX]}
 history "$WORK/before-consent.jsonl" --service routing referral.
 equal "no referral for the case without consent" 0 \
@@ -321,7 +213,7 @@ equal "no referral for the case without consent" 0 \
 req "${AGENCIES[$NO_CONSENT_INDEX]}" intake \
   "{\"updateCase\": {\"caseId\": \"$NO_CONSENT_CASE\", \"consentToReferral\": true}}"
 check "consent given with UpdateCase" [ "$RC" -eq 0 ]
-check "the system settles after the consent" settle
+check "the system settles after the consent" sys_settle
 
 # --- Providers answer their referrals ---------------------------------------------------------
 
@@ -386,7 +278,7 @@ for j in "${!ACCEPTED[@]}"; do
   if [ "$RC" -eq 0 ]; then N_COMPLETE=$((N_COMPLETE + 1)); else refused=$((refused + 1)); fi
 done
 equal "every outcome is recorded" 0 "$refused"
-check "the system settles after the answers" settle
+check "the system settles after the answers" sys_settle
 
 # --- Shelter: arrivals and a release ----------------------------------------------------------
 
@@ -434,7 +326,7 @@ check "the reporting agency closes a case" [ "$RC" -eq 0 ]
 req "${AGENCIES[$CLOSED_INDEX]}" intake \
   "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"not a code\"}}"
 check "a close reason must be a code" [ "$RC" -eq 1 ]
-check "the system settles at the end of the day" settle
+check "the system settles at the end of the day" sys_settle
 
 # --- The end of the day, as an operator sees it -------------------------------------------------
 
@@ -584,5 +476,4 @@ if [ "$FAILED" -gt 0 ]; then
     tail -5 "$WORK/$s.log"
   done
 fi
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+sys_end

@@ -8,49 +8,14 @@
 # temporary directory removed at exit, with the intake process.
 set -euo pipefail
 
-: "${NRM_TEST_PGHOST:?}" "${NRM_TEST_PGPORT:?}" "${NRM_BUILD_DIR:?}" "${NRM_SOURCE_DIR:?}"
+source "${NRM_SOURCE_DIR:?}/tests/harness/system.sh"
 
-NRMCTL=$NRM_BUILD_DIR/tools/nrmctl/nrmctl
 INTAKE=$NRM_BUILD_DIR/services/intake/nrm-intake
 DB=t_nrmctl
-START_TIMEOUT_S=30     # how long intake may take to answer its first Ping
 TAIL_WAIT_S=20         # how long a background tail may take to finish
 FULL_NAME="Amina Testcase Benali"
 
-WORK=$(mktemp -d /tmp/nrm-t-nrmctl-XXXXXX)
-INTAKE_PID=""
-PASSED=0
-FAILED=0
-
-cleanup() {
-  if [ -n "$INTAKE_PID" ]; then
-    kill "$INTAKE_PID" 2>/dev/null || true
-    wait "$INTAKE_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-pass() {
-  PASSED=$((PASSED + 1))
-  echo "ok - $1"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "not ok - $1"
-  for f in out err; do
-    [ -s "$WORK/$f" ] && sed "s/^/    $f: /" "$WORK/$f" | head -20
-  done
-  return 0
-}
-
-# check NAME COMMAND...: passes when COMMAND succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@"; then pass "$name"; else fail "$name"; fi
-}
+sys_begin nrmctl
 
 # exited CODE [PATTERN]: the last run exited CODE (and its stdout matches PATTERN).
 exited() {
@@ -87,18 +52,6 @@ run() {
   "$NRMCTL" --config "$WORK/config.json" "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
 }
 
-# A TCP port on 127.0.0.1 nobody listens on.
-free_port() {
-  local port
-  while :; do
-    port=$((30000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "$port"
-      return
-    fi
-  done
-}
-
 # report REGION GENDER: a realistic SubmitReport in proto3 JSON.
 report() {
   local identified=$(($(date +%s) * 1000 - 3600000))
@@ -124,10 +77,7 @@ EOF
 
 # --- Setup: database, keyring, configuration, intake ----------------------------------------
 
-PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$NRM_TEST_PGHOST" \
-  -p "$NRM_TEST_PGPORT" -U postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-PGHOST=$NRM_TEST_PGHOST PGPORT=$NRM_TEST_PGPORT PGUSER=postgres \
-  "$NRM_SOURCE_DIR/deploy/db-init.sh" "$DB" >/dev/null
+sys_database "$DB"
 
 RC=0
 "$NRMCTL" keygen "$WORK/keys.json" >"$WORK/out" 2>"$WORK/err" || RC=$?
@@ -167,6 +117,7 @@ jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
 
 "$INTAKE" --config "$WORK/config.json" >"$WORK/intake.log" 2>&1 &
 INTAKE_PID=$!
+PIDS+=("$INTAKE_PID")
 deadline=$((SECONDS + START_TIMEOUT_S))
 until "$NRMCTL" --config "$WORK/config.json" --timeout 1000 ping intake >/dev/null 2>&1; do
   if ! kill -0 "$INTAKE_PID" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
@@ -371,5 +322,4 @@ if [ "$FAILED" -gt 0 ]; then
   echo "intake log (last lines):"
   tail -20 "$WORK/intake.log"
 fi
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+sys_end

@@ -14,51 +14,16 @@
 set -euo pipefail
 # shellcheck disable=SC2016 # jq programs in single quotes: their $ are jq variables
 
-: "${NRM_TEST_PGHOST:?}" "${NRM_TEST_PGPORT:?}" "${NRM_BUILD_DIR:?}" "${NRM_SOURCE_DIR:?}"
+source "${NRM_SOURCE_DIR:?}/tests/harness/system.sh"
 
-NRMCTL=$NRM_BUILD_DIR/tools/nrmctl/nrmctl
 DB=t_nrmctl_ops
 SERVICES=(intake routing shelter notify)
-START_TIMEOUT_S=30  # how long a service may take to answer its first Ping
-SETTLE_TIMEOUT_S=30 # how long the system may take to apply everything
 FAILED_WAIT_S=20    # how long notify may take to dead-letter the first deliveries
 TOP_LIVE_S=2        # how long the live top runs before Ctrl-C
 STOP_WAIT_S=10      # how long a stopped service or top may take to exit
 FULL_NAME="Oksana Opstest Halyna"
 
-WORK=$(mktemp -d /tmp/nrm-t-nrmctl-ops-XXXXXX)
-PIDS=()
-PASSED=0
-FAILED=0
-
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-pass() {
-  PASSED=$((PASSED + 1))
-  echo "ok - $1"
-}
-
-fail() {
-  FAILED=$((FAILED + 1))
-  echo "not ok - $1"
-  for f in out err; do
-    [ -s "$WORK/$f" ] && sed "s/^/    $f: /" "$WORK/$f" | head -10
-  done
-  return 0
-}
-
-# check NAME COMMAND...: passes when COMMAND succeeds.
-check() {
-  local name=$1
-  shift
-  if "$@"; then pass "$name"; else fail "$name"; fi
-}
+sys_begin nrmctl-ops
 
 # printed CODE PATTERN: the last run exited CODE and its stdout matches PATTERN.
 printed() {
@@ -70,11 +35,6 @@ answered() {
   [ "$RC" -eq 0 ] && holds "$1" "$WORK/out"
 }
 
-# holds JQ-ARGS...: jq -e on its arguments is true (its output is not shown).
-holds() {
-  jq -e "$@" >/dev/null
-}
-
 # run ARGS...: nrmctl with the test configuration; stdout in $WORK/out, stderr in $WORK/err,
 # exit code in RC.
 run() {
@@ -82,48 +42,11 @@ run() {
   "$NRMCTL" --config "$WORK/config.json" "$@" >"$WORK/out" 2>"$WORK/err" || RC=$?
 }
 
-# A TCP port on 127.0.0.1 nobody listens on and not handed out before.
-USED_PORTS=" "
-free_port() {
-  local port
-  while :; do
-    port=$((30000 + RANDOM % 20000))
-    case "$USED_PORTS" in *" $port "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$port "
-      echo "$port"
-      return
-    fi
-  done
-}
-
-# settle: waits until every consumer's lag is 0 and no head moved for one poll.
-settle() {
-  local deadline=$((SECONDS + SETTLE_TIMEOUT_S)) previous="" heads
-  while [ "$SECONDS" -lt "$deadline" ]; do
-    if "$NRMCTL" --config "$WORK/config.json" --timeout 2000 status --json \
-      >"$WORK/settle.json" 2>/dev/null; then
-      heads=$(jq -c '[.services[].streamHead]' "$WORK/settle.json")
-      if holds '[.services[].consumers[].lag] | all(. == 0)' "$WORK/settle.json" &&
-        [ "$heads" = "$previous" ]; then
-        return 0
-      fi
-      previous=$heads
-    fi
-    sleep 0.5
-  done
-  return 1
-}
-
 # start SERVICE: starts the service in the background (its PID in PIDS at its index).
 start() {
   local i
   for i in "${!SERVICES[@]}"; do
-    if [ "${SERVICES[$i]}" = "$1" ]; then
-      NRM_NOTIFY_MAX_ATTEMPTS=1 "$NRM_BUILD_DIR/services/$1/nrm-$1" \
-        --config "$WORK/config.json" 2>>"$WORK/$1.log" &
-      PIDS[i]=$!
-    fi
+    if [ "${SERVICES[$i]}" = "$1" ]; then sys_start "$i" "$1"; fi
   done
 }
 
@@ -154,47 +77,18 @@ report() {
 
 # --- Setup: database, keyring, configuration, the four services -------------------------------
 
-PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$NRM_TEST_PGHOST" \
-  -p "$NRM_TEST_PGPORT" -U postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
-PGHOST=$NRM_TEST_PGHOST PGPORT=$NRM_TEST_PGPORT PGUSER=postgres \
-  "$NRM_SOURCE_DIR/deploy/db-init.sh" "$DB" >/dev/null
+sys_database "$DB"
 "$NRMCTL" keygen "$WORK/keys.json"
-
 DEAD_PORT=$(free_port)
 # the demonstration subscriptions, their webhooks and SMTP relay on a port nobody listens on
 jq --arg dead "http://127.0.0.1:$DEAD_PORT/nrm" --arg smtp "smtp://127.0.0.1:$DEAD_PORT" '
   .subscriptions |= map(if .channel == "webhook" then .address = $dead else . end) |
   .notify.smtp.url = $smtp' "$NRM_SOURCE_DIR/deploy/demo/notify.json" >"$WORK/notify.json"
-ENDPOINTS='{}'
-for s in "${SERVICES[@]}"; do
-  ENDPOINTS=$(jq --arg s "$s" --arg api "tcp://127.0.0.1:$(free_port)" \
-    --arg events "tcp://127.0.0.1:$(free_port)" \
-    '.[$s] = {api: $api, events: $events}' <<<"$ENDPOINTS")
-done
-jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
-  --arg keys "$WORK/keys.json" --arg demo "$NRM_SOURCE_DIR/deploy/demo" \
-  --arg notify "$WORK/notify.json" --argjson endpoints "$ENDPOINTS" '
-  .include |= map(if . == "notify.json" then $notify else $demo + "/" + . end) |
-  .database.conninfo = $conninfo | .crypto.keys_file = $keys | .heartbeat_ms = 500 |
-  reduce ($endpoints | keys[]) as $s (.;
-    .services[$s].api = $endpoints[$s].api | .services[$s].events = $endpoints[$s].events |
-    .services[$s].api_connect = $endpoints[$s].api |
-    .services[$s].events_connect = $endpoints[$s].events)
-  ' "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
-
+SYS_CONFIG_FILTER=".include |= map(if endswith(\"/notify.json\") then \"$WORK/notify.json\" else . end)"
+sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
+export NRM_NOTIFY_MAX_ATTEMPTS=1 # a delivery that fails once is a dead letter at once
 for s in "${SERVICES[@]}"; do start "$s"; done
-deadline=$((SECONDS + START_TIMEOUT_S))
-for i in "${!SERVICES[@]}"; do
-  s=${SERVICES[$i]}
-  until "$NRMCTL" --config "$WORK/config.json" --timeout 1000 ping "$s" >/dev/null 2>&1; do
-    if ! kill -0 "${PIDS[$i]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-      echo "$s did not start; its log:"
-      cat "$WORK/$s.log"
-      exit 1
-    fi
-    sleep 0.2
-  done
-done
+for i in "${!SERVICES[@]}"; do sys_wait_ready "$i" "${SERVICES[$i]}"; done
 
 # --- Help ---------------------------------------------------------------------------------------
 
@@ -220,7 +114,7 @@ for i in "${!REGIONS[@]}"; do
   check "report $((i + 1)) accepted" [ "$RC" -eq 0 ]
 done
 check "the last report is linked" [ "$(jq -r .caseRef.linked "$WORK/out")" = true ]
-check "the system settles" settle
+check "the system settles" sys_settle
 
 # --- Status -----------------------------------------------------------------------------------
 
@@ -342,7 +236,7 @@ check "retry of a delivery that did not fail is FAILED_PRECONDITION" \
 
 # --- Top --------------------------------------------------------------------------------------
 
-check "the system settles again" settle
+check "the system settles again" sys_settle
 run tail --from 1 --idle-exit 1500
 cp "$WORK/out" "$WORK/all.jsonl"
 run top --once
@@ -446,7 +340,7 @@ run --timeout 500 top --once
 check "top --once exits 3 when a stream cannot be caught up" [ "$RC" -eq 3 ]
 check "... and still prints its snapshot" holds '.topics["case.opened"].total == 4' "$WORK/out"
 start routing
-check "routing is back" settle
+check "routing is back" sys_settle
 run status
 check "status exits 0 again" [ "$RC" -eq 0 ]
 
@@ -462,5 +356,4 @@ if [ "$FAILED" -gt 0 ]; then
     tail -5 "$WORK/$s.log"
   done
 fi
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+sys_end
