@@ -11,9 +11,11 @@
 
 static const char s_sql_stored[] =
     "SELECT reply, request_hash, agency_id FROM requests WHERE request_id = $1::uuid";
-static const char s_sql_store[] =
-    "INSERT INTO requests (request_id, agency_id, request_hash, reply)"
-    " VALUES ($1::uuid, $2, $3, $4)";
+static const char s_sql_store_audit[] =
+    "WITH stored AS (INSERT INTO requests (request_id, agency_id, request_hash, reply)"
+    "                VALUES ($1::uuid, $2, $3, $4))"
+    " INSERT INTO audit_log (request_id, agency_id, kind, status, subject_id)"
+    " VALUES ($1::text, $2, $5, 'OK', $6)";
 static const char s_sql_audit[] =
     "INSERT INTO audit_log (request_id, agency_id, kind, status, error_field, subject_id)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
@@ -77,7 +79,7 @@ nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *con
     self->config = config;
     self->max_request_bytes = max_request_bytes;
     nrm_db_statement(db, "server_stored", s_sql_stored);
-    nrm_db_statement(db, "server_store", s_sql_store);
+    nrm_db_statement(db, "server_store_audit", s_sql_store_audit);
     nrm_db_statement(db, "server_audit", s_sql_audit);
     return self;
 }
@@ -240,9 +242,29 @@ static zframe_t *s_run_no_db(nrm_server_t *self, const Nrm__V1__Request *req, nr
     return frame;
 }
 
+/* Stores the reply of a successful write together with its audit row (one statement). */
+static nrm_status_t s_store(nrm_server_t *self, const Nrm__V1__Request *req, const uint8_t *hash,
+                            zframe_t *frame, const char *subject, nrm_error_t *err)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, req->request_id);
+    nrm_params_text(&p, req->agency_id);
+    nrm_params_bytes(&p, hash, S_HASH_BYTES);
+    nrm_params_bytes(&p, zframe_data(frame), zframe_size(frame));
+    nrm_params_text(&p, s_body_name(req->body_case));
+    nrm_params_text(&p, subject ? subject : "");
+    return nrm_db_exec(self->db, "server_store_audit", &p, NULL, err);
+}
+
 /* Runs the handler in the open batch transaction, inside its own savepoint, storing the reply
  * of a write. On OK returns the reply frame; on failure returns NULL with err set and the
- * request's changes rolled back to the savepoint. */
+ * request's changes rolled back to the savepoint.
+ *
+ * A repeated request_id is recognised when the request fails, not before: the repeat runs
+ * like the first (its effects collide with the first's, or its stored reply does, on unique
+ * keys), is rolled back to its savepoint, and then the stored reply is answered; a request_id
+ * stored for a different request is CONFLICT. The common case, a new request, thus costs no
+ * look-up. */
 static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const uint8_t *data,
                        size_t len, nrm_error_t *err)
 {
@@ -251,29 +273,16 @@ static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const ui
     crypto_generichash(hash, sizeof hash, data, len, NULL, 0);
     if (nrm_db_sql(self->db, "SAVEPOINT request", err) != NRM_OK)
         return NULL;
-    zframe_t *frame = NULL;
-    nrm_status_t st = NRM_OK;
-    if (h->kind == NRM_HANDLER_WRITE)
-        st = s_stored_reply(self, req, hash, &frame, err);
-    if (st != NRM_OK || frame) {
-        nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL);
-        return frame;
-    }
     Nrm__V1__Reply reply;
     nrm_call_t call;
     s_call_init(self, &call, req, &reply, self->db, err);
-    st = h->fn(h->ctx, &call);
+    zframe_t *frame = NULL;
+    nrm_status_t st = h->fn(h->ctx, &call);
     if (st == NRM_OK) {
         frame = s_pack(&reply);
-        if (h->kind == NRM_HANDLER_WRITE) {
-            nrm_params_t p = {0};
-            nrm_params_text(&p, req->request_id);
-            nrm_params_text(&p, req->agency_id);
-            nrm_params_bytes(&p, hash, sizeof hash);
-            nrm_params_bytes(&p, zframe_data(frame), zframe_size(frame));
-            st = nrm_db_exec(self->db, "server_store", &p, NULL, err);
-        }
-        if (st == NRM_OK && h->kind != NRM_HANDLER_QUIET)
+        if (h->kind == NRM_HANDLER_WRITE)
+            st = s_store(self, req, hash, frame, call.subject_id, err);
+        else if (h->kind == NRM_HANDLER_READ)
             s_audit(self, req, NRM_OK, "", call.subject_id);
         if (st == NRM_OK)
             st = nrm_db_sql(self->db, "RELEASE SAVEPOINT request", err);
@@ -286,15 +295,16 @@ static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const ui
         nrm_fail(err, st, NULL, "request failed");
     if (nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL) != NRM_OK)
         return NULL;
-    if (st == NRM_CONFLICT && h->kind == NRM_HANDLER_WRITE) {
-        /* a twin of this request committed first (another instance): answer with its reply */
+    if (h->kind == NRM_HANDLER_WRITE && st != NRM_UNAVAILABLE) {
+        /* a repeat of a stored request (this batch, an earlier one, or another instance's) */
         nrm_error_t again;
         nrm_error_clear(&again);
-        s_stored_reply(self, req, hash, &frame, &again);
-        if (frame) {
+        if (s_stored_reply(self, req, hash, &frame, &again) == NRM_OK && frame) {
             nrm_error_clear(err);
             return frame;
         }
+        if (again.status == NRM_CONFLICT)
+            *err = again;
     }
     return NULL;
 }

@@ -32,11 +32,10 @@ static const char s_sql_close[] =
     "UPDATE cases SET status = 'closed', close_reason = $2, closed_at = now(), updated_at = now()"
     " WHERE case_id = $1";
 static const char s_sql_report[] =
-    "INSERT INTO reports (case_id, request_id, reporting_agency_id, region, identified_at, linked,"
-    " key_id, person_sealed, notes_sealed)"
-    " VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9)";
-static const char s_sql_agency[] =
-    "INSERT INTO case_agencies (case_id, agency_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+    "WITH report AS (INSERT INTO reports (case_id, request_id, reporting_agency_id, region,"
+    "   identified_at, linked, key_id, person_sealed, notes_sealed)"
+    "   VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9))"
+    " INSERT INTO case_agencies (case_id, agency_id) VALUES ($1, $3) ON CONFLICT DO NOTHING";
 static const char s_sql_is_reporter[] =
     "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
 
@@ -48,7 +47,6 @@ void intake_prepare(nrm_db_t *db)
     nrm_db_statement(db, "intake_save", s_sql_save);
     nrm_db_statement(db, "intake_close", s_sql_close);
     nrm_db_statement(db, "intake_report", s_sql_report);
-    nrm_db_statement(db, "intake_agency", s_sql_agency);
     nrm_db_statement(db, "intake_is_reporter", s_sql_is_reporter);
 }
 
@@ -168,7 +166,8 @@ static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, con
     return NRM_OK;
 }
 
-/* Seals the report's identifying data and stores the report. */
+/* Seals the report's identifying data and stores the report, and its agency among the case's
+ * reporting agencies. */
 static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char *case_id,
                                    bool linked)
 {
@@ -206,12 +205,7 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
     }
     free(person_sealed);
     free(notes_sealed);
-    if (st != NRM_OK)
-        return st;
-    nrm_params_t a = {0};
-    nrm_params_text(&a, case_id);
-    nrm_params_text(&a, call->agency_id);
-    return nrm_db_exec(call->tx.db, "intake_agency", &a, NULL, call->tx.err);
+    return st;
 }
 
 /* Inserts a new case unless an open case has the same identity hash. On OK, *opened says

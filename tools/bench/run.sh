@@ -89,10 +89,14 @@ routing_pid=$!
 checkpoint=0
 while [ "$checkpoint" -lt "$head" ]; do
   sleep 0.2
-  checkpoint=$("${nrmctl[@]}" --timeout 2000 ping routing 2>/dev/null | /usr/bin/python3 -c '
+  pong=$("${nrmctl[@]}" --timeout 2000 ping routing 2>/dev/null || true)
+  checkpoint=$(/usr/bin/python3 -c '
 import json, sys
-pong = json.load(sys.stdin)
-print(next((int(c.get("checkpoint", 0)) for c in pong.get("consumers", []) if c["stream"] == "intake"), 0))' || echo 0)
+try:
+    pong = json.loads(sys.argv[1])
+except ValueError:
+    pong = {}
+print(next((int(c.get("checkpoint", 0)) for c in pong.get("consumers", []) if c["stream"] == "intake"), 0))' "$pong")
 done
 elapsed_ms=$((($(date +%s%N) - started) / 1000000))
 echo "routing: $head intake events ($reports cases) routed in $elapsed_ms ms from process start:" \
