@@ -25,13 +25,13 @@ struct nrm_consumer_t {
     void *ctx;
     zsock_t *sub;
     nrm_client_t *client;
-    int64_t checkpoint;        /* last sequence known applied */
-    int64_t known_head;        /* highest head heard of */
-    int64_t applied;           /* events applied by this instance */
-    Nrm__V1__Event **pending;  /* live events following checkpoint, in order (owned) */
+    int64_t checkpoint;       /* last sequence known applied */
+    int64_t known_head;       /* highest head heard of */
+    int64_t applied;          /* events applied by this instance */
+    Nrm__V1__Event **pending; /* live events following checkpoint, in order (owned) */
     size_t pending_count;
     bool need_fetch;
-    char fetch_id[37];         /* request_id of the Fetch in flight, "" for none */
+    char fetch_id[37]; /* request_id of the Fetch in flight, "" for none */
     int64_t fetch_sent_ms;
 };
 
@@ -255,7 +255,8 @@ static int s_on_fetched(zloop_t *loop, zsock_t *sock, void *arg)
         bool awaited = self->fetch_id[0] && strcmp(reply->request_id, self->fetch_id) == 0;
         if (awaited) {
             self->fetch_id[0] = '\0';
-            if (reply->status == NRM_OK && reply->result_case == NRM__V1__REPLY__RESULT_FETCH_RESULT) {
+            if (reply->status == NRM_OK &&
+                reply->result_case == NRM__V1__REPLY__RESULT_FETCH_RESULT) {
                 Nrm__V1__FetchResult *fr = reply->fetch_result;
                 if (fr->head > self->known_head)
                     self->known_head = fr->head;
@@ -263,8 +264,8 @@ static int s_on_fetched(zloop_t *loop, zsock_t *sock, void *arg)
                 if (fr->n_events == 0 || s_apply_batch(self, fr->events, fr->n_events) == NRM_OK)
                     self->need_fetch = self->known_head > self->checkpoint;
             } else {
-                nrm_log_warn("fetch refused", "{s:s, s:s}", "stream", self->source_stream,
-                             "status", nrm_status_name(reply->status));
+                nrm_log_warn("fetch refused", "{s:s, s:s}", "stream", self->source_stream, "status",
+                             nrm_status_name(reply->status));
             }
         }
         nrm__v1__reply__free_unpacked(reply, NULL);

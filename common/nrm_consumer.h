@@ -21,12 +21,12 @@ typedef struct nrm_consumer_t nrm_consumer_t;
 typedef nrm_status_t (*nrm_apply_fn)(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
 typedef struct {
-    const char *own_stream;       /* the consuming service (stream of events it emits) */
-    const char *source_stream;    /* the stream consumed */
-    const char *events_endpoint;  /* the source's PUB socket */
-    const char *api_endpoint;     /* the source's api socket, for Fetch */
-    const char *agency_id;        /* who the Fetch requests come from */
-    const char *const *prefixes;  /* topic prefixes to apply, NULL-terminated; NULL for all */
+    const char *own_stream;      /* the consuming service (stream of events it emits) */
+    const char *source_stream;   /* the stream consumed */
+    const char *events_endpoint; /* the source's PUB socket */
+    const char *api_endpoint;    /* the source's api socket, for Fetch */
+    const char *agency_id;       /* who the Fetch requests come from */
+    const char *const *prefixes; /* topic prefixes to apply, NULL-terminated; NULL for all */
     nrm_apply_fn apply;
     void *ctx;
 } nrm_consumer_spec_t;

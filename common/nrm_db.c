@@ -193,9 +193,10 @@ static nrm_status_t s_result_error(nrm_db_t *self, PGresult *res, const char *wh
             state ? state : "connection", "constraint", constraint ? constraint : "");
     if (lost)
         nrm_db_disconnect(self);
-    return nrm_fail(err, status, NULL, status == NRM_UNAVAILABLE ? "database unavailable"
-                                       : status == NRM_CONFLICT ? "conflicting change"
-                                                                : "database error");
+    return nrm_fail(err, status, NULL,
+                    status == NRM_UNAVAILABLE ? "database unavailable"
+                    : status == NRM_CONFLICT  ? "conflicting change"
+                                              : "database error");
 }
 
 /* Returns the registered statement called name, preparing it on this connection if needed. */

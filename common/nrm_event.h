@@ -19,14 +19,13 @@ Nrm__V1__Event__BodyCase nrm_event_body_of(const char *topic);
 /* Serialises ev into a malloc'd buffer (caller frees); *len gets its size. NULL on failure. */
 uint8_t *nrm_event_pack(const Nrm__V1__Event *ev, size_t *len);
 
-/* Parses an Event; NULL for bytes that are not one. Caller frees with nrm__v1__event__free_unpacked. */
+/* Parses an Event; NULL for bytes that are not one. Caller frees with
+ * nrm__v1__event__free_unpacked. */
 Nrm__V1__Event *nrm_event_unpack(const void *data, size_t len);
 
 /* True when topic starts with one of the prefixes (a NULL-terminated list; NULL or an empty
  * list match everything). */
 bool nrm_topic_matches(const char *topic, const char *const *prefixes);
-
-
 
 /* Returns a malloc'd copy of a stored event (serialized with seq 0) with its seq set, by
  * appending field 3 as protobuf's merge rules allow (caller frees); *out_len gets its size. */

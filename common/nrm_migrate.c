@@ -50,8 +50,7 @@ static nrm_status_t s_apply_one(nrm_db_t *db, const nrm_migration_t *m, nrm_erro
     return NRM_OK;
 }
 
-nrm_status_t nrm_migrate(nrm_db_t *db, const nrm_migration_t *list, size_t count,
-                         nrm_error_t *err)
+nrm_status_t nrm_migrate(nrm_db_t *db, const nrm_migration_t *list, size_t count, nrm_error_t *err)
 {
     nrm_db_statement(db, "migrate_seen", "SELECT 1 FROM schema_migrations WHERE name = $1");
     nrm_db_statement(db, "migrate_record", "INSERT INTO schema_migrations (name) VALUES ($1)");

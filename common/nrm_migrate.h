@@ -20,7 +20,6 @@ extern const size_t bus_migrations_count;
 
 /* Applies, in order, the migrations of list not yet recorded in db's schema. Returns OK, or the
  * failing status with err naming the migration; a failed migration leaves no trace. */
-nrm_status_t nrm_migrate(nrm_db_t *db, const nrm_migration_t *list, size_t count,
-                         nrm_error_t *err);
+nrm_status_t nrm_migrate(nrm_db_t *db, const nrm_migration_t *list, size_t count, nrm_error_t *err);
 
 #endif

@@ -93,8 +93,8 @@ void nrm_server_destroy(nrm_server_t **self_p)
     *self_p = NULL;
 }
 
-void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body,
-                       nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx)
+void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_handler_kind_t kind,
+                       nrm_handler_fn fn, void *ctx)
 {
     assert(body > 0 && body < S_MAX_BODY);
     self->handlers[body] = (s_handler_t){fn, ctx, kind};
@@ -368,13 +368,12 @@ static void s_finish(nrm_server_t *self, s_item_t *item)
         nrm_config_agency(self->config, req->agency_id) ? req->agency_id : "unlisted";
     if (!quiet || item->err.status != NRM_OK)
         nrm_log(item->err.status == NRM_OK ? NRM_LOG_INFO : NRM_LOG_WARN, "request",
-                "{s:s, s:s, s:s, s:s, s:I}", "kind", s_body_name(req->body_case), "agency",
-                agency, "status", nrm_status_name(item->err.status), "field", item->err.field,
-                "us", (json_int_t)(nrm_mono_us() - item->started_us));
+                "{s:s, s:s, s:s, s:s, s:I}", "kind", s_body_name(req->body_case), "agency", agency,
+                "status", nrm_status_name(item->err.status), "field", item->err.field, "us",
+                (json_int_t)(nrm_mono_us() - item->started_us));
 }
 
-void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
-                        zframe_t **replies)
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n, zframe_t **replies)
 {
     s_item_t *items = calloc(n, sizeof *items);
     assert(items);
@@ -400,8 +399,8 @@ void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
         if (replies[i])
             continue;
         if (open)
-            replies[i] = s_run(self, it->req, zframe_data(requests[i]),
-                               zframe_size(requests[i]), &it->err);
+            replies[i] =
+                s_run(self, it->req, zframe_data(requests[i]), zframe_size(requests[i]), &it->err);
         else
             nrm_fail(&it->err, NRM_UNAVAILABLE, NULL, "database unavailable");
         it->ok = replies[i] != NULL;

@@ -57,8 +57,8 @@ nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *con
 void nrm_server_destroy(nrm_server_t **self);
 
 /* Installs the handler of one request body. */
-void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body,
-                       nrm_handler_kind_t kind, nrm_handler_fn fn, void *ctx);
+void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_handler_kind_t kind,
+                       nrm_handler_fn fn, void *ctx);
 
 /* Handles n request frames as one batch (group commit): every request that needs the
  * database runs in its own savepoint of one transaction, and the transaction commits once.

@@ -544,8 +544,8 @@ static int s_start_consumers(nrm_service_t *self)
                           slot->source);
             return -1;
         }
-        nrm_consumer_spec_t spec = {self->name, slot->source, events, api, agency,
-                                    slot->prefixes, slot->apply, slot->ctx};
+        nrm_consumer_spec_t spec = {self->name, slot->source,   events,      api,
+                                    agency,     slot->prefixes, slot->apply, slot->ctx};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;
@@ -561,8 +561,7 @@ int nrm_service_run(nrm_service_t *self)
     nrm_db_statement(self->db, "service_fetch", s_sql_fetch);
     nrm_db_statement(self->db, "service_head", s_sql_head);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
-    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch,
-                       self);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch, self);
     zsys_catch_interrupts();
     if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
         return 0;
@@ -578,8 +577,7 @@ int nrm_service_run(nrm_service_t *self)
         return 1;
     zloop_reader(self->loop, self->api, s_on_api, self);
     for (int i = 0; i < self->timer_count; i++)
-        zloop_timer(self->loop, (size_t)self->timers[i].period_ms, 0, s_on_timer,
-                    &self->timers[i]);
+        zloop_timer(self->loop, (size_t)self->timers[i].period_ms, 0, s_on_timer, &self->timers[i]);
     zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
     zloop_timer(self->loop, S_HEALTH_CHECK_MS, 0, s_on_health_check, self);
     nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);

@@ -14,8 +14,11 @@ bool nrm_text_clean(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned char c = *p;
-        int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
-                                 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        int extra = c < 0x80             ? 0
+                    : (c & 0xE0) == 0xC0 ? 1
+                    : (c & 0xF0) == 0xE0 ? 2
+                    : (c & 0xF8) == 0xF0 ? 3
+                                         : -1;
         if (extra < 0 || (c < 0x20 && c != '\t' && c != '\n') || c == 0x7F)
             return false;
         uint32_t cp = c & (0x7F >> extra);
@@ -63,8 +66,8 @@ nrm_status_t nrm_check_range(nrm_error_t *err, const char *field, int64_t value,
                              int64_t hi)
 {
     if (value < lo || value > hi)
-        return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "%s must be between %lld and %lld",
-                        field, (long long)lo, (long long)hi);
+        return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "%s must be between %lld and %lld", field,
+                        (long long)lo, (long long)hi);
     return NRM_OK;
 }
 

@@ -183,8 +183,8 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
     size_t person_len = 0, notes_len = 0;
     uint32_t key_id = 0, notes_key = 0;
     int sealed = nrm_seal(self->keys, plain, plen, aad, &person_sealed, &person_len, &key_id) ||
-                 nrm_seal(self->keys, r->notes, strlen(r->notes), aad, &notes_sealed,
-                          &notes_len, &notes_key);
+                 nrm_seal(self->keys, r->notes, strlen(r->notes), aad, &notes_sealed, &notes_len,
+                          &notes_key);
     sodium_memzero(plain, plen);
     free(plain);
     nrm_status_t st = NRM_OK;
@@ -210,9 +210,9 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
 
 /* Inserts a new case unless an open case has the same identity hash. On OK, *opened says
  * whether a case was created; otherwise case_id is replaced by the existing case's id. */
-static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts,
-                                   const char *hash, const Nrm__V1__Profile *profile,
-                                   const s_case_t *c, char case_id[37], bool *opened)
+static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
+                                   const Nrm__V1__Profile *profile, const s_case_t *c,
+                                   char case_id[37], bool *opened)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     size_t profile_len = nrm__v1__profile__get_packed_size(profile);
@@ -337,12 +337,13 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     Nrm__V1__Profile profile = *r->profile;
     profile.age_unknown = !facts.has_age;
     profile.age_years = facts.has_age ? facts.age_years : 0;
-    profile.age_estimated = facts.has_age && !facts.age_from_birth_date && r->profile->age_estimated;
+    profile.age_estimated =
+        facts.has_age && !facts.age_from_birth_date && r->profile->age_estimated;
     char hash[65] = "";
     const Nrm__V1__PersonalData *person = r->person;
     if (person && person->full_name[0] && (person->date_of_birth[0] || profile.nationality[0]))
-        nrm_identity_hash(self->keys, person->full_name, person->date_of_birth,
-                          profile.nationality, hash);
+        nrm_identity_hash(self->keys, person->full_name, person->date_of_birth, profile.nationality,
+                          hash);
     char case_id[37];
     nrm_uuid_v4(case_id);
     bool opened = false;
@@ -350,8 +351,8 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     if (st == NRM_OK)
         st = s_store_report(self, call, case_id, !opened);
     if (st == NRM_OK)
-        st = opened ? s_emit_opened(call, case_id, &facts, &profile, &c)
-                    : s_link(call, case_id, &c);
+        st =
+            opened ? s_emit_opened(call, case_id, &facts, &profile, &c) : s_link(call, case_id, &c);
     if (st != NRM_OK)
         return st;
     Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);

@@ -7,9 +7,9 @@
 
 #define S_PATH 96
 
-static const char *const s_close_reasons[] = {
-    "reintegrated", "returned", "transferred", "lost_contact", "not_a_victim",
-    "duplicate",    "deceased", "other",       NULL};
+static const char *const s_close_reasons[] = {"reintegrated", "returned",     "transferred",
+                                              "lost_contact", "not_a_victim", "duplicate",
+                                              "deceased",     "other",        NULL};
 
 /* Checks a repeated enum field: at most max entries, each a defined, non-zero member. */
 static nrm_status_t s_check_enum_list(nrm_error_t *err, const char *field,
@@ -41,13 +41,14 @@ static nrm_status_t s_check_person(const Nrm__V1__PersonalData *p, int64_t now_m
         return nrm_fail(err, NRM_INVALID_ARGUMENT, "submit_report.person.aliases",
                         "at most %d aliases", INTAKE_MAX_ALIASES);
     for (size_t i = 0; i < p->n_aliases; i++)
-        if (nrm_check_text(err, nrm_path_index(path, sizeof path, "submit_report.person.aliases", i),
+        if (nrm_check_text(err,
+                           nrm_path_index(path, sizeof path, "submit_report.person.aliases", i),
                            p->aliases[i], INTAKE_MAX_NAME, true) != NRM_OK)
             return NRM_INVALID_ARGUMENT;
     if (p->date_of_birth[0]) {
         int y, m, d;
-        if (nrm_check_date(err, "submit_report.person.date_of_birth", p->date_of_birth, now_ms,
-                           &y, &m, &d) != NRM_OK)
+        if (nrm_check_date(err, "submit_report.person.date_of_birth", p->date_of_birth, now_ms, &y,
+                           &m, &d) != NRM_OK)
             return NRM_INVALID_ARGUMENT;
         facts->has_age = true;
         facts->age_from_birth_date = true;
@@ -71,12 +72,11 @@ static nrm_status_t s_check_profile(const Nrm__V1__Profile *p, intake_facts_t *f
     if (!p)
         return nrm_fail(err, NRM_INVALID_ARGUMENT, "submit_report.profile", "profile is required");
     char path[S_PATH];
-    if (!p->age_unknown &&
-        nrm_check_range(err, "submit_report.profile.age_years", p->age_years, 0, INTAKE_MAX_AGE) !=
-            NRM_OK)
+    if (!p->age_unknown && nrm_check_range(err, "submit_report.profile.age_years", p->age_years, 0,
+                                           INTAKE_MAX_AGE) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
-    if (nrm_check_enum(err, "submit_report.profile.gender", &nrm__v1__gender__descriptor,
-                       p->gender, true) != NRM_OK ||
+    if (nrm_check_enum(err, "submit_report.profile.gender", &nrm__v1__gender__descriptor, p->gender,
+                       true) != NRM_OK ||
         nrm_check_country(err, "submit_report.profile.nationality", p->nationality, false) !=
             NRM_OK ||
         nrm_check_range(err, "submit_report.profile.accompanying_children",
@@ -86,10 +86,9 @@ static nrm_status_t s_check_profile(const Nrm__V1__Profile *p, intake_facts_t *f
         return nrm_fail(err, NRM_INVALID_ARGUMENT, "submit_report.profile.languages",
                         "at most %d languages", INTAKE_MAX_LANGUAGES);
     for (size_t i = 0; i < p->n_languages; i++)
-        if (nrm_check_language(err,
-                               nrm_path_index(path, sizeof path, "submit_report.profile.languages",
-                                              i),
-                               p->languages[i]) != NRM_OK)
+        if (nrm_check_language(
+                err, nrm_path_index(path, sizeof path, "submit_report.profile.languages", i),
+                p->languages[i]) != NRM_OK)
             return NRM_INVALID_ARGUMENT;
     if (!facts->has_age && !p->age_unknown) {
         facts->has_age = true;
@@ -121,12 +120,12 @@ nrm_status_t intake_check_report(const Nrm__V1__SubmitReport *r, nrm_config_t *c
                           &nrm__v1__exploitation_type__descriptor,
                           (const int *)r->exploitation_types, r->n_exploitation_types,
                           INTAKE_MAX_TYPES) != NRM_OK ||
-        nrm_check_country(err, "submit_report.country_of_exploitation",
-                          r->country_of_exploitation, false) != NRM_OK ||
+        nrm_check_country(err, "submit_report.country_of_exploitation", r->country_of_exploitation,
+                          false) != NRM_OK ||
         s_check_enum_list(err, "submit_report.needs", &nrm__v1__service_type__descriptor,
                           (const int *)r->needs, r->n_needs, INTAKE_MAX_TYPES) != NRM_OK ||
-        nrm_check_enum(err, "submit_report.urgency", &nrm__v1__urgency__descriptor,
-                       r->urgency, true) != NRM_OK ||
+        nrm_check_enum(err, "submit_report.urgency", &nrm__v1__urgency__descriptor, r->urgency,
+                       true) != NRM_OK ||
         nrm_check_enum(err, "submit_report.safety_risk", &nrm__v1__safety_risk__descriptor,
                        r->safety_risk, true) != NRM_OK)
         return NRM_INVALID_ARGUMENT;

@@ -168,8 +168,7 @@ harness_t *harness_new(const char *name)
         json_array_set_new(includes, k, json_string(abs));
     }
     char conninfo[2 * S_PATH];
-    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s", pghost, pgport,
-             self->dbname);
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s", pghost, pgport, self->dbname);
     s_json_set(self->config, "database.conninfo", json_string(conninfo));
     s_json_set(self->config, "crypto.keys_file", json_string(path));
     s_json_set(self->config, "heartbeat_ms", json_integer(500));
@@ -256,8 +255,8 @@ Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instan
     if (agency)
         req->agency_id = (char *)agency;
     nrm_error_t err;
-    Nrm__V1__Reply *reply = nrm_client_call(s_client(self, s, instance), req, HARNESS_TIMEOUT_MS,
-                                            &err);
+    Nrm__V1__Reply *reply =
+        nrm_client_call(s_client(self, s, instance), req, HARNESS_TIMEOUT_MS, &err);
     req->agency_id = saved;
     return reply;
 }

@@ -78,9 +78,10 @@ static void test_report_opens_case_and_publishes_no_identifying_data(void **stat
     }
     /* and nothing in clear in the database */
     char sql[256];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM intake.reports WHERE position('Okonkwo'::bytea in person_sealed) > 0"
-             " OR position('farm'::bytea in notes_sealed) > 0");
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM intake.reports WHERE position('Okonkwo'::bytea in person_sealed) > 0"
+        " OR position('farm'::bytea in notes_sealed) > 0");
     assert_int_equal(harness_sql_int(h, sql), 0);
     nrm__v1__reply__free_unpacked(reply, NULL);
     harness_sub_destroy(&sub);
@@ -101,9 +102,11 @@ static void test_same_request_id_twice_gets_same_reply_and_one_case(void **state
     snprintf(sql, sizeof sql, "SELECT count(*) FROM intake.reports WHERE case_id = '%s'",
              first->case_ref->case_id);
     assert_int_equal(harness_sql_int(h, sql), 1);
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM intake.outbox WHERE topic = 'case.opened' AND payload::text LIKE '%%'"
-             " AND position('%s'::bytea in payload) > 0", first->case_ref->case_id);
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(*) FROM intake.outbox WHERE topic = 'case.opened' AND payload::text LIKE '%%'"
+        " AND position('%s'::bytea in payload) > 0",
+        first->case_ref->case_id);
     assert_int_equal(harness_sql_int(h, sql), 1);
     /* the same request_id with a different body is a conflict */
     s.report.region = "MA-01";

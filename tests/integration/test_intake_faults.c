@@ -174,7 +174,8 @@ static void *s_submitter(void *arg)
     s_submitter_t *self = arg;
     nrm_client_t *client = nrm_client_new(self->endpoint, "hotline-national");
     for (int i = 0; i < REPORTS_EACH; i++) {
-        Nrm__V1__Reply *reply = s_submit(client, self->first_person + self->index * REPORTS_EACH + i, WAIT_MS);
+        Nrm__V1__Reply *reply =
+            s_submit(client, self->first_person + self->index * REPORTS_EACH + i, WAIT_MS);
         if (reply && reply->status == NRM__V1__STATUS__STATUS_OK)
             snprintf(self->case_ids[self->acknowledged++], 40, "%s", reply->case_ref->case_id);
         if (reply)
@@ -233,9 +234,8 @@ static void test_two_instances_share_one_dense_stream_and_take_over(void **state
     nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 1), "police-ma-06");
     Nrm__V1__Reply *reply = s_submit(client, 5000, WAIT_MS);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
-    assert_int_equal(harness_wait_sql(h, "SELECT count(*) FROM intake.outbox WHERE seq IS NULL",
-                                      0, WAIT_MS),
-                     0);
+    assert_int_equal(
+        harness_wait_sql(h, "SELECT count(*) FROM intake.outbox WHERE seq IS NULL", 0, WAIT_MS), 0);
     Nrm__V1__Event **events;
     size_t n = harness_fetch_all(h, "intake", &events); /* instance 0 is gone: ask instance 1 */
     (void)n;

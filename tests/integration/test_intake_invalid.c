@@ -143,35 +143,105 @@ typedef struct {
     void (*breaks)(scenario_report_t *s);
 } s_case_t;
 
-static void s_region_unknown(scenario_report_t *s) { s->report.region = "XX-99"; }
-static void s_region_missing(scenario_report_t *s) { s->report.region = ""; }
-static void s_identified_future(scenario_report_t *s) { s->report.identified_at_ms += 86400000LL * 3; }
-static void s_identified_missing(scenario_report_t *s) { s->report.identified_at_ms = 0; }
-static void s_dob_shape(scenario_report_t *s) { s->person.date_of_birth = "17/04/1996"; }
-static void s_dob_day(scenario_report_t *s) { s->person.date_of_birth = "1996-02-30"; }
-static void s_dob_future(scenario_report_t *s) { s->person.date_of_birth = "2099-01-01"; }
-static void s_age_high(scenario_report_t *s) { s->profile.age_years = 121; }
-static void s_age_negative(scenario_report_t *s) { s->profile.age_years = -1; }
-static void s_gender_range(scenario_report_t *s) { s->profile.gender = (Nrm__V1__Gender)42; }
-static void s_nationality(scenario_report_t *s) { s->profile.nationality = "Nigeria"; }
-static void s_language(scenario_report_t *s) { s->languages[1] = "FRA"; }
-static void s_children(scenario_report_t *s) { s->profile.accompanying_children = 99; }
-static void s_profile_missing(scenario_report_t *s) { s->report.profile = NULL; }
-static void s_need_range(scenario_report_t *s) { s->needs[1] = (Nrm__V1__ServiceType)77; }
-static void s_need_zero(scenario_report_t *s) { s->needs[0] = NRM__V1__SERVICE_TYPE__SERVICE_TYPE_UNSPECIFIED; }
-static void s_type_range(scenario_report_t *s) { s->types[0] = (Nrm__V1__ExploitationType)-3; }
-static void s_country(scenario_report_t *s) { s->report.country_of_exploitation = "ma"; }
-static void s_urgency(scenario_report_t *s) { s->report.urgency = (Nrm__V1__Urgency)9; }
-static void s_risk(scenario_report_t *s) { s->report.safety_risk = (Nrm__V1__SafetyRisk)9; }
+static void s_region_unknown(scenario_report_t *s)
+{
+    s->report.region = "XX-99";
+}
+static void s_region_missing(scenario_report_t *s)
+{
+    s->report.region = "";
+}
+static void s_identified_future(scenario_report_t *s)
+{
+    s->report.identified_at_ms += 86400000LL * 3;
+}
+static void s_identified_missing(scenario_report_t *s)
+{
+    s->report.identified_at_ms = 0;
+}
+static void s_dob_shape(scenario_report_t *s)
+{
+    s->person.date_of_birth = "17/04/1996";
+}
+static void s_dob_day(scenario_report_t *s)
+{
+    s->person.date_of_birth = "1996-02-30";
+}
+static void s_dob_future(scenario_report_t *s)
+{
+    s->person.date_of_birth = "2099-01-01";
+}
+static void s_age_high(scenario_report_t *s)
+{
+    s->profile.age_years = 121;
+}
+static void s_age_negative(scenario_report_t *s)
+{
+    s->profile.age_years = -1;
+}
+static void s_gender_range(scenario_report_t *s)
+{
+    s->profile.gender = (Nrm__V1__Gender)42;
+}
+static void s_nationality(scenario_report_t *s)
+{
+    s->profile.nationality = "Nigeria";
+}
+static void s_language(scenario_report_t *s)
+{
+    s->languages[1] = "FRA";
+}
+static void s_children(scenario_report_t *s)
+{
+    s->profile.accompanying_children = 99;
+}
+static void s_profile_missing(scenario_report_t *s)
+{
+    s->report.profile = NULL;
+}
+static void s_need_range(scenario_report_t *s)
+{
+    s->needs[1] = (Nrm__V1__ServiceType)77;
+}
+static void s_need_zero(scenario_report_t *s)
+{
+    s->needs[0] = NRM__V1__SERVICE_TYPE__SERVICE_TYPE_UNSPECIFIED;
+}
+static void s_type_range(scenario_report_t *s)
+{
+    s->types[0] = (Nrm__V1__ExploitationType)-3;
+}
+static void s_country(scenario_report_t *s)
+{
+    s->report.country_of_exploitation = "ma";
+}
+static void s_urgency(scenario_report_t *s)
+{
+    s->report.urgency = (Nrm__V1__Urgency)9;
+}
+static void s_risk(scenario_report_t *s)
+{
+    s->report.safety_risk = (Nrm__V1__SafetyRisk)9;
+}
 static void s_name_long(scenario_report_t *s)
 {
     static char name[400];
     memset(name, 'a', sizeof name - 1);
     s->person.full_name = name;
 }
-static void s_name_control(scenario_report_t *s) { s->person.full_name = "Amina\x01" "Benali"; }
-static void s_name_utf8(scenario_report_t *s) { s->person.full_name = "Amina \xc3\x28"; }
-static void s_phone(scenario_report_t *s) { s->person.phone = "call me maybe"; }
+static void s_name_control(scenario_report_t *s)
+{
+    s->person.full_name = "Amina\x01"
+                          "Benali";
+}
+static void s_name_utf8(scenario_report_t *s)
+{
+    s->person.full_name = "Amina \xc3\x28";
+}
+static void s_phone(scenario_report_t *s)
+{
+    s->person.phone = "call me maybe";
+}
 static void s_notes_long(scenario_report_t *s)
 {
     static char notes[5000];
@@ -216,8 +286,9 @@ static void test_each_invalid_field_is_named_and_nothing_stored(void **state)
     }
     s_assert_nothing_stored();
     /* refusals are audited, without the refused values */
-    assert_true(harness_sql_int(h, "SELECT count(*) FROM intake.audit_log WHERE status = "
-                                   "'INVALID_ARGUMENT'") >= (long long)(sizeof cases / sizeof *cases));
+    assert_true(harness_sql_int(h,
+                                "SELECT count(*) FROM intake.audit_log WHERE status = "
+                                "'INVALID_ARGUMENT'") >= (long long)(sizeof cases / sizeof *cases));
     assert_false(harness_log_contains(h, "intake", 0, "Invalid Field Person"));
 }
 

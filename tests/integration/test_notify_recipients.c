@@ -62,8 +62,12 @@ static int setup(void **state)
     for (size_t i = 0; i < sizeof services / sizeof *services; i++)
         if (harness_start(h, services[i], 0) != 0)
             return -1;
-    const char *agencies[] = {REPORTER,        LATE_REPORTER,           OPERATOR,
-                              "coordinator",   "legal-aid-ma-04",       "legal-clinic-national",
+    const char *agencies[] = {REPORTER,
+                              LATE_REPORTER,
+                              OPERATOR,
+                              "coordinator",
+                              "legal-aid-ma-04",
+                              "legal-clinic-national",
                               "women-legal-network-national"};
     char url[256], id[65];
     for (size_t i = 0; i < sizeof agencies / sizeof *agencies; i++)
@@ -339,8 +343,8 @@ static void test_notify_killed_while_routing_produces_delivers_every_event_once(
     for (int i = 0; i < DURING; i++)
         assert_int_equal(routing_wait_referrals(h, during[i], 1), 1);
     /* every referral event routing committed, once its sequencer has numbered it */
-    assert_int_equal(harness_wait_sql(h, "SELECT count(*) FROM routing.outbox WHERE seq IS NULL",
-                                      0, ROUTING_WAIT_MS),
+    assert_int_equal(harness_wait_sql(h, "SELECT count(*) FROM routing.outbox WHERE seq IS NULL", 0,
+                                      ROUTING_WAIT_MS),
                      0);
     Nrm__V1__Event **events = NULL;
     size_t n = harness_fetch_all(h, "routing", &events);
@@ -391,8 +395,7 @@ static void test_notify_killed_while_routing_produces_delivers_every_event_once(
         json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
         assert_non_null(body);
         char key[512];
-        snprintf(key, sizeof key, "%s %s", r->path,
-                 json_string_value(json_object_get(body, "id")));
+        snprintf(key, sizeof key, "%s %s", r->path, json_string_value(json_object_get(body, "id")));
         const char *seen_key = zhash_lookup(by_delivery, delivery);
         const char *seen_delivery = zhash_lookup(by_event, key);
         if (seen_key) {

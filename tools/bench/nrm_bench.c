@@ -24,8 +24,8 @@
 typedef struct {
     const char *endpoint;
     const char *agency;
-    int first;     /* number of this client's first report */
-    int count;     /* reports this client sends */
+    int first;           /* number of this client's first report */
+    int count;           /* reports this client sends */
     int64_t *latency_us; /* one slot per report (owned by main) */
     int ok;
 } s_worker_t;
