@@ -11,7 +11,9 @@
 #include "nrm_validate.h"
 #include "scenario.h"
 
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define NAME "Amina Okonkwo-Benali"
 #define DOB "1996-04-17"
@@ -232,6 +234,14 @@ static void test_every_request_is_audited(void **state)
                      1);
 }
 
+static void test_sigterm_stops_cleanly_with_exit_0(void **state)
+{
+    int status = harness_signal(h, "intake", 0, SIGTERM);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(harness_log_contains(h, "intake", 0, "service stopped"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_minor_of_unknown_age_is_presumed_minor),
         cmocka_unit_test(test_withdraw_consent_and_close),
         cmocka_unit_test(test_every_request_is_audited),
+        cmocka_unit_test(test_sigterm_stops_cleanly_with_exit_0),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
