@@ -49,3 +49,13 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
         tx->emitted++;
     return st;
 }
+
+nrm_status_t nrm_tx_emit_body(nrm_tx_t *tx, const char *case_id, Nrm__V1__Event__BodyCase body,
+                              void *message)
+{
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)(case_id ? case_id : "");
+    ev.body_case = body;
+    ev.case_opened = message; /* every member of the body oneof shares this pointer slot */
+    return nrm_tx_emit(tx, &ev);
+}

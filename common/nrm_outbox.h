@@ -25,6 +25,12 @@ typedef struct {
  * Returns OK or the database's failure status. */
 nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev);
 
+/* Appends an event about case_id (NULL for none) whose body is message, a member of the Event
+ * body oneof selected by body (for example NRM__V1__EVENT__BODY_CASE_CLOSED and a
+ * Nrm__V1__CaseClosed *), as nrm_tx_emit does. message stays the caller's. */
+nrm_status_t nrm_tx_emit_body(nrm_tx_t *tx, const char *case_id, Nrm__V1__Event__BodyCase body,
+                              void *message);
+
 /* The NOTIFY channel of a schema's outbox ("<schema>_outbox") written into buf. */
 void nrm_outbox_channel(const char *schema, char *buf, size_t size);
 

@@ -132,11 +132,7 @@ static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_ca
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
     body.consent_to_referral = c->consent;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CASE_UPDATED;
-    ev.case_updated = &body;
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_CASE_UPDATED, &body);
 }
 
 /* Loads an open case the sender may change: one of its reporting agencies or a coordinator. */
@@ -278,11 +274,7 @@ static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
     body.consent_to_referral = c->consent;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CASE_OPENED;
-    ev.case_opened = &body;
-    return nrm_tx_emit(&call->tx, &ev);
+    return nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_OPENED, &body);
 }
 
 /* A linked report: record it, merge what it adds to the case, tell the stream. */
@@ -307,11 +299,7 @@ static nrm_status_t s_link(nrm_call_t *call, const char *case_id, const s_case_t
     Nrm__V1__CaseLinked body = NRM__V1__CASE_LINKED__INIT;
     body.reporting_agency_id = (char *)call->agency_id;
     body.region = r->region;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CASE_LINKED;
-    ev.case_linked = &body;
-    st = nrm_tx_emit(&call->tx, &ev);
+    st = nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_LINKED, &body);
     if (st == NRM_OK && changed)
         st = s_save(&call->tx, case_id, &c);
     if (st == NRM_OK && changed)
@@ -418,12 +406,8 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
     c.consent = false;
     st = s_save(&call->tx, w->case_id, &c);
     Nrm__V1__ConsentWithdrawn body = NRM__V1__CONSENT_WITHDRAWN__INIT;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = w->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN;
-    ev.consent_withdrawn = &body;
     if (st == NRM_OK)
-        st = nrm_tx_emit(&call->tx, &ev);
+        st = nrm_tx_emit_body(&call->tx, w->case_id, NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN, &body);
     if (st == NRM_OK)
         s_reply_case(call, w->case_id);
     return st;
@@ -444,12 +428,8 @@ nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
     st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
     Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
     body.reason = cl->reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = cl->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CASE_CLOSED;
-    ev.case_closed = &body;
     if (st == NRM_OK)
-        st = nrm_tx_emit(&call->tx, &ev);
+        st = nrm_tx_emit_body(&call->tx, cl->case_id, NRM__V1__EVENT__BODY_CASE_CLOSED, &body);
     if (st == NRM_OK)
         s_reply_case(call, cl->case_id);
     return st;

@@ -232,15 +232,11 @@ static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_ca
     Nrm__V1__ReferralUnroutable body = NRM__V1__REFERRAL_UNROUTABLE__INIT;
     body.service = (Nrm__V1__ServiceType)service;
     body.reason = reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)c->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE;
-    ev.referral_unroutable = &body;
     nrm_log_warn("referral unroutable", "{s:s, s:s, s:s, s:I, s:I}", "case_id", c->case_id,
                  "service_type", routing_service_name(service), "region", c->region, "eligible",
                  (json_int_t)cand->count, "tried", (json_int_t)tried);
     (*self->referrals_unroutable)++;
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, &body);
 }
 
 /* Inserts the referral of service to the provider and publishes referral.created. */
@@ -291,12 +287,8 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     body.attempt = attempt;
     body.rule_id = (char *)d->rule_id;
     body.reason = reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)c->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_CREATED;
-    ev.referral_created = &body;
     (*self->referrals_created)++;
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_CREATED, &body);
 }
 
 /* Refers service of the case to the best candidate not tried yet (attempt + 1), or publishes
@@ -332,11 +324,8 @@ static nrm_status_t s_request_shelter(routing_t *self, nrm_tx_t *tx, const routi
     body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.beds = 1 + (c->profile->accompanying_children > 0 ? c->profile->accompanying_children : 0);
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)c->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_REQUESTED;
-    ev.shelter_requested = &body;
-    nrm_status_t st = nrm_tx_emit(tx, &ev);
+    nrm_status_t st =
+        nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_SHELTER_REQUESTED, &body);
     if (st == NRM_OK)
         (*self->shelters_requested)++;
     return st == NRM_OK ? s_set_state(tx, c->case_id, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,

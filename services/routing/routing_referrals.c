@@ -191,12 +191,9 @@ nrm_status_t routing_complete(void *ctx, nrm_call_t *call)
     body.referral_id = r->referral_id;
     body.service_delivered = r->service_delivered;
     body.reason = r->reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = ref.case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_COMPLETED;
-    ev.referral_completed = &body;
     if (st == NRM_OK)
-        st = nrm_tx_emit(&call->tx, &ev);
+        st = nrm_tx_emit_body(&call->tx, ref.case_id, NRM__V1__EVENT__BODY_REFERRAL_COMPLETED,
+                              &body);
     if (st == NRM_OK)
         s_reply(call, r->referral_id, "completed");
     return st;

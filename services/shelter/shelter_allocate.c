@@ -148,13 +148,9 @@ static nrm_status_t s_record(shelter_t *self, nrm_tx_t *tx, const shelter_need_t
     body.beds = need->beds;
     body.hold_until_ms = hold_until_ms;
     body.reason = (char *)reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)need->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_ALLOCATED;
-    ev.shelter_allocated = &body;
     nrm_log_debug("bed allocated", "{s:s, s:s, s:i}", "case_id", need->case_id, "shelter_id",
                   row->id, "beds", need->beds);
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, need->case_id, NRM__V1__EVENT__BODY_SHELTER_ALLOCATED, &body);
 }
 
 /* Holds the beds in the candidate's shelter. *held tells whether the database agreed; the

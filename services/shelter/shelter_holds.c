@@ -90,11 +90,7 @@ static nrm_status_t s_release(nrm_tx_t *tx, const s_allocation_t *a, const char 
     body.allocation_id = (char *)a->allocation_id;
     body.shelter_id = (char *)a->shelter_id;
     body.reason = (char *)reason;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)a->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_RELEASED;
-    ev.shelter_released = &body;
-    st = nrm_tx_emit(tx, &ev);
+    st = nrm_tx_emit_body(tx, a->case_id, NRM__V1__EVENT__BODY_SHELTER_RELEASED, &body);
     if (st == NRM_OK && a->occupied)
         st = shelter_emit_capacity(tx, a->shelter_id, capacity, occupied);
     return st;

@@ -257,10 +257,7 @@ nrm_status_t shelter_emit_capacity(nrm_tx_t *tx, const char *shelter_id, int cap
     body.shelter_id = (char *)shelter_id;
     body.capacity = capacity;
     body.occupied = occupied;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED;
-    ev.shelter_capacity_changed = &body;
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, NULL, NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED, &body);
 }
 
 nrm_status_t shelter_seed(void *ctx, nrm_tx_t *tx)

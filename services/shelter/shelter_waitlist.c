@@ -83,13 +83,9 @@ nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, cons
     body.position = (int32_t)nrm_db_int(res, 0, 0);
     body.reason = (char *)reason;
     PQclear(res);
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)need->case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_WAITLISTED;
-    ev.shelter_waitlisted = &body;
     nrm_log_debug("request waitlisted", "{s:s, s:i}", "case_id", need->case_id, "position",
                   body.position);
-    return nrm_tx_emit(tx, &ev);
+    return nrm_tx_emit_body(tx, need->case_id, NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, &body);
 }
 
 /* Reads row i (entry_id first, then S_NEED_COLUMNS) into need. */
