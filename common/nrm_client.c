@@ -10,7 +10,7 @@ struct nrm_client_t {
     char *agency_id;
 };
 
-nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id)
+nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id, const nrm_curve_t *curve)
 {
     nrm_client_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -24,6 +24,7 @@ nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id)
     zsock_set_sndhwm(self->sock, S_HWM);
     zsock_set_rcvhwm(self->sock, S_HWM);
     zsock_set_linger(self->sock, 0);
+    nrm_auth_apply_client(self->sock, curve);
     if (zsock_connect(self->sock, "%s", endpoint) != 0)
         nrm_client_destroy(&self);
     return self;

@@ -8,12 +8,16 @@
 
 #include <czmq.h>
 #include "nrm/v1/api.pb-c.h"
+#include "nrm_auth.h"
 #include "nrm_error.h"
 
 typedef struct nrm_client_t nrm_client_t;
 
-/* Returns a client connected to endpoint, sending as agency_id (both copied), or NULL. */
-nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id);
+/* Returns a client connected to endpoint, naming agency_id in its requests (both copied), or
+ * NULL. With curve (borrowed for the call) the connection is CURVE: the server knows the client
+ * by curve->cert, and agency_id may then be "" (the key decides who is speaking); NULL curve is
+ * plain text, for services whose security.curve is false. */
+nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id, const nrm_curve_t *curve);
 
 /* Closes the socket, frees the client, sets *self to NULL. Safe on NULL. */
 void nrm_client_destroy(nrm_client_t **self);

@@ -49,7 +49,7 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->ctx = spec->ctx;
     self->pending = calloc(S_BATCH, sizeof *self->pending);
     self->sub = zsock_new(ZMQ_SUB);
-    self->client = nrm_client_new(spec->api_endpoint, spec->agency_id);
+    self->client = nrm_client_new(spec->api_endpoint, spec->agency_id, spec->curve);
     if (!self->own_stream || !self->source_stream || !self->pending || !self->sub ||
         !self->client) {
         nrm_consumer_destroy(&self);
@@ -57,6 +57,7 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     }
     zsock_set_rcvhwm(self->sub, S_RCVHWM);
     zsock_set_subscribe(self->sub, "");
+    nrm_auth_apply_client(self->sub, spec->curve);
     if (zsock_connect(self->sub, "%s", spec->events_endpoint) != 0)
         nrm_consumer_destroy(&self);
     nrm_db_statement(db, "consumer_checkpoint_init", s_sql_checkpoint_init);

@@ -12,6 +12,7 @@
 
 #include <czmq.h>
 #include "nrm/v1/events.pb-c.h"
+#include "nrm_auth.h"
 #include "nrm_outbox.h"
 
 typedef struct nrm_consumer_t nrm_consumer_t;
@@ -26,6 +27,7 @@ typedef struct {
     const char *events_endpoint; /* the source's PUB socket */
     const char *api_endpoint;    /* the source's api socket, for Fetch */
     const char *agency_id;       /* who the Fetch requests come from */
+    const nrm_curve_t *curve;    /* keys for both sockets (borrowed for the call); NULL: plain */
     const char *const *prefixes; /* topic prefixes to apply, NULL-terminated; NULL for all */
     nrm_apply_fn apply;
     void *ctx;

@@ -179,7 +179,7 @@ nrm_keyring_t *nrm_keyring_load(const char *path, nrm_error_t *err)
 
 /* Writes self as keyring JSON to fd, sets its mode and syncs it. Returns 0, or -1 on any
  * error including a short write (the caller then discards the file). */
-static int s_keyring_write(const nrm_keyring_t *self, int fd)
+static int s_keyring_write(const nrm_keyring_t *self, int fd, mode_t mode)
 {
     size_t cap =
         S_JSON_SLACK + (self->count + 1) * (S_ID_DIGITS_MAX + S_B64_KEY_LEN + S_JSON_SLACK);
@@ -197,7 +197,7 @@ static int s_keyring_write(const nrm_keyring_t *self, int fd)
     sodium_bin2base64(b64, sizeof b64, self->hash_key, S_KEY_BYTES, S_B64);
     len += (size_t)snprintf(text + len, cap - len, "\n  },\n  \"hash_key\": \"%s\"\n}\n", b64);
     sodium_memzero(b64, sizeof b64);
-    int rc = fchmod(fd, S_FILE_MODE) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    int rc = fchmod(fd, mode) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
     sodium_free(text);
     return rc ? 0 : -1;
 }
@@ -227,7 +227,7 @@ int nrm_keyring_generate(const char *path)
         self->active = S_FIRST_KEY_ID;
         int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, S_FILE_MODE);
         if (fd >= 0) {
-            rc = s_keyring_write(self, fd);
+            rc = s_keyring_write(self, fd, S_FILE_MODE);
             if (close(fd) != 0 || rc != 0) {
                 unlink(path);
                 rc = -1;
@@ -240,9 +240,14 @@ int nrm_keyring_generate(const char *path)
     return rc;
 }
 
-/* Replaces the file at path with self: temp file beside it (mode 0600), then rename. */
+/* Replaces the file at path with self: temp file beside it, then rename. The new file keeps
+ * the old one's mode and owner, so that a service user that could read the keyring still can
+ * after a rotation made by another user (root, an operator). */
 static int s_keyring_replace(const nrm_keyring_t *self, const char *path)
 {
+    struct stat old;
+    if (stat(path, &old) != 0)
+        return -1;
     size_t size = strlen(path) + sizeof S_TEMP_SUFFIX;
     char *temp = malloc(size);
     int rc = -1;
@@ -251,7 +256,10 @@ static int s_keyring_replace(const nrm_keyring_t *self, const char *path)
     snprintf(temp, size, "%s%s", path, S_TEMP_SUFFIX);
     int fd = mkstemp(temp);
     if (fd >= 0) {
-        rc = s_keyring_write(self, fd);
+        rc = s_keyring_write(self, fd, old.st_mode & 0777);
+        if (rc == 0 && (old.st_uid != geteuid() || old.st_gid != getegid()) &&
+            fchown(fd, old.st_uid, old.st_gid) != 0)
+            rc = -1;
         if (close(fd) != 0)
             rc = -1;
         if (rc == 0)

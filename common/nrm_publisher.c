@@ -304,3 +304,8 @@ int nrm_publisher_attach(nrm_publisher_t *self, zloop_t *loop)
     s_work(self);
     return 0;
 }
+
+void nrm_publisher_set_socket(nrm_publisher_t *self, zsock_t *pub)
+{
+    self->pub = pub;
+}

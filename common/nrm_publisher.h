@@ -21,6 +21,9 @@ typedef struct nrm_publisher_t nrm_publisher_t;
 nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, const char *stream,
                                    zsock_t *pub, int heartbeat_ms);
 
+/* Publishes on pub (borrowed, same rule) from now on: the events socket was bound again. */
+void nrm_publisher_set_socket(nrm_publisher_t *self, zsock_t *pub);
+
 /* Stops the publisher, closes its connection, sets *self to NULL. Safe on NULL. */
 void nrm_publisher_destroy(nrm_publisher_t **self);
 

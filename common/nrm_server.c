@@ -315,13 +315,41 @@ typedef struct {
     bool needs_db;
     bool audit_refusal; /* refused before its handler: audited in the batch transaction */
     bool ok;
+    const char *sender; /* authenticated sender (borrowed), with CURVE */
     nrm_error_t err;
     int64_t started_us;
 } s_item_t;
 
+/* Replaces req->agency_id (memory of protobuf-c's default allocator) with a copy of id. */
+static void s_set_agency(Nrm__V1__Request *req, const char *id)
+{
+    char *copy = strdup(id);
+    if (!copy)
+        abort();
+    if (req->agency_id && req->agency_id != protobuf_c_empty_string)
+        free(req->agency_id);
+    req->agency_id = copy;
+}
+
+/* With CURVE, the sender is the one its key names (sender, NULL when the key is no longer
+ * accepted): req->agency_id becomes it, and a request that named someone else is refused. */
+static nrm_status_t s_authenticate(Nrm__V1__Request *req, const char *sender, nrm_error_t *err)
+{
+    if (!sender) {
+        s_set_agency(req, "");
+        return nrm_fail(err, NRM_UNAUTHENTICATED, "", "the connection's key is not accepted");
+    }
+    bool other = req->agency_id[0] && strcmp(req->agency_id, sender) != 0;
+    s_set_agency(req, sender);
+    if (other)
+        return nrm_fail(err, NRM_PERMISSION_DENIED, "agency_id",
+                        "agency_id is not the agency of the connection's key");
+    return NRM_OK;
+}
+
 /* Decodes and checks one frame; returns the error reply frame when it is refused outright, or
- * NULL when the request goes on (item->req set). */
-static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item)
+ * NULL when the request goes on (item->req set). secure: item->sender is authoritative. */
+static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item, bool secure)
 {
     nrm_error_clear(&item->err);
     item->started_us = nrm_mono_us();
@@ -345,7 +373,8 @@ static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item)
                      "malformed");
         return s_error_frame("", &item->err);
     }
-    if (s_check_envelope(self, item->req, &item->err) != NRM_OK) {
+    if ((secure && s_authenticate(item->req, item->sender, &item->err) != NRM_OK) ||
+        s_check_envelope(self, item->req, &item->err) != NRM_OK) {
         item->audit_refusal = nrm_uuid_valid(item->req->request_id);
         return s_error_frame(item->req->request_id, &item->err);
     }
@@ -373,14 +402,17 @@ static void s_finish(nrm_server_t *self, s_item_t *item)
                 (json_int_t)(nrm_mono_us() - item->started_us));
 }
 
-void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n, zframe_t **replies)
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const char *const *senders,
+                        size_t n, zframe_t **replies)
 {
     s_item_t *items = calloc(n, sizeof *items);
-    assert(items);
+    if (!items)
+        abort();
     size_t db_count = 0;
     for (size_t i = 0; i < n; i++) {
         self->requests++;
-        replies[i] = s_decode(self, requests[i], &items[i]);
+        items[i].sender = senders ? senders[i] : NULL;
+        replies[i] = s_decode(self, requests[i], &items[i], senders != NULL);
         if (!replies[i] && !items[i].needs_db) {
             replies[i] = s_run_no_db(self, items[i].req, &items[i].err);
             if (!replies[i])

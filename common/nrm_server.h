@@ -63,9 +63,11 @@ void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_
 /* Handles n request frames as one batch (group commit): every request that needs the
  * database runs in its own savepoint of one transaction, and the transaction commits once.
  * replies[i] receives the Reply frame for requests[i] (caller destroys; never NULL). Replies are
- * final only after this returns: if the commit fails, every database reply becomes UNAVAILABLE. */
-void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
-                        zframe_t **replies);
+ * final only after this returns: if the commit fails, every database reply becomes UNAVAILABLE.
+ * senders[i] is the authenticated sender of requests[i] (NULL: its key is not accepted), or
+ * senders is NULL in plain text mode, where each request's agency_id is taken as it claims. */
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests,
+                        const char *const *senders, size_t n, zframe_t **replies);
 
 /* Replaces the configuration used for new requests (borrowed). */
 void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config);

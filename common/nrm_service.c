@@ -1,4 +1,5 @@
 #include "nrm_service.h"
+#include "nrm_auth.h"
 #include "nrm_crypto.h"
 #include "nrm_event.h"
 #include "nrm_log.h"
@@ -13,7 +14,6 @@
 #define S_MAX_COUNTERS 16
 #define S_API_BATCH 64
 #define S_API_HWM 10000
-#define S_PUB_HWM 100000
 #define S_FETCH_CAP 1000
 #define S_RELOAD_CHECK_MS 500
 #define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
@@ -56,6 +56,7 @@ struct nrm_service_t {
     size_t migration_count;
     nrm_server_t *server;
     nrm_publisher_t *publisher;
+    nrm_auth_t *auth;
     zsock_t *api;
     zsock_t *events;
     zloop_t *loop;
@@ -72,6 +73,8 @@ struct nrm_service_t {
 };
 
 static volatile sig_atomic_t s_reload_requested = 0;
+
+static void s_rebind_events(nrm_service_t *self);
 
 static void s_on_sighup(int signum)
 {
@@ -191,7 +194,17 @@ nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
         nrm_config_destroy(&config);
         return NULL;
     }
+    nrm_auth_t *auth = nrm_auth_new(config, name, &err);
+    if (!auth) {
+        nrm_log_error("cannot start authentication", "{s:s, s:s}", "setting", err.field, "message",
+                      err.message);
+        nrm_config_destroy(&config);
+        return NULL;
+    }
     nrm_service_t *self = calloc(1, sizeof *self);
+    if (!self)
+        abort();
+    self->auth = auth;
     self->name = strdup(name);
     self->config = config;
     self->conninfo = nrm_service_conninfo(config, name);
@@ -218,6 +231,7 @@ void nrm_service_destroy(nrm_service_t **self_p)
     nrm_publisher_destroy(&self->publisher);
     zsock_destroy(&self->api);
     zsock_destroy(&self->events);
+    nrm_auth_destroy(&self->auth);
     nrm_server_destroy(&self->server);
     nrm_db_destroy(&self->db);
     nrm_config_destroy(&self->config);
@@ -256,14 +270,20 @@ void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
 void nrm_service_consume(nrm_service_t *self, const char *source, const char *const *prefixes,
                          nrm_apply_fn apply, void *ctx)
 {
-    assert(self->consumer_count < S_MAX_CONSUMERS);
+    if (self->consumer_count >= S_MAX_CONSUMERS) {
+        nrm_log_error("too many consumers", "{s:i}", "max", S_MAX_CONSUMERS);
+        abort();
+    }
     self->consumers[self->consumer_count++] =
         (s_consumer_slot_t){strdup(source), prefixes, apply, ctx, NULL};
 }
 
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
 {
-    assert(self->timer_count < S_MAX_TIMERS);
+    if (self->timer_count >= S_MAX_TIMERS) {
+        nrm_log_error("too many timers", "{s:i}", "max", S_MAX_TIMERS);
+        abort();
+    }
     self->timers[self->timer_count++] = (s_timer_slot_t){self, period_ms, fn, ctx};
 }
 
@@ -284,7 +304,10 @@ int64_t *nrm_service_counter(nrm_service_t *self, const char *name)
     for (int i = 0; i < self->counter_count; i++)
         if (strcmp(self->counters[i].name, name) == 0)
             return &self->counters[i].value;
-    assert(self->counter_count < S_MAX_COUNTERS);
+    if (self->counter_count >= S_MAX_COUNTERS) {
+        nrm_log_error("too many counters", "{s:i}", "max", S_MAX_COUNTERS);
+        abort();
+    }
     self->counters[self->counter_count] = (s_counter_t){name, 0};
     return &self->counters[self->counter_count++].value;
 }
@@ -309,7 +332,7 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     pong->version = NRM_VERSION;
     pong->stream_head = self->publisher ? nrm_publisher_head(self->publisher) : 0;
     pong->database_ok = nrm_db_connected(self->db);
-    size_t max_counters = (size_t)self->counter_count + 4;
+    size_t max_counters = (size_t)self->counter_count + 5;
     pong->counters = nrm_call_alloc(call, max_counters * sizeof *pong->counters);
     s_pong_counter(call, pong, "requests", nrm_server_requests(self->server));
     s_pong_counter(call, pong, "requests_failed", nrm_server_failures(self->server));
@@ -317,6 +340,7 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
                    self->publisher ? nrm_publisher_count(self->publisher) : 0);
     s_pong_counter(call, pong, "sequencer",
                    self->publisher && nrm_publisher_is_sequencer(self->publisher));
+    s_pong_counter(call, pong, "sessions_refused", nrm_auth_refused(self->auth));
     for (int i = 0; i < self->counter_count; i++)
         s_pong_counter(call, pong, self->counters[i].name, self->counters[i].value);
     pong->consumers = nrm_call_alloc(call, S_MAX_CONSUMERS * sizeof *pong->consumers);
@@ -387,6 +411,7 @@ static int s_on_api(zloop_t *loop, zsock_t *sock, void *arg)
     nrm_service_t *self = arg;
     zmsg_t *envelopes[S_API_BATCH];
     zframe_t *requests[S_API_BATCH], *replies[S_API_BATCH];
+    const char *senders[S_API_BATCH];
     size_t n = 0;
     while (n < S_API_BATCH) {
         zmsg_t *msg = zmsg_recv_nowait(sock);
@@ -402,11 +427,13 @@ static int s_on_api(zloop_t *loop, zsock_t *sock, void *arg)
             continue; /* not a request envelope: nobody to answer */
         }
         requests[n] = zmsg_last(msg);
+        senders[n] = nrm_auth_identity(self->auth, requests[n]);
         envelopes[n++] = msg;
     }
     if (n == 0)
         return 0;
-    nrm_server_process(self->server, requests, n, replies);
+    nrm_server_process(self->server, requests, nrm_auth_secure(self->auth) ? senders : NULL, n,
+                       replies);
     for (size_t i = 0; i < n; i++) {
         zframe_t *payload = zmsg_last(envelopes[i]);
         zmsg_remove(envelopes[i], payload);
@@ -463,6 +490,8 @@ static int s_on_reload_check(zloop_t *loop, int timer_id, void *arg)
     nrm_config_destroy(&self->config);
     self->config = fresh;
     nrm_log_info("configuration reloaded", NULL);
+    if (nrm_auth_reload(self->auth, fresh))
+        s_rebind_events(self);
     return 0;
 }
 
@@ -512,20 +541,41 @@ static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const cha
     snprintf(path, sizeof path, "services.%s.%s", self->name, key);
     const char *endpoint = nrm_config_string(self->config, path, dflt);
     zsock_t *sock = zsock_new(type);
+    if (!sock)
+        abort();
     size_t max = (size_t)nrm_config_int(self->config, "max_request_bytes", S_DEFAULT_MAX_REQUEST);
     if (type == ZMQ_ROUTER) {
         zsock_set_maxmsgsize(sock, (int)(max * S_HARD_LIMIT_FACTOR));
         zsock_set_rcvhwm(sock, S_API_HWM);
         zsock_set_sndhwm(sock, S_API_HWM);
-    } else {
-        zsock_set_sndhwm(sock, S_PUB_HWM);
     }
     zsock_set_linger(sock, 0);
-    if (zsock_bind(sock, "%s", endpoint) < 0) {
+    if (nrm_auth_serve(self->auth, sock, type == ZMQ_ROUTER ? "api" : "events") != 0 ||
+        zsock_bind(sock, "%s", endpoint) < 0) {
         nrm_log_error("cannot bind", "{s:s, s:s}", "setting", path, "endpoint", endpoint);
         zsock_destroy(&sock);
     }
     return sock;
+}
+
+/* Binds a new events socket in place of the old one, so that every subscriber authenticates
+ * again with the keys now in force (the honest ones reconnect and catch up with Fetch). */
+static void s_rebind_events(nrm_service_t *self)
+{
+    zsock_destroy(&self->events);
+    /* the old socket's port is released asynchronously: retry the bind briefly */
+    for (int attempt = 0; attempt < 50 && !self->events; attempt++) {
+        self->events = s_bind(self, ZMQ_PUB, "events", NULL);
+        if (!self->events)
+            zclock_sleep(20);
+    }
+    if (!self->events) {
+        nrm_log_error("cannot bind the events socket again: stopping", NULL);
+        zsys_interrupted = 1;
+        return;
+    }
+    nrm_publisher_set_socket(self->publisher, self->events);
+    nrm_log_info("events socket bound again after a key was removed", NULL);
 }
 
 /* Creates and attaches every consumer from the configuration. Returns 0 or -1. */
@@ -544,8 +594,15 @@ static int s_start_consumers(nrm_service_t *self)
                           slot->source);
             return -1;
         }
-        nrm_consumer_spec_t spec = {self->name, slot->source,   events,      api,
-                                    agency,     slot->prefixes, slot->apply, slot->ctx};
+        nrm_curve_t curve;
+        nrm_error_t err;
+        if (nrm_auth_curve_for(self->auth, self->config, slot->source, &curve, &err) != 0) {
+            nrm_log_error("no key for a consumed stream", "{s:s, s:s}", "stream", slot->source,
+                          "message", err.message);
+            return -1;
+        }
+        nrm_consumer_spec_t spec = {self->name, slot->source,   events,      api,      agency,
+                                    &curve,     slot->prefixes, slot->apply, slot->ctx};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;
@@ -565,6 +622,8 @@ int nrm_service_run(nrm_service_t *self)
     zsys_catch_interrupts();
     if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
         return 0;
+    if (nrm_auth_attach(self->auth, self->loop) != 0)
+        return 1;
     self->events = s_bind(self, ZMQ_PUB, "events", NULL);
     self->api = s_bind(self, ZMQ_ROUTER, "api", NULL);
     if (!self->events || !self->api)

@@ -7,7 +7,9 @@
 #
 #   deploy/run-local.sh [--no-scenario]
 #
-# Environment: NRM_LOCAL_PGPORT (default 55432); NRM_CONFIG (default deploy/demo/config.json).
+# Environment: NRM_LOCAL_PGPORT (default 55432); NRM_CONFIG (default deploy/demo/config.json),
+# which deploy/certify.sh turns into var/config.json with a key pair per service and agency
+# (var/certs/; nrmctl --cert var/certs/<agency>.cert speaks as that agency).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,8 +26,13 @@ say() { echo "run-local: $*" >&2; }
 bash "$root/deploy/install-deps.sh"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNRM_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
-nrmctl=("$build/tools/nrmctl/nrmctl" --config "$config")
 mkdir -p "$var/log"
+# every service and demonstration agency gets a CURVE key pair (kept across runs in var/certs);
+# the services read var/config.json, the demonstration configuration with those keys
+bash "$root/deploy/certify.sh" "$build/tools/nrmctl/nrmctl" "$config" "$var"
+config=$var/config.json
+export NRM_CERT=$var/certs/coordinator.cert
+nrmctl=("$build/tools/nrmctl/nrmctl" --config "$config")
 
 # PostgreSQL runs as the unprivileged user nrmpg when this runs as root; that user must be able
 # to reach var/. A checkout under a private home (such as /root) is not reachable: fall back to
@@ -79,7 +86,7 @@ if [ "$scenario" -eq 1 ]; then
     # identified an hour ago
     sed "s/\"identifiedAtMs\": \"0\"/\"identifiedAtMs\": \"$((now - 3600000))\"/" "$file" >"$var/report.json"
     say "submitting $name as $agency"
-    "${nrmctl[@]}" --agency "$agency" submit "$var/report.json" || true
+    "${nrmctl[@]}" --cert "$var/certs/$agency.cert" submit "$var/report.json" || true
   done
   rm -f "$var/report.json"
 fi

@@ -1,5 +1,7 @@
 #include "harness.h"
+#include "nrm_auth.h"
 #include "nrm_client.h"
+#include "nrm_config.h"
 #include "nrm_crypto.h"
 #include "nrm_event.h"
 #include "nrm_time.h"
@@ -21,6 +23,7 @@
 #define S_JOIN_TIMEOUT_MS 5000
 #define S_POLL_MS 50
 #define S_START_TIMEOUT_MS 20000
+#define S_HARNESS_IDENTITY "coordinator" /* who the harness itself is: an event reader */
 
 static const char *const s_services[S_SERVICES] = {"intake", "routing", "shelter", "notify"};
 
@@ -43,7 +46,8 @@ struct harness_t {
     int port_base;
     json_t *config;
     s_instance_t instances[S_SERVICES][HARNESS_MAX_INSTANCES];
-    nrm_client_t *clients[S_SERVICES][HARNESS_MAX_INSTANCES];
+    zhash_t *clients; /* "service/instance/identity" -> nrm_client_t */
+    zhash_t *certs;   /* identity (agency id or "service:<name>") -> zcert_t */
     PGconn *pg;
 };
 
@@ -167,6 +171,8 @@ harness_t *harness_new(const char *name)
         snprintf(abs, sizeof abs, "%s/deploy/demo/%s", source, json_string_value(inc));
         json_array_set_new(includes, k, json_string(abs));
     }
+    self->clients = zhash_new();
+    self->certs = zhash_new();
     char conninfo[2 * S_PATH];
     snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s", pghost, pgport, self->dbname);
     s_json_set(self->config, "database.conninfo", json_string(conninfo));
@@ -201,11 +207,15 @@ void harness_destroy(harness_t **self_p)
         return;
     harness_t *self = *self_p;
     for (int s = 0; s < S_SERVICES; s++)
-        for (int i = 0; i < HARNESS_MAX_INSTANCES; i++) {
+        for (int i = 0; i < HARNESS_MAX_INSTANCES; i++)
             if (self->instances[s][i].pid > 0)
                 harness_signal(self, s_services[s], i, SIGKILL);
-            nrm_client_destroy(&self->clients[s][i]);
-        }
+    for (nrm_client_t *c = zhash_first(self->clients); c; c = zhash_next(self->clients))
+        nrm_client_destroy(&c);
+    zhash_destroy(&self->clients);
+    for (zcert_t *c = zhash_first(self->certs); c; c = zhash_next(self->certs))
+        zcert_destroy(&c);
+    zhash_destroy(&self->certs);
     if (self->pg)
         PQfinish(self->pg);
     json_decref(self->config);
@@ -239,12 +249,119 @@ const char *harness_events(harness_t *self, const char *service, int instance)
     return self->instances[s_index(service)][instance].events;
 }
 
-/* The client of an instance, created on first use. */
-static nrm_client_t *s_client(harness_t *self, int s, int instance)
+/* The file name of an identity's certificate ("service:intake" -> "service-intake"). */
+static void s_cert_path(harness_t *self, const char *identity, char *path, size_t size)
 {
-    if (!self->clients[s][instance])
-        self->clients[s][instance] = nrm_client_new(self->instances[s][instance].api, "");
-    return self->clients[s][instance];
+    char name[S_ENDPOINT];
+    snprintf(name, sizeof name, "%s", identity);
+    for (char *c = name; *c; c++)
+        if (*c == ':' || *c == '/')
+            *c = '-';
+    snprintf(path, size, "%s/certs/%s.cert", self->dir, name);
+}
+
+/* The key pair of an identity, made (and saved under dir/certs) on first use. Borrowed. Only
+ * the keys the configuration lists are accepted by the services: a key made for a name the
+ * configuration does not list is a stranger's. */
+static zcert_t *s_cert(harness_t *self, const char *identity)
+{
+    zcert_t *cert = zhash_lookup(self->certs, identity);
+    if (cert)
+        return cert;
+    cert = zcert_new();
+    char path[S_PATH + S_ENDPOINT];
+    s_cert_path(self, identity, path, sizeof path);
+    char dir[S_PATH + 16];
+    snprintf(dir, sizeof dir, "%s/certs", self->dir);
+    zsys_dir_create("%s", dir);
+    if (!cert || zcert_save(cert, path) != 0)
+        s_die("cannot make a certificate");
+    zhash_insert(self->certs, identity, cert);
+    return cert;
+}
+
+const char *harness_public_key(harness_t *self, const char *identity)
+{
+    return zcert_public_txt(s_cert(self, identity));
+}
+
+const char *harness_cert_file(harness_t *self, const char *identity)
+{
+    static char path[S_PATH + S_ENDPOINT];
+    s_cert(self, identity);
+    s_cert_path(self, identity, path, sizeof path);
+    return path;
+}
+
+void harness_curve(harness_t *self, const char *service, const char *identity, nrm_curve_t *curve)
+{
+    curve->cert = s_cert(self, identity);
+    char who[S_ENDPOINT];
+    snprintf(who, sizeof who, NRM_SERVICE_PREFIX "%s", service);
+    snprintf(curve->server_key, sizeof curve->server_key, "%s", harness_public_key(self, who));
+}
+
+/* Writes the configuration the services read to path: the test's, with its data files merged
+ * in (as the services would merge them), every service's and every agency's key added (a key
+ * the test set itself, as "public_keys", stays as it is). */
+static void s_write_config(harness_t *self, const char *path)
+{
+    char draft[S_PATH + 32];
+    snprintf(draft, sizeof draft, "%s/config.draft.json", self->dir);
+    nrm_error_t err;
+    nrm_config_t *merged = NULL;
+    if (json_dump_file(self->config, draft, JSON_INDENT(1)) != 0 ||
+        !(merged = nrm_config_load(draft, &err)))
+        s_die("cannot write or read back the configuration");
+    json_t *config = json_deep_copy(nrm_config_get(merged, ""));
+    nrm_config_destroy(&merged);
+    json_object_del(config, "include");
+    for (int s = 0; s < S_SERVICES; s++) {
+        char who[S_ENDPOINT], key[S_PATH];
+        snprintf(who, sizeof who, NRM_SERVICE_PREFIX "%s", s_services[s]);
+        snprintf(key, sizeof key, "services.%s.cert_file", s_services[s]);
+        s_json_set(config, key, json_string(harness_cert_file(self, who)));
+        snprintf(key, sizeof key, "services.%s.public_key", s_services[s]);
+        s_json_set(config, key, json_string(harness_public_key(self, who)));
+    }
+    size_t i;
+    json_t *agency;
+    json_array_foreach(json_object_get(config, "agencies"), i, agency)
+    {
+        const char *id = json_string_value(json_object_get(agency, "id"));
+        if (id && !json_object_get(agency, "public_keys"))
+            json_object_set_new(agency, "public_keys",
+                                json_pack("[s]", harness_public_key(self, id)));
+    }
+    int rc = json_dump_file(config, path, JSON_INDENT(1));
+    json_decref(config);
+    if (rc != 0)
+        s_die("cannot write config");
+}
+
+nrm_client_t *harness_client_new(harness_t *self, const char *service, int instance,
+                                 const char *identity)
+{
+    nrm_curve_t curve;
+    harness_curve(self, service, identity, &curve);
+    nrm_client_t *client =
+        nrm_client_new(self->instances[s_index(service)][instance].api, "", &curve);
+    if (!client)
+        s_die("cannot make a client");
+    return client;
+}
+
+/* The client of an instance speaking as identity, created on first use. */
+static nrm_client_t *s_client(harness_t *self, int s, int instance, const char *identity)
+{
+    char key[S_PATH];
+    snprintf(key, sizeof key, "%d/%d/%s", s, instance, identity);
+    nrm_client_t *client = zhash_lookup(self->clients, key);
+    if (!client) {
+        client = harness_client_new(self, s_services[s], instance, identity);
+        zhash_insert(self->clients, key, client);
+    }
+    return client;
 }
 
 Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instance,
@@ -254,9 +371,11 @@ Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instan
     char *saved = req->agency_id;
     if (agency)
         req->agency_id = (char *)agency;
+    const char *identity =
+        req->agency_id && req->agency_id[0] ? req->agency_id : S_HARNESS_IDENTITY;
     nrm_error_t err;
     Nrm__V1__Reply *reply =
-        nrm_client_call(s_client(self, s, instance), req, HARNESS_TIMEOUT_MS, &err);
+        nrm_client_call(s_client(self, s, instance, identity), req, HARNESS_TIMEOUT_MS, &err);
     req->agency_id = saved;
     return reply;
 }
@@ -284,7 +403,8 @@ static bool s_ready(harness_t *self, int s, int instance)
     req.body_case = NRM__V1__REQUEST__BODY_PING;
     req.ping = &ping;
     nrm_error_t err;
-    Nrm__V1__Reply *reply = nrm_client_call(s_client(self, s, instance), &req, 500, &err);
+    Nrm__V1__Reply *reply =
+        nrm_client_call(s_client(self, s, instance, S_HARNESS_IDENTITY), &req, 500, &err);
     bool ok = reply && reply->status == NRM__V1__STATUS__STATUS_OK && reply->pong &&
               reply->pong->database_ok;
     if (reply)
@@ -297,8 +417,7 @@ int harness_start(harness_t *self, const char *service, int instance)
     int s = s_index(service);
     char config[S_PATH + 16], log[S_PATH + 64], binary[2 * S_PATH];
     snprintf(config, sizeof config, "%s/config.json", self->dir);
-    if (json_dump_file(self->config, config, JSON_INDENT(1)) != 0)
-        s_die("cannot write config");
+    s_write_config(self, config);
     snprintf(log, sizeof log, "%s/%s-%d.log", self->dir, service, instance);
     snprintf(binary, sizeof binary, "%s/services/%s/nrm-%s", self->build, service, service);
     s_instance_t *in = &self->instances[s][instance];
@@ -440,6 +559,9 @@ harness_sub_t *harness_subscribe(harness_t *self, const char *service, int insta
     sub->sock = zsock_new(ZMQ_SUB);
     zsock_set_rcvhwm(sub->sock, 0); /* before connecting: it applies to new pipes only */
     zsock_set_subscribe(sub->sock, "");
+    nrm_curve_t curve;
+    harness_curve(self, service, S_HARNESS_IDENTITY, &curve);
+    nrm_auth_apply_client(sub->sock, &curve);
     zsock_connect(sub->sock, "%s", harness_events(self, service, instance));
     sub->frames = zlist_new();
     sub->queue = zlist_new();

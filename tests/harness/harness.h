@@ -13,6 +13,8 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include "nrm/v1/api.pb-c.h"
+#include "nrm_auth.h"
+#include "nrm_client.h"
 #include "nrm_error.h"
 
 #define HARNESS_TIMEOUT_MS 10000
@@ -50,6 +52,25 @@ Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *a
                              Nrm__V1__Request *req);
 Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instance,
                                 const char *agency, Nrm__V1__Request *req);
+
+/* Every service and every agency of the configuration gets a CURVE key pair when a service is
+ * started; requests go out under the key of the agency they name (agency_id, or the harness's
+ * own identity, the coordinator). An identity is an agency id or "service:<name>"; a key made
+ * for a name the configuration does not list is a stranger's and gets no session. */
+
+/* The Z85 public key of identity (made on first use; borrowed). */
+const char *harness_public_key(harness_t *self, const char *identity);
+
+/* The path of identity's certificate file (its secret beside it as "<path>_secret"), for
+ * nrmctl --cert. Valid until the next call. */
+const char *harness_cert_file(harness_t *self, const char *identity);
+
+/* Fills curve to reach service as identity (the cert is borrowed from the harness). */
+void harness_curve(harness_t *self, const char *service, const char *identity, nrm_curve_t *curve);
+
+/* A new client of an instance speaking as identity (caller destroys). */
+nrm_client_t *harness_client_new(harness_t *self, const char *service, int instance,
+                                 const char *identity);
 
 /* Runs SQL as the superuser on the test database; returns the result (caller PQclears); aborts
  * on error. harness_sql_int returns the first column of the first row as an integer. */

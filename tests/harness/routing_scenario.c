@@ -315,8 +315,14 @@ static void s_backlog_person(scenario_report_t *s, int i, char *region)
 
 int routing_submit_backlog(harness_t *h, int n)
 {
-    nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 0), "");
-    zpoller_t *poller = zpoller_new(nrm_client_socket(client), NULL);
+    /* one connection per reporting agency: the key of a connection is its agency */
+    enum { REPORTERS = S_COUNT(s_reporters) };
+    nrm_client_t *clients[REPORTERS];
+    zpoller_t *poller = zpoller_new(NULL);
+    for (int r = 0; r < REPORTERS; r++) {
+        clients[r] = harness_client_new(h, "intake", 0, s_reporters[r]);
+        zpoller_add(poller, nrm_client_socket(clients[r]));
+    }
     int sent = 0, answered = 0, accepted = 0;
     int64_t deadline = nrm_mono_ms() + HARNESS_TIMEOUT_MS;
     while (answered < n && nrm_mono_ms() < deadline) {
@@ -325,23 +331,26 @@ int routing_submit_backlog(harness_t *h, int n)
             char region[S_REGION_TEXT], request_id[37];
             s_backlog_person(&s, sent, region);
             s.request.request_id = "";
-            s.request.agency_id = (char *)s_reporters[sent % S_COUNT(s_reporters)];
-            if (nrm_client_send(client, &s.request, request_id) != 0)
+            s.request.agency_id = (char *)s_reporters[sent % REPORTERS];
+            if (nrm_client_send(clients[sent % REPORTERS], &s.request, request_id) != 0)
                 break;
             sent++;
         }
         if (!zpoller_wait(poller, S_POLL_MS))
             continue;
-        Nrm__V1__Reply *reply;
-        while ((reply = nrm_client_receive(client)) != NULL) {
-            answered++;
-            accepted += reply->status == NRM__V1__STATUS__STATUS_OK;
-            nrm__v1__reply__free_unpacked(reply, NULL);
-            deadline = nrm_mono_ms() + HARNESS_TIMEOUT_MS;
+        for (int r = 0; r < REPORTERS; r++) {
+            Nrm__V1__Reply *reply;
+            while ((reply = nrm_client_receive(clients[r])) != NULL) {
+                answered++;
+                accepted += reply->status == NRM__V1__STATUS__STATUS_OK;
+                nrm__v1__reply__free_unpacked(reply, NULL);
+                deadline = nrm_mono_ms() + HARNESS_TIMEOUT_MS;
+            }
         }
     }
     zpoller_destroy(&poller);
-    nrm_client_destroy(&client);
+    for (int r = 0; r < REPORTERS; r++)
+        nrm_client_destroy(&clients[r]);
     return accepted;
 }
 

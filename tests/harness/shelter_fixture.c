@@ -159,7 +159,7 @@ static size_t s_take_replies(nrm_client_t *client, char (*request_ids)[S_UUID], 
 size_t shelter_fixture_submit_many(harness_t *h, scenario_report_t *reports, size_t n,
                                    const char *agency, char (*case_ids)[SHELTER_FIXTURE_ID])
 {
-    nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 0), agency);
+    nrm_client_t *client = harness_client_new(h, "intake", 0, agency);
     char(*request_ids)[S_UUID] = calloc(n ? n : 1, S_UUID);
     zpoller_t *poller = zpoller_new(nrm_client_socket(client), NULL);
     size_t sent = 0, answered = 0, ok = 0;

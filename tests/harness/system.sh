@@ -86,7 +86,8 @@ sys_database() {
 }
 
 # sys_config DB KEYS SERVICE...: writes $WORK/config.json, the demonstration configuration
-# with its includes made absolute, the database DB, the keyring KEYS, a 500 ms heartbeat and
+# with its data files merged in, a CURVE certificate per service and agency ($WORK/certs), the
+# database DB, the keyring KEYS, a 500 ms heartbeat and
 # endpoints on free ports for each SERVICE. A jq filter in SYS_CONFIG_FILTER (optional) is
 # applied last.
 sys_config() {
@@ -108,6 +109,14 @@ sys_config() {
       .services[\$s].events_connect = \$endpoints[\$s].events) |
     ${SYS_CONFIG_FILTER:-.}
     " "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
+  # every service and agency gets its CURVE key; nrmctl speaks as the coordinator by default
+  bash "$NRM_SOURCE_DIR/deploy/certify.sh" "$NRMCTL" "$WORK/config.json" "$WORK"
+  export NRM_CERT=$WORK/certs/coordinator.cert
+}
+
+# cert_of AGENCY: the certificate file of AGENCY made by sys_config (for nrmctl --cert).
+cert_of() {
+  echo "$WORK/certs/$1.cert"
 }
 
 # sys_start INDEX SERVICE: starts SERVICE with $WORK/config.json in the background, its log in

@@ -544,7 +544,7 @@ static void test_server_group_commit_of_a_mixed_batch(void **state)
     zframe_t *requests[BATCH], *replies[BATCH] = {0};
     for (int i = 0; i < BATCH; i++)
         requests[i] = batch[i].frame;
-    nrm_server_process(server, requests, BATCH, replies);
+    nrm_server_process(server, requests, NULL, BATCH, replies); /* plain: agency_id as sent */
     for (int i = 0; i < BATCH; i++) {
         Nrm__V1__Reply *reply =
             nrm__v1__reply__unpack(NULL, zframe_size(replies[i]), zframe_data(replies[i]));
@@ -580,7 +580,7 @@ static void test_server_group_commit_of_a_mixed_batch(void **state)
     ASSERT_SQL(5, "SELECT count(*) FROM intake.audit_log");
     /* a later repeat of A gets the stored reply bytes and changes nothing */
     zframe_t *again = s_request(a, "police-ma-04", false), *reply = NULL;
-    nrm_server_process(server, &again, 1, &reply);
+    nrm_server_process(server, &again, NULL, 1, &reply);
     assert_true(zframe_eq(reply, replies[0]));
     ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = '%s'", a);
     zframe_destroy(&again);

@@ -47,7 +47,7 @@ ctl() {
   local agency=$1
   shift
   RC=0
-  "$NRMCTL" --config "$WORK/config.json" --agency "$agency" "$@" >"$WORK/out" 2>"$WORK/err" ||
+  "$NRMCTL" --config "$WORK/config.json" --cert "$(cert_of "$agency")" "$@" >"$WORK/out" 2>"$WORK/err" ||
     RC=$?
   cat "$WORK/err" >>"$WORK/stderr.all"
 }
@@ -56,7 +56,7 @@ ctl() {
 req() {
   local agency=$1 service=$2 json=$3
   RC=0
-  printf '%s' "$json" | "$NRMCTL" --config "$WORK/config.json" --agency "$agency" \
+  printf '%s' "$json" | "$NRMCTL" --config "$WORK/config.json" --cert "$(cert_of "$agency")" \
     request "$service" - >"$WORK/out" 2>"$WORK/err" || RC=$?
   cat "$WORK/err" >>"$WORK/stderr.all"
 }

@@ -79,7 +79,7 @@ static void test_kill_just_after_ack_loses_nothing(void **state)
     size_t seen = s_dense_stream(&before);
     s_free_events(before, seen);
 
-    nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 0), "police-ma-06");
+    nrm_client_t *client = harness_client_new(h, "intake", 0, "police-ma-06");
     Nrm__V1__Reply *reply = s_submit(client, 1, WAIT_MS);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
@@ -94,7 +94,7 @@ static void test_kill_just_after_ack_loses_nothing(void **state)
     assert_true(n > seen);
     assert_int_equal(s_count(events, n, reply->case_ref->case_id, "case.opened"), 1);
     harness_sub_t *sub = harness_subscribe(h, "intake", 0);
-    client = nrm_client_new(harness_api(h, "intake", 0), "police-ma-06");
+    client = harness_client_new(h, "intake", 0, "police-ma-06");
     Nrm__V1__Reply *later = s_submit(client, 2, WAIT_MS);
     assert_int_equal(later->status, NRM__V1__STATUS__STATUS_OK);
     Nrm__V1__Event *live = harness_sub_next(sub, "case.opened", WAIT_MS);
@@ -111,7 +111,7 @@ static void test_kill_just_after_ack_loses_nothing(void **state)
 
 static void test_database_restart_gives_unavailable_then_recovers(void **state)
 {
-    nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 0), "police-ma-06");
+    nrm_client_t *client = harness_client_new(h, "intake", 0, "police-ma-06");
     long long cases_before = harness_sql_int(h, "SELECT count(*) FROM intake.cases");
     harness_pg_stop(h);
     /* an idle service notices the outage by itself: its health says so within seconds */
@@ -165,6 +165,7 @@ typedef struct {
     int index;
     int first_person; /* people are numbered from here: new people, new cases */
     const char *endpoint;
+    nrm_curve_t curve; /* the hotline's keys, made before the threads start */
     char case_ids[REPORTS_EACH][40];
     int acknowledged;
 } s_submitter_t;
@@ -172,7 +173,7 @@ typedef struct {
 static void *s_submitter(void *arg)
 {
     s_submitter_t *self = arg;
-    nrm_client_t *client = nrm_client_new(self->endpoint, "hotline-national");
+    nrm_client_t *client = nrm_client_new(self->endpoint, "", &self->curve);
     for (int i = 0; i < REPORTS_EACH; i++) {
         Nrm__V1__Reply *reply =
             s_submit(client, self->first_person + self->index * REPORTS_EACH + i, WAIT_MS);
@@ -196,6 +197,7 @@ static void s_concurrent_submitters(const char *const *endpoints, int endpoint_c
         subs[i].index = i;
         subs[i].first_person = first_person;
         subs[i].endpoint = endpoints[i % endpoint_count];
+        harness_curve(h, "intake", "hotline-national", &subs[i].curve);
         pthread_create(&threads[i], NULL, s_submitter, &subs[i]);
     }
     for (int i = 0; i < SUBMITTERS; i++)
@@ -231,7 +233,7 @@ static void test_two_instances_share_one_dense_stream_and_take_over(void **state
 
     /* kill instance 0 (the sequencer): instance 1 takes the lock over */
     harness_signal(h, "intake", 0, SIGKILL);
-    nrm_client_t *client = nrm_client_new(harness_api(h, "intake", 1), "police-ma-06");
+    nrm_client_t *client = harness_client_new(h, "intake", 1, "police-ma-06");
     Nrm__V1__Reply *reply = s_submit(client, 5000, WAIT_MS);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     assert_int_equal(

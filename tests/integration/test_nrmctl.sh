@@ -155,7 +155,7 @@ check "an option without value exits 2" [ "$RC" -eq 2 ]
 # --- Submit -------------------------------------------------------------------------------------
 
 report MA-06 GENDER_FEMALE >"$WORK/report.json"
-run --agency police-ma-06 submit "$WORK/report.json"
+run --cert "$(cert_of police-ma-06)" submit "$WORK/report.json"
 CASE_ID=$(jq -r '.caseRef.caseId // empty' "$WORK/out" 2>/dev/null || true)
 check "submit exits 0" [ "$RC" -eq 0 ]
 check "submit prints STATUS_OK" [ "$(jq -r .status "$WORK/out")" = STATUS_OK ]
@@ -164,7 +164,7 @@ check "submit prints one line" [ "$(wc -l <"$WORK/out")" -eq 1 ]
 
 RC=0
 report MA-01 GENDER_MALE | sed "s/$FULL_NAME/Yusuf Second Person/" |
-  "$NRMCTL" --config "$WORK/config.json" --agency police-ma-01 submit - \
+  "$NRMCTL" --config "$WORK/config.json" --cert "$(cert_of police-ma-01)" submit - \
     >"$WORK/out" 2>"$WORK/err" || RC=$?
 SECOND_CASE=$(jq -r '.caseRef.caseId // empty' "$WORK/out" 2>/dev/null || true)
 check "submit reads stdin" [ "$RC" -eq 0 -a -n "$SECOND_CASE" ]
@@ -207,7 +207,7 @@ LIVE_PID=$!
 BOTH_PID=$!
 sleep 1.5
 report MA-04 GENDER_FEMALE | sed "s/$FULL_NAME/Someone Else Entirely/" >"$WORK/third.json"
-run --agency hospital-ma-04 submit "$WORK/third.json"
+run --cert "$(cert_of hospital-ma-04)" submit "$WORK/third.json"
 THIRD_CASE=$(jq -r '.caseRef.caseId // empty' "$WORK/out" 2>/dev/null || true)
 check "a third submit works" [ "$RC" -eq 0 -a -n "$THIRD_CASE" ]
 wait_for "$LIVE_PID"
@@ -260,17 +260,17 @@ done
 REQUEST_ID=$(cat /proc/sys/kernel/random/uuid)
 jq --arg id "$REQUEST_ID" '{requestId: $id, submitReport: .}' "$WORK/report.json" |
   sed "s/$FULL_NAME/Fatima Request Idem/" >"$WORK/request.json"
-run --agency ngo-ma-07 request intake "$WORK/request.json"
+run --cert "$(cert_of ngo-ma-07)" request intake "$WORK/request.json"
 FIRST=$(jq -r '.caseRef.caseId // empty' "$WORK/out" 2>/dev/null || true)
 check "request exits 0 with a caseId" [ "$RC" -eq 0 -a -n "$FIRST" ]
 check "request keeps the requestId" [ "$(jq -r .requestId "$WORK/out")" = "$REQUEST_ID" ]
-run --agency ngo-ma-07 request intake "$WORK/request.json"
+run --cert "$(cert_of ngo-ma-07)" request intake "$WORK/request.json"
 check "a repeated requestId gets the same caseId" \
   [ "$RC" -eq 0 -a "$(jq -r .caseRef.caseId "$WORK/out")" = "$FIRST" ]
 
 jq 'del(.requestId) | .submitReport.person.fullName = "Other Person Noid"' \
   "$WORK/request.json" >"$WORK/noid.json"
-run --agency ngo-ma-07 request intake "$WORK/noid.json"
+run --cert "$(cert_of ngo-ma-07)" request intake "$WORK/noid.json"
 check "request generates a missing requestId" \
   [ "$RC" -eq 0 -a "$(jq -r .requestId "$WORK/out" | wc -c)" -eq 37 ]
 

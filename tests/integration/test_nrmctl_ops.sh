@@ -110,7 +110,7 @@ NAMES=("$FULL_NAME" "Iryna Opstest Bondar" "Sofiia Opstest Melnyk" "Tetiana Opst
   "$FULL_NAME")
 for i in "${!REGIONS[@]}"; do
   report "${REGIONS[$i]}" "${AGES[$i]}" "${NAMES[$i]}" >"$WORK/report.json"
-  run --agency police-ma-06 submit "$WORK/report.json"
+  run --cert "$(cert_of police-ma-06)" submit "$WORK/report.json"
   check "report $((i + 1)) accepted" [ "$RC" -eq 0 ]
 done
 check "the last report is linked" [ "$(jq -r .caseRef.linked "$WORK/out")" = true ]
@@ -154,11 +154,11 @@ check "status --json: waitlist and failed deliveries are counts" \
   holds '(.shelterWaitlist | type) == "number" and (.failedDeliveries | type) == "number"' \
   "$WORK/status.json"
 
-run --agency police-ma-06 status --json
+run --cert "$(cert_of police-ma-06)" status --json
 check "status as an agency that is no coordinator exits 0" [ "$RC" -eq 0 ]
 check "... and says the failed deliveries are for coordinators only" \
   holds '.failedDeliveries == null and .failedDeliveriesError == "coordinator only"' "$WORK/out"
-run --agency police-ma-06 status
+run --cert "$(cert_of police-ma-06)" status
 check "... in the table too" grep -q "^failed deliveries: *coordinator only$" "$WORK/out"
 
 RC=0
@@ -201,12 +201,12 @@ for args in "--state lost" "--max 0" "--max 1001" "--max" "--state" "--frobnicat
   check "... with one line on stderr" [ "$(wc -l <"$WORK/err")" -eq 1 ]
 done
 
-run --agency police-ma-06 deliveries
+run --cert "$(cert_of police-ma-06)" deliveries
 check "deliveries as an agency that is no coordinator exits 1" [ "$RC" -eq 1 ]
 check "... printing the PERMISSION_DENIED reply" \
   [ "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
 FIRST_FAILED=$(jq -r .deliveryId "$WORK/failed.jsonl" | head -1)
-run --agency police-ma-06 deliveries retry "$FIRST_FAILED"
+run --cert "$(cert_of police-ma-06)" deliveries retry "$FIRST_FAILED"
 check "retry as an agency that is no coordinator is PERMISSION_DENIED" \
   [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
 
@@ -228,7 +228,7 @@ if [ -n "$SECOND_FAILED" ]; then
   check "retry of two prints two replies, exits 1 when one is not OK" \
     [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out" | tr '\n' ' ')" = "STATUS_OK STATUS_NOT_FOUND " ]
 fi
-UNDELIVERABLE=$(NRM_AGENCY=coordinator "$NRMCTL" --config "$WORK/config.json" deliveries \
+UNDELIVERABLE=$(NRM_CERT=$(cert_of coordinator) "$NRMCTL" --config "$WORK/config.json" deliveries \
   --state undeliverable --max 1 | jq -r .deliveryId)
 run deliveries retry "$UNDELIVERABLE"
 check "retry of a delivery that did not fail is FAILED_PRECONDITION" \
@@ -286,7 +286,7 @@ check "top --once: failed deliveries and the rate of notifications" holds '
 check "top --once prints counts only, never a case id" \
   [ "$(grep -c -E '[0-9a-f]{8}-[0-9a-f]{4}-' "$WORK/top.json")" -eq 0 ]
 
-run --agency police-ma-06 top --once
+run --cert "$(cert_of police-ma-06)" top --once
 check "top --once as an agency that is no coordinator" \
   holds '.deliveries.failed == null and .deliveries.failedError == "coordinator only"' \
   "$WORK/out"

@@ -171,8 +171,8 @@ static void test_200_requests_for_50_beds_on_two_instances(void **state)
  * flight at once; returns how many were answered OK. */
 static int s_release_all(char (*ids)[SHELTER_FIXTURE_ID], int n)
 {
-    nrm_client_t *clients[2] = {nrm_client_new(harness_api(h, "shelter", 0), "coordinator"),
-                                nrm_client_new(harness_api(h, "shelter", 1), "coordinator")};
+    nrm_client_t *clients[2] = {harness_client_new(h, "shelter", 0, "coordinator"),
+                                harness_client_new(h, "shelter", 1, "coordinator")};
     Nrm__V1__ReleaseBed rel = NRM__V1__RELEASE_BED__INIT;
     rel.reason = "departed";
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;

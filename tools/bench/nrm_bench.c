@@ -24,9 +24,10 @@
 typedef struct {
     const char *endpoint;
     const char *agency;
-    int first;           /* number of this client's first report */
-    int count;           /* reports this client sends */
-    int64_t *latency_us; /* one slot per report (owned by main) */
+    const nrm_curve_t *curve; /* NULL: plain text */
+    int first;                /* number of this client's first report */
+    int count;                /* reports this client sends */
+    int64_t *latency_us;      /* one slot per report (owned by main) */
     int ok;
 } s_worker_t;
 
@@ -34,7 +35,7 @@ typedef struct {
 static void *s_work(void *arg)
 {
     s_worker_t *w = arg;
-    nrm_client_t *client = nrm_client_new(w->endpoint, w->agency);
+    nrm_client_t *client = nrm_client_new(w->endpoint, w->agency, w->curve);
     for (int i = 0; i < w->count; i++) {
         char name[S_NAME_MAX];
         snprintf(name, sizeof name, "Bench Person %d-%lld", w->first + i, (long long)nrm_now_ms());
@@ -91,12 +92,13 @@ static double s_percentile_ms(const int64_t *sorted, int n, int p)
 static void s_usage(void)
 {
     fprintf(stderr, "usage: nrm-bench --endpoint ENDPOINT [--reports N] [--clients C] "
-                    "[--agency ID]\n");
+                    "[--agency ID] [--cert FILE --server-key Z85]\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *endpoint = NULL, *agency = "hotline-national";
+    const char *endpoint = NULL, *agency = "hotline-national", *cert_file = NULL;
+    nrm_curve_t curve = {0};
     int reports = S_DEFAULT_REPORTS, clients = S_DEFAULT_CLIENTS;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc)
@@ -107,6 +109,10 @@ int main(int argc, char **argv)
             clients = atoi(argv[++i]);
         else if (strcmp(argv[i], "--agency") == 0 && i + 1 < argc)
             agency = argv[++i];
+        else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
+            cert_file = argv[++i];
+        else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < argc)
+            snprintf(curve.server_key, sizeof curve.server_key, "%s", argv[++i]);
         else {
             s_usage();
             return 2;
@@ -117,14 +123,22 @@ int main(int argc, char **argv)
         return 2;
     }
     nrm_crypto_init();
-    zsys_init(); /* once, before the threads: CZMQ's global state is not set up thread-safely */
+    nrm_error_t err;
+    if (cert_file && !(curve.cert = nrm_auth_load_cert(cert_file, &err))) {
+        fprintf(stderr, "nrm-bench: %s\n", err.message);
+        return 2;
+    }
+    if (curve.cert)
+        agency = ""; /* the key says who is speaking */
+    zsys_init();     /* once, before the threads: CZMQ's global state is not set up thread-safely */
     int64_t *latency = calloc((size_t)reports, sizeof *latency);
     s_worker_t *workers = calloc((size_t)clients, sizeof *workers);
     pthread_t *threads = calloc((size_t)clients, sizeof *threads);
     int64_t started = nrm_mono_us();
     for (int c = 0, first = 0; c < clients; c++) {
         int count = reports / clients + (c < reports % clients);
-        workers[c] = (s_worker_t){endpoint, agency, first, count, latency + first, 0};
+        workers[c] = (s_worker_t){endpoint,        agency, curve.cert ? &curve : NULL, first, count,
+                                  latency + first, 0};
         first += count;
         pthread_create(&threads[c], NULL, s_work, &workers[c]);
     }
@@ -141,6 +155,7 @@ int main(int argc, char **argv)
            s_percentile_ms(latency, reports, 99), s_percentile_ms(latency, reports, S_PERCENT));
     free(latency);
     free(workers);
+    zcert_destroy(&curve.cert);
     free(threads);
     return ok == reports ? 0 : 1;
 }

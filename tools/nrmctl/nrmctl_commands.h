@@ -35,6 +35,12 @@ int nrmctl_keygen(nrmctl_t *ctl, int argc, char **argv);
 /* keyrotate FILE: add a key to a keyring and make it active. */
 int nrmctl_keyrotate(nrmctl_t *ctl, int argc, char **argv);
 
+/* cert new NAME DIR | cert key FILE: CURVE certificates. */
+int nrmctl_cert(nrmctl_t *ctl, int argc, char **argv);
+
+/* config show: the configuration with its data files merged, as one JSON object. */
+int nrmctl_config_show(nrmctl_t *ctl, int argc, char **argv);
+
 /* Prints the general usage (commands, global options, exit codes) on out. */
 void nrmctl_usage(FILE *out);
 

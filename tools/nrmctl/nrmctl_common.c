@@ -25,16 +25,21 @@ void nrmctl_init(nrmctl_t *ctl)
 {
     const char *config = getenv("NRM_CONFIG");
     const char *agency = getenv("NRM_AGENCY");
+    const char *cert = getenv("NRM_CERT");
     ctl->config_path = config && config[0] ? config : NRMCTL_DEFAULT_CONFIG;
-    ctl->agency_id = agency && agency[0] ? agency : NRMCTL_DEFAULT_AGENCY;
+    ctl->agency_given = agency && agency[0];
+    ctl->agency_id = ctl->agency_given ? agency : NRMCTL_DEFAULT_AGENCY;
+    ctl->cert_path = cert && cert[0] ? cert : NULL;
     ctl->timeout_ms = NRMCTL_DEFAULT_TIMEOUT_MS;
     ctl->config = NULL;
+    ctl->cert = NULL;
 }
 
 /* Public: frees the configuration if it was loaded. */
 void nrmctl_cleanup(nrmctl_t *ctl)
 {
     nrm_config_destroy(&ctl->config);
+    zcert_destroy(&ctl->cert);
 }
 
 /* Public: one line "nrmctl: ..." on stderr. */
@@ -99,6 +104,46 @@ const char *nrmctl_endpoint(nrmctl_t *ctl, const char *service, const char *kind
     return endpoint && endpoint[0] ? endpoint : NULL;
 }
 
+/* Public: the agency's key pair and the service's public key. */
+int nrmctl_curve(nrmctl_t *ctl, const char *service, nrm_curve_t *curve)
+{
+    memset(curve, 0, sizeof *curve);
+    if (!nrm_auth_curve_on(ctl->config))
+        return NRMCTL_EXIT_OK;
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    if (!ctl->cert) {
+        if (!ctl->cert_path) {
+            nrmctl_error("no certificate: give --cert FILE or set NRM_CERT (services use CURVE)");
+            return NRMCTL_EXIT_USAGE;
+        }
+        ctl->cert = nrm_auth_load_cert(ctl->cert_path, &err);
+        if (!ctl->cert) {
+            nrmctl_error("certificate %s: %s", ctl->cert_path, err.message);
+            return NRMCTL_EXIT_USAGE;
+        }
+    }
+    curve->cert = ctl->cert;
+    if (nrm_auth_service_key(ctl->config, service, curve->server_key, &err) != 0) {
+        nrmctl_error("%s", err.message);
+        return NRMCTL_EXIT_USAGE;
+    }
+    return NRMCTL_EXIT_OK;
+}
+
+/* Public: a client with the keys; with CURVE the key names the agency unless --agency is set. */
+nrm_client_t *nrmctl_client(nrmctl_t *ctl, const char *service, const char *endpoint)
+{
+    nrm_curve_t curve;
+    if (nrmctl_curve(ctl, service, &curve) != NRMCTL_EXIT_OK)
+        return NULL;
+    const char *agency = curve.cert && !ctl->agency_given ? "" : ctl->agency_id;
+    nrm_client_t *client = nrm_client_new(endpoint, agency, &curve);
+    if (!client)
+        nrmctl_error("%s: invalid endpoint %s", service, endpoint);
+    return client;
+}
+
 /* Public: letters, digits, '_' and '-' only (no dots: it becomes a path). */
 bool nrmctl_service_name_ok(const char *name)
 {
@@ -161,11 +206,9 @@ int nrmctl_call(nrmctl_t *ctl, const char *service, Nrm__V1__Request *req, Nrm__
         nrmctl_error("no endpoint for service '%s' (services.%s.api_connect)", service, service);
         return NRMCTL_EXIT_USAGE;
     }
-    nrm_client_t *client = nrm_client_new(endpoint, ctl->agency_id);
-    if (!client) {
-        nrmctl_error("%s: invalid endpoint %s", service, endpoint);
+    nrm_client_t *client = nrmctl_client(ctl, service, endpoint);
+    if (!client)
         return NRMCTL_EXIT_USAGE;
-    }
     nrm_error_t err;
     nrm_error_clear(&err);
     *reply = nrm_client_call(client, req, ctl->timeout_ms, &err);

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "nrm/v1/api.pb-c.h"
+#include "nrm_auth.h"
+#include "nrm_client.h"
 #include "nrm_config.h"
 
 /* Exit codes, as documented in the usage text. */
@@ -27,8 +29,11 @@
 typedef struct {
     const char *config_path;
     const char *agency_id;
+    bool agency_given;     /* --agency or $NRM_AGENCY: named in requests even with CURVE */
+    const char *cert_path; /* --cert or $NRM_CERT: the agency's certificate */
     int timeout_ms;
     nrm_config_t *config;
+    zcert_t *cert; /* loaded on first use */
 } nrmctl_t;
 
 /* The four services of the mechanism, NULL-terminated: the default of ping and tail. */
@@ -59,6 +64,15 @@ nrm_config_t *nrmctl_config(nrmctl_t *ctl);
  * environment overrides included, or NULL when the configuration does not give one.
  * The configuration must be loaded. */
 const char *nrmctl_endpoint(nrmctl_t *ctl, const char *service, const char *kind);
+
+/* Fills curve for talking to service: the agency's certificate (--cert, $NRM_CERT) and the
+ * service's public key from the configuration (loaded). In plain text mode (security.curve
+ * false) curve->cert is NULL. Returns NRMCTL_EXIT_OK, or NRMCTL_EXIT_USAGE after printing why. */
+int nrmctl_curve(nrmctl_t *ctl, const char *service, nrm_curve_t *curve);
+
+/* Returns a client of service's api at endpoint with the right keys and agency id, or NULL
+ * after printing why (caller destroys). */
+nrm_client_t *nrmctl_client(nrmctl_t *ctl, const char *service, const char *endpoint);
 
 /* Returns true when name can be a service name (letters, digits, '_' and '-'). */
 bool nrmctl_service_name_ok(const char *name);

@@ -15,9 +15,17 @@ typedef struct {
 } s_command_t;
 
 static const s_command_t s_commands[] = {
-    {"submit", nrmctl_submit},         {"request", nrmctl_request}, {"ping", nrmctl_ping},
-    {"status", nrmctl_status},         {"tail", nrmctl_tail},       {"top", nrmctl_top},
-    {"deliveries", nrmctl_deliveries}, {"keygen", nrmctl_keygen},   {"keyrotate", nrmctl_keyrotate},
+    {"submit", nrmctl_submit},
+    {"request", nrmctl_request},
+    {"ping", nrmctl_ping},
+    {"status", nrmctl_status},
+    {"tail", nrmctl_tail},
+    {"top", nrmctl_top},
+    {"deliveries", nrmctl_deliveries},
+    {"keygen", nrmctl_keygen},
+    {"keyrotate", nrmctl_keyrotate},
+    {"cert", nrmctl_cert},
+    {"config", nrmctl_config_show},
 };
 
 #define S_COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
@@ -44,7 +52,7 @@ static int s_global_option(nrmctl_t *ctl, int argc, char **argv, int *i)
 {
     const char *option = argv[*i];
     if (strcmp(option, "--config") != 0 && strcmp(option, "--agency") != 0 &&
-        strcmp(option, "--timeout") != 0)
+        strcmp(option, "--timeout") != 0 && strcmp(option, "--cert") != 0)
         return nrmctl_usage_error(NULL, "unknown option %s", option);
     if (*i + 1 >= argc)
         return nrmctl_usage_error(NULL, "option %s needs a value", option);
@@ -52,8 +60,11 @@ static int s_global_option(nrmctl_t *ctl, int argc, char **argv, int *i)
     int64_t timeout = 0;
     if (strcmp(option, "--config") == 0)
         ctl->config_path = value;
-    else if (strcmp(option, "--agency") == 0 && value[0])
+    else if (strcmp(option, "--agency") == 0 && value[0]) {
         ctl->agency_id = value;
+        ctl->agency_given = true;
+    } else if (strcmp(option, "--cert") == 0 && value[0])
+        ctl->cert_path = value;
     else if (strcmp(option, "--timeout") == 0 &&
              nrmctl_parse_int(value, 1, S_TIMEOUT_MAX_MS, &timeout))
         ctl->timeout_ms = (int)timeout;

@@ -27,11 +27,9 @@ static int s_send(nrmctl_t *ctl, nrmctl_call_t *call)
                      call->service);
         return NRMCTL_EXIT_USAGE;
     }
-    call->client = nrm_client_new(endpoint, ctl->agency_id);
-    if (!call->client) {
-        nrmctl_error("%s: invalid endpoint %s", call->service, endpoint);
+    call->client = nrmctl_client(ctl, call->service, endpoint);
+    if (!call->client)
         return NRMCTL_EXIT_USAGE;
-    }
     if (nrm_client_send(call->client, call->request, call->request_id) != 0)
         call->request_id[0] = '\0'; /* cannot be sent: it stays unanswered */
     return 0;

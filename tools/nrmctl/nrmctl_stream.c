@@ -23,14 +23,14 @@ struct nrmctl_stream_t {
 /* Public: subscribes to everything at once, so nothing live is missed. */
 nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
                                    const char *events_endpoint, const char *agency_id,
-                                   int timeout_ms)
+                                   const nrm_curve_t *curve, int timeout_ms)
 {
     nrmctl_stream_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->name = strdup(name);
     self->timeout_ms = timeout_ms;
-    self->client = nrm_client_new(api_endpoint, agency_id);
+    self->client = nrm_client_new(api_endpoint, agency_id, curve);
     self->sub = zsock_new(ZMQ_SUB);
     if (!self->name || !self->client || !self->sub) {
         nrmctl_stream_destroy(&self);
@@ -39,6 +39,7 @@ nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
     zsock_set_rcvhwm(self->sub, S_SUB_HWM);
     zsock_set_linger(self->sub, 0);
     zsock_set_subscribe(self->sub, "");
+    nrm_auth_apply_client(self->sub, curve);
     if (zsock_connect(self->sub, "%s", events_endpoint) != 0)
         nrmctl_stream_destroy(&self);
     return self;
@@ -58,8 +59,13 @@ static int s_add_stream(nrmctl_t *ctl, const char *service, bool required,
                      service, service);
         return NRMCTL_EXIT_USAGE;
     }
+    nrm_curve_t curve;
+    int rc = nrmctl_curve(ctl, service, &curve);
+    if (rc != NRMCTL_EXIT_OK)
+        return rc;
+    const char *agency = curve.cert && !ctl->agency_given ? "" : ctl->agency_id;
     nrmctl_stream_t *stream =
-        nrmctl_stream_new(service, api, events, ctl->agency_id, ctl->timeout_ms);
+        nrmctl_stream_new(service, api, events, agency, &curve, ctl->timeout_ms);
     if (!stream) {
         nrmctl_error("%s: invalid endpoint %s or %s", service, api, events);
         return NRMCTL_EXIT_USAGE;

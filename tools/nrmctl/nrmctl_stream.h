@@ -34,10 +34,11 @@ typedef struct {
 typedef struct nrmctl_stream_t nrmctl_stream_t;
 
 /* Returns a new stream named name (the service), subscribed to events_endpoint and fetching
- * from api_endpoint as agency_id, waiting timeout_ms for each Fetch; NULL if it cannot. */
+ * from api_endpoint as agency_id with curve's keys (borrowed for the call; NULL: plain text),
+ * waiting timeout_ms for each Fetch; NULL if it cannot. */
 nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
                                    const char *events_endpoint, const char *agency_id,
-                                   int timeout_ms);
+                                   const nrm_curve_t *curve, int timeout_ms);
 
 /* Opens the streams of a command (command names it in messages): of each named service
  * (services[0 .. n_services), which must have both endpoints), or when none is named, of the

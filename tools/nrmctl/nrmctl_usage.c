@@ -9,7 +9,7 @@ typedef struct {
 } s_usage_t;
 
 static const char s_general[] =
-    "usage: nrmctl [--config FILE] [--agency ID] [--timeout MS] COMMAND [ARGS...]\n"
+    "usage: nrmctl [--config FILE] [--cert FILE] [--agency ID] [--timeout MS] COMMAND [ARGS...]\n"
     "\n"
     "The client of the national referral mechanism for agencies and operators.\n"
     "\n"
@@ -29,6 +29,10 @@ static const char s_general[] =
     "                         send failed deliveries again (coordinators)\n"
     "  keygen FILE            write a new keyring file (never overwrites)\n"
     "  keyrotate FILE         add a key to a keyring, make it active, print its id\n"
+    "  cert new NAME DIR      write a CURVE key pair (DIR/NAME.cert, NAME.cert_secret)\n"
+    "                         and print the configuration entry of agency NAME\n"
+    "  cert key FILE          print the public key of a certificate\n"
+    "  config show            the configuration with its data files merged, as JSON\n"
     "  help [COMMAND]         this text, or the usage of COMMAND (also COMMAND --help)\n"
     "\n"
     "Global options (before the command):\n"
@@ -36,7 +40,10 @@ static const char s_general[] =
     "                  /etc/nrm/config.json); endpoints are services.<name>.api_connect and\n"
     "                  services.<name>.events_connect, overridden by the environment\n"
     "                  (NRM_SERVICES_<NAME>_API_CONNECT, NRM_SERVICES_<NAME>_EVENTS_CONNECT)\n"
-    "  --agency ID     the sending agency (default $NRM_AGENCY, else coordinator)\n"
+    "  --cert FILE     the agency's CURVE certificate (default $NRM_CERT): the services\n"
+    "                  know the agency by its key (FILE or FILE_secret as zcert_save writes)\n"
+    "  --agency ID     the agency named in requests (default $NRM_AGENCY; with CURVE it\n"
+    "                  must be the certificate's agency, or is left out)\n"
     "  --timeout MS    how long to wait for a reply (default 5000)\n"
     "\n"
     "Replies and events are printed on stdout, one line of proto3 JSON each.\n"
@@ -170,7 +177,25 @@ static const s_usage_t s_commands[] = {
      "Adds a new key to the keyring FILE, makes it the active one (new data is sealed with it,\n"
      "data sealed under older keys still opens) and prints its id. The hash key is kept.\n"
      "\n"
-     "Exit status: 0 rotated; 2 usage error, FILE unreadable, invalid or not writable.\n"},
+     "Exit status: 0 rotated; 2 usage error, FILE unreadable, invalid or not writable.\n"
+     "The file keeps its mode and owner, so the service's user can still read it.\n"},
+    {"config",
+     "usage: nrmctl [--config FILE] config show\n"
+     "\n"
+     "Prints the configuration as the services read it: the file with its included data files\n"
+     "merged in (arrays concatenated), as one JSON object. Environment overrides are not shown.\n"
+     "\n"
+     "Exit status: 0 printed; 2 the configuration cannot be read.\n"},
+    {"cert",
+     "usage: nrmctl cert new NAME DIR | nrmctl cert key FILE\n"
+     "\n"
+     "new: writes a CURVE key pair as CZMQ certificate files, DIR/NAME.cert (public) and\n"
+     "DIR/NAME.cert_secret (mode 600; give it to the agency or service only), and prints the\n"
+     "configuration entry {\"id\": NAME, \"public_keys\": [KEY]} to merge into the agency's\n"
+     "entry (for a service: services.NAME.cert_file and services.NAME.public_key). Never\n"
+     "overwrites. key: prints the public key of a certificate file.\n"
+     "\n"
+     "Exit status: 0 written; 2 usage error, files exist or cannot be written or read.\n"},
     {"help", "usage: nrmctl help [COMMAND]\n"
              "\n"
              "Prints the general usage, or the usage of COMMAND.\n"},
