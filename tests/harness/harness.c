@@ -339,6 +339,34 @@ static void s_write_config(harness_t *self, const char *path)
         s_die("cannot write config");
 }
 
+void harness_agency_keys(harness_t *self, const char *agency, json_t *keys)
+{
+    size_t i;
+    json_t *entry;
+    json_array_foreach(json_object_get(self->config, "agencies"), i, entry)
+    {
+        const char *id = json_string_value(json_object_get(entry, "id"));
+        if (id && strcmp(id, agency) == 0) {
+            json_object_set_new(entry, "public_keys", keys);
+            return;
+        }
+    }
+    s_die("harness_agency_keys: the agency is not in the main configuration");
+}
+
+void harness_reload(harness_t *self, const char *service, int instance)
+{
+    char config[S_PATH + 16];
+    snprintf(config, sizeof config, "%s/config.json", self->dir);
+    s_write_config(self, config);
+    harness_signal(self, service, instance, SIGHUP);
+}
+
+int harness_pid(harness_t *self, const char *service, int instance)
+{
+    return self->instances[s_index(service)][instance].pid;
+}
+
 nrm_client_t *harness_client_new(harness_t *self, const char *service, int instance,
                                  const char *identity)
 {

@@ -68,6 +68,16 @@ const char *harness_cert_file(harness_t *self, const char *identity);
 /* Fills curve to reach service as identity (the cert is borrowed from the harness). */
 void harness_curve(harness_t *self, const char *service, const char *identity, nrm_curve_t *curve);
 
+/* Sets the public keys of an agency of the main configuration (keys, a JSON array of Z85
+ * strings, is stolen), for services started or reloaded afterwards. */
+void harness_agency_keys(harness_t *self, const char *agency, json_t *keys);
+
+/* Writes the configuration again and sends SIGHUP to the instance (it reloads). */
+void harness_reload(harness_t *self, const char *service, int instance);
+
+/* The process id of a running instance, or 0. */
+int harness_pid(harness_t *self, const char *service, int instance);
+
 /* A new client of an instance speaking as identity (caller destroys). */
 nrm_client_t *harness_client_new(harness_t *self, const char *service, int instance,
                                  const char *identity);

@@ -114,6 +114,8 @@ jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
   reduce ("routing", "shelter", "notify") as $s (.;
     .services[$s].api_connect = $dead | .services[$s].events_connect = $dead)
   ' "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
+bash "$NRM_SOURCE_DIR/deploy/certify.sh" "$NRMCTL" "$WORK/config.json" "$WORK"
+export NRM_CERT=$WORK/certs/coordinator.cert
 
 "$INTAKE" --config "$WORK/config.json" >"$WORK/intake.log" 2>&1 &
 INTAKE_PID=$!
