@@ -19,6 +19,16 @@ static const char s_sql_store_audit[] =
 static const char s_sql_audit[] =
     "INSERT INTO audit_log (request_id, agency_id, kind, status, error_field, subject_id)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
+/* True when the schema's audit_log is out of reach of the current role: neither the table nor
+ * the schema is its own, it may not change rows or triggers, and the append-only trigger is on. */
+static const char s_sql_audit_protected[] =
+    "SELECT c.relowner <> r.oid AND n.nspowner <> r.oid"
+    "   AND NOT has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE, TRIGGER')"
+    "   AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid"
+    "                AND t.tgname = 'audit_log_append_only' AND t.tgenabled = 'O')"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_roles r ON r.rolname = current_user"
+    " WHERE c.oid = to_regclass(quote_ident($1) || '.audit_log')";
 
 typedef struct {
     nrm_handler_fn fn;
@@ -81,7 +91,22 @@ nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *con
     nrm_db_statement(db, "server_stored", s_sql_stored);
     nrm_db_statement(db, "server_store_audit", s_sql_store_audit);
     nrm_db_statement(db, "server_audit", s_sql_audit);
+    nrm_db_statement(db, "server_audit_protected", s_sql_audit_protected);
     return self;
+}
+
+nrm_status_t nrm_server_check_audit(nrm_server_t *self, nrm_error_t *err)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, nrm_db_schema(self->db));
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(self->db, "server_audit_protected", &p, &res, err);
+    if (st == NRM_OK && (PQntuples(res) != 1 || nrm_db_int(res, 0, 0) == 0))
+        st = nrm_fail(err, NRM_FAILED_PRECONDITION, NULL,
+                      "audit_log is missing or not protected from the service's role: run "
+                      "deploy/db-init.sh on the database");
+    PQclear(res);
+    return st;
 }
 
 void nrm_server_destroy(nrm_server_t **self_p)
