@@ -430,8 +430,7 @@ void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, size_t n,
             nrm_fail(&it->err, NRM_UNAVAILABLE, NULL, "database unavailable");
         it->ok = replies[i] != NULL;
         if (!it->ok) {
-            bool quiet = self->handlers[it->req->body_case].kind == NRM_HANDLER_QUIET;
-            if (open && it->err.status != NRM_UNAVAILABLE && !quiet)
+            if (open && it->err.status != NRM_UNAVAILABLE)
                 s_audit(self, it->req, it->err.status, it->err.field, "");
             replies[i] = s_error_frame(it->req->request_id, &it->err);
         }

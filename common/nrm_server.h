@@ -34,8 +34,7 @@ typedef nrm_status_t (*nrm_handler_fn)(void *ctx, nrm_call_t *call);
 
 typedef enum {
     NRM_HANDLER_WRITE, /* transaction, stored reply, audit */
-    NRM_HANDLER_READ,  /* transaction, audit, nothing stored */
-    NRM_HANDLER_QUIET, /* transaction only: replication traffic */
+    NRM_HANDLER_READ,  /* transaction, audit, nothing stored (Fetch too: who read what) */
     NRM_HANDLER_NO_DB  /* no transaction (call.tx.db is NULL): health, answered even when the
                           database is down */
 } nrm_handler_kind_t;

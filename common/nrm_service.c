@@ -336,7 +336,8 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     return NRM_OK;
 }
 
-/* Fetch: replay of this service's own stream from from_seq, at most max (capped). */
+/* Fetch: replay of this service's own stream from from_seq, at most max (capped). Audited like
+ * every read: the row names "<stream>@<from_seq>", also when nothing lies past the head. */
 static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
 {
     nrm_service_t *self = ctx;
@@ -378,6 +379,9 @@ static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
     PQclear(res);
     call->reply->result_case = NRM__V1__REPLY__RESULT_FETCH_RESULT;
     call->reply->fetch_result = fr;
+    char subject[S_PATH_MAX];
+    snprintf(subject, sizeof subject, "%s@%lld", self->name, (long long)f->from_seq);
+    call->subject_id = nrm_call_strdup(call, subject);
     return NRM_OK;
 }
 
@@ -564,7 +568,7 @@ int nrm_service_run(nrm_service_t *self)
     nrm_db_statement(self->db, "service_fetch", s_sql_fetch);
     nrm_db_statement(self->db, "service_head", s_sql_head);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
-    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch, self);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
     zsys_catch_interrupts();
     if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
         return 0;

@@ -1,6 +1,6 @@
 /* The audit holds: intake's own database role, the one a compromised service would hold, can
- * neither change, hide, forge nor read audit rows, while the requests the service handles are
- * still written to the audit. */
+ * neither change, hide, forge nor read audit rows, while every request the service handles,
+ * Fetch included, is still written to the audit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -89,6 +89,23 @@ static void s_submit_report(char request_id[37])
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
+/* Sends Fetch { stream, from_seq } as agency with request_id (a fresh UUID written there);
+ * returns the reply (caller frees). */
+static Nrm__V1__Reply *s_fetch(const char *agency, const char *stream, int64_t from_seq,
+                               char request_id[37])
+{
+    Nrm__V1__Fetch fetch = NRM__V1__FETCH__INIT;
+    fetch.stream = (char *)stream;
+    fetch.from_seq = from_seq;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_FETCH, &fetch);
+    nrm_uuid_v4(request_id);
+    req.request_id = request_id;
+    Nrm__V1__Reply *reply = harness_call(h, "intake", agency, &req);
+    assert_non_null(reply);
+    return reply;
+}
+
 static void test_a_request_is_still_audited_by_the_service(void **state)
 {
     char request_id[37];
@@ -160,6 +177,50 @@ static void test_service_role_cannot_read_the_audit(void **state)
     assert_true(s_refused_to_service_role("SELECT count(*) FROM audit_log"));
 }
 
+static void test_fetch_is_audited_naming_stream_and_sequence(void **state)
+{
+    char request_id[37];
+    Nrm__V1__Reply *reply = s_fetch("service:routing", "intake", 1, request_id);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                           " AND agency_id = 'service:routing' AND kind = 'fetch'"
+                           " AND status = 'OK' AND subject_id = 'intake@1'",
+                           request_id),
+                     1);
+}
+
+static void test_empty_fetch_at_the_head_is_audited(void **state)
+{
+    char request_id[37];
+    Nrm__V1__Reply *first = s_fetch("coordinator", "intake", 1, request_id);
+    int64_t past_head = first->fetch_result->head + 1;
+    nrm__v1__reply__free_unpacked(first, NULL);
+    Nrm__V1__Reply *reply = s_fetch("coordinator", "intake", past_head, request_id);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    assert_int_equal(reply->fetch_result->n_events, 0);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                           " AND agency_id = 'coordinator' AND kind = 'fetch' AND status = 'OK'"
+                           " AND subject_id = 'intake@%lld'",
+                           request_id, (long long)past_head),
+                     1);
+}
+
+static void test_refused_fetch_of_another_stream_is_audited(void **state)
+{
+    char request_id[37];
+    Nrm__V1__Reply *reply = s_fetch("coordinator", "routing", 1, request_id);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
+    assert_string_equal(reply->error_field, "fetch.stream");
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                           " AND agency_id = 'coordinator' AND kind = 'fetch'"
+                           " AND status = 'INVALID_ARGUMENT' AND error_field = 'fetch.stream'",
+                           request_id),
+                     1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +228,9 @@ int main(void)
         cmocka_unit_test(test_service_role_cannot_change_hide_or_drop_audit_rows),
         cmocka_unit_test(test_service_role_cannot_forge_the_time_or_id_of_a_row),
         cmocka_unit_test(test_service_role_cannot_read_the_audit),
+        cmocka_unit_test(test_fetch_is_audited_naming_stream_and_sequence),
+        cmocka_unit_test(test_empty_fetch_at_the_head_is_audited),
+        cmocka_unit_test(test_refused_fetch_of_another_stream_is_audited),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
