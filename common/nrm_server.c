@@ -2,6 +2,7 @@
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
+#include "nrm_validate.h"
 
 #include <sodium.h>
 
@@ -151,11 +152,13 @@ static zframe_t *s_pack(const Nrm__V1__Reply *reply)
     return frame;
 }
 
-/* A reply frame carrying only an error. */
+/* A reply frame carrying only an error. request_id is echoed only when it is clean UTF-8 (a
+ * proto3 string must be UTF-8 for every client to parse the reply), else the reply's is "".
+ * err's field and message are the server's own text, never client bytes. */
 static zframe_t *s_error_frame(const char *request_id, const nrm_error_t *err)
 {
     Nrm__V1__Reply reply = NRM__V1__REPLY__INIT;
-    reply.request_id = (char *)(request_id ? request_id : "");
+    reply.request_id = (char *)(request_id && nrm_text_clean(request_id) ? request_id : "");
     reply.status = err->status;
     reply.error_field = (char *)err->field;
     reply.error_message = (char *)err->message;
