@@ -16,7 +16,9 @@
 # fills (never id or at, which come from their defaults) and draw ids from the sequence: it
 # cannot read, update, delete or truncate rows, alter, disable or drop the table or its trigger,
 # nor replace the function. Owning the schema is part of this: a schema's owner may drop any
-# table in it. Read the audit as a superuser (OPERATIONS.md).
+# table in it. The NOLOGIN role nrm_audit_reader may read every audit_log (USAGE on the four
+# schemas, SELECT on audit_log, nothing else): grant it to the people who read the audit
+# (OPERATIONS.md). Any other privilege on audit_log is revoked on every run.
 #
 # Upgrade: run it again. A database prepared by an earlier version (schemas and audit_log owned
 # by the service's role) is moved to this arrangement: schema and audit ownership change, the
@@ -83,6 +85,10 @@ SELECT 'CREATE ROLE nrm_audit_owner NOLOGIN'
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nrm_audit_owner') \gexec
 SELECT 'ALTER ROLE nrm_audit_owner NOLOGIN'
   FROM pg_roles WHERE rolname = 'nrm_audit_owner' AND rolcanlogin \gexec
+SELECT 'CREATE ROLE nrm_audit_reader NOLOGIN'
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nrm_audit_reader') \gexec
+SELECT 'ALTER ROLE nrm_audit_reader NOLOGIN'
+  FROM pg_roles WHERE rolname = 'nrm_audit_reader' AND rolcanlogin \gexec
 SELECT format('CREATE DATABASE %I ENCODING ''UTF8'' TEMPLATE template0', :'db')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
@@ -151,6 +157,7 @@ DECLARE
     insert_columns text[] := ARRAY['request_id', 'agency_id', 'kind', 'status', 'error_field',
                                    'subject_id'];
     owner oid := 'nrm_audit_owner'::regrole;
+    reader oid := 'nrm_audit_reader'::regrole;
     svc text;
     role text;
     tbl regclass;
@@ -209,10 +216,10 @@ BEGIN
         -- No other role (nor PUBLIC) holds anything on it, even one the service's role granted.
         FOR grantee IN
             SELECT DISTINCT a.grantee FROM pg_class, aclexplode(relacl) a
-             WHERE oid = tbl AND a.grantee NOT IN (owner, role::regrole)
+             WHERE oid = tbl AND a.grantee NOT IN (owner, role::regrole, reader)
             UNION
             SELECT DISTINCT a.grantee FROM pg_attribute, aclexplode(attacl) a
-             WHERE attrelid = tbl AND a.grantee NOT IN (owner, role::regrole)
+             WHERE attrelid = tbl AND a.grantee NOT IN (owner, role::regrole, reader)
         LOOP
             EXECUTE format('REVOKE ALL ON TABLE %s FROM %s', tbl,
                            CASE WHEN grantee = 0 THEN 'PUBLIC' ELSE grantee::regrole::text END);
@@ -232,6 +239,17 @@ BEGIN
                 EXIT;
             END IF;
         END LOOP;
+        -- nrm_audit_reader, for the people who read the audit: SELECT, nothing else.
+        IF NOT has_schema_privilege(reader, svc, 'USAGE') THEN
+            EXECUTE format('GRANT USAGE ON SCHEMA %I TO nrm_audit_reader', svc);
+        END IF;
+        IF has_table_privilege(reader, tbl, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+           OR has_any_column_privilege(reader, tbl, 'INSERT, UPDATE, REFERENCES') THEN
+            EXECUTE format('REVOKE ALL ON TABLE %s FROM nrm_audit_reader', tbl);
+        END IF;
+        IF NOT has_table_privilege(reader, tbl, 'SELECT') THEN
+            EXECUTE format('GRANT SELECT ON TABLE %s TO nrm_audit_reader', tbl);
+        END IF;
         seq := pg_get_serial_sequence(tbl::text, 'id');
         IF has_sequence_privilege(role, seq, 'SELECT, UPDATE') THEN
             EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %I', seq, role);

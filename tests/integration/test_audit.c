@@ -21,38 +21,56 @@
 
 static harness_t *h;
 static PGconn *s_service_role; /* logged in as nrm_intake, the service's role */
+static PGconn *s_audit_reader; /* the superuser become nrm_audit_reader (SET ROLE) */
+
+/* A connection to the test database as user, first running sql; NULL on failure. */
+static PGconn *s_connect(const char *user, const char *sql)
+{
+    char conninfo[512];
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=t_" NAME " user=%s",
+             getenv("NRM_TEST_PGHOST"), getenv("NRM_TEST_PGPORT"), user);
+    PGconn *conn = PQconnectdb(conninfo);
+    PGresult *res = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, sql) : NULL;
+    bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (!ok)
+        PQfinish(conn);
+    return ok ? conn : NULL;
+}
 
 static int setup(void **state)
 {
     h = harness_new(NAME);
     if (harness_start(h, "intake", 0) != 0)
         return -1;
-    char conninfo[512];
-    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=t_" NAME " user=nrm_intake",
-             getenv("NRM_TEST_PGHOST"), getenv("NRM_TEST_PGPORT"));
-    s_service_role = PQconnectdb(conninfo);
-    if (PQstatus(s_service_role) != CONNECTION_OK)
-        return -1;
-    PQclear(PQexec(s_service_role, "SET search_path TO intake"));
-    return 0;
+    s_service_role = s_connect("nrm_intake", "SET search_path TO intake");
+    s_audit_reader = s_connect("postgres", "SET ROLE nrm_audit_reader");
+    return s_service_role && s_audit_reader ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     PQfinish(s_service_role);
+    PQfinish(s_audit_reader);
     harness_destroy(&h);
     return 0;
+}
+
+/* Runs sql on conn; returns true when PostgreSQL refused it. */
+static bool s_refused(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+    bool refused = PQresultStatus(res) == PGRES_FATAL_ERROR;
+    if (!refused)
+        fprintf(stderr, "allowed: %s\n", sql);
+    PQclear(res);
+    return refused;
 }
 
 /* Runs sql as the service's role; returns true when PostgreSQL refused it. */
 static bool s_refused_to_service_role(const char *sql)
 {
-    PGresult *res = PQexec(s_service_role, sql);
-    bool refused = PQresultStatus(res) == PGRES_FATAL_ERROR;
-    if (!refused)
-        fprintf(stderr, "the service's role was allowed: %s\n", sql);
-    PQclear(res);
-    return refused;
+    return s_refused(s_service_role, sql);
 }
 
 /* The first column of the first row of sql run as the superuser (caller frees). */
@@ -177,6 +195,25 @@ static void test_service_role_cannot_read_the_audit(void **state)
     assert_true(s_refused_to_service_role("SELECT count(*) FROM audit_log"));
 }
 
+static void test_audit_reader_reads_every_row_and_changes_none(void **state)
+{
+    char *before = s_sql_text(AUDIT_DIGEST);
+    PGresult *res = PQexec(s_audit_reader, "SELECT count(*) FROM intake.audit_log");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(atoll(PQgetvalue(res, 0, 0)),
+                     harness_sql_int(h, "SELECT count(*) FROM intake.audit_log"));
+    PQclear(res);
+    assert_true(s_refused(s_audit_reader, "UPDATE intake.audit_log SET status = 'OK'"));
+    assert_true(s_refused(s_audit_reader, "INSERT INTO intake.audit_log"
+                                          " (request_id, agency_id, kind, status)"
+                                          " VALUES ('forged', 'coordinator', 'close_case', 'OK')"));
+    assert_true(s_refused(s_audit_reader, "SELECT count(*) FROM intake.requests"));
+    char *after = s_sql_text(AUDIT_DIGEST);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+}
+
 static void test_fetch_is_audited_naming_stream_and_sequence(void **state)
 {
     char request_id[37];
@@ -228,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_service_role_cannot_change_hide_or_drop_audit_rows),
         cmocka_unit_test(test_service_role_cannot_forge_the_time_or_id_of_a_row),
         cmocka_unit_test(test_service_role_cannot_read_the_audit),
+        cmocka_unit_test(test_audit_reader_reads_every_row_and_changes_none),
         cmocka_unit_test(test_fetch_is_audited_naming_stream_and_sequence),
         cmocka_unit_test(test_empty_fetch_at_the_head_is_audited),
         cmocka_unit_test(test_refused_fetch_of_another_stream_is_audited),
