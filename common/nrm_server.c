@@ -2,6 +2,7 @@
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
+#include "nrm_validate.h"
 
 #include <sodium.h>
 
@@ -19,6 +20,16 @@ static const char s_sql_store_audit[] =
 static const char s_sql_audit[] =
     "INSERT INTO audit_log (request_id, agency_id, kind, status, error_field, subject_id)"
     " VALUES ($1, $2, $3, $4, $5, $6)";
+/* True when the schema's audit_log is out of reach of the current role: neither the table nor
+ * the schema is its own, it may not change rows or triggers, and the append-only trigger is on. */
+static const char s_sql_audit_protected[] =
+    "SELECT c.relowner <> r.oid AND n.nspowner <> r.oid"
+    "   AND NOT has_table_privilege(c.oid, 'UPDATE, DELETE, TRUNCATE, TRIGGER')"
+    "   AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid"
+    "                AND t.tgname = 'audit_log_append_only' AND t.tgenabled = 'O')"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    "  JOIN pg_roles r ON r.rolname = current_user"
+    " WHERE c.oid = to_regclass(quote_ident($1) || '.audit_log')";
 
 typedef struct {
     nrm_handler_fn fn;
@@ -81,7 +92,22 @@ nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *con
     nrm_db_statement(db, "server_stored", s_sql_stored);
     nrm_db_statement(db, "server_store_audit", s_sql_store_audit);
     nrm_db_statement(db, "server_audit", s_sql_audit);
+    nrm_db_statement(db, "server_audit_protected", s_sql_audit_protected);
     return self;
+}
+
+nrm_status_t nrm_server_check_audit(nrm_server_t *self, nrm_error_t *err)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, nrm_db_schema(self->db));
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(self->db, "server_audit_protected", &p, &res, err);
+    if (st == NRM_OK && (PQntuples(res) != 1 || nrm_db_int(res, 0, 0) == 0))
+        st = nrm_fail(err, NRM_FAILED_PRECONDITION, NULL,
+                      "audit_log is missing or not protected from the service's role: run "
+                      "deploy/db-init.sh on the database");
+    PQclear(res);
+    return st;
 }
 
 void nrm_server_destroy(nrm_server_t **self_p)
@@ -126,11 +152,13 @@ static zframe_t *s_pack(const Nrm__V1__Reply *reply)
     return frame;
 }
 
-/* A reply frame carrying only an error. */
+/* A reply frame carrying only an error. request_id is echoed only when it is clean UTF-8 (a
+ * proto3 string must be UTF-8 for every client to parse the reply), else the reply's is "".
+ * err's field and message are the server's own text, never client bytes. */
 static zframe_t *s_error_frame(const char *request_id, const nrm_error_t *err)
 {
     Nrm__V1__Reply reply = NRM__V1__REPLY__INIT;
-    reply.request_id = (char *)(request_id ? request_id : "");
+    reply.request_id = (char *)(request_id && nrm_text_clean(request_id) ? request_id : "");
     reply.status = err->status;
     reply.error_field = (char *)err->field;
     reply.error_message = (char *)err->message;
@@ -437,8 +465,7 @@ void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const cha
             nrm_fail(&it->err, NRM_UNAVAILABLE, NULL, "database unavailable");
         it->ok = replies[i] != NULL;
         if (!it->ok) {
-            bool quiet = self->handlers[it->req->body_case].kind == NRM_HANDLER_QUIET;
-            if (open && it->err.status != NRM_UNAVAILABLE && !quiet)
+            if (open && it->err.status != NRM_UNAVAILABLE)
                 s_audit(self, it->req, it->err.status, it->err.field, "");
             replies[i] = s_error_frame(it->req->request_id, &it->err);
         }

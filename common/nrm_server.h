@@ -34,8 +34,7 @@ typedef nrm_status_t (*nrm_handler_fn)(void *ctx, nrm_call_t *call);
 
 typedef enum {
     NRM_HANDLER_WRITE, /* transaction, stored reply, audit */
-    NRM_HANDLER_READ,  /* transaction, audit, nothing stored */
-    NRM_HANDLER_QUIET, /* transaction only: replication traffic */
+    NRM_HANDLER_READ,  /* transaction, audit, nothing stored (Fetch too: who read what) */
     NRM_HANDLER_NO_DB  /* no transaction (call.tx.db is NULL): health, answered even when the
                           database is down */
 } nrm_handler_kind_t;
@@ -52,6 +51,12 @@ void *nrm_call_keep(nrm_call_t *call, void *msg);
  * max_request_bytes bounds the accepted frame size. */
 nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *config,
                              size_t max_request_bytes);
+
+/* Checks that the schema's audit_log is append-only for the service's role (deploy/db-init.sh
+ * gives it to another role; the service may only insert). Returns OK; FAILED_PRECONDITION when
+ * the table is missing, is the role's own or its schema's owner's, may be changed by the role, or
+ * its append-only trigger is off; UNAVAILABLE when the database cannot be reached. */
+nrm_status_t nrm_server_check_audit(nrm_server_t *self, nrm_error_t *err);
 
 /* Frees the server and sets *self to NULL. Safe on NULL. */
 void nrm_server_destroy(nrm_server_t **self);

@@ -360,7 +360,8 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     return NRM_OK;
 }
 
-/* Fetch: replay of this service's own stream from from_seq, at most max (capped). */
+/* Fetch: replay of this service's own stream from from_seq, at most max (capped). Audited like
+ * every read: the row names "<stream>@<from_seq>", also when nothing lies past the head. */
 static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
 {
     nrm_service_t *self = ctx;
@@ -406,6 +407,9 @@ static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
     PQclear(res);
     call->reply->result_case = NRM__V1__REPLY__RESULT_FETCH_RESULT;
     call->reply->fetch_result = fr;
+    char subject[S_PATH_MAX];
+    snprintf(subject, sizeof subject, "%s@%lld", self->name, (long long)f->from_seq);
+    call->subject_id = nrm_call_strdup(call, subject);
     return NRM_OK;
 }
 
@@ -499,14 +503,17 @@ static int s_on_reload_check(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-/* Waits for the database and applies the migrations. Returns 0, or -1 when interrupted. */
+/* Waits for the database, applies the migrations and checks that the audit is out of the
+ * role's reach (a database not prepared by this version's deploy/db-init.sh waits, logged once,
+ * until it is). Returns 0, or -1 when interrupted. */
 static int s_prepare_database(nrm_service_t *self)
 {
     nrm_error_t err;
     bool warned = false;
     while (!zsys_interrupted) {
         if (nrm_migrate(self->db, bus_migrations, bus_migrations_count, &err) == NRM_OK &&
-            nrm_migrate(self->db, self->migrations, self->migration_count, &err) == NRM_OK)
+            nrm_migrate(self->db, self->migrations, self->migration_count, &err) == NRM_OK &&
+            nrm_server_check_audit(self->server, &err) == NRM_OK)
             return 0;
         if (!warned)
             nrm_log_warn("waiting for the database", "{s:s}", "message", err.message);
@@ -622,7 +629,7 @@ int nrm_service_run(nrm_service_t *self)
     nrm_db_statement(self->db, "service_fetch", s_sql_fetch);
     nrm_db_statement(self->db, "service_head", s_sql_head);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
-    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_QUIET, s_handle_fetch, self);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
     zsys_catch_interrupts();
     if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
         return 0;

@@ -1,5 +1,7 @@
 /* Bad input to intake gets a clear error naming the field and changes nothing: malformed and
- * oversized frames, envelope errors, and every invalid field of a report. */
+ * oversized frames (answered up to the hard limit, four times max_request_bytes; beyond it the
+ * peer is dropped), request ids that are not UTF-8 (never echoed), envelope errors, and every
+ * invalid field of a report. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,12 +10,16 @@
 #include "harness.h"
 #include "nrm_client.h"
 #include "nrm_crypto.h"
+#include "nrm_validate.h"
 #include "scenario.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define LIMIT_BYTES 65536
+#define HARD_LIMIT_BYTES (4 * LIMIT_BYTES) /* ZMQ_MAXMSGSIZE: beyond it the peer is dropped */
+#define NOT_UTF8_ID "\xc3\x28\xff-0000-4000-8000-000000000000"
 
 static harness_t *h;
 
@@ -52,6 +58,42 @@ static void s_refused(scenario_report_t *s, const char *agency, Nrm__V1__Status 
     assert_string_equal(reply->error_field, field);
     assert_true(strlen(reply->error_message) > 0);
     nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
+/* True when Google's protobuf runtime for Python (the contract compiled by protoc) parses the
+ * reply, as it must parse every reply: proto3 strings must be valid UTF-8. */
+static bool s_google_protobuf_parses(const Nrm__V1__Reply *reply)
+{
+    char path[1024], cmd[4096];
+    snprintf(path, sizeof path, "%s/reply.bin", harness_dir(h));
+    size_t len = nrm__v1__reply__get_packed_size(reply);
+    uint8_t *bytes = malloc(len + 1);
+    nrm__v1__reply__pack(reply, bytes);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/py && protoc -I%s/proto --python_out=%s/py %s/proto/nrm/v1/*.proto &&"
+             " /usr/bin/python3 -c 'import sys; sys.path.insert(0, \"%s/py\");"
+             " from nrm.v1 import api_pb2;"
+             " api_pb2.Reply.FromString(open(\"%s\", \"rb\").read())'",
+             harness_dir(h), getenv("NRM_SOURCE_DIR"), harness_dir(h), getenv("NRM_SOURCE_DIR"),
+             harness_dir(h), path);
+    return system(cmd) == 0;
+}
+
+/* A Request with request_id NOT_UTF8_ID and a Ping body, packed (caller frees). protobuf-c packs
+ * the bytes as they are, as a client in C might. */
+static uint8_t *s_pack_not_utf8_id(Nrm__V1__Request *req, size_t *len)
+{
+    req->request_id = NOT_UTF8_ID;
+    req->agency_id = "police-ma-06";
+    *len = nrm__v1__request__get_packed_size(req);
+    uint8_t *bytes = malloc(*len + 1);
+    nrm__v1__request__pack(req, bytes);
+    return bytes;
 }
 
 static void test_malformed_frame_is_invalid_argument(void **state)
@@ -100,6 +142,73 @@ static void test_oversized_frame_is_refused_and_service_survives(void **state)
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
+    s_assert_nothing_stored();
+}
+
+static void test_frame_up_to_the_hard_limit_is_answered_invalid_argument(void **state)
+{
+    char *blob = calloc(1, HARD_LIMIT_BYTES);
+    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    Nrm__V1__Reply *reply = nrm_client_call_raw(c, blob, HARD_LIMIT_BYTES, HARNESS_TIMEOUT_MS);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(reply->error_message, "exceeds the limit"));
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    nrm_client_destroy(&c);
+    free(blob);
+}
+
+static void test_frame_over_the_hard_limit_gets_no_reply(void **state)
+{
+    char *blob = calloc(1, HARD_LIMIT_BYTES + 1);
+    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    assert_null(nrm_client_call_raw(c, blob, HARD_LIMIT_BYTES + 1, 1000));
+    nrm_client_destroy(&c);
+    free(blob);
+}
+
+static void test_request_id_not_utf8_is_not_echoed(void **state)
+{
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
+    size_t len = 0;
+    uint8_t *frame = s_pack_not_utf8_id(&req, &len);
+    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    Nrm__V1__Reply *reply = nrm_client_call_raw(c, frame, len, HARNESS_TIMEOUT_MS);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
+    assert_string_equal(reply->error_field, "request_id");
+    assert_string_equal(reply->request_id, "");
+    assert_true(nrm_text_clean(reply->error_message));
+    assert_true(s_google_protobuf_parses(reply));
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    nrm_client_destroy(&c);
+    free(frame);
+}
+
+static void test_oversized_frame_does_not_echo_a_request_id_not_utf8(void **state)
+{
+    scenario_report_t s;
+    scenario_adult_woman(&s, "MA-06", "Oversized Person", "1990-01-01");
+    char *big = malloc(LIMIT_BYTES + 10);
+    memset(big, 'x', LIMIT_BYTES + 9);
+    big[LIMIT_BYTES + 9] = '\0';
+    s.report.notes = big;
+    size_t len = 0;
+    uint8_t *frame = s_pack_not_utf8_id(&s.request, &len);
+    assert_true(len > LIMIT_BYTES);
+    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    Nrm__V1__Reply *reply = nrm_client_call_raw(c, frame, len, HARNESS_TIMEOUT_MS);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(reply->error_message, "exceeds the limit"));
+    assert_string_equal(reply->request_id, "");
+    assert_true(s_google_protobuf_parses(reply));
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    nrm_client_destroy(&c);
+    free(frame);
+    free(big);
     s_assert_nothing_stored();
 }
 
@@ -318,6 +427,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_frame_is_invalid_argument),
         cmocka_unit_test(test_oversized_frame_is_refused_and_service_survives),
+        cmocka_unit_test(test_frame_up_to_the_hard_limit_is_answered_invalid_argument),
+        cmocka_unit_test(test_frame_over_the_hard_limit_gets_no_reply),
+        cmocka_unit_test(test_request_id_not_utf8_is_not_echoed),
+        cmocka_unit_test(test_oversized_frame_does_not_echo_a_request_id_not_utf8),
         cmocka_unit_test(test_envelope_errors),
         cmocka_unit_test(test_each_invalid_field_is_named_and_nothing_stored),
         cmocka_unit_test(test_unknown_case_ids),

@@ -177,11 +177,17 @@ static char *s_tables(void)
     return tables;
 }
 
-/* Removes every trace of nrm-shelter's work, as if it had never run. */
+/* Removes every trace of nrm-shelter's work, as if it had never run: the schema is dropped and
+ * prepared again by deploy/db-init.sh (owner, grants, audit_log). */
 static void s_wipe_shelter_schema(void)
 {
-    PQclear(harness_sql(h, "DROP SCHEMA shelter CASCADE; CREATE SCHEMA shelter AUTHORIZATION"
-                           " nrm_shelter; REVOKE ALL ON SCHEMA shelter FROM PUBLIC"));
+    PQclear(harness_sql(h, "DROP SCHEMA shelter CASCADE"));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "PGHOST=%s PGPORT=%s PGUSER=postgres bash %s/deploy/db-init.sh t_shelter_recovery"
+             " >/dev/null",
+             getenv("NRM_TEST_PGHOST"), getenv("NRM_TEST_PGPORT"), getenv("NRM_SOURCE_DIR"));
+    assert_int_equal(system(cmd), 0);
 }
 
 static void test_sigkill_mid_batch_then_restart_gives_the_clean_run_outcome(void **state)
