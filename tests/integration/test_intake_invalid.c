@@ -148,7 +148,7 @@ static void test_oversized_frame_is_refused_and_service_survives(void **state)
 static void test_frame_up_to_the_hard_limit_is_answered_invalid_argument(void **state)
 {
     char *blob = calloc(1, HARD_LIMIT_BYTES);
-    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    nrm_client_t *c = harness_client_new(h, "intake", 0, "coordinator");
     Nrm__V1__Reply *reply = nrm_client_call_raw(c, blob, HARD_LIMIT_BYTES, HARNESS_TIMEOUT_MS);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
@@ -161,7 +161,7 @@ static void test_frame_up_to_the_hard_limit_is_answered_invalid_argument(void **
 static void test_frame_over_the_hard_limit_gets_no_reply(void **state)
 {
     char *blob = calloc(1, HARD_LIMIT_BYTES + 1);
-    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    nrm_client_t *c = harness_client_new(h, "intake", 0, "coordinator");
     assert_null(nrm_client_call_raw(c, blob, HARD_LIMIT_BYTES + 1, 1000));
     nrm_client_destroy(&c);
     free(blob);
@@ -174,7 +174,7 @@ static void test_request_id_not_utf8_is_not_echoed(void **state)
     scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
     size_t len = 0;
     uint8_t *frame = s_pack_not_utf8_id(&req, &len);
-    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    nrm_client_t *c = harness_client_new(h, "intake", 0, "coordinator");
     Nrm__V1__Reply *reply = nrm_client_call_raw(c, frame, len, HARNESS_TIMEOUT_MS);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
@@ -198,7 +198,7 @@ static void test_oversized_frame_does_not_echo_a_request_id_not_utf8(void **stat
     size_t len = 0;
     uint8_t *frame = s_pack_not_utf8_id(&s.request, &len);
     assert_true(len > LIMIT_BYTES);
-    nrm_client_t *c = nrm_client_new(harness_api(h, "intake", 0), "");
+    nrm_client_t *c = harness_client_new(h, "intake", 0, "coordinator");
     Nrm__V1__Reply *reply = nrm_client_call_raw(c, frame, len, HARNESS_TIMEOUT_MS);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
