@@ -392,7 +392,7 @@ nrm_status_t notify_allow_load(nrm_config_t *config, notify_allow_t **out, nrm_e
 {
     *out = NULL;
     json_t *list = nrm_config_get(config, "notify.webhook_allow");
-    if (list && !json_is_array(list))
+    if (list && !json_is_array(list) && !json_is_null(list))
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify.webhook_allow",
                         "notify.webhook_allow is a list of host names, addresses and CIDR blocks");
     notify_allow_t *allow = calloc(1, sizeof *allow);

@@ -126,7 +126,7 @@ nrm_status_t notify_grants_load(nrm_config_t *config, notify_grants_t **out, nrm
     *out = NULL;
     json_t *list = nrm_config_get(config, S_SETTING);
     json_t *fallback = NULL;
-    if (!list) /* the default: coordinators follow everything, nobody else anything broad */
+    if (!list || json_is_null(list)) /* the default: coordinators everything, nobody else */
         list = fallback =
             json_pack("[{s:s, s:[s]}]", "agency_type", NOTIFY_COORDINATOR, "topics", "");
     if (!json_is_array(list)) {
