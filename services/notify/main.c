@@ -2,6 +2,8 @@
 #include "notify.h"
 #include "nrm_log.h"
 
+#include <stdio.h>
+
 /* After SIGHUP: take the new settings and seed its subscriptions, or keep the old ones. */
 static nrm_status_t s_on_reload(void *ctx, nrm_config_t *config)
 {
@@ -13,7 +15,7 @@ static nrm_status_t s_on_reload(void *ctx, nrm_config_t *config)
                       err.message);
         return NRM_FAILED_PRECONDITION;
     }
-    if (notify_check_configured(config, &err) != NRM_OK) {
+    if (notify_check_configured(config, &fresh, &err) != NRM_OK) {
         nrm_log_error("subscriptions refused", "{s:s, s:s}", "field", err.field, "message",
                       err.message);
         notify_settings_clear(&fresh);
@@ -26,6 +28,14 @@ static nrm_status_t s_on_reload(void *ctx, nrm_config_t *config)
     return NRM_OK;
 }
 
+/* The start job: the secrets still stored in clear are sealed, then the configured
+ * subscriptions are seeded, in one transaction. */
+static nrm_status_t s_on_start(void *ctx, nrm_tx_t *tx)
+{
+    nrm_status_t st = notify_secrets_seal_clear(ctx, tx);
+    return st == NRM_OK ? notify_seed_subscriptions(ctx, tx) : st;
+}
+
 int main(int argc, char **argv)
 {
     int exit_code = 0;
@@ -35,10 +45,18 @@ int main(int argc, char **argv)
         return exit_code;
     nrm_error_t err;
     nrm_fail(&err, NRM_INTERNAL, "", "libcurl failed to start");
+    nrm_config_t *config = nrm_service_config(service);
     notify_t notify = {.service = service, .seeded = true}; /* seeded by the start job */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-        notify_settings_load(nrm_service_config(service), &notify.settings, &err) != NRM_OK ||
-        notify_check_configured(nrm_service_config(service), &err) != NRM_OK) {
+    bool ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK &&
+              notify_settings_load(config, &notify.settings, &err) == NRM_OK &&
+              notify_check_configured(config, &notify.settings, &err) == NRM_OK;
+    if (ok) { /* the keyring intake uses seals the webhook secrets */
+        notify.keyring = nrm_keyring_load(nrm_config_string(config, "crypto.keys_file", ""), &err);
+        if (!notify.keyring)
+            snprintf(err.field, sizeof err.field, "crypto.keys_file");
+        ok = notify.keyring != NULL;
+    }
+    if (!ok) {
         nrm_log_error("configuration refused", "{s:s, s:s}", "field", err.field, "message",
                       err.message);
         notify_settings_clear(&notify.settings);
@@ -57,6 +75,7 @@ int main(int argc, char **argv)
     notify_recipients_prepare(db);
     notify_subscriptions_prepare(db);
     notify_deliveries_prepare(db);
+    notify_secrets_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, NRM_HANDLER_WRITE,
                        notify_upsert_subscription, &notify);
@@ -68,7 +87,7 @@ int main(int argc, char **argv)
     static const char *const sources[] = {"intake", "routing", "shelter"};
     for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
         nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
-    nrm_service_on_start(service, notify_seed_subscriptions, &notify);
+    nrm_service_on_start(service, s_on_start, &notify);
     nrm_service_on_reload(service, s_on_reload, &notify);
     notify.sender = notify_sender_new(&notify, nrm_service_loop(service));
 
@@ -76,6 +95,7 @@ int main(int argc, char **argv)
 
     notify_sender_destroy(&notify.sender);
     notify_settings_clear(&notify.settings);
+    nrm_keyring_destroy(&notify.keyring);
     nrm_service_destroy(&service);
     curl_global_cleanup();
     return exit_code;

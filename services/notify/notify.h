@@ -17,8 +17,11 @@
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "nrm_crypto.h"
 #include "nrm_migrate.h"
 #include "nrm_service.h"
+
+struct sockaddr;
 
 extern const nrm_migration_t notify_migrations[];
 extern const size_t notify_migrations_count;
@@ -37,7 +40,11 @@ extern const size_t notify_migrations_count;
 #define NOTIFY_CHANNEL_EMAIL "email"
 #define NOTIFY_COORDINATOR "COORDINATOR"
 
-/* How deliveries are made and retried ("notify" in the configuration). Owns its strings. */
+typedef struct notify_allow_t notify_allow_t;   /* notify_destination.c */
+typedef struct notify_grants_t notify_grants_t; /* notify_grants.c */
+
+/* How deliveries are made and retried ("notify" in the configuration). Owns its strings, its
+ * allow-list and its grants. */
 typedef struct {
     int max_attempts;       /* attempts before the dead letter */
     int64_t max_age_ms;     /* age (from the creation or an operator's retry) likewise */
@@ -55,6 +62,8 @@ typedef struct {
     char *smtp_tls;      /* "none", "try" or "required" */
     char *email_subject; /* templates, see notify_email.c */
     char *email_body;
+    notify_allow_t *webhook_allow; /* "notify.webhook_allow" */
+    notify_grants_t *grants;       /* "notify.grants" */
 } notify_settings_t;
 
 /* One delivery claimed for an attempt, with what its transfer needs. Owned by the sender. */
@@ -72,8 +81,11 @@ typedef struct {
     int attempts;       /* counting this one */
     int64_t started_ms; /* start of the age window */
     char *address;      /* NULL when the subscription has gone */
-    char *secret;       /* wiped on destroy */
+    char *secret;       /* opened from its sealed form at the claim; wiped on destroy */
     Nrm__V1__Event *event;
+    const notify_settings_t *settings; /* borrowed (the service's, outlives the transfer) */
+    bool refused;                      /* the destination's address was refused */
+    bool secret_unreadable;            /* the sealed secret did not open (unknown key) */
     /* the transfer */
     CURL *easy;
     struct curl_slist *headers;
@@ -93,6 +105,7 @@ typedef struct {
     nrm_service_t *service;     /* borrowed */
     notify_settings_t settings; /* owned */
     notify_sender_t *sender;    /* owned */
+    nrm_keyring_t *keyring;     /* owned: seals and opens webhook secrets */
     bool seeded;                /* the configured subscriptions are committed */
     bool db_trouble;            /* the last turn of the sender failed (logged once) */
     int64_t *created;           /* counters shown in Pong (this instance, since start) */
@@ -110,7 +123,8 @@ typedef struct {
  * FAILED_PRECONDITION with err naming the setting ("notify.max_attempts"). */
 nrm_status_t notify_settings_load(nrm_config_t *config, notify_settings_t *out, nrm_error_t *err);
 
-/* Frees the strings of settings, wiping the SMTP password, and zeroes it. */
+/* Frees the strings, allow-list and grants of settings, wiping the SMTP password, and zeroes
+ * it. */
 void notify_settings_clear(notify_settings_t *settings);
 
 /* Reads a small secret file (up to 511 bytes) into a malloc'd string without its trailing
@@ -132,18 +146,87 @@ void notify_subscriptions_prepare(nrm_db_t *db);
 /* Checks a subscription (from a request or the configuration; field paths start with prefix).
  * has_secret says a secret is already stored for it. Returns OK or INVALID_ARGUMENT. */
 nrm_status_t notify_check_subscription(const Nrm__V1__UpsertSubscription *s, nrm_config_t *config,
-                                       const char *prefix, bool has_secret, nrm_error_t *err);
+                                       const notify_settings_t *settings, const char *prefix,
+                                       bool has_secret, nrm_error_t *err);
 
-/* Checks the "subscriptions" of a configuration (shapes, agencies, secrets). Returns OK, or
- * FAILED_PRECONDITION with err naming the entry ("subscriptions[2].address"). */
-nrm_status_t notify_check_configured(nrm_config_t *config, nrm_error_t *err);
+/* Checks the "subscriptions" of a configuration (shapes, agencies, secrets, destinations under
+ * settings' allow-list, topics under its grants). Returns OK, or FAILED_PRECONDITION with err
+ * naming the entry ("subscriptions[2].address"). */
+nrm_status_t notify_check_configured(nrm_config_t *config, const notify_settings_t *settings,
+                                     nrm_error_t *err);
 
-/* Upserts the configured subscriptions and deactivates configured ones no longer listed, in tx
- * (nrm_timer_fn; ctx is the notify_t). Idempotent. */
+/* Upserts the configured subscriptions (secrets sealed) and deactivates configured ones no
+ * longer listed, in tx (nrm_timer_fn; ctx is the notify_t). Idempotent. */
 nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx);
 
 /* UpsertSubscription handler (the agency itself or a coordinator) -> SubscriptionRef. */
 nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call);
+
+/* notify_secrets.c: webhook secrets sealed at rest with the keyring */
+
+void notify_secrets_prepare(nrm_db_t *db);
+
+/* Seals secret (NUL-terminated) for subscription_id (the AAD) with the active key: *sealed is
+ * malloc'd (caller frees), *len its size, *key_id the key. Returns OK, or INTERNAL in err. */
+nrm_status_t notify_secret_seal(const nrm_keyring_t *keyring, const char *subscription_id,
+                                const char *secret, uint8_t **sealed, size_t *len, uint32_t *key_id,
+                                nrm_error_t *err);
+
+/* Opens what notify_secret_seal made. Returns a malloc'd NUL-terminated secret (the caller wipes
+ * and frees it), or NULL when the key is unknown or the data was tampered with. */
+char *notify_secret_open(const nrm_keyring_t *keyring, const char *subscription_id,
+                         const uint8_t *sealed, size_t len, uint32_t key_id);
+
+/* Seals, in tx, every secret still stored in clear (rows written before sealing existed) and
+ * empties the clear column. Idempotent; safe with several instances. */
+nrm_status_t notify_secrets_seal_clear(notify_t *self, nrm_tx_t *tx);
+
+/* notify_destination.c: where webhooks may go */
+
+/* What a destination check says. */
+typedef enum {
+    NOTIFY_DEST_OK,      /* allowed */
+    NOTIFY_DEST_INVALID, /* not an http(s) URL with a host */
+    NOTIFY_DEST_REFUSED, /* user-info, or an internal address or name not allow-listed */
+} notify_dest_t;
+
+/* Reads "notify.webhook_allow" into *out (caller destroys). Returns OK, or FAILED_PRECONDITION
+ * naming the bad entry ("notify.webhook_allow[1]"). */
+nrm_status_t notify_allow_load(nrm_config_t *config, notify_allow_t **out, nrm_error_t *err);
+
+/* Frees an allow-list and sets *self to NULL. Safe on NULL. */
+void notify_allow_destroy(notify_allow_t **self);
+
+/* Checks a webhook URL before it is stored: its scheme, user-info and host (never resolved;
+ * numeric hosts in any spelling). allow may be NULL (nothing listed). */
+notify_dest_t notify_destination_check_url(const notify_allow_t *allow, const char *address);
+
+/* True when a webhook may connect to the address (AF_INET or AF_INET6): public, or in a block
+ * of the allow-list (host names of the list do not count here). allow may be NULL. */
+bool notify_destination_address_allowed(const notify_allow_t *allow, const struct sockaddr *sa);
+
+/* notify_grants.c: need to know */
+
+/* Reads "notify.grants" (default: COORDINATOR agencies, every topic) into *out (caller
+ * destroys). Returns OK, or FAILED_PRECONDITION naming the bad entry ("notify.grants[0].topics").
+ */
+nrm_status_t notify_grants_load(nrm_config_t *config, notify_grants_t **out, nrm_error_t *err);
+
+/* Frees the grants and sets *self to NULL. Safe on NULL. */
+void notify_grants_destroy(notify_grants_t **self);
+
+/* True when a grant of the agency (by id or its configured type) covers the topic prefix. */
+bool notify_grants_cover(const notify_grants_t *self, nrm_config_t *config, const char *agency_id,
+                         const char *prefix);
+
+/* The configured agencies whose grants deliver ev broadly (its topic, and its region for a
+ * regional grant): a malloc'd array (caller frees the array only: the ids are borrowed from
+ * config), *n its length. Aborts when out of memory. */
+char **notify_grants_broad(const notify_grants_t *self, nrm_config_t *config,
+                           const Nrm__V1__Event *ev, size_t *n);
+
+/* The region an event's body carries (case.opened, shelter.allocated, ...), or "". Borrowed. */
+const char *notify_event_region(const Nrm__V1__Event *ev);
 
 /* notify_deliveries.c: rows, states, retries and backoff, dead letters */
 
@@ -206,7 +289,9 @@ void notify_webhook_signature(const char *secret, const char *body, size_t len,
 /* Prepares d's HTTP POST on a new easy handle (d->easy). Returns 0, or -1 with d->error set. */
 int notify_webhook_prepare(notify_delivery_t *d, const notify_settings_t *settings);
 
-/* Reads how d's finished transfer went (2xx within the timeout) into d->ok and d->error. */
+/* Reads how d's finished transfer went (2xx within the timeout) into d->ok and d->error: "HTTP
+ * <status>", "connection failed" or "destination refused", nothing finer (an error must not
+ * tell an open port from a closed one). */
 void notify_webhook_outcome(notify_delivery_t *d, CURLcode result);
 
 /* notify_email.c */

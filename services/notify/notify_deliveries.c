@@ -23,7 +23,8 @@ static const char s_sql_create[] =
     "WITH concerned AS (SELECT DISTINCT unnest($6::text[]) AS agency_id),"
     " matched AS (SELECT s.subscription_id, s.agency_id, s.channel FROM subscriptions s"
     "  WHERE s.active AND (s.agency_id IN (SELECT agency_id FROM concerned)"
-    "   OR EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with($3::text, t)))),"
+    "   OR (s.agency_id = ANY ($9::text[])"
+    "       AND EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with($3::text, t))))),"
     " wanted AS (SELECT agency_id, channel, subscription_id, 'pending'::text AS state FROM matched"
     "  UNION ALL SELECT c.agency_id, '', '', 'undeliverable' FROM concerned c"
     "  WHERE NOT EXISTS (SELECT 1 FROM subscriptions s"
@@ -48,7 +49,7 @@ static const char s_sql_claim[] =
     "  claim_id = $4::uuid FROM due WHERE d.delivery_id = due.delivery_id RETURNING d.*)"
     " SELECT c.delivery_id::text, c.subscription_id, c.agency_id, c.channel, c.topic,"
     "  c.source_stream, c.source_seq, c.case_id, c.event_id, c.attempts, c.started_ms,"
-    "  s.address, s.secret, e.payload"
+    "  s.address, s.secret_sealed, s.secret_key_id, e.payload"
     " FROM claimed c LEFT JOIN subscriptions s ON s.subscription_id = c.subscription_id"
     " LEFT JOIN events e ON e.source_stream = c.source_stream AND e.source_seq = c.source_seq";
 static const char s_sql_delivered[] =
@@ -191,6 +192,12 @@ nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V
     if (created)
         *created = 0;
     char *concerned = notify_text_array(agencies, n);
+    /* a subscription's topics reach only the agencies whose grants cover this event */
+    size_t n_broad = 0;
+    char **broad_ids =
+        notify_grants_broad(self->settings.grants, nrm_service_config(self->service), ev, &n_broad);
+    char *broad = notify_text_array(broad_ids, n_broad);
+    free(broad_ids);
     nrm_params_t p = {0};
     nrm_params_text(&p, ev->stream);
     nrm_params_int(&p, ev->seq);
@@ -200,9 +207,11 @@ nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V
     nrm_params_text(&p, concerned);
     nrm_params_int(&p, tx->now_ms);
     nrm_params_text(&p, S_NO_SUBSCRIPTION);
+    nrm_params_text(&p, broad);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_create", &p, &res, tx->err);
     free(concerned);
+    free(broad);
     if (st != NRM_OK)
         return st;
     int rows = PQntuples(res), pending = 0;
@@ -245,8 +254,10 @@ static char *s_dup(const PGresult *res, int row, int col)
     return s;
 }
 
-/* Builds the delivery of claimed row i. */
-static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *claim_id)
+/* Builds the delivery of claimed row i, its secret opened with keyring (left NULL when it
+ * cannot be opened: the attempt then fails without sending). */
+static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *claim_id,
+                                    const nrm_keyring_t *keyring)
 {
     notify_delivery_t *d = calloc(1, sizeof *d);
     if (!d)
@@ -263,13 +274,18 @@ static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *clai
     d->event_id = s_dup(res, i, 8);
     d->attempts = (int)nrm_db_int(res, i, 9);
     d->started_ms = nrm_db_int(res, i, 10);
-    if (!nrm_db_is_null(res, i, 11)) {
+    if (!nrm_db_is_null(res, i, 11))
         d->address = s_dup(res, i, 11);
-        d->secret = s_dup(res, i, 12);
-    }
-    if (!nrm_db_is_null(res, i, 13)) {
+    if (!nrm_db_is_null(res, i, 12)) {
         size_t len = 0;
-        const uint8_t *payload = nrm_db_bytes(res, i, 13, &len);
+        const uint8_t *sealed = nrm_db_bytes(res, i, 12, &len);
+        d->secret = notify_secret_open(keyring, d->subscription_id, sealed, len,
+                                       (uint32_t)nrm_db_int(res, i, 13));
+        d->secret_unreadable = d->secret == NULL;
+    }
+    if (!nrm_db_is_null(res, i, 14)) {
+        size_t len = 0;
+        const uint8_t *payload = nrm_db_bytes(res, i, 14, &len);
         d->event = nrm_event_unpack(payload, len);
     }
     return d;
@@ -294,7 +310,7 @@ static nrm_status_t s_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
         return st;
     *claimed = PQntuples(res);
     for (int i = 0; i < *claimed; i++)
-        zlist_append(out, s_claimed(res, i, claim_id));
+        zlist_append(out, s_claimed(res, i, claim_id, self->keyring));
     PQclear(res);
     return NRM_OK;
 }

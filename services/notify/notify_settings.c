@@ -1,4 +1,5 @@
-/* The delivery settings: attempts, age, backoff, timeouts, the SMTP relay and the templates. */
+/* The delivery settings: attempts, age, backoff, timeouts, the SMTP relay and the templates,
+ * the webhook allow-list (notify_destination.c) and the grants (notify_grants.c). */
 #include "notify.h"
 
 #include <sodium.h>
@@ -132,7 +133,9 @@ nrm_status_t notify_settings_load(nrm_config_t *config, notify_settings_t *out, 
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify.smtp.url",
                         "notify.smtp.url must start with smtp:// or smtps://");
     }
-    if (notify_email_check_templates(out, err) != NRM_OK) {
+    if (notify_email_check_templates(out, err) != NRM_OK ||
+        notify_allow_load(config, &out->webhook_allow, err) != NRM_OK ||
+        notify_grants_load(config, &out->grants, err) != NRM_OK) {
         notify_settings_clear(out);
         return NRM_FAILED_PRECONDITION;
     }
@@ -150,5 +153,7 @@ void notify_settings_clear(notify_settings_t *s)
     free(s->smtp_tls);
     free(s->email_subject);
     free(s->email_body);
+    notify_allow_destroy(&s->webhook_allow);
+    notify_grants_destroy(&s->grants);
     memset(s, 0, sizeof *s);
 }

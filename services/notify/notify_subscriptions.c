@@ -2,7 +2,10 @@
  * concerns it, and the secret its webhooks are signed with. They come from UpsertSubscription
  * (the agency itself or a coordinator) and from the configuration ("subscriptions": entries in
  * the request's JSON form, plus "secret_env" or "secret_file" to keep the secret out of the
- * file), seeded at start and on reload. A secret is never returned, logged or published. */
+ * file), seeded at start and on reload. A webhook's address is checked by
+ * notify_destination.c, its topics by the grants of notify_grants.c (an agency without one may
+ * only have subscriptions without topics: it hears what concerns it). A secret is stored sealed
+ * (notify_secrets.c) and never returned, logged or published. */
 #include "notify.h"
 #include "nrm_crypto.h"
 #include "nrm_json.h"
@@ -20,14 +23,17 @@
 #define S_ORIGIN_CONFIG "config"
 
 static const char s_sql_find[] =
-    "SELECT agency_id, origin, secret <> '' FROM subscriptions WHERE subscription_id = $1"
-    " FOR UPDATE";
+    "SELECT agency_id, origin, secret_sealed IS NOT NULL OR secret <> '' FROM subscriptions"
+    " WHERE subscription_id = $1 FOR UPDATE";
 static const char s_sql_upsert[] =
-    "INSERT INTO subscriptions (subscription_id, agency_id, channel, address, topics, secret,"
-    " origin) VALUES ($1, $2, $3, $4, $5::text[], $6, $7)"
+    "INSERT INTO subscriptions (subscription_id, agency_id, channel, address, topics,"
+    " secret_sealed, secret_key_id, origin) VALUES ($1, $2, $3, $4, $5::text[], $6, $7, $8)"
     " ON CONFLICT (subscription_id) DO UPDATE SET agency_id = EXCLUDED.agency_id,"
     " channel = EXCLUDED.channel, address = EXCLUDED.address, topics = EXCLUDED.topics,"
-    " secret = CASE WHEN EXCLUDED.secret = '' THEN subscriptions.secret ELSE EXCLUDED.secret END,"
+    " secret_sealed = CASE WHEN EXCLUDED.secret_sealed IS NULL THEN subscriptions.secret_sealed"
+    "  ELSE EXCLUDED.secret_sealed END,"
+    " secret_key_id = CASE WHEN EXCLUDED.secret_sealed IS NULL THEN subscriptions.secret_key_id"
+    "  ELSE EXCLUDED.secret_key_id END,"
     " origin = EXCLUDED.origin, active = true, updated_at = now()";
 static const char s_sql_retire[] =
     "UPDATE subscriptions SET active = false, updated_at = now()"
@@ -96,26 +102,6 @@ static nrm_status_t s_check_topic(nrm_error_t *err, const char *field, const cha
     return NRM_OK;
 }
 
-/* An http or https URL with a host, without white space. */
-static bool s_webhook_url_valid(const char *address)
-{
-    for (const char *p = address; *p; p++)
-        if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-            return false;
-    CURLU *url = curl_url();
-    if (!url)
-        return false;
-    char *scheme = NULL, *host = NULL;
-    bool ok = curl_url_set(url, CURLUPART_URL, address, 0) == CURLUE_OK &&
-              curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-              curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-              (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && host[0];
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(url);
-    return ok;
-}
-
 /* local@domain: an unquoted local part, dot-separated domain labels of letters, digits, '-'. */
 static bool s_email_valid(const char *address)
 {
@@ -143,9 +129,19 @@ static bool s_email_valid(const char *address)
 }
 
 nrm_status_t notify_check_subscription(const Nrm__V1__UpsertSubscription *s, nrm_config_t *config,
-                                       const char *prefix, bool has_secret, nrm_error_t *err)
+                                       const notify_settings_t *settings, const char *prefix,
+                                       bool has_secret, nrm_error_t *err)
 {
     char field[S_FIELD_MAX];
+    if (nrm_check_text(err, s_path(field, sizeof field, prefix, "subscription_id"),
+                       s->subscription_id, NOTIFY_ID_MAX, false) != NRM_OK ||
+        nrm_check_text(err, s_path(field, sizeof field, prefix, "agency_id"), s->agency_id,
+                       NOTIFY_ID_MAX, true) != NRM_OK ||
+        nrm_check_text(err, s_path(field, sizeof field, prefix, "channel"), s->channel,
+                       NOTIFY_ID_MAX, true) != NRM_OK ||
+        nrm_check_text(err, s_path(field, sizeof field, prefix, "address"), s->address,
+                       NOTIFY_URL_MAX, true) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
     if (s->subscription_id[0] && !s_id_valid(s->subscription_id))
         return nrm_fail(err, NRM_INVALID_ARGUMENT,
                         s_path(field, sizeof field, prefix, "subscription_id"),
@@ -158,10 +154,18 @@ nrm_status_t notify_check_subscription(const Nrm__V1__UpsertSubscription *s, nrm
         return nrm_fail(err, NRM_INVALID_ARGUMENT, s_path(field, sizeof field, prefix, "channel"),
                         "channel must be webhook or email");
     s_path(field, sizeof field, prefix, "address");
-    if (webhook && (strlen(s->address) > NOTIFY_URL_MAX || !s_webhook_url_valid(s->address)))
+    notify_dest_t dest = webhook ? notify_destination_check_url(settings->webhook_allow, s->address)
+                                 : NOTIFY_DEST_OK;
+    if (dest == NOTIFY_DEST_INVALID)
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field,
                         "a webhook address is an http or https URL of at most %d characters",
                         NOTIFY_URL_MAX);
+    if (dest == NOTIFY_DEST_REFUSED)
+        return nrm_fail(
+            err, NRM_INVALID_ARGUMENT, field,
+            "a webhook may not carry user-info nor go to a loopback, link-local,"
+            " private, shared, unique-local, multicast or unspecified address or to"
+            " localhost, in any spelling; internal receivers need notify.webhook_allow");
     if (!webhook && (strlen(s->address) > NOTIFY_EMAIL_MAX || !s_email_valid(s->address)))
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field, "an email address is local@domain");
     if (s->n_topics > NOTIFY_MAX_TOPICS)
@@ -183,6 +187,23 @@ nrm_status_t notify_check_subscription(const Nrm__V1__UpsertSubscription *s, nrm
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field,
                         "a webhook needs a secret (%d to %d bytes) to sign its bodies",
                         NOTIFY_SECRET_MIN, NOTIFY_SECRET_MAX);
+    return NRM_OK;
+}
+
+/* Fails err with status naming prefix.topics unless a grant of the subscription's agency covers
+ * every topic prefix it asks for (none asked: nothing to cover, the agency hears only what
+ * concerns it). */
+static nrm_status_t s_check_grants(const Nrm__V1__UpsertSubscription *s, nrm_config_t *config,
+                                   const notify_settings_t *settings, const char *prefix,
+                                   nrm_status_t status, nrm_error_t *err)
+{
+    for (size_t i = 0; i < s->n_topics; i++)
+        if (!notify_grants_cover(settings->grants, config, s->agency_id, s->topics[i])) {
+            char field[S_FIELD_MAX];
+            return nrm_fail(err, status, s_path(field, sizeof field, prefix, "topics"),
+                            "the agency may follow only what concerns it (no topics) unless"
+                            " notify.grants grants it these topics");
+        }
     return NRM_OK;
 }
 
@@ -234,7 +255,8 @@ static Nrm__V1__UpsertSubscription *s_configured(json_t *entry, size_t i, nrm_er
     return s;
 }
 
-nrm_status_t notify_check_configured(nrm_config_t *config, nrm_error_t *err)
+nrm_status_t notify_check_configured(nrm_config_t *config, const notify_settings_t *settings,
+                                     nrm_error_t *err)
 {
     json_t *list = nrm_config_get(config, "subscriptions");
     if (list && !json_is_array(list))
@@ -253,8 +275,10 @@ nrm_status_t notify_check_configured(nrm_config_t *config, nrm_error_t *err)
             st = nrm_fail(err, NRM_FAILED_PRECONDITION,
                           s_path(field, sizeof field, prefix, "subscription_id"),
                           "a configured subscription needs its subscription_id");
-        else if (notify_check_subscription(s, config, prefix, false, err) != NRM_OK)
+        else if (notify_check_subscription(s, config, settings, prefix, false, err) != NRM_OK)
             st = err->status = NRM_FAILED_PRECONDITION;
+        else
+            st = s_check_grants(s, config, settings, prefix, NRM_FAILED_PRECONDITION, err);
         protobuf_c_message_free_unpacked(&s->base, NULL);
         if (st != NRM_OK)
             return st;
@@ -262,10 +286,18 @@ nrm_status_t notify_check_configured(nrm_config_t *config, nrm_error_t *err)
     return NRM_OK;
 }
 
-/* Upserts one subscription of the given origin in tx. */
-static nrm_status_t s_upsert(nrm_tx_t *tx, const Nrm__V1__UpsertSubscription *s,
-                             const char *subscription_id, const char *origin)
+/* Upserts one subscription of the given origin in tx, its secret (if any; none keeps the stored
+ * one) sealed with keyring under the subscription id. */
+static nrm_status_t s_upsert(nrm_tx_t *tx, const nrm_keyring_t *keyring,
+                             const Nrm__V1__UpsertSubscription *s, const char *subscription_id,
+                             const char *origin)
 {
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    uint32_t key_id = 0;
+    if (s->secret[0] && notify_secret_seal(keyring, subscription_id, s->secret, &sealed,
+                                           &sealed_len, &key_id, tx->err) != NRM_OK)
+        return NRM_INTERNAL;
     char *topics = notify_text_array((char *const *)s->topics, s->n_topics);
     nrm_params_t p = {0};
     nrm_params_text(&p, subscription_id);
@@ -273,10 +305,17 @@ static nrm_status_t s_upsert(nrm_tx_t *tx, const Nrm__V1__UpsertSubscription *s,
     nrm_params_text(&p, s->channel);
     nrm_params_text(&p, s->address);
     nrm_params_text(&p, topics);
-    nrm_params_text(&p, s->secret);
+    if (sealed) {
+        nrm_params_bytes(&p, sealed, sealed_len);
+        nrm_params_int(&p, key_id);
+    } else {
+        nrm_params_text(&p, NULL);
+        nrm_params_text(&p, NULL);
+    }
     nrm_params_text(&p, origin);
     nrm_status_t st = nrm_db_exec(tx->db, "notify_subscription_upsert", &p, NULL, tx->err);
     free(topics);
+    free(sealed);
     return st;
 }
 
@@ -296,7 +335,7 @@ nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx)
             break;
         }
         ids[n++] = strdup(s->subscription_id);
-        st = s_upsert(tx, s, s->subscription_id, S_ORIGIN_CONFIG);
+        st = s_upsert(tx, self->keyring, s, s->subscription_id, S_ORIGIN_CONFIG);
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
     if (st == NRM_OK) {
@@ -345,6 +384,7 @@ static nrm_status_t s_find(nrm_tx_t *tx, const char *subscription_id, s_existing
 
 nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call)
 {
+    notify_t *self = ctx;
     const Nrm__V1__UpsertSubscription *req = call->request->upsert_subscription;
     nrm_error_t *err = call->tx.err;
     bool coordinator = strcmp(call->agency_type, NOTIFY_COORDINATOR) == 0;
@@ -375,10 +415,13 @@ nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call)
     if (existing.exists && existing.configured)
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "upsert_subscription.subscription_id",
                         "the subscription is managed by the configuration");
-    st = notify_check_subscription(&s, call->config, "upsert_subscription",
+    st = notify_check_subscription(&s, call->config, &self->settings, "upsert_subscription",
                                    existing.exists && existing.has_secret, err);
     if (st == NRM_OK)
-        st = s_upsert(&call->tx, &s, s.subscription_id, S_ORIGIN_API);
+        st = s_check_grants(&s, call->config, &self->settings, "upsert_subscription",
+                            NRM_PERMISSION_DENIED, err);
+    if (st == NRM_OK)
+        st = s_upsert(&call->tx, self->keyring, &s, s.subscription_id, S_ORIGIN_API);
     if (st != NRM_OK)
         return st;
     Nrm__V1__SubscriptionRef *ref = nrm_call_alloc(call, sizeof *ref);

@@ -4,11 +4,18 @@
  *    "data": <the event body in proto3 JSON>}
  * signed with X-NRM-Signature: sha256=<hex HMAC-SHA256(secret, body)> and identified by
  * X-NRM-Delivery: <delivery_id>, the same on every attempt so that receivers drop duplicates.
- * A 2xx answer within the timeout is a delivery; redirects are not followed. */
+ * A 2xx answer within the timeout is a delivery; redirects are not followed, proxies from the
+ * environment are not used, and the address connected to is checked by
+ * notify_destination_address_allowed (libcurl's open-socket callback, after name resolution).
+ * A failure is recorded as "HTTP <status>", "connection failed" (whatever went wrong on the
+ * way: refused, unreachable, timed out, TLS) or "destination refused", never finer, so that
+ * last_error cannot be used to scan the network behind notify. */
 #include "notify.h"
 #include "nrm_json.h"
 
 #include <sodium.h>
+
+#include <sys/socket.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -109,12 +116,33 @@ static int s_header(notify_delivery_t *d, const char *name, const char *value)
     return 0;
 }
 
+/* libcurl's open-socket callback: a socket for the address curl resolved and is about to
+ * connect to, or CURL_SOCKET_BAD (curl then reports a connection failure) when the address is
+ * refused; the delivery (clientp) remembers the refusal. */
+static curl_socket_t s_open_socket(void *clientp, curlsocktype purpose,
+                                   struct curl_sockaddr *address)
+{
+    notify_delivery_t *d = clientp;
+    if (purpose != CURLSOCKTYPE_IPCXN ||
+        !notify_destination_address_allowed(d->settings->webhook_allow, &address->addr)) {
+        d->refused = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
 int notify_webhook_prepare(notify_delivery_t *d, const notify_settings_t *s)
 {
     if (!d->event) {
         snprintf(d->error, sizeof d->error, "the event to deliver is not stored");
         return -1;
     }
+    if (d->secret_unreadable || !d->secret) {
+        snprintf(d->error, sizeof d->error, "the webhook secret cannot be opened with the keyring");
+        return -1;
+    }
+    d->settings = s;
+    d->refused = false;
     d->body = notify_webhook_body(d, &d->body_len);
     d->easy = d->body ? curl_easy_init() : NULL;
     if (!d->easy) {
@@ -122,7 +150,7 @@ int notify_webhook_prepare(notify_delivery_t *d, const notify_settings_t *s)
         return -1;
     }
     char signature[NOTIFY_SIGNATURE_MAX], attempt[S_HEADER_MAX];
-    notify_webhook_signature(d->secret ? d->secret : "", d->body, d->body_len, signature);
+    notify_webhook_signature(d->secret, d->body, d->body_len, signature);
     snprintf(attempt, sizeof attempt, "%d", d->attempts);
     if (s_header(d, S_CONTENT_TYPE, NULL) != 0 ||
         s_header(d, "X-NRM-Delivery", d->delivery_id) != 0 ||
@@ -145,6 +173,9 @@ int notify_webhook_prepare(notify_delivery_t *d, const notify_settings_t *s)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_discard);
     curl_easy_setopt(e, CURLOPT_PRIVATE, d);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, s_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, d);
     return 0;
 }
 
@@ -154,7 +185,8 @@ void notify_webhook_outcome(notify_delivery_t *d, CURLcode result)
     curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, &status);
     d->ok = result == CURLE_OK && status >= S_HTTP_OK_LOW && status <= S_HTTP_OK_HIGH;
     if (result != CURLE_OK)
-        snprintf(d->error, sizeof d->error, "%s", curl_easy_strerror(result));
+        snprintf(d->error, sizeof d->error, "%s",
+                 d->refused ? "destination refused" : "connection failed");
     else if (!d->ok)
-        snprintf(d->error, sizeof d->error, "HTTP status %ld", status);
+        snprintf(d->error, sizeof d->error, "HTTP %ld", status);
 }

@@ -64,6 +64,26 @@ void notify_fixture_config(harness_t *h, const notify_fixture_settings_t *s, jso
     harness_config_set(h, "notify.smtp.from", json_string("nrm-notify@test.invalid"));
     if (s->smtp_url)
         harness_config_set(h, "notify.smtp.url", json_string(s->smtp_url));
+    /* the test receivers listen on 127.0.0.1, which notify refuses unless allow-listed */
+    harness_config_set(h, "notify.webhook_allow", json_pack("[s]", "127.0.0.1/32"));
+    harness_config_set(h, "notify.grants", notify_fixture_grants());
+}
+
+json_t *notify_fixture_grants(void)
+{
+    static const char grants[] =
+        "["
+        "{\"agency_type\": \"COORDINATOR\", \"topics\": [\"\"]},"
+        "{\"agency_id\": \"hotline-national\", \"topics\": [\"case.\"]},"
+        "{\"agency_id\": \"police-ma-04\", \"topics\": [\"case.\"]},"
+        "{\"agency_id\": \"police-ma-06\", \"topics\": [\"case.\"]},"
+        "{\"agency_id\": \"iom-ma\", \"topics\": [\"case.\", \"referral.\"]}"
+        "]";
+    json_error_t jerr;
+    json_t *parsed = json_loads(grants, 0, &jerr);
+    if (!parsed)
+        abort();
+    return parsed;
 }
 
 Nrm__V1__Reply *notify_fixture_subscribe(harness_t *h, const char *sender, const char *agency,

@@ -21,10 +21,18 @@ typedef struct {
 } notify_fixture_settings_t;
 
 /* Configures h for notify: the demonstration data files except notify.json (a test brings its
- * own subscriptions), the settings given, a short poll period, SMTP without TLS. extra_agencies
- * (a JSON array, stolen; may be NULL) is appended to the demonstration agencies. */
+ * own subscriptions), the settings given, a short poll period, SMTP without TLS, webhooks to
+ * 127.0.0.1 allowed (notify.webhook_allow: the receivers listen there) and the grants of
+ * notify_fixture_grants. extra_agencies (a JSON array, stolen; may be NULL) is appended to the
+ * demonstration agencies. A test of the allow-list or the grants sets its own afterwards
+ * (harness_config_set replaces them). */
 void notify_fixture_config(harness_t *h, const notify_fixture_settings_t *settings,
                            json_t *extra_agencies);
+
+/* The grants the delivery tests rely on (new reference): coordinators every topic (the
+ * default), and the agencies those tests subscribe to topics: hotline-national, police-ma-04
+ * and police-ma-06 "case.", iom-ma "case." and "referral.". */
+json_t *notify_fixture_grants(void);
 
 /* Upserts a subscription through notify's api as sender (agency may be NULL: the sender's own).
  * topics is NULL-terminated (NULL: none). Returns the Reply (caller frees); subscription_id_out

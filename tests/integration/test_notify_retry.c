@@ -139,7 +139,7 @@ static void test_receiver_down_for_a_while_gets_it_once_back_with_same_delivery_
     assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
-             " AND last_error LIKE '%%connect%%'",
+             " AND last_error = 'connection failed'",
              subscription);
     assert_int_equal(harness_sql_int(h, sql), 1);
     size_t refused_at = notify_receiver_count(receiver);
@@ -199,7 +199,7 @@ static void test_silent_receiver_dead_letters_then_a_coordinator_retries(void **
 
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
-             " AND state = 'failed' AND attempts = %d AND last_error LIKE '%%imeout%%'",
+             " AND state = 'failed' AND attempts = %d AND last_error = 'connection failed'",
              subscription, MAX_ATTEMPTS);
     assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
     s_delivery_of(subscription, delivery);
@@ -229,7 +229,7 @@ static void test_silent_receiver_dead_letters_then_a_coordinator_retries(void **
             assert_string_equal(d->channel, "webhook");
             assert_string_equal(d->topic, "case.closed");
             assert_string_equal(d->case_id, case_id);
-            assert_non_null(strstr(d->last_error, "imeout"));
+            assert_string_equal(d->last_error, "connection failed"); /* a timeout, said no finer */
         }
     }
     assert_true(found);
