@@ -34,6 +34,8 @@ static const char s_sql_save[] =
 static const char s_sql_close[] =
     "UPDATE cases SET status = 'closed', close_reason = $2, closed_at = now(), updated_at = now()"
     " WHERE case_id = $1";
+static const char s_sql_is_reporter[] =
+    "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
 static const char s_sql_report[] =
     "WITH report AS (INSERT INTO reports (case_id, request_id, reporting_agency_id, region,"
     "   identified_at, linked, key_id, person_sealed, notes_sealed)"
@@ -48,6 +50,7 @@ void intake_prepare(nrm_db_t *db)
     nrm_db_statement(db, "intake_save", s_sql_save);
     nrm_db_statement(db, "intake_close", s_sql_close);
     nrm_db_statement(db, "intake_report", s_sql_report);
+    nrm_db_statement(db, "intake_is_reporter", s_sql_is_reporter);
     intake_roles_prepare(db);
 }
 
@@ -138,6 +141,24 @@ static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_ca
     return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_CASE_UPDATED, &body);
 }
 
+/* The sender's relations to a loaded case: its case manager, one of its reporters. */
+static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, const s_case_t *c,
+                                unsigned *relations)
+{
+    *relations = strcmp(c->manager, call->agency_id) == 0 ? NRM_ROLE_CASE_MANAGER : 0;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, call->agency_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_is_reporter", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 1)
+        *relations |= NRM_ROLE_REPORTER;
+    PQclear(res);
+    return NRM_OK;
+}
+
 /* Loads (and locks) an open case the sender may change, as the matrix says (its case manager
  * or a coordinator): NOT_FOUND, then PERMISSION_DENIED, then FAILED_PRECONDITION for a closed
  * case, all naming field. */
@@ -147,7 +168,9 @@ static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, con
     nrm_status_t st = s_load(&call->tx, case_id, field, c);
     if (st != NRM_OK)
         return st;
-    unsigned relations = strcmp(c->manager, call->agency_id) == 0 ? NRM_ROLE_CASE_MANAGER : 0;
+    unsigned relations = 0;
+    if ((st = s_relations(call, case_id, c, &relations)) != NRM_OK)
+        return st;
     if ((st = nrm_authz_check(call, relations)) != NRM_OK)
         return st;
     if (!c->open)
