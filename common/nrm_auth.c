@@ -1,4 +1,5 @@
 #include "nrm_auth.h"
+#include "nrm_authz.h"
 #include "nrm_log.h"
 
 #include <sodium.h>
@@ -101,30 +102,6 @@ void nrm_auth_fingerprint(const char *key_txt, char out[17])
     sodium_bin2hex(out, 17, hash, sizeof hash);
 }
 
-bool nrm_auth_event_reader(nrm_config_t *config, const char *agency_id, const char *agency_type)
-{
-    if (agency_id && strncmp(agency_id, NRM_SERVICE_PREFIX, strlen(NRM_SERVICE_PREFIX)) == 0)
-        return true;
-    json_t *readers = nrm_config_get(config, "security.event_readers");
-    json_t *types = json_object_get(readers, "agency_types");
-    json_t *ids = json_object_get(readers, "agency_ids");
-    size_t i;
-    json_t *v;
-    if (!types)
-        return agency_type && strcmp(agency_type, "COORDINATOR") == 0;
-    json_array_foreach(types, i, v)
-    {
-        if (agency_type && json_is_string(v) && strcmp(json_string_value(v), agency_type) == 0)
-            return true;
-    }
-    json_array_foreach(ids, i, v)
-    {
-        if (agency_id && json_is_string(v) && strcmp(json_string_value(v), agency_id) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* Adds key -> identity (and the reader mark) to the maps. Invalid keys are logged, skipped. */
 static void s_add_key(nrm_auth_t *self, const char *key, const char *identity, bool reader)
 {
@@ -175,7 +152,7 @@ static void s_load_keys(nrm_auth_t *self, nrm_config_t *config)
         const char *id = json_string_value(json_object_get(agency, "id"));
         if (!id)
             continue;
-        bool reader = nrm_auth_event_reader(config, id, nrm_config_agency_type(config, id));
+        bool reader = nrm_authz_event_reader(config, id, nrm_config_agency_type(config, id));
         json_array_foreach(json_object_get(agency, "public_keys"), k, key)
         {
             if (json_is_string(key))

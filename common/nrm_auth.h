@@ -9,6 +9,7 @@
  *   security.curve             true by default; false is plain text, logged loudly at start
  *   security.event_readers     who may connect to events sockets and Fetch besides services:
  *                              {"agency_types": ["COORDINATOR"], "agency_ids": []} by default
+ *                              (nrm_authz_event_reader decides, for both)
  *   security.max_subscribers   connections an events socket accepts at once (default 64)
  *   security.subscriber_hwm    messages queued per subscriber before live ones drop (1000)
  *
@@ -88,9 +89,6 @@ int nrm_auth_curve_for(nrm_auth_t *self, nrm_config_t *config, const char *peer,
 /* Takes the keys of a reloaded configuration. Returns true when a key that was accepted before
  * is gone (the caller re-binds its events socket so that every subscriber authenticates again). */
 bool nrm_auth_reload(nrm_auth_t *self, nrm_config_t *config);
-
-/* True when agency (with its configured type) may read event streams (subscribe, Fetch). */
-bool nrm_auth_event_reader(nrm_config_t *config, const char *agency_id, const char *agency_type);
 
 /* Sessions refused since start (unknown key, not an event reader, too many subscribers). */
 int64_t nrm_auth_refused(const nrm_auth_t *self);

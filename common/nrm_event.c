@@ -14,6 +14,8 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_CASE_UPDATED, "case.updated"},
     {NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN, "case.consent_withdrawn"},
     {NRM__V1__EVENT__BODY_CASE_CLOSED, "case.closed"},
+    {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, "case.manager_changed"},
+    {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, "case.link_alert"},
     {NRM__V1__EVENT__BODY_REFERRAL_CREATED, "referral.created"},
     {NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED, "referral.accepted"},
     {NRM__V1__EVENT__BODY_REFERRAL_DECLINED, "referral.declined"},

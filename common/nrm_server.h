@@ -24,10 +24,13 @@ typedef struct {
     const Nrm__V1__Request *request; /* borrowed */
     Nrm__V1__Reply *reply;           /* status and request_id are set by the server */
     const char *agency_id;           /* the sender */
-    const char *agency_type;         /* its type from the configuration ("NGO", ...), or "" */
+    const char *agency_type;         /* its type from the configuration ("NGO", ...), "SERVICE"
+                                        for a service identity ("service:<name>"), or "" */
     const char *subject_id;          /* set by the handler: the id the audit row names */
     nrm_config_t *config;            /* borrowed */
     zlist_t *keep;                   /* owned by the server */
+    bool authorized;                 /* set by nrm_authz_check: a request about an object whose
+                                        handler returns OK without it is refused (INTERNAL) */
 } nrm_call_t;
 
 typedef nrm_status_t (*nrm_handler_fn)(void *ctx, nrm_call_t *call);
@@ -46,6 +49,11 @@ char *nrm_call_strdup(nrm_call_t *call, const char *s);
 /* Hands a protobuf message to the call: freed with protobuf_c_message_free_unpacked after the
  * reply is sent. Returns msg. */
 void *nrm_call_keep(nrm_call_t *call, void *msg);
+
+/* Writes an extra audit row in the request's savepoint (kept only if the request succeeds):
+ * the sender, kind (a name such as "case_link"), status OK and subject_id. For facts a request
+ * reveals besides its own outcome. */
+nrm_status_t nrm_call_audit(nrm_call_t *call, const char *kind, const char *subject_id);
 
 /* Returns a new server for service `stream` working on db and config (both borrowed).
  * max_request_bytes bounds the accepted frame size. */

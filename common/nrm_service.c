@@ -366,10 +366,6 @@ static nrm_status_t s_handle_fetch(void *ctx, nrm_call_t *call)
 {
     nrm_service_t *self = ctx;
     const Nrm__V1__Fetch *f = call->request->fetch;
-    if (nrm_auth_secure(self->auth) &&
-        !nrm_auth_event_reader(call->config, call->agency_id, call->agency_type))
-        return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, "fetch",
-                        "only services and event readers may read a stream");
     if (strcmp(f->stream, self->name) != 0)
         return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "fetch.stream",
                         "this service serves the stream '%s' only", self->name);

@@ -22,6 +22,9 @@ extern const size_t intake_migrations_count;
 #define INTAKE_MAX_AGE 120
 #define INTAKE_ADULT_AGE 18
 #define INTAKE_CLOCK_SKEW_MS 300000
+#define INTAKE_ID_MAX 64
+#define INTAKE_LINK_ALERT_MAX_LINKS 5
+#define INTAKE_LINK_ALERT_WINDOW_S 3600
 
 typedef struct {
     nrm_keyring_t *keys; /* owned */
@@ -47,6 +50,16 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call);
 nrm_status_t intake_update_case(void *ctx, nrm_call_t *call);
 nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call);
 nrm_status_t intake_close_case(void *ctx, nrm_call_t *call);
+nrm_status_t intake_reassign_case(void *ctx, nrm_call_t *call);
+
+/* A report of the sender was just linked to case_id (inside the request's transaction): audits
+ * the link (kind "case_link", subject the case) and, when the sender's links in the last
+ * intake.link_alert.window_s seconds now exceed intake.link_alert.max_links and it was not
+ * alerted since it was last within the rate, emits one case.link_alert. */
+nrm_status_t intake_link_noted(nrm_call_t *call, const char *case_id);
+
+/* Registers the statements of intake_roles.c on db. */
+void intake_roles_prepare(nrm_db_t *db);
 
 /* Registers the service's statements on db. */
 void intake_prepare(nrm_db_t *db);

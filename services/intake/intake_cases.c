@@ -1,5 +1,8 @@
-/* Intake request handlers: open or link a case from a report, update, withdraw consent, close. */
+/* Intake request handlers: open or link a case from a report, update, withdraw consent, close.
+ * Changing a case is for its case manager and the coordinators (nrm_authz); a linked report
+ * makes its agency a reporter, nothing more (intake_roles.c). */
 #include "intake.h"
+#include "nrm_authz.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 
@@ -16,28 +19,28 @@
 static const char s_sql_open[] =
     "INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor, profile,"
     " exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
-    " consent_to_referral, consent_to_data_sharing)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13)"
+    " consent_to_referral, consent_to_data_sharing, case_manager_agency_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13, $4)"
     " ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
     " DO NOTHING RETURNING case_id";
 static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
-    "SELECT status, array_to_string(needs, ','), urgency, safety_risk, consent_to_referral"
-    " FROM cases WHERE case_id = $1 FOR UPDATE";
+    "SELECT status, array_to_string(needs, ','), urgency, safety_risk, consent_to_referral,"
+    " case_manager_agency_id FROM cases WHERE case_id = $1 FOR UPDATE";
 static const char s_sql_save[] =
     "UPDATE cases SET needs = $2::int[], urgency = $3, safety_risk = $4,"
     " consent_to_referral = $5, updated_at = now() WHERE case_id = $1";
 static const char s_sql_close[] =
     "UPDATE cases SET status = 'closed', close_reason = $2, closed_at = now(), updated_at = now()"
     " WHERE case_id = $1";
+static const char s_sql_is_reporter[] =
+    "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
 static const char s_sql_report[] =
     "WITH report AS (INSERT INTO reports (case_id, request_id, reporting_agency_id, region,"
     "   identified_at, linked, key_id, person_sealed, notes_sealed)"
     "   VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9))"
     " INSERT INTO case_agencies (case_id, agency_id) VALUES ($1, $3) ON CONFLICT DO NOTHING";
-static const char s_sql_is_reporter[] =
-    "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
 
 void intake_prepare(nrm_db_t *db)
 {
@@ -48,6 +51,7 @@ void intake_prepare(nrm_db_t *db)
     nrm_db_statement(db, "intake_close", s_sql_close);
     nrm_db_statement(db, "intake_report", s_sql_report);
     nrm_db_statement(db, "intake_is_reporter", s_sql_is_reporter);
+    intake_roles_prepare(db);
 }
 
 /* The state of a case that updates change. */
@@ -58,6 +62,7 @@ typedef struct {
     int urgency;
     int safety_risk;
     bool consent;
+    char manager[INTAKE_ID_MAX + 1]; /* the case-managing agency */
 } s_case_t;
 
 /* Adds a need unless present. Returns true when it was added. */
@@ -105,6 +110,7 @@ static nrm_status_t s_load(nrm_tx_t *tx, const char *case_id, const char *field,
     c->urgency = (int)nrm_db_int(res, 0, 2);
     c->safety_risk = (int)nrm_db_int(res, 0, 3);
     c->consent = nrm_db_int(res, 0, 4) != 0;
+    snprintf(c->manager, sizeof c->manager, "%s", nrm_db_text(res, 0, 5));
     PQclear(res);
     return NRM_OK;
 }
@@ -135,27 +141,38 @@ static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_ca
     return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_CASE_UPDATED, &body);
 }
 
-/* Loads an open case the sender may change: one of its reporting agencies or a coordinator. */
+/* The sender's relations to a loaded case: its case manager, one of its reporters. */
+static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, const s_case_t *c,
+                                unsigned *relations)
+{
+    *relations = strcmp(c->manager, call->agency_id) == 0 ? NRM_ROLE_CASE_MANAGER : 0;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, call->agency_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_is_reporter", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 1)
+        *relations |= NRM_ROLE_REPORTER;
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Loads (and locks) an open case the sender may change, as the matrix says (its case manager
+ * or a coordinator): NOT_FOUND, then PERMISSION_DENIED, then FAILED_PRECONDITION for a closed
+ * case, all naming field. */
 static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, const char *field,
                                       s_case_t *c)
 {
     nrm_status_t st = s_load(&call->tx, case_id, field, c);
     if (st != NRM_OK)
         return st;
-    if (strcmp(call->agency_type, "COORDINATOR") != 0) {
-        nrm_params_t p = {0};
-        nrm_params_text(&p, case_id);
-        nrm_params_text(&p, call->agency_id);
-        PGresult *res = NULL;
-        st = nrm_db_exec(call->tx.db, "intake_is_reporter", &p, &res, call->tx.err);
-        if (st != NRM_OK)
-            return st;
-        bool reporter = PQntuples(res) == 1;
-        PQclear(res);
-        if (!reporter)
-            return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field,
-                            "only an agency that reported the case or a coordinator may change it");
-    }
+    unsigned relations = 0;
+    if ((st = s_relations(call, case_id, c, &relations)) != NRM_OK)
+        return st;
+    if ((st = nrm_authz_check(call, relations)) != NRM_OK)
+        return st;
     if (!c->open)
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field, "the case is closed");
     call->subject_id = case_id;
@@ -300,6 +317,8 @@ static nrm_status_t s_link(nrm_call_t *call, const char *case_id, const s_case_t
     body.reporting_agency_id = (char *)call->agency_id;
     body.region = r->region;
     st = nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_LINKED, &body);
+    if (st == NRM_OK)
+        st = intake_link_noted(call, case_id);
     if (st == NRM_OK && changed)
         st = s_save(&call->tx, case_id, &c);
     if (st == NRM_OK && changed)

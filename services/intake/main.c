@@ -29,6 +29,8 @@ int main(int argc, char **argv)
                        intake_withdraw_consent, &intake);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_CLOSE_CASE, NRM_HANDLER_WRITE,
                        intake_close_case, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_REASSIGN_CASE, NRM_HANDLER_WRITE,
+                       intake_reassign_case, &intake);
 
     exit_code = nrm_service_run(service);
 

@@ -5,6 +5,7 @@
  * an agency without any subscription is recorded 'undeliverable' (and notification.failed) at
  * once, never dropped. The delivery_id is the X-NRM-Delivery of every attempt. */
 #include "notify.h"
+#include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
@@ -71,12 +72,13 @@ static const char s_sql_release[] =
     " channel, case_id"
 static const char s_sql_list[] =
     "SELECT " S_LIST_COLUMNS " FROM deliveries WHERE ($1::text = '' OR state = $1::text)"
-    " ORDER BY created_at DESC, delivery_id LIMIT $2";
+    " AND ($3::text = '' OR agency_id = $3::text) ORDER BY created_at DESC, delivery_id LIMIT $2";
 static const char s_sql_retry[] =
     "UPDATE deliveries SET state = 'pending', attempts = 0, started_ms = $2, next_attempt_ms = $2,"
     " last_error = '', finished_ms = 0, retries = retries + 1, claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'failed' RETURNING " S_LIST_COLUMNS;
-static const char s_sql_state[] = "SELECT state FROM deliveries WHERE delivery_id = $1::uuid";
+static const char s_sql_state[] =
+    "SELECT state, agency_id FROM deliveries WHERE delivery_id = $1::uuid FOR UPDATE";
 
 void notify_deliveries_prepare(nrm_db_t *db)
 {
@@ -523,13 +525,11 @@ static void s_reply_list(nrm_call_t *call, const PGresult *res)
     call->reply->delivery_list = list;
 }
 
-/* PERMISSION_DENIED unless the sender is a coordinator. */
-static nrm_status_t s_coordinator_only(nrm_call_t *call, const char *field)
+/* The agency whose deliveries a delivery request may see (nrm_authz): "" (all) for a
+ * coordinator, the sender's own otherwise. */
+static const char *s_deliveries_of(const nrm_call_t *call)
 {
-    if (strcmp(call->agency_type, NOTIFY_COORDINATOR) == 0)
-        return NRM_OK;
-    return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field,
-                    "only a coordinator may see or retry deliveries");
+    return nrm_authz_sender_is(call, NRM_ROLE_COORDINATOR) ? "" : call->agency_id;
 }
 
 nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
@@ -546,19 +546,44 @@ nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
         return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "list_deliveries.max",
                         "max is from 0 (the default, %d) to %d", NOTIFY_LIST_DEFAULT,
                         NOTIFY_LIST_MAX);
-    nrm_status_t st = s_coordinator_only(call, "list_deliveries");
-    if (st != NRM_OK)
-        return st;
+    /* any agency, its own deliveries only (decided by the server: a request about no object) */
     nrm_params_t p = {0};
     nrm_params_text(&p, l->state);
     nrm_params_int(&p, l->max ? l->max : NOTIFY_LIST_DEFAULT);
+    nrm_params_text(&p, s_deliveries_of(call));
     PGresult *res = NULL;
-    st = nrm_db_exec(call->tx.db, "notify_delivery_list", &p, &res, call->tx.err);
+    nrm_status_t st = nrm_db_exec(call->tx.db, "notify_delivery_list", &p, &res, call->tx.err);
     if (st != NRM_OK)
         return st;
     s_reply_list(call, res);
     PQclear(res);
     return NRM_OK;
+}
+
+/* Loads (and locks) the delivery a retry names and decides whether the sender may retry it
+ * (nrm_authz: a coordinator, or the agency the delivery is for): NOT_FOUND, PERMISSION_DENIED,
+ * then FAILED_PRECONDITION unless it failed. */
+static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
+{
+    nrm_params_t q = {0};
+    nrm_params_text(&q, id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "notify_delivery_state", &q, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "retry_delivery.delivery_id",
+                        "no such delivery");
+    }
+    bool own = strcmp(nrm_db_text(res, 0, 1), call->agency_id) == 0;
+    st = nrm_authz_check(call, own ? NRM_ROLE_SUBSCRIPTION_AGENCY : 0);
+    if (st == NRM_OK && strcmp(nrm_db_text(res, 0, 0), "failed") != 0)
+        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
+                      "only a failed delivery can be retried; this one is %s",
+                      nrm_db_text(res, 0, 0));
+    PQclear(res);
+    return st;
 }
 
 nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
@@ -568,7 +593,7 @@ nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
     if (!nrm_uuid_valid(id))
         return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "retry_delivery.delivery_id",
                         "delivery_id is a UUID");
-    nrm_status_t st = s_coordinator_only(call, "retry_delivery");
+    nrm_status_t st = s_load_for_retry(call, id);
     if (st != NRM_OK)
         return st;
     call->subject_id = id;
@@ -579,28 +604,15 @@ nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
     st = nrm_db_exec(call->tx.db, "notify_delivery_retry", &p, &res, call->tx.err);
     if (st != NRM_OK)
         return st;
-    if (PQntuples(res) == 1) {
+    bool retried = PQntuples(res) == 1;
+    if (retried)
         s_reply_list(call, res);
-        PQclear(res);
-        (*self->retried)++;
-        notify_sender_wake(self->sender);
-        nrm_log_info("failed delivery retried by a coordinator", "{s:s, s:s}", "delivery_id", id,
-                     "by", call->agency_id);
-        return NRM_OK;
-    }
     PQclear(res);
-    nrm_params_t q = {0};
-    nrm_params_text(&q, id);
-    st = nrm_db_exec(call->tx.db, "notify_delivery_state", &q, &res, call->tx.err);
-    if (st != NRM_OK)
-        return st;
-    if (PQntuples(res) == 0)
-        st =
-            nrm_fail(call->tx.err, NRM_NOT_FOUND, "retry_delivery.delivery_id", "no such delivery");
-    else
-        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
-                      "only a failed delivery can be retried; this one is %s",
-                      nrm_db_text(res, 0, 0));
-    PQclear(res);
-    return st;
+    if (!retried) /* the row is locked: cannot happen, but never answer OK without it */
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
+                        "the delivery changed meanwhile");
+    (*self->retried)++;
+    notify_sender_wake(self->sender);
+    nrm_log_info("failed delivery retried", "{s:s, s:s}", "delivery_id", id, "by", call->agency_id);
+    return NRM_OK;
 }

@@ -12,13 +12,15 @@
  *   shelter.waitlisted                              x
  *   shelter.released                   x
  *   case.closed                                     x
+ *   case.manager_changed                            x
+ *   case.link_alert                                                    x
  *
- * The reporting agencies of a case come from case.opened (from the start) and case.linked (from
- * the link on); the provider of a referral from referral.created; the operator of an allocation
- * from shelter.allocated; the coordinators are the configured agencies of type COORDINATOR.
- * Streams are consumed independently, so an outcome may arrive before the report that makes an
- * agency a reporter of its case: outcomes are kept, and a reporting agency learnt late is given
- * the outcomes it should have heard. */
+ * The reporting agencies of a case come from case.opened (from the start), case.linked (from
+ * the link on) and case.manager_changed (the new case manager, from then on); the provider of a
+ * referral from referral.created; the operator of an allocation from shelter.allocated; the
+ * coordinators are the configured agencies of type COORDINATOR. Streams are consumed independently,
+ * so an outcome may arrive before the report that makes an agency a reporter of its case: outcomes
+ * are kept, and a reporting agency learnt late is given the outcomes it should have heard. */
 #include "notify.h"
 #include "nrm_log.h"
 
@@ -49,6 +51,8 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_SHELTER_RELEASED, S_OPERATOR},
     {NRM__V1__EVENT__BODY_CASE_CLOSED, S_REPORTERS},
+    {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, S_REPORTERS},
+    {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR}, /* about an agency: case_id empty */
 };
 
 static const char s_sql_reporter_add[] =
@@ -267,6 +271,10 @@ static nrm_status_t s_remember(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_learnt_
                                    learnt);
     case NRM__V1__EVENT__BODY_CASE_LINKED:
         return s_remember_reporter(tx, ev->case_id, ev->case_linked->reporting_agency_id,
+                                   ev->occurred_at_ms, learnt);
+    case NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED:
+        return s_remember_reporter(tx, ev->case_id,
+                                   ev->case_manager_changed->case_manager_agency_id,
                                    ev->occurred_at_ms, learnt);
     case NRM__V1__EVENT__BODY_REFERRAL_CREATED:
         nrm_params_text(&p, ev->referral_created->referral_id);

@@ -7,6 +7,7 @@
  * only have subscriptions without topics: it hears what concerns it). A secret is stored sealed
  * (notify_secrets.c) and never returned, logged or published. */
 #include "notify.h"
+#include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_json.h"
 #include "nrm_log.h"
@@ -387,16 +388,12 @@ nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call)
     notify_t *self = ctx;
     const Nrm__V1__UpsertSubscription *req = call->request->upsert_subscription;
     nrm_error_t *err = call->tx.err;
-    bool coordinator = strcmp(call->agency_type, NOTIFY_COORDINATOR) == 0;
     Nrm__V1__UpsertSubscription s = *req;
     if (!s.agency_id[0])
         s.agency_id = (char *)call->agency_id;
     if (nrm_check_text(err, "upsert_subscription.agency_id", s.agency_id, NOTIFY_ID_MAX, true) !=
         NRM_OK)
         return NRM_INVALID_ARGUMENT;
-    if (!coordinator && strcmp(s.agency_id, call->agency_id) != 0)
-        return nrm_fail(err, NRM_PERMISSION_DENIED, "upsert_subscription.agency_id",
-                        "an agency manages its own subscriptions only (or a coordinator)");
     char fresh[37];
     if (!s.subscription_id[0]) {
         nrm_uuid_v4(fresh);
@@ -409,9 +406,14 @@ nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call)
     nrm_status_t st = s_find(&call->tx, s.subscription_id, &existing);
     if (st != NRM_OK)
         return st;
-    if (existing.exists && !coordinator && strcmp(existing.agency_id, call->agency_id) != 0)
-        return nrm_fail(err, NRM_PERMISSION_DENIED, "upsert_subscription.subscription_id",
-                        "the subscription belongs to another agency");
+    /* the matrix: the subscription's agency is the one it names and, once it exists, owns it */
+    bool names_itself = strcmp(s.agency_id, call->agency_id) == 0;
+    bool owns = !existing.exists || strcmp(existing.agency_id, call->agency_id) == 0;
+    st = nrm_authz_check_at(call, names_itself && owns ? NRM_ROLE_SUBSCRIPTION_AGENCY : 0,
+                            names_itself ? "upsert_subscription.subscription_id"
+                                         : "upsert_subscription.agency_id");
+    if (st != NRM_OK)
+        return st;
     if (existing.exists && existing.configured)
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "upsert_subscription.subscription_id",
                         "the subscription is managed by the configuration");

@@ -226,18 +226,18 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
 nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     routing_t *self = ctx;
-    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED)
-        return NRM_OK; /* another report of the same person: what changes comes as case.updated */
-    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX) {
-        nrm_log_warn("case event without a usable case id", "{s:I}", "seq", (json_int_t)ev->seq);
-        return NRM_OK;
-    }
+    /* case.linked: what changes comes as case.updated; case.manager_changed, case.link_alert and
+     * bodies newer than this code concern people, not routing: skipped */
     bool known = ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED ||
                  ev->body_case == NRM__V1__EVENT__BODY_CASE_UPDATED ||
                  ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN ||
                  ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED;
     if (!known)
         return NRM_OK;
+    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX) {
+        nrm_log_warn("case event without a usable case id", "{s:I}", "seq", (json_int_t)ev->seq);
+        return NRM_OK;
+    }
     nrm_status_t st = routing_lock(tx); /* before any row lock: one lock order everywhere */
     if (st != NRM_OK)
         return st;

@@ -2,6 +2,7 @@
  * the outcome, the deadline passing (expired, and the next provider), revocation when consent
  * is withdrawn or the case closes. Responders' notes are checked and dropped, never stored. */
 #include "routing.h"
+#include "nrm_authz.h"
 #include "nrm_log.h"
 
 #include <stdio.h>
@@ -67,8 +68,8 @@ typedef struct {
 } s_referral_t;
 
 /* Loads (and locks) the referral the sender answers: NOT_FOUND when there is none,
- * PERMISSION_DENIED unless the sender is its provider, FAILED_PRECONDITION unless it is in
- * state `want`. field names the request's referral_id. */
+ * PERMISSION_DENIED unless the matrix lets the sender (its provider, a coordinator),
+ * FAILED_PRECONDITION unless it is in state `want`. field names the request's referral_id. */
 static nrm_status_t s_load_for_provider(nrm_call_t *call, const char *referral_id,
                                         const char *field, const char *want, s_referral_t *ref)
 {
@@ -91,9 +92,10 @@ static nrm_status_t s_load_for_provider(nrm_call_t *call, const char *referral_i
     snprintf(ref->state, sizeof ref->state, "%s", nrm_db_text(res, 0, 3));
     PQclear(res);
     call->subject_id = nrm_call_strdup(call, referral_id);
-    if (strcmp(ref->provider_id, call->agency_id) != 0)
-        return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, "agency_id",
-                        "only the provider the referral was made to may answer it");
+    unsigned relations =
+        strcmp(ref->provider_id, call->agency_id) == 0 ? NRM_ROLE_REFERRED_PROVIDER : 0;
+    if ((st = nrm_authz_check(call, relations)) != NRM_OK)
+        return st;
     if (strcmp(ref->state, want) != 0)
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field, "the referral is %s, not %s",
                         ref->state, want);

@@ -1,5 +1,6 @@
 /* Holds and their ends: an arrival confirmed, a bed released by its operator, a hold expired
  * (no_show), a case closed. Every freed bed goes to the waitlist in the same transaction. */
+#include "nrm_authz.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 #include "shelter.h"
@@ -96,8 +97,9 @@ static nrm_status_t s_release(nrm_tx_t *tx, const s_allocation_t *a, const char 
     return st;
 }
 
-/* Loads and locks the allocation a request names, for its shelter's operator or a coordinator.
- * Fails NOT_FOUND, PERMISSION_DENIED or, for a released allocation, FAILED_PRECONDITION. */
+/* Loads and locks the allocation a request names, for whom the matrix lets (its shelter's
+ * operator, a coordinator). Fails NOT_FOUND, PERMISSION_DENIED or, for a released allocation,
+ * FAILED_PRECONDITION. */
 static nrm_status_t s_load_for_operator(nrm_call_t *call, const char *allocation_id,
                                         const char *field, s_allocation_t *a)
 {
@@ -124,9 +126,8 @@ static nrm_status_t s_load_for_operator(nrm_call_t *call, const char *allocation
     snprintf(state, sizeof state, "%s", nrm_db_text(res, 0, 3));
     bool is_operator = strcmp(nrm_db_text(res, 0, 4), call->agency_id) == 0;
     PQclear(res);
-    if (!is_operator && strcmp(call->agency_type, "COORDINATOR") != 0)
-        return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field,
-                        "only the shelter's operator or a coordinator may do this");
+    if ((st = nrm_authz_check(call, is_operator ? NRM_ROLE_SHELTER_OPERATOR : 0)) != NRM_OK)
+        return st;
     call->subject_id = nrm_call_strdup(call, allocation_id);
     if (strcmp(state, "released") == 0)
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field,

@@ -1,5 +1,6 @@
 /* Shelters: validation, UpsertShelter, seeding from the configuration, GetOccupancy. */
 #include "nrm_json.h"
+#include "nrm_authz.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 #include "shelter.h"
@@ -20,8 +21,9 @@
 static const char s_sql_active[] =
     "SELECT " S_COLUMNS " FROM shelters WHERE active ORDER BY shelter_id";
 static const char s_sql_in_region[] =
-    "SELECT " S_COLUMNS ", name FROM shelters WHERE $1 = '' OR region = $1"
-    " ORDER BY region, shelter_id";
+    "SELECT " S_COLUMNS ", name FROM shelters WHERE ($1 = '' OR region = $1)"
+    " AND ($2 = '' OR operator_agency_id = $2) ORDER BY region, shelter_id";
+static const char s_sql_operates[] = "SELECT 1 FROM shelters WHERE operator_agency_id = $1 LIMIT 1";
 static const char s_sql_lock[] =
     "SELECT operator_agency_id, capacity, occupied, held FROM shelters WHERE shelter_id = $1"
     " FOR UPDATE";
@@ -48,6 +50,7 @@ void shelter_registry_prepare(nrm_db_t *db)
     nrm_db_statement(db, "shelter_lock_beds", s_sql_lock_beds);
     nrm_db_statement(db, "shelter_active", s_sql_active);
     nrm_db_statement(db, "shelter_in_region", s_sql_in_region);
+    nrm_db_statement(db, "shelter_operates", s_sql_operates);
     nrm_db_statement(db, "shelter_lock", s_sql_lock);
     nrm_db_statement(db, "shelter_insert", s_sql_insert);
     nrm_db_statement(db, "shelter_seed", s_sql_seed);
@@ -346,22 +349,17 @@ nrm_status_t shelter_load_active(nrm_tx_t *tx, shelter_row_t **rows, size_t *n)
     return s_load(tx, "shelter_active", NULL, rows, n, NULL);
 }
 
-/* Permission for an upsert: a coordinator, or the operator of the shelter (existing) who names
- * itself as operator. existing_operator is NULL for a new shelter. */
+/* Permission for an upsert (nrm_authz): the sender is the shelter's operator when the shelter
+ * exists, is operated by it and stays so; an operator that names another operator is refused
+ * on operator_agency_id. existing_operator is NULL for a new shelter. */
 static nrm_status_t s_may_upsert(nrm_call_t *call, const char *existing_operator)
 {
     const Nrm__V1__UpsertShelter *u = call->request->upsert_shelter;
-    if (strcmp(call->agency_type, "COORDINATOR") == 0)
-        return NRM_OK;
-    if (existing_operator && strcmp(existing_operator, call->agency_id) != 0)
-        return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, "upsert_shelter.shelter_id",
-                        "only the shelter's operator or a coordinator may change it");
-    if (strcmp(u->operator_agency_id, call->agency_id) != 0)
-        return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, "upsert_shelter.operator_agency_id",
-                        existing_operator
-                            ? "only a coordinator may hand a shelter to another operator"
-                            : "an agency may register only a shelter it operates");
-    return NRM_OK;
+    bool operates = existing_operator && strcmp(existing_operator, call->agency_id) == 0;
+    bool stays = strcmp(u->operator_agency_id, call->agency_id) == 0;
+    return nrm_authz_check_at(call, operates && stays ? NRM_ROLE_SHELTER_OPERATOR : 0,
+                              operates ? "upsert_shelter.operator_agency_id"
+                                       : "upsert_shelter.shelter_id");
 }
 
 /* Inserts or updates the shelter of the request; *capacity_changed tells whether to announce
@@ -456,19 +454,43 @@ static Nrm__V1__ShelterState *s_state(nrm_call_t *call, const shelter_row_t *r, 
     return s;
 }
 
+/* Decides who sees what of the occupancy (nrm_authz): a coordinator every shelter, an agency
+ * that operates a shelter its own ones (*operator_filter set to its id), others nothing. */
+static nrm_status_t s_may_see_occupancy(nrm_call_t *call, const char **operator_filter)
+{
+    *operator_filter = "";
+    if (nrm_authz_sender_is(call, NRM_ROLE_COORDINATOR))
+        return nrm_authz_check(call, 0);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, call->agency_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "shelter_operates", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    bool operates = PQntuples(res) == 1;
+    PQclear(res);
+    *operator_filter = call->agency_id;
+    return nrm_authz_check(call, operates ? NRM_ROLE_SHELTER_OPERATOR : 0);
+}
+
 nrm_status_t shelter_get_occupancy(void *ctx, nrm_call_t *call)
 {
     const Nrm__V1__GetOccupancy *g = call->request->get_occupancy;
     if (g->region[0] && !nrm_config_region_known(call->config, g->region))
         return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "get_occupancy.region",
                         "region is not one of the configured regions");
+    const char *operator_filter = "";
+    nrm_status_t st = s_may_see_occupancy(call, &operator_filter);
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, g->region);
+    nrm_params_text(&p, operator_filter);
     shelter_row_t *rows = NULL;
     shelter_need_t *waiting = NULL;
     size_t n = 0, n_waiting = 0;
     PGresult *res = NULL;
-    nrm_status_t st = s_load(&call->tx, "shelter_in_region", &p, &rows, &n, &res);
+    st = s_load(&call->tx, "shelter_in_region", &p, &rows, &n, &res);
     if (st == NRM_OK)
         st = shelter_waitlist_load(&call->tx, &waiting, &n_waiting);
     if (st == NRM_OK) {

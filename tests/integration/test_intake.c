@@ -145,7 +145,8 @@ static void test_same_person_from_second_agency_is_linked(void **state)
     nrm__v1__event__free_unpacked(linked, NULL);
     nrm__v1__event__free_unpacked(updated, NULL);
 
-    /* the hospital, now a reporting agency of the case, may update it; a stranger may not */
+    /* the hospital is now a reporter of the case, which gives it no power over it; a stranger
+     * has none either; the border police opened the case and manages it */
     Nrm__V1__UpdateCase update = NRM__V1__UPDATE_CASE__INIT;
     update.case_id = first->case_ref->case_id;
     update.urgency = NRM__V1__URGENCY__URGENCY_EMERGENCY;
@@ -153,9 +154,13 @@ static void test_same_person_from_second_agency_is_linked(void **state)
     scenario_request(&req, NRM__V1__REQUEST__BODY_UPDATE_CASE, &update);
     Nrm__V1__Reply *stranger = harness_call(h, "intake", "consulate-ng", &req);
     assert_int_equal(stranger->status, NRM__V1__STATUS__STATUS_PERMISSION_DENIED);
-    Nrm__V1__Reply *ok = harness_call(h, "intake", "hospital-ma-04", &req);
+    Nrm__V1__Reply *reporter = harness_call(h, "intake", "hospital-ma-04", &req);
+    assert_int_equal(reporter->status, NRM__V1__STATUS__STATUS_PERMISSION_DENIED);
+    assert_string_equal(reporter->error_field, "update_case.case_id");
+    Nrm__V1__Reply *ok = harness_call(h, "intake", "border-ma-01", &req);
     assert_int_equal(ok->status, NRM__V1__STATUS__STATUS_OK);
     nrm__v1__reply__free_unpacked(stranger, NULL);
+    nrm__v1__reply__free_unpacked(reporter, NULL);
     nrm__v1__reply__free_unpacked(ok, NULL);
     nrm__v1__reply__free_unpacked(first, NULL);
     nrm__v1__reply__free_unpacked(second, NULL);

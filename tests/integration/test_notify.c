@@ -337,7 +337,7 @@ static void test_agency_without_subscription_is_visibly_undeliverable(void **sta
     assert_int_equal(failed->notification_failed->attempts, 0);
     assert_non_null(strstr(failed->notification_failed->last_error, "no subscription"));
 
-    /* the coordinator sees it listed; nobody else may list */
+    /* the coordinator sees it listed; an agency lists its own deliveries only */
     Nrm__V1__ListDeliveries list = NRM__V1__LIST_DELIVERIES__INIT;
     list.state = "undeliverable";
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
@@ -352,8 +352,15 @@ static void test_agency_without_subscription_is_visibly_undeliverable(void **sta
                   strcmp(d->case_id, case_id) == 0;
     }
     assert_true(listed);
-    Nrm__V1__Reply *denied = harness_call(h, "notify", "police-ma-01", &req);
-    assert_int_equal(denied->status, NRM__V1__STATUS__STATUS_PERMISSION_DENIED);
+    Nrm__V1__Reply *own = harness_call(h, "notify", "police-ma-01", &req);
+    assert_int_equal(own->status, NRM__V1__STATUS__STATUS_OK);
+    bool own_listed = false;
+    for (size_t i = 0; i < own->delivery_list->n_deliveries; i++) {
+        Nrm__V1__Delivery *d = own->delivery_list->deliveries[i];
+        assert_string_equal(d->agency_id, "police-ma-01");
+        own_listed |= strcmp(d->delivery_id, failed->notification_failed->delivery_id) == 0;
+    }
+    assert_true(own_listed);
     list.state = "lost";
     Nrm__V1__Reply *bad = harness_call(h, "notify", "coordinator", &req);
     assert_int_equal(bad->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
@@ -375,7 +382,7 @@ static void test_agency_without_subscription_is_visibly_undeliverable(void **sta
     assert_true(delivered >= 1);
     nrm__v1__reply__free_unpacked(pong, NULL);
     nrm__v1__reply__free_unpacked(reply, NULL);
-    nrm__v1__reply__free_unpacked(denied, NULL);
+    nrm__v1__reply__free_unpacked(own, NULL);
     nrm__v1__reply__free_unpacked(bad, NULL);
     nrm__v1__event__free_unpacked(failed, NULL);
     free(case_id);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nrmctl's operator commands against the four services: status (table, --json fields, lag,
 # "coordinator only", a service not configured, exit 3 with a service down), deliveries (list,
-# states, --max, retry, usage errors, PERMISSION_DENIED for an agency that is not a
-# coordinator) and top (--once snapshot counts against what was submitted, per-service, a
+# states, --max, retry, usage errors, an agency that is not a coordinator sees only its own
+# deliveries and may not retry another agency's) and top (--once snapshot counts against what was submitted, per-service, a
 # plain-text screen when stdout is not a terminal, exit 3 when a stream cannot be caught up).
 #
 # Notify runs with notify.max_attempts = 1 and webhooks pointing at a port nobody listens on,
@@ -157,10 +157,11 @@ check "status --json: waitlist and failed deliveries are counts" \
 
 run --cert "$(cert_of police-ma-06)" status --json
 check "status as an agency that is no coordinator exits 0" [ "$RC" -eq 0 ]
-check "... and says the failed deliveries are for coordinators only" \
-  holds '.failedDeliveries == null and .failedDeliveriesError == "coordinator only"' "$WORK/out"
+check "... counting its own failed deliveries and saying the waitlist is not for it" \
+  holds '(.failedDeliveries | type) == "number" and .shelterWaitlist == null and
+         .shelterWaitlistError == "coordinator only"' "$WORK/out"
 run --cert "$(cert_of police-ma-06)" status
-check "... in the table too" grep -q "^failed deliveries: *coordinator only$" "$WORK/out"
+check "... in the table too" grep -q "^shelter waitlist: *coordinator only$" "$WORK/out"
 
 RC=0
 NRM_SERVICES_SHELTER_API_CONNECT="" "$NRMCTL" --config "$WORK/config.json" status --json \
@@ -202,13 +203,16 @@ for args in "--state lost" "--max 0" "--max 1001" "--max" "--state" "--frobnicat
   check "... with one line on stderr" [ "$(wc -l <"$WORK/err")" -eq 1 ]
 done
 
-run --cert "$(cert_of police-ma-06)" deliveries
-check "deliveries as an agency that is no coordinator exits 1" [ "$RC" -eq 1 ]
-check "... printing the PERMISSION_DENIED reply" \
-  [ "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
+run --cert "$(cert_of police-ma-06)" deliveries --state all --max 1000
+check "deliveries as an agency that is no coordinator exits 0" [ "$RC" -eq 0 ]
+check "... listing only its own deliveries" \
+  holds -s 'all(.[]; .agencyId == "police-ma-06")' "$WORK/out"
 FIRST_FAILED=$(jq -r .deliveryId "$WORK/failed.jsonl" | head -1)
-run --cert "$(cert_of police-ma-06)" deliveries retry "$FIRST_FAILED"
-check "retry as an agency that is no coordinator is PERMISSION_DENIED" \
+OTHERS_FAILED=$(jq -r 'select(.agencyId != "police-ma-06") | .deliveryId' "$WORK/failed.jsonl" |
+  head -1)
+check "a failed delivery of another agency exists" [ -n "$OTHERS_FAILED" ]
+run --cert "$(cert_of police-ma-06)" deliveries retry "$OTHERS_FAILED"
+check "retry of another agency's delivery is PERMISSION_DENIED" \
   [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
 
 run status --json
@@ -288,9 +292,9 @@ check "top --once prints counts only, never a case id" \
   [ "$(grep -c -E '[0-9a-f]{8}-[0-9a-f]{4}-' "$WORK/top.json")" -eq 0 ]
 
 run --cert "$(cert_of police-ma-06)" top --once
-check "top --once as an agency that is no coordinator" \
-  holds '.deliveries.failed == null and .deliveries.failedError == "coordinator only"' \
-  "$WORK/out"
+check "top --once as an agency that may not read the streams cannot catch up (exit 3)" \
+  [ "$RC" -eq 3 ]
+check "... because its Fetch is refused" grep -q "fetch refused: PERMISSION_DENIED" "$WORK/err"
 run top --once --service intake --service intake
 check "top --once --service intake: intake's topics only, once" \
   holds '(.topics | keys) == ["case.linked", "case.opened"] and

@@ -325,7 +325,7 @@ static void test_stranger_answering_is_refused_and_bad_requests_change_nothing(v
     /* another agency tries to accept it */
     s_assert_refused(
         routing_provider_respond(h, "legal-aid-ma-06", referral_id, ACCEPT, NO_REASON, ""),
-        NRM__V1__STATUS__STATUS_PERMISSION_DENIED, "agency_id");
+        NRM__V1__STATUS__STATUS_PERMISSION_DENIED, "respond_to_referral.referral_id");
     /* malformed answers name their field */
     s_assert_refused(routing_provider_respond(h, "legal-aid-ma-04", "", ACCEPT, NO_REASON, ""),
                      NRM__V1__STATUS__STATUS_INVALID_ARGUMENT, "respond_to_referral.referral_id");

@@ -80,15 +80,21 @@ static bool s_contains(const uint8_t *data, size_t len, const char *needle)
 }
 
 /* GetOccupancy of region as agency; asserts OK. Caller frees. */
-static Nrm__V1__Reply *s_occupancy(const char *region)
+static Nrm__V1__Reply *s_occupancy_as(const char *agency, const char *region)
 {
     Nrm__V1__GetOccupancy g = NRM__V1__GET_OCCUPANCY__INIT;
     g.region = (char *)region;
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
     scenario_request(&req, NRM__V1__REQUEST__BODY_GET_OCCUPANCY, &g);
-    Nrm__V1__Reply *reply = s_call("police-ma-04", &req, STATUS(OK), NULL);
+    Nrm__V1__Reply *reply = s_call(agency, &req, STATUS(OK), NULL);
     assert_int_equal(reply->result_case, NRM__V1__REPLY__RESULT_OCCUPANCY);
     return reply;
+}
+
+/* GetOccupancy of region as the coordinator (who sees every shelter). Caller frees. */
+static Nrm__V1__Reply *s_occupancy(const char *region)
+{
+    return s_occupancy_as("coordinator", region);
 }
 
 /* The state of one shelter in an Occupancy reply (asserts it is there). */
@@ -195,6 +201,21 @@ static void test_occupancy_is_answered_per_region(void **state)
         s_call("police-ma-04", &req, STATUS(INVALID_ARGUMENT), "get_occupancy.region"), NULL);
 }
 
+static void test_an_operator_sees_the_occupancy_of_its_own_shelters_only(void **state)
+{
+    Nrm__V1__Reply *reply = s_occupancy_as("shelter-op-casa", "");
+    assert_true(reply->occupancy->n_shelters >= 1);
+    for (size_t i = 0; i < reply->occupancy->n_shelters; i++)
+        assert_string_equal(reply->occupancy->shelters[i]->operator_agency_id, "shelter-op-casa");
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    Nrm__V1__GetOccupancy g = NRM__V1__GET_OCCUPANCY__INIT;
+    g.region = "";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_GET_OCCUPANCY, &g);
+    nrm__v1__reply__free_unpacked(
+        s_call("police-ma-04", &req, STATUS(PERMISSION_DENIED), "get_occupancy"), NULL);
+}
+
 /* One invalid shelter: how it is broken and the field the reply must name. */
 typedef struct {
     const char *what;
@@ -289,7 +310,7 @@ static void test_invalid_shelters_are_refused_with_the_field_named(void **state)
                      refused + (long long)(sizeof cases / sizeof *cases));
 }
 
-static void test_only_the_operator_or_the_coordinator_may_change_a_shelter(void **state)
+static void test_the_coordinator_registers_a_shelter_and_its_operator_may_change_it(void **state)
 {
     static const shelter_fixture_t rabat = {"ma04-new-families",
                                             "shelter-op-rabat",
@@ -303,11 +324,15 @@ static void test_only_the_operator_or_the_coordinator_may_change_a_shelter(void 
                                             "ar,fr"};
     shelter_fixture_upsert_t u;
     shelter_fixture_upsert(&u, &rabat);
-    /* another operator may neither register it in Rabat's name nor, later, change it */
+    /* no operator registers a shelter, not even in its own name (the coordinator decides who
+     * takes part); another operator may not change it later either */
     nrm__v1__reply__free_unpacked(s_call("shelter-op-casa", &u.request, STATUS(PERMISSION_DENIED),
-                                         "upsert_shelter.operator_agency_id"),
+                                         "upsert_shelter.shelter_id"),
                                   NULL);
-    Nrm__V1__Reply *created = s_call("shelter-op-rabat", &u.request, STATUS(OK), NULL);
+    nrm__v1__reply__free_unpacked(s_call("shelter-op-rabat", &u.request, STATUS(PERMISSION_DENIED),
+                                         "upsert_shelter.shelter_id"),
+                                  NULL);
+    Nrm__V1__Reply *created = s_call("coordinator", &u.request, STATUS(OK), NULL);
     assert_int_equal(created->result_case, NRM__V1__REPLY__RESULT_SHELTER_REF);
     assert_string_equal(created->shelter_ref->shelter_id, "ma04-new-families");
     nrm__v1__reply__free_unpacked(created, NULL);
@@ -616,7 +641,8 @@ int main(void)
         cmocka_unit_test(test_demo_network_is_seeded_in_every_region_and_once),
         cmocka_unit_test(test_occupancy_is_answered_per_region),
         cmocka_unit_test(test_invalid_shelters_are_refused_with_the_field_named),
-        cmocka_unit_test(test_only_the_operator_or_the_coordinator_may_change_a_shelter),
+        cmocka_unit_test(test_an_operator_sees_the_occupancy_of_its_own_shelters_only),
+        cmocka_unit_test(test_the_coordinator_registers_a_shelter_and_its_operator_may_change_it),
         cmocka_unit_test(test_a_shelter_configuration_with_a_bad_field_is_refused_at_start),
     };
     const struct CMUnitTest flow[] = {

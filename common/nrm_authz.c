@@ -1,0 +1,271 @@
+#include "nrm_authz.h"
+
+#include <string.h>
+
+#define S_COORDINATOR NRM_ROLE_COORDINATOR
+#define S_MANAGER NRM_ROLE_CASE_MANAGER
+#define S_PROVIDER NRM_ROLE_REFERRED_PROVIDER
+#define S_OPERATOR NRM_ROLE_SHELTER_OPERATOR
+#define S_SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
+#define S_MESSAGE_MAX 160
+#define S_PATH_MAX 128
+
+/* The matrix. A request absent from it is refused to everyone. */
+static const nrm_authz_rule_t s_rules[] = {
+    {NRM__V1__REQUEST__BODY_SUBMIT_REPORT, "intake", NULL, NRM_ROLE_ANY_AGENCY, NULL,
+     "the sender becomes the case manager of a case it opens, a reporter (no power) of a case "
+     "its report links to"},
+    {NRM__V1__REQUEST__BODY_UPDATE_CASE, "intake", "update_case.case_id", S_COORDINATOR | S_MANAGER,
+     NULL, ""},
+    {NRM__V1__REQUEST__BODY_WITHDRAW_CONSENT, "intake", "withdraw_consent.case_id",
+     S_COORDINATOR | S_MANAGER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_CLOSE_CASE, "intake", "close_case.case_id", S_COORDINATOR | S_MANAGER,
+     NULL, ""},
+    {NRM__V1__REQUEST__BODY_REASSIGN_CASE, "intake", NULL, S_COORDINATOR, NULL,
+     "the new case manager must be a configured agency"},
+    {NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, "routing", "respond_to_referral.referral_id",
+     S_COORDINATOR | S_PROVIDER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, "routing", "complete_referral.referral_id",
+     S_COORDINATOR | S_PROVIDER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_UPSERT_SHELTER, "shelter", "upsert_shelter.shelter_id",
+     S_COORDINATOR | S_OPERATOR, NULL,
+     "a new shelter is registered by a coordinator; its operator changes its own shelter but not "
+     "its operator_agency_id"},
+    {NRM__V1__REQUEST__BODY_CONFIRM_ARRIVAL, "shelter", "confirm_arrival.allocation_id",
+     S_COORDINATOR | S_OPERATOR, NULL, ""},
+    {NRM__V1__REQUEST__BODY_RELEASE_BED, "shelter", "release_bed.allocation_id",
+     S_COORDINATOR | S_OPERATOR, NULL,
+     "the case manager frees a bed by closing the case (shelter does not know case managers)"},
+    {NRM__V1__REQUEST__BODY_GET_OCCUPANCY, "shelter", "get_occupancy", S_COORDINATOR | S_OPERATOR,
+     NULL, "an operator (an agency operating a shelter) sees its own shelters only"},
+    {NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, "notify", "upsert_subscription.agency_id",
+     S_COORDINATOR | S_SUBSCRIBER, NULL,
+     "the subscription's agency: the one it names and, for an existing one, the one it belongs "
+     "to; which topics it may follow is checked on top"},
+    {NRM__V1__REQUEST__BODY_LIST_DELIVERIES, "notify", NULL, NRM_ROLE_ANY_AGENCY, NULL,
+     "an agency lists its own deliveries only; a coordinator lists all"},
+    {NRM__V1__REQUEST__BODY_RETRY_DELIVERY, "notify", "retry_delivery.delivery_id",
+     S_COORDINATOR | S_SUBSCRIBER, NULL, "the subscription's agency: the delivery's agency"},
+    {NRM__V1__REQUEST__BODY_PING, "any", NULL, NRM_ROLE_ANYONE, NULL, "any authenticated peer"},
+    {NRM__V1__REQUEST__BODY_FETCH, "any", NULL, NRM_ROLE_SERVICE | NRM_ROLE_EVENT_READER, NULL,
+     "services and the agencies security.event_readers names (default: type COORDINATOR); the "
+     "same rule admits subscribers to events sockets"},
+};
+#define S_RULE_COUNT (sizeof s_rules / sizeof s_rules[0])
+
+static const nrm_authz_column_t s_columns[] = {
+    {NRM_ROLE_COORDINATOR, "coordinator"},
+    {NRM_ROLE_CASE_MANAGER, "case manager"},
+    {NRM_ROLE_REPORTER, "reporter"},
+    {NRM_ROLE_REFERRED_PROVIDER, "referred provider"},
+    {NRM_ROLE_SHELTER_OPERATOR, "shelter operator"},
+    {NRM_ROLE_SUBSCRIPTION_AGENCY, "subscription's agency"},
+    {NRM_ROLE_SERVICE, "service"},
+    {NRM_ROLE_ANY_AGENCY, "other agency"},
+};
+#define S_COLUMN_COUNT (sizeof s_columns / sizeof s_columns[0])
+
+const nrm_authz_rule_t *nrm_authz_rules(size_t *n)
+{
+    *n = S_RULE_COUNT;
+    return s_rules;
+}
+
+const nrm_authz_rule_t *nrm_authz_rule(Nrm__V1__Request__BodyCase body)
+{
+    for (size_t i = 0; i < S_RULE_COUNT; i++)
+        if (s_rules[i].body == body)
+            return &s_rules[i];
+    return NULL;
+}
+
+const nrm_authz_column_t *nrm_authz_columns(size_t *n)
+{
+    *n = S_COLUMN_COUNT;
+    return s_columns;
+}
+
+const char *nrm_authz_body_name(Nrm__V1__Request__BodyCase body)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&nrm__v1__request__descriptor, (unsigned)body);
+    return f ? f->name : "none";
+}
+
+/* True when type is one of the NULL-terminated list. */
+static bool s_type_listed(const char *const *types, const char *type)
+{
+    for (size_t i = 0; types && type && types[i]; i++)
+        if (strcmp(types[i], type) == 0)
+            return true;
+    return false;
+}
+
+bool nrm_authz_allows(const nrm_authz_rule_t *rule, unsigned roles, const char *agency_type)
+{
+    if (!rule)
+        return false;
+    if (rule->roles & roles)
+        return true;
+    return (roles & NRM_ROLE_ANY_AGENCY) && s_type_listed(rule->agency_types, agency_type);
+}
+
+bool nrm_authz_cell(const nrm_authz_rule_t *rule, unsigned role)
+{
+    unsigned roles = NRM_ROLE_ANYONE | role;
+    if (role != NRM_ROLE_SERVICE)
+        roles |= NRM_ROLE_ANY_AGENCY;
+    if (role == NRM_ROLE_COORDINATOR) /* the default event readers */
+        roles |= NRM_ROLE_EVENT_READER;
+    return nrm_authz_allows(rule, roles, NULL);
+}
+
+/* True when agency_id is "service:<name>" of a service of the configuration. */
+static bool s_service_identity(const nrm_config_t *config, const char *agency_id)
+{
+    size_t prefix = strlen(NRM_AUTHZ_SERVICE_PREFIX);
+    if (!agency_id || strncmp(agency_id, NRM_AUTHZ_SERVICE_PREFIX, prefix) != 0 ||
+        !agency_id[prefix] || strchr(agency_id + prefix, '.'))
+        return false;
+    char path[S_PATH_MAX];
+    if (snprintf(path, sizeof path, "services.%s", agency_id + prefix) >= (int)sizeof path)
+        return false;
+    return nrm_config_get(config, path) != NULL;
+}
+
+const char *nrm_authz_sender_type(const nrm_config_t *config, const char *agency_id)
+{
+    if (s_service_identity(config, agency_id))
+        return NRM_AUTHZ_SERVICE_TYPE;
+    return nrm_config_agency_type(config, agency_id);
+}
+
+/* True when the JSON array list holds the string s. */
+static bool s_json_lists(const json_t *list, const char *s)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(list, i, item)
+    {
+        const char *v = json_string_value(item);
+        if (v && s && strcmp(v, s) == 0)
+            return true;
+    }
+    return false;
+}
+
+bool nrm_authz_event_reader(const nrm_config_t *config, const char *agency_id,
+                            const char *agency_type)
+{
+    if (agency_type && strcmp(agency_type, NRM_AUTHZ_SERVICE_TYPE) == 0)
+        return s_service_identity(config, agency_id);
+    if (!agency_type || !agency_type[0] || !nrm_config_agency(config, agency_id))
+        return false;
+    const json_t *readers = nrm_config_get(config, "security.event_readers");
+    if (!json_is_object(readers))
+        return strcmp(agency_type, NRM_AUTHZ_COORDINATOR_TYPE) == 0;
+    return s_json_lists(json_object_get(readers, "agency_types"), agency_type) ||
+           s_json_lists(json_object_get(readers, "agency_ids"), agency_id);
+}
+
+unsigned nrm_authz_sender_roles(const nrm_config_t *config, const char *agency_id,
+                                const char *agency_type)
+{
+    unsigned roles = NRM_ROLE_ANYONE;
+    if (!agency_type || !agency_type[0])
+        return roles;
+    if (strcmp(agency_type, NRM_AUTHZ_SERVICE_TYPE) == 0)
+        return s_service_identity(config, agency_id) ? roles | NRM_ROLE_SERVICE : roles;
+    if (!nrm_config_agency(config, agency_id))
+        return roles;
+    roles |= NRM_ROLE_ANY_AGENCY;
+    if (strcmp(agency_type, NRM_AUTHZ_COORDINATOR_TYPE) == 0)
+        roles |= NRM_ROLE_COORDINATOR;
+    if (nrm_authz_event_reader(config, agency_id, agency_type))
+        roles |= NRM_ROLE_EVENT_READER;
+    return roles;
+}
+
+/* "close_case is for: coordinator, case manager" into buf. */
+static const char *s_denial(const nrm_authz_rule_t *rule, Nrm__V1__Request__BodyCase body,
+                            char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "%s is for: ", nrm_authz_body_name(body));
+    const char *sep = "";
+    for (size_t i = 0; rule && i < S_COLUMN_COUNT && used < size; i++) {
+        if (!(rule->roles & s_columns[i].role) || s_columns[i].role == NRM_ROLE_ANY_AGENCY)
+            continue;
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", sep, s_columns[i].title);
+        sep = ", ";
+    }
+    if (rule && (rule->roles & NRM_ROLE_ANY_AGENCY) && used < size)
+        used += (size_t)snprintf(buf + used, size - used, "%sany agency", sep);
+    if (rule && (rule->roles & NRM_ROLE_EVENT_READER) && used < size)
+        snprintf(buf + used, size - used, "%sevent readers", sep);
+    if (!rule)
+        snprintf(buf, size, "%s is for nobody", nrm_authz_body_name(body));
+    return buf;
+}
+
+nrm_status_t nrm_authz_precheck(const nrm_config_t *config, Nrm__V1__Request__BodyCase body,
+                                const char *agency_id, const char *agency_type, nrm_error_t *err)
+{
+    const nrm_authz_rule_t *rule = nrm_authz_rule(body);
+    unsigned roles = nrm_authz_sender_roles(config, agency_id, agency_type);
+    if (rule && rule->object_field && (roles & NRM_ROLE_ANY_AGENCY))
+        roles |= NRM_ROLE_RELATIONS; /* some object may relate the agency: the handler decides */
+    if (nrm_authz_allows(rule, roles, agency_type))
+        return NRM_OK;
+    char message[S_MESSAGE_MAX];
+    return nrm_fail(err, NRM_PERMISSION_DENIED, nrm_authz_body_name(body), "%s",
+                    s_denial(rule, body, message, sizeof message));
+}
+
+nrm_status_t nrm_authz_check_at(nrm_call_t *call, unsigned relations, const char *field)
+{
+    Nrm__V1__Request__BodyCase body = call->request->body_case;
+    const nrm_authz_rule_t *rule = nrm_authz_rule(body);
+    unsigned roles = nrm_authz_sender_roles(call->config, call->agency_id, call->agency_type);
+    if (roles & NRM_ROLE_ANY_AGENCY)
+        roles |= relations & NRM_ROLE_RELATIONS;
+    if (nrm_authz_allows(rule, roles, call->agency_type)) {
+        call->authorized = true;
+        return NRM_OK;
+    }
+    if (!field)
+        field = rule && rule->object_field ? rule->object_field : nrm_authz_body_name(body);
+    char message[S_MESSAGE_MAX];
+    return nrm_fail(call->tx.err, NRM_PERMISSION_DENIED, field, "%s",
+                    s_denial(rule, body, message, sizeof message));
+}
+
+nrm_status_t nrm_authz_check(nrm_call_t *call, unsigned relations)
+{
+    return nrm_authz_check_at(call, relations, NULL);
+}
+
+bool nrm_authz_sender_is(const nrm_call_t *call, nrm_role_t role)
+{
+    return (nrm_authz_sender_roles(call->config, call->agency_id, call->agency_type) & role) != 0;
+}
+
+void nrm_authz_markdown(FILE *out)
+{
+    fprintf(out, "| request | service |");
+    for (size_t c = 0; c < S_COLUMN_COUNT; c++)
+        fprintf(out, " %s |", s_columns[c].title);
+    fprintf(out, " notes |\n|---|---|");
+    for (size_t c = 0; c < S_COLUMN_COUNT; c++)
+        fprintf(out, ":-:|");
+    fprintf(out, "---|\n");
+    for (size_t r = 0; r < S_RULE_COUNT; r++) {
+        const nrm_authz_rule_t *rule = &s_rules[r];
+        fprintf(out, "| `%s` | %s |", nrm_authz_body_name(rule->body), rule->service);
+        for (size_t c = 0; c < S_COLUMN_COUNT; c++)
+            fprintf(out, " %s |", nrm_authz_cell(rule, s_columns[c].role) ? "yes" : "-");
+        fprintf(out, " %s", rule->note);
+        for (size_t t = 0; rule->agency_types && rule->agency_types[t]; t++)
+            fprintf(out, "%s%s", t ? ", " : "; also agencies of type ", rule->agency_types[t]);
+        fprintf(out, " |\n");
+    }
+}

@@ -1,0 +1,349 @@
+/* The authorization matrix, cell by cell, against real nrm-intake, nrm-routing, nrm-shelter and
+ * nrm-notify processes: every request type is sent by the coordinator, the case manager, a
+ * reporter whose report was linked to the case, the referred provider, the shelter operator,
+ * the subscription's agency, a service identity and an agency with no relation to the object,
+ * and each answer is OK (or, where the domain's answer varies, at least not PERMISSION_DENIED)
+ * exactly where the table below says so, PERMISSION_DENIED everywhere else. The table is
+ * written out here and checked against nrm_authz's, so that a change in one shows in both.
+ * Every refusal is audited. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "authz_fixture.h"
+#include "harness.h"
+#include "notify_fixture.h"
+#include "notify_sinks.h"
+#include "nrm_authz.h"
+#include "routing_scenario.h"
+#include "scenario.h"
+#include "shelter_fixture.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define COORDINATOR NRM_ROLE_COORDINATOR
+#define MANAGER NRM_ROLE_CASE_MANAGER
+#define REPORTER NRM_ROLE_REPORTER
+#define PROVIDER NRM_ROLE_REFERRED_PROVIDER
+#define OPERATOR NRM_ROLE_SHELTER_OPERATOR
+#define SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
+#define SERVICE NRM_ROLE_SERVICE
+#define OTHER NRM_ROLE_ANY_AGENCY
+#define AGENCIES (COORDINATOR | MANAGER | REPORTER | PROVIDER | OPERATOR | SUBSCRIBER | OTHER)
+#define EVERYONE (AGENCIES | SERVICE)
+
+#define B(name) NRM__V1__REQUEST__BODY_##name
+#define OK NRM__V1__STATUS__STATUS_OK
+#define DENIED NRM__V1__STATUS__STATUS_PERMISSION_DENIED
+#define LEGAL_AID NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID
+#define SHELTER NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER
+
+#define CASE_MANAGER_ID "police-ma-04"
+#define REPORTER_ID "hotline-national"
+#define SUBSCRIBER_ID "iom-ma"
+#define SERVICE_ID "service:routing"
+#define STRANGER_ID "consulate-ng"
+#define NEW_MANAGER_ID "police-ma-06"
+#define TEST_SHELTER "authz-test-shelter"
+#define SECRET "authz-matrix-secret-0123456789abcdef"
+#define MISMATCHES 4096
+
+/* Who may send what: the matrix as this test expects it. */
+static const struct {
+    Nrm__V1__Request__BodyCase body;
+    unsigned allowed;   /* columns answered OK */
+    bool domain_varies; /* allowed cells answer "not PERMISSION_DENIED" rather than OK */
+} s_expected[] = {
+    {B(SUBMIT_REPORT), AGENCIES, false},
+    {B(UPDATE_CASE), COORDINATOR | MANAGER, false},
+    {B(WITHDRAW_CONSENT), COORDINATOR | MANAGER, false},
+    {B(CLOSE_CASE), COORDINATOR | MANAGER, false},
+    {B(REASSIGN_CASE), COORDINATOR, false},
+    {B(RESPOND_TO_REFERRAL), COORDINATOR | PROVIDER, false},
+    {B(COMPLETE_REFERRAL), COORDINATOR | PROVIDER, false},
+    {B(UPSERT_SHELTER), COORDINATOR | OPERATOR, false},
+    {B(CONFIRM_ARRIVAL), COORDINATOR | OPERATOR, false},
+    {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
+    {B(GET_OCCUPANCY), COORDINATOR | OPERATOR, false},
+    {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
+    {B(LIST_DELIVERIES), AGENCIES, false},
+    {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
+    {B(PING), EVERYONE, false},
+    {B(FETCH), COORDINATOR | SERVICE, false},
+};
+#define EXPECTED_COUNT (sizeof s_expected / sizeof s_expected[0])
+
+static harness_t *h;
+static notify_receiver_t *receiver;
+static authz_fixture_case_t shared; /* a case with a pending LEGAL_AID referral */
+static authz_fixture_case_t bed;    /* a case with a held bed */
+static char subscription_id[65];
+static char delivery_id[AUTHZ_FIXTURE_ID];
+static char url[256];
+
+/* A shelter operated by the operator of the held bed, inactive so that no bed goes there. */
+static const shelter_fixture_t *s_test_shelter(void)
+{
+    static shelter_fixture_t f = {
+        TEST_SHELTER, "",  "MA-12", 2,     NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_MEN,
+        18,           120, false,   false, "ar"};
+    f.operator_id = bed.operator_id;
+    return &f;
+}
+
+static int setup(void **state)
+{
+    h = harness_new("authz_matrix");
+    receiver = notify_receiver_new();
+    notify_fixture_settings_t settings = {
+        .max_attempts = 2, .backoff_ms = 100, .max_backoff_ms = 200, .timeout_ms = 1000};
+    notify_fixture_config(h, &settings, NULL);
+    const char *services[] = {"intake", "routing", "shelter", "notify"};
+    for (size_t i = 0; i < sizeof services / sizeof *services; i++)
+        if (harness_start(h, services[i], 0) != 0)
+            return -1;
+    authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, LEGAL_AID, &shared);
+    authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, SHELTER, &bed);
+    shelter_fixture_upsert_t u;
+    shelter_fixture_upsert(&u, s_test_shelter());
+    u.upsert.active = 0;
+    if (authz_fixture_call(h, "shelter", "coordinator", B(UPSERT_SHELTER), &u.upsert, NULL) != OK)
+        return -1;
+    /* the subscription's agency, and a delivery of its own: its reported case is closed */
+    notify_fixture_subscribe_ok(h, SUBSCRIBER_ID, "webhook",
+                                notify_fixture_url(receiver, SUBSCRIBER_ID, url), NULL, SECRET,
+                                subscription_id);
+    authz_fixture_case_t own;
+    authz_fixture_case(h, SUBSCRIBER_ID, NULL, 0, &own);
+    if (routing_close_case(h, "coordinator", own.case_id, "duplicate") != OK)
+        return -1;
+    if (notify_fixture_wait(h, "SELECT count(*) FROM notify.deliveries WHERE agency_id = 'iom-ma'",
+                            1) != 1)
+        return -1;
+    PGresult *res =
+        harness_sql(h, "SELECT delivery_id FROM notify.deliveries WHERE agency_id = 'iom-ma'");
+    snprintf(delivery_id, sizeof delivery_id, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    harness_destroy(&h);
+    notify_receiver_destroy(&receiver);
+    return 0;
+}
+
+/* The agency that sends a request in column about obj. */
+static const char *s_actor(unsigned column, const authz_fixture_case_t *obj)
+{
+    switch (column) {
+    case COORDINATOR:
+        return "coordinator";
+    case MANAGER:
+        return CASE_MANAGER_ID;
+    case REPORTER:
+        return REPORTER_ID;
+    case PROVIDER:
+        return obj->provider_id[0] ? obj->provider_id : shared.provider_id;
+    case OPERATOR:
+        return obj->operator_id[0] ? obj->operator_id : bed.operator_id;
+    case SUBSCRIBER:
+        return SUBSCRIBER_ID;
+    case SERVICE:
+        return SERVICE_ID;
+    default:
+        return STRANGER_ID;
+    }
+}
+
+/* The object of a cell: a fresh one where an allowed request changes its state for good,
+ * the shared ones otherwise. */
+static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixture_case_t *obj)
+{
+    bool fresh = allowed && (body == B(CLOSE_CASE) || body == B(REASSIGN_CASE) ||
+                             body == B(RESPOND_TO_REFERRAL) || body == B(COMPLETE_REFERRAL) ||
+                             body == B(RELEASE_BED));
+    const authz_fixture_case_t *same =
+        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ? &bed : &shared;
+    if (!fresh) {
+        *obj = *same;
+        return;
+    }
+    Nrm__V1__ServiceType need = body == B(RELEASE_BED) ? SHELTER
+                                : body == B(RESPOND_TO_REFERRAL) || body == B(COMPLETE_REFERRAL)
+                                    ? LEGAL_AID
+                                    : 0;
+    authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, need, obj);
+    if (body == B(COMPLETE_REFERRAL)) { /* a referral is completed once accepted */
+        Nrm__V1__RespondToReferral r = NRM__V1__RESPOND_TO_REFERRAL__INIT;
+        r.referral_id = obj->referral_id;
+        r.decision = NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT;
+        assert_int_equal(
+            authz_fixture_call(h, "routing", obj->provider_id, B(RESPOND_TO_REFERRAL), &r, NULL),
+            OK);
+    }
+}
+
+/* Sends the request of body about obj as agency; returns the status, field set. */
+static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixture_case_t *obj,
+                              const char *agency, char *field)
+{
+    static int reports;
+    switch (body) {
+    case B(SUBMIT_REPORT): {
+        scenario_report_t s;
+        routing_person(&s, "MA-01", 40 + reports++ % 20, NRM__V1__GENDER__GENDER_MALE, "SN", false);
+        return authz_fixture_call(h, "intake", agency, body, &s.report, field);
+    }
+    case B(UPDATE_CASE): {
+        Nrm__V1__UpdateCase u = NRM__V1__UPDATE_CASE__INIT;
+        u.case_id = (char *)obj->case_id;
+        u.urgency = NRM__V1__URGENCY__URGENCY_URGENT;
+        return authz_fixture_call(h, "intake", agency, body, &u, field);
+    }
+    case B(WITHDRAW_CONSENT): {
+        Nrm__V1__WithdrawConsent w = NRM__V1__WITHDRAW_CONSENT__INIT;
+        w.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "intake", agency, body, &w, field);
+    }
+    case B(CLOSE_CASE): {
+        Nrm__V1__CloseCase c = NRM__V1__CLOSE_CASE__INIT;
+        c.case_id = (char *)obj->case_id;
+        c.reason = "duplicate";
+        return authz_fixture_call(h, "intake", agency, body, &c, field);
+    }
+    case B(REASSIGN_CASE): {
+        Nrm__V1__ReassignCase r = NRM__V1__REASSIGN_CASE__INIT;
+        r.case_id = (char *)obj->case_id;
+        r.case_manager_agency_id = NEW_MANAGER_ID;
+        return authz_fixture_call(h, "intake", agency, body, &r, field);
+    }
+    case B(RESPOND_TO_REFERRAL): {
+        Nrm__V1__RespondToReferral r = NRM__V1__RESPOND_TO_REFERRAL__INIT;
+        r.referral_id = (char *)obj->referral_id;
+        r.decision = NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT;
+        return authz_fixture_call(h, "routing", agency, body, &r, field);
+    }
+    case B(COMPLETE_REFERRAL): {
+        Nrm__V1__CompleteReferral c = NRM__V1__COMPLETE_REFERRAL__INIT;
+        c.referral_id = (char *)obj->referral_id;
+        c.service_delivered = 1;
+        return authz_fixture_call(h, "routing", agency, body, &c, field);
+    }
+    case B(UPSERT_SHELTER): {
+        shelter_fixture_upsert_t u;
+        shelter_fixture_upsert(&u, s_test_shelter());
+        u.upsert.active = 0;
+        return authz_fixture_call(h, "shelter", agency, body, &u.upsert, field);
+    }
+    case B(CONFIRM_ARRIVAL): {
+        Nrm__V1__ConfirmArrival c = NRM__V1__CONFIRM_ARRIVAL__INIT;
+        c.allocation_id = (char *)obj->allocation_id;
+        return authz_fixture_call(h, "shelter", agency, body, &c, field);
+    }
+    case B(RELEASE_BED): {
+        Nrm__V1__ReleaseBed r = NRM__V1__RELEASE_BED__INIT;
+        r.allocation_id = (char *)obj->allocation_id;
+        r.reason = "departed";
+        return authz_fixture_call(h, "shelter", agency, body, &r, field);
+    }
+    case B(GET_OCCUPANCY): {
+        Nrm__V1__GetOccupancy g = NRM__V1__GET_OCCUPANCY__INIT;
+        return authz_fixture_call(h, "shelter", agency, body, &g, field);
+    }
+    case B(UPSERT_SUBSCRIPTION): {
+        Nrm__V1__UpsertSubscription s = NRM__V1__UPSERT_SUBSCRIPTION__INIT;
+        s.subscription_id = subscription_id;
+        s.agency_id = SUBSCRIBER_ID;
+        s.channel = "webhook";
+        s.address = url;
+        s.secret = SECRET;
+        return authz_fixture_call(h, "notify", agency, body, &s, field);
+    }
+    case B(LIST_DELIVERIES): {
+        Nrm__V1__ListDeliveries l = NRM__V1__LIST_DELIVERIES__INIT;
+        return authz_fixture_call(h, "notify", agency, body, &l, field);
+    }
+    case B(RETRY_DELIVERY): {
+        Nrm__V1__RetryDelivery r = NRM__V1__RETRY_DELIVERY__INIT;
+        r.delivery_id = delivery_id;
+        return authz_fixture_call(h, "notify", agency, body, &r, field);
+    }
+    case B(PING): {
+        Nrm__V1__Ping p = NRM__V1__PING__INIT;
+        return authz_fixture_call(h, "intake", agency, body, &p, field);
+    }
+    case B(FETCH): {
+        Nrm__V1__Fetch f = NRM__V1__FETCH__INIT;
+        f.stream = "intake";
+        f.from_seq = 1;
+        f.max = 1;
+        return authz_fixture_call(h, "intake", agency, body, &f, field);
+    }
+    default:
+        fail_msg("no request built for body %d", (int)body);
+        return NRM__V1__STATUS__STATUS_INTERNAL;
+    }
+}
+
+static void test_the_expected_matrix_is_the_matrix_of_the_code(void **state)
+{
+    size_t n_rules = 0, n_columns = 0;
+    const nrm_authz_rule_t *rules = nrm_authz_rules(&n_rules);
+    const nrm_authz_column_t *columns = nrm_authz_columns(&n_columns);
+    assert_int_equal(n_rules, EXPECTED_COUNT);
+    for (size_t r = 0; r < EXPECTED_COUNT; r++) {
+        const nrm_authz_rule_t *rule = nrm_authz_rule(s_expected[r].body);
+        assert_non_null(rule);
+        for (size_t c = 0; c < n_columns; c++)
+            if (nrm_authz_cell(rule, columns[c].role) !=
+                ((s_expected[r].allowed & columns[c].role) != 0))
+                fail_msg("%s from %s: the test expects %s, nrm_authz says otherwise",
+                         nrm_authz_body_name(rule->body), columns[c].title,
+                         (s_expected[r].allowed & columns[c].role) ? "allowed" : "denied");
+    }
+    (void)rules;
+}
+
+static void test_every_request_from_every_role_gets_the_answer_of_the_matrix(void **state)
+{
+    size_t n_columns = 0;
+    const nrm_authz_column_t *columns = nrm_authz_columns(&n_columns);
+    long long denials_before = authz_fixture_denials(h), denied_cells = 0;
+    static char mismatches[MISMATCHES];
+    size_t used = 0;
+    for (size_t r = 0; r < EXPECTED_COUNT; r++) {
+        for (size_t c = 0; c < n_columns; c++) {
+            Nrm__V1__Request__BodyCase body = s_expected[r].body;
+            bool allowed = (s_expected[r].allowed & columns[c].role) != 0;
+            authz_fixture_case_t obj;
+            s_object(body, allowed, &obj);
+            const char *agency = s_actor(columns[c].role, &obj);
+            char field[AUTHZ_FIXTURE_ID];
+            Nrm__V1__Status st = s_send(body, &obj, agency, field);
+            bool right =
+                allowed ? (s_expected[r].domain_varies ? st != DENIED : st == OK) : st == DENIED;
+            denied_cells += !allowed;
+            if (!right && used < sizeof mismatches)
+                used += (size_t)snprintf(mismatches + used, sizeof mismatches - used,
+                                         "  %s from %s (%s): status %d field %s, expected %s\n",
+                                         nrm_authz_body_name(body), columns[c].title, agency,
+                                         (int)st, field, allowed ? "allowed" : "denied");
+        }
+    }
+    if (used)
+        fail_msg("cells that disagree with the matrix:\n%s", mismatches);
+    assert_int_equal(authz_fixture_denials(h) - denials_before, denied_cells);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_the_expected_matrix_is_the_matrix_of_the_code),
+        cmocka_unit_test(test_every_request_from_every_role_gets_the_answer_of_the_matrix),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
