@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): builds a release tree, starts a private PostgreSQL cluster and
-# nrm-intake with CURVE (every service and agency of the demonstration configuration gets a key
-# pair from deploy/certify.sh, in the work directory), submits N reports from C concurrent
-# clients with nrm-bench speaking as the national hotline with its certificate; then does the
-# same against a second intake in plain text (security.curve false, through the environment
-# variable NRM_SECURITY_CURVE=false of that process only, on a database of its own) so that
-# both figures come from one run, with their ratio CURVE/plain; measures pgbench's one-row
-# INSERT TPS on the same cluster and prints each intake figure against it; then starts
-# nrm-routing (CURVE) on the backlog of N cases of the CURVE intake and times how long it takes
-# to route them all (its intake checkpoint reaching intake's head). Nothing is asserted about
-# time.
+# Benchmark (not a test): builds a release tree, starts a private PostgreSQL cluster and two
+# nrm-intake processes on databases of their own: one with CURVE (every service and agency of
+# the demonstration configuration gets a key pair from deploy/certify.sh, in the work
+# directory), one in plain text (security.curve false, through NRM_SECURITY_CURVE=false in
+# that process's environment only). nrm-bench submits N reports to each from C concurrent
+# clients, as the national hotline (with its certificate for the CURVE one), after a warm-up,
+# in alternating halves; both figures therefore come from one run, with their ratio
+# CURVE/plain. It measures pgbench's one-row INSERT TPS on the same cluster and prints each
+# intake figure against it; then starts nrm-routing (CURVE) on the backlog of the CURVE intake
+# and times how long it takes to route it all (its intake checkpoint reaching intake's head).
+# Nothing is asserted about time.
 #
 #   tools/bench/run.sh [N] [C]          (defaults: 4000 reports, 8 clients)
 set -euo pipefail
@@ -107,19 +107,36 @@ warmup=$(((reports + 9) / 10))
 "$build/tools/bench/nrm-bench" --endpoint "$plain_api" --reports "$warmup" --clients "$clients" \
   --agency hotline-national >/dev/null
 
-echo "intake with CURVE: $reports reports from $clients clients (as hotline-national)"
-cpu_before=$(cpu_s "$intake_pid")
-intake=$("$build/tools/bench/nrm-bench" --endpoint "$NRM_SERVICES_INTAKE_API" \
-  --reports "$reports" --clients "$clients" --cert "$hotline_cert" --server-key "$intake_key")
-echo "$intake"
-echo "intake process CPU during the run: $(echo "$(cpu_s "$intake_pid") - $cpu_before" | bc) s"
-
-echo "intake in plain text (security.curve false): $reports reports from $clients clients"
-cpu_before=$(cpu_s "$plain_pid")
-plain=$("$build/tools/bench/nrm-bench" --endpoint "$plain_api" --reports "$reports" \
-  --clients "$clients" --agency hotline-national)
-echo "$plain"
-echo "intake process CPU during the run: $(echo "$(cpu_s "$plain_pid") - $cpu_before" | bc) s"
+# The measured runs alternate CURVE, plain, plain, CURVE with half the reports each, so that a
+# drift of the shared machine's load during the run weighs on both alike. Each run's line is
+# printed; the figures of each mode are its two halves together (reports/s: reports over
+# seconds; latencies: the mean of the two halves' percentiles).
+half=$((reports / 2))
+[ "$half" -ge "$clients" ] || half=$clients
+runs=()
+# bench MODE: one run of $half reports against the CURVE or the plain intake, printed, kept.
+bench() {
+  local pid out before
+  if [ "$1" = curve ]; then
+    pid=$intake_pid
+    before=$(cpu_s "$pid")
+    out=$("$build/tools/bench/nrm-bench" --endpoint "$NRM_SERVICES_INTAKE_API" --reports "$half" \
+      --clients "$clients" --cert "$hotline_cert" --server-key "$intake_key")
+  else
+    pid=$plain_pid
+    before=$(cpu_s "$pid")
+    out=$("$build/tools/bench/nrm-bench" --endpoint "$plain_api" --reports "$half" \
+      --clients "$clients" --agency hotline-national)
+  fi
+  echo "intake $1: $out, intake CPU $(echo "$(cpu_s "$pid") - $before" | bc) s"
+  runs+=("$1 $out")
+}
+echo "intake: $((half * 2)) reports per mode from $clients clients (as hotline-national)," \
+  "CURVE and plain text (security.curve false) alternating"
+bench curve
+bench plain
+bench plain
+bench curve
 kill "$plain_pid" && wait "$plain_pid" 2>/dev/null || true
 plain_pid=""
 
@@ -130,12 +147,23 @@ per_client=$(((reports + clients - 1) / clients))
 tps=$(/usr/lib/postgresql/15/bin/pgbench -n -c "$clients" -j 2 -t "$per_client" \
   -f "$work/insert.sql" "$db" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\) (without.*/\1/p')
 echo "pgbench one-row INSERT: $tps tps ($clients clients, $per_client transactions each)"
-/usr/bin/python3 - "$intake" "$plain" "$tps" <<'PY'
+/usr/bin/python3 - "$tps" "${runs[@]}" <<'PY'
 import json, sys
-curve, plain, tps = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
+tps = float(sys.argv[1])
+modes = {}
+for run in sys.argv[2:]:
+    mode, result = run.split(" ", 1)
+    modes.setdefault(mode, []).append(json.loads(result))
+def total(mode):
+    rs = modes[mode]
+    return {"reports_per_s": sum(r["ok"] for r in rs) / sum(r["seconds"] for r in rs),
+            "ack_p50_ms": sum(r["ack_p50_ms"] for r in rs) / len(rs),
+            "ack_p99_ms": sum(r["ack_p99_ms"] for r in rs) / len(rs)}
+curve, plain = total("curve"), total("plain")
 for name, r in (("intake", curve), ("plain intake", plain)):
     print(f"ratio: {name} {r['reports_per_s']:.0f} reports/s = {r['reports_per_s'] / tps:.2f} x "
-          f"pgbench {tps:.0f} one-row INSERT tps; ack p50 {r['ack_p50_ms']} ms, p99 {r['ack_p99_ms']} ms")
+          f"pgbench {tps:.0f} one-row INSERT tps; ack p50 {r['ack_p50_ms']:.2f} ms, "
+          f"p99 {r['ack_p99_ms']:.2f} ms")
 print(f"ratio CURVE/plain: reports/s {curve['reports_per_s'] / plain['reports_per_s']:.2f}, "
       f"ack p50 {curve['ack_p50_ms'] / plain['ack_p50_ms']:.2f}, "
       f"ack p99 {curve['ack_p99_ms'] / plain['ack_p99_ms']:.2f}")
