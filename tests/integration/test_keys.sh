@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016 # jq filters and bash -c scripts are single-quoted on purpose
 # Key files and certificates, as operators handle them:
 #   - nrmctl keyrotate keeps the keyring's mode and owner, so the service's user can still read
 #     it (as root: a keyring owned by `nobody`, or readable by its group, stays so);

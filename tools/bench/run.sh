@@ -137,7 +137,8 @@ bench curve
 bench plain
 bench plain
 bench curve
-kill "$plain_pid" && wait "$plain_pid" 2>/dev/null || true
+kill "$plain_pid" 2>/dev/null || true
+wait "$plain_pid" 2>/dev/null || true
 plain_pid=""
 
 # The baseline: one-row INSERTs, one transaction each, same cluster, same client count.
