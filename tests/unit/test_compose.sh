@@ -2,7 +2,9 @@
 # docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
 # four services from one image, each with a health check through nrmctl, restart policy, the
 # database healthy first, configuration mounted read-only, the contract's ports, passwords and
-# keys as secrets only; the Dockerfile is multi-stage, runs as a non-root user and bakes in no
+# keys as secrets only, each service's CURVE certificate as two compose secrets
+# (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
+# used by its health check (nrmctl --cert); the Dockerfile is multi-stage, runs as a non-root user and bakes in no
 # secret.
 set -euo pipefail
 root=${NRM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -35,7 +37,9 @@ for name, (api, events) in ports.items():
     assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
     test = svc["healthcheck"]["test"]
     assert "nrmctl" in test and "ping" in test and name in test, test
-    assert any(str(v).endswith(":/etc/nrm:ro") or (isinstance(v, dict) and v.get("read_only")) for v in svc["volumes"]), svc["volumes"]
+    cert = f"/run/secrets/{name}.cert"
+    # CURVE: the health check pings with the service's own certificate
+    assert "--cert" in test and test[test.index("--cert") + 1] == cert, test
     published = {int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1]) for p in svc["ports"]}
     assert published == {api, events}, published
     env = svc["environment"]
@@ -44,6 +48,19 @@ for name, (api, events) in ports.items():
         assert not (key.endswith("PASSWORD") or key.endswith("SECRET")), key
     secrets = [x if isinstance(x, str) else x["source"] for x in svc["secrets"]]
     assert f"{name}_db_password" in secrets, secrets
+    assert env[f"NRM_SERVICES_{name.upper()}_CERT_FILE"] == cert, env
+    # both halves of the certificate, where zcert_load looks for them (FILE and FILE_secret)
+    targets = {x["source"]: x.get("target") for x in svc["secrets"] if isinstance(x, dict)}
+    assert targets.get(f"{name}_cert") in (f"{name}.cert", cert), targets
+    assert targets.get(f"{name}_cert_secret") in (f"{name}.cert_secret", cert + "_secret"), targets
+    assert c["secrets"][f"{name}_cert"]["file"].endswith(f"deploy/secrets/{name}.cert")
+    assert c["secrets"][f"{name}_cert_secret"]["file"].endswith(f"deploy/secrets/{name}.cert_secret")
+    # no other service's secret half is mounted here
+    others = [x for x in secrets if x.endswith("_cert_secret") and x != f"{name}_cert_secret"]
+    assert not others, others
+    # the configuration with the public keys that make-secrets writes
+    assert any(str(v).endswith("deploy/secrets/config.json:/etc/nrm/config.json:ro") for v in svc["volumes"]), svc["volumes"]
+    assert env["NRM_CONFIG"] == "/etc/nrm/config.json"
 assert len(images) == 1, images
 for name in ("intake", "notify"):  # identities and webhook secrets are sealed with the keyring
     assert "nrm_keys" in [x if isinstance(x, str) else x["source"] for x in s[name]["secrets"]]
