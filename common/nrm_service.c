@@ -19,6 +19,9 @@
 #define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
 #define S_HARD_LIMIT_FACTOR 4
+/* what CURVE adds to a frame on the wire (RFC 26 MESSAGE: command name 8, nonce 8, flags 1,
+ * MAC 16), so that the hard limit on a request frame is the same with and without CURVE */
+#define S_CURVE_MESSAGE_OVERHEAD 33
 #define S_DEFAULT_HEARTBEAT_MS 5000
 #define S_DEFAULT_MAX_REQUEST 1048576
 #define S_PATH_MAX 160
@@ -552,7 +555,8 @@ static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const cha
         abort();
     size_t max = (size_t)nrm_config_int(self->config, "max_request_bytes", S_DEFAULT_MAX_REQUEST);
     if (type == ZMQ_ROUTER) {
-        zsock_set_maxmsgsize(sock, (int)(max * S_HARD_LIMIT_FACTOR));
+        size_t overhead = nrm_auth_secure(self->auth) ? S_CURVE_MESSAGE_OVERHEAD : 0;
+        zsock_set_maxmsgsize(sock, (int)(max * S_HARD_LIMIT_FACTOR + overhead));
         zsock_set_rcvhwm(sock, S_API_HWM);
         zsock_set_sndhwm(sock, S_API_HWM);
     }

@@ -174,7 +174,7 @@ static void test_request_id_not_utf8_is_not_echoed(void **state)
     scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
     size_t len = 0;
     uint8_t *frame = s_pack_not_utf8_id(&req, &len);
-    nrm_client_t *c = harness_client_new(h, "intake", 0, "coordinator");
+    nrm_client_t *c = harness_client_new(h, "intake", 0, "police-ma-06");
     Nrm__V1__Reply *reply = nrm_client_call_raw(c, frame, len, HARNESS_TIMEOUT_MS);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
