@@ -65,7 +65,8 @@ const char *harness_public_key(harness_t *self, const char *identity);
  * nrmctl --cert. Valid until the next call. */
 const char *harness_cert_file(harness_t *self, const char *identity);
 
-/* Fills curve to reach service as identity (the cert is borrowed from the harness). */
+/* Fills curve to reach service as identity (the cert is borrowed from the harness; NULL, plain
+ * text, when NRM_SECURITY_CURVE=false is set for the whole run). */
 void harness_curve(harness_t *self, const char *service, const char *identity, nrm_curve_t *curve);
 
 /* Sets the public keys of an agency of the main configuration (keys, a JSON array of Z85
