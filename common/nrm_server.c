@@ -8,7 +8,7 @@
 #include <sodium.h>
 
 #define S_HASH_BYTES 16
-#define S_MAX_BODY 64 /* highest Request body field number + 1 */
+#define S_MAX_BODY 128 /* highest Request body field number + 1 */
 #define S_SERVICE_PREFIX "service:"
 
 static const char s_sql_stored[] =
@@ -123,7 +123,10 @@ void nrm_server_destroy(nrm_server_t **self_p)
 void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_handler_kind_t kind,
                        nrm_handler_fn fn, void *ctx)
 {
-    assert(body > 0 && body < S_MAX_BODY);
+    if (body <= 0 || body >= S_MAX_BODY) {
+        nrm_log_error("request body number out of range", "{s:i}", "body", (int)body);
+        abort();
+    }
     self->handlers[body] = (s_handler_t){fn, ctx, kind};
 }
 
