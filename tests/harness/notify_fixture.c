@@ -162,3 +162,21 @@ const char *notify_fixture_url(notify_receiver_t *r, const char *suffix, char ou
     snprintf(out, 256, "%s/%s", notify_receiver_url(r), suffix);
     return out;
 }
+
+char *notify_fixture_report(harness_t *h, const char *agency, const char *region, const char *name,
+                            const char *dob)
+{
+    scenario_report_t s;
+    scenario_adult_woman(&s, region, name, dob);
+    Nrm__V1__Reply *reply = harness_call(h, "intake", agency, &s.request);
+    if (!reply || reply->status != NRM__V1__STATUS__STATUS_OK) {
+        fprintf(stderr, "notify_fixture: report refused (%s)\n",
+                reply ? reply->error_message : "no reply");
+        abort();
+    }
+    char *case_id = strdup(reply->case_ref->case_id);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    if (!case_id)
+        abort();
+    return case_id;
+}

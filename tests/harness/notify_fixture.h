@@ -47,6 +47,11 @@ void notify_fixture_subscribe_ok(harness_t *h, const char *agency, const char *c
                                  const char *address, const char *const *topics, const char *secret,
                                  char subscription_id_out[65]);
 
+/* Submits a report of a new adult woman (name, dob) in region as agency, aborting unless intake
+ * answers OK. Returns the case id (caller frees). */
+char *notify_fixture_report(harness_t *h, const char *agency, const char *region, const char *name,
+                            const char *dob);
+
 /* True when r's X-NRM-Signature is sha256=<hex HMAC-SHA256(secret, body)>. */
 bool notify_fixture_signature_ok(const notify_request_t *r, const char *secret);
 

@@ -68,19 +68,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Submits a report of a new person as agency; returns the case id (caller frees). */
-static char *s_report(const char *agency, const char *region, const char *name, const char *dob)
-{
-    scenario_report_t s;
-    scenario_adult_woman(&s, region, name, dob);
-    Nrm__V1__Reply *reply = harness_call(h, "intake", agency, &s.request);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
-    char *case_id = strdup(reply->case_ref->case_id);
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return case_id;
-}
-
 /* Closes a case as the coordinator. */
 static void s_close(const char *case_id)
 {
@@ -228,7 +215,7 @@ static void test_case_opened_reaches_subscriber_as_signed_cloudevent(void **stat
     notify_fixture_url(receiver, "hotline", url);
     notify_fixture_subscribe_ok(h, "hotline-national", "webhook", url, opened, SECRET,
                                 subscription);
-    char *case_id = s_report("labour-ma-06", "MA-06", "Aisha Bello", "1991-07-03");
+    char *case_id = notify_fixture_report(h, "labour-ma-06", "MA-06", "Aisha Bello", "1991-07-03");
     Nrm__V1__Event *source = s_event("intake", "case.opened", case_id, NULL);
     assert_non_null(source);
 
@@ -298,7 +285,7 @@ static void test_reporting_agency_hears_its_case_closed(void **state)
     notify_fixture_url(receiver, "ngo", url);
     /* no topics: only what concerns the NGO */
     notify_fixture_subscribe_ok(h, "ngo-ma-07", "webhook", url, NULL, SECRET_NGO, subscription);
-    char *case_id = s_report("ngo-ma-07", "MA-07", "Zainab Ouchen", "1987-12-24");
+    char *case_id = notify_fixture_report(h, "ngo-ma-07", "MA-07", "Zainab Ouchen", "1987-12-24");
     s_close(case_id);
     char sql[512];
     snprintf(sql, sizeof sql,
@@ -321,7 +308,8 @@ static void test_reporting_agency_hears_its_case_closed(void **state)
 
 static void test_agency_without_subscription_is_visibly_undeliverable(void **state)
 {
-    char *case_id = s_report("police-ma-01", "MA-01", "Mariam Diallo", "1999-05-30");
+    char *case_id =
+        notify_fixture_report(h, "police-ma-01", "MA-01", "Mariam Diallo", "1999-05-30");
     s_close(case_id);
     char sql[512];
     snprintf(sql, sizeof sql,
@@ -395,7 +383,7 @@ static void test_email_reaches_the_sink_without_identifying_data(void **state)
     notify_fixture_subscribe_ok(h, "iom-ma", "email", "protection@iom.example.invalid", opened,
                                 NULL, subscription);
     size_t before = notify_smtp_count(smtp);
-    char *case_id = s_report("hospital-ma-04", "MA-04", NAME, DOB);
+    char *case_id = notify_fixture_report(h, "hospital-ma-04", "MA-04", NAME, DOB);
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
@@ -504,7 +492,8 @@ static void test_reload_seeds_configured_subscriptions_with_secret_from_environm
                                          " AND NOT active",
                                          1),
                      1);
-    char *case_id = s_report("police-ma-06", "MA-06", "Halima Tahiri", "1983-03-09");
+    char *case_id =
+        notify_fixture_report(h, "police-ma-06", "MA-06", "Halima Tahiri", "1983-03-09");
     s_close(case_id);
     char sql[512];
     snprintf(sql, sizeof sql,

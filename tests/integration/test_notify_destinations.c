@@ -70,19 +70,6 @@ static Nrm__V1__Reply *s_subscribe(const char *address, char id[65])
     return notify_fixture_subscribe(h, "coordinator", NULL, "webhook", address, opened, SECRET, id);
 }
 
-/* Submits a report as police-ma-04; returns the case id (caller frees). */
-static char *s_report(const char *name)
-{
-    scenario_report_t s;
-    scenario_adult_woman(&s, "MA-04", name, "1992-04-17");
-    Nrm__V1__Reply *reply = harness_call(h, "intake", "police-ma-04", &s.request);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, OK);
-    char *case_id = strdup(reply->case_ref->case_id);
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return case_id;
-}
-
 static void test_every_internal_spelling_is_refused_naming_the_address(void **state)
 {
     int port = s_port();
@@ -154,7 +141,8 @@ static void test_a_name_allowed_at_subscription_is_refused_at_connect_time(void 
     Nrm__V1__Reply *reply = s_subscribe(url, id);
     assert_int_equal(reply->status, OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
-    char *case_id = s_report("Adaeze Okonjo");
+    char *case_id =
+        notify_fixture_report(h, "police-ma-04", "MA-04", "Adaeze Okonjo", "1992-04-17");
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
              " AND case_id = '%s' AND state = 'failed' AND last_error = 'destination refused'",

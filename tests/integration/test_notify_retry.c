@@ -47,19 +47,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Submits a report as agency; returns the case id (caller frees). */
-static char *s_report(const char *agency, const char *name)
-{
-    scenario_report_t s;
-    scenario_adult_woman(&s, "MA-04", name, "1990-01-01");
-    Nrm__V1__Reply *reply = harness_call(h, "intake", agency, &s.request);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
-    char *case_id = strdup(reply->case_ref->case_id);
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return case_id;
-}
-
 /* The one delivery of a subscription: its id into out (37 bytes). */
 static void s_delivery_of(const char *subscription, char out[37])
 {
@@ -127,7 +114,7 @@ static void test_receiver_down_for_a_while_gets_it_once_back_with_same_delivery_
     notify_fixture_subscribe_ok(h, "hotline-national", "webhook",
                                 notify_fixture_url(receiver, "down", url), opened, SECRET,
                                 subscription);
-    char *case_id = s_report("police-ma-04", "Esther Nwosu");
+    char *case_id = notify_fixture_report(h, "police-ma-04", "MA-04", "Esther Nwosu", "1990-01-01");
     /* two attempts answered 503 ... */
     assert_true(notify_receiver_wait_count(receiver, 2, NOTIFY_FIXTURE_WAIT_MS));
     /* ... then nobody listens: the next attempt is refused */
@@ -187,7 +174,7 @@ static void test_silent_receiver_dead_letters_then_a_coordinator_retries(void **
     notify_fixture_subscribe_ok(h, "coordinator", "webhook",
                                 notify_fixture_url(receiver, "silent", url), closed, SECRET,
                                 subscription);
-    char *case_id = s_report("hospital-ma-04", "Joy Okafor");
+    char *case_id = notify_fixture_report(h, "hospital-ma-04", "MA-04", "Joy Okafor", "1990-01-01");
     Nrm__V1__CloseCase c = NRM__V1__CLOSE_CASE__INIT;
     c.case_id = case_id;
     c.reason = "returned";
@@ -274,7 +261,7 @@ static void test_delivery_older_than_max_age_is_dead_lettered(void **s)
     const char *opened[] = {"case.opened", NULL};
     notify_fixture_subscribe_ok(h, "iom-ma", "webhook", notify_fixture_url(receiver, "old", url),
                                 opened, SECRET, subscription);
-    char *case_id = s_report("labour-ma-09", "Grace Okoro");
+    char *case_id = notify_fixture_report(h, "labour-ma-09", "MA-04", "Grace Okoro", "1990-01-01");
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
              " AND state = 'failed' AND finished_ms - started_ms BETWEEN 1000 AND 3000"

@@ -67,19 +67,6 @@ static long long s_rows_holding(const char *text)
     return harness_sql_int(h, sql);
 }
 
-/* Submits a report as police-ma-04; returns the case id (caller frees). */
-static char *s_report(const char *name)
-{
-    scenario_report_t s;
-    scenario_adult_woman(&s, "MA-06", name, "1989-09-23");
-    Nrm__V1__Reply *reply = harness_call(h, "intake", "police-ma-04", &s.request);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, OK);
-    char *case_id = strdup(reply->case_ref->case_id);
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return case_id;
-}
-
 /* Waits for the subscription's delivery of the case; asserts the receiver got it at path,
  * signed with secret. */
 static void s_delivered_signed(const char *subscription, const char *case_id, const char *path,
@@ -109,7 +96,7 @@ static void test_a_secret_is_not_in_the_database_in_clear_and_still_signs(void *
              " AND secret = '' AND secret_sealed IS NOT NULL AND secret_key_id = 1",
              id);
     assert_int_equal(harness_sql_int(h, sql), 1);
-    char *case_id = s_report("Nkechi Umeh");
+    char *case_id = notify_fixture_report(h, "police-ma-04", "MA-06", "Nkechi Umeh", "1989-09-23");
     s_delivered_signed(id, case_id, "/hook/sealed", SECRET);
     assert_int_equal(s_rows_holding(SECRET), 0);
     assert_false(harness_log_contains(h, "notify", 0, SECRET));
@@ -137,7 +124,8 @@ static void test_a_secret_stored_in_clear_is_sealed_at_start_and_still_signs(voi
                                         " AND secret_sealed IS NOT NULL"),
                      1);
     assert_int_equal(s_rows_holding(LEGACY_SECRET), 0);
-    char *case_id = s_report("Ifeoma Chukwu");
+    char *case_id =
+        notify_fixture_report(h, "police-ma-04", "MA-06", "Ifeoma Chukwu", "1989-09-23");
     s_delivered_signed("legacy-hook", case_id, "/hook/legacy", LEGACY_SECRET);
     assert_false(harness_log_contains(h, "notify", 0, LEGACY_SECRET));
     free(case_id);
