@@ -3,7 +3,6 @@
 #include "nrm_time.h"
 
 #include <arpa/inet.h>
-#include <assert.h>
 #include <endian.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +35,19 @@ struct nrm_db_t {
     int statement_count;
 };
 
+/* True (and marks p) when p has no room for another parameter. */
+static bool s_params_full(nrm_params_t *p)
+{
+    if (p->count < NRM_DB_MAX_PARAMS)
+        return false;
+    p->overflow = true;
+    return true;
+}
+
 void nrm_params_text(nrm_params_t *p, const char *s)
 {
-    assert(p->count < NRM_DB_MAX_PARAMS);
+    if (s_params_full(p))
+        return;
     p->values[p->count] = s;
     p->lengths[p->count] = 0;
     p->formats[p->count] = 0;
@@ -47,7 +56,8 @@ void nrm_params_text(nrm_params_t *p, const char *s)
 
 void nrm_params_int(nrm_params_t *p, int64_t v)
 {
-    assert(p->count < NRM_DB_MAX_PARAMS);
+    if (s_params_full(p))
+        return;
     snprintf(p->numbers[p->count], NRM_DB_NUMBER_MAX, "%lld", (long long)v);
     nrm_params_text(p, p->numbers[p->count]);
 }
@@ -59,7 +69,8 @@ void nrm_params_bool(nrm_params_t *p, bool v)
 
 void nrm_params_bytes(nrm_params_t *p, const void *data, size_t len)
 {
-    assert(p->count < NRM_DB_MAX_PARAMS);
+    if (s_params_full(p))
+        return;
     p->values[p->count] = data ? (const char *)data : "";
     p->lengths[p->count] = (int)len;
     p->formats[p->count] = NRM_DB_BINARY;
@@ -169,7 +180,12 @@ void nrm_db_statement(nrm_db_t *self, const char *name, const char *sql)
     for (int i = 0; i < self->statement_count; i++)
         if (strcmp(self->statements[i].name, name) == 0)
             return;
-    assert(self->statement_count < NRM_DB_MAX_STATEMENTS);
+    if (self->statement_count >= NRM_DB_MAX_STATEMENTS) {
+        /* a service registers its statements at start: more than the table holds is a
+         * programming error, found on the first start of any build */
+        nrm_log_error("too many prepared statements", "{s:i}", "max", NRM_DB_MAX_STATEMENTS);
+        abort();
+    }
     self->statements[self->statement_count++] = (s_statement_t){name, sql, 0};
 }
 
@@ -234,6 +250,10 @@ nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *p
         return err ? err->status : NRM_INTERNAL;
     static const nrm_params_t s_none;
     const nrm_params_t *p = params ? params : &s_none;
+    if (p->overflow) {
+        nrm_log_error("too many statement parameters", "{s:s}", "statement", name);
+        return nrm_fail(err, NRM_INTERNAL, NULL, "internal error");
+    }
     PGresult *res = PQexecPrepared(self->conn, st->name, p->count, p->values, p->lengths,
                                    p->formats, NRM_DB_BINARY);
     ExecStatusType rs = PQresultStatus(res);

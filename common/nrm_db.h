@@ -25,6 +25,7 @@ typedef struct nrm_db_t nrm_db_t;
  * borrowed: they must outlive the call that uses the parameters. */
 typedef struct {
     int count;
+    bool overflow; /* more than NRM_DB_MAX_PARAMS were added: nrm_db_exec refuses to run */
     const char *values[NRM_DB_MAX_PARAMS];
     int lengths[NRM_DB_MAX_PARAMS];
     int formats[NRM_DB_MAX_PARAMS];
