@@ -321,8 +321,8 @@ RELEASED_BEDS=$FIRST_BEDS
 # --- A case is closed -------------------------------------------------------------------------
 
 req "${AGENCIES[$CLOSED_INDEX]}" intake \
-  "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"transferred\"}}"
-check "the reporting agency closes a case" [ "$RC" -eq 0 ]
+  "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"declined_assistance\"}}"
+check "the reporting agency closes a case when the person declines assistance" [ "$RC" -eq 0 ]
 req "${AGENCIES[$CLOSED_INDEX]}" intake \
   "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"not a code\"}}"
 check "a close reason must be a code" [ "$RC" -eq 1 ]
