@@ -11,6 +11,7 @@ ALTER TABLE cases ADD COLUMN identified_at timestamptz;
 UPDATE cases c SET identified_at = COALESCE(
     (SELECT min(r.identified_at) FROM reports r WHERE r.case_id = c.case_id), c.opened_at);
 ALTER TABLE cases ALTER COLUMN identified_at SET NOT NULL;
+ALTER TABLE cases ALTER COLUMN identified_at SET DEFAULT now();  -- set from the report at open
 -- Set when case.recovery_period_ending was emitted: once per case, whichever instance does it.
 ALTER TABLE cases ADD COLUMN recovery_reminded_at timestamptz;
 CREATE INDEX cases_recovery_reminder_due ON cases (identified_at)
