@@ -157,17 +157,6 @@ bool nrm_authz_allows(const nrm_authz_rule_t *rule, unsigned roles, const char *
     return nrm_authz_allows_in(NULL, rule, roles, agency_type);
 }
 
-json_t *nrm_authz_agency_types(const nrm_config_t *config, const nrm_authz_rule_t *rule)
-{
-    const json_t *configured = s_configured_types(config, rule);
-    if (configured)
-        return json_deep_copy(configured);
-    json_t *list = json_array();
-    for (size_t i = 0; rule->agency_types && rule->agency_types[i]; i++)
-        json_array_append_new(list, json_string(rule->agency_types[i]));
-    return list;
-}
-
 bool nrm_authz_cell(const nrm_authz_rule_t *rule, unsigned role)
 {
     unsigned roles = NRM_ROLE_ANYONE | role;

@@ -87,9 +87,6 @@ bool nrm_authz_allows_in(const nrm_config_t *config, const nrm_authz_rule_t *rul
  * its defaults), or NULL when the rule's types are fixed. Static. */
 const char *nrm_authz_types_setting(const nrm_authz_rule_t *rule);
 
-/* The agency types the rule admits besides its roles under config (its setting, else its
- * defaults): a JSON array (new reference, caller decrefs), possibly empty. */
-json_t *nrm_authz_agency_types(const nrm_config_t *config, const nrm_authz_rule_t *rule);
 
 /* The cell of the matrix: true when a sender in column `role` (an agency that is nothing else,
  * of no type the rule lists, or a coordinator, of type COORDINATOR, or a service; event readers

@@ -258,8 +258,8 @@ nrm_status_t intake_ident_open(intake_t *self, nrm_call_t *call, const char *cas
     s_fields_init(&ident->fields);
     s_fields_merge(&ident->fields, r->facts);
     ident->status = NRM__V1__TRAFFICKING_STATUS__TRAFFICKING_STATUS_PRESUMED_VICTIM;
-    ident->recovery_ends_at_ms =
-        r->identified_at_ms + intake_recovery_period_s(call->config) * S_MS_PER_S;
+    int64_t period_s = intake_recovery_period_s(call->config);
+    ident->recovery_ends_at_ms = period_s ? r->identified_at_ms + period_s * S_MS_PER_S : 0;
     nrm_status_t st = s_fields_save(&call->tx, "intake_open_ident", case_id, &ident->fields,
                                     &r->identified_at_ms);
     if (st != NRM_OK)
