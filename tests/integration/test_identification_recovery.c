@@ -3,7 +3,7 @@
  * NOT_A_VICTIM decision and a closure other than by the person's own choice are refused naming
  * the field, the person's own choice is not; after it both are accepted; every case is
  * reminded once, on time, by one instance or the other, and notify delivers the reminder to
- * the case manager and the coordinator. */
+ * the case manager and the coordinator; and nothing identifying reaches any stream or log. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -33,6 +33,11 @@
 #define FIELD 72
 #define SQL 320
 #define WAIT_MS 20000
+#define FULL_NAME "Zainab Recovery-Okafor"
+#define BIRTH_DATE "1996-07-08"
+#define PHONE "+212 611 222 333"
+#define DOCUMENT "PASS-Z7654321"
+#define NOTES "Said the recruiter kept her passport at the cafe"
 
 static harness_t *h;
 
@@ -174,6 +179,48 @@ static void test_notify_delivers_the_reminder_to_the_case_manager_and_the_coordi
     assert_int_equal(harness_wait_sql(h, sql, 2, WAIT_MS), 2);
 }
 
+static void test_nothing_identifying_reaches_any_stream_or_log(void **st)
+{
+    const char *streams[] = {"intake", "routing", "notify"};
+    harness_sub_t *subs[3];
+    for (int i = 0; i < 3; i++)
+        subs[i] = harness_subscribe(h, streams[i], 0);
+    scenario_report_t s;
+    scenario_adult_woman(&s, "MA-04", FULL_NAME, BIRTH_DATE);
+    s.person.phone = PHONE;
+    s.person.document_number = DOCUMENT;
+    s.report.notes = NOTES;
+    s.report.identified_at_ms = nrm_now_ms();
+    ident_facts_t f;
+    ident_facts_full(&f);
+    ident_answer(&f, "documents_confiscated", true);
+    ident_answer(&f, "debt_bondage", true);
+    ident_attach(&s, &f);
+    char case_id[ROUTING_ID_TEXT];
+    assert_int_equal(routing_submit(h, &s, MANAGER, case_id), OK);
+    assert_int_equal(ident_decide(h, MANAGER, case_id, IDENTIFIED, "interview", NULL), OK);
+    char sql[SQL];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries WHERE case_id = '%s'"
+             " AND topic = 'case.recovery_period_ending'",
+             case_id);
+    assert_true(harness_wait_sql(h, sql, 2, WAIT_MS) >= 2);
+    Nrm__V1__Event *ev = ident_next(subs[0], "case.recovery_period_ending", case_id, WAIT_MS);
+    assert_non_null(ev);
+    nrm__v1__event__free_unpacked(ev, NULL);
+    const char *secrets[] = {FULL_NAME, "Okafor", BIRTH_DATE, PHONE, DOCUMENT, NOTES};
+    const char *logs[] = {"intake", "intake", "routing", "shelter", "notify"};
+    const int instances[] = {0, 1, 0, 0, 0};
+    for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++) {
+        for (int j = 0; j < 3; j++)
+            assert_false(harness_sub_saw_bytes(subs[j], secrets[i]));
+        for (size_t j = 0; j < sizeof logs / sizeof *logs; j++)
+            assert_false(harness_log_contains(h, logs[j], instances[j], secrets[i]));
+    }
+    for (int i = 0; i < 3; i++)
+        harness_sub_destroy(&subs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_after_the_period_not_a_victim_and_any_closure_are_accepted),
         cmocka_unit_test(test_each_case_is_reminded_once_on_time_with_two_intake_instances),
         cmocka_unit_test(test_notify_delivers_the_reminder_to_the_case_manager_and_the_coordinator),
+        cmocka_unit_test(test_nothing_identifying_reaches_any_stream_or_log),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
