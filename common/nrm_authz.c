@@ -10,6 +10,11 @@
 #define S_MESSAGE_MAX 160
 #define S_PATH_MAX 128
 
+/* The agency types competent to decide a person's status, unless the configuration names
+ * others (NRM_AUTHZ_STATUS_DECIDERS). */
+static const char *const s_status_deciders[] = {"JUDICIARY", "LAW_ENFORCEMENT",
+                                                NRM_AUTHZ_COORDINATOR_TYPE, NULL};
+
 /* The matrix. A request absent from it is refused to everyone. */
 static const nrm_authz_rule_t s_rules[] = {
     {NRM__V1__REQUEST__BODY_SUBMIT_REPORT, "intake", NULL, NRM_ROLE_ANY_AGENCY, NULL,
@@ -23,6 +28,9 @@ static const nrm_authz_rule_t s_rules[] = {
      NULL, ""},
     {NRM__V1__REQUEST__BODY_REASSIGN_CASE, "intake", NULL, S_COORDINATOR, NULL,
      "the new case manager must be a configured agency"},
+    {NRM__V1__REQUEST__BODY_DECIDE_STATUS, "intake", "decide_status.case_id", 0, s_status_deciders,
+     "a competent authority: the agency types `intake.status_deciders` names (by default "
+     "JUDICIARY, LAW_ENFORCEMENT, COORDINATOR), whatever their relation to the case"},
     {NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, "routing", "respond_to_referral.referral_id",
      S_COORDINATOR | S_PROVIDER, NULL, ""},
     {NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, "routing", "complete_referral.referral_id",
@@ -52,6 +60,22 @@ static const nrm_authz_rule_t s_rules[] = {
      "same rule admits subscribers to events sockets"},
 };
 #define S_RULE_COUNT (sizeof s_rules / sizeof s_rules[0])
+
+/* Rules whose agency types the configuration names (the rule's agency_types are the default). */
+static const struct {
+    Nrm__V1__Request__BodyCase body;
+    const char *setting;
+} s_type_settings[] = {
+    {NRM__V1__REQUEST__BODY_DECIDE_STATUS, NRM_AUTHZ_STATUS_DECIDERS},
+};
+
+const char *nrm_authz_types_setting(const nrm_authz_rule_t *rule)
+{
+    for (size_t i = 0; rule && i < sizeof s_type_settings / sizeof s_type_settings[0]; i++)
+        if (s_type_settings[i].body == rule->body)
+            return s_type_settings[i].setting;
+    return NULL;
+}
 
 static const nrm_authz_column_t s_columns[] = {
     {NRM_ROLE_COORDINATOR, "coordinator"},
@@ -101,13 +125,36 @@ static bool s_type_listed(const char *const *types, const char *type)
     return false;
 }
 
-bool nrm_authz_allows(const nrm_authz_rule_t *rule, unsigned roles, const char *agency_type)
+/* True when the JSON array list holds the string s. */
+static bool s_json_lists(const json_t *list, const char *s);
+
+/* The configured list of agency types of the rule, or NULL when it has none (defaults). */
+static const json_t *s_configured_types(const nrm_config_t *config, const nrm_authz_rule_t *rule)
+{
+    const char *setting = nrm_authz_types_setting(rule);
+    if (!config || !setting)
+        return NULL;
+    const json_t *list = nrm_config_get(config, setting);
+    return json_is_array(list) ? list : NULL;
+}
+
+bool nrm_authz_allows_in(const nrm_config_t *config, const nrm_authz_rule_t *rule, unsigned roles,
+                         const char *agency_type)
 {
     if (!rule)
         return false;
     if (rule->roles & roles)
         return true;
-    return (roles & NRM_ROLE_ANY_AGENCY) && s_type_listed(rule->agency_types, agency_type);
+    if (!(roles & NRM_ROLE_ANY_AGENCY) || !agency_type)
+        return false;
+    const json_t *configured = s_configured_types(config, rule);
+    return configured ? s_json_lists(configured, agency_type)
+                      : s_type_listed(rule->agency_types, agency_type);
+}
+
+bool nrm_authz_allows(const nrm_authz_rule_t *rule, unsigned roles, const char *agency_type)
+{
+    return nrm_authz_allows_in(NULL, rule, roles, agency_type);
 }
 
 bool nrm_authz_cell(const nrm_authz_rule_t *rule, unsigned role)
@@ -117,7 +164,8 @@ bool nrm_authz_cell(const nrm_authz_rule_t *rule, unsigned role)
         roles |= NRM_ROLE_ANY_AGENCY;
     if (role == NRM_ROLE_COORDINATOR) /* the default event readers */
         roles |= NRM_ROLE_EVENT_READER;
-    return nrm_authz_allows(rule, roles, NULL);
+    return nrm_authz_allows(rule, roles,
+                            role == NRM_ROLE_COORDINATOR ? NRM_AUTHZ_COORDINATOR_TYPE : NULL);
 }
 
 /* True when agency_id is "service:<name>" of a service of the configuration. */
@@ -201,7 +249,12 @@ static const char *s_denial(const nrm_authz_rule_t *rule, Nrm__V1__Request__Body
     if (rule && (rule->roles & NRM_ROLE_ANY_AGENCY) && used < size)
         used += (size_t)snprintf(buf + used, size - used, "%sany agency", sep);
     if (rule && (rule->roles & NRM_ROLE_EVENT_READER) && used < size)
-        snprintf(buf + used, size - used, "%sevent readers", sep);
+        used += (size_t)snprintf(buf + used, size - used, "%sevent readers", sep);
+    if (rule && nrm_authz_types_setting(rule) && used < size)
+        snprintf(buf + used, size - used, "%sagencies of the types %s names", sep,
+                 nrm_authz_types_setting(rule));
+    else if (rule && rule->agency_types && used < size)
+        snprintf(buf + used, size - used, "%sagencies of the listed types", sep);
     if (!rule)
         snprintf(buf, size, "%s is for nobody", nrm_authz_body_name(body));
     return buf;
@@ -214,7 +267,7 @@ nrm_status_t nrm_authz_precheck(const nrm_config_t *config, Nrm__V1__Request__Bo
     unsigned roles = nrm_authz_sender_roles(config, agency_id, agency_type);
     if (rule && rule->object_field && (roles & NRM_ROLE_ANY_AGENCY))
         roles |= NRM_ROLE_RELATIONS; /* some object may relate the agency: the handler decides */
-    if (nrm_authz_allows(rule, roles, agency_type))
+    if (nrm_authz_allows_in(config, rule, roles, agency_type))
         return NRM_OK;
     char message[S_MESSAGE_MAX];
     return nrm_fail(err, NRM_PERMISSION_DENIED, nrm_authz_body_name(body), "%s",
@@ -228,7 +281,7 @@ nrm_status_t nrm_authz_check_at(nrm_call_t *call, unsigned relations, const char
     unsigned roles = nrm_authz_sender_roles(call->config, call->agency_id, call->agency_type);
     if (roles & NRM_ROLE_ANY_AGENCY)
         roles |= relations & NRM_ROLE_RELATIONS;
-    if (nrm_authz_allows(rule, roles, call->agency_type)) {
+    if (nrm_authz_allows_in(call->config, rule, roles, call->agency_type)) {
         call->authorized = true;
         return NRM_OK;
     }
@@ -264,8 +317,9 @@ void nrm_authz_markdown(FILE *out)
         for (size_t c = 0; c < S_COLUMN_COUNT; c++)
             fprintf(out, " %s |", nrm_authz_cell(rule, s_columns[c].role) ? "yes" : "-");
         fprintf(out, " %s", rule->note);
-        for (size_t t = 0; rule->agency_types && rule->agency_types[t]; t++)
-            fprintf(out, "%s%s", t ? ", " : "; also agencies of type ", rule->agency_types[t]);
+        if (!nrm_authz_types_setting(rule))
+            for (size_t t = 0; rule->agency_types && rule->agency_types[t]; t++)
+                fprintf(out, "%s%s", t ? ", " : "; also agencies of type ", rule->agency_types[t]);
         fprintf(out, " |\n");
     }
 }

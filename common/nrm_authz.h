@@ -23,6 +23,8 @@
 #define NRM_AUTHZ_SERVICE_TYPE "SERVICE"
 #define NRM_AUTHZ_SERVICE_PREFIX "service:"
 #define NRM_AUTHZ_COORDINATOR_TYPE "COORDINATOR"
+/* The setting that names the agency types competent to decide a person's status. */
+#define NRM_AUTHZ_STATUS_DECIDERS "intake.status_deciders"
 
 typedef enum {
     NRM_ROLE_COORDINATOR = 1u << 0,         /* an agency of type COORDINATOR */
@@ -73,11 +75,22 @@ const nrm_authz_column_t *nrm_authz_columns(size_t *n);
 const char *nrm_authz_body_name(Nrm__V1__Request__BodyCase body);
 
 /* True when a sender with these roles (and this agency type, may be NULL) may send rule's
- * request. */
+ * request; agency types as the rule's defaults say. */
 bool nrm_authz_allows(const nrm_authz_rule_t *rule, unsigned roles, const char *agency_type);
 
+/* The same, with the agency types the configuration gives the rule (the setting
+ * nrm_authz_types_setting names, when config has it; config may be NULL: the defaults). */
+bool nrm_authz_allows_in(const nrm_config_t *config, const nrm_authz_rule_t *rule, unsigned roles,
+                         const char *agency_type);
+
+/* The configuration path of a list of agency types that replaces the rule's agency_types (then
+ * its defaults), or NULL when the rule's types are fixed. Static. */
+const char *nrm_authz_types_setting(const nrm_authz_rule_t *rule);
+
+
 /* The cell of the matrix: true when a sender in column `role` (an agency that is nothing else,
- * or a coordinator, or a service; event readers as by default) may send rule's request. */
+ * of no type the rule lists, or a coordinator, of type COORDINATOR, or a service; event readers
+ * and agency types as by default) may send rule's request. */
 bool nrm_authz_cell(const nrm_authz_rule_t *rule, unsigned role);
 
 /* The type a sender has: its configured agency type, NRM_AUTHZ_SERVICE_TYPE for

@@ -16,6 +16,8 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_CASE_CLOSED, "case.closed"},
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, "case.manager_changed"},
     {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, "case.link_alert"},
+    {NRM__V1__EVENT__BODY_STATUS_DECIDED, "case.status_decided"},
+    {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, "case.recovery_period_ending"},
     {NRM__V1__EVENT__BODY_REFERRAL_CREATED, "referral.created"},
     {NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED, "referral.accepted"},
     {NRM__V1__EVENT__BODY_REFERRAL_DECLINED, "referral.declined"},

@@ -26,8 +26,12 @@ extern const size_t intake_migrations_count;
 #define INTAKE_LINK_ALERT_MAX_LINKS 5
 #define INTAKE_LINK_ALERT_WINDOW_S 3600
 
+typedef struct intake_screening_t intake_screening_t; /* the checklist and its rule */
+
 typedef struct {
-    nrm_keyring_t *keys; /* owned */
+    nrm_keyring_t *keys;           /* owned */
+    intake_screening_t *screening; /* owned; replaced on reload (intake_recovery.c) */
+    struct nrm_service_t *service; /* borrowed: its configuration, for timers */
 } intake_t;
 
 /* What validation derives from a valid SubmitReport. */
@@ -57,6 +61,124 @@ nrm_status_t intake_reassign_case(void *ctx, nrm_call_t *call);
  * intake.link_alert.window_s seconds now exceed intake.link_alert.max_links and it was not
  * alerted since it was last within the rate, emits one case.link_alert. */
 nrm_status_t intake_link_noted(nrm_call_t *call, const char *case_id);
+
+/* Identification (issue 15): the data standard's case fields (intake_fields.c), the screening
+ * (intake_screening.c), the status decision (intake_status.c), the recovery and reflection
+ * period (intake_recovery.c). */
+
+#define INTAKE_MAX_MEANS 17 /* MeansOfControl values */
+#define INTAKE_MAX_TRANSIT 20
+#define INTAKE_MAX_DIMENSIONS 5
+#define INTAKE_VERSION_MAX 64
+#define INTAKE_RECOVERY_PERIOD_S (30 * 24 * 3600) /* Council of Europe Convention, Art. 13 */
+#define INTAKE_RECOVERY_REMINDER_S (5 * 24 * 3600)
+
+/* A case's data standard fields, in fixed storage: msg's arrays point into the members. */
+typedef struct {
+    Nrm__V1__TraffickingFacts msg;
+    Nrm__V1__ExploitationPeriod period;
+    Nrm__V1__MeansOfControl means[INTAKE_MAX_MEANS];
+    char transit[INTAKE_MAX_TRANSIT][3];
+    char *transit_ptrs[INTAKE_MAX_TRANSIT];
+} intake_fields_t;
+
+/* A screening outcome, in fixed storage: msg's arrays point into the members. */
+typedef struct {
+    Nrm__V1__Screening msg;
+    Nrm__V1__IndicatorDimension dims[INTAKE_MAX_DIMENSIONS];
+    char version[INTAKE_VERSION_MAX];
+} intake_screened_t;
+
+/* What identification knows of a case, as its events carry it. */
+typedef struct {
+    intake_fields_t fields;
+    intake_screened_t screened;
+    int status;                  /* TraffickingStatus value */
+    int64_t recovery_ends_at_ms; /* end of the recovery and reflection period */
+} intake_ident_t;
+
+/* Checks the identification part of a SubmitReport (facts, screening answers): OK or
+ * INVALID_ARGUMENT naming the field. */
+nrm_status_t intake_ident_check_report(const intake_t *self, const Nrm__V1__SubmitReport *r,
+                                       int64_t now_ms, nrm_error_t *err);
+nrm_status_t intake_ident_check_update(const intake_t *self, const Nrm__V1__UpdateCase *u,
+                                       int64_t now_ms, nrm_error_t *err);
+
+/* A report just opened case_id: stores its fields, answers, screening outcome and the time of
+ * identification; fills ident for case.opened. */
+nrm_status_t intake_ident_open(intake_t *self, nrm_call_t *call, const char *case_id, bool is_minor,
+                               intake_ident_t *ident);
+
+/* Adds facts and answers (either may be empty) to the locked case: lists merge, set fields
+ * replace, answers replace earlier answers to the same indicators and the outcome is computed
+ * again. Fills ident with the case's state; *changed says whether anything changed. */
+nrm_status_t intake_ident_update(intake_t *self, nrm_call_t *call, const char *case_id,
+                                 const Nrm__V1__TraffickingFacts *facts,
+                                 Nrm__V1__IndicatorAnswer *const *answers, size_t n_answers,
+                                 intake_ident_t *ident, bool *changed);
+
+void intake_fields_prepare(nrm_db_t *db);
+
+/* intake_fields.c: the checks of the case fields. prefix is "submit_report.facts" or
+ * "update_case.facts". */
+nrm_status_t intake_check_facts(const Nrm__V1__TraffickingFacts *f, const char *prefix,
+                                int64_t now_ms, nrm_error_t *err);
+
+/* intake_screening.c. */
+
+/* Loads intake.screening (the checklist and its rule) from config, or NULL with err
+ * (FAILED_PRECONDITION naming the setting). Caller destroys. */
+intake_screening_t *intake_screening_load(nrm_config_t *config, nrm_error_t *err);
+void intake_screening_destroy(intake_screening_t **self);
+
+/* Checks answers: known indicators, each at most once. field names the repeated field. */
+nrm_status_t intake_screening_check(const intake_screening_t *self,
+                                    Nrm__V1__IndicatorAnswer *const *answers, size_t n,
+                                    const char *field, nrm_error_t *err);
+
+/* The outcome of a set of answers (ids[i] present[i]) for an adult or a minor. Pure. */
+void intake_screening_assess(const intake_screening_t *self, const char *const *ids,
+                             const bool *present, size_t n, bool is_minor, intake_screened_t *out);
+
+/* Stores the answers of a case (upsert) and recomputes its outcome from all its answers into
+ * out (saved on the case). */
+nrm_status_t intake_screening_record(const intake_screening_t *self, nrm_tx_t *tx,
+                                     const char *case_id, Nrm__V1__IndicatorAnswer *const *answers,
+                                     size_t n, bool is_minor, intake_screened_t *out);
+
+void intake_screening_prepare(nrm_db_t *db);
+
+/* intake_status.c: DecideStatus (nrm_handler_fn; ctx is the intake_t), and the check of
+ * intake.status_deciders at start and on reload. */
+nrm_status_t intake_decide_status(void *ctx, nrm_call_t *call);
+nrm_status_t intake_status_check_config(nrm_config_t *config, nrm_error_t *err);
+void intake_status_prepare(nrm_db_t *db);
+
+/* intake_recovery.c: the recovery and reflection period. */
+
+/* The period and the reminder, in seconds, from config (defaults above). */
+int64_t intake_recovery_period_s(nrm_config_t *config);
+int64_t intake_recovery_reminder_s(nrm_config_t *config);
+
+/* FAILED_PRECONDITION naming field (the message says what is refused) when the case is within
+ * its recovery and reflection period (reading its row, which the caller has locked). */
+nrm_status_t intake_recovery_refuse_within(nrm_call_t *call, const char *case_id, const char *field,
+                                           const char *what);
+
+/* CloseCase during the period: only the person's own choice (declined_assistance) and reasons
+ * that end no protection (duplicate, deceased) are accepted. */
+nrm_status_t intake_recovery_check_close(nrm_call_t *call, const char *case_id, const char *reason);
+
+/* Timer (nrm_timer_fn; ctx is the intake_t): emits case.recovery_period_ending once for every
+ * open case whose period ends within intake.recovery_reminder_s; safe with several
+ * instances. */
+nrm_status_t intake_recovery_remind(void *ctx, nrm_tx_t *tx);
+
+/* Reload (nrm_reload_fn; ctx is the intake_t): the checklist and the identification settings
+ * of the new configuration, refused (the old ones kept) when invalid. */
+nrm_status_t intake_ident_configure(void *ctx, nrm_config_t *config);
+
+void intake_recovery_prepare(nrm_db_t *db);
 
 /* Registers the statements of intake_roles.c on db. */
 void intake_roles_prepare(nrm_db_t *db);

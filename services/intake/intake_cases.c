@@ -52,6 +52,7 @@ void intake_prepare(nrm_db_t *db)
     nrm_db_statement(db, "intake_report", s_sql_report);
     nrm_db_statement(db, "intake_is_reporter", s_sql_is_reporter);
     intake_roles_prepare(db);
+    intake_fields_prepare(db);
 }
 
 /* The state of a case that updates change. */
@@ -129,10 +130,13 @@ static nrm_status_t s_save(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
     return nrm_db_exec(tx->db, "intake_save", &p, NULL, tx->err);
 }
 
-/* Emits case.updated with the case's state. */
-static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
+/* Emits case.updated with the case's state (and its identification fields). */
+static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_case_t *c,
+                                   intake_ident_t *ident)
 {
     Nrm__V1__CaseUpdated body = NRM__V1__CASE_UPDATED__INIT;
+    body.facts = &ident->fields.msg;
+    body.screening = &ident->screened.msg;
     body.needs = (Nrm__V1__ServiceType *)c->needs;
     body.n_needs = c->n_needs;
     body.urgency = (Nrm__V1__Urgency)c->urgency;
@@ -275,10 +279,14 @@ static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts
 /* Emits case.opened for a new case. */
 static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
                                   const intake_facts_t *facts, Nrm__V1__Profile *profile,
-                                  const s_case_t *c)
+                                  const s_case_t *c, intake_ident_t *ident)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     Nrm__V1__CaseOpened body = NRM__V1__CASE_OPENED__INIT;
+    body.facts = &ident->fields.msg;
+    body.screening = &ident->screened.msg;
+    body.status = (Nrm__V1__TraffickingStatus)ident->status;
+    body.recovery_period_ends_at_ms = ident->recovery_ends_at_ms;
     body.reporting_agency_id = (char *)call->agency_id;
     body.region = r->region;
     body.profile = profile;
@@ -295,14 +303,20 @@ static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
 }
 
 /* A linked report: record it, merge what it adds to the case, tell the stream. */
-static nrm_status_t s_link(nrm_call_t *call, const char *case_id, const s_case_t *reported)
+static nrm_status_t s_link(intake_t *self, nrm_call_t *call, const char *case_id,
+                           const s_case_t *reported)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     s_case_t c;
     nrm_status_t st = s_load(&call->tx, case_id, "submit_report", &c);
     if (st != NRM_OK)
         return st;
+    intake_ident_t ident;
     bool changed = false;
+    st = intake_ident_update(self, call, case_id, r->facts, r->screening_answers,
+                             r->n_screening_answers, &ident, &changed);
+    if (st != NRM_OK)
+        return st;
     for (size_t i = 0; i < reported->n_needs; i++)
         changed |= s_add_need(&c, reported->needs[i]);
     if (reported->urgency > c.urgency) {
@@ -322,7 +336,7 @@ static nrm_status_t s_link(nrm_call_t *call, const char *case_id, const s_case_t
     if (st == NRM_OK && changed)
         st = s_save(&call->tx, case_id, &c);
     if (st == NRM_OK && changed)
-        st = s_emit_updated(&call->tx, case_id, &c);
+        st = s_emit_updated(&call->tx, case_id, &c, &ident);
     return st;
 }
 
@@ -331,7 +345,8 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     intake_t *self = ctx;
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     intake_facts_t facts;
-    if (intake_check_report(r, call->config, call->tx.now_ms, &facts, call->tx.err) != NRM_OK)
+    if (intake_check_report(r, call->config, call->tx.now_ms, &facts, call->tx.err) != NRM_OK ||
+        intake_ident_check_report(self, r, call->tx.now_ms, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     s_case_t c = {.open = true,
                   .urgency = r->urgency ? (int)r->urgency : NRM__V1__URGENCY__URGENCY_ROUTINE,
@@ -357,9 +372,12 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     nrm_status_t st = s_open_or_find(call, &facts, hash, &profile, &c, case_id, &opened);
     if (st == NRM_OK)
         st = s_store_report(self, call, case_id, !opened);
+    intake_ident_t ident;
+    if (st == NRM_OK && opened)
+        st = intake_ident_open(self, call, case_id, facts.is_minor, &ident);
     if (st == NRM_OK)
-        st =
-            opened ? s_emit_opened(call, case_id, &facts, &profile, &c) : s_link(call, case_id, &c);
+        st = opened ? s_emit_opened(call, case_id, &facts, &profile, &c, &ident)
+                    : s_link(self, call, case_id, &c);
     if (st != NRM_OK)
         return st;
     Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
@@ -384,14 +402,21 @@ static void s_reply_case(nrm_call_t *call, const char *case_id)
 
 nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
 {
+    intake_t *self = ctx;
     const Nrm__V1__UpdateCase *u = call->request->update_case;
-    if (intake_check_update(u, call->tx.err) != NRM_OK)
+    if (intake_check_update(u, call->tx.err) != NRM_OK ||
+        intake_ident_check_update(self, u, call->tx.now_ms, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     s_case_t c;
     nrm_status_t st = s_load_for_change(call, u->case_id, "update_case.case_id", &c);
     if (st != NRM_OK)
         return st;
+    intake_ident_t ident;
     bool changed = false;
+    st = intake_ident_update(self, call, u->case_id, u->facts, u->screening_answers,
+                             u->n_screening_answers, &ident, &changed);
+    if (st != NRM_OK)
+        return st;
     for (size_t i = 0; i < u->n_add_needs; i++)
         changed |= s_add_need(&c, u->add_needs[i]);
     if (u->urgency && (int)u->urgency != c.urgency) {
@@ -407,7 +432,7 @@ nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
         changed = true;
     }
     if (changed && (st = s_save(&call->tx, u->case_id, &c)) == NRM_OK)
-        st = s_emit_updated(&call->tx, u->case_id, &c);
+        st = s_emit_updated(&call->tx, u->case_id, &c, &ident);
     if (st == NRM_OK)
         s_reply_case(call, u->case_id);
     return st;
@@ -439,6 +464,8 @@ nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
         return NRM_INVALID_ARGUMENT;
     s_case_t c;
     nrm_status_t st = s_load_for_change(call, cl->case_id, "close_case.case_id", &c);
+    if (st == NRM_OK) /* the recovery and reflection period */
+        st = intake_recovery_check_close(call, cl->case_id, cl->reason);
     if (st != NRM_OK)
         return st;
     nrm_params_t p = {0};

@@ -7,9 +7,9 @@
 
 #define S_PATH 96
 
-static const char *const s_close_reasons[] = {"reintegrated", "returned",     "transferred",
-                                              "lost_contact", "not_a_victim", "duplicate",
-                                              "deceased",     "other",        NULL};
+static const char *const s_close_reasons[] = {
+    "reintegrated", "returned", "transferred", "lost_contact",        "not_a_victim",
+    "duplicate",    "deceased", "other",       "declined_assistance", NULL};
 
 /* Checks a repeated enum field: at most max entries, each a defined, non-zero member. */
 static nrm_status_t s_check_enum_list(nrm_error_t *err, const char *field,
@@ -154,5 +154,5 @@ nrm_status_t intake_check_close(const Nrm__V1__CloseCase *c, nrm_error_t *err)
             return NRM_OK;
     return nrm_fail(err, NRM_INVALID_ARGUMENT, "close_case.reason",
                     "reason must be one of reintegrated, returned, transferred, lost_contact, "
-                    "not_a_victim, duplicate, deceased, other");
+                    "not_a_victim, duplicate, deceased, other, declined_assistance");
 }

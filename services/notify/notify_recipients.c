@@ -1,6 +1,6 @@
 /* Who hears what. Besides the subscribers that follow an event's topic, an event concerns:
  *
- *   topic                 provider  operator  reporting agencies  coordinator
+ *   topic                 provider  operator  reporting agencies  coordinator  case manager
  *   referral.created         x
  *   referral.accepted        x                      x
  *   referral.declined        x
@@ -14,13 +14,15 @@
  *   case.closed                                     x
  *   case.manager_changed                            x
  *   case.link_alert                                                    x
+ *   case.recovery_period_ending                                        x            x
  *
  * The reporting agencies of a case come from case.opened (from the start), case.linked (from
  * the link on) and case.manager_changed (the new case manager, from then on); the provider of a
- * referral from referral.created; the operator of an allocation from shelter.allocated; the
- * coordinators are the configured agencies of type COORDINATOR. Streams are consumed independently,
- * so an outcome may arrive before the report that makes an agency a reporter of its case: outcomes
- * are kept, and a reporting agency learnt late is given the outcomes it should have heard. */
+ * referral from referral.created; the case manager from the event naming it; the operator of an
+ * allocation from shelter.allocated; the coordinators are the configured agencies of type
+ * COORDINATOR. Streams are consumed independently, so an outcome may arrive before the report that
+ * makes an agency a reporter of its case: outcomes are kept, and a reporting agency learnt late is
+ * given the outcomes it should have heard. */
 #include "notify.h"
 #include "nrm_log.h"
 
@@ -32,6 +34,7 @@ enum {
     S_OPERATOR = 1 << 1,
     S_REPORTERS = 1 << 2, /* an outcome of the case */
     S_COORDINATOR = 1 << 3,
+    S_CASE_MANAGER = 1 << 4, /* the case manager the event names */
 };
 
 typedef struct {
@@ -53,6 +56,7 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_CASE_CLOSED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR}, /* about an agency: case_id empty */
+    {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, S_CASE_MANAGER | S_COORDINATOR},
 };
 
 static const char s_sql_reporter_add[] =
@@ -233,6 +237,9 @@ static nrm_status_t s_concerned(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Eve
         st = s_add_reporters(tx, ev, who);
     if (st == NRM_OK && (rule->roles & S_COORDINATOR))
         s_add_coordinators(self, who);
+    if (rule->roles & S_CASE_MANAGER &&
+        ev->body_case == NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING)
+        s_agencies_add(who, ev->recovery_period_ending->case_manager_agency_id);
     return st;
 }
 

@@ -46,6 +46,7 @@ typedef struct {
     routing_set_t exploitation; /* ExploitationType values */
     int urgency;                /* Urgency value */
     int safety_risk;            /* SafetyRisk value */
+    int screening;              /* ScreeningOutcome value (1: not screened) */
     bool consent;               /* consent to referral */
     int64_t last_seq;           /* intake sequence of the last event applied to the case */
     bool just_opened;           /* stored by this transaction: nothing decided or referred yet */

@@ -12,16 +12,17 @@
 
 static const char s_sql_insert[] =
     "INSERT INTO cases (case_id, region, is_minor, profile, exploitation_types, needs, urgency,"
-    " safety_risk, consent_to_referral, last_seq)"
-    " VALUES ($1, $2, $3, $4, $5::int[], $6::int[], $7, $8, $9, $10)"
+    " safety_risk, consent_to_referral, last_seq, screening)"
+    " VALUES ($1, $2, $3, $4, $5::int[], $6::int[], $7, $8, $9, $10, $11)"
     " ON CONFLICT (case_id) DO NOTHING RETURNING case_id";
 static const char s_sql_load[] =
     "SELECT status, region, is_minor, profile, array_to_string(exploitation_types, ','),"
-    " array_to_string(needs, ','), urgency, safety_risk, consent_to_referral, last_seq"
-    " FROM cases WHERE case_id = $1 FOR UPDATE";
+    " array_to_string(needs, ','), urgency, safety_risk, consent_to_referral, last_seq,"
+    " screening FROM cases WHERE case_id = $1 FOR UPDATE";
 static const char s_sql_save[] =
     "UPDATE cases SET status = $2, needs = $3::int[], urgency = $4, safety_risk = $5,"
-    " consent_to_referral = $6, last_seq = $7, updated_at = now() WHERE case_id = $1";
+    " consent_to_referral = $6, last_seq = $7, screening = $8, updated_at = now()"
+    " WHERE case_id = $1";
 
 void routing_cases_prepare(nrm_db_t *db)
 {
@@ -119,6 +120,7 @@ nrm_status_t routing_case_load(nrm_tx_t *tx, const char *case_id, const char *fi
     c->safety_risk = (int)nrm_db_int(res, 0, 7);
     c->consent = nrm_db_int(res, 0, 8) != 0;
     c->last_seq = nrm_db_int(res, 0, 9);
+    c->screening = (int)nrm_db_int(res, 0, 10);
     PQclear(res);
     return c->profile ? NRM_OK : nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
 }
@@ -136,7 +138,15 @@ static nrm_status_t s_save(nrm_tx_t *tx, const routing_case_t *c)
     nrm_params_int(&p, c->safety_risk);
     nrm_params_bool(&p, c->consent);
     nrm_params_int(&p, c->last_seq);
+    nrm_params_int(&p, c->screening);
     return nrm_db_exec(tx->db, "routing_case_save", &p, NULL, tx->err);
+}
+
+/* The ScreeningOutcome value an event carries (not screened when it carries none). */
+static int s_screening_of(const Nrm__V1__Screening *s)
+{
+    return s && s->outcome ? (int)s->outcome
+                           : NRM__V1__SCREENING_OUTCOME__SCREENING_OUTCOME_NOT_SCREENED;
 }
 
 /* case.opened: a new case is stored and routed; a known one (a replay) changes nothing. */
@@ -152,6 +162,7 @@ static nrm_status_t s_opened(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event
     c.urgency = o->urgency ? (int)o->urgency : NRM__V1__URGENCY__URGENCY_ROUTINE;
     c.safety_risk = (int)o->safety_risk;
     c.consent = o->consent_to_referral;
+    c.screening = s_screening_of(o->screening);
     static const Nrm__V1__Profile empty = NRM__V1__PROFILE__INIT;
     size_t len = 0;
     uint8_t *profile = s_profile_bytes(o->profile ? o->profile : &empty, &len);
@@ -174,6 +185,7 @@ static nrm_status_t s_opened(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event
     nrm_params_int(&p, c.safety_risk);
     nrm_params_bool(&p, c.consent);
     nrm_params_int(&p, c.last_seq);
+    nrm_params_int(&p, c.screening);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "routing_case_insert", &p, &res, tx->err);
     free(profile);
@@ -217,6 +229,8 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
     if (u->safety_risk)
         c->safety_risk = (int)u->safety_risk;
     c->consent = u->consent_to_referral;
+    if (u->screening) /* absent from events of intakes older than the screening */
+        c->screening = s_screening_of(u->screening);
     nrm_status_t st = s_save(tx, c);
     if (st == NRM_OK && withdrawn)
         st = routing_revoke_open(tx, c->case_id, true, "consent_withdrawn");

@@ -12,12 +12,19 @@
  * foreign_national (nationality equal to / other than host_country; unknown is neither),
  * language_gap (a provider chosen for the case speaks none of the person's languages),
  * pregnant, disability, accompanying_children (booleans); safety_risk_at_least,
- * urgency_at_least (names); exploitation_any (list of names). */
+ * urgency_at_least (names); exploitation_any (list of names); screening (list of
+ * ScreeningOutcome names, "LIKELY", "POSSIBLE", "UNLIKELY", "NOT_SCREENED": the rule holds when
+ * intake's screening of the case has one of them).
+ *
+ * Assistance is never conditional on cooperating with law enforcement: a policy that names
+ * cooperation anywhere (any member whose name contains "cooperat") is refused at load, so
+ * routing does not start, or keeps its previous policy on reload. */
 #include "routing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_PATH 96
 #define S_MS_PER_S 1000
@@ -62,6 +69,7 @@ typedef struct {
     int safety_risk_at_least;       /* 0: any */
     int urgency_at_least;           /* 0: any */
     routing_set_t exploitation_any; /* 0: any */
+    routing_set_t screening_any;    /* ScreeningOutcome values; 0: any */
 } s_rule_t;
 
 struct routing_policy_t {
@@ -147,6 +155,17 @@ static int s_condition(s_rule_t *rule, const char *key, json_t *value, const cha
     if (strcmp(key, "exploitation_any") == 0 && json_is_array(value))
         return s_enum_list(value, &nrm__v1__exploitation_type__descriptor, "EXPLOITATION_TYPE_",
                            path, &rule->exploitation_any, err);
+    if (strcmp(key, "screening") == 0 && json_is_array(value))
+        return s_enum_list(value, &nrm__v1__screening_outcome__descriptor, "SCREENING_OUTCOME_",
+                           path, &rule->screening_any, err);
+    if (strcmp(key, "screening") == 0 && json_is_string(value)) {
+        int v;
+        if (s_enum_member(value, &nrm__v1__screening_outcome__descriptor, "SCREENING_OUTCOME_",
+                          path, &v, err) != 0)
+            return -1;
+        ROUTING_SET_ADD(rule->screening_any, v);
+        return 0;
+    }
     nrm_fail(err, NRM_FAILED_PRECONDITION, path, "%s is not a known condition of this form", path);
     return -1;
 }
@@ -243,6 +262,52 @@ static int s_deadlines(routing_policy_t *self, nrm_config_t *config, json_t *pol
     return 0;
 }
 
+/* True when name contains "cooperat" in any case (cooperation, cooperates, ...). */
+static bool s_names_cooperation(const char *name)
+{
+    static const char word[] = "cooperat";
+    for (const char *p = name; *p; p++)
+        if (strncasecmp(p, word, sizeof word - 1) == 0)
+            return true;
+    return false;
+}
+
+/* Refuses a policy that names cooperation anywhere: a member of any object in it (a condition,
+ * a rule's member, a setting) whose name contains "cooperat". Returns 0, or -1 with err naming
+ * the member. */
+static int s_refuse_cooperation(const json_t *value, const char *path, nrm_error_t *err)
+{
+    char at[S_PATH];
+    if (json_is_object(value)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)value, key, member)
+        {
+            s_join(at, sizeof at, path, key);
+            if (s_names_cooperation(key)) {
+                nrm_fail(err, NRM_FAILED_PRECONDITION, at,
+                         "%s: assistance is never conditional on cooperating with law "
+                         "enforcement, so no routing condition, field or rule may depend on "
+                         "cooperation",
+                         at);
+                return -1;
+            }
+            if (s_refuse_cooperation(member, at, err) != 0)
+                return -1;
+        }
+    } else if (json_is_array(value)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach((json_t *)value, i, item)
+        {
+            snprintf(at, sizeof at, "%s[%zu]", path, i);
+            if (s_refuse_cooperation(item, at, err) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 routing_policy_t *routing_policy_load(nrm_config_t *config, nrm_error_t *err)
 {
     json_t *policy = nrm_config_get(config, "routing.policy");
@@ -252,6 +317,8 @@ routing_policy_t *routing_policy_load(nrm_config_t *config, nrm_error_t *err)
                  "routing.policy with a list of rules is required");
         return NULL;
     }
+    if (s_refuse_cooperation(policy, "routing.policy", err) != 0)
+        return NULL;
     routing_policy_t *self = calloc(1, sizeof *self);
     self->rules = calloc(json_array_size(rules) + 1, sizeof *self->rules);
     const char *host = json_string_value(json_object_get(policy, "host_country"));
@@ -294,7 +361,8 @@ static bool s_rule_holds(const routing_policy_t *self, const s_rule_t *rule,
            s_flag_holds(rule, S_DISABILITY, p->disability) &&
            s_flag_holds(rule, S_WITH_CHILDREN, p->accompanying_children > 0) &&
            c->safety_risk >= rule->safety_risk_at_least && c->urgency >= rule->urgency_at_least &&
-           (rule->exploitation_any == 0 || (rule->exploitation_any & c->exploitation) != 0);
+           (rule->exploitation_any == 0 || (rule->exploitation_any & c->exploitation) != 0) &&
+           (rule->screening_any == 0 || ROUTING_SET_HAS(rule->screening_any, c->screening));
 }
 
 void routing_policy_decide(const routing_policy_t *self, const routing_case_t *c, int service,

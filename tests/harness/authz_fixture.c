@@ -39,6 +39,7 @@ void authz_fixture_case(harness_t *h, const char *manager, const char *reporter,
     if (routing_submit(h, &s, manager, case_id) != NRM__V1__STATUS__STATUS_OK)
         s_die("the case manager's report was refused");
     snprintf(c->case_id, sizeof c->case_id, "%s", case_id);
+    snprintf(c->manager_id, sizeof c->manager_id, "%s", manager);
     if (reporter) {
         if (routing_submit(h, &s, reporter, linked) != NRM__V1__STATUS__STATUS_OK ||
             strcmp(linked, case_id) != 0)

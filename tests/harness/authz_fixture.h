@@ -14,6 +14,7 @@
 /* A case and what hangs from it; strings are "" when not made. */
 typedef struct {
     char case_id[AUTHZ_FIXTURE_ID];
+    char manager_id[AUTHZ_FIXTURE_ID];  /* its case manager */
     char referral_id[AUTHZ_FIXTURE_ID]; /* the need's referral (LEGAL_AID) */
     char provider_id[AUTHZ_FIXTURE_ID]; /* its provider */
     char allocation_id[AUTHZ_FIXTURE_ID];

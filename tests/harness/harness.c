@@ -178,6 +178,8 @@ harness_t *harness_new(const char *name)
     s_json_set(self->config, "database.conninfo", json_string(conninfo));
     s_json_set(self->config, "crypto.keys_file", json_string(path));
     s_json_set(self->config, "heartbeat_ms", json_integer(500));
+    /* no recovery and reflection period unless a test sets one: most tests close cases at once */
+    s_json_set(self->config, "intake.recovery_period_s", json_integer(0));
     self->port_base = s_pick_ports();
     for (int s = 0; s < S_SERVICES; s++)
         for (int i = 0; i < HARNESS_MAX_INSTANCES; i++) {

@@ -46,6 +46,7 @@
 #define SERVICE_ID "service:routing"
 #define STRANGER_ID "consulate-ng"
 #define NEW_MANAGER_ID "police-ma-06"
+#define NGO_MANAGER_ID "ngo-ma-07" /* a case manager of no competent type for DecideStatus */
 #define TEST_SHELTER "authz-test-shelter"
 #define SECRET "authz-matrix-secret-0123456789abcdef"
 #define MISMATCHES 4096
@@ -61,6 +62,7 @@ static const struct {
     {B(WITHDRAW_CONSENT), COORDINATOR | MANAGER, false},
     {B(CLOSE_CASE), COORDINATOR | MANAGER, false},
     {B(REASSIGN_CASE), COORDINATOR, false},
+    {B(DECIDE_STATUS), COORDINATOR, false}, /* by agency type: see s_decider_case */
     {B(RESPOND_TO_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(COMPLETE_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(UPSERT_SHELTER), COORDINATOR | OPERATOR, false},
@@ -79,6 +81,10 @@ static harness_t *h;
 static notify_receiver_t *receiver;
 static authz_fixture_case_t shared; /* a case with a pending LEGAL_AID referral */
 static authz_fixture_case_t bed;    /* a case with a held bed */
+/* DecideStatus is for agency types (intake.status_deciders), whatever the relation: its case is
+ * managed by an NGO, so that the case manager's cell is a case manager and nothing else (the
+ * other case manager, police, is of a competent type) */
+static authz_fixture_case_t s_decider_case;
 static char subscription_id[65];
 static char delivery_id[AUTHZ_FIXTURE_ID];
 static char url[256];
@@ -106,6 +112,7 @@ static int setup(void **state)
             return -1;
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, LEGAL_AID, &shared);
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, SHELTER, &bed);
+    authz_fixture_case(h, NGO_MANAGER_ID, REPORTER_ID, 0, &s_decider_case);
     shelter_fixture_upsert_t u;
     shelter_fixture_upsert(&u, s_test_shelter());
     u.upsert.active = 0;
@@ -143,7 +150,7 @@ static const char *s_actor(unsigned column, const authz_fixture_case_t *obj)
     case COORDINATOR:
         return "coordinator";
     case MANAGER:
-        return CASE_MANAGER_ID;
+        return obj->manager_id[0] ? obj->manager_id : CASE_MANAGER_ID;
     case REPORTER:
         return REPORTER_ID;
     case PROVIDER:
@@ -168,6 +175,10 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
                              body == B(RELEASE_BED));
     const authz_fixture_case_t *same =
         body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ? &bed : &shared;
+    if (body == B(DECIDE_STATUS)) {
+        *obj = s_decider_case;
+        return;
+    }
     if (!fresh) {
         *obj = *same;
         return;
@@ -220,6 +231,13 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         r.case_id = (char *)obj->case_id;
         r.case_manager_agency_id = NEW_MANAGER_ID;
         return authz_fixture_call(h, "intake", agency, body, &r, field);
+    }
+    case B(DECIDE_STATUS): {
+        Nrm__V1__DecideStatus d = NRM__V1__DECIDE_STATUS__INIT;
+        d.case_id = (char *)obj->case_id;
+        d.status = NRM__V1__TRAFFICKING_STATUS__TRAFFICKING_STATUS_IDENTIFIED_VICTIM;
+        d.basis = "interview";
+        return authz_fixture_call(h, "intake", agency, body, &d, field);
     }
     case B(RESPOND_TO_REFERRAL): {
         Nrm__V1__RespondToReferral r = NRM__V1__RESPOND_TO_REFERRAL__INIT;

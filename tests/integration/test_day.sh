@@ -321,8 +321,8 @@ RELEASED_BEDS=$FIRST_BEDS
 # --- A case is closed -------------------------------------------------------------------------
 
 req "${AGENCIES[$CLOSED_INDEX]}" intake \
-  "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"transferred\"}}"
-check "the reporting agency closes a case" [ "$RC" -eq 0 ]
+  "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"declined_assistance\"}}"
+check "the reporting agency closes a case when the person declines assistance" [ "$RC" -eq 0 ]
 req "${AGENCIES[$CLOSED_INDEX]}" intake \
   "{\"closeCase\": {\"caseId\": \"$CLOSED_CASE\", \"reason\": \"not a code\"}}"
 check "a close reason must be a code" [ "$RC" -eq 1 ]
@@ -362,7 +362,7 @@ equal "every shelter request is answered" "$(count shelter.requested)" \
   $(($(count shelter.allocated) + $(count shelter.waitlisted)))
 equal "no one waits for a bed" 0 "$(count shelter.waitlisted)"
 equal "shelter.allocated" "$ALLOCATED" "$(count shelter.allocated)"
-equal "the close reason is a code" transferred \
+equal "the close reason is a code" declined_assistance \
   "$(jq -r 'select(.topic == "case.closed") | .caseClosed.reason' "$WORK/day.jsonl")"
 equal "the linked report is in the second agency's region" "MA-07 ${CASES[$FIRST_JOY_INDEX]}" \
   "$(jq -r 'select(.topic == "case.linked") | "\(.caseLinked.region) \(.caseId)"' \

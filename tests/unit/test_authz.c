@@ -196,6 +196,30 @@ static void test_agency_type_cells_admit_agencies_of_those_types_only(void **sta
     assert_false(nrm_authz_allows(&rule, NRM_ROLE_ANYONE | NRM_ROLE_SERVICE, "NGO"));
 }
 
+static void test_status_deciders_are_the_agency_types_the_configuration_names(void **state)
+{
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    const Nrm__V1__Request__BodyCase decide = NRM__V1__REQUEST__BODY_DECIDE_STATUS;
+    nrm_config_t *config = s_config("");
+    assert_int_equal(nrm_authz_precheck(config, decide, "police", "LAW_ENFORCEMENT", &err), NRM_OK);
+    assert_int_equal(nrm_authz_precheck(config, decide, "coordinator", "COORDINATOR", &err),
+                     NRM_OK);
+    assert_int_equal(nrm_authz_precheck(config, decide, "ngo-a", "NGO", &err),
+                     NRM_PERMISSION_DENIED);
+    assert_string_equal(err.field, "decide_status");
+    assert_non_null(strstr(err.message, NRM_AUTHZ_STATUS_DECIDERS));
+    nrm_config_destroy(&config);
+    config = s_config("\"intake\": {\"status_deciders\": [\"INTERNATIONAL_ORGANISATION\"]}");
+    assert_int_equal(nrm_authz_precheck(config, decide, "iom", "INTERNATIONAL_ORGANISATION", &err),
+                     NRM_OK);
+    assert_int_equal(nrm_authz_precheck(config, decide, "police", "LAW_ENFORCEMENT", &err),
+                     NRM_PERMISSION_DENIED);
+    assert_int_equal(nrm_authz_precheck(config, decide, "coordinator", "COORDINATOR", &err),
+                     NRM_PERMISSION_DENIED);
+    nrm_config_destroy(&config);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_the_server_leaves_object_requests_to_the_handler),
         cmocka_unit_test(test_a_relation_counts_only_where_the_rule_names_it),
         cmocka_unit_test(test_agency_type_cells_admit_agencies_of_those_types_only),
+        cmocka_unit_test(test_status_deciders_are_the_agency_types_the_configuration_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
