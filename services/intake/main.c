@@ -13,13 +13,18 @@ int main(int argc, char **argv)
 
     nrm_error_t err;
     const char *keys_file = nrm_config_string(nrm_service_config(service), "crypto.keys_file", "");
-    intake_t intake = {.keys = nrm_keyring_load(keys_file, &err)};
+    intake_t intake = {.keys = nrm_keyring_load(keys_file, &err), .service = service};
     if (!intake.keys) {
         nrm_log_error("cannot load the keyring", "{s:s}", "message", err.message);
         nrm_service_destroy(&service);
         return 2;
     }
-    intake_prepare(nrm_service_db(service));
+    nrm_db_t *db = nrm_service_db(service);
+    intake_prepare(db);
+    intake_read_prepare(db);
+    intake_keys_prepare(db);
+    intake_identity_prepare(db);
+    intake_erase_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
                        intake_submit_report, &intake);
@@ -31,6 +36,20 @@ int main(int argc, char **argv)
                        intake_close_case, &intake);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_REASSIGN_CASE, NRM_HANDLER_WRITE,
                        intake_reassign_case, &intake);
+
+    /* the case file: reads are audited, never stored; a disclosure's reply above all */
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_CASE, NRM_HANDLER_READ, intake_get_case,
+                       &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_CASES, NRM_HANDLER_READ,
+                       intake_list_cases, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_IDENTITY, NRM_HANDLER_READ,
+                       intake_get_identity, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_ERASE_IDENTITY, NRM_HANDLER_WRITE,
+                       intake_erase_identity, &intake);
+    static const char *const referrals[] = {"referral.", NULL};
+    nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
+    nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);
+    nrm_service_on_start(service, intake_keys_start, &intake);
 
     exit_code = nrm_service_run(service);
 
