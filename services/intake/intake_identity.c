@@ -96,15 +96,15 @@ static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, unsigned 
     return NRM_OK;
 }
 
-/* Opens one sealed field of a report; *plain malloc'd (caller wipes and frees). 0 or -1. */
-static int s_open_field(intake_t *self, const PGresult *res, int row, int col,
-                        const uint8_t key[NRM_DATA_KEY_BYTES], const char *aad, uint8_t **plain,
-                        size_t *len)
+/* Opens one sealed field of a report with the case's data key (NULL when the case has none);
+ * *plain malloc'd (caller wipes and frees). 0 or -1. */
+static int s_open_field(intake_t *self, const PGresult *res, int row, int col, const uint8_t *key,
+                        const char *aad, uint8_t **plain, size_t *len)
 {
     size_t sealed_len = 0;
     const uint8_t *sealed = nrm_db_bytes(res, row, col, &sealed_len);
     if (strcmp(nrm_db_text(res, row, 0), "case_key") == 0)
-        return nrm_open_with(key, sealed, sealed_len, aad, plain, len);
+        return key ? nrm_open_with(key, sealed, sealed_len, aad, plain, len) : -1;
     /* written before data keys (or by an older instance): the start job moves it */
     return nrm_open(self->keys, (uint32_t)nrm_db_int(res, row, 1), sealed, sealed_len, aad, plain,
                     len);
@@ -113,8 +113,7 @@ static int s_open_field(intake_t *self, const PGresult *res, int row, int col,
 /* Opens the case's reports into identity (the call's memory): the person of the first report,
  * the notes of every report that has some, oldest first. */
 static nrm_status_t s_open_reports(intake_t *self, nrm_call_t *call, const char *case_id,
-                                   const uint8_t key[NRM_DATA_KEY_BYTES],
-                                   Nrm__V1__Identity *identity)
+                                   const uint8_t *key, Nrm__V1__Identity *identity)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
@@ -170,13 +169,15 @@ nrm_status_t intake_get_identity(void *ctx, nrm_call_t *call)
     bool found = false;
     if (!erased && (st = intake_case_key_load(self, &call->tx, g->case_id, key, &found)) != NRM_OK)
         return st;
-    if (erased || !found)
+    if (erased)
         return nrm_fail(call->tx.err, NRM_NOT_FOUND, "get_identity.case_id",
                         "the identity of this case was erased");
+    /* no key and not erased: every report is still sealed under the keyring (written by an
+     * instance older than data keys, not yet moved by the start job) */
     Nrm__V1__Identity *identity = nrm_call_alloc(call, sizeof *identity);
     nrm__v1__identity__init(identity);
     identity->case_id = nrm_call_strdup(call, g->case_id);
-    st = s_open_reports(self, call, g->case_id, key, identity);
+    st = s_open_reports(self, call, g->case_id, found ? key : NULL, identity);
     sodium_memzero(key, sizeof key);
     if (st == NRM_OK)
         st = nrm_call_audit(call, S_DISCLOSED_KIND, g->case_id);
