@@ -326,6 +326,18 @@ static void test_reads_are_audited_and_never_stored(void **state)
                      0);
 }
 
+static void test_intake_serves_while_routing_whose_stream_it_consumes_is_absent(void **state)
+{
+    /* routing is never started in this program: intake answers, and waits for its stream */
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Reply *r = s_call("coordinator", NRM__V1__REQUEST__BODY_PING, &ping);
+    assert_int_equal(r->status, OK);
+    assert_int_equal(r->pong->n_consumers, 1);
+    assert_string_equal(r->pong->consumers[0]->stream, "routing");
+    assert_int_equal(r->pong->consumers[0]->checkpoint, 0);
+    nrm__v1__reply__free_unpacked(r, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_consent_to_data_sharing_given_later_shows_in_the_case_and_its_event),
         cmocka_unit_test(test_withdrawing_data_sharing_only_keeps_consent_to_referral),
         cmocka_unit_test(test_reads_are_audited_and_never_stored),
+        cmocka_unit_test(test_intake_serves_while_routing_whose_stream_it_consumes_is_absent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
