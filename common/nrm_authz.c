@@ -31,6 +31,19 @@ static const nrm_authz_rule_t s_rules[] = {
     {NRM__V1__REQUEST__BODY_DECIDE_STATUS, "intake", "decide_status.case_id", 0, s_status_deciders,
      "a competent authority: the agency types `intake.status_deciders` names (by default "
      "JUDICIARY, LAW_ENFORCEMENT, COORDINATOR), whatever their relation to the case"},
+    {NRM__V1__REQUEST__BODY_GET_CASE, "intake", "get_case.case_id",
+     S_COORDINATOR | S_MANAGER | NRM_ROLE_REPORTER, NULL, "categorical data only"},
+    {NRM__V1__REQUEST__BODY_LIST_CASES, "intake", "list_cases", S_COORDINATOR | S_MANAGER, NULL,
+     "a case manager (an agency managing a case) lists its own cases; a coordinator lists all"},
+    {NRM__V1__REQUEST__BODY_GET_IDENTITY, "intake", "get_identity.case_id",
+     S_COORDINATOR | S_MANAGER | S_PROVIDER, NULL,
+     "the referred provider: one whose referral for the case is accepted (not completed, revoked "
+     "or otherwise ended), while the person consents to data sharing, or a child-protection "
+     "provider of a minor regardless of consent; every disclosure is audited and published as "
+     "case.identity_disclosed; never after erasure"},
+    {NRM__V1__REQUEST__BODY_ERASE_IDENTITY, "intake", NULL, S_COORDINATOR, NULL,
+     "destroys the case's data key and identity hash; the categorical record, events and audit "
+     "stay"},
     {NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, "routing", "respond_to_referral.referral_id",
      S_COORDINATOR | S_PROVIDER, NULL, ""},
     {NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, "routing", "complete_referral.referral_id",

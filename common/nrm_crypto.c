@@ -299,11 +299,10 @@ uint32_t nrm_keyring_active_id(const nrm_keyring_t *self)
     return self ? self->active : 0;
 }
 
-/* Seals plain with the active key: out = nonce || ciphertext || tag. Returns 0 or -1. */
-int nrm_seal(const nrm_keyring_t *self, const void *plain, size_t len, const char *aad,
-             uint8_t **out, size_t *out_len, uint32_t *key_id)
+/* Seals plain with key: out = nonce || ciphertext || tag. Returns 0 or -1. */
+static int s_seal(const uint8_t *key, const void *plain, size_t len, const char *aad, uint8_t **out,
+                  size_t *out_len)
 {
-    const uint8_t *key = self ? s_key_find(self, self->active) : NULL;
     if (!key || !out || !out_len || (!plain && len) ||
         len > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX)
         return -1;
@@ -317,17 +316,14 @@ int nrm_seal(const nrm_keyring_t *self, const void *plain, size_t len, const cha
                                                sealed, key);
     *out = sealed;
     *out_len = S_NONCE_BYTES + (size_t)sealed_len;
-    if (key_id)
-        *key_id = self->active;
     return 0;
 }
 
-/* Opens what nrm_seal produced under key_id with the same aad. Returns 0, or -1 for an unknown
- * key, a forged or a corrupted ciphertext. */
-int nrm_open(const nrm_keyring_t *self, uint32_t key_id, const uint8_t *sealed, size_t len,
-             const char *aad, uint8_t **plain, size_t *plain_len)
+/* Opens what s_seal produced under key with the same aad. Returns 0, or -1 for a missing key, a
+ * forged or a corrupted ciphertext. */
+static int s_open(const uint8_t *key, const uint8_t *sealed, size_t len, const char *aad,
+                  uint8_t **plain, size_t *plain_len)
 {
-    const uint8_t *key = s_key_find(self, key_id);
     if (!key || !sealed || !plain || len < S_NONCE_BYTES + S_TAG_BYTES)
         return -1;
     uint8_t *opened = malloc(len - S_NONCE_BYTES - S_TAG_BYTES + 1);
@@ -343,6 +339,42 @@ int nrm_open(const nrm_keyring_t *self, uint32_t key_id, const uint8_t *sealed, 
     if (plain_len)
         *plain_len = (size_t)opened_len;
     return 0;
+}
+
+int nrm_seal(const nrm_keyring_t *self, const void *plain, size_t len, const char *aad,
+             uint8_t **out, size_t *out_len, uint32_t *key_id)
+{
+    const uint8_t *key = self ? s_key_find(self, self->active) : NULL;
+    if (s_seal(key, plain, len, aad, out, out_len) != 0)
+        return -1;
+    if (key_id)
+        *key_id = self->active;
+    return 0;
+}
+
+int nrm_open(const nrm_keyring_t *self, uint32_t key_id, const uint8_t *sealed, size_t len,
+             const char *aad, uint8_t **plain, size_t *plain_len)
+{
+    return s_open(self ? s_key_find(self, key_id) : NULL, sealed, len, aad, plain, plain_len);
+}
+
+_Static_assert(NRM_DATA_KEY_BYTES == S_KEY_BYTES, "a data key is a sealing key");
+
+void nrm_data_key_new(uint8_t key[NRM_DATA_KEY_BYTES])
+{
+    crypto_aead_xchacha20poly1305_ietf_keygen(key);
+}
+
+int nrm_seal_with(const uint8_t key[NRM_DATA_KEY_BYTES], const void *plain, size_t len,
+                  const char *aad, uint8_t **out, size_t *out_len)
+{
+    return s_seal(key, plain, len, aad, out, out_len);
+}
+
+int nrm_open_with(const uint8_t key[NRM_DATA_KEY_BYTES], const uint8_t *sealed, size_t len,
+                  const char *aad, uint8_t **plain, size_t *plain_len)
+{
+    return s_open(key, sealed, len, aad, plain, plain_len);
 }
 
 /* qsort comparator over token pointers (byte order). */

@@ -48,6 +48,21 @@ int nrm_seal(const nrm_keyring_t *self, const void *plain, size_t len, const cha
 int nrm_open(const nrm_keyring_t *self, uint32_t key_id, const uint8_t *sealed, size_t len,
              const char *aad, uint8_t **plain, size_t *plain_len);
 
+/* Data keys: a key of its own per object (intake: per case), kept wrapped (nrm_seal'd) by the
+ * keyring, so that destroying the wrapped key makes the object's data unreadable
+ * (crypto-shredding) and rotating the keyring re-wraps keys, not data. */
+#define NRM_DATA_KEY_BYTES 32
+
+/* Fills key with a fresh random data key. */
+void nrm_data_key_new(uint8_t key[NRM_DATA_KEY_BYTES]);
+
+/* nrm_seal and nrm_open with a data key instead of the keyring (same format, no key id):
+ * 0 on success (*out or *plain malloc'd, caller frees), -1 on failure. */
+int nrm_seal_with(const uint8_t key[NRM_DATA_KEY_BYTES], const void *plain, size_t len,
+                  const char *aad, uint8_t **out, size_t *out_len);
+int nrm_open_with(const uint8_t key[NRM_DATA_KEY_BYTES], const uint8_t *sealed, size_t len,
+                  const char *aad, uint8_t **plain, size_t *plain_len);
+
 /* Keyed BLAKE2b-256 of the normalised identity (full name, date of birth, nationality), as 64
  * lowercase hex characters and a NUL in out. Normalisation: ASCII letters lower-cased, name
  * split on white space, punctuation dropped, tokens sorted, so "BENALI  Amina" and

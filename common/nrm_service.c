@@ -25,10 +25,22 @@
 #define S_DEFAULT_HEARTBEAT_MS 5000
 #define S_DEFAULT_MAX_REQUEST 1048576
 #define S_PATH_MAX 160
+#define S_DEFAULT_IDEMPOTENCY_WINDOW_S 604800 /* 7 days */
+#define S_EXPIRE_BATCH 1000
+#define S_EXPIRE_BATCHES_PER_RUN 50
+#define S_EXPIRE_PERIOD_MIN_MS 1000
+#define S_EXPIRE_PERIOD_MAX_MS 60000
 
 static const char s_sql_fetch[] =
     "SELECT seq, payload FROM outbox WHERE seq >= $1 ORDER BY seq LIMIT $2";
 static const char s_sql_head[] = "SELECT head FROM stream_head";
+/* one batch of stored replies past the idempotency window (requests_created, bus 002) */
+static const char s_sql_expire_requests[] =
+    "WITH old AS (SELECT request_id FROM requests"
+    "   WHERE created_at < now() - make_interval(secs => $1::double precision)"
+    "   ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    " gone AS (DELETE FROM requests WHERE request_id IN (SELECT request_id FROM old) RETURNING 1)"
+    " SELECT count(*)::int FROM gone";
 
 typedef struct {
     char *source;
@@ -469,6 +481,49 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* Timer: deletes the stored replies older than idempotency_window_s (0: kept for ever), in
+ * batches; a request_id repeated after that is a new request. */
+static nrm_status_t s_expire_requests(void *ctx, nrm_tx_t *tx)
+{
+    nrm_service_t *self = ctx;
+    int64_t window_s =
+        nrm_config_int(self->config, "idempotency_window_s", S_DEFAULT_IDEMPOTENCY_WINDOW_S);
+    if (window_s <= 0)
+        return NRM_OK;
+    int64_t deleted = 0;
+    for (int batch = 0; batch < S_EXPIRE_BATCHES_PER_RUN; batch++) {
+        nrm_params_t p = {0};
+        nrm_params_int(&p, window_s);
+        nrm_params_int(&p, S_EXPIRE_BATCH);
+        PGresult *res = NULL;
+        nrm_status_t st = nrm_db_exec(tx->db, "service_expire_requests", &p, &res, tx->err);
+        if (st != NRM_OK)
+            return st;
+        int64_t n = nrm_db_int(res, 0, 0);
+        PQclear(res);
+        deleted += n;
+        if (n < S_EXPIRE_BATCH)
+            break;
+    }
+    if (deleted > 0)
+        nrm_log_info("stored replies expired", "{s:I, s:I}", "requests", (json_int_t)deleted,
+                     "idempotency_window_s", (json_int_t)window_s);
+    return NRM_OK;
+}
+
+/* How often the stored replies are pruned: a quarter of the window, within 1 s and 60 s. */
+static int s_expire_period_ms(nrm_config_t *config)
+{
+    int64_t window_ms =
+        nrm_config_int(config, "idempotency_window_s", S_DEFAULT_IDEMPOTENCY_WINDOW_S) * 1000;
+    int64_t period = window_ms / 4;
+    if (period < S_EXPIRE_PERIOD_MIN_MS)
+        period = S_EXPIRE_PERIOD_MIN_MS;
+    if (period > S_EXPIRE_PERIOD_MAX_MS)
+        period = S_EXPIRE_PERIOD_MAX_MS;
+    return (int)period;
+}
+
 /* Checks the database connection so that Pong.database_ok is true to within a few seconds even
  * when nothing else uses the database (and a lost connection is remade). */
 static int s_on_health_check(zloop_t *loop, int timer_id, void *arg)
@@ -628,6 +683,8 @@ int nrm_service_run(nrm_service_t *self)
     sigaction(SIGHUP, &sa, NULL);
     nrm_db_statement(self->db, "service_fetch", s_sql_fetch);
     nrm_db_statement(self->db, "service_head", s_sql_head);
+    nrm_db_statement(self->db, "service_expire_requests", s_sql_expire_requests);
+    nrm_service_every(self, s_expire_period_ms(self->config), s_expire_requests, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
     zsys_catch_interrupts();

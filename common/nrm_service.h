@@ -10,7 +10,8 @@
  *
  * Settings read (services.<name>.*): api, events (bind endpoints), api_connect, events_connect
  * (how others reach it), db_user, db_password or db_password_file; top level: database.conninfo,
- * heartbeat_ms, max_request_bytes, log_level. */
+ * heartbeat_ms, max_request_bytes, log_level, idempotency_window_s (stored replies are deleted
+ * that long after the request, default 7 days; 0 keeps them). */
 #ifndef NRM_SERVICE_H
 #define NRM_SERVICE_H
 

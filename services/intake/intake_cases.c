@@ -27,10 +27,11 @@ static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
     "SELECT status, array_to_string(needs, ','), urgency, safety_risk, consent_to_referral,"
-    " case_manager_agency_id FROM cases WHERE case_id = $1 FOR UPDATE";
+    " case_manager_agency_id, consent_to_data_sharing FROM cases WHERE case_id = $1 FOR UPDATE";
 static const char s_sql_save[] =
     "UPDATE cases SET needs = $2::int[], urgency = $3, safety_risk = $4,"
-    " consent_to_referral = $5, updated_at = now() WHERE case_id = $1";
+    " consent_to_referral = $5, consent_to_data_sharing = $6, updated_at = now()"
+    " WHERE case_id = $1";
 static const char s_sql_close[] =
     "UPDATE cases SET status = 'closed', close_reason = $2, closed_at = now(), updated_at = now()"
     " WHERE case_id = $1";
@@ -38,8 +39,9 @@ static const char s_sql_is_reporter[] =
     "SELECT 1 FROM case_agencies WHERE case_id = $1 AND agency_id = $2";
 static const char s_sql_report[] =
     "WITH report AS (INSERT INTO reports (case_id, request_id, reporting_agency_id, region,"
-    "   identified_at, linked, key_id, person_sealed, notes_sealed)"
-    "   VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, $7, $8, $9))"
+    "   identified_at, linked, key_id, person_sealed, notes_sealed, sealed_under)"
+    "   VALUES ($1, $2::uuid, $3, $4, to_timestamp($5::bigint / 1000.0), $6, 0, $7, $8,"
+    "   'case_key'))"
     " INSERT INTO case_agencies (case_id, agency_id) VALUES ($1, $3) ON CONFLICT DO NOTHING";
 
 void intake_prepare(nrm_db_t *db)
@@ -63,6 +65,7 @@ typedef struct {
     int urgency;
     int safety_risk;
     bool consent;
+    bool data_sharing;               /* consent to data sharing */
     char manager[INTAKE_ID_MAX + 1]; /* the case-managing agency */
 } s_case_t;
 
@@ -112,6 +115,7 @@ static nrm_status_t s_load(nrm_tx_t *tx, const char *case_id, const char *field,
     c->safety_risk = (int)nrm_db_int(res, 0, 3);
     c->consent = nrm_db_int(res, 0, 4) != 0;
     snprintf(c->manager, sizeof c->manager, "%s", nrm_db_text(res, 0, 5));
+    c->data_sharing = nrm_db_int(res, 0, 6) != 0;
     PQclear(res);
     return NRM_OK;
 }
@@ -127,6 +131,7 @@ static nrm_status_t s_save(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
     nrm_params_int(&p, c->urgency);
     nrm_params_int(&p, c->safety_risk);
     nrm_params_bool(&p, c->consent);
+    nrm_params_bool(&p, c->data_sharing);
     return nrm_db_exec(tx->db, "intake_save", &p, NULL, tx->err);
 }
 
@@ -142,6 +147,7 @@ static nrm_status_t s_emit_updated(nrm_tx_t *tx, const char *case_id, const s_ca
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
     body.consent_to_referral = c->consent;
+    body.consent_to_data_sharing = c->data_sharing;
     return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_CASE_UPDATED, &body);
 }
 
@@ -183,28 +189,30 @@ static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, con
     return NRM_OK;
 }
 
-/* Seals the report's identifying data and stores the report, and its agency among the case's
- * reporting agencies. */
+/* Seals the report's identifying data under the case's data key (intake_keys.c) and stores
+ * the report, and its agency among the case's reporting agencies. */
 static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char *case_id,
                                    bool linked)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    uint8_t key[NRM_DATA_KEY_BYTES];
+    nrm_status_t st = intake_case_key_for_sealing(self, &call->tx, case_id, key);
+    if (st != NRM_OK)
+        return st;
     Nrm__V1__PersonalData empty = NRM__V1__PERSONAL_DATA__INIT;
     const Nrm__V1__PersonalData *person = r->person ? r->person : &empty;
     size_t plen = nrm__v1__personal_data__get_packed_size(person);
     uint8_t *plain = malloc(plen ? plen : 1);
     nrm__v1__personal_data__pack(person, plain);
     char aad[S_AAD_MAX];
-    snprintf(aad, sizeof aad, "intake.report:%s", case_id);
+    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
     uint8_t *person_sealed = NULL, *notes_sealed = NULL;
     size_t person_len = 0, notes_len = 0;
-    uint32_t key_id = 0, notes_key = 0;
-    int sealed = nrm_seal(self->keys, plain, plen, aad, &person_sealed, &person_len, &key_id) ||
-                 nrm_seal(self->keys, r->notes, strlen(r->notes), aad, &notes_sealed, &notes_len,
-                          &notes_key);
+    int sealed = nrm_seal_with(key, plain, plen, aad, &person_sealed, &person_len) ||
+                 nrm_seal_with(key, r->notes, strlen(r->notes), aad, &notes_sealed, &notes_len);
+    sodium_memzero(key, sizeof key);
     sodium_memzero(plain, plen);
     free(plain);
-    nrm_status_t st = NRM_OK;
     if (sealed != 0) {
         st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "sealing failed");
     } else {
@@ -215,7 +223,6 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
         nrm_params_text(&p, r->region);
         nrm_params_int(&p, r->identified_at_ms);
         nrm_params_bool(&p, linked);
-        nrm_params_int(&p, key_id);
         nrm_params_bytes(&p, person_sealed, person_len);
         nrm_params_bytes(&p, notes_sealed, notes_len);
         st = nrm_db_exec(call->tx.db, "intake_report", &p, NULL, call->tx.err);
@@ -431,6 +438,10 @@ nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
         c.consent = true;
         changed = true;
     }
+    if (u->consent_to_data_sharing && !c.data_sharing) {
+        c.data_sharing = true;
+        changed = true;
+    }
     if (changed && (st = s_save(&call->tx, u->case_id, &c)) == NRM_OK)
         st = s_emit_updated(&call->tx, u->case_id, &c, &ident);
     if (st == NRM_OK)
@@ -447,9 +458,13 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
     nrm_status_t st = s_load_for_change(call, w->case_id, "withdraw_consent.case_id", &c);
     if (st != NRM_OK)
         return st;
-    c.consent = false;
+    /* consent to referral goes with consent to data sharing; data_sharing_only keeps it */
+    if (!w->data_sharing_only)
+        c.consent = false;
+    c.data_sharing = false;
     st = s_save(&call->tx, w->case_id, &c);
     Nrm__V1__ConsentWithdrawn body = NRM__V1__CONSENT_WITHDRAWN__INIT;
+    body.data_sharing_only = w->data_sharing_only;
     if (st == NRM_OK)
         st = nrm_tx_emit_body(&call->tx, w->case_id, NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN, &body);
     if (st == NRM_OK)

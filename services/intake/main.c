@@ -26,7 +26,12 @@ int main(int argc, char **argv)
         nrm_service_destroy(&service);
         return 2;
     }
-    intake_prepare(nrm_service_db(service));
+    nrm_db_t *db = nrm_service_db(service);
+    intake_prepare(db);
+    intake_read_prepare(db);
+    intake_keys_prepare(db);
+    intake_identity_prepare(db);
+    intake_erase_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
                        intake_submit_report, &intake);
@@ -45,6 +50,20 @@ int main(int argc, char **argv)
                                           S_RECOVERY_CHECK_MS),
                       intake_recovery_remind, &intake);
     nrm_service_on_reload(service, intake_ident_configure, &intake);
+
+    /* the case file: reads are audited, never stored; a disclosure's reply above all */
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_CASE, NRM_HANDLER_READ, intake_get_case,
+                       &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_CASES, NRM_HANDLER_READ,
+                       intake_list_cases, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_IDENTITY, NRM_HANDLER_READ,
+                       intake_get_identity, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_ERASE_IDENTITY, NRM_HANDLER_WRITE,
+                       intake_erase_identity, &intake);
+    static const char *const referrals[] = {"referral.", NULL};
+    nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
+    nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);
+    nrm_service_on_start(service, intake_keys_start, &intake);
 
     exit_code = nrm_service_run(service);
 

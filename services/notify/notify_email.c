@@ -33,7 +33,11 @@ static const s_summary_t s_summaries[] = {
     {"case.opened", "A case was opened."},
     {"case.linked", "Another agency reported the person of this case; the report joined it."},
     {"case.updated", "The case was updated."},
-    {"case.consent_withdrawn", "Consent to referral was withdrawn; open referrals are revoked."},
+    {"case.consent_withdrawn",
+     "Consent was withdrawn: to referral (open referrals are revoked), or to"
+     " data sharing only (referrals stay)."},
+    {"case.identity_disclosed", "The identity of the person was disclosed to an agency."},
+    {"case.identity_erased", "The identity of the person was erased."},
     {"case.closed", "The case was closed."},
     {"referral.created", "A referral awaits an answer from the provider."},
     {"referral.accepted", "A referral was accepted."},

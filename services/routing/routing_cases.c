@@ -269,6 +269,12 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         st = s_updated(self, tx, ev, &c);
         break;
     case NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN:
+        /* withdrawal of consent to data sharing alone: intake stops disclosing, referrals stay
+         * (the case is saved for its last sequence only) */
+        if (ev->consent_withdrawn && ev->consent_withdrawn->data_sharing_only) {
+            st = s_save(tx, &c);
+            break;
+        }
         c.consent = false;
         st = s_save(tx, &c);
         if (st == NRM_OK)

@@ -5,7 +5,11 @@
  * and each answer is OK (or, where the domain's answer varies, at least not PERMISSION_DENIED)
  * exactly where the table below says so, PERMISSION_DENIED everywhere else. The table is
  * written out here and checked against nrm_authz's, so that a change in one shows in both.
- * Every refusal is audited. */
+ * Every refusal is audited.
+ *
+ * The case-file reads come first: ListCases admits an agency as a case manager when it manages
+ * some case, and the submissions of the SUBMIT_REPORT row make every column's agency the case
+ * manager of a case of its own. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -57,6 +61,10 @@ static const struct {
     unsigned allowed;   /* columns answered OK */
     bool domain_varies; /* allowed cells answer "not PERMISSION_DENIED" rather than OK */
 } s_expected[] = {
+    {B(GET_CASE), COORDINATOR | MANAGER | REPORTER, false},
+    {B(LIST_CASES), COORDINATOR | MANAGER, false},
+    {B(GET_IDENTITY), COORDINATOR | MANAGER | PROVIDER, false},
+    {B(ERASE_IDENTITY), COORDINATOR, false},
     {B(SUBMIT_REPORT), AGENCIES, false},
     {B(UPDATE_CASE), COORDINATOR | MANAGER, false},
     {B(WITHDRAW_CONSENT), COORDINATOR | MANAGER, false},
@@ -79,8 +87,9 @@ static const struct {
 
 static harness_t *h;
 static notify_receiver_t *receiver;
-static authz_fixture_case_t shared; /* a case with a pending LEGAL_AID referral */
-static authz_fixture_case_t bed;    /* a case with a held bed */
+static authz_fixture_case_t shared;    /* a case with a pending LEGAL_AID referral */
+static authz_fixture_case_t bed;       /* a case with a held bed */
+static authz_fixture_case_t disclosed; /* a case whose LEGAL_AID referral is accepted */
 /* DecideStatus is for agency types (intake.status_deciders), whatever the relation: its case is
  * managed by an NGO, so that the case manager's cell is a case manager and nothing else (the
  * other case manager, police, is of a competent type) */
@@ -118,13 +127,32 @@ static int setup(void **state)
     u.upsert.active = 0;
     if (authz_fixture_call(h, "shelter", "coordinator", B(UPSERT_SHELTER), &u.upsert, NULL) != OK)
         return -1;
-    /* the subscription's agency, and a delivery of its own: its reported case is closed */
+    /* the provider of an accepted referral (with consent to data sharing) reads the identity */
+    authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, LEGAL_AID, &disclosed);
+    Nrm__V1__RespondToReferral accept = NRM__V1__RESPOND_TO_REFERRAL__INIT;
+    accept.referral_id = disclosed.referral_id;
+    accept.decision = NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT;
+    if (authz_fixture_call(h, "routing", disclosed.provider_id, B(RESPOND_TO_REFERRAL), &accept,
+                           NULL) != OK)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.referral_access WHERE referral_id = '%s'"
+             " AND state = 'accepted'",
+             disclosed.referral_id);
+    if (harness_wait_sql(h, sql, 1, AUTHZ_FIXTURE_WAIT_MS) != 1)
+        return -1;
+    /* the subscription's agency, and a delivery of its own: the case it reported is handed to
+     * another case manager (so that it manages none: see ListCases) */
     notify_fixture_subscribe_ok(h, SUBSCRIBER_ID, "webhook",
                                 notify_fixture_url(receiver, SUBSCRIBER_ID, url), NULL, SECRET,
                                 subscription_id);
     authz_fixture_case_t own;
     authz_fixture_case(h, SUBSCRIBER_ID, NULL, 0, &own);
-    if (routing_close_case(h, "coordinator", own.case_id, "duplicate") != OK)
+    Nrm__V1__ReassignCase handover = NRM__V1__REASSIGN_CASE__INIT;
+    handover.case_id = own.case_id;
+    handover.case_manager_agency_id = CASE_MANAGER_ID;
+    if (authz_fixture_call(h, "intake", "coordinator", B(REASSIGN_CASE), &handover, NULL) != OK)
         return -1;
     if (notify_fixture_wait(h, "SELECT count(*) FROM notify.deliveries WHERE agency_id = 'iom-ma'",
                             1) != 1)
@@ -170,9 +198,13 @@ static const char *s_actor(unsigned column, const authz_fixture_case_t *obj)
  * the shared ones otherwise. */
 static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixture_case_t *obj)
 {
+    if (body == B(GET_IDENTITY)) {
+        *obj = disclosed;
+        return;
+    }
     bool fresh = allowed && (body == B(CLOSE_CASE) || body == B(REASSIGN_CASE) ||
-                             body == B(RESPOND_TO_REFERRAL) || body == B(COMPLETE_REFERRAL) ||
-                             body == B(RELEASE_BED));
+                             body == B(ERASE_IDENTITY) || body == B(RESPOND_TO_REFERRAL) ||
+                             body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED));
     const authz_fixture_case_t *same =
         body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ? &bed : &shared;
     if (body == B(DECIDE_STATUS)) {
@@ -204,6 +236,27 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
 {
     static int reports;
     switch (body) {
+    case B(GET_CASE): {
+        Nrm__V1__GetCase g = NRM__V1__GET_CASE__INIT;
+        g.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "intake", agency, body, &g, field);
+    }
+    case B(LIST_CASES): {
+        Nrm__V1__ListCases l = NRM__V1__LIST_CASES__INIT;
+        return authz_fixture_call(h, "intake", agency, body, &l, field);
+    }
+    case B(GET_IDENTITY): {
+        Nrm__V1__GetIdentity g = NRM__V1__GET_IDENTITY__INIT;
+        g.case_id = (char *)obj->case_id;
+        g.purpose = "service_delivery";
+        return authz_fixture_call(h, "intake", agency, body, &g, field);
+    }
+    case B(ERASE_IDENTITY): {
+        Nrm__V1__EraseIdentity e = NRM__V1__ERASE_IDENTITY__INIT;
+        e.case_id = (char *)obj->case_id;
+        e.reason = "recorded_in_error";
+        return authz_fixture_call(h, "intake", agency, body, &e, field);
+    }
     case B(SUBMIT_REPORT): {
         scenario_report_t s;
         routing_person(&s, "MA-01", 40 + reports++ % 20, NRM__V1__GENDER__GENDER_MALE, "SN", false);

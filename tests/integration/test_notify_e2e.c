@@ -142,6 +142,28 @@ static void test_shelter_operator_and_reporter_hear_the_allocation(void **s)
     assert_int_equal(harness_sql_int(h, sql), 0);
 }
 
+static void test_a_disclosure_reaches_a_follower_without_the_identity(void **s)
+{
+    /* the case manager follows disclosures of its cases, then reads the identity itself */
+    const char *const topics[] = {"case.identity_", NULL};
+    char url[256], id[65];
+    notify_fixture_subscribe_ok(h, REPORTER, "webhook",
+                                notify_fixture_url(receiver, "police-ma-04-follows", url), topics,
+                                SECRET, id);
+    Nrm__V1__GetIdentity g = NRM__V1__GET_IDENTITY__INIT;
+    g.case_id = case_id;
+    g.purpose = "case_management";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_GET_IDENTITY, &g);
+    Nrm__V1__Reply *r = harness_call(h, "intake", REPORTER, &req);
+    assert_non_null(r);
+    assert_int_equal(r->status, NRM__V1__STATUS__STATUS_OK);
+    assert_string_equal(r->identity->person->full_name, NAME);
+    nrm__v1__reply__free_unpacked(r, NULL);
+    assert_int_equal(s_wait_row(REPORTER, "case.identity_disclosed", "delivered"), 1);
+    assert_int_equal(s_received("police-ma-04-follows", "case.identity_disclosed"), 1);
+}
+
 static void test_nobody_is_named_anywhere(void **s)
 {
     const char *identifying[] = {NAME,          "Ogunleye",      DOB,
@@ -159,6 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_provider_reporter_and_operator_hear_the_case_through),
         cmocka_unit_test(test_shelter_operator_and_reporter_hear_the_allocation),
+        cmocka_unit_test(test_a_disclosure_reaches_a_follower_without_the_identity),
         cmocka_unit_test(test_nobody_is_named_anywhere),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

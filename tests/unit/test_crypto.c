@@ -184,6 +184,34 @@ static void test_rotation(void **state)
     nrm_keyring_destroy(&old_ring);
 }
 
+static void test_a_data_key_opens_what_it_sealed_and_nothing_else_does(void **state)
+{
+    uint8_t key[NRM_DATA_KEY_BYTES], other[NRM_DATA_KEY_BYTES];
+    nrm_data_key_new(key);
+    nrm_data_key_new(other);
+    assert_memory_not_equal(key, other, NRM_DATA_KEY_BYTES);
+    const char *plain = "Amina Benali, +212 600 000 111";
+    uint8_t *sealed = NULL, *opened = NULL;
+    size_t sealed_len = 0, opened_len = 0;
+    assert_int_equal(
+        nrm_seal_with(key, plain, strlen(plain), "intake.report:c1", &sealed, &sealed_len), 0);
+    assert_int_equal(
+        nrm_open_with(key, sealed, sealed_len, "intake.report:c1", &opened, &opened_len), 0);
+    assert_int_equal(opened_len, strlen(plain));
+    assert_memory_equal(opened, plain, opened_len);
+    free(opened);
+    opened = NULL;
+    /* another key, another case's binding, or no key at all open nothing */
+    assert_int_equal(
+        nrm_open_with(other, sealed, sealed_len, "intake.report:c1", &opened, &opened_len), -1);
+    assert_int_equal(
+        nrm_open_with(key, sealed, sealed_len, "intake.report:c2", &opened, &opened_len), -1);
+    assert_int_equal(nrm_open_with(NULL, sealed, sealed_len, "intake.report:c1", &opened, NULL),
+                     -1);
+    assert_null(opened);
+    free(sealed);
+}
+
 static void test_identity_hash(void **state)
 {
     (void)state;
@@ -336,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_seal_open_round_trip),
         cmocka_unit_test(test_open_rejects_tampering),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_a_data_key_opens_what_it_sealed_and_nothing_else_does),
         cmocka_unit_test(test_identity_hash),
         cmocka_unit_test(test_generate_refuses_overwrite),
         cmocka_unit_test(test_uuid),

@@ -1,0 +1,243 @@
+/* Identity disclosure, consented and audited. GetIdentity opens the case's reports with its data
+ * key for the case manager and the coordinator; for a provider whose referral for the case is
+ * accepted (and neither completed, revoked nor otherwise ended) while the person consents to
+ * data sharing; for a child-protection provider of a minor regardless of consent; for nobody
+ * else, and never after erasure. Which provider holds which referral comes from routing's
+ * stream (referral.*), applied exactly once into referral_access.
+ *
+ * GetIdentity is a read (NRM_HANDLER_READ): its reply is never stored, so a repeated
+ * request_id runs again with fresh authorization and cannot hand the identity to anyone else.
+ * Each disclosure writes an audit row of kind identity_disclosed and publishes
+ * case.identity_disclosed { agency_id, purpose }, in the transaction the reply waits for. */
+#include "intake.h"
+#include "nrm_authz.h"
+#include "nrm_log.h"
+#include "nrm_validate.h"
+
+#include <sodium.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DISCLOSED_KIND "identity_disclosed"
+#define S_PURPOSE_MAX 32
+
+static const char *const s_purposes[] = {"contact",           "service_delivery",
+                                         "legal_proceedings", "child_protection",
+                                         "case_management",   NULL};
+
+static const char s_sql_case[] =
+    "SELECT case_manager_agency_id = $2, is_minor, consent_to_data_sharing,"
+    " identity_erased_at IS NOT NULL FROM cases WHERE case_id = $1";
+static const char s_sql_access[] =
+    "SELECT count(*)::int, COALESCE(bool_or(service = $3), false) FROM referral_access"
+    " WHERE case_id = $1 AND provider_agency_id = $2 AND state = 'accepted'";
+static const char s_sql_reports[] =
+    "SELECT sealed_under, key_id, person_sealed, notes_sealed FROM reports WHERE case_id = $1"
+    " ORDER BY received_at, report_id";
+static const char s_sql_referral_created[] =
+    "INSERT INTO referral_access (referral_id, case_id, provider_agency_id, service, state)"
+    " VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (referral_id) DO NOTHING";
+static const char s_sql_referral_moved[] =
+    "UPDATE referral_access SET state = $2, updated_at = now() WHERE referral_id = $1";
+
+void intake_identity_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "intake_identity_case", s_sql_case);
+    nrm_db_statement(db, "intake_identity_access", s_sql_access);
+    nrm_db_statement(db, "intake_identity_reports", s_sql_reports);
+    nrm_db_statement(db, "intake_referral_created", s_sql_referral_created);
+    nrm_db_statement(db, "intake_referral_moved", s_sql_referral_moved);
+}
+
+/* Checks a GetIdentity: the case id and a purpose code. */
+static nrm_status_t s_check(const Nrm__V1__GetIdentity *g, nrm_error_t *err)
+{
+    if (nrm_check_text(err, "get_identity.case_id", g->case_id, INTAKE_ID_MAX, true) != NRM_OK ||
+        nrm_check_text(err, "get_identity.purpose", g->purpose, S_PURPOSE_MAX, true) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    for (size_t i = 0; s_purposes[i]; i++)
+        if (strcmp(g->purpose, s_purposes[i]) == 0)
+            return NRM_OK;
+    return nrm_fail(err, NRM_INVALID_ARGUMENT, "get_identity.purpose",
+                    "purpose must be one of contact, service_delivery, legal_proceedings, "
+                    "child_protection, case_management");
+}
+
+/* The sender's relations to the case for disclosure, and whether the identity is erased.
+ * NOT_FOUND when there is no such case. */
+static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, unsigned *relations,
+                                bool *erased)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, call->agency_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_identity_case", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "get_identity.case_id", "no such case");
+    }
+    *relations = nrm_db_int(res, 0, 0) ? NRM_ROLE_CASE_MANAGER : 0;
+    bool minor = nrm_db_int(res, 0, 1) != 0, consent = nrm_db_int(res, 0, 2) != 0;
+    *erased = nrm_db_int(res, 0, 3) != 0;
+    PQclear(res);
+    nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_CHILD_PROTECTION);
+    if ((st = nrm_db_exec(call->tx.db, "intake_identity_access", &p, &res, call->tx.err)) != NRM_OK)
+        return st;
+    bool accepted = nrm_db_int(res, 0, 0) > 0, child_protection = nrm_db_int(res, 0, 1) != 0;
+    PQclear(res);
+    /* best interests of the child: child protection of a minor needs no consent */
+    if ((accepted && consent) || (minor && child_protection))
+        *relations |= NRM_ROLE_REFERRED_PROVIDER;
+    return NRM_OK;
+}
+
+/* Opens one sealed field of a report with the case's data key (NULL when the case has none);
+ * *plain malloc'd (caller wipes and frees). 0 or -1. */
+static int s_open_field(intake_t *self, const PGresult *res, int row, int col, const uint8_t *key,
+                        const char *aad, uint8_t **plain, size_t *len)
+{
+    size_t sealed_len = 0;
+    const uint8_t *sealed = nrm_db_bytes(res, row, col, &sealed_len);
+    if (strcmp(nrm_db_text(res, row, 0), "case_key") == 0)
+        return key ? nrm_open_with(key, sealed, sealed_len, aad, plain, len) : -1;
+    /* written before data keys (or by an older instance): the start job moves it */
+    return nrm_open(self->keys, (uint32_t)nrm_db_int(res, row, 1), sealed, sealed_len, aad, plain,
+                    len);
+}
+
+/* Opens the case's reports into identity (the call's memory): the person of the first report,
+ * the notes of every report that has some, oldest first. */
+static nrm_status_t s_open_reports(intake_t *self, nrm_call_t *call, const char *case_id,
+                                   const uint8_t *key, Nrm__V1__Identity *identity)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_identity_reports", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    char aad[INTAKE_AAD_MAX];
+    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
+    int rows = PQntuples(res);
+    identity->notes = nrm_call_alloc(call, (size_t)(rows ? rows : 1) * sizeof *identity->notes);
+    for (int i = 0; i < rows && st == NRM_OK; i++) {
+        uint8_t *plain = NULL;
+        size_t len = 0;
+        if (i == 0) {
+            if (s_open_field(self, res, i, 2, key, aad, &plain, &len) != 0)
+                st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a sealed report cannot be opened");
+            else
+                identity->person =
+                    nrm_call_keep(call, nrm__v1__personal_data__unpack(NULL, len, plain));
+            if (plain)
+                sodium_memzero(plain, len);
+            free(plain);
+            plain = NULL;
+        }
+        if (st != NRM_OK)
+            break;
+        if (s_open_field(self, res, i, 3, key, aad, &plain, &len) != 0)
+            st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a sealed report cannot be opened");
+        else if (len > 0)
+            identity->notes[identity->n_notes++] = nrm_call_strdup(call, (const char *)plain);
+        if (plain)
+            sodium_memzero(plain, len);
+        free(plain);
+    }
+    PQclear(res);
+    return st;
+}
+
+nrm_status_t intake_get_identity(void *ctx, nrm_call_t *call)
+{
+    intake_t *self = ctx;
+    const Nrm__V1__GetIdentity *g = call->request->get_identity;
+    if (s_check(g, call->tx.err) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    unsigned relations = 0;
+    bool erased = false;
+    nrm_status_t st = s_relations(call, g->case_id, &relations, &erased);
+    if (st != NRM_OK || (st = nrm_authz_check(call, relations)) != NRM_OK)
+        return st;
+    call->subject_id = g->case_id;
+    uint8_t key[NRM_DATA_KEY_BYTES];
+    bool found = false;
+    if (!erased && (st = intake_case_key_load(self, &call->tx, g->case_id, key, &found)) != NRM_OK)
+        return st;
+    if (erased)
+        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "get_identity.case_id",
+                        "the identity of this case was erased");
+    /* no key and not erased: every report is still sealed under the keyring (written by an
+     * instance older than data keys, not yet moved by the start job) */
+    Nrm__V1__Identity *identity = nrm_call_alloc(call, sizeof *identity);
+    nrm__v1__identity__init(identity);
+    identity->case_id = nrm_call_strdup(call, g->case_id);
+    st = s_open_reports(self, call, g->case_id, found ? key : NULL, identity);
+    sodium_memzero(key, sizeof key);
+    if (st == NRM_OK)
+        st = nrm_call_audit(call, S_DISCLOSED_KIND, g->case_id);
+    Nrm__V1__IdentityDisclosed body = NRM__V1__IDENTITY_DISCLOSED__INIT;
+    body.agency_id = (char *)call->agency_id;
+    body.purpose = g->purpose;
+    if (st == NRM_OK)
+        st =
+            nrm_tx_emit_body(&call->tx, g->case_id, NRM__V1__EVENT__BODY_IDENTITY_DISCLOSED, &body);
+    if (st != NRM_OK)
+        return st;
+    call->reply->result_case = NRM__V1__REPLY__RESULT_IDENTITY;
+    call->reply->identity = identity;
+    return NRM_OK;
+}
+
+/* The state a referral event moves its referral to, and the referral's id; NULL when the event
+ * is not one of those. */
+static const char *s_referral_move(const Nrm__V1__Event *ev, const char **referral_id)
+{
+    *referral_id = NULL;
+    switch (ev->body_case) {
+    case NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED:
+        *referral_id = ev->referral_accepted ? ev->referral_accepted->referral_id : NULL;
+        return "accepted";
+    case NRM__V1__EVENT__BODY_REFERRAL_DECLINED:
+        *referral_id = ev->referral_declined ? ev->referral_declined->referral_id : NULL;
+        return "declined";
+    case NRM__V1__EVENT__BODY_REFERRAL_EXPIRED:
+        *referral_id = ev->referral_expired ? ev->referral_expired->referral_id : NULL;
+        return "expired";
+    case NRM__V1__EVENT__BODY_REFERRAL_COMPLETED:
+        *referral_id = ev->referral_completed ? ev->referral_completed->referral_id : NULL;
+        return "completed";
+    case NRM__V1__EVENT__BODY_REFERRAL_REVOKED:
+        *referral_id = ev->referral_revoked ? ev->referral_revoked->referral_id : NULL;
+        return "revoked";
+    default:
+        return NULL;
+    }
+}
+
+nrm_status_t intake_apply_referral_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+{
+    (void)ctx;
+    if (ev->body_case == NRM__V1__EVENT__BODY_REFERRAL_CREATED && ev->referral_created) {
+        const Nrm__V1__ReferralCreated *c = ev->referral_created;
+        nrm_params_t p = {0};
+        nrm_params_text(&p, c->referral_id);
+        nrm_params_text(&p, ev->case_id);
+        nrm_params_text(&p, c->provider_agency_id);
+        nrm_params_int(&p, c->service);
+        return nrm_db_exec(tx->db, "intake_referral_created", &p, NULL, tx->err);
+    }
+    const char *referral_id = NULL;
+    const char *state = s_referral_move(ev, &referral_id);
+    if (!state || !referral_id)
+        return NRM_OK;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, referral_id);
+    nrm_params_text(&p, state);
+    return nrm_db_exec(tx->db, "intake_referral_moved", &p, NULL, tx->err);
+}
