@@ -28,6 +28,7 @@ int main(int argc, char **argv)
     shelter_allocate_prepare(db);
     shelter_waitlist_prepare(db);
     shelter_holds_prepare(db);
+    shelter_list_prepare(db);
     nrm_service_on_start(service, shelter_seed, &shelter);
     nrm_service_on_reload(service, shelter_configure, &shelter);
 
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
                        shelter_upsert, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_OCCUPANCY, NRM_HANDLER_READ,
                        shelter_get_occupancy, &shelter);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_ALLOCATIONS, NRM_HANDLER_READ,
+                       shelter_list_allocations, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_CONFIRM_ARRIVAL, NRM_HANDLER_WRITE,
                        shelter_confirm_arrival, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RELEASE_BED, NRM_HANDLER_WRITE,

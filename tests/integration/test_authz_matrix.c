@@ -63,10 +63,12 @@ static const struct {
     {B(REASSIGN_CASE), COORDINATOR, false},
     {B(RESPOND_TO_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(COMPLETE_REFERRAL), COORDINATOR | PROVIDER, false},
+    {B(LIST_REFERRALS), COORDINATOR | MANAGER | REPORTER | PROVIDER, false},
     {B(UPSERT_SHELTER), COORDINATOR | OPERATOR, false},
     {B(CONFIRM_ARRIVAL), COORDINATOR | OPERATOR, false},
     {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
     {B(GET_OCCUPANCY), COORDINATOR | OPERATOR, false},
+    {B(LIST_ALLOCATIONS), COORDINATOR | OPERATOR, false},
     {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
     {B(LIST_DELIVERIES), AGENCIES, false},
     {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
@@ -167,7 +169,9 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
                              body == B(RESPOND_TO_REFERRAL) || body == B(COMPLETE_REFERRAL) ||
                              body == B(RELEASE_BED));
     const authz_fixture_case_t *same =
-        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ? &bed : &shared;
+        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS)
+            ? &bed
+            : &shared;
     if (!fresh) {
         *obj = *same;
         return;
@@ -233,6 +237,11 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         c.service_delivered = 1;
         return authz_fixture_call(h, "routing", agency, body, &c, field);
     }
+    case B(LIST_REFERRALS): { /* about a case: its referrals */
+        Nrm__V1__ListReferrals l = NRM__V1__LIST_REFERRALS__INIT;
+        l.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "routing", agency, body, &l, field);
+    }
     case B(UPSERT_SHELTER): {
         shelter_fixture_upsert_t u;
         shelter_fixture_upsert(&u, s_test_shelter());
@@ -253,6 +262,11 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
     case B(GET_OCCUPANCY): {
         Nrm__V1__GetOccupancy g = NRM__V1__GET_OCCUPANCY__INIT;
         return authz_fixture_call(h, "shelter", agency, body, &g, field);
+    }
+    case B(LIST_ALLOCATIONS): { /* about a case: its bed */
+        Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
+        l.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "shelter", agency, body, &l, field);
     }
     case B(UPSERT_SUBSCRIPTION): {
         Nrm__V1__UpsertSubscription s = NRM__V1__UPSERT_SUBSCRIPTION__INIT;
