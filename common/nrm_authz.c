@@ -44,10 +44,10 @@ static const nrm_authz_rule_t s_rules[] = {
     {NRM__V1__REQUEST__BODY_GET_OCCUPANCY, "shelter", "get_occupancy", S_COORDINATOR | S_OPERATOR,
      NULL, "an operator (an agency operating a shelter) sees its own shelters only"},
     {NRM__V1__REQUEST__BODY_LIST_ALLOCATIONS, "shelter", "list_allocations.case_id",
-     S_COORDINATOR | S_OPERATOR, NULL,
-     "an operator sees its shelters' allocations only (with a shelter_id: its shelter; without "
-     "case_id or shelter_id: any agency, empty when it operates none); waitlist places: the "
-     "coordinator; not the case manager (shelter does not know case managers)"},
+     S_COORDINATOR | S_MANAGER | S_OPERATOR, NULL,
+     "an operator sees its shelters' allocations, a case manager its cases' (and their waitlist "
+     "places); with a shelter_id: its operator; without case_id or shelter_id: any agency, its "
+     "own (empty when none); a coordinator all"},
     {NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, "notify", "upsert_subscription.agency_id",
      S_COORDINATOR | S_SUBSCRIBER, NULL,
      "the subscription's agency: the one it names and, for an existing one, the one it belongs "

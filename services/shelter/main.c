@@ -7,7 +7,8 @@
 
 /* Topics consumed from routing and intake. */
 static const char *const s_routing_topics[] = {"shelter.requested", NULL};
-static const char *const s_intake_topics[] = {"case.closed", NULL};
+static const char *const s_intake_topics[] = {"case.closed", "case.opened", "case.manager_changed",
+                                              NULL};
 
 int main(int argc, char **argv)
 {
@@ -29,6 +30,7 @@ int main(int argc, char **argv)
     shelter_waitlist_prepare(db);
     shelter_holds_prepare(db);
     shelter_list_prepare(db);
+    shelter_cases_prepare(db);
     nrm_service_on_start(service, shelter_seed, &shelter);
     nrm_service_on_reload(service, shelter_configure, &shelter);
 
@@ -44,7 +46,7 @@ int main(int argc, char **argv)
                        shelter_release_bed, &shelter);
 
     nrm_service_consume(service, "routing", s_routing_topics, shelter_on_requested, &shelter);
-    nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_closed, &shelter);
+    nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_event, &shelter);
 
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",
                                        SHELTER_DEFAULT_CHECK_MS);

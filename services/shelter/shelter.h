@@ -106,6 +106,7 @@ void shelter_allocate_prepare(nrm_db_t *db);
 void shelter_waitlist_prepare(nrm_db_t *db);
 void shelter_holds_prepare(nrm_db_t *db);
 void shelter_list_prepare(nrm_db_t *db);
+void shelter_cases_prepare(nrm_db_t *db);
 
 /* Checks an UpsertShelter; field paths start with prefix ("upsert_shelter", "shelters[2]").
  * Returns OK or INVALID_ARGUMENT naming the field. Touches nothing. */
@@ -198,5 +199,9 @@ nrm_status_t shelter_expire_holds(void *ctx, nrm_tx_t *tx);
 /* Consumer of the intake stream (nrm_apply_fn; ctx is the shelter_t): case.closed releases the
  * case's beds and takes it off the waitlist. */
 nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* shelter_cases.c: the consumer of intake's case.closed, case.opened and case.manager_changed
+ * (nrm_apply_fn; ctx is the shelter_t): beds freed when a case closes, case managers recorded. */
+nrm_status_t shelter_on_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
 #endif

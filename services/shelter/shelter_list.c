@@ -1,8 +1,9 @@
 /* ListAllocations: the allocations of a case or of a shelter (holds, arrivals, releases) and
  * the case's place on the waitlist, filtered by state and paged. The coordinator sees all;
- * a shelter operator its shelters' allocations only (waitlist places belong to no shelter: the
- * coordinator's). With a case_id or a shelter_id, a sender with no relation to it is refused
- * (nrm_authz). Pages follow creation order, which never changes once a row is written. */
+ * a shelter operator its shelters' allocations; a case manager its cases' allocations and
+ * waitlist places (shelter learns case managers from intake's stream: shelter_cases.c). With a
+ * case_id or a shelter_id, a sender with no relation to it is refused (nrm_authz). Pages follow
+ * creation order, which never changes once a row is written. */
 #include "nrm_authz.h"
 #include "nrm_page.h"
 #include "nrm_validate.h"
@@ -17,8 +18,13 @@
 
 static const char *const s_states[] = {"held", "occupied", "released", "waiting"};
 
-/* $1 operator ("" for all), $2 case, $3 shelter, $4 states joined by commas, $5 first page or
- * after ($6 created_us, $7 id), $8 the rows wanted */
+/* the sender ($1) manages the case of the row of alias t */
+#define S_MANAGES(t)                                                                               \
+    "EXISTS (SELECT 1 FROM case_managers m WHERE m.case_id = " t ".case_id"                        \
+    " AND m.agency_id = $1::text)"
+
+/* $1 the sender ("" for the coordinator: all), $2 case, $3 shelter, $4 states joined by commas, $5
+ * first page or after ($6 created_us, $7 id), $8 the rows wanted */
 static const char s_sql_list[] =
     "WITH queue AS (SELECT entry_id, row_number() OVER (ORDER BY urgency DESC, requested_at_ms,"
     "  entry_id) AS position FROM waitlist WHERE state = 'waiting'),"
@@ -31,22 +37,29 @@ static const char s_sql_list[] =
     "  CASE WHEN a.state = 'released' THEN COALESCE(a.release_reason, '') ELSE a.reason END"
     "   AS reason"
     " FROM allocations a JOIN shelters s ON s.shelter_id = a.shelter_id"
-    " WHERE ($1::text = '' OR s.operator_agency_id = $1::text)"
-    "  AND ($2::text = '' OR a.case_id = $2::text) AND ($3::text = '' OR a.shelter_id = $3::text)"
-    " UNION ALL"
-    " SELECT 'waitlist:' || w.entry_id, w.case_id, '', '', 'waiting', w.beds, 0, q.position,"
-    "  (extract(epoch FROM w.created_at) * 1000000)::bigint,"
-    "  (extract(epoch FROM w.updated_at) * 1000)::bigint, w.reason"
-    " FROM waitlist w JOIN queue q ON q.entry_id = w.entry_id"
-    " WHERE $1::text = '' AND $3::text = '' AND ($2::text = '' OR w.case_id = $2::text))"
-    " SELECT id, case_id, shelter_id, operator_agency_id, state, beds, hold_until_ms, position,"
-    "  created_us, updated_ms, reason FROM listed"
-    " WHERE ($4::text = '' OR state = ANY (string_to_array($4::text, ',')))"
-    "  AND ($5::boolean OR (created_us, id) > ($6::bigint, $7::text))"
-    " ORDER BY created_us, id LIMIT $8";
+    " WHERE ($1::text = '' OR s.operator_agency_id = $1::text OR " S_MANAGES(
+        "a") ")"
+             "  AND ($2::text = '' OR a.case_id = $2::text) AND ($3::text = '' OR a.shelter_id = "
+             "$3::text)"
+             " UNION ALL"
+             " SELECT 'waitlist:' || w.entry_id, w.case_id, '', '', 'waiting', w.beds, 0, "
+             "q.position,"
+             "  (extract(epoch FROM w.created_at) * 1000000)::bigint,"
+             "  (extract(epoch FROM w.updated_at) * 1000)::bigint, w.reason"
+             " FROM waitlist w JOIN queue q ON q.entry_id = w.entry_id"
+             " WHERE $3::text = '' AND ($1::text = '' OR " S_MANAGES(
+                 "w") ")"
+                      "  AND ($2::text = '' OR w.case_id = $2::text))"
+                      " SELECT id, case_id, shelter_id, operator_agency_id, state, beds, "
+                      "hold_until_ms, position,"
+                      "  created_us, updated_ms, reason FROM listed"
+                      " WHERE ($4::text = '' OR state = ANY (string_to_array($4::text, ',')))"
+                      "  AND ($5::boolean OR (created_us, id) > ($6::bigint, $7::text))"
+                      " ORDER BY created_us, id LIMIT $8";
 static const char s_sql_case_relation[] =
     "SELECT EXISTS (SELECT 1 FROM allocations a JOIN shelters s ON s.shelter_id = a.shelter_id"
-    " WHERE a.case_id = $1 AND s.operator_agency_id = $2)";
+    " WHERE a.case_id = $1 AND s.operator_agency_id = $2),"
+    " EXISTS (SELECT 1 FROM case_managers WHERE case_id = $1 AND agency_id = $2)";
 static const char s_sql_shelter_relation[] =
     "SELECT EXISTS (SELECT 1 FROM shelters WHERE shelter_id = $1 AND operator_agency_id = $2)";
 
@@ -85,8 +98,10 @@ static nrm_status_t s_check(const Nrm__V1__ListAllocations *l, char *states, nrm
     return NRM_OK;
 }
 
-/* True in *yes when statement (about id) finds the sender related to it. */
-static nrm_status_t s_related(nrm_call_t *call, const char *statement, const char *id, bool *yes)
+/* The sender's relations to the object statement asks about (id): column 0 true makes it an
+ * operator of it, column 1 (when there is one) its case manager. */
+static nrm_status_t s_relations(nrm_call_t *call, const char *statement, const char *id,
+                                unsigned *relations)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, id);
@@ -95,29 +110,32 @@ static nrm_status_t s_related(nrm_call_t *call, const char *statement, const cha
     nrm_status_t st = nrm_db_exec(call->tx.db, statement, &p, &res, call->tx.err);
     if (st != NRM_OK)
         return st;
-    *yes = nrm_db_int(res, 0, 0) != 0;
+    *relations = nrm_db_int(res, 0, 0) ? NRM_ROLE_SHELTER_OPERATOR : 0;
+    if (PQnfields(res) > 1 && nrm_db_int(res, 0, 1))
+        *relations |= NRM_ROLE_CASE_MANAGER;
     PQclear(res);
     return NRM_OK;
 }
 
-/* Decides who sees what (nrm_authz): the shelter's operator for a shelter_id, an operator with
- * an allocation of the case in its shelters for a case_id, and without either any agency, each
- * only the rows of the shelters it operates. */
+/* Decides who sees what (nrm_authz): the shelter's operator for a shelter_id; an operator with
+ * an allocation of the case in its shelters, or the case's manager, for a case_id; without
+ * either any agency, each only the rows of the shelters it operates and of the cases it
+ * manages (both relations the matrix allows). */
 static nrm_status_t s_authorize(nrm_call_t *call, const Nrm__V1__ListAllocations *l)
 {
-    bool related = true;
+    unsigned relations = NRM_ROLE_SHELTER_OPERATOR | NRM_ROLE_CASE_MANAGER;
     const char *field = NULL;
     nrm_status_t st = NRM_OK;
     if (l->shelter_id[0]) {
         field = "list_allocations.shelter_id";
-        st = s_related(call, "shelter_shelter_relation", l->shelter_id, &related);
+        st = s_relations(call, "shelter_shelter_relation", l->shelter_id, &relations);
     } else if (l->case_id[0]) {
         field = "list_allocations.case_id";
-        st = s_related(call, "shelter_case_relation", l->case_id, &related);
+        st = s_relations(call, "shelter_case_relation", l->case_id, &relations);
     }
     if (st != NRM_OK)
         return st;
-    return nrm_authz_check_at(call, related ? NRM_ROLE_SHELTER_OPERATOR : 0, field);
+    return nrm_authz_check_at(call, relations, field);
 }
 
 /* One row of the list as an AllocationRow (strings owned by the call). */

@@ -68,7 +68,7 @@ static const struct {
     {B(CONFIRM_ARRIVAL), COORDINATOR | OPERATOR, false},
     {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
     {B(GET_OCCUPANCY), COORDINATOR | OPERATOR, false},
-    {B(LIST_ALLOCATIONS), COORDINATOR | OPERATOR, false},
+    {B(LIST_ALLOCATIONS), COORDINATOR | MANAGER | OPERATOR, false},
     {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
     {B(LIST_DELIVERIES), AGENCIES, false},
     {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
@@ -108,6 +108,11 @@ static int setup(void **state)
             return -1;
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, LEGAL_AID, &shared);
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, SHELTER, &bed);
+    char known[256]; /* shelter knows the bed's case manager (from intake's stream) */
+    snprintf(known, sizeof known, "SELECT count(*) FROM shelter.case_managers WHERE case_id = '%s'",
+             bed.case_id);
+    if (harness_wait_sql(h, known, 1, AUTHZ_FIXTURE_WAIT_MS) != 1)
+        return -1;
     shelter_fixture_upsert_t u;
     shelter_fixture_upsert(&u, s_test_shelter());
     u.upsert.active = 0;
