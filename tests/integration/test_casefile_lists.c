@@ -1,8 +1,8 @@
 /* The case file's lists against real nrm-intake, nrm-routing and nrm-shelter processes, each
  * request under the key of the agency that sends it: routing's ListReferrals (a provider's
  * inbox, a case's referrals as its case manager and reporters see them, overdue referrals) and
- * shelter's ListAllocations (a case's bed as its shelter's operator and the coordinator see
- * it), and who is refused. */
+ * shelter's ListAllocations (a case's bed as its shelter's operator, its case manager and the
+ * coordinator see it), and who is refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,6 +14,7 @@
 #include "routing_scenario.h"
 #include "scenario.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,23 @@ static size_t s_case_referrals(const char *agency, const char *case_id)
         assert_string_equal(reply->referral_list->referrals[i]->case_id, case_id);
     nrm__v1__reply__free_unpacked(reply, NULL);
     return n;
+}
+
+/* Waits until routing has a row of `where` ("table WHERE condition") for the case. */
+static void s_wait_routing_knows(const char *case_id, const char *where)
+{
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM routing.%s AND case_id = '%s'", where, case_id);
+    assert_int_equal(harness_wait_sql(h, sql, 1, ROUTING_WAIT_MS), 1);
+}
+
+/* Waits until shelter knows who manages the case (from intake's stream). */
+static void s_wait_shelter_knows_manager(const char *case_id)
+{
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM shelter.case_managers WHERE case_id = '%s'",
+             case_id);
+    assert_int_equal(harness_wait_sql(h, sql, 1, ROUTING_WAIT_MS), 1);
 }
 
 /* Opens a case in MA-04 that needs legal aid, reported by MANAGER; returns its referral. */
@@ -178,7 +196,7 @@ static void test_the_case_manager_and_a_linked_reporter_see_every_referral_of_th
 {
     authz_fixture_case_t c;
     authz_fixture_case(h, MANAGER, REPORTER, LEGAL_AID, &c);
-    assert_true(routing_wait_caught_up(h, ROUTING_WAIT_MS)); /* case.linked applied */
+    s_wait_routing_knows(c.case_id, "case_reporters WHERE agency_id = '" REPORTER "'");
     long long all = routing_count_referrals(h, c.case_id, 0);
     assert_true(all >= 1);
     assert_int_equal(s_case_referrals(MANAGER, c.case_id), all);
@@ -217,13 +235,40 @@ test_a_reassigned_case_is_listed_to_its_new_case_manager_and_still_to_its_report
     r.case_manager_agency_id = NEW_MANAGER;
     assert_int_equal(authz_fixture_call(h, "intake", "coordinator", B(REASSIGN_CASE), &r, NULL),
                      OK);
-    assert_true(routing_wait_caught_up(h, ROUTING_WAIT_MS));
+    s_wait_routing_knows(c.case_id, "cases WHERE case_manager = '" NEW_MANAGER "'");
     assert_int_equal(s_case_referrals(NEW_MANAGER, c.case_id), 1);
     Nrm__V1__ListReferrals l = NRM__V1__LIST_REFERRALS__INIT;
     l.case_id = c.case_id;
     Nrm__V1__Reply *reply = s_list_referrals(MANAGER, &l); /* its report opened it: a reporter */
     assert_int_equal(reply->status, OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
+static void test_a_replay_of_intakes_stream_fills_in_the_parties_of_a_case_and_routes_nothing_again(
+    void **state)
+{
+    authz_fixture_case_t c;
+    authz_fixture_case(h, MANAGER, REPORTER, LEGAL_AID, &c);
+    s_wait_routing_knows(c.case_id, "case_reporters WHERE agency_id = '" REPORTER "'");
+    char *before = routing_fingerprint(h);
+    char sql[SQL_MAX];
+    /* a case routed before routing knew its parties, as after the upgrade */
+    snprintf(sql, sizeof sql,
+             "DELETE FROM routing.case_reporters WHERE case_id = '%s';"
+             " UPDATE routing.cases SET case_manager = '', manager_seq = 0 WHERE case_id = '%s'",
+             c.case_id, c.case_id);
+    PQclear(harness_sql(h, sql));
+    assert_int_equal(harness_signal(h, "routing", 0, SIGKILL) >= 0, 1);
+    PQclear(harness_sql(h, "UPDATE routing.checkpoints SET seq = 0 WHERE stream = 'intake'"));
+    assert_int_equal(harness_start(h, "routing", 0), 0);
+    assert_true(routing_wait_caught_up(h, ROUTING_WAIT_MS));
+    s_wait_routing_knows(c.case_id, "cases WHERE case_manager = '" MANAGER "'");
+    s_wait_routing_knows(c.case_id, "case_reporters WHERE agency_id = '" REPORTER "'");
+    char *after = routing_fingerprint(h);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    assert_int_equal(s_case_referrals(REPORTER, c.case_id), 1);
 }
 
 static void test_overdue_only_lists_the_pending_referrals_past_their_deadline(void **state)
@@ -325,12 +370,13 @@ static void test_the_shelter_operator_and_the_coordinator_list_the_bed_held_for_
     }
 }
 
-static void test_a_stranger_asking_for_the_allocations_of_a_case_is_denied(void **state)
+static void
+test_a_stranger_or_a_reporter_asking_for_the_allocations_of_a_case_is_denied(void **state)
 {
     authz_fixture_case_t c;
-    authz_fixture_case(h, MANAGER, NULL, SHELTER, &c);
-    const char *who[] = {STRANGER, MANAGER}; /* shelter does not know case managers */
-    for (size_t i = 0; i < 2; i++) {
+    const char *who[] = {STRANGER, REPORTER}; /* a reporter has no say over the bed */
+    authz_fixture_case(h, MANAGER, REPORTER, SHELTER, &c);
+    for (size_t i = 0; i < sizeof who / sizeof *who; i++) {
         Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
         l.case_id = c.case_id;
         Nrm__V1__Reply *reply = s_list_allocations(who[i], &l);
@@ -363,6 +409,20 @@ static void test_an_agency_is_denied_the_allocations_of_a_shelter_it_does_not_op
     assert_true(reply->allocation_list->n_allocations >= 1);
     for (size_t i = 0; i < reply->allocation_list->n_allocations; i++)
         assert_string_equal(reply->allocation_list->allocations[i]->shelter_id, shelter_id);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
+static void test_a_case_managers_list_without_a_case_holds_its_cases_beds_only(void **state)
+{
+    authz_fixture_case_t mine, other;
+    authz_fixture_case(h, NEW_MANAGER, NULL, SHELTER, &mine);
+    authz_fixture_case(h, MANAGER, NULL, SHELTER, &other);
+    s_wait_shelter_knows_manager(mine.case_id);
+    Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
+    Nrm__V1__Reply *reply = s_list_allocations(NEW_MANAGER, &l);
+    assert_int_equal(reply->status, OK);
+    assert_int_equal(reply->allocation_list->n_allocations, 1);
+    assert_string_equal(reply->allocation_list->allocations[0]->case_id, mine.case_id);
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
@@ -399,14 +459,18 @@ int main(void)
         cmocka_unit_test(test_a_provider_sees_only_its_own_referrals_of_a_case),
         cmocka_unit_test(
             test_a_reassigned_case_is_listed_to_its_new_case_manager_and_still_to_its_reporter),
+        cmocka_unit_test(
+            test_a_replay_of_intakes_stream_fills_in_the_parties_of_a_case_and_routes_nothing_again),
         cmocka_unit_test(test_overdue_only_lists_the_pending_referrals_past_their_deadline),
         cmocka_unit_test(test_a_state_filter_keeps_only_referrals_in_those_states),
         cmocka_unit_test(test_an_unknown_state_is_refused_naming_its_place_in_the_list),
         cmocka_unit_test(test_a_page_token_not_from_a_page_is_refused),
         cmocka_unit_test(
             test_the_shelter_operator_and_the_coordinator_list_the_bed_held_for_a_case),
-        cmocka_unit_test(test_a_stranger_asking_for_the_allocations_of_a_case_is_denied),
+        cmocka_unit_test(
+            test_a_stranger_or_a_reporter_asking_for_the_allocations_of_a_case_is_denied),
         cmocka_unit_test(test_an_agency_is_denied_the_allocations_of_a_shelter_it_does_not_operate),
+        cmocka_unit_test(test_a_case_managers_list_without_a_case_holds_its_cases_beds_only),
         cmocka_unit_test(test_a_released_bed_is_listed_released_with_its_reason),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
