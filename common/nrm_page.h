@@ -13,7 +13,7 @@
 #define NRM_PAGE_DEFAULT 50
 #define NRM_PAGE_MAX 500
 #define NRM_PAGE_ID_MAX 65     /* the id of a row: 64 bytes and the terminator */
-#define NRM_PAGE_TOKEN_MAX 128 /* a token as text, terminator included */
+#define NRM_PAGE_TOKEN_MAX 160 /* a token as text, terminator included (base64 of S_PLAIN_MAX) */
 
 /* Where a page starts and how long it is. */
 typedef struct {
