@@ -447,6 +447,45 @@ static void test_a_released_bed_is_listed_released_with_its_reason(void **state)
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
+/* Puts a case on shelter's waitlist (for a family no shelter can take: never served) with its
+ * urgency, and records its case manager. */
+static void s_waitlisted(const char *case_id, int urgency, const char *manager)
+{
+    char sql[SQL_MAX * 2];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO shelter.waitlist (case_id, request_event_id, region, urgency,"
+             " safety_risk, is_minor, gender, disability, children, beds, requested_at_ms, reason)"
+             " VALUES ('%s', gen_random_uuid(), 'MA-04', %d, 1, false, 2, false, 999, 1000,"
+             " 1, 'no shelter takes 1000 beds');"
+             " INSERT INTO shelter.case_managers VALUES ('%s', '%s', 1)",
+             case_id, urgency, case_id, manager);
+    PQclear(harness_sql(h, sql));
+}
+
+static void
+test_a_waitlisted_case_is_listed_waiting_with_its_place_to_the_coordinator_and_its_manager(
+    void **state)
+{
+    s_waitlisted("casefile-waiting-routine", NRM__V1__URGENCY__URGENCY_ROUTINE, MANAGER);
+    s_waitlisted("casefile-waiting-emergency", NRM__V1__URGENCY__URGENCY_EMERGENCY, MANAGER);
+    const char *who[] = {"coordinator", MANAGER};
+    for (size_t i = 0; i < sizeof who / sizeof *who; i++) {
+        Nrm__V1__Reply *reply = s_case_allocations(who[i], "casefile-waiting-routine");
+        assert_int_equal(reply->allocation_list->n_allocations, 1);
+        const Nrm__V1__AllocationRow *a = reply->allocation_list->allocations[0];
+        assert_string_equal(a->state, "waiting");
+        assert_string_equal(a->shelter_id, "");
+        assert_int_equal(strncmp(a->allocation_id, "waitlist:", strlen("waitlist:")), 0);
+        assert_int_equal(a->waitlist_position, 2); /* behind the emergency */
+        nrm__v1__reply__free_unpacked(reply, NULL);
+    }
+    Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
+    l.case_id = "casefile-waiting-routine";
+    Nrm__V1__Reply *reply = s_list_allocations(STRANGER, &l);
+    assert_int_equal(reply->status, DENIED);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -472,6 +511,8 @@ int main(void)
         cmocka_unit_test(test_an_agency_is_denied_the_allocations_of_a_shelter_it_does_not_operate),
         cmocka_unit_test(test_a_case_managers_list_without_a_case_holds_its_cases_beds_only),
         cmocka_unit_test(test_a_released_bed_is_listed_released_with_its_reason),
+        cmocka_unit_test(
+            test_a_waitlisted_case_is_listed_waiting_with_its_place_to_the_coordinator_and_its_manager),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
