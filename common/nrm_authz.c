@@ -40,7 +40,7 @@ static const nrm_authz_rule_t s_rules[] = {
      S_COORDINATOR | S_OPERATOR, NULL, ""},
     {NRM__V1__REQUEST__BODY_RELEASE_BED, "shelter", "release_bed.allocation_id",
      S_COORDINATOR | S_OPERATOR, NULL,
-     "the case manager frees a bed by closing the case (shelter does not know case managers)"},
+     "the case manager frees a bed by closing the case"},
     {NRM__V1__REQUEST__BODY_GET_OCCUPANCY, "shelter", "get_occupancy", S_COORDINATOR | S_OPERATOR,
      NULL, "an operator (an agency operating a shelter) sees its own shelters only"},
     {NRM__V1__REQUEST__BODY_LIST_ALLOCATIONS, "shelter", "list_allocations.case_id",
