@@ -48,6 +48,11 @@ static const nrm_authz_rule_t s_rules[] = {
      S_COORDINATOR | S_PROVIDER, NULL, ""},
     {NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, "routing", "complete_referral.referral_id",
      S_COORDINATOR | S_PROVIDER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_LIST_REFERRALS, "routing", "list_referrals.case_id",
+     S_COORDINATOR | S_MANAGER | NRM_ROLE_REPORTER | S_PROVIDER, NULL,
+     "with a case_id: that case's referrals, a provider its own only; without: a provider's "
+     "inbox, its managed and reported cases' (any agency, empty when it has none); a "
+     "coordinator all"},
     {NRM__V1__REQUEST__BODY_UPSERT_SHELTER, "shelter", "upsert_shelter.shelter_id",
      S_COORDINATOR | S_OPERATOR, NULL,
      "a new shelter is registered by a coordinator; its operator changes its own shelter but not "
@@ -55,10 +60,14 @@ static const nrm_authz_rule_t s_rules[] = {
     {NRM__V1__REQUEST__BODY_CONFIRM_ARRIVAL, "shelter", "confirm_arrival.allocation_id",
      S_COORDINATOR | S_OPERATOR, NULL, ""},
     {NRM__V1__REQUEST__BODY_RELEASE_BED, "shelter", "release_bed.allocation_id",
-     S_COORDINATOR | S_OPERATOR, NULL,
-     "the case manager frees a bed by closing the case (shelter does not know case managers)"},
+     S_COORDINATOR | S_OPERATOR, NULL, "the case manager frees a bed by closing the case"},
     {NRM__V1__REQUEST__BODY_GET_OCCUPANCY, "shelter", "get_occupancy", S_COORDINATOR | S_OPERATOR,
      NULL, "an operator (an agency operating a shelter) sees its own shelters only"},
+    {NRM__V1__REQUEST__BODY_LIST_ALLOCATIONS, "shelter", "list_allocations.case_id",
+     S_COORDINATOR | S_MANAGER | S_OPERATOR, NULL,
+     "an operator sees its shelters' allocations, a case manager its cases' (and their waitlist "
+     "places); with a shelter_id: its operator; without case_id or shelter_id: any agency, its "
+     "own (empty when none); a coordinator all"},
     {NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, "notify", "upsert_subscription.agency_id",
      S_COORDINATOR | S_SUBSCRIBER, NULL,
      "the subscription's agency: the one it names and, for an existing one, the one it belongs "

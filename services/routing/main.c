@@ -58,11 +58,14 @@ int main(int argc, char **argv)
     routing_cases_prepare(db);
     routing_assign_prepare(db);
     routing_referrals_prepare(db);
+    routing_list_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
                        routing_respond, &routing);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_COMPLETE_REFERRAL, NRM_HANDLER_WRITE,
                        routing_complete, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_REFERRALS, NRM_HANDLER_READ,
+                       routing_list_referrals, &routing);
     nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
     nrm_service_every(service,
                       (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),

@@ -200,6 +200,11 @@ nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consent
 
 void routing_referrals_prepare(nrm_db_t *db);
 
+/* routing_list.c: ListReferrals (nrm_handler_fn, a read; ctx unused): the referrals the sender
+ * may see, filtered, in pages. */
+nrm_status_t routing_list_referrals(void *ctx, nrm_call_t *call);
+void routing_list_prepare(nrm_db_t *db);
+
 /* routing_validate.c: checks of the requests, before anything is read or changed. */
 nrm_status_t routing_check_respond(const Nrm__V1__RespondToReferral *r, nrm_error_t *err);
 nrm_status_t routing_check_complete(const Nrm__V1__CompleteReferral *c, nrm_error_t *err);

@@ -1,6 +1,8 @@
 /* Intake's case events applied to routing's copy of the case: opened, updated, consent
- * withdrawn, closed. Each event is applied once per case (its intake sequence is compared with
- * the case's last applied one), so a replay from sequence 1 changes nothing. */
+ * withdrawn, closed; and who the case manager and the reporters are (opened, linked, manager
+ * changed), for the reads that show a case to them. Each event is applied once per case (its intake
+ * sequence is compared with the case's last applied one), so a replay from sequence 1 changes
+ * nothing. */
 #include "routing.h"
 #include "nrm_log.h"
 
@@ -24,8 +26,18 @@ static const char s_sql_save[] =
     " consent_to_referral = $6, last_seq = $7, screening = $8, updated_at = now()"
     " WHERE case_id = $1";
 
+/* The parties of a case: idempotent, so that a replay of intake's stream from 1 fills in cases
+ * stored before routing knew them (and never puts back an earlier case manager). */
+static const char s_sql_manager[] =
+    "UPDATE cases SET case_manager = $2, manager_seq = $3 WHERE case_id = $1 AND manager_seq < $3";
+static const char s_sql_reporter[] =
+    "INSERT INTO case_reporters (case_id, agency_id) SELECT $1, $2"
+    " WHERE EXISTS (SELECT 1 FROM cases WHERE case_id = $1) ON CONFLICT DO NOTHING";
+
 void routing_cases_prepare(nrm_db_t *db)
 {
+    nrm_db_statement(db, "routing_case_manager", s_sql_manager);
+    nrm_db_statement(db, "routing_case_reporter", s_sql_reporter);
     nrm_db_statement(db, "routing_case_insert", s_sql_insert);
     nrm_db_statement(db, "routing_case_load", s_sql_load);
     nrm_db_statement(db, "routing_case_save", s_sql_save);
@@ -149,6 +161,28 @@ static int s_screening_of(const Nrm__V1__Screening *s)
                            : NRM__V1__SCREENING_OUTCOME__SCREENING_OUTCOME_NOT_SCREENED;
 }
 
+/* Records that agency manages the case from intake sequence seq on (unless a later event named
+ * another), and/or reports on it; "" or NULL is skipped. */
+static nrm_status_t s_parties(nrm_tx_t *tx, const char *case_id, const char *manager,
+                              const char *reporter, int64_t seq)
+{
+    nrm_status_t st = NRM_OK;
+    if (manager && manager[0]) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, case_id);
+        nrm_params_text(&p, manager);
+        nrm_params_int(&p, seq);
+        st = nrm_db_exec(tx->db, "routing_case_manager", &p, NULL, tx->err);
+    }
+    if (st == NRM_OK && reporter && reporter[0]) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, case_id);
+        nrm_params_text(&p, reporter);
+        st = nrm_db_exec(tx->db, "routing_case_reporter", &p, NULL, tx->err);
+    }
+    return st;
+}
+
 /* case.opened: a new case is stored and routed; a known one (a replay) changes nothing. */
 static nrm_status_t s_opened(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
@@ -191,7 +225,9 @@ static nrm_status_t s_opened(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event
     free(profile);
     bool inserted = st == NRM_OK && PQntuples(res) == 1;
     PQclear(res);
-    if (inserted)
+    if (st == NRM_OK) /* a replay too: fills in a case stored before routing knew its parties */
+        st = s_parties(tx, c.case_id, o->reporting_agency_id, o->reporting_agency_id, ev->seq);
+    if (st == NRM_OK && inserted)
         st = routing_route_case(self, tx, &c);
     routing_case_release(&c);
     return st;
@@ -240,9 +276,11 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
 nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     routing_t *self = ctx;
-    /* case.linked: what changes comes as case.updated; case.manager_changed, case.link_alert and
-     * bodies newer than this code concern people, not routing: skipped */
-    bool known = ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED ||
+    /* case.linked and case.manager_changed: who may read the case (what changes in the case
+     * comes as case.updated); case.link_alert and bodies newer than this code: skipped */
+    bool parties = ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED ||
+                   ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED;
+    bool known = parties || ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED ||
                  ev->body_case == NRM__V1__EVENT__BODY_CASE_UPDATED ||
                  ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN ||
                  ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED;
@@ -257,6 +295,11 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         return st;
     if (ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED)
         return s_opened(self, tx, ev);
+    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED)
+        return s_parties(tx, ev->case_id, NULL, ev->case_linked->reporting_agency_id, ev->seq);
+    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED)
+        return s_parties(tx, ev->case_id, ev->case_manager_changed->case_manager_agency_id, NULL,
+                         ev->seq);
     routing_case_t c;
     bool fresh = false;
     st = s_load_for_event(tx, ev, &c, &fresh);

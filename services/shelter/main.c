@@ -7,7 +7,8 @@
 
 /* Topics consumed from routing and intake. */
 static const char *const s_routing_topics[] = {"shelter.requested", NULL};
-static const char *const s_intake_topics[] = {"case.closed", NULL};
+static const char *const s_intake_topics[] = {"case.closed", "case.opened", "case.manager_changed",
+                                              NULL};
 
 int main(int argc, char **argv)
 {
@@ -28,6 +29,8 @@ int main(int argc, char **argv)
     shelter_allocate_prepare(db);
     shelter_waitlist_prepare(db);
     shelter_holds_prepare(db);
+    shelter_list_prepare(db);
+    shelter_cases_prepare(db);
     nrm_service_on_start(service, shelter_seed, &shelter);
     nrm_service_on_reload(service, shelter_configure, &shelter);
 
@@ -35,13 +38,15 @@ int main(int argc, char **argv)
                        shelter_upsert, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_OCCUPANCY, NRM_HANDLER_READ,
                        shelter_get_occupancy, &shelter);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_ALLOCATIONS, NRM_HANDLER_READ,
+                       shelter_list_allocations, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_CONFIRM_ARRIVAL, NRM_HANDLER_WRITE,
                        shelter_confirm_arrival, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RELEASE_BED, NRM_HANDLER_WRITE,
                        shelter_release_bed, &shelter);
 
     nrm_service_consume(service, "routing", s_routing_topics, shelter_on_requested, &shelter);
-    nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_closed, &shelter);
+    nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_event, &shelter);
 
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",
                                        SHELTER_DEFAULT_CHECK_MS);

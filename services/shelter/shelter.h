@@ -105,6 +105,8 @@ void shelter_registry_prepare(nrm_db_t *db);
 void shelter_allocate_prepare(nrm_db_t *db);
 void shelter_waitlist_prepare(nrm_db_t *db);
 void shelter_holds_prepare(nrm_db_t *db);
+void shelter_list_prepare(nrm_db_t *db);
+void shelter_cases_prepare(nrm_db_t *db);
 
 /* Checks an UpsertShelter; field paths start with prefix ("upsert_shelter", "shelters[2]").
  * Returns OK or INVALID_ARGUMENT naming the field. Touches nothing. */
@@ -147,6 +149,10 @@ nrm_status_t shelter_emit_capacity(nrm_tx_t *tx, const char *shelter_id, int cap
 /* Request handlers (nrm_handler_fn; ctx is the shelter_t). */
 nrm_status_t shelter_upsert(void *ctx, nrm_call_t *call);
 nrm_status_t shelter_get_occupancy(void *ctx, nrm_call_t *call);
+
+/* shelter_list.c: ListAllocations (nrm_handler_fn, a read; ctx unused): a case's or a shelter's
+ * allocations and waitlist places, as the sender may see them, in pages. */
+nrm_status_t shelter_list_allocations(void *ctx, nrm_call_t *call);
 
 /* ---- shelter_allocate.c: eligibility, choice, allocation ---- */
 
@@ -193,5 +199,9 @@ nrm_status_t shelter_expire_holds(void *ctx, nrm_tx_t *tx);
 /* Consumer of the intake stream (nrm_apply_fn; ctx is the shelter_t): case.closed releases the
  * case's beds and takes it off the waitlist. */
 nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* shelter_cases.c: the consumer of intake's case.closed, case.opened and case.manager_changed
+ * (nrm_apply_fn; ctx is the shelter_t): beds freed when a case closes, case managers recorded. */
+nrm_status_t shelter_on_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
 #endif

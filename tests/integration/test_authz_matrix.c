@@ -73,10 +73,12 @@ static const struct {
     {B(DECIDE_STATUS), COORDINATOR, false}, /* by agency type: see s_decider_case */
     {B(RESPOND_TO_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(COMPLETE_REFERRAL), COORDINATOR | PROVIDER, false},
+    {B(LIST_REFERRALS), COORDINATOR | MANAGER | REPORTER | PROVIDER, false},
     {B(UPSERT_SHELTER), COORDINATOR | OPERATOR, false},
     {B(CONFIRM_ARRIVAL), COORDINATOR | OPERATOR, false},
     {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
     {B(GET_OCCUPANCY), COORDINATOR | OPERATOR, false},
+    {B(LIST_ALLOCATIONS), COORDINATOR | MANAGER | OPERATOR, false},
     {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
     {B(LIST_DELIVERIES), AGENCIES, false},
     {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
@@ -122,6 +124,11 @@ static int setup(void **state)
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, LEGAL_AID, &shared);
     authz_fixture_case(h, CASE_MANAGER_ID, REPORTER_ID, SHELTER, &bed);
     authz_fixture_case(h, NGO_MANAGER_ID, REPORTER_ID, 0, &s_decider_case);
+    char known[256]; /* shelter knows the bed's case manager (from intake's stream) */
+    snprintf(known, sizeof known, "SELECT count(*) FROM shelter.case_managers WHERE case_id = '%s'",
+             bed.case_id);
+    if (harness_wait_sql(h, known, 1, AUTHZ_FIXTURE_WAIT_MS) != 1)
+        return -1;
     shelter_fixture_upsert_t u;
     shelter_fixture_upsert(&u, s_test_shelter());
     u.upsert.active = 0;
@@ -206,7 +213,9 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
                              body == B(ERASE_IDENTITY) || body == B(RESPOND_TO_REFERRAL) ||
                              body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED));
     const authz_fixture_case_t *same =
-        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ? &bed : &shared;
+        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS)
+            ? &bed
+            : &shared;
     if (body == B(DECIDE_STATUS)) {
         *obj = s_decider_case;
         return;
@@ -304,6 +313,11 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         c.service_delivered = 1;
         return authz_fixture_call(h, "routing", agency, body, &c, field);
     }
+    case B(LIST_REFERRALS): { /* about a case: its referrals */
+        Nrm__V1__ListReferrals l = NRM__V1__LIST_REFERRALS__INIT;
+        l.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "routing", agency, body, &l, field);
+    }
     case B(UPSERT_SHELTER): {
         shelter_fixture_upsert_t u;
         shelter_fixture_upsert(&u, s_test_shelter());
@@ -324,6 +338,11 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
     case B(GET_OCCUPANCY): {
         Nrm__V1__GetOccupancy g = NRM__V1__GET_OCCUPANCY__INIT;
         return authz_fixture_call(h, "shelter", agency, body, &g, field);
+    }
+    case B(LIST_ALLOCATIONS): { /* about a case: its bed */
+        Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
+        l.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "shelter", agency, body, &l, field);
     }
     case B(UPSERT_SUBSCRIPTION): {
         Nrm__V1__UpsertSubscription s = NRM__V1__UPSERT_SUBSCRIPTION__INIT;

@@ -156,8 +156,8 @@ static bool s_kill_in_the_middle_of_a_batch(long long head)
 /* Forgets everything routing did (as if it never ran over intake's stream). */
 static void s_wipe_routing(void)
 {
-    PQclear(harness_sql(h, "TRUNCATE routing.referrals, routing.case_services, routing.cases,"
-                           " routing.outbox"));
+    PQclear(harness_sql(h, "TRUNCATE routing.referrals, routing.case_services,"
+                           " routing.case_reporters, routing.cases, routing.outbox"));
     PQclear(harness_sql(h, "UPDATE routing.stream_head SET head = 0"));
     PQclear(harness_sql(h, "UPDATE routing.checkpoints SET seq = 0"));
 }

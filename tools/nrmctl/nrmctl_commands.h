@@ -26,6 +26,17 @@ int nrmctl_status(nrmctl_t *ctl, int argc, char **argv);
 /* deliveries [--state STATE] [--max N] | deliveries retry ID...: notify's deliveries. */
 int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
 
+/* referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]: routing's
+ * ListReferrals, one JSON line per referral. */
+int nrmctl_referrals(nrmctl_t *ctl, int argc, char **argv);
+
+/* case CASE_ID [--text]: the case, its referrals, its bed and its timeline from the three
+ * services, what is missing named. */
+int nrmctl_case(nrmctl_t *ctl, int argc, char **argv);
+
+/* cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]: intake's ListCases. */
+int nrmctl_cases(nrmctl_t *ctl, int argc, char **argv);
+
 /* top [OPTIONS]: a live view of the streams, occupancy and deliveries (--once: one snapshot). */
 int nrmctl_top(nrmctl_t *ctl, int argc, char **argv);
 

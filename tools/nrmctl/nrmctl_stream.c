@@ -16,8 +16,9 @@ struct nrmctl_stream_t {
     nrm_client_t *client;
     zsock_t *sub;
     int timeout_ms;
-    bool started; /* the position is known */
-    int64_t last; /* last seq handled (printed or passed over) */
+    bool started;        /* the position is known */
+    int64_t last;        /* last seq handled (printed or passed over) */
+    const char *failure; /* why the last Fetch failed (a status name), or NULL; static */
 };
 
 /* Public: subscribes to everything at once, so nothing live is missed. */
@@ -103,6 +104,18 @@ void nrmctl_stream_destroy(nrmctl_stream_t **self_p)
     *self_p = NULL;
 }
 
+/* Public: why the last Fetch failed. */
+const char *nrmctl_stream_failure(const nrmctl_stream_t *self)
+{
+    return self->failure;
+}
+
+/* Public: the stream's name. */
+const char *nrmctl_stream_name(const nrmctl_stream_t *self)
+{
+    return self->name;
+}
+
 /* Public: the SUB socket (borrowed). */
 zsock_t *nrmctl_stream_sub(nrmctl_stream_t *self)
 {
@@ -163,13 +176,16 @@ static Nrm__V1__Reply *s_fetch(nrmctl_stream_t *self)
     Nrm__V1__Reply *reply = nrm_client_call(self->client, &req, self->timeout_ms, &err);
     if (!reply) {
         nrmctl_error("%s: cannot catch up: %s", self->name, err.message);
+        self->failure = nrm_status_name(NRM_UNAVAILABLE);
         return NULL;
     }
     if (reply->status != NRM_OK || reply->result_case != NRM__V1__REPLY__RESULT_FETCH_RESULT) {
         nrmctl_error("%s: fetch refused: %s", self->name, nrm_status_name(reply->status));
+        self->failure = nrm_status_name(reply->status);
         nrm__v1__reply__free_unpacked(reply, NULL);
         return NULL;
     }
+    self->failure = NULL;
     return reply;
 }
 

@@ -51,6 +51,13 @@ int nrmctl_streams_open(nrmctl_t *ctl, const char *command, const char *const *s
 /* Closes the sockets, frees the stream, sets *self to NULL. Safe on NULL. */
 void nrmctl_stream_destroy(nrmctl_stream_t **self);
 
+/* The status name ("PERMISSION_DENIED", "UNAVAILABLE", ...) of the last Fetch that failed, or
+ * NULL when the last one succeeded (static). */
+const char *nrmctl_stream_failure(const nrmctl_stream_t *self);
+
+/* The stream's name: the service (borrowed). */
+const char *nrmctl_stream_name(const nrmctl_stream_t *self);
+
 /* The SUB socket, for polling (borrowed). */
 zsock_t *nrmctl_stream_sub(nrmctl_stream_t *self);
 
