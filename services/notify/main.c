@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#define S_RETENTION_CHECK_MS 1000 /* how often expired notification bodies are looked for */
+
 /* After SIGHUP: take the new settings and seed its subscriptions, or keep the old ones. */
 static nrm_status_t s_on_reload(void *ctx, nrm_config_t *config)
 {
@@ -76,6 +78,7 @@ int main(int argc, char **argv)
     notify_subscriptions_prepare(db);
     notify_deliveries_prepare(db);
     notify_secrets_prepare(db);
+    notify_retention_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, NRM_HANDLER_WRITE,
                        notify_upsert_subscription, &notify);
@@ -87,6 +90,7 @@ int main(int argc, char **argv)
     static const char *const sources[] = {"intake", "routing", "shelter"};
     for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
         nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
+    nrm_service_every(service, S_RETENTION_CHECK_MS, notify_retention_expire, &notify);
     nrm_service_on_start(service, s_on_start, &notify);
     nrm_service_on_reload(service, s_on_reload, &notify);
     notify.sender = notify_sender_new(&notify, nrm_service_loop(service));

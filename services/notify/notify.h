@@ -166,6 +166,11 @@ nrm_status_t notify_upsert_subscription(void *ctx, nrm_call_t *call);
 
 void notify_secrets_prepare(nrm_db_t *db);
 
+/* notify_retention.c: a timer job deleting the bodies of events none of whose deliveries can be
+ * sent again, once older than notify.delivered_retention_s (0, the default: kept for ever). */
+void notify_retention_prepare(nrm_db_t *db);
+nrm_status_t notify_retention_expire(void *ctx, nrm_tx_t *tx);
+
 /* Seals secret (NUL-terminated) for subscription_id (the AAD) with the active key: *sealed is
  * malloc'd (caller frees), *len its size, *key_id the key. Returns OK, or INTERNAL in err. */
 nrm_status_t notify_secret_seal(const nrm_keyring_t *keyring, const char *subscription_id,
