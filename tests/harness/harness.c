@@ -16,7 +16,7 @@
 
 #define S_SERVICES 4
 #define S_PORT_LOW 20000
-#define S_PORT_SPAN 10000 /* 20000-29999: shell tests take 30000-49999, clusters 554xx */
+#define S_PORT_SPAN 10000 /* 20000-29999: shell tests take 10000-19999, clusters 554xx */
 #define S_PORT_BLOCK 100
 #define S_ENDPOINT 64
 #define S_PATH 512
