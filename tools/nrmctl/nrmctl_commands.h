@@ -26,6 +26,11 @@ int nrmctl_status(nrmctl_t *ctl, int argc, char **argv);
 /* deliveries [--state STATE] [--max N] | deliveries retry ID...: notify's deliveries. */
 int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
 
+/* plans [OPTIONS], plan PLAN-ID, followup PLAN-ID OPTIONS: reintegration plans (nrmctl_plans.c). */
+int nrmctl_plans(nrmctl_t *ctl, int argc, char **argv);
+int nrmctl_plan(nrmctl_t *ctl, int argc, char **argv);
+int nrmctl_followup(nrmctl_t *ctl, int argc, char **argv);
+
 /* top [OPTIONS]: a live view of the streams, occupancy and deliveries (--once: one snapshot). */
 int nrmctl_top(nrmctl_t *ctl, int argc, char **argv);
 
