@@ -264,6 +264,65 @@ static void a_report_linked_to_a_case_with_a_plan_raises_a_risk_alert(void **sta
     assert_int_equal(harness_wait_sql(h, sql, 1, REINT_WAIT_MS), 1);
 }
 
+/* The state of a plan and of its first follow-up, as "state/state". */
+static void s_plan_state(const char *plan_id, char out[64])
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT p.state || '/' || f.state FROM reintegration.plans p JOIN"
+             " reintegration.followups f USING (plan_id) WHERE p.plan_id = '%s' AND f.number = 1",
+             plan_id);
+    PGresult *res = harness_sql(h, sql);
+    snprintf(out, 64, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+}
+
+static void withdrawn_consent_suspends_the_plan_until_consent_is_given_again(void **state)
+{
+    reint_person_t p;
+    assert_true(reint_refer(h, "SN", REINTEGRATION, NULL, &p));
+    assert_true(reint_wait_case(h, p.case_id));
+    char plan_id[ROUTING_ID_TEXT], sql[512], st[64];
+    s_open_plan(p.case_id, LOCAL, plan_id);
+    assert_int_equal(routing_withdraw_consent(h, REINT_REPORTER, p.case_id), OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM reintegration.plans WHERE plan_id = '%s'"
+             " AND state = 'suspended'",
+             plan_id);
+    assert_int_equal(harness_wait_sql(h, sql, 1, REINT_WAIT_MS), 1);
+    /* a suspended plan takes no follow-up */
+    Nrm__V1__RecordFollowUp f = NRM__V1__RECORD_FOLLOW_UP__INIT;
+    f.plan_id = plan_id;
+    assert_int_equal(reint_status(h, REINT_REPORTER, NRM__V1__REQUEST__BODY_RECORD_FOLLOW_UP, &f),
+                     NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
+    assert_int_equal(routing_give_consent(h, REINT_REPORTER, p.case_id), OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM reintegration.plans WHERE plan_id = '%s' AND state = 'open'",
+             plan_id);
+    assert_int_equal(harness_wait_sql(h, sql, 1, REINT_WAIT_MS), 1);
+    s_plan_state(plan_id, st);
+    assert_string_equal(st, "open/scheduled");
+    assert_int_equal(reint_count_events(h, "reintegration.plan_suspended", p.case_id), 2);
+}
+
+static void closing_the_case_closes_its_plan_and_cancels_its_followups(void **state)
+{
+    reint_person_t p;
+    assert_true(reint_refer(h, "CI", REINTEGRATION, NULL, &p));
+    assert_true(reint_wait_case(h, p.case_id));
+    char plan_id[ROUTING_ID_TEXT], sql[512], st[64];
+    s_open_plan(p.case_id, LOCAL, plan_id);
+    assert_int_equal(routing_close_case(h, REINT_REPORTER, p.case_id, "other"), OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM reintegration.plans WHERE plan_id = '%s' AND state = 'closed'"
+             " AND outcome = %d AND close_reason = 'other'",
+             plan_id, NRM__V1__PLAN_OUTCOME__PLAN_OUTCOME_CASE_CLOSED);
+    assert_int_equal(harness_wait_sql(h, sql, 1, REINT_WAIT_MS), 1);
+    s_plan_state(plan_id, st);
+    assert_string_equal(st, "closed/cancelled");
+    assert_int_equal(reint_count_events(h, "reintegration.plan_closed", p.case_id), 1);
+}
+
 static void nothing_identifying_reaches_the_stream(void **state)
 {
     harness_sub_t *sub = harness_subscribe(h, "reintegration", 0);
@@ -293,6 +352,8 @@ int main(void)
         cmocka_unit_test(a_return_plan_for_a_national_is_refused_naming_the_field),
         cmocka_unit_test(a_return_is_recorded_and_its_reception_partner_then_reports),
         cmocka_unit_test(a_report_linked_to_a_case_with_a_plan_raises_a_risk_alert),
+        cmocka_unit_test(withdrawn_consent_suspends_the_plan_until_consent_is_given_again),
+        cmocka_unit_test(closing_the_case_closes_its_plan_and_cancels_its_followups),
         cmocka_unit_test(nothing_identifying_reaches_the_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
