@@ -89,5 +89,7 @@ CREATE TABLE followups (
     recorded_by        text    NOT NULL DEFAULT '',
     PRIMARY KEY (plan_id, number)
 );
-CREATE INDEX followups_scheduled ON followups (due_ms) WHERE state = 'scheduled';
-CREATE INDEX followups_due ON followups (window_end_ms) WHERE state = 'due';
+-- The scan takes them in the order of these indexes, so that a batch reads only its own rows
+-- however many are due at once (ordering by due_ms alone would sort the whole backlog).
+CREATE INDEX followups_scheduled ON followups (due_ms, plan_id, number) WHERE state = 'scheduled';
+CREATE INDEX followups_due ON followups (window_end_ms, plan_id, number) WHERE state = 'due';
