@@ -30,6 +30,7 @@ int main(int argc, char **argv)
     }
     nrm_db_t *db = nrm_service_db(service);
     reint_plans_prepare(db);
+    reint_cases_prepare(db);
     reint_goals_prepare(db);
     reint_followups_prepare(db);
     reint_reads_prepare(db);

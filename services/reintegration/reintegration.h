@@ -81,18 +81,48 @@ typedef struct {
     char case_manager[REINT_ID_MAX + 1]; /* "" when the case is unknown */
 } reint_plan_t;
 
-/* ---- main.c / reintegration_plans.c ---- */
+/* What reintegration knows of a case (from intake's stream). */
+typedef struct {
+    bool known; /* the case was opened on intake's stream */
+    char manager[REINT_ID_MAX + 1];
+    char nationality[REINT_COUNTRY_SIZE];
+    bool consent;
+    bool open;
+} reint_case_t;
+
+/* ---- reintegration_settings.c ---- */
 
 /* Reload hook (nrm_reload_fn; ctx is the reint_t): checks and adopts the settings
  * (reintegration.followup_offsets_s, followup_window_s, risk_window_s, scan_batch, country).
  * Returns OK, or FAILED_PRECONDITION after logging the field. */
 nrm_status_t reint_configure(void *ctx, nrm_config_t *config);
 
+/* ---- reintegration_plans.c: opening, closing, reassigning; loading a plan ---- */
+
 /* Register each file's statements on db (once, before run). */
 void reint_plans_prepare(nrm_db_t *db);
+void reint_cases_prepare(nrm_db_t *db);
 void reint_goals_prepare(nrm_db_t *db);
 void reint_followups_prepare(nrm_db_t *db);
 void reint_reads_prepare(nrm_db_t *db);
+
+/* Opens a plan (a new id) with its follow-ups and publishes reintegration.plan_opened; when a
+ * unique rule refuses it (the referral already opened one, or the case has a live plan of this
+ * kind) nothing happens and *opened is false. referral_id may be NULL; plan_id (may be NULL)
+ * receives the new id (REINT_UUID_SIZE bytes). */
+nrm_status_t reint_plan_open(reint_t *self, nrm_tx_t *tx, const char *case_id, int kind,
+                             const char *manager, const char *referral_id, bool *opened,
+                             char *plan_id);
+
+/* Closes a live plan: its follow-ups are cancelled, reintegration.plan_closed published. */
+nrm_status_t reint_plan_close(nrm_tx_t *tx, const char *case_id, const char *plan_id, int outcome,
+                              const char *reason);
+
+/* Loads what reintegration knows of the case into *c (c->known false when nothing). */
+nrm_status_t reint_case_load(nrm_tx_t *tx, const char *case_id, reint_case_t *c);
+
+/* True when the person is a national of the country of identification. */
+bool reint_national(const reint_t *self, const reint_case_t *c);
 
 /* Loads and locks the plan plan_id names (field for errors) into *plan. NOT_FOUND when
  * unknown. Sets call->subject_id. Does not check authorization. */
@@ -112,6 +142,8 @@ nrm_status_t reint_record_return(void *ctx, nrm_call_t *call);
 nrm_status_t reint_record_followup(void *ctx, nrm_call_t *call);
 nrm_status_t reint_get_plan(void *ctx, nrm_call_t *call);
 nrm_status_t reint_list_plans(void *ctx, nrm_call_t *call);
+
+/* ---- reintegration_cases.c ---- */
 
 /* Consumers (nrm_apply_fn; ctx is the reint_t): routing's referral.created / accepted, and
  * intake's case.* events. */
