@@ -323,6 +323,49 @@ static void closing_the_case_closes_its_plan_and_cancels_its_followups(void **st
     assert_int_equal(reint_count_events(h, "reintegration.plan_closed", p.case_id), 1);
 }
 
+/* Lists the plans agency may see (asking for manager's), page by page of 2; returns how many,
+ * after checking that each is managed by want_manager. */
+static int s_list_all(const char *agency, const char *manager, const char *want_manager)
+{
+    Nrm__V1__ListPlans l = NRM__V1__LIST_PLANS__INIT;
+    l.manager_agency_id = (char *)manager;
+    l.limit = 2;
+    char token[ROUTING_ID_TEXT] = "";
+    int seen = 0;
+    do {
+        l.page_token = token;
+        Nrm__V1__Reply *r = reint_call(h, agency, NRM__V1__REQUEST__BODY_LIST_PLANS, &l);
+        assert_non_null(r);
+        assert_int_equal(r->status, OK);
+        assert_true(r->plan_list->n_plans <= 2);
+        for (size_t i = 0; i < r->plan_list->n_plans; i++)
+            assert_string_equal(r->plan_list->plans[i]->manager_agency_id, want_manager);
+        seen += (int)r->plan_list->n_plans;
+        snprintf(token, sizeof token, "%s", r->plan_list->next_page_token);
+        nrm__v1__reply__free_unpacked(r, NULL);
+    } while (token[0]);
+    return seen;
+}
+
+static void a_manager_lists_its_own_plans_page_by_page_and_nobody_else_sees_them(void **state)
+{
+    for (int i = 0; i < 3; i++) {
+        reint_person_t p;
+        assert_true(reint_refer(h, "GH", REINTEGRATION, NULL, &p));
+        assert_true(reint_wait_case(h, p.case_id));
+        char plan_id[ROUTING_ID_TEXT];
+        s_open_plan(p.case_id, LOCAL, plan_id);
+    }
+    int own = (int)harness_sql_int(h, "SELECT count(*) FROM reintegration.plans"
+                                      " WHERE manager_agency_id = '" REINT_REPORTER "'");
+    assert_true(own >= 3);
+    assert_int_equal(s_list_all(REINT_REPORTER, "", REINT_REPORTER), own);
+    /* another agency asking for them gets its own plans: none */
+    assert_int_equal(s_list_all("consulate-ng", REINT_REPORTER, "consulate-ng"), 0);
+    /* the coordinator sees them */
+    assert_int_equal(s_list_all("coordinator", REINT_REPORTER, REINT_REPORTER), own);
+}
+
 static void nothing_identifying_reaches_the_stream(void **state)
 {
     harness_sub_t *sub = harness_subscribe(h, "reintegration", 0);
@@ -354,6 +397,7 @@ int main(void)
         cmocka_unit_test(a_report_linked_to_a_case_with_a_plan_raises_a_risk_alert),
         cmocka_unit_test(withdrawn_consent_suspends_the_plan_until_consent_is_given_again),
         cmocka_unit_test(closing_the_case_closes_its_plan_and_cancels_its_followups),
+        cmocka_unit_test(a_manager_lists_its_own_plans_page_by_page_and_nobody_else_sees_them),
         cmocka_unit_test(nothing_identifying_reaches_the_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
