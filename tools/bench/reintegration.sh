@@ -70,7 +70,8 @@ start_service() {
   exit 1
 }
 stop_service() {
-  kill "$service_pid" && wait "$service_pid" || true
+  kill "$service_pid" 2>/dev/null || true
+  wait "$service_pid" || true
   service_pid=""
 }
 start_service
@@ -95,8 +96,8 @@ echo "  bulk insert: $(($(date +%s%3N) - start)) ms"
 
 # median_ms SQL: the median execution time of SQL over $runs runs (EXPLAIN ANALYZE).
 median_ms() {
-  local i
-  for i in $(seq "$runs"); do
+  local _
+  for _ in $(seq "$runs"); do
     sql -c "SET search_path = reintegration" -c "EXPLAIN (ANALYZE, FORMAT JSON) $1" |
       jq '.[0]["Execution Time"]'
   done | sort -n | awk '{a[NR] = $1} END {printf "%.3f", a[int((NR + 1) / 2)]}'
@@ -114,7 +115,7 @@ sql -c "UPDATE reintegration.followups SET due_ms = $now_ms, window_end_ms = $no
 sql -c "ANALYZE reintegration.followups" >/dev/null
 # the move of one batch alone (the UPDATE the scan runs, rolled back each time)
 move="WITH d AS (SELECT f.plan_id, f.number FROM followups f JOIN plans p USING (plan_id) WHERE f.state = 'scheduled' AND f.due_ms <= $now_ms AND p.state = 'open' ORDER BY f.due_ms, f.plan_id, f.number LIMIT $batch FOR UPDATE OF f SKIP LOCKED) UPDATE followups f SET state = 'due' FROM d, plans p WHERE f.plan_id = d.plan_id AND f.number = d.number AND p.plan_id = f.plan_id RETURNING f.plan_id"
-for i in $(seq "$runs"); do
+for _ in $(seq "$runs"); do
   sql -c "SET search_path = reintegration" -c "BEGIN" \
     -c "EXPLAIN (ANALYZE, FORMAT JSON) $move" -c "ROLLBACK" | grep -v '^$' | jq '.[0]["Execution Time"]'
 done | sort -n | awk -v b="$batch" '{a[NR] = $1} END {
