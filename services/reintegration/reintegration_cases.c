@@ -11,8 +11,12 @@
 #define S_RISK_LINKED "linked_report"
 
 static const char s_sql_case_upsert[] =
-    "INSERT INTO cases (case_id, manager_agency_id, nationality, region, consent)"
-    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (case_id) DO NOTHING";
+    "INSERT INTO cases (case_id, manager_agency_id, nationality, region, consent, last_seq)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id) DO NOTHING";
+/* an event of intake's stream is applied to a known case once, even when the stream is read
+ * again from an earlier checkpoint */
+static const char s_sql_case_advance[] =
+    "UPDATE cases SET last_seq = $2 WHERE case_id = $1 AND last_seq < $2 RETURNING 1";
 static const char s_sql_case_manager[] =
     "UPDATE cases SET manager_agency_id = $2 WHERE case_id = $1";
 static const char s_sql_case_consent[] = "UPDATE cases SET consent = $2 WHERE case_id = $1";
@@ -40,6 +44,7 @@ static const char s_sql_risk_plan[] =
 void reint_cases_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "reint_case_upsert", s_sql_case_upsert);
+    nrm_db_statement(db, "reint_case_advance", s_sql_case_advance);
     nrm_db_statement(db, "reint_case_manager", s_sql_case_manager);
     nrm_db_statement(db, "reint_case_consent", s_sql_case_consent);
     nrm_db_statement(db, "reint_case_closed", s_sql_case_closed);
@@ -183,11 +188,31 @@ static nrm_status_t s_on_linked(reint_t *self, nrm_tx_t *tx, const Nrm__V1__Even
     return st;
 }
 
+/* True in *fresh when the event is newer than anything applied to the case (then recorded as
+ * the case's last); false for a case reintegration does not know or an event seen before. */
+static nrm_status_t s_advance(nrm_tx_t *tx, const Nrm__V1__Event *ev, bool *fresh)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, ev->case_id);
+    nrm_params_int(&p, ev->seq);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "reint_case_advance", &p, &res, tx->err);
+    *fresh = st == NRM_OK && PQntuples(res) == 1;
+    PQclear(res);
+    return st;
+}
+
 nrm_status_t reint_on_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     reint_t *self = ctx;
     if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) > REINT_ID_MAX)
         return NRM_OK;
+    bool fresh = true;
+    nrm_status_t st = NRM_OK;
+    if (ev->body_case != NRM__V1__EVENT__BODY_CASE_OPENED)
+        st = s_advance(tx, ev, &fresh);
+    if (st != NRM_OK || !fresh)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, ev->case_id);
     switch (ev->body_case) {
@@ -199,6 +224,7 @@ nrm_status_t reint_on_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *
         nrm_params_text(&p, strlen(nationality) == 2 ? nationality : "");
         nrm_params_text(&p, o->region);
         nrm_params_bool(&p, o->consent_to_referral);
+        nrm_params_int(&p, ev->seq);
         return nrm_db_exec(tx->db, "reint_case_upsert", &p, NULL, tx->err);
     }
     case NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED:

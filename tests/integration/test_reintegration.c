@@ -11,6 +11,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define OK NRM__V1__STATUS__STATUS_OK
@@ -45,14 +46,20 @@ static int teardown(void **state)
     return 0;
 }
 
-/* True once reintegration's checkpoint on routing's stream reaches routing's head. */
+/* True once reintegration's checkpoint on stream (routing, intake) reaches its head. */
+static bool s_caught_up_with(const char *stream)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT CASE WHEN coalesce((SELECT seq FROM reintegration.checkpoints"
+             " WHERE stream = '%s'), 0) >= (SELECT head FROM %s.stream_head) THEN 1 ELSE 0 END",
+             stream, stream);
+    return harness_wait_sql(h, sql, 1, REINT_WAIT_MS) == 1;
+}
+
 static bool s_caught_up_with_routing(void)
 {
-    return harness_wait_sql(h,
-                            "SELECT CASE WHEN coalesce((SELECT seq FROM reintegration.checkpoints"
-                            " WHERE stream = 'routing'), 0) >= (SELECT head FROM"
-                            " routing.stream_head) THEN 1 ELSE 0 END",
-                            1, REINT_WAIT_MS) == 1;
+    return s_caught_up_with("routing");
 }
 
 /* Opens a local reintegration plan by OpenPlan as the case manager; returns its id. */
@@ -385,6 +392,29 @@ static void nothing_identifying_reaches_the_stream(void **state)
     harness_sub_destroy(&sub);
 }
 
+static void reading_both_streams_again_changes_and_publishes_nothing(void **state)
+{
+    assert_true(s_caught_up_with("intake"));
+    assert_true(s_caught_up_with("routing"));
+    long long events = harness_sql_int(h, "SELECT count(*) FROM reintegration.outbox");
+    char *before = NULL;
+    PGresult *res = harness_sql(h, "SELECT string_agg(plan_id || state || manager_agency_id, ','"
+                                   " ORDER BY plan_id) FROM reintegration.plans");
+    before = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    assert_int_equal(harness_signal(h, "reintegration", 0, SIGTERM), 0);
+    harness_sql_int(h, "UPDATE reintegration.checkpoints SET seq = 0 RETURNING 0");
+    assert_int_equal(harness_start(h, "reintegration", 0), 0);
+    assert_true(s_caught_up_with("intake"));
+    assert_true(s_caught_up_with("routing"));
+    res = harness_sql(h, "SELECT string_agg(plan_id || state || manager_agency_id, ','"
+                         " ORDER BY plan_id) FROM reintegration.plans");
+    assert_string_equal(PQgetvalue(res, 0, 0), before);
+    PQclear(res);
+    free(before);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM reintegration.outbox"), events);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +429,7 @@ int main(void)
         cmocka_unit_test(closing_the_case_closes_its_plan_and_cancels_its_followups),
         cmocka_unit_test(a_manager_lists_its_own_plans_page_by_page_and_nobody_else_sees_them),
         cmocka_unit_test(nothing_identifying_reaches_the_stream),
+        cmocka_unit_test(reading_both_streams_again_changes_and_publishes_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

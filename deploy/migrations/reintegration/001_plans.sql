@@ -9,7 +9,8 @@ CREATE TABLE cases (
     nationality       text    NOT NULL DEFAULT '',  -- ISO 3166-1 alpha-2, '' unknown
     region            text    NOT NULL DEFAULT '',
     consent           boolean NOT NULL DEFAULT true,
-    open              boolean NOT NULL DEFAULT true
+    open              boolean NOT NULL DEFAULT true,
+    last_seq          bigint  NOT NULL DEFAULT 0  -- intake's sequence of the last event applied
 );
 
 -- Referrals to REINTEGRATION or RETURN_ASSISTANCE, from referral.created; the acceptance of
