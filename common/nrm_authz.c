@@ -7,6 +7,8 @@
 #define S_PROVIDER NRM_ROLE_REFERRED_PROVIDER
 #define S_OPERATOR NRM_ROLE_SHELTER_OPERATOR
 #define S_SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
+#define S_PLAN_MANAGER NRM_ROLE_PLAN_MANAGER
+#define S_PARTNER NRM_ROLE_RECEPTION_PARTNER
 #define S_MESSAGE_MAX 160
 #define S_PATH_MAX 128
 
@@ -76,6 +78,24 @@ static const nrm_authz_rule_t s_rules[] = {
      "an agency lists its own deliveries only; a coordinator lists all"},
     {NRM__V1__REQUEST__BODY_RETRY_DELIVERY, "notify", "retry_delivery.delivery_id",
      S_COORDINATOR | S_SUBSCRIBER, NULL, "the subscription's agency: the delivery's agency"},
+    {NRM__V1__REQUEST__BODY_OPEN_PLAN, "reintegration", "open_plan.case_id",
+     S_COORDINATOR | S_MANAGER, NULL,
+     "the plan's manager is the agency it names or else the case manager"},
+    {NRM__V1__REQUEST__BODY_UPSERT_GOAL, "reintegration", "upsert_goal.plan_id",
+     S_COORDINATOR | S_PLAN_MANAGER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_RECORD_RETURN, "reintegration", "record_return.plan_id",
+     S_COORDINATOR | S_PLAN_MANAGER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_RECORD_FOLLOW_UP, "reintegration", "record_follow_up.plan_id",
+     S_COORDINATOR | S_PLAN_MANAGER | S_PARTNER, NULL,
+     "the reception partner of a return reports once the arrival is confirmed"},
+    {NRM__V1__REQUEST__BODY_CLOSE_PLAN, "reintegration", "close_plan.plan_id",
+     S_COORDINATOR | S_PLAN_MANAGER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_GET_PLAN, "reintegration", "get_plan.plan_id",
+     S_COORDINATOR | S_MANAGER | S_PLAN_MANAGER | S_PARTNER, NULL, ""},
+    {NRM__V1__REQUEST__BODY_LIST_PLANS, "reintegration", NULL, NRM_ROLE_ANY_AGENCY, NULL,
+     "an agency lists the plans it manages only; a coordinator lists all"},
+    {NRM__V1__REQUEST__BODY_REASSIGN_PLAN, "reintegration", NULL, S_COORDINATOR, NULL,
+     "the new manager must be a configured agency"},
     {NRM__V1__REQUEST__BODY_PING, "any", NULL, NRM_ROLE_ANYONE, NULL, "any authenticated peer"},
     {NRM__V1__REQUEST__BODY_FETCH, "any", NULL, NRM_ROLE_SERVICE | NRM_ROLE_EVENT_READER, NULL,
      "services and the agencies security.event_readers names (default: type COORDINATOR); the "
@@ -106,6 +126,8 @@ static const nrm_authz_column_t s_columns[] = {
     {NRM_ROLE_REFERRED_PROVIDER, "referred provider"},
     {NRM_ROLE_SHELTER_OPERATOR, "shelter operator"},
     {NRM_ROLE_SUBSCRIPTION_AGENCY, "subscription's agency"},
+    {NRM_ROLE_PLAN_MANAGER, "plan manager"},
+    {NRM_ROLE_RECEPTION_PARTNER, "reception partner"},
     {NRM_ROLE_SERVICE, "service"},
     {NRM_ROLE_ANY_AGENCY, "other agency"},
 };

@@ -37,12 +37,15 @@ typedef enum {
     NRM_ROLE_ANY_AGENCY = 1u << 7,          /* any configured agency */
     NRM_ROLE_EVENT_READER = 1u << 8,        /* an agency security.event_readers lets read streams */
     NRM_ROLE_ANYONE = 1u << 9,              /* any authenticated peer */
+    NRM_ROLE_PLAN_MANAGER = 1u << 10,       /* the managing agency of the reintegration plan */
+    NRM_ROLE_RECEPTION_PARTNER = 1u << 11,  /* the return's reception partner, after arrival */
 } nrm_role_t;
 
 /* The roles that are relations to an object (only agencies have them). */
 #define NRM_ROLE_RELATIONS                                                                         \
     (NRM_ROLE_CASE_MANAGER | NRM_ROLE_REPORTER | NRM_ROLE_REFERRED_PROVIDER |                      \
-     NRM_ROLE_SHELTER_OPERATOR | NRM_ROLE_SUBSCRIPTION_AGENCY)
+     NRM_ROLE_SHELTER_OPERATOR | NRM_ROLE_SUBSCRIPTION_AGENCY | NRM_ROLE_PLAN_MANAGER |            \
+     NRM_ROLE_RECEPTION_PARTNER)
 
 /* One row of the matrix. */
 typedef struct {

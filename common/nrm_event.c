@@ -34,6 +34,15 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED, "shelter.capacity_changed"},
     {NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED, "notification.delivered"},
     {NRM__V1__EVENT__BODY_NOTIFICATION_FAILED, "notification.failed"},
+    {NRM__V1__EVENT__BODY_PLAN_OPENED, "reintegration.plan_opened"},
+    {NRM__V1__EVENT__BODY_GOAL_UPDATED, "reintegration.goal_updated"},
+    {NRM__V1__EVENT__BODY_RETURN_UPDATED, "reintegration.return_updated"},
+    {NRM__V1__EVENT__BODY_FOLLOWUP_DUE, "reintegration.followup_due"},
+    {NRM__V1__EVENT__BODY_FOLLOWUP_OVERDUE, "reintegration.followup_overdue"},
+    {NRM__V1__EVENT__BODY_FOLLOWUP_RECORDED, "reintegration.followup_recorded"},
+    {NRM__V1__EVENT__BODY_PLAN_CLOSED, "reintegration.plan_closed"},
+    {NRM__V1__EVENT__BODY_PLAN_SUSPENDED, "reintegration.plan_suspended"},
+    {NRM__V1__EVENT__BODY_RISK_ALERT, "reintegration.risk_alert"},
     {NRM__V1__EVENT__BODY_STREAM_HEAD, NRM_TOPIC_STREAM_HEAD},
 };
 #define S_TOPIC_COUNT (sizeof s_topics / sizeof s_topics[0])

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Prepares a database for the four services. Idempotent: a second run changes nothing.
+# Prepares a database for the five services. Idempotent: a second run changes nothing.
 #
 #   PGHOST=... PGPORT=... PGUSER=<superuser> deploy/db-init.sh DBNAME
 #
 # Creates, when missing: the database DBNAME; the LOGIN roles nrm_intake, nrm_routing,
-# nrm_shelter and nrm_notify; the NOLOGIN role nrm_audit_owner; the schemas intake, routing,
-# shelter and notify, each owned by nrm_audit_owner, its service's role granted USAGE and CREATE
+# nrm_shelter, nrm_notify and nrm_reintegration; the NOLOGIN role nrm_audit_owner; the schemas
+# intake, routing, shelter, notify and reintegration, each owned by nrm_audit_owner, its service's role granted USAGE and CREATE
 # on it (the role owns the tables its migrations create there). In DBNAME it revokes everything
-# on schema public and CONNECT from PUBLIC, grants CONNECT to the four roles, and revokes any
-# privilege PUBLIC holds on the four schemas and a role holds on another service's schema, so
+# on schema public and CONNECT from PUBLIC, grants CONNECT to the five roles, and revokes any
+# privilege PUBLIC holds on the five schemas and a role holds on another service's schema, so
 # each role reaches only its own schema.
 #
 # The audit: each schema's audit_log, its sequence, its trigger function and its append-only
@@ -16,7 +16,7 @@
 # fills (never id or at, which come from their defaults) and draw ids from the sequence: it
 # cannot read, update, delete or truncate rows, alter, disable or drop the table or its trigger,
 # nor replace the function. Owning the schema is part of this: a schema's owner may drop any
-# table in it. The NOLOGIN role nrm_audit_reader may read every audit_log (USAGE on the four
+# table in it. The NOLOGIN role nrm_audit_reader may read every audit_log (USAGE on the five
 # schemas, SELECT on audit_log, nothing else): grant it to the people who read the audit
 # (OPERATIONS.md). Any other privilege on audit_log is revoked on every run.
 #
@@ -26,13 +26,14 @@
 # is enabled again. Existing rows are kept.
 #
 # A role's password comes from NRM_INTAKE_DB_PASSWORD, NRM_ROUTING_DB_PASSWORD,
-# NRM_SHELTER_DB_PASSWORD or NRM_NOTIFY_DB_PASSWORD when set (else none: local trust setups).
+# NRM_SHELTER_DB_PASSWORD, NRM_NOTIFY_DB_PASSWORD or
+# NRM_REINTEGRATION_DB_PASSWORD when set (else none: local trust setups).
 # It is set only on a role that has no password yet; change one later with ALTER ROLE. The
 # password never appears on a command line (psql reads it with \getenv) and statement logging
 # is off for the session that sets it.
 set -euo pipefail
 
-SERVICES=(intake routing shelter notify)
+SERVICES=(intake routing shelter notify reintegration)
 MAINTENANCE_DB=postgres # where roles and the database are created
 PSQL=(psql -v ON_ERROR_STOP=1 -X -q)
 
@@ -100,7 +101,7 @@ database_sql() {
   cat <<'SQL'
 DO $$
 DECLARE
-    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify'];
+    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration'];
     db text := current_database();
     svc text;
     other text;
@@ -132,7 +133,7 @@ BEGIN
             EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', svc);
         END IF;
     END LOOP;
-    -- Only now do all four schemas exist.
+    -- Only now do all five schemas exist.
     FOREACH svc IN ARRAY services LOOP
         FOREACH other IN ARRAY services LOOP
             IF other <> svc AND has_schema_privilege('nrm_' || svc, other, 'USAGE, CREATE') THEN
@@ -153,7 +154,7 @@ audit_sql() {
   cat <<'SQL'
 DO $$
 DECLARE
-    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify'];
+    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration'];
     insert_columns text[] := ARRAY['request_id', 'agency_id', 'kind', 'status', 'error_field',
                                    'subject_id'];
     owner oid := 'nrm_audit_owner'::regrole;

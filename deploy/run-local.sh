@@ -9,7 +9,9 @@
 #
 # Environment: NRM_LOCAL_PGPORT (default 55432); NRM_CONFIG (default deploy/demo/config.json),
 # which deploy/certify.sh turns into var/config.json with a key pair per service and agency
-# (var/certs/; nrmctl --cert var/certs/<agency>.cert speaks as that agency).
+# (var/certs/; nrmctl --cert var/certs/<agency>.cert speaks as that agency);
+# NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S (default here "30,15552000,31104000": the first
+# follow-up of a plan falls due 30 seconds after it opens, so that the scenario shows one).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,9 +63,10 @@ PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" n
 [ -f "$var/keys.json" ] || "${nrmctl[@]}" keygen "$var/keys.json"
 export NRM_DATABASE_CONNINFO="host=$pgdir/sock port=$port dbname=nrm"
 export NRM_CRYPTO_KEYS_FILE=$var/keys.json
+export NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S=${NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S:-30,15552000,31104000}
 
 services=()
-for service in intake routing shelter notify; do
+for service in intake routing shelter notify reintegration; do
   binary=$build/services/$service/nrm-$service
   [ -x "$binary" ] || continue
   "$binary" --config "$config" 2>>"$var/log/$service.log" &
@@ -78,7 +81,8 @@ done
 "${nrmctl[@]}" ping "${services[@]}"
 
 if [ "$scenario" -eq 1 ]; then
-  declare -A reporter=([01]=hotline-national [02]=labour-ma-06 [03]=police-ma-06 [04]=hospital-ma-04)
+  declare -A reporter=([01]=hotline-national [02]=labour-ma-06 [03]=police-ma-06 [04]=hospital-ma-04
+    [05]=police-ma-06)
   now=$(date +%s%3N)
   for file in "$root"/deploy/demo/scenario/*.json; do
     name=$(basename "$file")
@@ -89,6 +93,18 @@ if [ "$scenario" -eq 1 ]; then
     "${nrmctl[@]}" --cert "$var/certs/$agency.cert" submit "$var/report.json" || true
   done
   rm -f "$var/report.json"
+  # the reintegration provider accepts the REINTEGRATION referral: reintegration opens a plan
+  # (reintegration.plan_opened) whose first follow-up falls due 30 s later (followup_due)
+  referral=$("${nrmctl[@]}" tail --service routing --from 1 --idle-exit 3000 referral.created |
+    jq -c 'select(.referralCreated.service == "SERVICE_TYPE_REINTEGRATION") | .referralCreated' |
+    tail -1)
+  if [ -n "$referral" ]; then
+    provider=$(jq -r .providerAgencyId <<<"$referral")
+    say "$provider accepts the reintegration referral"
+    jq -n --argjson r "$referral" \
+      '{respondToReferral: {referralId: $r.referralId, decision: "REFERRAL_DECISION_ACCEPT"}}' |
+      "${nrmctl[@]}" --cert "$var/certs/$provider.cert" request routing - || true
+  fi
 fi
 
 say "events of every stream follow (Ctrl-C stops everything)"

@@ -87,9 +87,13 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, NRM_HANDLER_WRITE,
                        notify_retry_delivery, &notify);
     /* every stream but our own: notification.* events are never notified */
-    static const char *const sources[] = {"intake", "routing", "shelter"};
-    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++)
-        nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
+    static const char *const sources[] = {"intake", "routing", "shelter", "reintegration"};
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "services.%s", sources[i]);
+        if (nrm_config_get(nrm_service_config(service), path)) /* reintegration is optional */
+            nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
+    }
     nrm_service_every(service, S_RETENTION_CHECK_MS, notify_retention_expire, &notify);
     nrm_service_on_start(service, s_on_start, &notify);
     nrm_service_on_reload(service, s_on_reload, &notify);

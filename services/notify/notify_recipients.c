@@ -16,13 +16,19 @@
  *   case.link_alert                                                    x
  *   case.recovery_period_ending                                        x            x
  *
+ *   topic                           plan manager  coordinator
+ *   reintegration.followup_due           x
+ *   reintegration.followup_overdue                     x
+ *   reintegration.risk_alert                           x
+ *
  * The reporting agencies of a case come from case.opened (from the start), case.linked (from
  * the link on) and case.manager_changed (the new case manager, from then on); the provider of a
  * referral from referral.created; the case manager from the event naming it; the operator of an
  * allocation from shelter.allocated; the coordinators are the configured agencies of type
- * COORDINATOR. Streams are consumed independently, so an outcome may arrive before the report that
- * makes an agency a reporter of its case: outcomes are kept, and a reporting agency learnt late is
- * given the outcomes it should have heard. */
+ * COORDINATOR; the plan manager is named by the follow-up event itself. Streams are consumed
+ * independently, so an outcome may arrive before the report that makes an agency a reporter of
+ * its case: outcomes are kept, and a reporting agency learnt late is given the outcomes it
+ * should have heard. */
 #include "notify.h"
 #include "nrm_log.h"
 
@@ -35,6 +41,7 @@ enum {
     S_REPORTERS = 1 << 2, /* an outcome of the case */
     S_COORDINATOR = 1 << 3,
     S_CASE_MANAGER = 1 << 4, /* the case manager the event names */
+    S_PLAN_MANAGER = 1 << 5, /* the plan manager the follow-up event names */
 };
 
 typedef struct {
@@ -57,6 +64,9 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR}, /* about an agency: case_id empty */
     {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, S_CASE_MANAGER | S_COORDINATOR},
+    {NRM__V1__EVENT__BODY_FOLLOWUP_DUE, S_PLAN_MANAGER},
+    {NRM__V1__EVENT__BODY_FOLLOWUP_OVERDUE, S_COORDINATOR},
+    {NRM__V1__EVENT__BODY_RISK_ALERT, S_COORDINATOR},
 };
 
 static const char s_sql_reporter_add[] =
@@ -240,6 +250,8 @@ static nrm_status_t s_concerned(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Eve
     if (rule->roles & S_CASE_MANAGER &&
         ev->body_case == NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING)
         s_agencies_add(who, ev->recovery_period_ending->case_manager_agency_id);
+    if (rule->roles & S_PLAN_MANAGER && ev->body_case == NRM__V1__EVENT__BODY_FOLLOWUP_DUE)
+        s_agencies_add(who, ev->followup_due->manager_agency_id);
     return st;
 }
 

@@ -99,7 +99,7 @@ static nrm_status_t s_check_topic(nrm_error_t *err, const char *field, const cha
     if (!s_topic_deliverable(t))
         return nrm_fail(err, NRM_INVALID_ARGUMENT, field,
                         "the prefix matches no topic notify delivers (case.*, referral.*, "
-                        "shelter.*)");
+                        "shelter.*, reintegration.*)");
     return NRM_OK;
 }
 

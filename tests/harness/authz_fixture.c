@@ -86,5 +86,36 @@ long long authz_fixture_denials(harness_t *h)
         h, "SELECT (SELECT count(*) FROM intake.audit_log WHERE status = 'PERMISSION_DENIED')"
            " + (SELECT count(*) FROM routing.audit_log WHERE status = 'PERMISSION_DENIED')"
            " + (SELECT count(*) FROM shelter.audit_log WHERE status = 'PERMISSION_DENIED')"
-           " + (SELECT count(*) FROM notify.audit_log WHERE status = 'PERMISSION_DENIED')");
+           " + (SELECT count(*) FROM notify.audit_log WHERE status = 'PERMISSION_DENIED')"
+           " + (SELECT count(*) FROM reintegration.audit_log WHERE status = 'PERMISSION_DENIED')");
+}
+
+void authz_fixture_plan(harness_t *h, authz_fixture_case_t *c, const char *manager,
+                        const char *partner)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM reintegration.cases WHERE case_id = '%s'",
+             c->case_id);
+    if (harness_wait_sql(h, sql, 1, AUTHZ_FIXTURE_WAIT_MS) != 1)
+        s_die("reintegration did not learn the case");
+    Nrm__V1__OpenPlan o = NRM__V1__OPEN_PLAN__INIT;
+    o.case_id = c->case_id;
+    o.kind = NRM__V1__PLAN_KIND__PLAN_KIND_ASSISTED_VOLUNTARY_RETURN;
+    o.manager_agency_id = (char *)manager;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_OPEN_PLAN, &o);
+    req.agency_id = "coordinator";
+    Nrm__V1__Reply *reply = harness_call(h, "reintegration", "coordinator", &req);
+    if (!reply || reply->status != NRM__V1__STATUS__STATUS_OK)
+        s_die("OpenPlan failed");
+    snprintf(c->plan_id, sizeof c->plan_id, "%s", reply->plan_ref->plan_id);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    Nrm__V1__RecordReturn r = NRM__V1__RECORD_RETURN__INIT;
+    r.plan_id = c->plan_id;
+    r.country_of_return = "NG";
+    r.travel_documents_obtained = r.departure_confirmed = r.arrival_confirmed = 1;
+    r.reception_partner_agency_id = (char *)partner;
+    if (authz_fixture_call(h, "reintegration", manager, NRM__V1__REQUEST__BODY_RECORD_RETURN, &r,
+                           NULL) != NRM__V1__STATUS__STATUS_OK)
+        s_die("RecordReturn failed");
 }

@@ -19,6 +19,7 @@ typedef struct {
     char provider_id[AUTHZ_FIXTURE_ID]; /* its provider */
     char allocation_id[AUTHZ_FIXTURE_ID];
     char operator_id[AUTHZ_FIXTURE_ID]; /* the allocation's shelter operator */
+    char plan_id[AUTHZ_FIXTURE_ID];     /* a reintegration plan (authz_fixture_plan) */
 } authz_fixture_case_t;
 
 /* Opens the case of a new named adult woman in MA-04 (consenting) reported by manager, which
@@ -35,8 +36,14 @@ void authz_fixture_case(harness_t *h, const char *manager, const char *reporter,
 Nrm__V1__Status authz_fixture_call(harness_t *h, const char *service, const char *agency,
                                    Nrm__V1__Request__BodyCase body, void *message, char *field);
 
-/* The number of PERMISSION_DENIED rows in the audit logs of intake, routing, shelter and
- * notify together. */
+/* Opens an assisted voluntary return plan for the case (once reintegration knows it) managed
+ * by manager, whose person has arrived with partner as the reception partner; fills plan_id.
+ * Aborts the program when any step fails. */
+void authz_fixture_plan(harness_t *h, authz_fixture_case_t *c, const char *manager,
+                        const char *partner);
+
+/* The number of PERMISSION_DENIED rows in the audit logs of intake, routing, shelter, notify
+ * and reintegration together. */
 long long authz_fixture_denials(harness_t *h);
 
 #endif

@@ -1,7 +1,8 @@
-/* The authorization matrix, cell by cell, against real nrm-intake, nrm-routing, nrm-shelter and
- * nrm-notify processes: every request type is sent by the coordinator, the case manager, a
- * reporter whose report was linked to the case, the referred provider, the shelter operator,
- * the subscription's agency, a service identity and an agency with no relation to the object,
+/* The authorization matrix, cell by cell, against real nrm-intake, nrm-routing, nrm-shelter,
+ * nrm-notify and nrm-reintegration processes: every request type is sent by the coordinator,
+ * the case manager, a reporter whose report was linked to the case, the referred provider, the
+ * shelter operator, the subscription's agency, the plan manager, the reception partner of a
+ * return that has arrived, a service identity and an agency with no relation to the object,
  * and each answer is OK (or, where the domain's answer varies, at least not PERMISSION_DENIED)
  * exactly where the table below says so, PERMISSION_DENIED everywhere else. The table is
  * written out here and checked against nrm_authz's, so that a change in one shows in both.
@@ -33,9 +34,13 @@
 #define PROVIDER NRM_ROLE_REFERRED_PROVIDER
 #define OPERATOR NRM_ROLE_SHELTER_OPERATOR
 #define SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
+#define PLAN_MANAGER NRM_ROLE_PLAN_MANAGER
+#define PARTNER NRM_ROLE_RECEPTION_PARTNER
 #define SERVICE NRM_ROLE_SERVICE
 #define OTHER NRM_ROLE_ANY_AGENCY
-#define AGENCIES (COORDINATOR | MANAGER | REPORTER | PROVIDER | OPERATOR | SUBSCRIBER | OTHER)
+#define AGENCIES                                                                                   \
+    (COORDINATOR | MANAGER | REPORTER | PROVIDER | OPERATOR | SUBSCRIBER | PLAN_MANAGER |          \
+     PARTNER | OTHER)
 #define EVERYONE (AGENCIES | SERVICE)
 
 #define B(name) NRM__V1__REQUEST__BODY_##name
@@ -51,6 +56,8 @@
 #define STRANGER_ID "consulate-ng"
 #define NEW_MANAGER_ID "police-ma-06"
 #define NGO_MANAGER_ID "ngo-ma-07" /* a case manager of no competent type for DecideStatus */
+#define PLAN_MANAGER_ID "ilo-partner-national"
+#define PARTNER_ID "reception-ng"
 #define TEST_SHELTER "authz-test-shelter"
 #define SECRET "authz-matrix-secret-0123456789abcdef"
 #define MISMATCHES 4096
@@ -82,6 +89,14 @@ static const struct {
     {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
     {B(LIST_DELIVERIES), AGENCIES, false},
     {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
+    {B(OPEN_PLAN), COORDINATOR | MANAGER, false},
+    {B(UPSERT_GOAL), COORDINATOR | PLAN_MANAGER, false},
+    {B(RECORD_RETURN), COORDINATOR | PLAN_MANAGER, false},
+    {B(RECORD_FOLLOW_UP), COORDINATOR | PLAN_MANAGER | PARTNER, false},
+    {B(CLOSE_PLAN), COORDINATOR | PLAN_MANAGER, false},
+    {B(GET_PLAN), COORDINATOR | MANAGER | PLAN_MANAGER | PARTNER, false},
+    {B(LIST_PLANS), AGENCIES, false},
+    {B(REASSIGN_PLAN), COORDINATOR, false},
     {B(PING), EVERYONE, false},
     {B(FETCH), COORDINATOR | SERVICE, false},
 };
@@ -96,6 +111,7 @@ static authz_fixture_case_t disclosed; /* a case whose LEGAL_AID referral is acc
  * managed by an NGO, so that the case manager's cell is a case manager and nothing else (the
  * other case manager, police, is of a competent type) */
 static authz_fixture_case_t s_decider_case;
+static authz_fixture_case_t plan;      /* a case with a return plan whose person has arrived */
 static char subscription_id[65];
 static char delivery_id[AUTHZ_FIXTURE_ID];
 static char url[256];
@@ -117,7 +133,7 @@ static int setup(void **state)
     notify_fixture_settings_t settings = {
         .max_attempts = 2, .backoff_ms = 100, .max_backoff_ms = 200, .timeout_ms = 1000};
     notify_fixture_config(h, &settings, NULL);
-    const char *services[] = {"intake", "routing", "shelter", "notify"};
+    const char *services[] = {"intake", "routing", "shelter", "notify", "reintegration"};
     for (size_t i = 0; i < sizeof services / sizeof *services; i++)
         if (harness_start(h, services[i], 0) != 0)
             return -1;
@@ -129,6 +145,8 @@ static int setup(void **state)
              bed.case_id);
     if (harness_wait_sql(h, known, 1, AUTHZ_FIXTURE_WAIT_MS) != 1)
         return -1;
+    authz_fixture_case(h, CASE_MANAGER_ID, NULL, 0, &plan);
+    authz_fixture_plan(h, &plan, PLAN_MANAGER_ID, PARTNER_ID);
     shelter_fixture_upsert_t u;
     shelter_fixture_upsert(&u, s_test_shelter());
     u.upsert.active = 0;
@@ -194,6 +212,10 @@ static const char *s_actor(unsigned column, const authz_fixture_case_t *obj)
         return obj->operator_id[0] ? obj->operator_id : bed.operator_id;
     case SUBSCRIBER:
         return SUBSCRIBER_ID;
+    case PLAN_MANAGER:
+        return PLAN_MANAGER_ID;
+    case PARTNER:
+        return PARTNER_ID;
     case SERVICE:
         return SERVICE_ID;
     default:
@@ -211,17 +233,32 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
     }
     bool fresh = allowed && (body == B(CLOSE_CASE) || body == B(REASSIGN_CASE) ||
                              body == B(ERASE_IDENTITY) || body == B(RESPOND_TO_REFERRAL) ||
-                             body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED));
+                             body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED) ||
+                             body == B(OPEN_PLAN) || body == B(CLOSE_PLAN) ||
+                             body == B(RECORD_FOLLOW_UP));
+    bool about_plan = body == B(UPSERT_GOAL) || body == B(RECORD_RETURN) ||
+                      body == B(RECORD_FOLLOW_UP) || body == B(CLOSE_PLAN) || body == B(GET_PLAN) ||
+                      body == B(REASSIGN_PLAN);
     const authz_fixture_case_t *same =
-        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS)
-            ? &bed
-            : &shared;
+        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS) ? &bed
+        : about_plan                                                                         ? &plan
+                                                                                 : &shared;
     if (body == B(DECIDE_STATUS)) {
         *obj = s_decider_case;
         return;
     }
     if (!fresh) {
         *obj = *same;
+        return;
+    }
+    if (body == B(OPEN_PLAN) || about_plan) { /* a case (with its plan) of the case manager */
+        authz_fixture_case(h, CASE_MANAGER_ID, NULL, 0, obj);
+        char sql[256];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM reintegration.cases WHERE case_id = '%s'",
+                 obj->case_id);
+        assert_int_equal(harness_wait_sql(h, sql, 1, AUTHZ_FIXTURE_WAIT_MS), 1);
+        if (about_plan)
+            authz_fixture_plan(h, obj, PLAN_MANAGER_ID, PARTNER_ID);
         return;
     }
     Nrm__V1__ServiceType need = body == B(RELEASE_BED) ? SHELTER
@@ -361,6 +398,52 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         Nrm__V1__RetryDelivery r = NRM__V1__RETRY_DELIVERY__INIT;
         r.delivery_id = delivery_id;
         return authz_fixture_call(h, "notify", agency, body, &r, field);
+    }
+    case B(OPEN_PLAN): {
+        Nrm__V1__OpenPlan o = NRM__V1__OPEN_PLAN__INIT;
+        o.case_id = (char *)obj->case_id;
+        o.kind = NRM__V1__PLAN_KIND__PLAN_KIND_LOCAL_REINTEGRATION;
+        return authz_fixture_call(h, "reintegration", agency, body, &o, field);
+    }
+    case B(UPSERT_GOAL): {
+        Nrm__V1__UpsertGoal g = NRM__V1__UPSERT_GOAL__INIT;
+        g.plan_id = (char *)obj->plan_id;
+        g.domain = NRM__V1__GOAL_DOMAIN__GOAL_DOMAIN_EMPLOYMENT;
+        return authz_fixture_call(h, "reintegration", agency, body, &g, field);
+    }
+    case B(RECORD_RETURN): {
+        Nrm__V1__RecordReturn r = NRM__V1__RECORD_RETURN__INIT;
+        r.plan_id = (char *)obj->plan_id;
+        r.country_of_return = "NG";
+        r.travel_documents_obtained = r.departure_confirmed = r.arrival_confirmed = 1;
+        r.reception_partner_agency_id = PARTNER_ID;
+        return authz_fixture_call(h, "reintegration", agency, body, &r, field);
+    }
+    case B(RECORD_FOLLOW_UP): {
+        Nrm__V1__RecordFollowUp f = NRM__V1__RECORD_FOLLOW_UP__INIT;
+        f.plan_id = (char *)obj->plan_id;
+        return authz_fixture_call(h, "reintegration", agency, body, &f, field);
+    }
+    case B(CLOSE_PLAN): {
+        Nrm__V1__ClosePlan c = NRM__V1__CLOSE_PLAN__INIT;
+        c.plan_id = (char *)obj->plan_id;
+        c.outcome = NRM__V1__PLAN_OUTCOME__PLAN_OUTCOME_REINTEGRATED;
+        return authz_fixture_call(h, "reintegration", agency, body, &c, field);
+    }
+    case B(GET_PLAN): {
+        Nrm__V1__GetPlan g = NRM__V1__GET_PLAN__INIT;
+        g.plan_id = (char *)obj->plan_id;
+        return authz_fixture_call(h, "reintegration", agency, body, &g, field);
+    }
+    case B(LIST_PLANS): {
+        Nrm__V1__ListPlans l = NRM__V1__LIST_PLANS__INIT;
+        return authz_fixture_call(h, "reintegration", agency, body, &l, field);
+    }
+    case B(REASSIGN_PLAN): {
+        Nrm__V1__ReassignPlan r = NRM__V1__REASSIGN_PLAN__INIT;
+        r.plan_id = (char *)obj->plan_id;
+        r.manager_agency_id = PLAN_MANAGER_ID; /* the same: the plan stays as it is */
+        return authz_fixture_call(h, "reintegration", agency, body, &r, field);
     }
     case B(PING): {
         Nrm__V1__Ping p = NRM__V1__PING__INIT;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
-# four services from one image, each with a health check through nrmctl, restart policy, the
+# five services from one image, each with a health check through nrmctl, restart policy, the
 # database healthy first, configuration mounted read-only, the contract's ports, passwords and
 # keys as secrets only, each service's CURVE certificate as two compose secrets
 # (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
@@ -22,7 +22,8 @@ check /usr/bin/python3 - "$out" <<'PY'
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]
-ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402)}
+ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402),
+         "reintegration": (7501, 7502)}
 assert set(s) == {"postgres", *ports}, sorted(s)
 pg = s["postgres"]
 assert pg["image"].startswith("postgres:15"), pg["image"]

@@ -36,6 +36,10 @@ int nrmctl_case(nrmctl_t *ctl, int argc, char **argv);
 
 /* cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]: intake's ListCases. */
 int nrmctl_cases(nrmctl_t *ctl, int argc, char **argv);
+/* plans [OPTIONS], plan PLAN-ID, followup PLAN-ID OPTIONS: reintegration plans (nrmctl_plans.c). */
+int nrmctl_plans(nrmctl_t *ctl, int argc, char **argv);
+int nrmctl_plan(nrmctl_t *ctl, int argc, char **argv);
+int nrmctl_followup(nrmctl_t *ctl, int argc, char **argv);
 
 /* top [OPTIONS]: a live view of the streams, occupancy and deliveries (--once: one snapshot). */
 int nrmctl_top(nrmctl_t *ctl, int argc, char **argv);

@@ -17,8 +17,8 @@
 /* Decimal base for integer options. */
 #define S_DECIMAL 10
 
-const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1] = {"intake", "routing", "shelter",
-                                                               "notify", NULL};
+const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1] = {"intake", "routing",       "shelter",
+                                                               "notify", "reintegration", NULL};
 
 /* Public: defaults from the environment, then the built-in values. */
 void nrmctl_init(nrmctl_t *ctl)

@@ -37,7 +37,7 @@ typedef struct {
 } nrmctl_t;
 
 /* The four services of the mechanism, NULL-terminated: the default of ping and tail. */
-#define NRMCTL_SERVICE_COUNT 4
+#define NRMCTL_SERVICE_COUNT 5
 extern const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1];
 
 /* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). */

@@ -75,7 +75,7 @@ static int s_add_stream(nrmctl_t *ctl, const char *service, bool required,
     return 0;
 }
 
-/* Public: the named services, or the configured ones of the default four. */
+/* Public: the named services, or the configured ones of the default five. */
 int nrmctl_streams_open(nrmctl_t *ctl, const char *command, const char *const *services,
                         int n_services, nrmctl_stream_t **streams, int *n_streams)
 {

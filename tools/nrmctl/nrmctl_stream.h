@@ -42,7 +42,7 @@ nrmctl_stream_t *nrmctl_stream_new(const char *name, const char *api_endpoint,
 
 /* Opens the streams of a command (command names it in messages): of each named service
  * (services[0 .. n_services), which must have both endpoints), or when none is named, of the
- * default four that have them. streams has room for n_services + NRMCTL_SERVICE_COUNT;
+ * default five that have them. streams has room for n_services + NRMCTL_SERVICE_COUNT;
  * *n_streams counts those opened (the caller destroys them, even after an error). Returns 0,
  * or NRMCTL_EXIT_USAGE after printing why. The configuration must be loaded. */
 int nrmctl_streams_open(nrmctl_t *ctl, const char *command, const char *const *services,
