@@ -111,7 +111,7 @@ static authz_fixture_case_t disclosed; /* a case whose LEGAL_AID referral is acc
  * managed by an NGO, so that the case manager's cell is a case manager and nothing else (the
  * other case manager, police, is of a competent type) */
 static authz_fixture_case_t s_decider_case;
-static authz_fixture_case_t plan;      /* a case with a return plan whose person has arrived */
+static authz_fixture_case_t plan; /* a case with a return plan whose person has arrived */
 static char subscription_id[65];
 static char delivery_id[AUTHZ_FIXTURE_ID];
 static char url[256];
@@ -231,18 +231,18 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
         *obj = disclosed;
         return;
     }
-    bool fresh = allowed && (body == B(CLOSE_CASE) || body == B(REASSIGN_CASE) ||
-                             body == B(ERASE_IDENTITY) || body == B(RESPOND_TO_REFERRAL) ||
-                             body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED) ||
-                             body == B(OPEN_PLAN) || body == B(CLOSE_PLAN) ||
-                             body == B(RECORD_FOLLOW_UP));
+    bool fresh =
+        allowed &&
+        (body == B(CLOSE_CASE) || body == B(REASSIGN_CASE) || body == B(ERASE_IDENTITY) ||
+         body == B(RESPOND_TO_REFERRAL) || body == B(COMPLETE_REFERRAL) || body == B(RELEASE_BED) ||
+         body == B(OPEN_PLAN) || body == B(CLOSE_PLAN) || body == B(RECORD_FOLLOW_UP));
     bool about_plan = body == B(UPSERT_GOAL) || body == B(RECORD_RETURN) ||
                       body == B(RECORD_FOLLOW_UP) || body == B(CLOSE_PLAN) || body == B(GET_PLAN) ||
                       body == B(REASSIGN_PLAN);
     const authz_fixture_case_t *same =
         body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS) ? &bed
-        : about_plan                                                                         ? &plan
-                                                                                 : &shared;
+        : about_plan                                                                        ? &plan
+                     : &shared;
     if (body == B(DECIDE_STATUS)) {
         *obj = s_decider_case;
         return;
