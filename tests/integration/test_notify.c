@@ -449,8 +449,10 @@ static void test_retry_is_for_coordinators_and_failed_deliveries_only(void **sta
     retry.delivery_id = unknown;
     Nrm__V1__Reply *missing = harness_call(h, "notify", "coordinator", &req);
     assert_int_equal(missing->status, NRM__V1__STATUS__STATUS_NOT_FOUND);
+    /* another agency's delivery: the hotline may retry its own, not this one */
     PGresult *res = harness_sql(h, "SELECT delivery_id FROM notify.deliveries"
-                                   " WHERE state = 'delivered' LIMIT 1");
+                                   " WHERE state = 'delivered' AND agency_id <> 'hotline-national'"
+                                   " ORDER BY delivery_id LIMIT 1");
     assert_int_equal(PQntuples(res), 1);
     retry.delivery_id = PQgetvalue(res, 0, 0);
     Nrm__V1__Reply *denied = harness_call(h, "notify", "hotline-national", &req);
