@@ -6,6 +6,7 @@
  * free. Error messages never quote the offending value, which may be identifying data. */
 #include "nrm_json.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <float.h>
 #include <inttypes.h>
@@ -20,6 +21,12 @@
 
 /* Deepest message nesting accepted on input; the top-level message is depth 1. */
 #define S_MAX_DEPTH 32
+/* Longest enum value name built from a short one (prefix and name). */
+#define S_ENUM_NAME_MAX 128
+/* Longest wrong enum value name quoted in an error message. */
+#define S_QUOTE_MAX 40
+/* Room kept at the end of the list of valid names for "...)" and the NUL. */
+#define S_LIST_TAIL 5
 
 /* The proto3 JSON spellings of the non-finite floating-point values. */
 static const char s_nan[] = "NaN";
@@ -389,16 +396,109 @@ static bool s_parse_double(s_parser_t *p, const json_t *value, bool is_float, do
     return true;
 }
 
-/* Reads an enum value name, or an int32 number (proto3 enums are open), into *out. Records an
- * error and returns false otherwise. */
-static bool s_parse_enum(s_parser_t *p, const ProtobufCEnumDescriptor *desc, const json_t *value,
+/* Writes into out (size bytes) the value name prefix of an enum: its name in upper snake case
+ * and an underscore ("ReferralDecision" -> "REFERRAL_DECISION_", from its short name), the prefix
+ * of its values by the style of the contract. Returns false when it does not fit. */
+static bool s_enum_prefix(const ProtobufCEnumDescriptor *desc, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *c = desc->short_name; c && *c; c++) {
+        bool word = c != desc->short_name && isupper((unsigned char)*c);
+        if (n + 3 > size)
+            return false;
+        if (word)
+            out[n++] = '_';
+        out[n++] = (char)toupper((unsigned char)*c);
+    }
+    if (n + 2 > size)
+        return false;
+    out[n++] = '_';
+    out[n] = '\0';
+    return true;
+}
+
+/* Public: see nrm_json.h. */
+const char *nrm_json_enum_short_name(const ProtobufCEnumDescriptor *desc, int number)
+{
+    const ProtobufCEnumValue *value = protobuf_c_enum_descriptor_get_value(desc, number);
+    char prefix[S_ENUM_NAME_MAX];
+    if (!value)
+        return NULL;
+    size_t skip = s_enum_prefix(desc, prefix, sizeof prefix) ? strlen(prefix) : 0;
+    if (skip && strncmp(value->name, prefix, skip) == 0 && value->name[skip])
+        return value->name + skip;
+    return value->name;
+}
+
+/* The value of desc named name, or named by the enum's prefix followed by name (a short name:
+ * "ACCEPT" for "REFERRAL_DECISION_ACCEPT"); NULL when neither names one. */
+static const ProtobufCEnumValue *s_enum_value_named(const ProtobufCEnumDescriptor *desc,
+                                                    const char *name)
+{
+    const ProtobufCEnumValue *named = protobuf_c_enum_descriptor_get_value_by_name(desc, name);
+    char full[S_ENUM_NAME_MAX];
+    size_t length;
+    if (named || !s_enum_prefix(desc, full, sizeof full))
+        return named;
+    length = strlen(full);
+    if (length + strlen(name) + 1 > sizeof full)
+        return NULL;
+    memcpy(full + length, name, strlen(name) + 1);
+    return protobuf_c_enum_descriptor_get_value_by_name(desc, full);
+}
+
+/* True when text is short and made of letters, digits and '_' only, so that an error message
+ * may quote it (anything else could be text that should not be repeated). */
+static bool s_quotable(const char *text)
+{
+    size_t n = 0;
+    for (; text[n]; n++)
+        if (n >= S_QUOTE_MAX || (!isalnum((unsigned char)text[n]) && text[n] != '_'))
+            return false;
+    return n > 0;
+}
+
+/* Records the error of an enum value name that names nothing: the value (when quotable), the
+ * field and the valid short names (every value but the zero one), as many as fit. */
+static bool s_fail_enum_name(s_parser_t *p, const ProtobufCFieldDescriptor *field,
+                             const ProtobufCEnumDescriptor *desc, const char *name)
+{
+    char prefix[S_ENUM_NAME_MAX];
+    size_t skip = s_enum_prefix(desc, prefix, sizeof prefix) ? strlen(prefix) : 0;
+    char message[NRM_ERROR_MESSAGE_MAX];
+    int n = snprintf(message, sizeof message,
+                     "invalid value '%s' for field %s (valid: ", s_quotable(name) ? name : "?",
+                     field->name);
+    const char *separator = "";
+    for (unsigned i = 0; i < desc->n_values && n > 0 && (size_t)n < sizeof message; i++) {
+        const char *value = desc->values[i].name;
+        if (desc->values[i].value == 0)
+            continue;
+        if (skip && strncmp(value, prefix, skip) == 0)
+            value += skip;
+        size_t room = sizeof message - (size_t)n;
+        if (strlen(separator) + strlen(value) + S_LIST_TAIL >= room) {
+            n += snprintf(message + n, room, "%s...", separator);
+            break;
+        }
+        n += snprintf(message + n, room, "%s%s", separator, value);
+        separator = ", ";
+    }
+    if (n > 0 && (size_t)n < sizeof message)
+        snprintf(message + n, sizeof message - (size_t)n, ")");
+    return s_fail(p, message);
+}
+
+/* Reads an enum value name (in full or without the enum's prefix), or an int32 number (proto3
+ * enums are open), into *out. Records an error and returns false otherwise. */
+static bool s_parse_enum(s_parser_t *p, const ProtobufCFieldDescriptor *field, const json_t *value,
                          int *out)
 {
+    const ProtobufCEnumDescriptor *desc = field->descriptor;
     if (json_is_string(value)) {
-        const ProtobufCEnumValue *named =
-            protobuf_c_enum_descriptor_get_value_by_name(desc, json_string_value(value));
+        const ProtobufCEnumValue *named = s_enum_value_named(desc, json_string_value(value));
         if (!named)
-            return s_fail(p, "unknown enum value name");
+            return s_fail_enum_name(p, field, desc, json_string_value(value));
         *out = named->value;
         return true;
     }
@@ -500,7 +600,7 @@ static bool s_parse_value(s_parser_t *p, const ProtobufCFieldDescriptor *field, 
         *(protobuf_c_boolean *)dest = json_is_true(value);
         return true;
     case PROTOBUF_C_TYPE_ENUM:
-        return s_parse_enum(p, field->descriptor, value, dest);
+        return s_parse_enum(p, field, value, dest);
     case PROTOBUF_C_TYPE_STRING:
         return s_parse_string(p, value, dest);
     case PROTOBUF_C_TYPE_BYTES:

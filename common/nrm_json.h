@@ -1,7 +1,9 @@
 /* nrm_json: the proto3 JSON mapping, driven by protobuf-c descriptors, for every message.
  *
  * Field names are lowerCamelCase on output (both lowerCamelCase and the proto's snake_case are
- * accepted on input); enums are their value names (numbers accepted on input); 64-bit integers
+ * accepted on input); enums are their value names (on input also numbers, and short names: a
+ * name without the enum's prefix, "ACCEPT" for "REFERRAL_DECISION_ACCEPT"; a wrong name is
+ * refused with the valid short names listed in the message); 64-bit integers
  * are strings (numbers accepted on input); bytes are base64; fields at their default value are
  * omitted on output; a oneof writes the member that is set. */
 #ifndef NRM_JSON_H
@@ -20,6 +22,10 @@ json_t *nrm_json_from_message(const ProtobufCMessage *msg);
  * The caller frees the result with protobuf_c_message_free_unpacked(msg, NULL). */
 ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
                                       nrm_error_t *err);
+
+/* The name of the enum's value number without the enum's prefix ("ACCEPT" for
+ * REFERRAL_DECISION_ACCEPT), or NULL when the enum does not name number. Static. */
+const char *nrm_json_enum_short_name(const ProtobufCEnumDescriptor *desc, int number);
 
 /* Convenience: serialises msg as compact JSON text. Caller frees with free(). NULL on failure. */
 char *nrm_json_dumps_message(const ProtobufCMessage *msg);

@@ -362,6 +362,45 @@ static void test_bad_enum_name_is_refused_with_its_path(void **state)
                      "submit_report.urgency");
 }
 
+static void test_short_enum_names_are_accepted(void **state)
+{
+    (void)state;
+    nrm_error_t err;
+    ProtobufCMessage *msg = s_parse(&nrm__v1__request__descriptor,
+                                    "{\"respondToReferral\": {\"decision\": \"ACCEPT\"},"
+                                    " \"requestId\": \"r\"}",
+                                    &err);
+    assert_non_null(msg);
+    s_assert_dumps(msg, "{\"requestId\":\"r\",\"respondToReferral\":{\"decision\":"
+                        "\"REFERRAL_DECISION_ACCEPT\"}}");
+    protobuf_c_message_free_unpacked(msg, NULL);
+    msg = s_parse(
+        &nrm__v1__case_updated__descriptor,
+        "{\"needs\": [\"LEGAL_AID\", \"SERVICE_TYPE_SHELTER\"], \"safetyRisk\": \"HIGH\"}", &err);
+    assert_non_null(msg);
+    s_assert_dumps(msg, "{\"needs\":[\"SERVICE_TYPE_LEGAL_AID\",\"SERVICE_TYPE_SHELTER\"],"
+                        "\"safetyRisk\":\"SAFETY_RISK_HIGH\"}");
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void test_wrong_enum_name_lists_the_valid_short_names(void **state)
+{
+    (void)state;
+    nrm_error_t err;
+    ProtobufCMessage *msg = s_parse(&nrm__v1__request__descriptor,
+                                    "{\"respondToReferral\": {\"decision\": \"MAYBE\"}}", &err);
+    assert_null(msg);
+    assert_string_equal(err.field, "respond_to_referral.decision");
+    assert_string_equal(err.message,
+                        "invalid value 'MAYBE' for field decision (valid: ACCEPT, DECLINE)");
+    /* text that is not a name is not repeated */
+    msg = s_parse(&nrm__v1__request__descriptor,
+                  "{\"respondToReferral\": {\"decision\": \"Amina B.\"}}", &err);
+    assert_null(msg);
+    assert_string_equal(err.message,
+                        "invalid value '?' for field decision (valid: ACCEPT, DECLINE)");
+}
+
 static void test_bad_enum_in_repeated_field_is_refused_with_its_index(void **state)
 {
     (void)state;
@@ -511,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_unknown_field_is_refused_with_its_path),
         cmocka_unit_test(test_wrong_type_is_refused_with_its_path),
         cmocka_unit_test(test_bad_enum_name_is_refused_with_its_path),
+        cmocka_unit_test(test_short_enum_names_are_accepted),
+        cmocka_unit_test(test_wrong_enum_name_lists_the_valid_short_names),
         cmocka_unit_test(test_bad_enum_in_repeated_field_is_refused_with_its_index),
         cmocka_unit_test(test_out_of_range_int32_is_refused),
         cmocka_unit_test(test_two_oneof_members_are_refused),
