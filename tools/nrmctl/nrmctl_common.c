@@ -5,10 +5,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Longest dotted configuration path built here ("services.<name>.events_connect"). */
 #define S_CONFIG_PATH_MAX 160
@@ -26,7 +28,8 @@ void nrmctl_init(nrmctl_t *ctl)
     const char *config = getenv("NRM_CONFIG");
     const char *agency = getenv("NRM_AGENCY");
     const char *cert = getenv("NRM_CERT");
-    ctl->config_path = config && config[0] ? config : NRMCTL_DEFAULT_CONFIG;
+    ctl->config_given = config && config[0];
+    ctl->config_path = ctl->config_given ? config : NRMCTL_DEFAULT_CONFIG;
     ctl->agency_given = agency && agency[0];
     ctl->agency_id = ctl->agency_given ? agency : NRMCTL_DEFAULT_AGENCY;
     ctl->cert_path = cert && cert[0] ? cert : NULL;
@@ -82,11 +85,47 @@ bool nrmctl_parse_int(const char *text, int64_t min, int64_t max, int64_t *out)
     return true;
 }
 
+/* The local runner's configuration and certificate, when nrmctl finds them (static, so that
+ * ctl may point at them). */
+static char s_found_config[PATH_MAX];
+static char s_found_cert[PATH_MAX];
+
+/* Without a configuration given and without the installed one: var/config.json of the current
+ * directory or of its nearest parent that has one, and that var/certs/coordinator.cert when no
+ * certificate is given. */
+static void s_find_local_config(nrmctl_t *ctl)
+{
+    char dir[PATH_MAX];
+    if (ctl->config_given || access(NRMCTL_DEFAULT_CONFIG, F_OK) == 0 || !getcwd(dir, sizeof dir))
+        return;
+    for (;;) {
+        int n = snprintf(s_found_config, sizeof s_found_config, "%s/var/config.json",
+                         strcmp(dir, "/") == 0 ? "" : dir);
+        if (n > 0 && (size_t)n < sizeof s_found_config && access(s_found_config, R_OK) == 0) {
+            ctl->config_path = s_found_config;
+            n = snprintf(s_found_cert, sizeof s_found_cert, "%s/var/certs/coordinator.cert",
+                         strcmp(dir, "/") == 0 ? "" : dir);
+            if (!ctl->cert_path && n > 0 && (size_t)n < sizeof s_found_cert &&
+                access(s_found_cert, R_OK) == 0)
+                ctl->cert_path = s_found_cert;
+            return;
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || strcmp(dir, "/") == 0)
+            return;
+        if (slash == dir)
+            slash[1] = '\0';
+        else
+            *slash = '\0';
+    }
+}
+
 /* Public: loads the configuration once; NULL after printing why. */
 nrm_config_t *nrmctl_config(nrmctl_t *ctl)
 {
     if (ctl->config)
         return ctl->config;
+    s_find_local_config(ctl);
     nrm_error_t err;
     nrm_error_clear(&err);
     ctl->config = nrm_config_load(ctl->config_path, &err);

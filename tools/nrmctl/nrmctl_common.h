@@ -28,6 +28,7 @@
 /* The global options and the configuration, loaded on first use. */
 typedef struct {
     const char *config_path;
+    bool config_given; /* --config or $NRM_CONFIG: no search for var/config.json */
     const char *agency_id;
     bool agency_given;     /* --agency or $NRM_AGENCY: named in requests even with CURVE */
     const char *cert_path; /* --cert or $NRM_CERT: the agency's certificate */
@@ -40,7 +41,11 @@ typedef struct {
 #define NRMCTL_SERVICE_COUNT 5
 extern const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1];
 
-/* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). */
+/* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). Without
+ * --config or $NRM_CONFIG, when /etc/nrm/config.json does not exist, the configuration is
+ * var/config.json in the current directory or the nearest parent that has one (the local
+ * runner's, deploy/run-local.sh), and without --cert or $NRM_CERT the certificate is that
+ * var/certs/coordinator.cert when it exists; see nrmctl_config. */
 void nrmctl_init(nrmctl_t *ctl);
 
 /* Frees what ctl holds (the configuration). */

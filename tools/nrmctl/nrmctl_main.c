@@ -36,6 +36,7 @@ static const s_command_t s_commands[] = {
 
 #define S_COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 #define S_TIMEOUT_MAX_MS 3600000 /* one hour */
+#define S_OPTION_MAX 16          /* longer than any global option's name */
 
 /* True when arg is a request for help. */
 static bool s_is_help(const char *arg)
@@ -52,21 +53,25 @@ static const s_command_t *s_command(const char *name)
     return NULL;
 }
 
-/* Takes one global option at argv[*i] (and its value) into ctl. Returns 0, or the exit code
- * of a usage error. */
+/* Takes one global option at argv[*i] (and its value), as "--option VALUE" or
+ * "--option=VALUE", into ctl. Returns 0, or the exit code of a usage error. */
 static int s_global_option(nrmctl_t *ctl, int argc, char **argv, int *i)
 {
-    const char *option = argv[*i];
+    char option[S_OPTION_MAX];
+    const char *equals = strchr(argv[*i], '=');
+    size_t length = equals ? (size_t)(equals - argv[*i]) : strlen(argv[*i]);
+    snprintf(option, sizeof option, "%.*s", (int)(length < sizeof option ? length : 0), argv[*i]);
     if (strcmp(option, "--config") != 0 && strcmp(option, "--agency") != 0 &&
         strcmp(option, "--timeout") != 0 && strcmp(option, "--cert") != 0)
-        return nrmctl_usage_error(NULL, "unknown option %s", option);
-    if (*i + 1 >= argc)
+        return nrmctl_usage_error(NULL, "unknown option %s", argv[*i]);
+    if (!equals && *i + 1 >= argc)
         return nrmctl_usage_error(NULL, "option %s needs a value", option);
-    const char *value = argv[++*i];
+    const char *value = equals ? equals + 1 : argv[++*i];
     int64_t timeout = 0;
-    if (strcmp(option, "--config") == 0)
+    if (strcmp(option, "--config") == 0 && value[0]) {
         ctl->config_path = value;
-    else if (strcmp(option, "--agency") == 0 && value[0]) {
+        ctl->config_given = true;
+    } else if (strcmp(option, "--agency") == 0 && value[0]) {
         ctl->agency_id = value;
         ctl->agency_given = true;
     } else if (strcmp(option, "--cert") == 0 && value[0])

@@ -1,17 +1,39 @@
 /* nrmctl_tail: the tail command: options, the streams of the services, the wait loop. */
 #include "nrmctl_commands.h"
+#include "nrmctl_human.h"
 #include "nrmctl_stream.h"
 #include "nrm_time.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_TICK_MS 1000 /* longest wait between checks of the idle deadline */
 #define S_NO_FROM (-1) /* --from not given: start from what is live */
 #define S_INT_MAX_OPTION INT32_MAX
 
+/* Output: JSON lines, or lines for people (the default when stdout is a terminal). */
+typedef enum { S_OUTPUT_AUTO, S_OUTPUT_JSON, S_OUTPUT_HUMAN } s_output_t;
+
+/* One line for people held back while catching up, to be printed in time order. */
 typedef struct {
-    int64_t from;          /* S_NO_FROM, or the first seq to print */
+    int64_t at_ms;   /* occurred_at_ms */
+    int64_t arrival; /* order of arrival: each stream's own order among equal times */
+    char *line;
+} s_held_t;
+
+/* The human output: while catching up lines are held, then sorted by time across streams and
+ * printed; live they are printed as they come. */
+typedef struct {
+    int stream_width;
+    bool holding;
+    s_held_t *held;
+    size_t n_held, cap_held;
+} s_human_t;
+
+typedef struct {
+    int64_t from; /* S_NO_FROM, or the first seq to print */
+    s_output_t output;
     int64_t count;         /* 0: no limit */
     int64_t idle_ms;       /* 0: never idle out */
     const char **services; /* named services, n_services of them */
@@ -38,6 +60,10 @@ static int s_int_option(int argc, char **argv, int *i, int64_t min, int64_t *out
 static int s_option(s_tail_t *tail, int argc, char **argv, int *i)
 {
     const char *option = argv[*i];
+    if (strcmp(option, "--human") == 0 || strcmp(option, "--json") == 0) {
+        tail->output = option[2] == 'h' ? S_OUTPUT_HUMAN : S_OUTPUT_JSON;
+        return 0;
+    }
     if (strcmp(option, "--from") == 0)
         return s_int_option(argc, argv, i, 0, &tail->from);
     if (strcmp(option, "--count") == 0)
@@ -114,14 +140,92 @@ static void s_follow(s_tail_t *tail, nrmctl_sink_t *sink)
     zpoller_destroy(&poller);
 }
 
-/* Catches up (with --from), then follows live. */
-static void s_run(s_tail_t *tail, nrmctl_sink_t *sink)
+/* Prints one line and flushes. Returns 0, or -1 after saying so. */
+static int s_put_line(const char *line)
+{
+    if (puts(line) == EOF || fflush(stdout) != 0) {
+        nrmctl_error("cannot write to the standard output");
+        return -1;
+    }
+    return 0;
+}
+
+/* The sink's callback in human output: the event's line, held or printed. */
+static int s_human_event(const Nrm__V1__Event *ev, void *arg)
+{
+    s_human_t *human = arg;
+    char *line = nrmctl_human_line(ev, "", human->stream_width);
+    if (!line)
+        return -1;
+    if (!human->holding) {
+        int rc = s_put_line(line);
+        free(line);
+        return rc;
+    }
+    if (human->n_held == human->cap_held) {
+        size_t cap = human->cap_held ? human->cap_held * 2 : 256;
+        s_held_t *held = realloc(human->held, cap * sizeof *held);
+        if (!held) {
+            free(line);
+            return -1;
+        }
+        human->held = held;
+        human->cap_held = cap;
+    }
+    human->held[human->n_held] =
+        (s_held_t){.at_ms = ev->occurred_at_ms, .arrival = (int64_t)human->n_held, .line = line};
+    human->n_held++;
+    return 0;
+}
+
+/* Orders held lines by time, then by arrival. */
+static int s_held_cmp(const void *a, const void *b)
+{
+    const s_held_t *x = a, *y = b;
+    if (x->at_ms != y->at_ms)
+        return x->at_ms < y->at_ms ? -1 : 1;
+    return x->arrival < y->arrival ? -1 : (x->arrival > y->arrival);
+}
+
+/* Prints the held lines in time order and stops holding. */
+static void s_human_release(s_human_t *human, nrmctl_sink_t *sink)
+{
+    qsort(human->held, human->n_held, sizeof *human->held, s_held_cmp);
+    for (size_t i = 0; i < human->n_held; i++) {
+        if (!sink->failed && s_put_line(human->held[i].line) != 0)
+            sink->failed = true;
+        free(human->held[i].line);
+    }
+    free(human->held);
+    human->held = NULL;
+    human->n_held = human->cap_held = 0;
+    human->holding = false;
+}
+
+/* Catches up (with --from; in human output every stream before printing, in time order), then
+ * follows live. */
+static void s_run(s_tail_t *tail, nrmctl_sink_t *sink, s_human_t *human)
 {
     sink->last_print_ms = nrm_mono_ms();
+    if (human)
+        human->holding = tail->from != S_NO_FROM;
     for (int i = 0; tail->from != S_NO_FROM && i < tail->n_streams; i++)
         if (!nrmctl_sink_done(sink))
             nrmctl_stream_start_from(tail->streams[i], tail->from, sink);
+    if (human)
+        s_human_release(human, sink);
     s_follow(tail, sink);
+}
+
+/* The widest name of the streams, for aligning human lines. */
+static int s_stream_width(const s_tail_t *tail)
+{
+    int width = 0;
+    for (int i = 0; i < tail->n_streams; i++) {
+        int n = (int)strlen(nrmctl_stream_name(tail->streams[i]));
+        width = n > width ? n : width;
+    }
+    return width;
 }
 
 /* Public: tail [OPTIONS] [TOPIC-PREFIX...]; exits 0 unless usage or output fails. */
@@ -139,9 +243,17 @@ int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv)
                                                       tail.streams, &tail.n_streams)
                                 : NRMCTL_EXIT_USAGE;
     nrmctl_sink_t sink = {.prefixes = tail.prefixes, .limit = tail.count};
+    s_human_t human = {0};
+    bool is_human =
+        tail.output == S_OUTPUT_HUMAN || (tail.output == S_OUTPUT_AUTO && isatty(STDOUT_FILENO));
     if (rc == 0) {
         setvbuf(stdout, NULL, _IOLBF, 0);
-        s_run(&tail, &sink);
+        if (is_human) {
+            human.stream_width = s_stream_width(&tail);
+            sink.on_event = s_human_event;
+            sink.arg = &human;
+        }
+        s_run(&tail, &sink, is_human ? &human : NULL);
         rc = sink.failed ? NRMCTL_EXIT_USAGE : NRMCTL_EXIT_OK;
     }
     for (int i = 0; i < tail.n_streams; i++)
