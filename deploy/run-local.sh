@@ -2,25 +2,49 @@
 # Runs the whole system on this machine (README command one): installs what is missing, builds,
 # starts a private PostgreSQL cluster under var/ in the working tree (initialised on first use,
 # as an unprivileged user, on its own port and socket directory), starts every service that
-# exists with the demonstration configuration, submits a short scenario of fictitious reports
-# and shows the events flowing. Ctrl-C stops everything cleanly.
+# exists with the demonstration configuration and a demonstration receiver of notify's webhooks
+# and mail (deploy/demo/receiver.py), submits a short scenario of fictitious reports and shows
+# the events flowing: one line per event in time order on a terminal, JSON lines when the output
+# is piped (or --json). Ctrl-C or SIGTERM stops everything within seconds.
 #
-#   deploy/run-local.sh [--no-scenario]
+#   deploy/run-local.sh [--reset] [--no-scenario] [--json|--human]
 #
-# Environment: NRM_LOCAL_PGPORT (default 55432); NRM_CONFIG (default deploy/demo/config.json),
-# which deploy/certify.sh turns into var/config.json with a key pair per service and agency
-# (var/certs/; nrmctl --cert var/certs/<agency>.cert speaks as that agency);
-# NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S (default here "30,15552000,31104000": the first
-# follow-up of a plan falls due 30 seconds after it opens, so that the scenario shows one).
+# --reset starts from an empty database (dropped and made again; the keys in var/ are kept).
+# Each run's scenario opens new cases: from the second run on (without --reset), its people's
+# names carry the run number (var/demo-run), as reports about different people would; without
+# that, every report would only be linked to the first run's cases.
+#
+# The services read var/config.json: the demonstration configuration (NRM_CONFIG, default
+# deploy/demo/config.json) with a key pair per service and agency from deploy/certify.sh
+# (var/certs/; nrmctl --cert var/certs/<agency>.cert speaks as that agency; nrmctl run in the
+# working tree finds var/config.json and the coordinator's certificate by itself), and, for this
+# machine only, the webhook subscriptions pointed at the receiver on 127.0.0.1 (allowed by
+# notify.webhook_allow) and the SMTP relay at its sink. The demonstration files keep their
+# example.invalid addresses and allow nothing inward.
+#
+# Environment: NRM_LOCAL_PGPORT (default 55432); NRM_LOCAL_HOOK_PORT and NRM_LOCAL_SMTP_PORT,
+# the receiver's (default 7790 and 2525); NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S (default here
+# "30,15552000,31104000": the first follow-up of a plan falls due 30 seconds after it opens, so
+# that the scenario shows one).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build
 var=$root/var
 port=${NRM_LOCAL_PGPORT:-55432}
+hook_port=${NRM_LOCAL_HOOK_PORT:-7790}
+smtp_port=${NRM_LOCAL_SMTP_PORT:-2525}
 config=${NRM_CONFIG:-$root/deploy/demo/config.json}
-scenario=1
-[ "${1:-}" = "--no-scenario" ] && scenario=0
+scenario=1 reset=0 output=--json
+[ -t 1 ] && output=--human
+for arg in "$@"; do
+  case $arg in
+    --no-scenario) scenario=0 ;;
+    --reset) reset=1 ;;
+    --json | --human) output=$arg ;;
+    *) echo "usage: $0 [--reset] [--no-scenario] [--json|--human]" >&2; exit 2 ;;
+  esac
+done
 pids=()
 
 say() { echo "run-local: $*" >&2; }
@@ -33,6 +57,13 @@ mkdir -p "$var/log"
 # the services read var/config.json, the demonstration configuration with those keys
 bash "$root/deploy/certify.sh" "$build/tools/nrmctl/nrmctl" "$config" "$var"
 config=$var/config.json
+# this machine only: deliveries go to the demonstration receiver (never in deploy/demo/)
+jq --argjson hook "$hook_port" --argjson smtp "$smtp_port" '
+  .subscriptions |= map(if .channel == "webhook"
+    then .address = "http://127.0.0.1:\($hook)/\(.subscription_id)" else . end) |
+  .notify.webhook_allow = ["127.0.0.1/32"] |
+  .notify.smtp.url = "smtp://127.0.0.1:\($smtp)" | .notify.smtp.tls = "none"
+' "$config" >"$config.new" && mv "$config.new" "$config"
 export NRM_CERT=$var/certs/coordinator.cert
 nrmctl=("$build/tools/nrmctl/nrmctl" --config "$config")
 
@@ -48,22 +79,45 @@ if [ "$(id -u)" -eq 0 ] && ! runuser -u nrmpg -- test -x "$var" 2>/dev/null; the
   fi
 fi
 
+# Everything runs in the background and the runner waits, so that SIGTERM (as well as Ctrl-C)
+# runs the trap at once, whatever the output is connected to; what does not stop within
+# STOP_GRACE_S is killed.
+STOP_GRACE_S=5
 stop_all() {
   trap - INT TERM EXIT
   say "stopping"
+  local pid deadline=$((SECONDS + STOP_GRACE_S))
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null || true
   say "stopped"
 }
-trap stop_all INT TERM EXIT
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port"
+if [ "$reset" -eq 1 ]; then
+  say "--reset: the database nrm starts empty (the keys in var/ are kept)"
+  PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$pgdir/sock" -p "$port" -U postgres \
+    -c "DROP DATABASE IF EXISTS nrm WITH (FORCE)" >/dev/null
+  rm -f "$var/demo-run"
+fi
 PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" nrm
+run=$(($(cat "$var/demo-run" 2>/dev/null || echo 0) + 1))
+echo "$run" >"$var/demo-run"
 [ -f "$var/keys.json" ] || "${nrmctl[@]}" keygen "$var/keys.json"
 export NRM_DATABASE_CONNINFO="host=$pgdir/sock port=$port dbname=nrm"
 export NRM_CRYPTO_KEYS_FILE=$var/keys.json
 export NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S=${NRM_REINTEGRATION_FOLLOWUP_OFFSETS_S:-30,15552000,31104000}
+
+python3 "$root/deploy/demo/receiver.py" --config "$config" --http-port "$hook_port" \
+  --smtp-port "$smtp_port" --log "$var/log/receiver.log" >&2 &
+pids+=($!)
 
 services=()
 for service in intake routing shelter notify reintegration; do
@@ -78,7 +132,12 @@ for _ in $(seq 100); do
   "${nrmctl[@]}" --timeout 300 ping "${services[@]}" >/dev/null 2>&1 && break
   sleep 0.3
 done
-"${nrmctl[@]}" ping "${services[@]}"
+"${nrmctl[@]}" ping "${services[@]}" >&2
+if gateway=$(jq -er '.services.gateway.http // empty' "$config"); then
+  say "dashboard: http://${gateway/#\*:/127.0.0.1:}/"
+  jq -r '.gateway.logins[]? | select(.demo_token) |
+    "run-local: demo sign-in: agency \(.agency_id), token \(.demo_token)"' "$config" >&2
+fi
 
 if [ "$scenario" -eq 1 ]; then
   declare -A reporter=([01]=hotline-national [02]=labour-ma-06 [03]=police-ma-06 [04]=hospital-ma-04
@@ -87,10 +146,13 @@ if [ "$scenario" -eq 1 ]; then
   for file in "$root"/deploy/demo/scenario/*.json; do
     name=$(basename "$file")
     agency=${reporter[${name%%-*}]:-coordinator}
-    # identified an hour ago
-    sed "s/\"identifiedAtMs\": \"0\"/\"identifiedAtMs\": \"$((now - 3600000))\"/" "$file" >"$var/report.json"
+    # identified an hour ago; from the second run on, other people (their names carry the run)
+    suffix=""
+    [ "$run" -gt 1 ] && suffix=" run $run"
+    sed -e "s/\"identifiedAtMs\": \"0\"/\"identifiedAtMs\": \"$((now - 3600000))\"/" \
+      -e "s/\"fullName\": \"\([^\"]*\)\"/\"fullName\": \"\1$suffix\"/" "$file" >"$var/report.json"
     say "submitting $name as $agency"
-    "${nrmctl[@]}" --cert "$var/certs/$agency.cert" submit "$var/report.json" || true
+    "${nrmctl[@]}" --cert "$var/certs/$agency.cert" submit "$var/report.json" >/dev/null || true
   done
   rm -f "$var/report.json"
   # the reintegration provider accepts the REINTEGRATION referral: reintegration opens a plan
@@ -102,10 +164,13 @@ if [ "$scenario" -eq 1 ]; then
     provider=$(jq -r .providerAgencyId <<<"$referral")
     say "$provider accepts the reintegration referral"
     jq -n --argjson r "$referral" \
-      '{respondToReferral: {referralId: $r.referralId, decision: "REFERRAL_DECISION_ACCEPT"}}' |
-      "${nrmctl[@]}" --cert "$var/certs/$provider.cert" request routing - || true
+      '{respondToReferral: {referralId: $r.referralId, decision: "ACCEPT"}}' |
+      "${nrmctl[@]}" --cert "$var/certs/$provider.cert" request routing - >/dev/null || true
   fi
 fi
 
+[ "$run" -gt 1 ] && say "run $run on this database: new cases for new people (--reset starts empty)"
 say "events of every stream follow (Ctrl-C stops everything)"
-"${nrmctl[@]}" tail --from 1
+"${nrmctl[@]}" tail "$output" --from 1 &
+pids+=($!)
+wait "$!" || true
