@@ -62,7 +62,10 @@ int nrm_client_send(nrm_client_t *self, Nrm__V1__Request *req, char request_id_o
     nrm__v1__request__pack(req, zframe_data(frame));
     req->request_id = saved_id;
     req->agency_id = saved_agency;
-    return zframe_send(&frame, self->sock, ZFRAME_DONTWAIT);
+    /* zframe_send takes the frame only when it is sent (no peer yet, or a full queue: not) */
+    int rc = zframe_send(&frame, self->sock, ZFRAME_DONTWAIT);
+    zframe_destroy(&frame);
+    return rc;
 }
 
 Nrm__V1__Reply *nrm_client_receive(nrm_client_t *self)
@@ -115,7 +118,9 @@ Nrm__V1__Reply *nrm_client_call_raw(nrm_client_t *self, const void *data, size_t
                                     int timeout_ms)
 {
     zframe_t *frame = zframe_new(data, len);
-    if (zframe_send(&frame, self->sock, 0) != 0)
+    if (zframe_send(&frame, self->sock, 0) != 0) {
+        zframe_destroy(&frame);
         return NULL;
+    }
     return s_await(self, NULL, timeout_ms);
 }
