@@ -303,6 +303,7 @@ static int s_on_zap(zloop_t *loop, zsock_t *sock, void *arg)
     zmsg_addstr(reply, ok ? key : "");
     zmsg_addmem(reply, NULL, 0);
     zmsg_send(&reply, sock);
+    zmsg_destroy(&reply); /* kept by zmsg_send when it could not be sent */
     zframe_destroy(&credentials);
     free(version);
     free(request_id);

@@ -197,6 +197,7 @@ static int s_publish_batch(nrm_publisher_t *self)
         zmsg_addmem(msg, frame, out_len);
         free(frame);
         zmsg_send(&msg, self->pub); /* PUB never blocks: slow subscribers drop, then Fetch */
+        zmsg_destroy(&msg);         /* kept by zmsg_send when it could not be sent */
         self->published = seq;
         self->count++;
     }
@@ -281,6 +282,7 @@ void nrm_publisher_heartbeat(nrm_publisher_t *self)
     zmsg_addmem(msg, buf, len);
     free(buf);
     zmsg_send(&msg, self->pub);
+    zmsg_destroy(&msg); /* kept by zmsg_send when it could not be sent */
 }
 
 static int s_on_heartbeat(zloop_t *loop, int timer_id, void *arg)

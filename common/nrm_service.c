@@ -459,6 +459,7 @@ static int s_on_api(zloop_t *loop, zsock_t *sock, void *arg)
         zframe_destroy(&payload);
         zmsg_append(envelopes[i], &replies[i]);
         zmsg_send(&envelopes[i], sock);
+        zmsg_destroy(&envelopes[i]); /* kept by zmsg_send when it could not be sent */
     }
     return 0;
 }
