@@ -100,14 +100,14 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port"
+bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >&2
 if [ "$reset" -eq 1 ]; then
   say "--reset: the database nrm starts empty (the keys in var/ are kept)"
   PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$pgdir/sock" -p "$port" -U postgres \
     -c "DROP DATABASE IF EXISTS nrm WITH (FORCE)" >/dev/null
   rm -f "$var/demo-run"
 fi
-PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" nrm
+PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" nrm >&2
 run=$(($(cat "$var/demo-run" 2>/dev/null || echo 0) + 1))
 echo "$run" >"$var/demo-run"
 [ -f "$var/keys.json" ] || "${nrmctl[@]}" keygen "$var/keys.json"
