@@ -57,12 +57,16 @@ mkdir -p "$var/log"
 # the services read var/config.json, the demonstration configuration with those keys
 bash "$root/deploy/certify.sh" "$build/tools/nrmctl/nrmctl" "$config" "$var"
 config=$var/config.json
-# this machine only: deliveries go to the demonstration receiver (never in deploy/demo/)
+# this machine only: deliveries go to the demonstration receiver (never in deploy/demo/), and
+# the duty officer's mail also follows new cases, so that the scenario shows mail delivered
+# (what concerns a coordinator otherwise, expiries and alerts, comes later or not at all)
 jq --argjson hook "$hook_port" --argjson smtp "$smtp_port" '
   .subscriptions |= map(if .channel == "webhook"
     then .address = "http://127.0.0.1:\($hook)/\(.subscription_id)" else . end) |
   .notify.webhook_allow = ["127.0.0.1/32"] |
-  .notify.smtp.url = "smtp://127.0.0.1:\($smtp)" | .notify.smtp.tls = "none"
+  .notify.smtp.url = "smtp://127.0.0.1:\($smtp)" | .notify.smtp.tls = "none" |
+  (.subscriptions[] | select(.subscription_id == "demo-coordinator-email") | .topics) |=
+    (if . == [] then ["case.opened"] else . end)
 ' "$config" >"$config.new" && mv "$config.new" "$config"
 export NRM_CERT=$var/certs/coordinator.cert
 nrmctl=("$build/tools/nrmctl/nrmctl" --config "$config")
