@@ -57,12 +57,16 @@ mkdir -p "$var/log"
 # the services read var/config.json, the demonstration configuration with those keys
 bash "$root/deploy/certify.sh" "$build/tools/nrmctl/nrmctl" "$config" "$var"
 config=$var/config.json
-# this machine only: deliveries go to the demonstration receiver (never in deploy/demo/)
+# this machine only: deliveries go to the demonstration receiver (never in deploy/demo/), and
+# the duty officer's mail also follows new cases, so that the scenario shows mail delivered
+# (what concerns a coordinator otherwise, expiries and alerts, comes later or not at all)
 jq --argjson hook "$hook_port" --argjson smtp "$smtp_port" '
   .subscriptions |= map(if .channel == "webhook"
     then .address = "http://127.0.0.1:\($hook)/\(.subscription_id)" else . end) |
   .notify.webhook_allow = ["127.0.0.1/32"] |
-  .notify.smtp.url = "smtp://127.0.0.1:\($smtp)" | .notify.smtp.tls = "none"
+  .notify.smtp.url = "smtp://127.0.0.1:\($smtp)" | .notify.smtp.tls = "none" |
+  (.subscriptions[] | select(.subscription_id == "demo-coordinator-email") | .topics) |=
+    (if . == [] then ["case.opened"] else . end)
 ' "$config" >"$config.new" && mv "$config.new" "$config"
 export NRM_CERT=$var/certs/coordinator.cert
 nrmctl=("$build/tools/nrmctl/nrmctl" --config "$config")
@@ -100,14 +104,14 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port"
+bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >&2
 if [ "$reset" -eq 1 ]; then
   say "--reset: the database nrm starts empty (the keys in var/ are kept)"
   PGOPTIONS="-c client_min_messages=warning" psql -X -q -h "$pgdir/sock" -p "$port" -U postgres \
     -c "DROP DATABASE IF EXISTS nrm WITH (FORCE)" >/dev/null
   rm -f "$var/demo-run"
 fi
-PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" nrm
+PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres bash "$root/deploy/db-init.sh" nrm >&2
 run=$(($(cat "$var/demo-run" 2>/dev/null || echo 0) + 1))
 echo "$run" >"$var/demo-run"
 [ -f "$var/keys.json" ] || "${nrmctl[@]}" keygen "$var/keys.json"
