@@ -383,13 +383,23 @@ static void s_set_agency(Nrm__V1__Request *req, const char *id)
 
 /* With CURVE, the sender is the one its key names (sender, NULL when the key is no longer
  * accepted): req->agency_id becomes it, and a request that named someone else is refused. */
-static nrm_status_t s_authenticate(Nrm__V1__Request *req, const char *sender, nrm_error_t *err)
+/* The sender that may speak on behalf of an agency: the HTTP gateway, for whoever signed in. */
+#define S_ON_BEHALF_SENDER S_SERVICE_PREFIX "gateway"
+
+/* Sets req->agency_id to the identity the request is handled as: the connection's sender, or
+ * the configured agency the gateway names (the matrix then applies to that agency). Any other
+ * sender naming another agency is refused. */
+static nrm_status_t s_authenticate(nrm_server_t *self, Nrm__V1__Request *req, const char *sender,
+                                   nrm_error_t *err)
 {
     if (!sender) {
         s_set_agency(req, "");
         return nrm_fail(err, NRM_UNAUTHENTICATED, "", "the connection's key is not accepted");
     }
     bool other = req->agency_id[0] && strcmp(req->agency_id, sender) != 0;
+    if (other && strcmp(sender, S_ON_BEHALF_SENDER) == 0 &&
+        nrm_config_agency(self->config, req->agency_id))
+        return NRM_OK; /* the gateway speaks for the signed-in agency */
     s_set_agency(req, sender);
     if (other)
         return nrm_fail(err, NRM_PERMISSION_DENIED, "agency_id",
@@ -423,7 +433,7 @@ static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item, b
                      "malformed");
         return s_error_frame("", &item->err);
     }
-    if ((secure && s_authenticate(item->req, item->sender, &item->err) != NRM_OK) ||
+    if ((secure && s_authenticate(self, item->req, item->sender, &item->err) != NRM_OK) ||
         s_check_envelope(self, item->req, &item->err) != NRM_OK) {
         item->audit_refusal = nrm_uuid_valid(item->req->request_id);
         return s_error_frame(item->req->request_id, &item->err);

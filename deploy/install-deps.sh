@@ -12,7 +12,8 @@ PACKAGES=(
   libsodium-dev
   libcurl4-openssl-dev
   libcmocka-dev
-  uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml python3-zmq
+  libmicrohttpd-dev
+  uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml python3-zmq python3-prometheus-client
   docker-compose
 )
 

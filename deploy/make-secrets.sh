@@ -53,7 +53,13 @@ done
 # its _secret file, the operator may delete their copy).
 merged=$("$nrmctl" --config "$config" config show)
 to_json() { jq -Rn '[inputs | split("\t") | {(.[0]): .[1]}] | add // {}'; }
-service_keys=$("$nrmctl" cert ensure "$dir" "${services[@]}" | to_json)
+service_keys=$("$nrmctl" cert ensure "$dir" "${services[@]}" gateway | to_json)
+# the gateway's HTTPS certificate (self-signed, for a first start; replace it with the
+# deployment's own): compose publishes 7700 from 0.0.0.0, where plain HTTP is refused
+if [ ! -s "$dir/gateway_tls.key" ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \
+    -keyout "$dir/gateway_tls.key" -out "$dir/gateway_tls.crt" 2>/dev/null
+fi
 mapfile -t agencies < <(jq -r '.agencies[]? | select((.public_keys // []) == []) | .id' <<<"$merged")
 agency_keys='{}'
 if [ ${#agencies[@]} -gt 0 ]; then

@@ -143,6 +143,17 @@ if gateway=$(jq -er '.services.gateway.http // empty' "$config"); then
     "run-local: demo sign-in: agency \(.agency_id), token \(.demo_token)"' "$config" >&2
 fi
 
+# the HTTP gateway: the dashboard, the JSON API, server-sent events and /metrics
+gateway=$build/services/gateway/nrm-gateway
+if [ -x "$gateway" ]; then
+  NRM_SERVICES_GATEWAY_WWW=${NRM_SERVICES_GATEWAY_WWW:-$root/services/gateway/www} \
+    "$gateway" --config "$config" 2>>"$var/log/gateway.log" &
+  pids+=($!)
+  say "dashboard: http://127.0.0.1:7700/ (demonstration sign-in: agency coordinator," \
+    "token demo-token-coordinator; every demo agency ID has the token demo-token-ID," \
+    "deploy/demo/gateway.json)"
+fi
+
 if [ "$scenario" -eq 1 ]; then
   declare -A reporter=([01]=hotline-national [02]=labour-ma-06 [03]=police-ma-06 [04]=hospital-ma-04
     [05]=police-ma-06)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
-# five services from one image, each with a health check through nrmctl, restart policy, the
+# five services and the gateway from one image, each service with a health check through nrmctl, restart policy, the
 # database healthy first, configuration mounted read-only, the contract's ports, passwords and
 # keys as secrets only, each service's CURVE certificate as two compose secrets
 # (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
@@ -24,7 +24,7 @@ c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]
 ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402),
          "reintegration": (7501, 7502)}
-assert set(s) == {"postgres", *ports}, sorted(s)
+assert set(s) == {"postgres", "gateway", *ports}, sorted(s)
 pg = s["postgres"]
 assert pg["image"].startswith("postgres:15"), pg["image"]
 assert any("/var/lib/postgresql/data" in str(v) for v in pg["volumes"]), "postgres data volume"
@@ -62,6 +62,21 @@ for name, (api, events) in ports.items():
     # the configuration with the public keys that make-secrets writes
     assert any(str(v).endswith("deploy/secrets/config.json:/etc/nrm/config.json:ro") for v in svc["volumes"]), svc["volumes"]
     assert env["NRM_CONFIG"] == "/etc/nrm/config.json"
+# the gateway: same image, HTTPS on 7700 (plain HTTP is refused off loopback), its CURVE
+# certificate and TLS files as secrets, a health check on /healthz, no database password
+gw = s["gateway"]
+images.add(gw["image"])
+assert gw["command"][0] == "nrm-gateway", gw["command"]
+assert gw["restart"] == "unless-stopped"
+published = {int(p["target"]) if isinstance(p, dict) else int(str(p).split(":")[-1]) for p in gw["ports"]}
+assert published == {7700}, published
+assert "/healthz" in " ".join(gw["healthcheck"]["test"]), gw["healthcheck"]
+genv = gw["environment"]
+assert genv["NRM_SERVICES_GATEWAY_CERT_FILE"] == "/run/secrets/gateway.cert", genv
+assert genv["NRM_SERVICES_GATEWAY_TLS_CERT_FILE"].startswith("/run/secrets/"), genv
+assert genv["NRM_SERVICES_GATEWAY_TLS_KEY_FILE"].startswith("/run/secrets/"), genv
+gsecrets = {x["source"] for x in gw["secrets"] if isinstance(x, dict)}
+assert gsecrets == {"gateway_cert", "gateway_cert_secret", "gateway_tls_crt", "gateway_tls_key"}, gsecrets
 assert len(images) == 1, images
 for name in ("intake", "notify"):  # identities and webhook secrets are sealed with the keyring
     assert "nrm_keys" in [x if isinstance(x, str) else x["source"] for x in s[name]["secrets"]]

@@ -154,21 +154,22 @@ static void s_sort_timeline(json_t *timeline)
 static void s_timeline(nrmctl_t *ctl, s_case_t *c)
 {
     json_object_set_new(c->view, "timeline", json_array());
-    nrmctl_stream_t *streams[2 * S_TIMELINE_SERVICES] = {0};
+    nrm_stream_t *streams[2 * S_TIMELINE_SERVICES] = {0};
     int n = 0;
     int rc =
         nrmctl_streams_open(ctl, "case", s_timeline_services, S_TIMELINE_SERVICES, streams, &n);
-    nrmctl_sink_t sink = {.on_event = s_timeline_event, .arg = c};
+    nrm_stream_sink_t sink = {
+        .on_event = s_timeline_event, .on_problem = nrmctl_stream_problem, .arg = c};
     for (int i = 0; i < n; i++) {
-        if (rc == NRMCTL_EXIT_OK && !nrmctl_stream_start_from(streams[i], 1, &sink)) {
-            const char *why = nrmctl_stream_failure(streams[i]);
-            s_missing(c, "timeline", nrmctl_stream_name(streams[i]),
+        if (rc == NRMCTL_EXIT_OK && !nrm_stream_start_from(streams[i], 1, &sink)) {
+            const char *why = nrm_stream_failure(streams[i]);
+            s_missing(c, "timeline", nrm_stream_name(streams[i]),
                       why ? why : nrm_status_name(NRM_UNAVAILABLE),
                       why && strcmp(why, nrm_status_name(NRM_UNAVAILABLE)) != 0
                           ? NRMCTL_EXIT_STATUS
                           : NRMCTL_EXIT_UNAVAILABLE);
         }
-        nrmctl_stream_destroy(&streams[i]);
+        nrm_stream_destroy(&streams[i]);
     }
     if (rc != NRMCTL_EXIT_OK)
         s_missing(c, "timeline", "intake, routing, shelter", "no endpoints", rc);

@@ -50,6 +50,9 @@ int nrmctl_keygen(nrmctl_t *ctl, int argc, char **argv);
 /* keyrotate FILE: add a key to a keyring and make it active. */
 int nrmctl_keyrotate(nrmctl_t *ctl, int argc, char **argv);
 
+/* gateway-hash: the hash of a gateway sign-in token read on stdin. */
+int nrmctl_gateway_hash(nrmctl_t *ctl, int argc, char **argv);
+
 /* cert new NAME DIR | cert key FILE: CURVE certificates. */
 int nrmctl_cert(nrmctl_t *ctl, int argc, char **argv);
 

@@ -1,10 +1,14 @@
-/* nrmctl_keys: keygen and keyrotate, the keyring files of the intake service.
+/* nrmctl_keys: keygen and keyrotate, the keyring files of the intake service; gateway-hash,
+ * the hash of a gateway sign-in token.
  *
- * Neither prints key material: keygen prints nothing, keyrotate the new key id. */
+ * None prints key material: keygen prints nothing, keyrotate the new key id, gateway-hash a
+ * one-way hash. */
 #include "nrmctl_commands.h"
 #include "nrm_crypto.h"
 
+#include <sodium.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Public: keygen FILE; never overwrites. */
@@ -45,4 +49,32 @@ int nrmctl_keyrotate(nrmctl_t *ctl, int argc, char **argv)
     }
     printf("%d\n", id);
     return fflush(stdout) == 0 ? NRMCTL_EXIT_OK : NRMCTL_EXIT_USAGE;
+}
+
+#define S_TOKEN_MAX 1024 /* longest token read */
+
+/* Public: gateway-hash; reads one token on stdin (its first line), prints its
+ * crypto_pwhash_str hash for gateway.logins[].token_hash. */
+int nrmctl_gateway_hash(nrmctl_t *ctl, int argc, char **argv)
+{
+    (void)ctl;
+    if (argc != 1)
+        return nrmctl_usage_error(argv[0], "expected no argument (the token is read on stdin)");
+    char token[S_TOKEN_MAX];
+    if (!fgets(token, sizeof token, stdin)) {
+        nrmctl_error("no token on the standard input");
+        return NRMCTL_EXIT_USAGE;
+    }
+    token[strcspn(token, "\r\n")] = '\0';
+    char hash[crypto_pwhash_STRBYTES];
+    int rc = !token[0] || sodium_init() < 0 ||
+             crypto_pwhash_str(hash, token, strlen(token), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                               crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0;
+    sodium_memzero(token, sizeof token);
+    if (rc) {
+        nrmctl_error("cannot hash an empty token, or out of memory");
+        return NRMCTL_EXIT_USAGE;
+    }
+    printf("%s\n", hash);
+    return NRMCTL_EXIT_OK;
 }

@@ -31,6 +31,7 @@ static const s_command_t s_commands[] = {
     {"keygen", nrmctl_keygen},
     {"keyrotate", nrmctl_keyrotate},
     {"cert", nrmctl_cert},
+    {"gateway-hash", nrmctl_gateway_hash},
     {"config", nrmctl_config_show},
 };
 

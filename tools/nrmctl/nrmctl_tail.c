@@ -40,7 +40,7 @@ typedef struct {
     int n_services;
     const char **prefixes; /* topic prefixes, NULL-terminated */
     int n_prefixes;
-    nrmctl_stream_t **streams;
+    nrm_stream_t **streams;
     int n_streams;
 } s_tail_t;
 
@@ -101,41 +101,41 @@ static int s_parse(s_tail_t *tail, int argc, char **argv)
 }
 
 /* Returns the stream whose SUB socket is sock, or NULL. */
-static nrmctl_stream_t *s_stream_of(s_tail_t *tail, void *sock)
+static nrm_stream_t *s_stream_of(s_tail_t *tail, void *sock)
 {
     for (int i = 0; i < tail->n_streams; i++)
-        if (nrmctl_stream_sub(tail->streams[i]) == sock)
+        if (nrm_stream_sub(tail->streams[i]) == sock)
             return tail->streams[i];
     return NULL;
 }
 
 /* Returns how long to wait for live events now, or 0 when the idle deadline has passed. */
-static int s_wait_ms(const s_tail_t *tail, const nrmctl_sink_t *sink)
+static int s_wait_ms(const s_tail_t *tail, const nrm_stream_sink_t *sink)
 {
     if (tail->idle_ms == 0)
         return S_TICK_MS;
-    int64_t left = sink->last_print_ms + tail->idle_ms - nrm_mono_ms();
+    int64_t left = sink->last_handled_ms + tail->idle_ms - nrm_mono_ms();
     if (left <= 0)
         return 0;
     return left < S_TICK_MS ? (int)left : S_TICK_MS;
 }
 
 /* Follows the streams live until the sink is done, the idle deadline or an interrupt. */
-static void s_follow(s_tail_t *tail, nrmctl_sink_t *sink)
+static void s_follow(s_tail_t *tail, nrm_stream_sink_t *sink)
 {
     zpoller_t *poller = zpoller_new(NULL);
     for (int i = 0; poller && i < tail->n_streams; i++)
-        zpoller_add(poller, nrmctl_stream_sub(tail->streams[i]));
-    while (poller && !nrmctl_sink_done(sink)) {
+        zpoller_add(poller, nrm_stream_sub(tail->streams[i]));
+    while (poller && !nrm_stream_sink_done(sink)) {
         int wait_ms = s_wait_ms(tail, sink);
         if (wait_ms == 0)
             break;
         void *sock = zpoller_wait(poller, wait_ms);
         if (!sock && zpoller_terminated(poller))
             break;
-        nrmctl_stream_t *stream = sock ? s_stream_of(tail, sock) : NULL;
+        nrm_stream_t *stream = sock ? s_stream_of(tail, sock) : NULL;
         if (stream)
-            nrmctl_stream_on_live(stream, sink);
+            nrm_stream_on_live(stream, sink);
     }
     zpoller_destroy(&poller);
 }
@@ -188,7 +188,7 @@ static int s_held_cmp(const void *a, const void *b)
 }
 
 /* Prints the held lines in time order and stops holding. */
-static void s_human_release(s_human_t *human, nrmctl_sink_t *sink)
+static void s_human_release(s_human_t *human, nrm_stream_sink_t *sink)
 {
     qsort(human->held, human->n_held, sizeof *human->held, s_held_cmp);
     for (size_t i = 0; i < human->n_held; i++) {
@@ -204,14 +204,14 @@ static void s_human_release(s_human_t *human, nrmctl_sink_t *sink)
 
 /* Catches up (with --from; in human output every stream before printing, in time order), then
  * follows live. */
-static void s_run(s_tail_t *tail, nrmctl_sink_t *sink, s_human_t *human)
+static void s_run(s_tail_t *tail, nrm_stream_sink_t *sink, s_human_t *human)
 {
-    sink->last_print_ms = nrm_mono_ms();
+    sink->last_handled_ms = nrm_mono_ms();
     if (human)
         human->holding = tail->from != S_NO_FROM;
     for (int i = 0; tail->from != S_NO_FROM && i < tail->n_streams; i++)
-        if (!nrmctl_sink_done(sink))
-            nrmctl_stream_start_from(tail->streams[i], tail->from, sink);
+        if (!nrm_stream_sink_done(sink))
+            nrm_stream_start_from(tail->streams[i], tail->from, sink);
     if (human)
         s_human_release(human, sink);
     s_follow(tail, sink);
@@ -222,7 +222,7 @@ static int s_stream_width(const s_tail_t *tail)
 {
     int width = 0;
     for (int i = 0; i < tail->n_streams; i++) {
-        int n = (int)strlen(nrmctl_stream_name(tail->streams[i]));
+        int n = (int)strlen(nrm_stream_name(tail->streams[i]));
         width = n > width ? n : width;
     }
     return width;
@@ -242,7 +242,10 @@ int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv)
         rc = nrmctl_config(ctl) ? nrmctl_streams_open(ctl, argv[0], tail.services, tail.n_services,
                                                       tail.streams, &tail.n_streams)
                                 : NRMCTL_EXIT_USAGE;
-    nrmctl_sink_t sink = {.prefixes = tail.prefixes, .limit = tail.count};
+    nrm_stream_sink_t sink = {.prefixes = tail.prefixes,
+                              .limit = tail.count,
+                              .on_event = nrmctl_stream_print,
+                              .on_problem = nrmctl_stream_problem};
     s_human_t human = {0};
     bool is_human =
         tail.output == S_OUTPUT_HUMAN || (tail.output == S_OUTPUT_AUTO && isatty(STDOUT_FILENO));
@@ -257,7 +260,7 @@ int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv)
         rc = sink.failed ? NRMCTL_EXIT_USAGE : NRMCTL_EXIT_OK;
     }
     for (int i = 0; i < tail.n_streams; i++)
-        nrmctl_stream_destroy(&tail.streams[i]);
+        nrm_stream_destroy(&tail.streams[i]);
     free(tail.services);
     free(tail.prefixes);
     free(tail.streams);

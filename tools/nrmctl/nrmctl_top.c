@@ -33,7 +33,7 @@ typedef struct {
     bool once;
     const char **services; /* named services, n_services of them */
     int n_services;
-    nrmctl_stream_t **streams;
+    nrm_stream_t **streams;
     int n_streams;
     nrmctl_top_model_t *model;
     bool raw_terminal; /* stdin switched to key-at-a-time; saved holds how it was */
@@ -108,11 +108,11 @@ static void s_refresh(nrmctl_t *ctl, s_top_t *top, int timeout_ms)
 }
 
 /* Replays every stream from seq 1 into the model. Returns true when each reached its head. */
-static bool s_replay(s_top_t *top, nrmctl_sink_t *sink)
+static bool s_replay(s_top_t *top, nrm_stream_sink_t *sink)
 {
     bool all = true;
-    for (int i = 0; i < top->n_streams && !nrmctl_sink_done(sink); i++)
-        all &= nrmctl_stream_start_from(top->streams[i], 1, sink);
+    for (int i = 0; i < top->n_streams && !nrm_stream_sink_done(sink); i++)
+        all &= nrm_stream_start_from(top->streams[i], 1, sink);
     return all && !sink->failed;
 }
 
@@ -177,7 +177,7 @@ static bool s_quit_key(void)
 
 /* Follows the streams live, redrawing every interval, until q, Ctrl-C or a write error.
  * Returns the exit code. */
-static int s_follow(nrmctl_t *ctl, s_top_t *top, nrmctl_sink_t *sink)
+static int s_follow(nrmctl_t *ctl, s_top_t *top, nrm_stream_sink_t *sink)
 {
     bool ansi = isatty(STDOUT_FILENO);
     int n_items = top->n_streams + (top->raw_terminal ? 1 : 0);
@@ -186,7 +186,7 @@ static int s_follow(nrmctl_t *ctl, s_top_t *top, nrmctl_sink_t *sink)
         return NRMCTL_EXIT_UNAVAILABLE;
     for (int i = 0; i < top->n_streams; i++)
         items[i] =
-            (zmq_pollitem_t){zsock_resolve(nrmctl_stream_sub(top->streams[i])), 0, ZMQ_POLLIN, 0};
+            (zmq_pollitem_t){zsock_resolve(nrm_stream_sub(top->streams[i])), 0, ZMQ_POLLIN, 0};
     if (top->raw_terminal)
         items[top->n_streams] = (zmq_pollitem_t){NULL, STDIN_FILENO, ZMQ_POLLIN, 0};
     int refresh_ms = top->interval_ms < ctl->timeout_ms ? (int)top->interval_ms : ctl->timeout_ms;
@@ -207,7 +207,7 @@ static int s_follow(nrmctl_t *ctl, s_top_t *top, nrmctl_sink_t *sink)
             break;
         for (int i = 0; i < top->n_streams; i++)
             if (items[i].revents & ZMQ_POLLIN)
-                nrmctl_stream_on_live(top->streams[i], sink);
+                nrm_stream_on_live(top->streams[i], sink);
         if (top->raw_terminal && (items[top->n_streams].revents & ZMQ_POLLIN) && s_quit_key())
             break;
     }
@@ -227,7 +227,8 @@ static int s_follow(nrmctl_t *ctl, s_top_t *top, nrmctl_sink_t *sink)
 /* Replays, then prints one snapshot (--once) or follows live. Returns the exit code. */
 static int s_run(nrmctl_t *ctl, s_top_t *top)
 {
-    nrmctl_sink_t sink = {.on_event = nrmctl_top_model_add, .arg = top->model};
+    nrm_stream_sink_t sink = {
+        .on_event = nrmctl_top_model_add, .on_problem = nrmctl_stream_problem, .arg = top->model};
     bool caught_up = s_replay(top, &sink);
     if (sink.failed) {
         nrmctl_error("out of memory");
@@ -264,7 +265,7 @@ int nrmctl_top(nrmctl_t *ctl, int argc, char **argv)
     if (rc == 0)
         rc = s_run(ctl, &top);
     for (int i = 0; i < top.n_streams; i++)
-        nrmctl_stream_destroy(&top.streams[i]);
+        nrm_stream_destroy(&top.streams[i]);
     nrmctl_top_model_destroy(&top.model);
     free(top.services);
     free(top.streams);

@@ -43,6 +43,7 @@ static const char s_general[] =
     "  cert new NAME DIR      write a CURVE key pair (DIR/NAME.cert, NAME.cert_secret)\n"
     "                         and print the configuration entry of agency NAME\n"
     "  cert key FILE          print the public key of a certificate\n"
+    "  gateway-hash           read a sign-in token on stdin, print its hash (gateway.logins)\n"
     "  config show            the configuration with its data files merged, as JSON\n"
     "  help [COMMAND]         this text, or the usage of COMMAND (also COMMAND --help)\n"
     "\n"
@@ -301,6 +302,13 @@ static const s_usage_t s_commands[] = {
      "overwrites. key: prints the public key of a certificate file.\n"
      "\n"
      "Exit status: 0 written; 2 usage error, files exist or cannot be written or read.\n"},
+    {"gateway-hash",
+     "usage: nrmctl gateway-hash < TOKEN-FILE\n"
+     "\n"
+     "Reads an agency's gateway sign-in token (the first line of stdin) and prints its\n"
+     "libsodium crypto_pwhash_str hash, for gateway.logins[].token_hash. The token is not kept.\n"
+     "\n"
+     "Exit status: 0 printed; 2 usage error or empty token.\n"},
     {"help", "usage: nrmctl help [COMMAND]\n"
              "\n"
              "Prints the general usage, or the usage of COMMAND.\n"},

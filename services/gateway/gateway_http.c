@@ -1,0 +1,360 @@
+/* gateway_http: routes, sessions and CSRF on libmicrohttpd (see gateway_http.h). */
+#include "gateway_http.h"
+#include "gateway_api.h"
+#include "gateway_metrics.h"
+#include "gateway_session.h"
+#include "gateway_sse.h"
+#include "gateway_static.h"
+#include "nrm_log.h"
+#include "nrm_time.h"
+
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DEFAULT_HTTP "127.0.0.1:7700"
+#define S_MAX_BODY (1024 * 1024) /* largest request body read */
+#define S_API_PREFIX "/api/v1/"
+#define S_COOKIE "nrm_session"
+#define S_CSP "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+#define S_CONNECTION_TIMEOUT_S 0 /* SSE streams stay open; others end with their answer */
+
+/* One request being received: its body so far and when it started. */
+typedef struct {
+    char *body;
+    size_t len;
+    bool too_large;
+    int64_t started_us;
+    char label[128]; /* the path recorded in the metrics */
+} s_pending_t;
+
+void gw_http_secure_headers(struct MHD_Response *response)
+{
+    MHD_add_response_header(response, "Content-Security-Policy", S_CSP);
+    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(response, "X-Frame-Options", "DENY");
+    MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+}
+
+enum MHD_Result gw_http_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    char *text = json_dumps(body ? body : json_object(), JSON_COMPACT);
+    json_decref(body);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    MHD_add_response_header(response, "Cache-Control", "no-store");
+    gw_http_secure_headers(response);
+    enum MHD_Result rc = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+static enum MHD_Result s_error(struct MHD_Connection *conn, unsigned status, const char *message)
+{
+    return gw_http_json(conn, status, json_pack("{s:s}", "error", message));
+}
+
+bool gw_http_session(gw_t *gw, struct MHD_Connection *conn, char agency[128], char csrf[65])
+{
+    const char *sid = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, S_COOKIE);
+    return sid && gw_sessions_find(gw->sessions, sid, agency, csrf);
+}
+
+/* The session body {"agencyId", "agencyType", "csrfToken"}. */
+static json_t *s_session_body(gw_t *gw, const char *agency, const char *csrf)
+{
+    const char *type = nrm_config_agency_type(gw->config, agency);
+    return json_pack("{s:s, s:s, s:s}", "agencyId", agency, "agencyType", type ? type : "",
+                     "csrfToken", csrf);
+}
+
+/* POST /api/v1/session {"agencyId", "token"}: signs in. */
+static enum MHD_Result s_sign_in(gw_t *gw, struct MHD_Connection *conn, const s_pending_t *p)
+{
+    json_error_t jerr;
+    json_t *in = json_loadb(p->body ? p->body : "", p->len, 0, &jerr);
+    const char *agency = json_string_value(json_object_get(in, "agencyId"));
+    const char *token = json_string_value(json_object_get(in, "token"));
+    if (!agency || !token) {
+        json_decref(in);
+        return s_error(conn, MHD_HTTP_BAD_REQUEST, "agencyId and token are required");
+    }
+    char sid[GW_TOKEN_TXT], csrf[GW_TOKEN_TXT];
+    gw_login_t outcome = gw_sessions_login(gw->sessions, gw->config, agency, token, sid, csrf);
+    if (outcome != GW_LOGIN_OK) {
+        nrm_log_warn("sign-in refused", "{s:s}", "reason",
+                     outcome == GW_LOGIN_LIMITED ? "too many attempts" : "wrong agency or token");
+        json_decref(in);
+        return outcome == GW_LOGIN_LIMITED
+                   ? s_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many attempts, wait a minute")
+                   : s_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong agency or token");
+    }
+    nrm_log_info("signed in", "{s:s}", "agency",
+                 nrm_config_agency(gw->config, agency) ? agency : "unlisted");
+    json_t *body = s_session_body(gw, agency, csrf);
+    json_decref(in);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, S_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/%s", sid,
+             gw->tls ? "; Secure" : "");
+    MHD_add_response_header(response, "Set-Cookie", cookie);
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    MHD_add_response_header(response, "Cache-Control", "no-store");
+    gw_http_secure_headers(response);
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+/* DELETE /api/v1/session: signs out (the cookie is cleared). */
+static enum MHD_Result s_sign_out(gw_t *gw, struct MHD_Connection *conn)
+{
+    const char *sid = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, S_COOKIE);
+    if (sid)
+        gw_sessions_end(gw->sessions, sid);
+    char *text = strdup("{}");
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(response, "Set-Cookie",
+                            S_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    MHD_add_response_header(response, "Content-Type", "application/json");
+    gw_http_secure_headers(response);
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    return rc;
+}
+
+static bool s_changes_state(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "DELETE") == 0 || strcmp(method, "PATCH") == 0;
+}
+
+/* The /api/v1/ routes after sign-in checks. label is set for the metrics. */
+static enum MHD_Result s_api(gw_t *gw, struct MHD_Connection *conn, const char *url,
+                             const char *method, const s_pending_t *p, char *label, size_t cap)
+{
+    const char *rest = url + strlen(S_API_PREFIX);
+    /* a bounded label: a route, never arbitrary client text */
+    bool route = strcmp(rest, "session") == 0 || strcmp(rest, "events") == 0;
+    const char *slash = strchr(rest, '/');
+    char service[32] = "";
+    if (slash && (size_t)(slash - rest) < sizeof service)
+        snprintf(service, sizeof service, "%.*s", (int)(slash - rest), rest);
+    route = route || (slash && gw_api_known(gw, service, slash + 1));
+    snprintf(label, cap, "%s", route && strlen(url) < cap ? url : S_API_PREFIX "other");
+    if (strcmp(rest, "session") == 0 && strcmp(method, "POST") == 0)
+        return s_sign_in(gw, conn, p);
+    char agency[GW_AGENCY_MAX], csrf[GW_TOKEN_TXT];
+    if (!gw_http_session(gw, conn, agency, csrf))
+        return s_error(conn, MHD_HTTP_UNAUTHORIZED, "not signed in");
+    if (s_changes_state(method)) {
+        const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
+        if (!given || !gw_equal_secret(given, csrf))
+            return s_error(conn, MHD_HTTP_FORBIDDEN, "missing or wrong X-CSRF-Token");
+    }
+    if (strcmp(rest, "session") == 0) {
+        if (strcmp(method, "GET") == 0)
+            return gw_http_json(conn, MHD_HTTP_OK, s_session_body(gw, agency, csrf));
+        if (strcmp(method, "DELETE") == 0)
+            return s_sign_out(gw, conn);
+        return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, POST or DELETE");
+    }
+    if (strcmp(rest, "events") == 0) {
+        if (strcmp(method, "GET") != 0)
+            return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
+        return gw_sse_open(gw, conn, agency);
+    }
+    if (!slash || strchr(slash + 1, '/') || slash == rest || !slash[1] ||
+        (size_t)(slash - rest) >= 32)
+        return s_error(conn, MHD_HTTP_NOT_FOUND, "no such resource");
+    if (strcmp(method, "POST") != 0)
+        return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "POST");
+    const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+    return gw_api_call(gw, conn, agency, service, slash + 1, p->body, p->len, key);
+}
+
+/* Routes one complete request. label is set to the path recorded in the metrics. */
+static enum MHD_Result s_route(gw_t *gw, struct MHD_Connection *conn, const char *url,
+                               const char *method, const s_pending_t *p, char *label, size_t cap)
+{
+    if (p->too_large) {
+        snprintf(label, cap, "other");
+        return s_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large");
+    }
+    if (strncmp(url, S_API_PREFIX, strlen(S_API_PREFIX)) == 0)
+        return s_api(gw, conn, url, method, p, label, cap);
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+        strcmp(url, "/metrics") == 0) {
+        snprintf(label, cap, "%s", url);
+        if (!get)
+            return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
+        if (strcmp(url, "/healthz") == 0)
+            return gw_http_json(conn, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+        if (strcmp(url, "/readyz") == 0)
+            return gw_api_ready(gw, conn);
+        return gw_metrics_serve(gw, conn);
+    }
+    snprintf(label, cap, "%s", strcmp(url, "/") == 0 ? "/" : "/static");
+    if (!get)
+        return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
+    return gw_static_serve(gw, conn, url);
+}
+
+static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                const char *method, const char *version, const char *upload,
+                                size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    gw_t *gw = cls;
+    s_pending_t *p = *con_cls;
+    if (!p) {
+        p = calloc(1, sizeof *p);
+        if (!p)
+            return MHD_NO;
+        p->started_us = nrm_mono_us();
+        *con_cls = p;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (p->len + *upload_size > S_MAX_BODY) {
+            p->too_large = true;
+        } else {
+            char *grown = realloc(p->body, p->len + *upload_size + 1);
+            if (!grown)
+                return MHD_NO;
+            memcpy(grown + p->len, upload, *upload_size);
+            p->body = grown;
+            p->len += *upload_size;
+            p->body[p->len] = '\0';
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    snprintf(p->label, sizeof p->label, "other");
+    return s_route(gw, conn, url, method, p, p->label, sizeof p->label);
+}
+
+/* Called when a request ends: records its path, status and duration. */
+static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                        enum MHD_RequestTerminationCode code)
+{
+    (void)code;
+    gw_t *gw = cls;
+    s_pending_t *p = *con_cls;
+    if (!p)
+        return;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+    unsigned status = info ? info->http_status : 0;
+    gw_metrics_request(gw->metrics, p->label, status,
+                       (double)(nrm_mono_us() - p->started_us) / 1e6);
+    free(p->body);
+    free(p);
+    *con_cls = NULL;
+}
+
+/* True when host (of "host:port") is a loopback address. */
+static bool s_loopback(const struct sockaddr_in *addr)
+{
+    return (ntohl(addr->sin_addr.s_addr) >> 24) == 127;
+}
+
+/* Reads a whole file into a new NUL-terminated string (caller frees), or NULL. */
+static char *s_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *text = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1))) {
+            if (fread(text, 1, (size_t)n, f) != (size_t)n) {
+                free(text);
+                text = NULL;
+            } else {
+                text[n] = '\0';
+            }
+        }
+    }
+    fclose(f);
+    return text;
+}
+
+/* Parses "a.b.c.d:port" into addr. Returns 0 or -1. */
+static int s_parse_address(const char *text, struct sockaddr_in *addr)
+{
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    if (!colon || (size_t)(colon - text) >= sizeof host)
+        return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port <= 0 || port > 65535)
+        return -1;
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
+}
+
+struct MHD_Daemon *gw_http_start(gw_t *gw)
+{
+    const char *http = nrm_config_string(gw->config, "services.gateway.http", S_DEFAULT_HTTP);
+    struct sockaddr_in addr;
+    if (s_parse_address(http, &addr) != 0) {
+        nrm_log_error("bad services.gateway.http: want ADDRESS:PORT (IPv4)", "{s:s}", "http", http);
+        return NULL;
+    }
+    const char *cert_file = nrm_config_string(gw->config, "services.gateway.tls_cert_file", "");
+    const char *key_file = nrm_config_string(gw->config, "services.gateway.tls_key_file", "");
+    gw->tls = cert_file[0] && key_file[0];
+    if (!gw->tls && !s_loopback(&addr)) {
+        nrm_log_error("refusing plain HTTP on a non-loopback address: configure "
+                      "services.gateway.tls_cert_file and tls_key_file",
+                      "{s:s}", "http", http);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
+    struct MHD_Daemon *daemon = NULL;
+    if (gw->tls) {
+        char *cert = s_read_file(cert_file), *key = s_read_file(key_file);
+        if (!cert || !key) {
+            nrm_log_error("cannot read the TLS certificate or key", "{s:s, s:s}", "cert", cert_file,
+                          "key", key_file);
+        } else {
+            daemon = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, s_handle, gw,
+                                      MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_HTTPS_MEM_CERT, cert,
+                                      MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_NOTIFY_COMPLETED,
+                                      s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
+                                      (unsigned)(gw->max_sse_clients + 64), MHD_OPTION_END);
+        }
+        free(cert);
+        if (key) {
+            memset(key, 0, strlen(key));
+            free(key);
+        }
+    } else {
+        daemon = MHD_start_daemon(flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
+                                  MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)(gw->max_sse_clients + 64),
+                                  MHD_OPTION_END);
+    }
+    if (!daemon)
+        nrm_log_error("cannot start HTTP", "{s:s}", "http", http);
+    else
+        nrm_log_info("HTTP listening", "{s:s, s:b}", "http", http, "tls", gw->tls);
+    return daemon;
+}

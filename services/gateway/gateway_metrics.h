@@ -1,0 +1,33 @@
+/* gateway_metrics: GET /metrics in the Prometheus text exposition format (version 0.0.4).
+ *
+ * Per service, from its Pong: up, database up, stream head, the counters (requests,
+ * requests_failed, events_published, sessions_refused, and the service's own), each consumer's
+ * checkpoint and lag. The gateway's own: HTTP requests by path and status, a latency histogram
+ * by path, SSE clients and events sent. Deliveries by state and the waitlist need an agency's
+ * rights (ListDeliveries, GetOccupancy) and are not scraped. Thread-safe. */
+#ifndef GATEWAY_METRICS_H
+#define GATEWAY_METRICS_H
+
+#include <microhttpd.h>
+#include "gateway.h"
+
+/* Returns the gateway's own counters, or NULL. */
+gw_metrics_t *gw_metrics_new(void);
+
+/* Frees them, sets *self to NULL. Safe on NULL. */
+void gw_metrics_destroy(gw_metrics_t **self);
+
+/* Counts one HTTP request on path (a bounded label: a route, never client text), its status
+ * and its duration in seconds. */
+void gw_metrics_request(gw_metrics_t *self, const char *path, unsigned status, double seconds);
+
+/* Counts SSE clients (delta +1 or -1) and events sent to them. */
+void gw_metrics_sse(gw_metrics_t *self, int delta_clients, int64_t events_sent);
+
+/* The SSE clients connected now. */
+int64_t gw_metrics_sse_clients(gw_metrics_t *self);
+
+/* Answers GET /metrics (pings every service). */
+enum MHD_Result gw_metrics_serve(gw_t *gw, struct MHD_Connection *conn);
+
+#endif
