@@ -107,8 +107,8 @@ class Browser:
         """Waits until the expression is truthy; returns its value, or None after timeout."""
         deadline = time.time() + timeout
         while True:
-            try:
-                v = self.eval(expr)
+            try:  # an element found counts as true (a DOM node has no JSON value)
+                v = self.eval(f"(() => {{ const v = ({expr}); return v instanceof Node ? true : v; }})()")
             except BrowserError:
                 v = None
             if v:
@@ -132,13 +132,14 @@ class Browser:
         self.eval(f"document.querySelector({json.dumps(selector)}).focus()")
         self.send('Input.insertText', text=text)
 
-    def key(self, key, code=None, keycode=0, shift=False):
+    def key(self, key, keycode, shift=False):
+        """A key pressed and released where the focus is (Tab moves it, Enter submits)."""
         mods = 8 if shift else 0
-        for kind in ('rawKeyDown', 'keyUp'):
-            self.send('Input.dispatchKeyEvent', type=kind, key=key, code=code or key,
-                      windowsVirtualKeyCode=keycode, modifiers=mods)
-        if key == 'Enter':
-            pass
+        text = '\r' if key == 'Enter' else ''
+        self.send('Input.dispatchKeyEvent', type='keyDown' if text else 'rawKeyDown', key=key, code=key,
+                  windowsVirtualKeyCode=keycode, modifiers=mods, text=text)
+        self.send('Input.dispatchKeyEvent', type='keyUp', key=key, code=key, windowsVirtualKeyCode=keycode,
+                  modifiers=mods)
 
     def screenshot(self, path):
         r = self.send('Page.captureScreenshot', format='png', captureBeyondViewport=True)

@@ -60,6 +60,7 @@ def shot(b, name):
 def sign_in(b, agency, token=TOKEN, view=None):
     b.goto(BASE)
     b.wait("document.body.dataset.view === 'signin'", 15)
+    b.eval("document.getElementById('agency').value = ''; document.getElementById('token').value = ''")
     b.type('#agency', agency)
     b.type('#token', token)
     b.click('#signin-form button[type=submit]')
@@ -192,6 +193,9 @@ if created:
             result = b.wait("(document.querySelector('#identity-result [data-result]') || {}).dataset?.result", 10)
             check('"show identity" displays the server\'s answer (shown or refused)', result in ('shown', 'refused'), str(result))
             print(f'# identity for the accepted provider: {result}', flush=True)
+            if result == 'shown':
+                check('the identity shown is the one submitted',
+                      b.eval("document.getElementById('identity-result').innerText").find(person.get('fullName', '?')) >= 0)
             shot(b, 'provider-identity')
             b.click('#identity-close')
             check('closing the dialog removes the identity from the page',
@@ -228,7 +232,16 @@ if created:
 
 # --- 4. the shelter operator --------------------------------------------------------------------
 with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
-    ready = sign_in(b, SHELTER_OP, view='shelter')
+    # with the keyboard only: type, Tab to the next field, Enter
+    b.goto(BASE)
+    b.wait("document.body.dataset.view === 'signin'", 15)
+    b.eval("document.getElementById('agency').focus()")
+    b.send('Input.insertText', text=SHELTER_OP)
+    b.key('Tab', 9)
+    check('Tab moves from the agency to the token field', b.eval("document.activeElement.id") == 'token')
+    b.send('Input.insertText', text=TOKEN)
+    b.key('Enter', 13)
+    ready = b.wait("document.body.dataset.ready === 'shelter'", 20)
     check('the shelter operator signs in and sees its shelters', ready and
           b.wait("document.querySelectorAll('#my-shelters tbody tr').length > 0", 10))
     shot(b, 'shelter')

@@ -184,13 +184,19 @@ function renderAll() {
   else renderShelter();
 }
 
+// ListDeliveries has no paging: its newest `max`
+async function listFailedDeliveries() {
+  const r = await api.request('notify', 'list_deliveries', { state: 'failed', max: 100 });
+  return { ...r, items: (r.ok && r.reply.deliveryList && r.reply.deliveryList.deliveries) || [] };
+}
+
 // ---- coordinator ----------------------------------------------------------------------------
 async function loadCoordinator() {
   const [cases, occ, refs, dels] = await Promise.all([
     api.listAll('intake', 'list_cases', { openOnly: true }, 'caseList', 'cases'),
     api.request('shelter', 'get_occupancy', { region: '' }),
     api.listAll('routing', 'list_referrals', { state: ['pending', 'accepted'] }, 'referralList', 'referrals'),
-    api.listAll('notify', 'list_deliveries', { state: 'failed' }, 'deliveryList', 'deliveries', 2),
+    listFailedDeliveries(),
   ]);
   const problems = [cases, occ, refs, dels].filter((r) => !r.ok);
   if (cases.ok) {
@@ -305,7 +311,7 @@ function renderDeliveries() {
     { head: t('case'), cell: (d) => h('code', { title: d.caseId || '' }, shortId(d.caseId)) },
     { head: t('channel'), cell: (d) => d.channel || '-' },
     { head: t('attempts'), cell: (d) => d.attempts || 0, num: true },
-    { head: t('time'), cell: (d) => formatTime(d.updatedMs || d.createdMs || d.nextAttemptMs) },
+    { head: t('reason'), cell: (d) => h('span', { class: 'muted' }, String(d.lastError || '').slice(0, 80)) },
   ], state.deliveries, t('deliveriesTitle'), t('none')));
 }
 
@@ -390,7 +396,7 @@ async function refreshOccupancy() {
   if (r.ok) { state.shelters = (r.reply.occupancy && r.reply.occupancy.shelters) || []; renderOccupancy(); renderMap(); }
 }
 async function refreshDeliveries() {
-  const r = await api.listAll('notify', 'list_deliveries', { state: 'failed' }, 'deliveryList', 'deliveries', 2);
+  const r = await listFailedDeliveries();
   if (r.ok) { state.deliveries = r.items; renderDeliveries(); }
 }
 
