@@ -87,7 +87,8 @@ check "the page has no inline script or style" no_inline "$WORK/index.html"
 
 OUT=$WORK/out-browser
 mkdir -p "$OUT"
-jq '.person.fullName = "Dashboard Test Person" | .person.phone = "+212 600 111 222"' \
+jq '.person.fullName = "Dashboard Test Person" | .person.phone = "+212 600 111 222" |
+  .identifiedAtMs = (now * 1000 | floor | tostring)' \
   "$NRM_SOURCE_DIR/deploy/demo/scenario/02-forced-labour-ma06.json" >"$WORK/report.json"
 RC=0
 NRM_GATEWAY_URL=$URL NRM_TOKEN=$TOKEN NRMCTL=$NRMCTL NRM_CONFIG=$WORK/config.json \
