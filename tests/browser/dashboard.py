@@ -141,6 +141,10 @@ with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
     if on_map and in_feed:
         print(f'# the new case was on the map and in the feed {int((time.time() - t1) * 1000)} ms after submit', flush=True)
     b.wait(f"document.querySelector('#feed li[data-topic=\"referral.created\"][data-case-id={json.dumps(case_id)}]')", 5)
+    check('the open referrals of the new case are counted by service and region',
+          b.wait(f"[...document.querySelectorAll('#ref-table tbody tr')].some(r => r.innerText.includes({json.dumps(region)}))", 10))
+    b.wait("document.querySelector('#occ-shelters table')", 5)
+    time.sleep(0.5)
     text = b.eval('document.body.innerText')
     check('nothing identifying is on the coordinator view', not any(s in text for s in secrets))
     check('the map is labelled for assistive technology',
