@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages needed to build, run and test the system.
+# chromium, python3-websocket, python3-nacl and the fonts: the dashboard's browser test
+# (tests/browser/, headless Chromium driven over its DevTools protocol; Arabic and Latin fonts).
 # Idempotent: does nothing when every package is already present. Needs root (or sudo).
 set -euo pipefail
 
@@ -15,6 +17,7 @@ PACKAGES=(
   libmicrohttpd-dev
   uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml python3-zmq python3-prometheus-client
   docker-compose
+  chromium python3-websocket python3-nacl fonts-dejavu-core fonts-noto-core
 )
 
 missing=()
