@@ -137,12 +137,6 @@ for _ in $(seq 100); do
   sleep 0.3
 done
 "${nrmctl[@]}" ping "${services[@]}" >&2
-if gateway=$(jq -er '.services.gateway.http // empty' "$config"); then
-  say "dashboard: http://${gateway/#\*:/127.0.0.1:}/"
-  jq -r '.gateway.logins[]? | select(.demo_token) |
-    "run-local: demo sign-in: agency \(.agency_id), token \(.demo_token)"' "$config" >&2
-fi
-
 # the HTTP gateway: the dashboard, the JSON API, server-sent events and /metrics
 gateway=$build/services/gateway/nrm-gateway
 if [ -x "$gateway" ]; then

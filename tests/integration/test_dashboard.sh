@@ -56,7 +56,7 @@ HASH=$("$PY" -c 'import sys, nacl.pwhash; print(nacl.pwhash.str(sys.argv[1].enco
 AGENCIES=$(jq -s -c '[.[].agencies[]?.id] | unique' "$NRM_SOURCE_DIR"/deploy/demo/*.json)
 LOGINS=$(jq -c --arg h "$HASH" 'map({agency_id: ., token_hash: $h})' <<<"$AGENCIES")
 SYS_CONFIG_FILTER=".services.gateway.http = \"127.0.0.1:$HTTP_PORT\" |
-  .gateway.www_dir = \"$NRM_SOURCE_DIR/services/gateway/www\" | .gateway.logins = $LOGINS"
+  .services.gateway.www = \"$NRM_SOURCE_DIR/services/gateway/www\" | .gateway.logins = $LOGINS"
 sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
 
 i=0
