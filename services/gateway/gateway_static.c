@@ -70,7 +70,7 @@ enum MHD_Result gw_static_serve(gw_t *gw, struct MHD_Connection *conn, const cha
     if (strcmp(url, "/") == 0)
         rel = "index.html";
     else if (strncmp(url, S_STATIC_PREFIX, strlen(S_STATIC_PREFIX)) == 0)
-        rel = url + strlen(S_STATIC_PREFIX);
+        rel = url + 1; /* "static/..." under www, where the page's files are */
     if (!rel || !s_safe(rel))
         return s_not_found(conn);
     char path[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
