@@ -46,7 +46,11 @@ struct nrm_server_t {
     s_handler_t handlers[S_MAX_BODY];
     int64_t requests;
     int64_t failures;
+    nrm_latency_t latency[S_MAX_BODY]; /* by body case; kind NULL until one is timed */
 };
+
+const double nrm_latency_bounds[NRM_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                        0.05,   0.1,   0.25,   0.5,   1,    5};
 
 void *nrm_call_alloc(nrm_call_t *call, size_t size)
 {
@@ -138,6 +142,33 @@ int64_t nrm_server_requests(const nrm_server_t *self)
 int64_t nrm_server_failures(const nrm_server_t *self)
 {
     return self->failures;
+}
+
+size_t nrm_server_latencies(const nrm_server_t *self, nrm_latency_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t b = 0; b < S_MAX_BODY && n < cap; b++)
+        if (self->latency[b].kind)
+            out[n++] = self->latency[b];
+    return n;
+}
+
+static const char *s_body_name(Nrm__V1__Request__BodyCase body);
+
+/* Counts one request of body in its kind's histogram. */
+static void s_time(nrm_server_t *self, Nrm__V1__Request__BodyCase body, int64_t us)
+{
+    if (body <= 0 || (unsigned)body >= S_MAX_BODY)
+        return;
+    nrm_latency_t *l = &self->latency[body];
+    if (!l->kind)
+        l->kind = s_body_name(body);
+    double seconds = (double)us / 1e6;
+    for (size_t i = 0; i < NRM_LATENCY_BUCKETS; i++)
+        if (seconds <= nrm_latency_bounds[i])
+            l->counts[i]++;
+    l->count++;
+    l->sum_seconds += seconds;
 }
 
 /* The body's field name ("submit_report"), for audit rows and messages. Static. */
@@ -450,6 +481,8 @@ static void s_finish(nrm_server_t *self, s_item_t *item)
     Nrm__V1__Request *req = item->req;
     if (!req)
         return;
+    int64_t us = nrm_mono_us() - item->started_us;
+    s_time(self, req->body_case, us);
     bool quiet = req->body_case == NRM__V1__REQUEST__BODY_PING ||
                  req->body_case == NRM__V1__REQUEST__BODY_FETCH;
     /* the agency id is echoed only when it is a configured one: never arbitrary client text */
@@ -459,7 +492,7 @@ static void s_finish(nrm_server_t *self, s_item_t *item)
         nrm_log(item->err.status == NRM_OK ? NRM_LOG_INFO : NRM_LOG_WARN, "request",
                 "{s:s, s:s, s:s, s:s, s:I}", "kind", s_body_name(req->body_case), "agency", agency,
                 "status", nrm_status_name(item->err.status), "field", item->err.field, "us",
-                (json_int_t)(nrm_mono_us() - item->started_us));
+                (json_int_t)us);
 }
 
 void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const char *const *senders,

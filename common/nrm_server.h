@@ -79,8 +79,8 @@ void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_
  * final only after this returns: if the commit fails, every database reply becomes UNAVAILABLE.
  * senders[i] is the authenticated sender of requests[i] (NULL: its key is not accepted), or
  * senders is NULL in plain text mode, where each request's agency_id is taken as it claims. */
-void nrm_server_process(nrm_server_t *self, zframe_t *const *requests,
-                        const char *const *senders, size_t n, zframe_t **replies);
+void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const char *const *senders,
+                        size_t n, zframe_t **replies);
 
 /* Replaces the configuration used for new requests (borrowed). */
 void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config);
@@ -88,5 +88,21 @@ void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config);
 /* Requests handled and failed since start. */
 int64_t nrm_server_requests(const nrm_server_t *self);
 int64_t nrm_server_failures(const nrm_server_t *self);
+
+/* The upper bounds (seconds, ascending) of the request latency histograms; +Inf is implied. */
+#define NRM_LATENCY_BUCKETS 12
+extern const double nrm_latency_bounds[NRM_LATENCY_BUCKETS];
+
+/* The latency of one request kind since start: from decoding the request to its reply. */
+typedef struct {
+    const char *kind;                    /* the Request.body member name (static) */
+    int64_t counts[NRM_LATENCY_BUCKETS]; /* cumulative: requests within each bound */
+    int64_t count;                       /* every request, the +Inf bucket */
+    double sum_seconds;
+} nrm_latency_t;
+
+/* Copies the latency of every request kind seen so far into out (up to cap); returns how many
+ * were written. */
+size_t nrm_server_latencies(const nrm_server_t *self, nrm_latency_t *out, size_t cap);
 
 #endif

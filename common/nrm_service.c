@@ -2,6 +2,7 @@
 #include "nrm_auth.h"
 #include "nrm_crypto.h"
 #include "nrm_event.h"
+#include "nrm_gauges.h"
 #include "nrm_log.h"
 #include "nrm_publisher.h"
 #include "nrm_time.h"
@@ -12,6 +13,8 @@
 #define S_MAX_CONSUMERS 8
 #define S_MAX_TIMERS 8
 #define S_MAX_COUNTERS 16
+#define S_MAX_LATENCIES 64 /* request kinds reported in Pong */
+#define S_DEFAULT_METRICS_REFRESH_MS 5000
 #define S_API_BATCH 64
 #define S_API_HWM 10000
 #define S_FETCH_CAP 1000
@@ -85,6 +88,7 @@ struct nrm_service_t {
     void *start_ctx;
     s_counter_t counters[S_MAX_COUNTERS];
     int counter_count;
+    nrm_gauges_t *gauges;
 };
 
 static volatile sig_atomic_t s_reload_requested = 0;
@@ -248,6 +252,7 @@ void nrm_service_destroy(nrm_service_t **self_p)
     zsock_destroy(&self->events);
     nrm_auth_destroy(&self->auth);
     nrm_server_destroy(&self->server);
+    nrm_gauges_destroy(&self->gauges);
     nrm_db_destroy(&self->db);
     nrm_config_destroy(&self->config);
     free(self->conninfo);
@@ -314,6 +319,41 @@ void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx)
     self->reload_ctx = ctx;
 }
 
+void nrm_service_gauge(nrm_service_t *self, const char *name, const char *label_name,
+                       const char *sql)
+{
+    if (!self->gauges)
+        self->gauges = nrm_gauges_new();
+    nrm_gauges_add(self->gauges, self->db, name, label_name, sql);
+}
+
+/* Timer: refreshes the gauges reported in Pong. */
+static nrm_status_t s_refresh_gauges(void *ctx, nrm_tx_t *tx)
+{
+    nrm_service_t *self = ctx;
+    return nrm_gauges_refresh(self->gauges, tx->db, tx->err);
+}
+
+/* Adds the request latency histograms of the server to a Pong. */
+static void s_pong_latencies(nrm_service_t *self, nrm_call_t *call, Nrm__V1__Pong *pong)
+{
+    nrm_latency_t *l = nrm_call_alloc(call, S_MAX_LATENCIES * sizeof *l);
+    size_t n = nrm_server_latencies(self->server, l, S_MAX_LATENCIES);
+    pong->latencies = nrm_call_alloc(call, (n ? n : 1) * sizeof *pong->latencies);
+    for (size_t i = 0; i < n; i++) {
+        Nrm__V1__RequestLatency *r = nrm_call_alloc(call, sizeof *r);
+        nrm__v1__request_latency__init(r);
+        r->kind = (char *)l[i].kind;
+        r->n_upper_bounds = NRM_LATENCY_BUCKETS;
+        r->upper_bounds = (double *)nrm_latency_bounds;
+        r->n_cumulative_counts = NRM_LATENCY_BUCKETS;
+        r->cumulative_counts = l[i].counts;
+        r->sum_seconds = l[i].sum_seconds;
+        r->count = l[i].count;
+        pong->latencies[pong->n_latencies++] = r;
+    }
+}
+
 int64_t *nrm_service_counter(nrm_service_t *self, const char *name)
 {
     for (int i = 0; i < self->counter_count; i++)
@@ -370,6 +410,9 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
         cs->known_head = nrm_consumer_known_head(c);
         pong->consumers[pong->n_consumers++] = cs;
     }
+    s_pong_latencies(self, call, pong);
+    if (self->gauges)
+        nrm_gauges_pong(self->gauges, call, pong);
     call->reply->result_case = NRM__V1__REPLY__RESULT_PONG;
     call->reply->pong = pong;
     return NRM_OK;
@@ -686,6 +729,11 @@ int nrm_service_run(nrm_service_t *self)
     nrm_db_statement(self->db, "service_head", s_sql_head);
     nrm_db_statement(self->db, "service_expire_requests", s_sql_expire_requests);
     nrm_service_every(self, s_expire_period_ms(self->config), s_expire_requests, self);
+    if (self->gauges)
+        nrm_service_every(
+            self,
+            (int)nrm_config_int(self->config, "metrics_refresh_ms", S_DEFAULT_METRICS_REFRESH_MS),
+            s_refresh_gauges, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
     zsys_catch_interrupts();

@@ -76,6 +76,12 @@ zloop_t *nrm_service_loop(nrm_service_t *self);
 /* Adds a named counter shown in Pong (name must be a literal). Returns a pointer to bump. */
 int64_t *nrm_service_counter(nrm_service_t *self, const char *name);
 
+/* Adds a gauge reported in Pong (and by the gateway's /metrics as nrm_<name>), refreshed every
+ * metrics_refresh_ms (default 5000) by sql, which returns rows (label value, bigint value);
+ * label_name "" for a gauge without label (one row). Literals only (before run). */
+void nrm_service_gauge(nrm_service_t *self, const char *name, const char *label_name,
+                       const char *sql);
+
 /* Runs until SIGTERM or SIGINT. Returns the process exit code (0 after a clean stop). */
 int nrm_service_run(nrm_service_t *self);
 

@@ -31,8 +31,12 @@ typedef struct {
 } gw_service_t;
 
 typedef struct {
-    nrm_config_t *config; /* owned */
-    zcert_t *cert;        /* own certificate (NULL in plain text) */
+    /* owned; replaced on SIGHUP (atomically: a thread reads the one in force, and a replaced
+     * one stays valid until exit, in retired) */
+    nrm_config_t *_Atomic config;
+    nrm_config_t **retired;
+    size_t n_retired;
+    zcert_t *cert; /* own certificate (NULL in plain text) */
     gw_service_t services[GW_MAX_SERVICES];
     int n_services;
     char www[1024]; /* static files directory */

@@ -130,6 +130,24 @@ static enum MHD_Result s_sign_out(gw_t *gw, struct MHD_Connection *conn)
     return rc;
 }
 
+/* GET /api/v1/regions: the configured regions, {"regions": [{"code", "name"}]}, in the
+ * configuration's order (what the dashboard's map draws). */
+static enum MHD_Result s_regions(gw_t *gw, struct MHD_Connection *conn)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *region;
+    json_array_foreach(nrm_config_get(gw->config, "regions"), i, region)
+    {
+        const char *code = json_string_value(json_object_get(region, "code"));
+        const char *name = json_string_value(json_object_get(region, "name"));
+        if (code)
+            json_array_append_new(out,
+                                  json_pack("{s:s, s:s}", "code", code, "name", name ? name : ""));
+    }
+    return gw_http_json(conn, MHD_HTTP_OK, json_pack("{s:o}", "regions", out));
+}
+
 static bool s_changes_state(const char *method)
 {
     return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
@@ -142,7 +160,8 @@ static enum MHD_Result s_api(gw_t *gw, struct MHD_Connection *conn, const char *
 {
     const char *rest = url + strlen(S_API_PREFIX);
     /* a bounded label: a route, never arbitrary client text */
-    bool route = strcmp(rest, "session") == 0 || strcmp(rest, "events") == 0;
+    bool route =
+        strcmp(rest, "session") == 0 || strcmp(rest, "events") == 0 || strcmp(rest, "regions") == 0;
     const char *slash = strchr(rest, '/');
     char service[32] = "";
     if (slash && (size_t)(slash - rest) < sizeof service)
@@ -165,6 +184,11 @@ static enum MHD_Result s_api(gw_t *gw, struct MHD_Connection *conn, const char *
         if (strcmp(method, "DELETE") == 0)
             return s_sign_out(gw, conn);
         return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET, POST or DELETE");
+    }
+    if (strcmp(rest, "regions") == 0) {
+        if (strcmp(method, "GET") != 0)
+            return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
+        return s_regions(gw, conn);
     }
     if (strcmp(rest, "events") == 0) {
         if (strcmp(method, "GET") != 0)
@@ -261,10 +285,13 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-/* True when host (of "host:port") is a loopback address. */
-static bool s_loopback(const struct sockaddr_in *addr)
+/* True when addr (IPv4 or IPv6) is a loopback address: 127.0.0.0/8, ::1 or ::ffff:127.x.y.z. */
+static bool s_loopback(const struct sockaddr_storage *addr)
 {
-    return (ntohl(addr->sin_addr.s_addr) >> 24) == 127;
+    if (addr->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)addr)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
 /* Reads a whole file into a new NUL-terminated string (caller frees), or NULL. */
@@ -289,8 +316,8 @@ static char *s_read_file(const char *path)
     return text;
 }
 
-/* Parses "a.b.c.d:port" into addr. Returns 0 or -1. */
-static int s_parse_address(const char *text, struct sockaddr_in *addr)
+/* Parses "a.b.c.d:port", "localhost:port" or "[v6 address]:port" into addr. Returns 0 or -1. */
+static int s_parse_address(const char *text, struct sockaddr_storage *addr)
 {
     char host[64];
     const char *colon = strrchr(text, ':');
@@ -299,22 +326,32 @@ static int s_parse_address(const char *text, struct sockaddr_in *addr)
     snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
     char *end = NULL;
     long port = strtol(colon + 1, &end, 10);
-    if (*end || port <= 0 || port > 65535)
+    if (!colon[1] || *end || port <= 0 || port > 65535)
         return -1;
     memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        host[len - 1] = '\0';
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host + 1, &a6->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof host, "127.0.0.1");
-    return inet_pton(AF_INET, host, &addr->sin_addr) == 1 ? 0 : -1;
+    return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -1;
 }
 
 struct MHD_Daemon *gw_http_start(gw_t *gw)
 {
     const char *http = nrm_config_string(gw->config, "services.gateway.http", S_DEFAULT_HTTP);
-    struct sockaddr_in addr;
+    struct sockaddr_storage addr;
     if (s_parse_address(http, &addr) != 0) {
-        nrm_log_error("bad services.gateway.http: want ADDRESS:PORT (IPv4)", "{s:s}", "http", http);
+        nrm_log_error("bad services.gateway.http: want IPV4:PORT or [IPV6]:PORT", "{s:s}", "http",
+                      http);
         return NULL;
     }
     const char *cert_file = nrm_config_string(gw->config, "services.gateway.tls_cert_file", "");
@@ -327,7 +364,7 @@ struct MHD_Daemon *gw_http_start(gw_t *gw)
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
+                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *daemon = NULL;
     if (gw->tls) {
         char *cert = s_read_file(cert_file), *key = s_read_file(key_file);

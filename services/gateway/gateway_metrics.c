@@ -290,12 +290,97 @@ static void s_services(gw_t *gw, Nrm__V1__Reply **pongs, s_out_t *out)
         }
 }
 
+/* name made safe as a metric or label name: [a-z0-9_] (anything else '_'). */
+static void s_name(char out[S_LABEL_MAX], const char *name)
+{
+    size_t i = 0;
+    for (; name[i] && i < S_LABEL_MAX - 1; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        out[i] = ok ? c : '_';
+    }
+    out[i] = '\0';
+}
+
+/* The services' request latencies, one histogram family by service and request kind. */
+static void s_latencies(gw_t *gw, Nrm__V1__Reply **pongs, s_out_t *out)
+{
+    s_put(out, "# HELP nrm_service_request_duration_seconds Time a service took to answer a "
+               "request, by kind.\n"
+               "# TYPE nrm_service_request_duration_seconds histogram\n");
+    for (int i = 0; i < gw->n_services; i++)
+        for (size_t k = 0; pongs[i] && k < pongs[i]->pong->n_latencies; k++) {
+            const Nrm__V1__RequestLatency *l = pongs[i]->pong->latencies[k];
+            char kind[S_LABEL_MAX];
+            s_name(kind, l->kind);
+            const char *svc = gw->services[i].name;
+            for (size_t b = 0; b < l->n_upper_bounds && b < l->n_cumulative_counts; b++)
+                s_put(out,
+                      "nrm_service_request_duration_seconds_bucket{service=\"%s\",kind=\"%s\","
+                      "le=\"%g\"} %lld\n",
+                      svc, kind, l->upper_bounds[b], (long long)l->cumulative_counts[b]);
+            s_put(out,
+                  "nrm_service_request_duration_seconds_bucket{service=\"%s\",kind=\"%s\","
+                  "le=\"+Inf\"} %lld\n"
+                  "nrm_service_request_duration_seconds_sum{service=\"%s\",kind=\"%s\"} %.6f\n"
+                  "nrm_service_request_duration_seconds_count{service=\"%s\",kind=\"%s\"} "
+                  "%lld\n",
+                  svc, kind, (long long)l->count, svc, kind, l->sum_seconds, svc, kind,
+                  (long long)l->count);
+        }
+}
+
+/* True when gauge name was already written before (service i, gauge g). */
+static bool s_gauge_seen(gw_t *gw, Nrm__V1__Reply **pongs, int i, size_t g, const char *name)
+{
+    for (int j = 0; j <= i; j++)
+        for (size_t h = 0; pongs[j] && h < pongs[j]->pong->n_gauges && (j < i || h < g); h++)
+            if (strcmp(pongs[j]->pong->gauges[h]->name, name) == 0)
+                return true;
+    return false;
+}
+
+/* The services' gauges (deliveries by state, waitlist length by region, ...): one family
+ * nrm_<name> each, with the service and the gauge's own label. */
+static void s_gauges(gw_t *gw, Nrm__V1__Reply **pongs, s_out_t *out)
+{
+    for (int i = 0; i < gw->n_services; i++)
+        for (size_t g = 0; pongs[i] && g < pongs[i]->pong->n_gauges; g++) {
+            const char *name = pongs[i]->pong->gauges[g]->name;
+            if (s_gauge_seen(gw, pongs, i, g, name))
+                continue;
+            char metric[S_LABEL_MAX];
+            s_name(metric, name);
+            s_put(out,
+                  "# HELP nrm_%s The services' gauge %s, from their database.\n"
+                  "# TYPE nrm_%s gauge\n",
+                  metric, metric, metric);
+            for (int j = i; j < gw->n_services; j++)
+                for (size_t h = 0; pongs[j] && h < pongs[j]->pong->n_gauges; h++) {
+                    const Nrm__V1__ServiceGauge *v = pongs[j]->pong->gauges[h];
+                    if (strcmp(v->name, name) != 0)
+                        continue;
+                    char label[S_LABEL_MAX], value[S_LABEL_MAX];
+                    s_name(label, v->label_name);
+                    s_label(value, v->label_value);
+                    if (label[0])
+                        s_put(out, "nrm_%s{service=\"%s\",%s=\"%s\"} %lld\n", metric,
+                              gw->services[j].name, label, value, (long long)v->value);
+                    else
+                        s_put(out, "nrm_%s{service=\"%s\"} %lld\n", metric, gw->services[j].name,
+                              (long long)v->value);
+                }
+        }
+}
+
 enum MHD_Result gw_metrics_serve(gw_t *gw, struct MHD_Connection *conn)
 {
     Nrm__V1__Reply *pongs[GW_MAX_SERVICES] = {0};
     s_ping_all(gw, pongs);
     s_out_t out = {0};
     s_services(gw, pongs, &out);
+    s_latencies(gw, pongs, &out);
+    s_gauges(gw, pongs, &out);
     s_own(gw->metrics, &out);
     for (int i = 0; i < gw->n_services; i++)
         if (pongs[i])

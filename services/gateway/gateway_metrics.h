@@ -2,9 +2,10 @@
  *
  * Per service, from its Pong: up, database up, stream head, the counters (requests,
  * requests_failed, events_published, sessions_refused, and the service's own), each consumer's
- * checkpoint and lag. The gateway's own: HTTP requests by path and status, a latency histogram
- * by path, SSE clients and events sent. Deliveries by state and the waitlist need an agency's
- * rights (ListDeliveries, GetOccupancy) and are not scraped. Thread-safe. */
+ * checkpoint and lag, the request latency histograms by kind (nrm_service_request_duration_
+ * seconds) and the service's gauges (nrm_<name>: deliveries by state from notify, waitlist
+ * length by region from shelter). The gateway's own: HTTP requests by path and status, a
+ * latency histogram by path, SSE clients and events sent. Thread-safe. */
 #ifndef GATEWAY_METRICS_H
 #define GATEWAY_METRICS_H
 

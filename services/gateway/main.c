@@ -1,13 +1,15 @@
 /* nrm-gateway: HTTP, sign-in, the JSON API, server-sent events and /metrics for NRM.
  *
  * Its whole life: read the configuration, load its certificate, find the services, start the
- * stream hub and the HTTP daemon, wait for SIGTERM or SIGINT, stop both. It owns no database
+ * stream hub and the HTTP daemon, read the configuration again on each SIGHUP, and on SIGTERM
+ * or SIGINT stop both. It owns no database
  * schema: sessions live in memory (a restart signs everybody out). */
 #include "gateway.h"
 #include "gateway_http.h"
 #include "gateway_metrics.h"
 #include "gateway_session.h"
 #include "gateway_sse.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 
 #include <signal.h>
@@ -29,6 +31,26 @@ const gw_service_t *gw_service(const gw_t *gw, const char *name)
         if (strcmp(gw->services[i].name, name) == 0)
             return &gw->services[i];
     return NULL;
+}
+
+/* SIGHUP: reads the configuration file again. The new one is in force for every request that
+ * starts after (sign-ins and their tokens, agencies, regions, event readers); the services,
+ * their keys, the HTTP address and TLS stay as they were at start. A file that cannot be read
+ * keeps the old configuration. */
+static void s_reload(gw_t *gw)
+{
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    nrm_config_t *old = gw->config;
+    nrm_config_t *fresh = nrm_config_load(nrm_config_path(old), &err);
+    if (!fresh) {
+        nrm_log_error("configuration reload refused", "{s:s}", "message", err.message);
+        return;
+    }
+    gw->retired = nrm_xrealloc(gw->retired, (gw->n_retired + 1) * sizeof *gw->retired);
+    gw->retired[gw->n_retired++] = old;
+    gw->config = fresh;
+    nrm_log_info("configuration reloaded", NULL);
 }
 
 /* Fills gw->services with every configured service that has an api_connect (not the gateway). */
@@ -102,12 +124,13 @@ static int s_configure(gw_t *gw, int argc, char **argv)
 int main(int argc, char **argv)
 {
     gw_t gw = {0};
-    /* SIGTERM and SIGINT are blocked in every thread (libmicrohttpd's and the hub's inherit the
-     * mask) and taken by sigwait below */
+    /* SIGTERM, SIGINT and SIGHUP are blocked in every thread (libmicrohttpd's and the hub's inherit
+     * the mask) and taken by sigwait below */
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     int rc = s_configure(&gw, argc, argv);
@@ -122,8 +145,12 @@ int main(int argc, char **argv)
     }
     if (rc == 0) {
         nrm_log_info("gateway started", "{s:i}", "services", gw.n_services);
-        int sig = 0;
-        sigwait(&stop_signals, &sig);
+        int sig = SIGHUP;
+        while (sig == SIGHUP) {
+            sigwait(&stop_signals, &sig);
+            if (sig == SIGHUP)
+                s_reload(&gw);
+        }
         nrm_log_info("gateway stopping", "{s:i}", "signal", sig);
     }
     gw_hub_halt(gw.hub); /* SSE connections end within a poll */
@@ -133,6 +160,10 @@ int main(int argc, char **argv)
     gw_sessions_destroy(&gw.sessions);
     gw_metrics_destroy(&gw.metrics);
     zcert_destroy(&gw.cert);
-    nrm_config_destroy(&gw.config);
+    nrm_config_t *config = gw.config;
+    nrm_config_destroy(&config);
+    for (size_t i = 0; i < gw.n_retired; i++)
+        nrm_config_destroy(&gw.retired[i]);
+    free(gw.retired);
     return rc;
 }

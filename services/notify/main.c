@@ -95,6 +95,10 @@ int main(int argc, char **argv)
             nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
     }
     nrm_service_every(service, S_RETENTION_CHECK_MS, notify_retention_expire, &notify);
+    nrm_service_gauge(service, "deliveries", "state",
+                      "SELECT s.state, count(d.delivery_id)::bigint FROM unnest(ARRAY['pending', "
+                      "'delivered', 'failed', 'undeliverable']) AS s(state) "
+                      "LEFT JOIN deliveries d ON d.state = s.state GROUP BY s.state");
     nrm_service_on_start(service, s_on_start, &notify);
     nrm_service_on_reload(service, s_on_reload, &notify);
     notify.sender = notify_sender_new(&notify, nrm_service_loop(service));

@@ -46,6 +46,12 @@ export async function signOut() {
   return r;
 }
 
+// The configured regions [{code, name}] (GET /api/v1/regions), or [] when unavailable.
+export async function regions() {
+  const r = await call('GET', '/api/v1/regions');
+  return r.httpStatus === 200 && Array.isArray(r.reply.regions) ? r.reply.regions : [];
+}
+
 // request('routing', 'list_referrals', {...}) -> {ok, reply, httpStatus}
 export async function request(service, field, message) {
   const r = await call('POST', `/api/v1/${service}/${field}`, message || {});

@@ -35,6 +35,7 @@ const state = {
   alerts: [],
   feed: [],
   extraRegions: new Set(),
+  configuredRegions: [], // [{code, name}] from the gateway's configuration
   events: null,
   timers: {},
   rendered: {},
@@ -184,14 +185,20 @@ function renderAll() {
   else renderShelter();
 }
 
-// ListDeliveries has no paging: its newest `max`
+// ListDeliveries has no paging: its newest `max` of each final failed state (failed after
+// every attempt, and undeliverable: an agency without subscription), newest first
 async function listFailedDeliveries() {
-  const r = await api.request('notify', 'list_deliveries', { state: 'failed', max: 100 });
-  return { ...r, items: (r.ok && r.reply.deliveryList && r.reply.deliveryList.deliveries) || [] };
+  const [failed, undeliverable] = await Promise.all(['failed', 'undeliverable'].map((st) =>
+    api.request('notify', 'list_deliveries', { state: st, max: 100 })));
+  const items = [failed, undeliverable].flatMap((r) =>
+    (r.ok && r.reply.deliveryList && r.reply.deliveryList.deliveries) || []);
+  const r = failed.ok ? undeliverable : failed;
+  return { ...r, ok: failed.ok && undeliverable.ok, items };
 }
 
 // ---- coordinator ----------------------------------------------------------------------------
 async function loadCoordinator() {
+  if (!state.configuredRegions.length) state.configuredRegions = await api.regions();
   const [cases, occ, refs, dels] = await Promise.all([
     api.listAll('intake', 'list_cases', { openOnly: true }, 'caseList', 'cases'),
     api.request('shelter', 'get_occupancy', { region: '' }),
@@ -218,7 +225,9 @@ async function loadCoordinator() {
   renderFeed();
 }
 
+// The map's regions: the configured ones; only without any, those found in the data
 function regionList() {
+  if (state.configuredRegions.length) return state.configuredRegions.map((r) => r.code).sort();
   const set = new Set(state.extraRegions);
   for (const c of state.cases.values()) if (c.region) set.add(c.region);
   for (const sh of state.shelters) if (sh.region) set.add(sh.region);
@@ -236,7 +245,9 @@ function renderMap() {
   const regions = regionList();
   const counts = openCounts();
   const summary = regions.map((r) => `${r} ${counts.get(r) || 0}`).join(', ');
-  const { svg, max } = drawMap(regions, counts, (code, n) => `${code}: ${n}`, t('mapLabel', { summary }));
+  const names = new Map(state.configuredRegions.map((r) => [r.code, r.name || '']));
+  const tip = (code, n) => (names.get(code) ? `${code} ${names.get(code)}: ${n}` : `${code}: ${n}`);
+  const { svg, max } = drawMap(regions, counts, tip, t('mapLabel', { summary }));
   replace($('map'), svg);
   $('map-legend').textContent = t('legend', { max });
 }
@@ -309,6 +320,7 @@ function renderDeliveries() {
     { head: t('topic'), cell: (d) => d.topic },
     { head: t('agency'), cell: (d) => d.agencyId },
     { head: t('case'), cell: (d) => h('code', { title: d.caseId || '' }, shortId(d.caseId)) },
+    { head: t('state'), cell: (d) => t(`delivery_${d.state}`) },
     { head: t('channel'), cell: (d) => d.channel || '-' },
     { head: t('attempts'), cell: (d) => d.attempts || 0, num: true },
     { head: t('reason'), cell: (d) => h('span', { class: 'muted' }, String(d.lastError || '').slice(0, 80)) },
