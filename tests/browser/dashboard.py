@@ -4,7 +4,8 @@ line per check, the page load time, and writes a PNG screenshot of each view int
 
 Environment: NRM_GATEWAY_URL, NRM_TOKEN (every agency's token in the test), NRMCTL, NRM_CONFIG,
 NRM_CERTS (the certificate folder), NRM_REPORT (a SubmitReport JSON), NRM_REPORTER,
-NRM_SHELTER_OPERATOR, NRM_STRANGER, NRM_OUT."""
+NRM_SHELTER_OPERATOR, NRM_STRANGER, NRM_OUT, NRM_EMPTY_REGION (a configured region with no
+case, shelter or referral, which the map must show)."""
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ REPORTER = os.environ.get('NRM_REPORTER', 'police-ma-06')
 SHELTER_OP = os.environ.get('NRM_SHELTER_OPERATOR', 'shelter-op-casa')
 STRANGER = os.environ.get('NRM_STRANGER', 'consulate-ng')
 APPEAR_S = float(os.environ.get('NRM_APPEAR_S', '10'))
+EMPTY_REGION = os.environ.get('NRM_EMPTY_REGION', '')
 
 passed = failed = 0
 log = open(os.path.join(OUT, 'chromium.log'), 'ab')
@@ -150,6 +152,37 @@ with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
     check('the map is labelled for assistive technology',
           b.eval("!!document.querySelector('#map svg[role=img][aria-label]')"))
     check('the feed is a live region', b.eval("document.getElementById('feed').getAttribute('aria-live') === 'polite'"))
+    # the map is drawn from the configured regions, also one with no case, shelter or referral
+    configured = [r['code'] for r in json.load(open(CONFIG)).get('regions', [])]
+    drawn = b.eval("[...document.querySelectorAll('#map g.tile')].map(g => g.dataset.region)") or []
+    check('the map has a tile for every configured region, and only those',
+          sorted(drawn) == sorted(configured), f'drawn {drawn}, configured {configured}')
+    if EMPTY_REGION:
+        check(f'a configured region with no case ({EMPTY_REGION}) is on the map, with 0 open cases',
+              b.eval(f"(document.querySelector('#map g.tile[data-region={json.dumps(EMPTY_REGION)}]') || {{}}).dataset?.open") == '0')
+    # undeliverable or failed notifications of the new case are in the failed-deliveries list
+    deadline = time.time() + 20
+    failed_ids = []
+    while time.time() < deadline and not failed_ids:
+        failed_ids = [e['notificationFailed']['deliveryId'] for e in history('notification.failed', service='notify')
+                      if e.get('caseId') == case_id and e.get('notificationFailed', {}).get('deliveryId')]
+        if not failed_ids:
+            time.sleep(0.5)
+    check('notify reports a delivery of the new case as failed (notification.failed)', failed_ids)
+    if failed_ids:
+        row = f"#deliveries tr[data-delivery-id={json.dumps(failed_ids[0])}]"
+        check('... and the failed delivery is shown in the failed-deliveries list',
+              b.wait(f"document.querySelector({json.dumps(row)})", APPEAR_S),
+              b.eval("document.getElementById('deliveries').innerText.slice(0, 300)"))
+        check('... with its state and case, and nothing identifying',
+              b.eval(f"(() => {{ const r = document.querySelector({json.dumps(row)}); return !!r && "
+                     f"['failed', 'undeliverable'].includes(r.dataset.state) && r.dataset.caseId === {json.dumps(case_id)} && "
+                     f"r.innerText.includes({json.dumps(case_id[:8])}); }})()")
+              and not any(x in b.eval("document.getElementById('deliveries').innerText") for x in secrets))
+        b.eval(f"document.querySelector({json.dumps(row)}).scrollIntoView()")
+        time.sleep(0.3)
+        shot(b, 'coordinator-deliveries')
+        b.eval("window.scrollTo(0, 0)")
     shot(b, 'coordinator')
     # the language switch: Arabic, right to left
     b.eval("(() => { const s = document.getElementById('lang'); s.value = 'ar'; s.dispatchEvent(new Event('change')); })()")

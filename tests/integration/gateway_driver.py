@@ -349,6 +349,84 @@ check("the latency histogram counts the same requests",
 check("an unknown request is counted under /api/v1/other, not its own path",
       sample(fam, "nrm_gateway_http_requests_total", path="/api/v1/other", status="404") == 1)
 
+def family_type(families, name):
+    f = families.get(name)
+    return f.type if f else None
+
+
+def hist(families, kind):
+    """intake's latency histogram of kind: ({le: cumulative count}, count, sum)."""
+    buckets = {}
+    for f in families.values():
+        for s in f.samples:
+            if s.labels.get("service") == "intake" and s.labels.get("kind") == kind:
+                if s.name == "nrm_service_request_duration_seconds_bucket":
+                    buckets[float(s.labels["le"])] = s.value
+    count = sample(families, "nrm_service_request_duration_seconds_count", service="intake",
+                   kind=kind) or 0
+    total = sample(families, "nrm_service_request_duration_seconds_sum", service="intake",
+                   kind=kind) or 0
+    return buckets, count, total
+
+
+check("the services' request latencies are a histogram family",
+      family_type(fam, "nrm_service_request_duration_seconds") == "histogram")
+before, count0, sum0 = hist(fam, "get_case")
+for _ in range(3):
+    police.call("intake", "get_case", {"caseId": case_id})
+_, _, fam = metrics()
+after, count1, sum1 = hist(fam, "get_case")
+check("3 get_case requests add 3 to intake's get_case histogram (count and +Inf bucket)",
+      count1 - count0 == 3 and after.get(float("inf"), 0) - before.get(float("inf"), 0) == 3)
+check("... its sum grows and its buckets are cumulative, ending at the count",
+      sum1 > sum0 and list(after.values()) == sorted(after.values())
+      and after.get(float("inf")) == count1 and len(after) >= 5)
+
+states = ("pending", "delivered", "failed", "undeliverable")
+
+
+def deliveries_match():
+    _, _, f = metrics()
+    listed = {}
+    for st in states:
+        status, reply = coordinator.call("notify", "list_deliveries", {"state": st, "max": 500})
+        if status != 200:
+            return None
+        listed[st] = len((reply or {}).get("deliveryList", {}).get("deliveries", []))
+    scraped = {st: sample(f, "nrm_deliveries", service="notify", state=st) for st in states}
+    return (f, listed) if scraped == listed and sum(listed.values()) > 0 else None
+
+
+matched = wait_for(deliveries_match, 20)
+check("deliveries by state are a gauge family", matched and family_type(matched[0], "nrm_deliveries") == "gauge")
+check("nrm_deliveries{state} equals what list_deliveries lists in each state (some made)",
+      matched is not None)
+status, reply = coordinator.call("shelter", "get_occupancy", {"region": ""})
+regions = sorted({sh["region"] for sh in (reply or {}).get("occupancy", {}).get("shelters", [])})
+
+
+def waitlist_match():
+    _, _, f = metrics()
+    for r in regions:
+        _, occ = coordinator.call("shelter", "get_occupancy", {"region": r})
+        if sample(f, "nrm_waitlist_length", service="shelter", region=r) != \
+                (occ or {}).get("occupancy", {}).get("waitlist", 0):
+            return None
+    return f
+
+
+matched = wait_for(waitlist_match, 20)
+check("waitlist length by region is a gauge equal to get_occupancy's waitlist of each region",
+      regions and matched and family_type(matched, "nrm_waitlist_length") == "gauge")
+
+# --- the configured regions ------------------------------------------------------------------
+config = json.load(open(os.environ["NRM_CONFIG"]))
+check("GET /api/v1/regions without a session is 401", request("GET", "/api/v1/regions")[0] == 401)
+status, _, raw = request("GET", "/api/v1/regions", cookie=police.cookie)
+check("GET /api/v1/regions lists the configured regions, codes and names, in order",
+      status == 200 and as_json(raw) == {"regions": [{"code": r["code"], "name": r.get("name", "")}
+                                                     for r in config["regions"]]})
+
 # --- static files ------------------------------------------------------------------------
 status, hdrs, raw = request("GET", "/")
 check("GET / serves index.html as text/html",

@@ -26,6 +26,7 @@ DB=t_dashboard
 SERVICES=(intake routing shelter notify)
 PY=/usr/bin/python3 # Debian's, with python3-websocket and python3-nacl
 TOKEN=dashboard-test-token-$RANDOM$RANDOM
+EMPTY_REGION=MA-99 # configured here only: no case, shelter or referral is ever in it
 
 sys_begin dashboard
 
@@ -56,7 +57,8 @@ HASH=$("$PY" -c 'import sys, nacl.pwhash; print(nacl.pwhash.str(sys.argv[1].enco
 AGENCIES=$(jq -s -c '[.[].agencies[]?.id] | unique' "$NRM_SOURCE_DIR"/deploy/demo/*.json)
 LOGINS=$(jq -c --arg h "$HASH" 'map({agency_id: ., token_hash: $h})' <<<"$AGENCIES")
 SYS_CONFIG_FILTER=".services.gateway.http = \"127.0.0.1:$HTTP_PORT\" |
-  .services.gateway.www = \"$NRM_SOURCE_DIR/services/gateway/www\" | .gateway.logins = $LOGINS"
+  .services.gateway.www = \"$NRM_SOURCE_DIR/services/gateway/www\" | .gateway.logins = $LOGINS |
+  .regions += [{code: \"$EMPTY_REGION\", name: \"Configured, without cases\"}]"
 sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
 
 i=0
@@ -94,6 +96,7 @@ RC=0
 NRM_GATEWAY_URL=$URL NRM_TOKEN=$TOKEN NRMCTL=$NRMCTL NRM_CONFIG=$WORK/config.json \
   NRM_CERTS=$WORK/certs NRM_REPORT=$WORK/report.json NRM_REPORTER=police-ma-06 \
   NRM_SHELTER_OPERATOR=shelter-op-casa NRM_STRANGER=consulate-ng NRM_OUT=$OUT \
+  NRM_EMPTY_REGION=$EMPTY_REGION \
   timeout 240 "$PY" "$NRM_SOURCE_DIR/tests/browser/dashboard.py" >"$WORK/browser.out" 2>&1 || RC=$?
 grep -v -E '^[0-9]+ passed, [0-9]+ failed' "$WORK/browser.out" || true
 PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/browser.out" || true)))

@@ -39,7 +39,8 @@ HTTP_PORT=$(free_port)
 mkdir -p "$WORK/www"
 echo '<!doctype html><title>NRM test page</title>' >"$WORK/www/index.html"
 echo 'secret outside www' >"$WORK/outside.txt"
-SYS_CONFIG_FILTER=".services.gateway = {http: \"127.0.0.1:$HTTP_PORT\", www: \"$WORK/www\"}" \
+SYS_CONFIG_FILTER=".services.gateway = {http: \"127.0.0.1:$HTTP_PORT\", www: \"$WORK/www\"}
+  | .metrics_refresh_ms = 300" \
   sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
 
 # every agency signs in with the token "token-<id>" (hashed with nrmctl gateway-hash)
@@ -96,6 +97,116 @@ PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/driver.out" || true)))
 FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/driver.out" || true)))
 check "the driver ran to its end" [ "$RC" -eq 0 ]
 
+# --- SIGHUP: logins and regions read again -------------------------------------------------
+# sign_in URL AGENCY TOKEN [CURL ARGS...]: the HTTP status of a sign-in; headers in $WORK/headers
+sign_in() {
+  local url=$1 agency=$2 token=$3
+  shift 3
+  curl -s -o /dev/null -D "$WORK/headers" -w '%{http_code}' "$@" -H 'Content-Type: application/json' \
+    -d "{\"agencyId\": \"$agency\", \"token\": \"$token\"}" "$url/api/v1/session" || true
+}
+# regions_of URL COOKIE [CURL ARGS...]: the region codes GET /api/v1/regions lists, one a line
+regions_of() {
+  local url=$1 cookie=$2
+  shift 2
+  curl -s "$@" -b "nrm_session=$cookie" "$url/api/v1/regions" | jq -r '.regions[].code' || true
+}
+cookie_of_headers() {
+  sed -n 's/^Set-Cookie: nrm_session=\([0-9a-f]*\);.*/\1/Ip' "$WORK/headers" | tr -d '\r'
+}
+BASE="http://127.0.0.1:$HTTP_PORT"
+sign_in "$BASE" police-ma-06 token-police-ma-06 >/dev/null
+POLICE_COOKIE=$(cookie_of_headers)
+rotated=$(printf 'token-rotated\n' | "$NRMCTL" gateway-hash)
+jq --arg h "$rotated" '(.gateway.logins[] | select(.agency_id == "coordinator") | .token_hash) = $h
+  | .regions += [{code: "ZZ-99", name: "Reload test region"}]' "$WORK/config.json" >"$WORK/config.tmp"
+cp "$WORK/config.json" "$WORK/config.before-reload.json"
+mv "$WORK/config.tmp" "$WORK/config.json"
+kill -HUP "${PIDS[9]}"
+deadline=$((SECONDS + 10))
+until regions_of "$BASE" "$POLICE_COOKIE" | grep -qx ZZ-99 || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+check "after SIGHUP /api/v1/regions lists a region added to the configuration" \
+  bash -c "curl -s -b 'nrm_session=$POLICE_COOKIE' '$BASE/api/v1/regions' | jq -e '.regions[-1].code == \"ZZ-99\"'"
+check "... a session opened before the reload goes on (200)" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -b "nrm_session=$POLICE_COOKIE" "$BASE/api/v1/session")" = 200 ]
+check "... the coordinator's new token signs in (200)" [ "$(sign_in "$BASE" coordinator token-rotated)" = 200 ]
+check "... and its old token no longer does (401)" [ "$(sign_in "$BASE" coordinator token-coordinator)" = 401 ]
+check "... and the gateway is still running" kill -0 "${PIDS[9]}"
+mv "$WORK/config.before-reload.json" "$WORK/config.json"
+
+# --- TLS: HTTPS with a configured certificate, Secure cookie, short sessions expire -----------
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/tls.key" -out "$WORK/tls.crt" \
+  >/dev/null 2>&1
+TLS_PORT=$(free_port)
+# bound to every address: allowed with TLS (plain HTTP there is refused below)
+jq --arg crt "$WORK/tls.crt" --arg key "$WORK/tls.key" --arg http "0.0.0.0:$TLS_PORT" \
+  '.services.gateway.http = $http | .services.gateway.tls_cert_file = $crt
+   | .services.gateway.tls_key_file = $key | .gateway.session_ttl_s = 3' \
+  "$WORK/config.json" >"$WORK/tls.json"
+"$GATEWAY" --config "$WORK/tls.json" 2>>"$WORK/gateway-tls.log" &
+PIDS[10]=$!
+TLS_BASE="https://localhost:$TLS_PORT"
+deadline=$((SECONDS + START_TIMEOUT_S))
+until curl -sf --cacert "$WORK/tls.crt" "$TLS_BASE/healthz" >/dev/null 2>&1 ||
+  ! kill -0 "${PIDS[10]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+check "with a certificate the gateway serves HTTPS on a non-loopback binding (verified by its certificate)" \
+  curl -sf --cacert "$WORK/tls.crt" "$TLS_BASE/healthz" -o /dev/null
+check "... and answers no plain HTTP on that port" \
+  bash -c "! curl -sf -m 5 'http://127.0.0.1:$TLS_PORT/healthz' -o /dev/null"
+status=$(sign_in "$TLS_BASE" police-ma-06 token-police-ma-06 --cacert "$WORK/tls.crt")
+signed_in_at=$SECONDS
+check "signing in over HTTPS is 200" [ "$status" = 200 ]
+check "... and the session cookie is Secure, HttpOnly and SameSite=Strict" \
+  bash -c "grep -i '^Set-Cookie: nrm_session=' '$WORK/headers' | grep -q '; Secure' &&
+    grep -i '^Set-Cookie: nrm_session=' '$WORK/headers' | grep -q 'HttpOnly; SameSite=Strict'"
+TLS_COOKIE=$(cookie_of_headers)
+check "a fresh session (gateway.session_ttl_s = 3) is accepted (200)" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/tls.crt" -b "nrm_session=$TLS_COOKIE" \
+    "$TLS_BASE/api/v1/session")" = 200 -a $((SECONDS - signed_in_at)) -lt 3 ]
+sleep 4
+check "... and once its lifetime has passed it is refused (401), for the API as well" \
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/tls.crt" -b "nrm_session=$TLS_COOKIE" \
+    "$TLS_BASE/api/v1/session")" = 401 -a \
+  "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$WORK/tls.crt" -b "nrm_session=$TLS_COOKIE" \
+    -H 'Content-Type: application/json' -d '{}' "$TLS_BASE/api/v1/intake/list_cases")" = 401 ]
+kill -TERM "${PIDS[10]}"
+RC=0
+wait "${PIDS[10]}" || RC=$?
+PIDS[10]=""
+check "SIGTERM stops the TLS gateway with exit 0" [ "$RC" -eq 0 ]
+
+# --- IPv6 ---------------------------------------------------------------------------------
+if /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+  V6_PORT=$(free_port)
+  jq --arg http "[::1]:$V6_PORT" '.services.gateway.http = $http' "$WORK/config.json" >"$WORK/v6.json"
+  "$GATEWAY" --config "$WORK/v6.json" 2>>"$WORK/gateway-v6.log" &
+  PIDS[11]=$!
+  deadline=$((SECONDS + START_TIMEOUT_S))
+  until curl -sfg "http://[::1]:$V6_PORT/healthz" >/dev/null 2>&1 ||
+    ! kill -0 "${PIDS[11]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do
+    sleep 0.2
+  done
+  check "the gateway listens on IPv6 [::1] (plain HTTP: loopback)" \
+    curl -sfg "http://[::1]:$V6_PORT/healthz" -o /dev/null
+  check "... and signs in there (200)" [ "$(sign_in "http://[::1]:$V6_PORT" police-ma-06 token-police-ma-06 -g)" = 200 ]
+  kill -TERM "${PIDS[11]}"
+  RC=0
+  wait "${PIDS[11]}" || RC=$?
+  PIDS[11]=""
+  check "SIGTERM stops the IPv6 gateway with exit 0" [ "$RC" -eq 0 ]
+  jq '.services.gateway.http = "[::]:'"$(free_port)"'"' "$WORK/config.json" >"$WORK/open6.json"
+  RC=0
+  timeout 20 "$GATEWAY" --config "$WORK/open6.json" >"$WORK/out" 2>"$WORK/err" || RC=$?
+  check "plain HTTP on a non-loopback IPv6 address [::] is refused at start" refused_plain
+else
+  echo "# skipped: this machine has no ::1, the IPv6 checks are not run"
+fi
+
 # --- plain HTTP is refused on a non-loopback address ------------------------------------
 jq '.services.gateway.http = "0.0.0.0:'"$(free_port)"'"' "$WORK/config.json" >"$WORK/open.json"
 RC=0
@@ -107,9 +218,10 @@ RC=0
 wait "${PIDS[9]}" || RC=$?
 PIDS[9]=""
 check "SIGTERM stops the gateway with exit 0" [ "$RC" -eq 0 ]
-if grep -q "ERROR: AddressSanitizer\|runtime error" "$WORK/gateway.log"; then
+cat "$WORK"/gateway-*.log >>"$WORK/gateway.log" 2>/dev/null || true
+if grep -q "ERROR: AddressSanitizer\|runtime error\|LeakSanitizer" "$WORK/gateway.log"; then
   fail "the gateway's log has no sanitizer report"
-  grep -A30 "ERROR: AddressSanitizer\|runtime error" "$WORK/gateway.log" | head -60
+  grep -A30 "ERROR: AddressSanitizer\|runtime error\|LeakSanitizer" "$WORK/gateway.log" | head -60
 else
   pass "the gateway's log has no sanitizer report"
 fi

@@ -191,7 +191,8 @@ async function listFailedDeliveries() {
   const [failed, undeliverable] = await Promise.all(['failed', 'undeliverable'].map((st) =>
     api.request('notify', 'list_deliveries', { state: st, max: 100 })));
   const items = [failed, undeliverable].flatMap((r) =>
-    (r.ok && r.reply.deliveryList && r.reply.deliveryList.deliveries) || []);
+    (r.ok && r.reply.deliveryList && r.reply.deliveryList.deliveries) || [])
+    .map((d) => ({ ...d, _attrs: { dataset: { deliveryId: d.deliveryId, state: d.state, caseId: d.caseId || '' } } }));
   const r = failed.ok ? undeliverable : failed;
   return { ...r, ok: failed.ok && undeliverable.ok, items };
 }
