@@ -3,6 +3,7 @@
 #include "nrm_alloc.h"
 #include "nrm_log.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define S_MAX_QUERIES 8

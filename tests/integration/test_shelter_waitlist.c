@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WAIT_MS SHELTER_FIXTURE_WAIT_MS
 #define HOLD_S 3 /* long enough for B, C and D to queue while A holds the bed */
 #define CHECK_MS 200
+#define GAUGE_REFRESH_MS 100 /* metrics_refresh_ms: well within the hold that keeps 3 waiting */
 #define SQL_MAX 512
 #define STATUS(name) NRM__V1__STATUS__STATUS_##name
 #define ROUTINE NRM__V1__URGENCY__URGENCY_ROUTINE
@@ -40,6 +42,7 @@ static int setup(void **state)
 {
     h = harness_new("shelter_waitlist");
     shelter_fixture_use(h, &s_one_bed, 1, HOLD_S, CHECK_MS);
+    harness_config_set(h, "metrics_refresh_ms", json_integer(GAUGE_REFRESH_MS));
     if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
         return -1;
     return harness_start(h, "shelter", 0);
@@ -116,6 +119,40 @@ static void s_allocation_of(const char *case_id, char out[SHELTER_FIXTURE_ID])
     PQclear(res);
 }
 
+/* The waitlist length of region in shelter's Pong (its gauge waitlist_length), or -1 when the
+ * Pong has no such series. */
+static int64_t s_pong_waitlist(const char *region)
+{
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
+    req.request_id = "";
+    Nrm__V1__Reply *reply = harness_call(h, "shelter", "coordinator", &req);
+    assert_non_null(reply);
+    assert_non_null(reply->pong);
+    int64_t value = -1;
+    for (size_t i = 0; i < reply->pong->n_gauges; i++) {
+        const Nrm__V1__ServiceGauge *g = reply->pong->gauges[i];
+        if (strcmp(g->name, "waitlist_length") == 0 && strcmp(g->label_name, "region") == 0 &&
+            strcmp(g->label_value, region) == 0)
+            value = g->value;
+    }
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    return value;
+}
+
+/* Waits (a few refreshes) until shelter's Pong reports want waiting in region; asserts it. */
+static void s_expect_pong_waitlist(const char *region, int64_t want)
+{
+    int64_t got = -1;
+    for (int i = 0; i < 20 && got != want; i++) {
+        got = s_pong_waitlist(region);
+        if (got != want)
+            usleep(GAUGE_REFRESH_MS * 1000 / 2);
+    }
+    assert_int_equal(got, want);
+}
+
 /* One expected allocation-related event: its topic, whose case, and a detail (the position of a
  * waitlisting, the reason of a release, NULL otherwise). */
 typedef struct {
@@ -150,6 +187,8 @@ static void test_expiry_and_promotion_follow_urgency_then_time(void **state)
     assert_int_equal(occ->occupancy->shelters[0]->waitlist, 3);
     assert_int_equal(occ->occupancy->shelters[0]->held, 1);
     nrm__v1__reply__free_unpacked(occ, NULL);
+    /* the Pong's gauge (what /metrics shows as nrm_waitlist_length) counts the same three */
+    s_expect_pong_waitlist("MA-04", 3);
 
     /* A never arrives: her hold expires and the bed goes to C, the emergency */
     s_expect(c, 0);
