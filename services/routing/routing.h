@@ -95,7 +95,9 @@ typedef struct {
     routing_policy_t *policy;       /* owned; replaced on reload */
     nrm_config_t *config;           /* borrowed: the configuration in force */
     bool require_agreement;         /* routing.require_agreement */
-    bool seed_pending;              /* the configuration's providers are to be seeded */
+    bool seed_pending;              /* the configuration's providers are to be seeded: every
+                                       routing_lock seeds until the timer's seeding commits */
+    bool seeding;                   /* routing_seed_providers is running */
     int waiting_batch;              /* waiting needs examined per pass */
     int64_t waiting_checked_ms;     /* when waiting needs were last looked at by the timer */
     int expire_batch;               /* overdue referrals expired per timer run */

@@ -106,6 +106,9 @@ void routing_assign_prepare(nrm_db_t *db)
 nrm_status_t routing_lock(routing_t *self, nrm_tx_t *tx)
 {
     nrm_status_t st = nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
+    /* after a reload, until the timer's seeding commits: seed first (idempotent) */
+    if (st == NRM_OK && self->seed_pending && !self->seeding)
+        st = routing_seed_providers(self, tx);
     return st == NRM_OK ? routing_directory_refresh(self, tx) : st;
 }
 

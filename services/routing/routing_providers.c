@@ -118,7 +118,9 @@ nrm_status_t routing_seed_providers(void *ctx, nrm_tx_t *tx)
 {
     routing_t *self = ctx;
     json_t *list = nrm_config_get(self->config, "providers");
+    self->seeding = true; /* routing_lock must not seed again */
     nrm_status_t st = routing_lock(self, tx);
+    self->seeding = false;
     size_t i, changed = 0, used = 1;
     json_t *entry;
     char *ids = nrm_xmalloc(json_array_size(list) * (ROUTING_ID_MAX + 1) + 3);

@@ -44,7 +44,8 @@ CREATE INDEX agreements_provider ON agreements (provider_id, end_date);
 ALTER TABLE referrals ADD COLUMN agreement_id text;
 
 -- Keeps providers.open_count and agreements.open_count as referrals open and end.
-CREATE FUNCTION referrals_count_open() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION referrals_count_open() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
 DECLARE
     was_open boolean := TG_OP = 'UPDATE' AND OLD.state IN ('pending', 'accepted');
     is_open  boolean := NEW.state IN ('pending', 'accepted');
@@ -67,6 +68,17 @@ END
 $$;
 CREATE TRIGGER referrals_count_open AFTER INSERT OR UPDATE OF state ON referrals
     FOR EACH ROW EXECUTE FUNCTION referrals_count_open();
+-- Emptying referrals (a restore, a test starting afresh) empties the counters with it.
+CREATE FUNCTION referrals_counts_reset() RETURNS trigger LANGUAGE plpgsql
+    SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE providers SET open_count = 0 WHERE open_count <> 0;
+    UPDATE agreements SET open_count = 0 WHERE open_count <> 0;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER referrals_counts_reset AFTER TRUNCATE ON referrals
+    FOR EACH STATEMENT EXECUTE FUNCTION referrals_counts_reset();
 
 -- A need nobody can take waits (since waiting_since_ms) instead of staying unroutable; those
 -- unroutable before this migration wait from now on.
