@@ -55,6 +55,12 @@ static const nrm_authz_rule_t s_rules[] = {
      "with a case_id: that case's referrals, a provider its own only; without: a provider's "
      "inbox, its managed and reported cases' (any agency, empty when it has none); a "
      "coordinator all"},
+    {NRM__V1__REQUEST__BODY_UPSERT_PROVIDER, "routing", NULL, S_COORDINATOR, NULL,
+     "the provider must be a configured agency; effective at once in every routing instance"},
+    {NRM__V1__REQUEST__BODY_LIST_PROVIDERS, "routing", NULL, S_COORDINATOR, NULL, ""},
+    {NRM__V1__REQUEST__BODY_UPSERT_AGREEMENT, "routing", NULL, S_COORDINATOR, NULL,
+     "the provider must be in the directory; an agreement's provider never changes"},
+    {NRM__V1__REQUEST__BODY_LIST_AGREEMENTS, "routing", NULL, S_COORDINATOR, NULL, ""},
     {NRM__V1__REQUEST__BODY_UPSERT_SHELTER, "shelter", "upsert_shelter.shelter_id",
      S_COORDINATOR | S_OPERATOR, NULL,
      "a new shelter is registered by a coordinator; its operator changes its own shelter but not "

@@ -27,6 +27,7 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_REFERRAL_COMPLETED, "referral.completed"},
     {NRM__V1__EVENT__BODY_REFERRAL_REVOKED, "referral.revoked"},
     {NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, "referral.unroutable"},
+    {NRM__V1__EVENT__BODY_AGREEMENT_ENDING, "routing.agreement_ending"},
     {NRM__V1__EVENT__BODY_SHELTER_REQUESTED, "shelter.requested"},
     {NRM__V1__EVENT__BODY_SHELTER_ALLOCATED, "shelter.allocated"},
     {NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, "shelter.waitlisted"},

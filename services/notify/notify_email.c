@@ -46,6 +46,7 @@ static const s_summary_t s_summaries[] = {
     {"referral.completed", "A referral was completed."},
     {"referral.revoked", "A referral was revoked."},
     {"referral.unroutable", "No provider is left for a needed service: the coordinator must act."},
+    {"routing.agreement_ending", "A partnership agreement ends within 30 days."},
     {"shelter.requested", "A shelter place was requested."},
     {"shelter.allocated", "A shelter place was allocated."},
     {"shelter.waitlisted", "The request for a shelter place was waitlisted."},

@@ -15,6 +15,7 @@
  *   case.manager_changed                            x
  *   case.link_alert                                                    x
  *   case.recovery_period_ending                                        x            x
+ *   routing.agreement_ending                                           x
  *
  *   topic                           plan manager  coordinator
  *   reintegration.followup_due           x
@@ -67,6 +68,7 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_FOLLOWUP_DUE, S_PLAN_MANAGER},
     {NRM__V1__EVENT__BODY_FOLLOWUP_OVERDUE, S_COORDINATOR},
     {NRM__V1__EVENT__BODY_RISK_ALERT, S_COORDINATOR},
+    {NRM__V1__EVENT__BODY_AGREEMENT_ENDING, S_COORDINATOR}, /* about an agreement: no case */
 };
 
 static const char s_sql_reporter_add[] =

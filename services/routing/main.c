@@ -5,33 +5,42 @@
 #include "nrm_log.h"
 #include "nrm_service.h"
 
-#define S_EXPIRY_CHECK_MS 1000 /* how often overdue referrals are looked for */
-#define S_EXPIRE_BATCH 100     /* overdue referrals expired per run */
+#define S_EXPIRY_CHECK_MS 1000    /* how often overdue referrals are looked for */
+#define S_EXPIRE_BATCH 100        /* overdue referrals expired per run */
+#define S_DIRECTORY_CHECK_MS 1000 /* seeding after SIGHUP, agreement warnings, waiting needs */
+#define S_WAITING_BATCH 50        /* waiting needs examined per pass */
 
 static const char *const s_case_topics[] = {"case.", NULL};
 
-/* Loads the directory and the policy from config into self (ctx), replacing the old ones only
- * when both are valid (at start-up and on SIGHUP). Returns OK, or FAILED_PRECONDITION after
- * logging what is wrong; self is then unchanged. */
+/* Checks the configuration's providers and loads the policy from config into self (ctx),
+ * replacing the old one only when both are valid (at start-up and on SIGHUP); the providers
+ * are then seeded into the providers table (at start by s_seed, after a reload by the
+ * directory timer) and the directory reloaded from it. Returns OK, or FAILED_PRECONDITION
+ * after logging what is wrong; self is then unchanged. */
 static nrm_status_t s_configure(void *ctx, nrm_config_t *config)
 {
     routing_t *self = ctx;
     nrm_error_t err;
     nrm_error_clear(&err);
-    routing_directory_t *directory = routing_directory_load(config, &err);
-    routing_policy_t *policy = directory ? routing_policy_load(config, &err) : NULL;
+    routing_policy_t *policy = routing_providers_check_config(config, &err) == NRM_OK
+                                   ? routing_policy_load(config, &err)
+                                   : NULL;
     if (!policy) {
         nrm_log_error("routing configuration refused", "{s:s, s:s}", "field", err.field, "message",
                       err.message);
-        routing_directory_destroy(&directory);
         return NRM_FAILED_PRECONDITION;
     }
-    routing_directory_destroy(&self->directory);
+    bool reload = self->policy != NULL;
     routing_policy_destroy(&self->policy);
-    self->directory = directory;
     self->policy = policy;
-    nrm_log_info("routing configuration loaded", "{s:I}", "providers",
-                 (json_int_t)routing_directory_size(directory));
+    self->config = config;
+    self->require_agreement = nrm_config_int(config, "routing.require_agreement", 0) != 0 ||
+                              json_is_true(nrm_config_get(config, "routing.require_agreement"));
+    self->directory_version = -1; /* reloaded before the next routing: agency names may change */
+    self->seed_pending = reload;
+    nrm_log_info("routing configuration loaded", "{s:I, s:b}", "providers",
+                 (json_int_t)json_array_size(nrm_config_get(config, "providers")),
+                 "require_agreement", self->require_agreement);
     return NRM_OK;
 }
 
@@ -45,6 +54,8 @@ int main(int argc, char **argv)
     nrm_config_t *config = nrm_service_config(service);
     routing_t routing = {
         .expire_batch = (int)nrm_config_int(config, "routing.expire_batch", S_EXPIRE_BATCH),
+        .waiting_batch = (int)nrm_config_int(config, "routing.waiting_batch", S_WAITING_BATCH),
+        .directory_version = -1,
         .referrals_created = nrm_service_counter(service, "referrals_created"),
         .referrals_unroutable = nrm_service_counter(service, "referrals_unroutable"),
         .referrals_expired = nrm_service_counter(service, "referrals_expired"),
@@ -59,6 +70,11 @@ int main(int argc, char **argv)
     routing_assign_prepare(db);
     routing_referrals_prepare(db);
     routing_list_prepare(db);
+    routing_directory_prepare(db);
+    routing_providers_prepare(db);
+    routing_agreements_prepare(db);
+    routing_waiting_prepare(db);
+    nrm_service_on_start(service, routing_seed_providers, &routing);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
                        routing_respond, &routing);
@@ -66,10 +82,21 @@ int main(int argc, char **argv)
                        routing_complete, &routing);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_REFERRALS, NRM_HANDLER_READ,
                        routing_list_referrals, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_PROVIDER, NRM_HANDLER_WRITE,
+                       routing_upsert_provider, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_PROVIDERS, NRM_HANDLER_READ,
+                       routing_list_providers, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_AGREEMENT, NRM_HANDLER_WRITE,
+                       routing_upsert_agreement, &routing);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_AGREEMENTS, NRM_HANDLER_READ,
+                       routing_list_agreements, &routing);
     nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
     nrm_service_every(service,
                       (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),
                       routing_expire_overdue, &routing);
+    nrm_service_every(
+        service, (int)nrm_config_int(config, "routing.directory_check_ms", S_DIRECTORY_CHECK_MS),
+        routing_directory_tick, &routing);
     nrm_service_on_reload(service, s_configure, &routing);
 
     exit_code = nrm_service_run(service);

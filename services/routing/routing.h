@@ -68,6 +68,7 @@ typedef struct {
     size_t n_languages;
     bool must_share_language; /* serves only people who speak one of its languages */
     int max_open;             /* most open (pending or accepted) referrals at once */
+    bool active;              /* routed to (an inactive provider keeps its open referrals) */
 } routing_provider_t;
 
 typedef struct routing_directory_t routing_directory_t;
@@ -89,8 +90,16 @@ typedef struct {
 
 /* The service's state, shared by its handlers, consumer and timer. */
 typedef struct {
-    routing_directory_t *directory; /* owned; replaced on reload */
+    routing_directory_t *directory; /* owned; replaced when the providers table changes */
+    int64_t directory_version;      /* the providers table's version the directory is of */
     routing_policy_t *policy;       /* owned; replaced on reload */
+    nrm_config_t *config;           /* borrowed: the configuration in force */
+    bool require_agreement;         /* routing.require_agreement */
+    bool seed_pending;              /* the configuration's providers are to be seeded: every
+                                       routing_lock seeds until the timer's seeding commits */
+    bool seeding;                   /* routing_seed_providers is running */
+    int waiting_batch;              /* waiting needs examined per pass */
+    int64_t waiting_checked_ms;     /* when waiting needs were last looked at by the timer */
     int expire_batch;               /* overdue referrals expired per timer run */
     int64_t *referrals_created;     /* counters shown in Pong (owned by the service) */
     int64_t *referrals_unroutable;
@@ -98,11 +107,26 @@ typedef struct {
     int64_t *shelters_requested;
 } routing_t;
 
-/* routing_directory.c: providers from the configuration, eligibility. */
+/* routing_directory.c: the directory (routing's copy of the providers table), eligibility. */
 
-/* Returns the directory described by config's "providers" (each id an agency of config), or
- * NULL with err (FAILED_PRECONDITION naming the offending entry). Caller destroys. */
-routing_directory_t *routing_directory_load(nrm_config_t *config, nrm_error_t *err);
+/* Checks a provider (a request's or a configuration entry's): OK, or status bad with err naming
+ * prefix.field. */
+nrm_status_t routing_provider_check(const Nrm__V1__UpsertProvider *u, nrm_config_t *config,
+                                    const char *prefix, nrm_status_t bad, nrm_error_t *err);
+
+/* The configuration's providers[i] as a message (an entry without "active" is active), or NULL
+ * with err (FAILED_PRECONDITION naming providers[i].field). Caller frees with
+ * protobuf_c_message_free_unpacked. */
+Nrm__V1__UpsertProvider *routing_provider_from_config(json_t *entry, size_t i, nrm_error_t *err);
+
+/* Checks every entry of the configuration's "providers" (ids unique): OK or
+ * FAILED_PRECONDITION naming the offending entry. */
+nrm_status_t routing_providers_check_config(nrm_config_t *config, nrm_error_t *err);
+
+/* Reloads self->directory from the providers table when the table's version is not the one
+ * the directory is of (or there is none yet). Call under the assignment lock. */
+nrm_status_t routing_directory_refresh(routing_t *self, nrm_tx_t *tx);
+void routing_directory_prepare(nrm_db_t *db);
 void routing_directory_destroy(routing_directory_t **self);
 size_t routing_directory_size(const routing_directory_t *self);
 
@@ -168,8 +192,9 @@ void routing_cases_prepare(nrm_db_t *db);
 /* routing_assign.c: decisions applied, providers chosen, referrals created. */
 
 /* Takes the assignment lock: every transaction that may create referrals or change their
- * state takes it first, so provider caps hold across instances and lock order is one. */
-nrm_status_t routing_lock(nrm_tx_t *tx);
+ * state takes it first, so provider caps hold across instances and lock order is one. Then
+ * brings the directory up to date with the providers table. */
+nrm_status_t routing_lock(routing_t *self, nrm_tx_t *tx);
 
 /* Decides every service of the open case not decided yet (or waiting for consent or for a rule
  * to apply) and acts: a referral to the best provider (referral.created, or
@@ -177,8 +202,14 @@ nrm_status_t routing_lock(nrm_tx_t *tx);
 nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_case_t *c);
 
 /* Refers service of the case to the next eligible provider (attempt + 1), after the previous
- * one declined or let the deadline pass; referral.unroutable when nobody is left. */
+ * one declined or let the deadline pass; referral.unroutable when nobody is left (the need then
+ * waits). */
 nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service);
+
+/* Refers a waiting need of the case to the best provider now eligible (referral.created), or
+ * leaves it waiting without a word. *routed tells which. */
+nrm_status_t routing_refer_waiting(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                   int service, bool *routed);
 
 void routing_assign_prepare(nrm_db_t *db);
 
@@ -199,6 +230,32 @@ nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consent
                                  const char *reason);
 
 void routing_referrals_prepare(nrm_db_t *db);
+
+/* routing_waiting.c: needs that wait for a place. */
+
+/* Routes the oldest most urgent waiting needs that a provider can now take (at most
+ * self->waiting_batch examined; their rows locked, SKIP LOCKED), one referral.created each.
+ * Call under the assignment lock, after whatever may have freed or added a place. */
+nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx);
+
+/* Timer (nrm_timer_fn): seeds the configuration's providers after a reload, serves waiting
+ * needs now and then (an agreement that starts today), and warns of agreements ending. */
+nrm_status_t routing_directory_tick(void *ctx, nrm_tx_t *tx);
+void routing_waiting_prepare(nrm_db_t *db);
+
+/* routing_providers.c: UpsertProvider, ListProviders (nrm_handler_fn; ctx is the routing_t),
+ * and the seeding of the configuration's providers (at start: nrm_timer_fn). */
+nrm_status_t routing_upsert_provider(void *ctx, nrm_call_t *call);
+nrm_status_t routing_list_providers(void *ctx, nrm_call_t *call);
+nrm_status_t routing_seed_providers(void *ctx, nrm_tx_t *tx);
+void routing_providers_prepare(nrm_db_t *db);
+
+/* routing_agreements.c: UpsertAgreement, ListAgreements (nrm_handler_fn; ctx is the
+ * routing_t), and routing.agreement_ending 30 days before an agreement ends, once. */
+nrm_status_t routing_upsert_agreement(void *ctx, nrm_call_t *call);
+nrm_status_t routing_list_agreements(void *ctx, nrm_call_t *call);
+nrm_status_t routing_warn_agreements(routing_t *self, nrm_tx_t *tx);
+void routing_agreements_prepare(nrm_db_t *db);
 
 /* routing_list.c: ListReferrals (nrm_handler_fn, a read; ctx unused): the referrals the sender
  * may see, filtered, in pages. */

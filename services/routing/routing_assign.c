@@ -1,12 +1,14 @@
 /* Decisions applied: which services a case gets, the provider chosen for each, the referral
  * created (or referral.unroutable when nobody is left), and shelter.requested for shelter. */
 #include "routing.h"
+#include "nrm_alloc.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define S_QUOTED_ID_MAX (ROUTING_ID_MAX + 3) /* "id", in an array literal */
 
@@ -14,25 +16,32 @@ static const char s_sql_lock[] = "SELECT pg_advisory_xact_lock(hashtext('nrm.rou
 static const char s_sql_states[] = "SELECT service, state FROM case_services WHERE case_id = $1";
 static const char s_sql_decision[] =
     "SELECT rule_id, reason, mandatory FROM case_services WHERE case_id = $1 AND service = $2";
+/* a waiting need keeps the time it started waiting ($7) until it is routed */
 static const char s_sql_set_state[] =
-    "INSERT INTO case_services (case_id, service, state, mandatory, rule_id, reason)"
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, service) DO UPDATE SET"
+    "INSERT INTO case_services (case_id, service, state, mandatory, rule_id, reason,"
+    " waiting_since_ms) VALUES ($1, $2, $3, $4, $5, $6,"
+    " CASE WHEN $3 = 'waiting' THEN $7::bigint END) ON CONFLICT (case_id, service) DO UPDATE SET"
     " state = EXCLUDED.state, mandatory = EXCLUDED.mandatory, rule_id = EXCLUDED.rule_id,"
-    " reason = EXCLUDED.reason, updated_at = now()";
-/* per candidate, in the order given: open referrals, already tried for this case and service;
- * and the last attempt made for this case and service */
+    " reason = EXCLUDED.reason, updated_at = now(), waiting_since_ms = CASE WHEN"
+    " EXCLUDED.state = 'waiting' THEN coalesce(case_services.waiting_since_ms, $7::bigint) END";
+/* per candidate, in the order given: open referrals (the provider's counter), already tried for
+ * this case and service, the last attempt made for this case and service, and the agreement
+ * with room that covers the service in region $4 on day $5 (NULL when none) */
 static const char s_sql_candidates[] =
-    "SELECT c.id,"
-    " (SELECT count(*) FROM referrals r WHERE r.provider_id = c.id"
-    "   AND r.state IN ('pending', 'accepted')),"
+    "SELECT c.id, coalesce(p.open_count, 0),"
     " EXISTS (SELECT 1 FROM referrals t WHERE t.case_id = $2 AND t.service = $3"
     "   AND t.provider_id = c.id AND t.state IN ('declined', 'expired')),"
-    " (SELECT coalesce(max(attempt), 0) FROM referrals a WHERE a.case_id = $2 AND a.service = $3)"
-    " FROM unnest($1::text[]) WITH ORDINALITY AS c(id, n) ORDER BY c.n";
+    " (SELECT coalesce(max(attempt), 0) FROM referrals a WHERE a.case_id = $2 AND a.service = $3),"
+    " (SELECT g.agreement_id FROM agreements g WHERE g.provider_id = c.id"
+    "   AND $3::int = ANY (g.services) AND (g.regions = '{}' OR $4::text = ANY (g.regions))"
+    "   AND g.start_date <= $5::date AND g.end_date >= $5::date AND g.open_count < g.capacity"
+    "   ORDER BY g.end_date, g.agreement_id LIMIT 1)"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS c(id, n)"
+    " LEFT JOIN providers p ON p.provider_id = c.id ORDER BY c.n";
 static const char s_sql_insert[] =
     "INSERT INTO referrals (referral_id, case_id, service, attempt, provider_id, urgency,"
-    " rule_id, reason, causation_id, created_ms, due_ms)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    " rule_id, reason, causation_id, created_ms, due_ms, agreement_id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     " ON CONFLICT DO NOTHING RETURNING referral_id";
 static const char s_sql_open_providers[] =
     "SELECT r.provider_id, s.mandatory FROM referrals r JOIN case_services s"
@@ -45,16 +54,18 @@ typedef enum {
     S_AWAITING_CONSENT,
     S_REFERRED,
     S_SHELTER_REQUESTED,
-    S_UNROUTABLE,
+    S_UNROUTABLE, /* before issue 12: such needs wait now */
     S_COMPLETED,
     S_NOT_REFERRED,
     S_CLOSED,
+    S_WAITING, /* nobody could take it: routed when a place frees (routing_waiting.c) */
     S_STATE_COUNT
 } s_state_t;
 
 static const char *const s_state_names[S_STATE_COUNT] = {
     "",           "awaiting_consent", "referred",     "shelter_requested",
-    "unroutable", "completed",        "not_referred", "closed"};
+    "unroutable", "completed",        "not_referred", "closed",
+    "waiting"};
 
 /* The order services are decided in: mandatory protection first, interpretation last (it
  * depends on the providers chosen for the others). */
@@ -75,7 +86,8 @@ typedef struct {
     const routing_provider_t *providers[ROUTING_MAX_CANDIDATES];
     int64_t open[ROUTING_MAX_CANDIDATES];
     bool tried[ROUTING_MAX_CANDIDATES];
-    size_t count;    /* eligible providers */
+    char agreement[ROUTING_MAX_CANDIDATES][ROUTING_ID_MAX]; /* "" when none with room */
+    size_t count;                                           /* eligible providers */
     size_t offering; /* providers offering the service at all */
     int last_attempt;
 } s_candidates_t;
@@ -91,9 +103,13 @@ void routing_assign_prepare(nrm_db_t *db)
     nrm_db_statement(db, "routing_open_providers", s_sql_open_providers);
 }
 
-nrm_status_t routing_lock(nrm_tx_t *tx)
+nrm_status_t routing_lock(routing_t *self, nrm_tx_t *tx)
 {
-    return nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
+    /* after a reload, until the timer's seeding commits: seed first (idempotent) */
+    if (st == NRM_OK && self->seed_pending && !self->seeding)
+        st = routing_seed_providers(self, tx);
+    return st == NRM_OK ? routing_directory_refresh(self, tx) : st;
 }
 
 /* Records where a service of the case stands, with the rule that decided it and why. */
@@ -107,6 +123,7 @@ static nrm_status_t s_set_state(nrm_tx_t *tx, const char *case_id, int service, 
     nrm_params_bool(&p, mandatory);
     nrm_params_text(&p, rule_id);
     nrm_params_text(&p, reason);
+    nrm_params_int(&p, tx->now_ms);
     return nrm_db_exec(tx->db, "routing_set_state", &p, NULL, tx->err);
 }
 
@@ -148,8 +165,18 @@ static char *s_id_array(const s_candidates_t *cand)
     return text;
 }
 
-/* Fills cand with the eligible providers for service of the case, their open referrals and
- * whether each was already tried for this case and service. */
+/* Writes the UTC day of ms ("YYYY-MM-DD") into day. */
+static void s_day(int64_t ms, char day[16])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(day, 16, "%Y-%m-%d", &tm);
+}
+
+/* Fills cand with the eligible providers for service of the case, their open referrals,
+ * whether each was already tried for this case and service, and the agreement it would be
+ * referred under. */
 static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
                                       int service, s_candidates_t *cand)
 {
@@ -165,6 +192,10 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     nrm_params_text(&p, ids);
     nrm_params_text(&p, c->case_id);
     nrm_params_int(&p, service);
+    nrm_params_text(&p, c->region);
+    char day[16];
+    s_day(tx->now_ms, day);
+    nrm_params_text(&p, day);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "routing_candidates", &p, &res, tx->err);
     free(ids);
@@ -174,15 +205,17 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
         cand->open[i] = nrm_db_int(res, (int)i, 1);
         cand->tried[i] = nrm_db_int(res, (int)i, 2) != 0;
         cand->last_attempt = (int)nrm_db_int(res, (int)i, 3);
+        snprintf(cand->agreement[i], sizeof cand->agreement[i], "%s", nrm_db_text(res, (int)i, 4));
     }
     PQclear(res);
     return NRM_OK;
 }
 
-/* The best candidate: not tried, below its cap; serving the region before national coverage,
+/* The best candidate: not tried, below its cap, under a valid agreement with room when the
+ * configuration asks for one; serving the region before national coverage,
  * then fewest open referrals, then id (the order of the list within each coverage). Returns
  * its index or -1. */
-static int s_pick(const routing_case_t *c, const s_candidates_t *cand)
+static int s_pick(const routing_t *self, const routing_case_t *c, const s_candidates_t *cand)
 {
     int best = -1;
     bool best_local = false;
@@ -190,6 +223,8 @@ static int s_pick(const routing_case_t *c, const s_candidates_t *cand)
         const routing_provider_t *p = cand->providers[i];
         if (cand->tried[i] || cand->open[i] >= p->max_open)
             continue;
+        if (self->require_agreement && !cand->agreement[i][0])
+            continue; /* no valid agreement with room covers this service here today */
         bool local = routing_provider_in_region(p, c->region);
         if (best < 0 || (local && !best_local) ||
             (local == best_local && cand->open[i] < cand->open[best])) {
@@ -219,16 +254,20 @@ static void s_utf8_trim(char *s)
 static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
                                  int service, const s_candidates_t *cand)
 {
-    size_t tried = 0, full = 0;
+    size_t tried = 0, full = 0, unagreed = 0;
     for (size_t i = 0; i < cand->count; i++) {
         tried += cand->tried[i];
         full += !cand->tried[i] && cand->open[i] >= cand->providers[i]->max_open;
+        unagreed += !cand->tried[i] && cand->open[i] < cand->providers[i]->max_open &&
+                    self->require_agreement && !cand->agreement[i][0];
     }
     char reason[ROUTING_REASON_MAX];
     snprintf(reason, sizeof reason,
              "no provider left for %s in %s: %zu offer it, %zu eligible for this person, "
-             "%zu already tried, %zu at their cap of open referrals; the coordinator must act",
-             routing_service_name(service), c->region, cand->offering, cand->count, tried, full);
+             "%zu already tried, %zu at their cap of open referrals, %zu without a valid "
+             "agreement; the need waits for a place, the coordinator must act",
+             routing_service_name(service), c->region, cand->offering, cand->count, tried, full,
+             unagreed);
     Nrm__V1__ReferralUnroutable body = NRM__V1__REFERRAL_UNROUTABLE__INIT;
     body.service = (Nrm__V1__ServiceType)service;
     body.reason = reason;
@@ -270,6 +309,7 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     nrm_params_text(&q, tx->causation_id ? tx->causation_id : "");
     nrm_params_int(&q, tx->now_ms);
     nrm_params_int(&q, due_ms);
+    nrm_params_text(&q, cand->agreement[pick][0] ? cand->agreement[pick] : NULL);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "routing_insert", &q, &res, tx->err);
     if (st != NRM_OK)
@@ -292,24 +332,28 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
 }
 
 /* Refers service of the case to the best candidate not tried yet (attempt + 1), or publishes
- * referral.unroutable; records the service's new state. *chosen receives the provider, or
- * NULL when nobody was left. */
+ * referral.unroutable and lets the need wait (quietly, without an event or a change, when
+ * quiet: it waits already); records the service's new state. *chosen receives the provider,
+ * or NULL when nobody was left. */
 static nrm_status_t s_refer(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
-                            const routing_decision_t *d, const routing_provider_t **chosen)
+                            const routing_decision_t *d, bool quiet,
+                            const routing_provider_t **chosen)
 {
-    s_candidates_t *cand = calloc(1, sizeof *cand);
-    if (!cand)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    s_candidates_t *cand = nrm_xcalloc(1, sizeof *cand);
     nrm_status_t st = s_load_candidates(self, tx, c, service, cand);
-    int pick = st == NRM_OK ? s_pick(c, cand) : -1;
+    int pick = st == NRM_OK ? s_pick(self, c, cand) : -1;
     *chosen = pick >= 0 ? cand->providers[pick] : NULL;
+    if (st == NRM_OK && pick < 0 && quiet) {
+        free(cand);
+        return NRM_OK;
+    }
     if (st == NRM_OK)
         st = pick >= 0 ? s_create(self, tx, c, service, d, cand, pick)
                        : s_unroutable(self, tx, c, service, cand);
     free(cand);
     if (st != NRM_OK)
         return st;
-    return s_set_state(tx, c->case_id, service, pick >= 0 ? S_REFERRED : S_UNROUTABLE,
+    return s_set_state(tx, c->case_id, service, pick >= 0 ? S_REFERRED : S_WAITING,
                        d->verdict == ROUTING_MANDATORY, d->rule_id, d->reason);
 }
 
@@ -393,7 +437,7 @@ static nrm_status_t s_act(routing_t *self, nrm_tx_t *tx, const routing_case_t *c
                                  d->reason);
     if (service == NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER)
         return s_request_shelter(self, tx, c, d);
-    return s_refer(self, tx, c, service, d, chosen);
+    return s_refer(self, tx, c, service, d, false, chosen);
 }
 
 nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_case_t *c)
@@ -426,10 +470,12 @@ nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_cas
     return st;
 }
 
-nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service)
+/* Loads the decision recorded for service of the case into d (rule_id and reason are copied
+ * into the caller's buffers). */
+static nrm_status_t s_load_decision(nrm_tx_t *tx, const routing_case_t *c, int service,
+                                    routing_decision_t *d, char rule_id[ROUTING_REASON_MAX],
+                                    char reason[ROUTING_REASON_MAX])
 {
-    if (!c->open)
-        return NRM_OK;
     nrm_params_t p = {0};
     nrm_params_text(&p, c->case_id);
     nrm_params_int(&p, service);
@@ -442,14 +488,41 @@ nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_
         return nrm_fail(tx->err, NRM_INTERNAL, NULL, "referral without a decision");
     }
     /* the rule that decided the service goes on deciding it */
-    char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
-    snprintf(rule_id, sizeof rule_id, "%s", nrm_db_text(res, 0, 0));
-    snprintf(reason, sizeof reason, "%s", nrm_db_text(res, 0, 1));
-    routing_decision_t d = {nrm_db_int(res, 0, 2) ? ROUTING_MANDATORY : ROUTING_REFER, rule_id,
-                            reason, false};
+    snprintf(rule_id, ROUTING_REASON_MAX, "%s", nrm_db_text(res, 0, 0));
+    snprintf(reason, ROUTING_REASON_MAX, "%s", nrm_db_text(res, 0, 1));
+    *d = (routing_decision_t){nrm_db_int(res, 0, 2) ? ROUTING_MANDATORY : ROUTING_REFER, rule_id,
+                              reason, false};
     PQclear(res);
+    return NRM_OK;
+}
+
+nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service)
+{
+    if (!c->open)
+        return NRM_OK;
+    char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
+    routing_decision_t d;
+    nrm_status_t st = s_load_decision(tx, c, service, &d, rule_id, reason);
     const routing_provider_t *chosen = NULL;
-    st = s_refer(self, tx, c, service, &d, &chosen);
+    if (st == NRM_OK)
+        st = s_refer(self, tx, c, service, &d, false, &chosen);
     /* a new provider may not speak the person's language: interpretation may be due now */
     return st == NRM_OK ? routing_route_case(self, tx, c) : st;
+}
+
+nrm_status_t routing_refer_waiting(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                   int service, bool *routed)
+{
+    *routed = false;
+    if (!c->open)
+        return NRM_OK;
+    char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
+    routing_decision_t d;
+    nrm_status_t st = s_load_decision(tx, c, service, &d, rule_id, reason);
+    const routing_provider_t *chosen = NULL;
+    if (st == NRM_OK)
+        st = s_refer(self, tx, c, service, &d, true, &chosen);
+    *routed = st == NRM_OK && chosen;
+    /* as after a reassignment: interpretation may be due for the new provider */
+    return st == NRM_OK && chosen ? routing_route_case(self, tx, c) : st;
 }

@@ -290,7 +290,7 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         nrm_log_warn("case event without a usable case id", "{s:I}", "seq", (json_int_t)ev->seq);
         return NRM_OK;
     }
-    nrm_status_t st = routing_lock(tx); /* before any row lock: one lock order everywhere */
+    nrm_status_t st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
     if (st != NRM_OK)
         return st;
     if (ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED)
@@ -333,5 +333,8 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         break;
     }
     routing_case_release(&c);
-    return st;
+    /* revoked referrals free places that waiting needs may take */
+    bool freed = ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN;
+    return st == NRM_OK && freed ? routing_serve_waiting(self, tx) : st;
 }

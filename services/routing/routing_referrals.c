@@ -40,10 +40,10 @@ static const char s_sql_revoke[] =
     " RETURNING r.referral_id";
 static const char s_sql_services_wait[] =
     "UPDATE case_services SET state = 'awaiting_consent', updated_at = now()"
-    " WHERE case_id = $1 AND NOT mandatory AND state = 'referred'";
+    " WHERE case_id = $1 AND NOT mandatory AND state IN ('referred', 'waiting')";
 static const char s_sql_services_close[] =
     "UPDATE case_services SET state = 'closed', updated_at = now()"
-    " WHERE case_id = $1 AND state IN ('awaiting_consent', 'referred', 'not_referred')";
+    " WHERE case_id = $1 AND state IN ('awaiting_consent', 'referred', 'not_referred', 'waiting')";
 
 void routing_referrals_prepare(nrm_db_t *db)
 {
@@ -70,10 +70,10 @@ typedef struct {
 /* Loads (and locks) the referral the sender answers: NOT_FOUND when there is none,
  * PERMISSION_DENIED unless the matrix lets the sender (its provider, a coordinator),
  * FAILED_PRECONDITION unless it is in state `want`. field names the request's referral_id. */
-static nrm_status_t s_load_for_provider(nrm_call_t *call, const char *referral_id,
+static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const char *referral_id,
                                         const char *field, const char *want, s_referral_t *ref)
 {
-    nrm_status_t st = routing_lock(&call->tx);
+    nrm_status_t st = routing_lock(self, &call->tx);
     if (st != NRM_OK)
         return st;
     nrm_params_t p = {0};
@@ -131,8 +131,8 @@ nrm_status_t routing_respond(void *ctx, nrm_call_t *call)
     if (routing_check_respond(r, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     s_referral_t ref;
-    nrm_status_t st = s_load_for_provider(call, r->referral_id, "respond_to_referral.referral_id",
-                                          "pending", &ref);
+    nrm_status_t st = s_load_for_provider(self, call, r->referral_id,
+                                          "respond_to_referral.referral_id", "pending", &ref);
     if (st != NRM_OK)
         return st;
     bool accept = r->decision == NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT;
@@ -163,6 +163,8 @@ nrm_status_t routing_respond(void *ctx, nrm_call_t *call)
         st = nrm_tx_emit(&call->tx, &ev);
     if (st == NRM_OK && !accept)
         st = s_refer_on(self, &call->tx, ref.case_id, ref.service);
+    if (st == NRM_OK && !accept) /* the provider has a place again */
+        st = routing_serve_waiting(self, &call->tx);
     if (st == NRM_OK)
         s_reply(call, r->referral_id, accept ? "accepted" : "declined");
     return st;
@@ -170,12 +172,13 @@ nrm_status_t routing_respond(void *ctx, nrm_call_t *call)
 
 nrm_status_t routing_complete(void *ctx, nrm_call_t *call)
 {
+    routing_t *self = ctx;
     const Nrm__V1__CompleteReferral *r = call->request->complete_referral;
     if (routing_check_complete(r, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     s_referral_t ref;
-    nrm_status_t st = s_load_for_provider(call, r->referral_id, "complete_referral.referral_id",
-                                          "accepted", &ref);
+    nrm_status_t st = s_load_for_provider(self, call, r->referral_id,
+                                          "complete_referral.referral_id", "accepted", &ref);
     if (st != NRM_OK)
         return st;
     nrm_params_t p = {0};
@@ -196,6 +199,8 @@ nrm_status_t routing_complete(void *ctx, nrm_call_t *call)
     if (st == NRM_OK)
         st = nrm_tx_emit_body(&call->tx, ref.case_id, NRM__V1__EVENT__BODY_REFERRAL_COMPLETED,
                               &body);
+    if (st == NRM_OK) /* the provider has a place again */
+        st = routing_serve_waiting(self, &call->tx);
     if (st == NRM_OK)
         s_reply(call, r->referral_id, "completed");
     return st;
@@ -231,7 +236,7 @@ nrm_status_t routing_expire_overdue(void *ctx, nrm_tx_t *tx)
         return st;
     bool any = nrm_db_int(res, 0, 0) != 0;
     PQclear(res);
-    if (!any || (st = routing_lock(tx)) != NRM_OK)
+    if (!any || (st = routing_lock(self, tx)) != NRM_OK)
         return st;
     nrm_params_int(&p, self->expire_batch);
     st = nrm_db_exec(tx->db, "routing_expire", &p, &res, tx->err);
@@ -240,7 +245,7 @@ nrm_status_t routing_expire_overdue(void *ctx, nrm_tx_t *tx)
     for (int row = 0; st == NRM_OK && row < PQntuples(res); row++)
         st = s_expired(self, tx, res, row);
     PQclear(res);
-    return st;
+    return st == NRM_OK ? routing_serve_waiting(self, tx) : st; /* places freed */
 }
 
 nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consented_only,

@@ -81,6 +81,10 @@ static const struct {
     {B(RESPOND_TO_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(COMPLETE_REFERRAL), COORDINATOR | PROVIDER, false},
     {B(LIST_REFERRALS), COORDINATOR | MANAGER | REPORTER | PROVIDER, false},
+    {B(UPSERT_PROVIDER), COORDINATOR, false},
+    {B(LIST_PROVIDERS), COORDINATOR, false},
+    {B(UPSERT_AGREEMENT), COORDINATOR, false},
+    {B(LIST_AGREEMENTS), COORDINATOR, false},
     {B(UPSERT_SHELTER), COORDINATOR | OPERATOR, false},
     {B(CONFIRM_ARRIVAL), COORDINATOR | OPERATOR, false},
     {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
@@ -353,6 +357,41 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
     case B(LIST_REFERRALS): { /* about a case: its referrals */
         Nrm__V1__ListReferrals l = NRM__V1__LIST_REFERRALS__INIT;
         l.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "routing", agency, body, &l, field);
+    }
+    case B(UPSERT_PROVIDER): { /* an agency that is no provider, made one but inactive */
+        static Nrm__V1__ServiceType services[] = {
+            NRM__V1__SERVICE_TYPE__SERVICE_TYPE_RETURN_ASSISTANCE};
+        static char *languages[] = {"ar"};
+        Nrm__V1__UpsertProvider u = NRM__V1__UPSERT_PROVIDER__INIT;
+        u.id = "hotline-national";
+        u.n_services = 1;
+        u.services = services;
+        u.national = 1;
+        u.n_languages = 1;
+        u.languages = languages;
+        u.max_open_referrals = 1;
+        return authz_fixture_call(h, "routing", agency, body, &u, field);
+    }
+    case B(LIST_PROVIDERS): {
+        Nrm__V1__ListProviders l = NRM__V1__LIST_PROVIDERS__INIT;
+        return authz_fixture_call(h, "routing", agency, body, &l, field);
+    }
+    case B(UPSERT_AGREEMENT): { /* an agreement long ended: it changes no routing */
+        static Nrm__V1__ServiceType services[] = {
+            NRM__V1__SERVICE_TYPE__SERVICE_TYPE_RETURN_ASSISTANCE};
+        Nrm__V1__UpsertAgreement a = NRM__V1__UPSERT_AGREEMENT__INIT;
+        a.agreement_id = "authz-agreement";
+        a.provider_id = "iom-ma";
+        a.n_services = 1;
+        a.services = services;
+        a.capacity = 1;
+        a.start_date = "2020-01-01";
+        a.end_date = "2020-12-31";
+        return authz_fixture_call(h, "routing", agency, body, &a, field);
+    }
+    case B(LIST_AGREEMENTS): {
+        Nrm__V1__ListAgreements l = NRM__V1__LIST_AGREEMENTS__INIT;
         return authz_fixture_call(h, "routing", agency, body, &l, field);
     }
     case B(UPSERT_SHELTER): {

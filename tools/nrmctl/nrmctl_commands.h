@@ -30,6 +30,11 @@ int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
  * ListReferrals, one JSON line per referral. */
 int nrmctl_referrals(nrmctl_t *ctl, int argc, char **argv);
 
+/* providers [list] [--active] | providers upsert FILE; agreements [list] [--provider ID] |
+ * agreements upsert FILE: routing's directory at run time (nrmctl_directory.c). */
+int nrmctl_providers(nrmctl_t *ctl, int argc, char **argv);
+int nrmctl_agreements(nrmctl_t *ctl, int argc, char **argv);
+
 /* case CASE_ID [--text]: the case, its referrals, its bed and its timeline from the three
  * services, what is missing named. */
 int nrmctl_case(nrmctl_t *ctl, int argc, char **argv);

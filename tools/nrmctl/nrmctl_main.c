@@ -23,6 +23,8 @@ static const s_command_t s_commands[] = {
     {"top", nrmctl_top},
     {"deliveries", nrmctl_deliveries},
     {"referrals", nrmctl_referrals},
+    {"providers", nrmctl_providers},
+    {"agreements", nrmctl_agreements},
     {"case", nrmctl_case},
     {"cases", nrmctl_cases},
     {"plans", nrmctl_plans},

@@ -31,6 +31,10 @@ static const char s_general[] =
     "                         send failed deliveries again (coordinators)\n"
     "  referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]\n"
     "                         the referrals the agency may see (its inbox), one JSON line each\n"
+    "  providers [list] [--active] | providers upsert FILE\n"
+    "                         routing's providers (coordinators), one JSON line each\n"
+    "  agreements [list] [--provider ID] | agreements upsert FILE\n"
+    "                         partnership agreements (coordinators), one JSON line each\n"
     "  case CASE_ID [--text]  one view of a case: record, referrals, bed, timeline\n"
     "  cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]\n"
     "                         cases (coordinator: all; case manager: its own), one JSON line each\n"
@@ -123,6 +127,27 @@ static const s_usage_t s_commands[] = {
      "Exit status: 0 every configured service answers and reaches its database; 1 one answers\n"
      "but is unhealthy (database down, or a non-OK reply); 2 usage error or no service\n"
      "configured; 3 one does not answer within --timeout.\n"},
+    {"providers",
+     "usage: nrmctl [GLOBAL-OPTIONS] providers [list] [--active]\n"
+     "       nrmctl [GLOBAL-OPTIONS] providers upsert FILE\n"
+     "\n"
+     "Lists routing's provider directory (ListProviders as --agency, a coordinator), one\n"
+     "ProviderRow per line of proto3 JSON (--active: active ones only); or sends FILE, an\n"
+     "UpsertProvider in the shape of a configuration \"providers\" entry (id, services,\n"
+     "regions, national, languages, maxOpenReferrals, eligibility, active: state it, absent is\n"
+     "false here), effective at once in every routing instance; prints the Reply.\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 routing unavailable.\n"},
+    {"agreements",
+     "usage: nrmctl [GLOBAL-OPTIONS] agreements [list] [--provider ID]\n"
+     "       nrmctl [GLOBAL-OPTIONS] agreements upsert FILE\n"
+     "\n"
+     "Lists the partnership agreements (ListAgreements as --agency, a coordinator), one\n"
+     "AgreementRow per line of proto3 JSON; or sends FILE, an UpsertAgreement {agreementId,\n"
+     "providerId, services, regions (none: every region), capacity, startDate, endDate\n"
+     "(\"YYYY-MM-DD\", inclusive)}; prints the Reply.\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 routing unavailable.\n"},
     {"deliveries",
      "usage: nrmctl [GLOBAL-OPTIONS] deliveries [--state STATE] [--max N]\n"
      "       nrmctl [GLOBAL-OPTIONS] deliveries retry DELIVERY-ID...\n"
