@@ -284,6 +284,21 @@ static void test_chaos_loses_nothing_doubles_nothing(void **state)
                            " GROUP BY case_id, service, attempt HAVING count(*) > 1) d"),
                      0);
     assert_true(s_int("SELECT count(*) FROM routing.referrals") > 0);
+    /* each referred service of a case has exactly one open referral, each shelter request
+     * exactly one outcome (a bed or a place in the queue) */
+    assert_int_equal(
+        s_int("SELECT count(*) FROM routing.case_services cs WHERE cs.state = 'referred'"
+              " AND (SELECT count(*) FROM routing.referrals r WHERE r.case_id ="
+              " cs.case_id AND r.service = cs.service AND r.state IN ('pending',"
+              " 'accepted')) <> 1"),
+        0);
+    assert_true(
+        s_int("SELECT count(*) FROM routing.case_services WHERE state = 'shelter_requested'") > 0);
+    assert_int_equal(s_int("SELECT count(*) FROM routing.case_services cs"
+                           " WHERE cs.state = 'shelter_requested' AND (SELECT count(*) FROM"
+                           " shelter.allocations a WHERE a.case_id = cs.case_id) + (SELECT count(*)"
+                           " FROM shelter.waitlist w WHERE w.case_id = cs.case_id) <> 1"),
+                     0);
     long long requested =
         s_int("SELECT count(*) FROM routing.outbox WHERE topic = 'shelter.requested'");
     assert_true(requested > 0);
