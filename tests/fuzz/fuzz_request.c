@@ -2,10 +2,10 @@
  * as nrm_server_process does before any handler (size limit, protobuf, sender, envelope, the
  * authorization matrix's precheck) by a server of each service, and a request that passes goes
  * to that service's validation of its body (the checks that need no database): intake's report,
- * update and close; routing's answers; shelter's UpsertShelter; notify's subscription;
- * reintegration's goals and follow-up scores. Input: a serialized nrm.v1.Request; the first
- * byte, when the input is not empty, also picks the sender (plain text, an agency's key, a
- * stranger's key, the gateway). */
+ * update and close with the identification fields and screening answers; routing's answers;
+ * shelter's UpsertShelter; notify's subscription; reintegration's goals and follow-up scores.
+ * Input: a serialized nrm.v1.Request; the first byte, when the input is not empty, also picks the
+ * sender (plain text, an agency's key, a stranger's key, the gateway). */
 #include "intake.h"
 #include "notify.h"
 #include "nrm_config.h"
@@ -30,6 +30,7 @@ static nrm_config_t *s_config;
 static nrm_db_t *s_db[S_SERVICES];
 static nrm_server_t *s_server[S_SERVICES];
 static notify_settings_t s_notify_settings;
+static intake_t s_intake; /* only its screening checklist, for the identification checks */
 
 static nrm_status_t s_never_called(void *ctx, nrm_call_t *call)
 {
@@ -51,6 +52,9 @@ static void s_init(void)
     }
     if (notify_settings_load(s_config, &s_notify_settings, &err) != NRM_OK)
         abort();
+    s_intake.screening = intake_screening_load(s_config, &err);
+    if (!s_intake.screening)
+        abort();
     for (int s = 0; s < S_SERVICES; s++) {
         s_db[s] = nrm_db_new("", s_names[s]);
         s_server[s] = nrm_server_new(s_names[s], s_db[s], s_config, S_MAX_REQUEST);
@@ -69,10 +73,12 @@ static void s_validate(const Nrm__V1__Request *req)
     intake_facts_t facts;
     switch (req->body_case) {
     case NRM__V1__REQUEST__BODY_SUBMIT_REPORT:
-        intake_check_report(req->submit_report, s_config, S_NOW_MS, &facts, &err);
+        if (intake_check_report(req->submit_report, s_config, S_NOW_MS, &facts, &err) == NRM_OK)
+            intake_ident_check_report(&s_intake, req->submit_report, S_NOW_MS, &err);
         break;
     case NRM__V1__REQUEST__BODY_UPDATE_CASE:
-        intake_check_update(req->update_case, &err);
+        if (intake_check_update(req->update_case, &err) == NRM_OK)
+            intake_ident_check_update(&s_intake, req->update_case, S_NOW_MS, &err);
         break;
     case NRM__V1__REQUEST__BODY_CLOSE_CASE:
         intake_check_close(req->close_case, &err);
