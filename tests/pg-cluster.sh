@@ -18,7 +18,8 @@
 # DIR holds everything and nothing is written outside it: DIR/data (the cluster), DIR/sock (the
 # unix socket directory, mode 777 so any local user's client can connect), DIR/postgres.log and
 # DIR/port (the last PORT, for restart). The server listens only on DIR/sock and on
-# 127.0.0.1:PORT; authentication is trust and the superuser is "postgres".
+# 127.0.0.1:PORT (unless PG_CLUSTER_LISTEN says otherwise); authentication is trust (replication
+# connections too, for a standby) and the superuser is "postgres".
 #
 # PostgreSQL refuses to run as root. When run as root, the cluster runs as the system user nrmpg
 # (created if missing); DIR is created, made mode 755 and given to that user. Every parent of
