@@ -5,8 +5,10 @@
 set -euo pipefail
 secret=/run/secrets/replication_password
 [ -r "$secret" ] || exit 0
-psql -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -h /var/run/postgresql -d postgres \
-  -v password="$(cat "$secret")" <<'SQL'
+# the password reaches psql through its environment (\getenv), never a command line
+NRM_REPLICATION_PASSWORD=$(cat "$secret") \
+  psql -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -h /var/run/postgresql -d postgres <<'SQL'
+\getenv password NRM_REPLICATION_PASSWORD
 SELECT format('CREATE ROLE replicator WITH REPLICATION LOGIN PASSWORD %L', :'password')
 WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'replicator') \gexec
 SQL
