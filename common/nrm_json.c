@@ -5,6 +5,7 @@
  * and lowerCamelCase names, and builds a message that protobuf_c_message_free_unpacked() can
  * free. Error messages never quote the offending value, which may be identifying data. */
 #include "nrm_json.h"
+#include "nrm_alloc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -141,6 +142,55 @@ static json_t *s_enum_to_json(const ProtobufCEnumDescriptor *desc, int number)
     return value ? json_string(value->name) : json_integer(number);
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0 when the byte at p does not start one. */
+static size_t s_utf8_sequence(const unsigned char *p)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF   ? 2
+               : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+               : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if ((n == 3 && p[0] == 0xE0 && p[1] < 0xA0) || (n == 3 && p[0] == 0xED && p[1] > 0x9F) ||
+        (n == 4 && p[0] == 0xF0 && p[1] < 0x90) || (n == 4 && p[0] == 0xF4 && p[1] > 0x8F))
+        return 0;
+    return n;
+}
+
+/* A JSON string for a proto string field, new reference. protobuf-c decodes strings without
+ * checking that they are UTF-8, as proto3 requires and JSON must be: a byte that does not
+ * start a well-formed sequence is written as U+FFFD (the replacement character) rather than
+ * failing the whole message. */
+static json_t *s_string_to_json(const char *text)
+{
+    json_t *json = json_string(text);
+    if (json || !text)
+        return json;
+    size_t len = strlen(text);
+    char *clean = nrm_xmalloc(3 * len + 1), *out = clean;
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        size_t n = s_utf8_sequence(p);
+        if (n == 0) {
+            memcpy(out, "\xEF\xBF\xBD", 3);
+            out += 3;
+            p++;
+        } else {
+            memcpy(out, p, n);
+            out += n;
+            p += n;
+        }
+    }
+    *out = '\0';
+    json = json_string(clean);
+    free(clean);
+    return json;
+}
+
 /* Returns the JSON form of one value of field's type stored at member; new reference, or NULL
  * if out of memory or a string is not valid UTF-8 (which protobuf forbids). */
 static json_t *s_value_to_json(const ProtobufCFieldDescriptor *field, const void *member)
@@ -169,7 +219,7 @@ static json_t *s_value_to_json(const ProtobufCFieldDescriptor *field, const void
     case PROTOBUF_C_TYPE_ENUM:
         return s_enum_to_json(field->descriptor, *(const int *)member);
     case PROTOBUF_C_TYPE_STRING:
-        return json_string(*(char *const *)member);
+        return s_string_to_json(*(char *const *)member);
     case PROTOBUF_C_TYPE_BYTES:
         return s_bytes_to_json(member);
     case PROTOBUF_C_TYPE_MESSAGE:

@@ -473,6 +473,24 @@ static zframe_t *s_decode(nrm_server_t *self, zframe_t *frame, s_item_t *item, b
     return NULL;
 }
 
+nrm_status_t nrm_server_decode(nrm_server_t *self, const uint8_t *data, size_t len, bool secure,
+                               const char *sender, Nrm__V1__Request **req, nrm_error_t *err)
+{
+    *req = NULL;
+    if (len > self->max_request_bytes)
+        return nrm_fail(err, NRM_INVALID_ARGUMENT, "", "request exceeds the size limit");
+    Nrm__V1__Request *decoded = nrm__v1__request__unpack(NULL, len, data);
+    if (!decoded)
+        return nrm_fail(err, NRM_INVALID_ARGUMENT, "", "malformed request: not a nrm.v1.Request");
+    if ((secure && s_authenticate(self, decoded, sender, err) != NRM_OK) ||
+        s_check_envelope(self, decoded, err) != NRM_OK) {
+        nrm__v1__request__free_unpacked(decoded, NULL);
+        return err ? err->status : NRM_INVALID_ARGUMENT;
+    }
+    *req = decoded;
+    return NRM_OK;
+}
+
 /* Logs the outcome of one request (and audits a refusal that reached no handler's savepoint). */
 static void s_finish(nrm_server_t *self, s_item_t *item)
 {

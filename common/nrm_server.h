@@ -82,6 +82,16 @@ void nrm_server_handle(nrm_server_t *self, Nrm__V1__Request__BodyCase body, nrm_
 void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const char *const *senders,
                         size_t n, zframe_t **replies);
 
+/* Decodes one request frame of len bytes and checks it as nrm_server_process does before any
+ * handler or the database is involved: the size limit, protobuf decoding, the sender (secure:
+ * sender is the connection's authenticated identity, or NULL when its key is not accepted), the
+ * envelope (request_id, a body this server handles, a known agency) and the authorization
+ * matrix's precheck. On OK *req receives the request, which the caller frees with
+ * nrm__v1__request__free_unpacked; otherwise *req is NULL and err says why. Touches nothing:
+ * what the fuzz target for requests drives. */
+nrm_status_t nrm_server_decode(nrm_server_t *self, const uint8_t *data, size_t len, bool secure,
+                               const char *sender, Nrm__V1__Request **req, nrm_error_t *err);
+
 /* Replaces the configuration used for new requests (borrowed). */
 void nrm_server_set_config(nrm_server_t *self, nrm_config_t *config);
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates what docker-compose.yml mounts, in deploy/secrets/ (never committed):
 #   postgres_password, <service>_db_password   a password per database role
+#   replication_password                       the role "replicator" of the replica profile
 #   nrm_keys.json                              intake's keyring
 #   <service>.cert, <service>.cert_secret      each service's CURVE certificate (zcert format)
 #   agencies/<agency>.cert, .cert_secret       a CURVE certificate for each agency of the
@@ -43,7 +44,7 @@ umask 077
 
 # Passwords and the keyring: random, made once.
 random() { head -c 32 /dev/urandom | base64 | tr -d '/+=\n' | head -c 32; }
-for name in postgres_password "${services[@]/%/_db_password}"; do
+for name in postgres_password replication_password "${services[@]/%/_db_password}"; do
   [ -s "$dir/$name" ] || random >"$dir/$name"
 done
 [ -s "$dir/nrm_keys.json" ] || "$nrmctl" keygen "$dir/nrm_keys.json" >/dev/null

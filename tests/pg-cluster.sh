@@ -5,11 +5,21 @@
 #   tests/pg-cluster.sh stop DIR         stop (fast mode); a no-op when not running
 #   tests/pg-cluster.sh restart DIR      stop (fast) and start again on the last PORT
 #   tests/pg-cluster.sh status DIR       print the state; exit 0 running, 3 stopped, 4 no cluster
+#   tests/pg-cluster.sh standby DIR PRIMARY_DIR PORT
+#                                        a streaming standby of the running cluster in PRIMARY_DIR
+#                                        (pg_basebackup -R on first use), started on PORT
+#   tests/pg-cluster.sh promote DIR      promote a standby (pg_ctl promote, waits until it writes)
+#   tests/pg-cluster.sh kill DIR         stop in immediate mode (what a crash leaves behind)
+#
+# PG_CLUSTER_LISTEN (default 127.0.0.1) is the TCP address the server listens on; set it empty
+# for a cluster reached only through its unix socket (no TCP port taken: the failover and chaos
+# tests use it). PG_CLUSTER_SETTINGS adds server options (for example "-c fsync=off").
 #
 # DIR holds everything and nothing is written outside it: DIR/data (the cluster), DIR/sock (the
 # unix socket directory, mode 777 so any local user's client can connect), DIR/postgres.log and
 # DIR/port (the last PORT, for restart). The server listens only on DIR/sock and on
-# 127.0.0.1:PORT; authentication is trust and the superuser is "postgres".
+# 127.0.0.1:PORT (unless PG_CLUSTER_LISTEN says otherwise); authentication is trust (replication
+# connections too, for a standby) and the superuser is "postgres".
 #
 # PostgreSQL refuses to run as root. When run as root, the cluster runs as the system user nrmpg
 # (created if missing); DIR is created, made mode 755 and given to that user. Every parent of
@@ -29,7 +39,8 @@ die() {
 }
 
 usage() {
-  echo "usage: $0 start DIR PORT | stop DIR | restart DIR | status DIR" >&2
+  echo "usage: $0 start DIR PORT | stop DIR | restart DIR | status DIR |" \
+    "standby DIR PRIMARY_DIR PORT | promote DIR | kill DIR" >&2
   exit 2
 }
 
@@ -112,8 +123,8 @@ start() {
   is_initialised || initialise
   printf '%s\n' "$port" | as_owner tee "$PORT_FILE" >/dev/null
   local started=$SECONDS
-  local options="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$SOCK"
-  options+=" ${SETTINGS[*]}"
+  local options="-c listen_addresses='${PG_CLUSTER_LISTEN-127.0.0.1}' -c port=$port"
+  options+=" -c unix_socket_directories=$SOCK ${SETTINGS[*]} ${PG_CLUSTER_SETTINGS:-}"
   if ! as_owner "$PG_BIN/pg_ctl" start -D "$DATA" -l "$LOG" -w -t "$READY_TIMEOUT" \
     -o "$options" >/dev/null; then
     tail -n 20 "$LOG" >&2
@@ -126,7 +137,39 @@ start() {
     fi
     sleep 0.2
   done
-  echo "pg-cluster: running in $DIR (socket $SOCK, 127.0.0.1:$port)"
+  echo "pg-cluster: running in $DIR (socket $SOCK, port $port)"
+}
+
+# standby PRIMARY_DIR PORT: clones the running primary in PRIMARY_DIR (first use only) into a
+# standby that streams from it through its unix socket, and starts it on PORT.
+standby() {
+  local primary
+  primary=$(realpath -m -- "$1")
+  local primary_port
+  primary_port=$(cat "$primary/port" 2>/dev/null) || die "no running cluster in $primary"
+  prepare_dir
+  if ! is_initialised; then
+    as_owner "$PG_BIN/pg_basebackup" -h "$primary/sock" -p "$primary_port" -U postgres \
+      -D "$DATA" -R -X stream -c fast >>"$LOG" 2>&1 || die "pg_basebackup failed; see $LOG"
+  fi
+  start "$2"
+}
+
+promote() {
+  is_initialised || die "no cluster in $DIR"
+  cd "$DIR"
+  as_owner "$PG_BIN/pg_ctl" promote -D "$DATA" -w -t "$READY_TIMEOUT" >/dev/null ||
+    die "the standby was not promoted; see $LOG"
+  echo "pg-cluster: promoted $DIR"
+}
+
+kill_now() {
+  is_initialised || die "no cluster in $DIR"
+  cd "$DIR"
+  is_running || return 0
+  as_owner "$PG_BIN/pg_ctl" stop -D "$DATA" -m immediate -w -t "$READY_TIMEOUT" >/dev/null ||
+    die "the server did not stop; see $LOG"
+  echo "pg-cluster: killed $DIR"
 }
 
 stop() {
@@ -180,6 +223,18 @@ case "$command" in
   status)
     [ $# -eq 2 ] || usage
     status
+    ;;
+  standby)
+    [ $# -eq 4 ] || usage
+    standby "$3" "$4"
+    ;;
+  promote)
+    [ $# -eq 2 ] || usage
+    promote
+    ;;
+  kill)
+    [ $# -eq 2 ] || usage
+    kill_now
     ;;
   *) usage ;;
 esac

@@ -103,6 +103,12 @@ nrm_status_t reint_configure(void *ctx, nrm_config_t *config);
 void reint_plans_prepare(nrm_db_t *db);
 void reint_cases_prepare(nrm_db_t *db);
 void reint_goals_prepare(nrm_db_t *db);
+
+/* Checks of requests that need nothing but the request (OK or INVALID_ARGUMENT naming the
+ * field): a goal's domain and milestones ("upsert_goal.milestones[i].state"), a follow-up's
+ * scores ("record_follow_up.scores.economic"). */
+nrm_status_t reint_check_goal(const Nrm__V1__UpsertGoal *g, nrm_error_t *err);
+nrm_status_t reint_check_scores(const Nrm__V1__RecordFollowUp *r, nrm_error_t *err);
 void reint_followups_prepare(nrm_db_t *db);
 void reint_reads_prepare(nrm_db_t *db);
 

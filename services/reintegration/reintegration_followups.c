@@ -174,7 +174,7 @@ nrm_status_t reint_emit_risk(nrm_tx_t *tx, const char *case_id, const char *plan
 }
 
 /* Checks a RecordFollowUp's scores: 1-5 each after a contact, all 0 without one. */
-static nrm_status_t s_check_scores(const Nrm__V1__RecordFollowUp *r, nrm_error_t *err)
+nrm_status_t reint_check_scores(const Nrm__V1__RecordFollowUp *r, nrm_error_t *err)
 {
     const Nrm__V1__ReintegrationScores *s = r->scores;
     const int32_t values[] = {s ? s->economic : 0, s ? s->social : 0, s ? s->psychosocial : 0};
@@ -201,7 +201,7 @@ nrm_status_t reint_record_followup(void *ctx, nrm_call_t *call)
         st = nrm_authz_check(call, reint_plan_relations(call, &plan));
     if (st != NRM_OK)
         return st;
-    if (s_check_scores(r, call->tx.err) != NRM_OK)
+    if (reint_check_scores(r, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     if (strcmp(plan.state, "open") != 0)
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "record_follow_up.plan_id",

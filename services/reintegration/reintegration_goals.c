@@ -48,7 +48,7 @@ static bool s_reason_known(const char *reason)
 }
 
 /* Checks the goal's domain and milestones (field paths upsert_goal.milestones[i].state ...). */
-static nrm_status_t s_check_goal(const Nrm__V1__UpsertGoal *g, nrm_error_t *err)
+nrm_status_t reint_check_goal(const Nrm__V1__UpsertGoal *g, nrm_error_t *err)
 {
     if (nrm_check_enum(err, "upsert_goal.domain", &nrm__v1__goal_domain__descriptor, g->domain,
                        false) != NRM_OK ||
@@ -139,7 +139,7 @@ nrm_status_t reint_upsert_goal(void *ctx, nrm_call_t *call)
     nrm_status_t st = s_load_live(call, g->plan_id, "upsert_goal.plan_id", &plan);
     if (st != NRM_OK)
         return st;
-    if (s_check_goal(g, call->tx.err) != NRM_OK)
+    if (reint_check_goal(g, call->tx.err) != NRM_OK)
         return NRM_INVALID_ARGUMENT;
     char goal_id[REINT_ID_MAX + 1];
     if ((st = s_goal_store(call, g, &plan, goal_id)) != NRM_OK)

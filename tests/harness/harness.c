@@ -85,6 +85,15 @@ static void s_run(const char *cmd)
     }
 }
 
+/* Further connection parameters for every connection to the test cluster (NRM_TEST_PGATTRS,
+ * such as "target_session_attrs=read-write" when NRM_TEST_PGHOST and NRM_TEST_PGPORT list
+ * several servers), or "". */
+static const char *s_pg_attrs(void)
+{
+    const char *attrs = getenv("NRM_TEST_PGATTRS");
+    return attrs ? attrs : "";
+}
+
 /* Picks a block of ports nobody listens on. */
 static int s_pick_ports(void)
 {
@@ -175,7 +184,8 @@ harness_t *harness_new(const char *name)
     self->clients = zhash_new();
     self->certs = zhash_new();
     char conninfo[2 * S_PATH];
-    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s", pghost, pgport, self->dbname);
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s %s", pghost, pgport,
+             self->dbname, s_pg_attrs());
     s_json_set(self->config, "database.conninfo", json_string(conninfo));
     s_json_set(self->config, "crypto.keys_file", json_string(path));
     s_json_set(self->config, "heartbeat_ms", json_integer(500));
@@ -513,8 +523,8 @@ static PGconn *s_pg(harness_t *self)
     if (self->pg)
         PQfinish(self->pg);
     char conninfo[2 * S_PATH];
-    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s user=postgres", self->pghost,
-             self->pgport, self->dbname);
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=%s user=postgres %s", self->pghost,
+             self->pgport, self->dbname, s_pg_attrs());
     self->pg = PQconnectdb(conninfo);
     if (PQstatus(self->pg) != CONNECTION_OK)
         s_die("cannot connect to the test database");

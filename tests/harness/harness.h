@@ -2,10 +2,13 @@
  * processes started from the build tree, real sockets to talk to them.
  *
  * The cluster is started once per ctest run (fixture "pg"); its socket directory and port come
- * from NRM_TEST_PGHOST and NRM_TEST_PGPORT. Each harness creates database t_<name>, a keyring,
- * and a configuration (the demonstration one, with endpoints on ports of its own, a short
- * heartbeat and any overrides the test sets) in a temporary directory, removed on destroy along
- * with every process the harness started. Service logs go to files the test can search. */
+ * from NRM_TEST_PGHOST and NRM_TEST_PGPORT (both may be comma-separated lists, libpq's
+ * multi-host form, with NRM_TEST_PGATTRS such as "target_session_attrs=read-write" added to every
+ * connection string: tests that start clusters of their own set them). Each harness creates
+ * database t_<name>, a keyring, and a configuration (the demonstration one, with endpoints on ports
+ * of its own, a short heartbeat and any overrides the test sets) in a temporary directory, removed
+ * on destroy along with every process the harness started. Service logs go to files the test can
+ * search. */
 #ifndef NRM_HARNESS_H
 #define NRM_HARNESS_H
 

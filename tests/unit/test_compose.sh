@@ -5,7 +5,10 @@
 # keys as secrets only, each service's CURVE certificate as two compose secrets
 # (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
 # used by its health check (nrmctl --cert); the Dockerfile is multi-stage, runs as a non-root user and bakes in no
-# secret.
+# secret. The optional profile "replica" adds a streaming standby (postgres-replica) that only runs
+# with --profile replica; the services' connection string names both servers with
+# target_session_attrs=read-write, and the primary's synchronous_standby_names comes from
+# NRM_SYNC_STANDBYS (empty by default).
 set -euo pipefail
 root=${NRM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$root"
@@ -24,7 +27,19 @@ c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]
 ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402),
          "reintegration": (7501, 7502)}
-assert set(s) == {"postgres", "gateway", *ports}, sorted(s)
+assert set(s) == {"postgres", "postgres-replica", "gateway", *ports}, sorted(s)
+# the replica: a profile of its own, cloned from postgres, its own volume, the replication secret
+rep = s["postgres-replica"]
+assert rep["profiles"] == ["replica"], rep.get("profiles")
+assert rep["image"] == s["postgres"]["image"], rep["image"]
+assert rep["depends_on"]["postgres"]["condition"] == "service_healthy"
+assert any("pgreplica:" in str(v) or (isinstance(v, dict) and v.get("source") == "pgreplica")
+           for v in rep["volumes"]), rep["volumes"]
+assert [x if isinstance(x, str) else x["source"] for x in rep["secrets"]] == ["replication_password"]
+assert "synchronous_standby_names=" in " ".join(s["postgres"]["command"]), s["postgres"]["command"]
+for name in ports:
+    conninfo = s[name]["environment"]["NRM_DATABASE_CONNINFO"]
+    assert "host=postgres,postgres-replica" in conninfo and "target_session_attrs=read-write" in conninfo, conninfo
 pg = s["postgres"]
 assert pg["image"].startswith("postgres:15"), pg["image"]
 assert any("/var/lib/postgresql/data" in str(v) for v in pg["volumes"]), "postgres data volume"
@@ -83,6 +98,11 @@ for name in ("intake", "notify"):  # identities and webhook secrets are sealed w
 for name, secret in c["secrets"].items():
     assert "file" in secret and "deploy/secrets/" in secret["file"], name
 PY
+# the profile: only the replica is added by --profile replica, and NRM_SYNC_STANDBYS reaches the
+# primary's synchronous_standby_names
+check docker-compose -f docker-compose.yml --profile replica config -q
+check test "$(NRM_SYNC_STANDBYS=replica docker-compose -f docker-compose.yml --profile replica config |
+  grep -c 'synchronous_standby_names=replica')" -eq 1
 dockerfile=deploy/Dockerfile
 check test "$(grep -c '^FROM debian:bookworm-slim' "$dockerfile")" -eq 2
 check grep -q '^USER nrm' "$dockerfile"

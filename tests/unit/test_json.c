@@ -322,6 +322,19 @@ static void test_unknown_enum_number_round_trips_as_number(void **state)
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+/* protobuf-c decodes strings without checking UTF-8: a message off the wire with a byte that
+ * starts no UTF-8 sequence is still written, with U+FFFD in its place (found by fuzz_json). */
+static void test_string_that_is_not_utf8_is_written_with_replacement_characters(void **state)
+{
+    (void)state;
+    char agency[] = "\327oordinator\xE0\x80";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    req.request_id = "6f1c2e1a-4b8f-4c5e-8a7b-0d1e2f3a4b6c";
+    req.agency_id = agency;
+    s_assert_dumps(&req.base, "{\"requestId\":\"6f1c2e1a-4b8f-4c5e-8a7b-0d1e2f3a4b6c\","
+                              "\"agencyId\":\"\xEF\xBF\xBDoordinator\xEF\xBF\xBD\xEF\xBF\xBD\"}");
+}
+
 static void test_unknown_field_is_refused_with_its_path(void **state)
 {
     (void)state;
@@ -547,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_event_oneof_bodies_are_emitted_even_when_empty),
         cmocka_unit_test(test_snake_case_input_is_accepted),
         cmocka_unit_test(test_unknown_enum_number_round_trips_as_number),
+        cmocka_unit_test(test_string_that_is_not_utf8_is_written_with_replacement_characters),
         cmocka_unit_test(test_unknown_field_is_refused_with_its_path),
         cmocka_unit_test(test_wrong_type_is_refused_with_its_path),
         cmocka_unit_test(test_bad_enum_name_is_refused_with_its_path),
