@@ -9,6 +9,9 @@
 #define S_EXPIRE_BATCH 100     /* overdue referrals expired per run */
 
 static const char *const s_case_topics[] = {"case.", NULL};
+static const char *const s_shelter_topics[] = {"shelter.allocated", "shelter.waitlisted",
+                                               "shelter.released", "shelter.request_cancelled",
+                                               NULL};
 
 /* Loads the directory and the policy from config into self (ctx), replacing the old ones only
  * when both are valid (at start-up and on SIGHUP). Returns OK, or FAILED_PRECONDITION after
@@ -49,6 +52,7 @@ int main(int argc, char **argv)
         .referrals_unroutable = nrm_service_counter(service, "referrals_unroutable"),
         .referrals_expired = nrm_service_counter(service, "referrals_expired"),
         .shelters_requested = nrm_service_counter(service, "shelters_requested"),
+        .shelter_no_shows = nrm_service_counter(service, "shelter_no_shows"),
     };
     if (s_configure(&routing, config) != NRM_OK) {
         nrm_service_destroy(&service);
@@ -59,6 +63,8 @@ int main(int argc, char **argv)
     routing_assign_prepare(db);
     routing_referrals_prepare(db);
     routing_list_prepare(db);
+    routing_shelter_prepare(db);
+    routing_deadlines_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
                        routing_respond, &routing);
@@ -67,6 +73,8 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_REFERRALS, NRM_HANDLER_READ,
                        routing_list_referrals, &routing);
     nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
+    nrm_service_consume(service, "shelter", s_shelter_topics, routing_apply_shelter_event,
+                        &routing);
     nrm_service_every(service,
                       (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),
                       routing_expire_overdue, &routing);

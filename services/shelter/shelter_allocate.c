@@ -268,6 +268,28 @@ static nrm_status_t s_case_state(nrm_tx_t *tx, const char *case_id, bool *closed
     return NRM_OK;
 }
 
+nrm_status_t shelter_place_need(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
+                                bool *allocated, int *position)
+{
+    shelter_row_t *rows = NULL;
+    size_t n = 0, eligible = 0;
+    *allocated = false;
+    if (position)
+        *position = 0;
+    nrm_status_t st = shelter_load_active(tx, &rows, &n);
+    if (st == NRM_OK)
+        st = shelter_allocate(self, tx, need, rows, n, false, allocated, &eligible);
+    free(rows);
+    if (st != NRM_OK || *allocated)
+        return st;
+    char reason[SHELTER_REASON_MAX];
+    if (eligible == 0)
+        snprintf(reason, sizeof reason, "no_eligible_shelter");
+    else
+        snprintf(reason, sizeof reason, "no_free_bed; %zu eligible shelters full", eligible);
+    return shelter_waitlist_add(tx, need, reason, position);
+}
+
 nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     shelter_t *self = ctx;
@@ -286,24 +308,24 @@ nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event 
         st = s_case_state(tx, need.case_id, &closed, &served);
     if (st != NRM_OK)
         return st;
-    if (closed || served) {
+    if (closed) {
         nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
-                     closed ? "case closed" : "case already holds a bed or waits for one");
+                     "case closed");
         return NRM_OK;
     }
-    shelter_row_t *rows = NULL;
-    size_t n = 0, eligible = 0;
-    bool allocated = false;
-    st = shelter_load_active(tx, &rows, &n);
-    if (st == NRM_OK)
-        st = shelter_allocate(self, tx, &need, rows, n, false, &allocated, &eligible);
-    free(rows);
-    if (st != NRM_OK || allocated)
+    /* the newest request is the one RequestBed repeats (and it clears a withdrawal) */
+    st = shelter_request_remember(tx, &need);
+    if (st != NRM_OK || served) {
+        if (served)
+            nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
+                         "case already holds a bed or waits for one");
         return st;
-    char reason[SHELTER_REASON_MAX];
-    if (eligible == 0)
-        snprintf(reason, sizeof reason, "no_eligible_shelter");
-    else
-        snprintf(reason, sizeof reason, "no_free_bed; %zu eligible shelters full", eligible);
-    return shelter_waitlist_add(tx, &need, reason);
+    }
+    bool allocated = false;
+    return shelter_place_need(self, tx, &need, &allocated, NULL);
+}
+
+nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
+{
+    return s_case_state(tx, case_id, closed, served);
 }
