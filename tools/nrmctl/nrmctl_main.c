@@ -25,6 +25,7 @@ static const s_command_t s_commands[] = {
     {"referrals", nrmctl_referrals},
     {"case", nrmctl_case},
     {"cases", nrmctl_cases},
+    {"request-bed", nrmctl_request_bed},
     {"plans", nrmctl_plans},
     {"plan", nrmctl_plan},
     {"followup", nrmctl_followup},
