@@ -6,8 +6,9 @@
  * case gets; a directory of providers (both from the configuration) says who can serve them.
  * Each referral is then followed: accepted, declined or expired (then the next provider),
  * completed, or revoked. Shelter is not a provider referral: it becomes shelter.requested for
- * the shelter service. Nothing identifying is stored, published or logged; responders' notes
- * are not stored at all. */
+ * the shelter service, whose answers routing follows (a no_show becomes shelter.no_show for the
+ * coordinator). A raised urgency brings pending deadlines forward, never back. Nothing
+ * identifying is stored, published or logged; responders' notes are not stored at all. */
 #ifndef ROUTING_H
 #define ROUTING_H
 

@@ -24,7 +24,10 @@
  * - The configuration seeds shelters the database does not know, at start; afterwards the
  *   database is the truth and UpsertShelter the way to change it.
  * - GetOccupancy: per shelter, waitlist counts the waiting requests it could take; the total
- *   counts the waiting requests identified in the region asked about (all when none). */
+ *   counts the waiting requests identified in the region asked about (all when none).
+ * - The last request of each case is kept (bed_requests): RequestBed repeats it after a
+ *   no_show, as a new request at the back of its urgency. Withdrawn by routing (consent), a
+ *   waitlist place or a hold not yet occupied is cancelled; a confirmed stay is never touched. */
 #ifndef SHELTER_H
 #define SHELTER_H
 

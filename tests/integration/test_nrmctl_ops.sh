@@ -144,7 +144,7 @@ check "status --json: intake's head counts the cases" \
   holds '.services[0].streamHead == 5' "$WORK/status.json"
 check "status --json: consumers per stream with checkpoint, head and lag" holds '
   (.services | map({key: .service, value: [.consumers[].stream] | sort}) | from_entries) ==
-    {intake: ["routing"], routing: ["intake"], shelter: ["intake", "routing"],
+    {intake: ["routing"], routing: ["intake", "shelter"], shelter: ["intake", "routing"],
      notify: ["intake", "routing", "shelter"]} and
   all(.services[].consumers[]; .lag == 0 and .checkpoint == .head and
       (.checkpoint | type) == "number")' "$WORK/status.json"
