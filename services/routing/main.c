@@ -73,8 +73,13 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_REFERRALS, NRM_HANDLER_READ,
                        routing_list_referrals, &routing);
     nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
-    nrm_service_consume(service, "shelter", s_shelter_topics, routing_apply_shelter_event,
-                        &routing);
+    /* where each bed stands (no_show): followed when a shelter service is configured */
+    if (nrm_config_string(config, "services.shelter.api_connect", NULL) &&
+        nrm_config_string(config, "services.shelter.events_connect", NULL))
+        nrm_service_consume(service, "shelter", s_shelter_topics, routing_apply_shelter_event,
+                            &routing);
+    else
+        nrm_log_warn("no shelter service configured: no_show is not followed", NULL);
     nrm_service_every(service,
                       (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),
                       routing_expire_overdue, &routing);

@@ -253,8 +253,7 @@ static bool s_need_from_event(const Nrm__V1__Event *ev, int64_t now_ms, shelter_
     return true;
 }
 
-/* Looks at what is already known of the case: closed, holding a bed, or waiting for one. */
-static nrm_status_t s_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
+nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
@@ -305,7 +304,7 @@ nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event 
     bool closed = false, served = false;
     nrm_status_t st = shelter_lock_beds(tx);
     if (st == NRM_OK)
-        st = s_case_state(tx, need.case_id, &closed, &served);
+        st = shelter_case_state(tx, need.case_id, &closed, &served);
     if (st != NRM_OK)
         return st;
     if (closed) {
@@ -323,9 +322,4 @@ nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event 
     }
     bool allocated = false;
     return shelter_place_need(self, tx, &need, &allocated, NULL);
-}
-
-nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
-{
-    return s_case_state(tx, case_id, closed, served);
 }
