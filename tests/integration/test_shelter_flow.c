@@ -1,10 +1,11 @@
-/* Nobody lost between services, against real nrm-intake, nrm-routing and nrm-shelter processes:
- * a bed hold that expires without an arrival (no_show) reaches routing and the coordinator's
- * stream (shelter.no_show) and the case manager gets a bed again with RequestBed; a consent
- * withdrawal cancels a waitlist place and an unconfirmed hold (the freed bed goes to the next in
- * the queue) but not a confirmed stay; a raised urgency brings the deadlines of pending referrals
- * forward and expiry follows them, a lowered one pushes none back; RequestBed's bad input is
- * refused with its Status and field and changes nothing.
+/* Nobody lost between services, against real nrm-intake, nrm-routing, nrm-shelter and
+ * nrm-notify processes: a bed hold that expires without an arrival (no_show) reaches routing and
+ * the coordinator's stream (shelter.no_show, which notify has for the coordinator and the case
+ * manager) and the case manager gets a bed again with RequestBed; a consent withdrawal cancels a
+ * waitlist place and an unconfirmed hold (the freed bed goes to the next in the queue) but not a
+ * confirmed stay; a raised urgency brings the deadlines of pending referrals forward and expiry
+ * follows them, a lowered one pushes none back; RequestBed's bad input is refused with its Status
+ * and field and changes nothing.
  *
  * One shelter per population, one bed each (two in the family shelter), so that the tests'
  * people never compete: women (no_show, bad input), men (consent), families (confirmed stay).
@@ -67,9 +68,10 @@ static int setup(void **state)
     harness_config_set(h, "routing.deadlines_s.URGENT", json_integer(URGENT_DEADLINE_S));
     harness_config_set(h, "routing.deadlines_s.EMERGENCY", json_integer(EMERGENCY_DEADLINE_S));
     harness_config_set(h, "routing.expiry_check_ms", json_integer(CHECK_MS));
-    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
+    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0 ||
+        harness_start(h, "shelter", 0) != 0)
         return -1;
-    return harness_start(h, "shelter", 0);
+    return harness_start(h, "notify", 0); /* who hears shelter.no_show */
 }
 
 static int teardown(void **state)
@@ -282,6 +284,13 @@ test_a_no_show_reaches_routing_and_the_coordinator_and_a_new_request_gets_a_bed(
     s_wait_bed_status(a, "no_show");
     s_live_allocation(a, again);
     assert_string_equal(again, "");
+    /* notify has it for the coordinator and for the case manager (delivered or not: the demo
+     * subscriptions point nowhere) */
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT agency_id) FROM notify.deliveries WHERE case_id = '%s'"
+             " AND topic = 'shelter.no_show' AND agency_id IN ('%s', '%s')",
+             a, COORDINATOR, MANAGER);
+    assert_int_equal(harness_wait_sql(h, sql, 2, WAIT_MS), 2);
 
     /* the case manager asks again: the freed bed is hers once more */
     s_wait_manager_known(a);
