@@ -76,6 +76,10 @@ static const nrm_authz_rule_t s_rules[] = {
      "an operator sees its shelters' allocations, a case manager its cases' (and their waitlist "
      "places); with a shelter_id: its operator; without case_id or shelter_id: any agency, its "
      "own (empty when none); a coordinator all"},
+    {NRM__V1__REQUEST__BODY_REQUEST_BED, "shelter", "request_bed.case_id",
+     S_COORDINATOR | S_MANAGER, NULL,
+     "asks for a bed again (after a no_show) with the case's last request; refused while the "
+     "case holds a bed or waits for one, is closed, or its consent was withdrawn"},
     {NRM__V1__REQUEST__BODY_UPSERT_SUBSCRIPTION, "notify", "upsert_subscription.agency_id",
      S_COORDINATOR | S_SUBSCRIBER, NULL,
      "the subscription's agency: the one it names and, for an existing one, the one it belongs "

@@ -8,9 +8,12 @@
  *   referral.completed       x                      x
  *   referral.revoked         x                      x
  *   referral.unroutable                             x                  x
+ *   referral.deadline_changed  x
  *   shelter.allocated                  x            x
  *   shelter.waitlisted                              x
  *   shelter.released                   x
+ *   shelter.no_show                                 x                  x
+ *   shelter.request_cancelled                       x
  *   case.closed                                     x
  *   case.manager_changed                            x
  *   case.link_alert                                                    x
@@ -58,9 +61,12 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_REFERRAL_COMPLETED, S_PROVIDER | S_REPORTERS},
     {NRM__V1__EVENT__BODY_REFERRAL_REVOKED, S_PROVIDER | S_REPORTERS},
     {NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, S_REPORTERS | S_COORDINATOR},
+    {NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED, S_PROVIDER},
     {NRM__V1__EVENT__BODY_SHELTER_ALLOCATED, S_OPERATOR | S_REPORTERS},
     {NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_SHELTER_RELEASED, S_OPERATOR},
+    {NRM__V1__EVENT__BODY_SHELTER_NO_SHOW, S_REPORTERS | S_COORDINATOR},
+    {NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_CLOSED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR}, /* about an agency: case_id empty */
@@ -181,6 +187,9 @@ static nrm_status_t s_add_provider(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_age
         return NRM_OK;
     case NRM__V1__EVENT__BODY_REFERRAL_EXPIRED:
         s_agencies_add(who, ev->referral_expired->provider_agency_id);
+        return NRM_OK;
+    case NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED:
+        s_agencies_add(who, ev->referral_deadline_changed->provider_agency_id);
         return NRM_OK;
     case NRM__V1__EVENT__BODY_REFERRAL_COMPLETED:
         return s_add_looked_up(tx, "notify_referral_provider", ev->referral_completed->referral_id,

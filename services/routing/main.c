@@ -11,6 +11,9 @@
 #define S_WAITING_BATCH 50        /* waiting needs examined per pass */
 
 static const char *const s_case_topics[] = {"case.", NULL};
+static const char *const s_shelter_topics[] = {"shelter.allocated", "shelter.waitlisted",
+                                               "shelter.released", "shelter.request_cancelled",
+                                               NULL};
 
 /* Checks the configuration's providers and loads the policy from config into self (ctx),
  * replacing the old one only when both are valid (at start-up and on SIGHUP); the providers
@@ -60,6 +63,7 @@ int main(int argc, char **argv)
         .referrals_unroutable = nrm_service_counter(service, "referrals_unroutable"),
         .referrals_expired = nrm_service_counter(service, "referrals_expired"),
         .shelters_requested = nrm_service_counter(service, "shelters_requested"),
+        .shelter_no_shows = nrm_service_counter(service, "shelter_no_shows"),
     };
     if (s_configure(&routing, config) != NRM_OK) {
         nrm_service_destroy(&service);
@@ -75,6 +79,8 @@ int main(int argc, char **argv)
     routing_agreements_prepare(db);
     routing_waiting_prepare(db);
     nrm_service_on_start(service, routing_seed_providers, &routing);
+    routing_shelter_prepare(db);
+    routing_deadlines_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
                        routing_respond, &routing);
@@ -91,6 +97,13 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_AGREEMENTS, NRM_HANDLER_READ,
                        routing_list_agreements, &routing);
     nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
+    /* where each bed stands (no_show): followed when a shelter service is configured */
+    if (nrm_config_string(config, "services.shelter.api_connect", NULL) &&
+        nrm_config_string(config, "services.shelter.events_connect", NULL))
+        nrm_service_consume(service, "shelter", s_shelter_topics, routing_apply_shelter_event,
+                            &routing);
+    else
+        nrm_log_warn("no shelter service configured: no_show is not followed", NULL);
     nrm_service_every(service,
                       (int)nrm_config_int(config, "routing.expiry_check_ms", S_EXPIRY_CHECK_MS),
                       routing_expire_overdue, &routing);

@@ -6,8 +6,9 @@
  * case gets; a directory of providers (both from the configuration) says who can serve them.
  * Each referral is then followed: accepted, declined or expired (then the next provider),
  * completed, or revoked. Shelter is not a provider referral: it becomes shelter.requested for
- * the shelter service. Nothing identifying is stored, published or logged; responders' notes
- * are not stored at all. */
+ * the shelter service, whose answers routing follows (a no_show becomes shelter.no_show for the
+ * coordinator). A raised urgency brings pending deadlines forward, never back. Nothing
+ * identifying is stored, published or logged; responders' notes are not stored at all. */
 #ifndef ROUTING_H
 #define ROUTING_H
 
@@ -105,6 +106,7 @@ typedef struct {
     int64_t *referrals_unroutable;
     int64_t *referrals_expired;
     int64_t *shelters_requested;
+    int64_t *shelter_no_shows;
 } routing_t;
 
 /* routing_directory.c: the directory (routing's copy of the providers table), eligibility. */
@@ -261,6 +263,25 @@ void routing_agreements_prepare(nrm_db_t *db);
  * may see, filtered, in pages. */
 nrm_status_t routing_list_referrals(void *ctx, nrm_call_t *call);
 void routing_list_prepare(nrm_db_t *db);
+
+/* routing_shelter.c: the shelter service's answers about the case's SHELTER need. */
+
+/* The consumer of the shelter stream (nrm_apply_fn; ctx is the routing_t): records where the
+ * case's bed stands and publishes shelter.no_show when a hold ended without an arrival. */
+nrm_status_t routing_apply_shelter_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* Withdraws the case's consented (not mandatory) shelter request: its service waits for consent
+ * again and shelter.request_withdrawn (with reason) tells the shelter service to cancel a
+ * waitlist place or an unconfirmed hold. Nothing when no such request is pending. */
+nrm_status_t routing_shelter_withdraw(nrm_tx_t *tx, const char *case_id, const char *reason);
+
+void routing_shelter_prepare(nrm_db_t *db);
+
+/* routing_deadlines.c: a raised urgency brings the deadlines of the case's pending referrals
+ * forward to now + the new urgency's deadline (never later), referral.deadline_changed each. */
+nrm_status_t routing_urgency_raised(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                    int urgency);
+void routing_deadlines_prepare(nrm_db_t *db);
 
 /* routing_validate.c: checks of the requests, before anything is read or changed. */
 nrm_status_t routing_check_respond(const Nrm__V1__RespondToReferral *r, nrm_error_t *err);

@@ -259,6 +259,7 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
 {
     const Nrm__V1__CaseUpdated *u = ev->case_updated;
     bool withdrawn = c->consent && !u->consent_to_referral;
+    bool raised = u->urgency && (int)u->urgency > c->urgency;
     c->needs = s_set_of((const int *)u->needs, u->n_needs);
     if (u->urgency)
         c->urgency = (int)u->urgency;
@@ -268,6 +269,8 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
     if (u->screening) /* absent from events of intakes older than the screening */
         c->screening = s_screening_of(u->screening);
     nrm_status_t st = s_save(tx, c);
+    if (st == NRM_OK && raised) /* before new referrals: those get the new deadline anyway */
+        st = routing_urgency_raised(self, tx, c, c->urgency);
     if (st == NRM_OK && withdrawn)
         st = routing_revoke_open(tx, c->case_id, true, "consent_withdrawn");
     return st == NRM_OK ? routing_route_case(self, tx, c) : st;

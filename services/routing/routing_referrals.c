@@ -277,5 +277,7 @@ nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consent
         st =
             nrm_db_exec(tx->db, consented_only ? "routing_services_wait" : "routing_services_close",
                         &s, NULL, tx->err);
+    if (st == NRM_OK && consented_only) /* a pending bed request goes with them */
+        st = routing_shelter_withdraw(tx, case_id, reason);
     return st;
 }

@@ -6,7 +6,8 @@
 #include "shelter.h"
 
 /* Topics consumed from routing and intake. */
-static const char *const s_routing_topics[] = {"shelter.requested", NULL};
+static const char *const s_routing_topics[] = {"shelter.requested", "shelter.request_withdrawn",
+                                               NULL};
 static const char *const s_intake_topics[] = {"case.closed", "case.opened", "case.manager_changed",
                                               NULL};
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
     shelter_holds_prepare(db);
     shelter_list_prepare(db);
     shelter_cases_prepare(db);
+    shelter_requests_prepare(db);
     nrm_service_on_start(service, shelter_seed, &shelter);
     nrm_service_on_reload(service, shelter_configure, &shelter);
 
@@ -44,8 +46,10 @@ int main(int argc, char **argv)
                        shelter_confirm_arrival, &shelter);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RELEASE_BED, NRM_HANDLER_WRITE,
                        shelter_release_bed, &shelter);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_REQUEST_BED, NRM_HANDLER_WRITE,
+                       shelter_request_bed, &shelter);
 
-    nrm_service_consume(service, "routing", s_routing_topics, shelter_on_requested, &shelter);
+    nrm_service_consume(service, "routing", s_routing_topics, shelter_on_routing_event, &shelter);
     nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_event, &shelter);
 
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",

@@ -24,7 +24,10 @@
  * - The configuration seeds shelters the database does not know, at start; afterwards the
  *   database is the truth and UpsertShelter the way to change it.
  * - GetOccupancy: per shelter, waitlist counts the waiting requests it could take; the total
- *   counts the waiting requests identified in the region asked about (all when none). */
+ *   counts the waiting requests identified in the region asked about (all when none).
+ * - The last request of each case is kept (bed_requests): RequestBed repeats it after a
+ *   no_show, as a new request at the back of its urgency. Withdrawn by routing (consent), a
+ *   waitlist place or a hold not yet occupied is cancelled; a confirmed stay is never touched. */
 #ifndef SHELTER_H
 #define SHELTER_H
 
@@ -107,6 +110,7 @@ void shelter_waitlist_prepare(nrm_db_t *db);
 void shelter_holds_prepare(nrm_db_t *db);
 void shelter_list_prepare(nrm_db_t *db);
 void shelter_cases_prepare(nrm_db_t *db);
+void shelter_requests_prepare(nrm_db_t *db);
 
 /* Checks an UpsertShelter; field paths start with prefix ("upsert_shelter", "shelters[2]").
  * Returns OK or INVALID_ARGUMENT naming the field. Touches nothing. */
@@ -167,20 +171,42 @@ nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_
                               shelter_row_t *rows, size_t n, bool from_waitlist, bool *allocated,
                               size_t *eligible_count);
 
-/* Consumer of the routing stream (nrm_apply_fn; ctx is the shelter_t): shelter.requested. */
+/* shelter.requested applied (ctx is the shelter_t): the need is remembered (bed_requests) and
+ * a bed allocated or the need waitlisted, unless the case is closed, holds a bed or waits. */
 nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* Tells whether the case is closed and whether it holds (or occupies) a bed or waits for one. */
+nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served);
+
+/* Allocates a bed to need or, when none is free, puts it on the waitlist (shelter.allocated or
+ * shelter.waitlisted). *allocated tells which; *position (may be NULL) receives the waitlist
+ * place (0 when allocated). The caller holds the beds lock and checked the case's state. */
+nrm_status_t shelter_place_need(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
+                                bool *allocated, int *position);
 
 /* ---- shelter_waitlist.c ---- */
 
-/* Puts need on the waitlist and emits shelter.waitlisted with its 1-based position. */
-nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason);
+/* The columns a shelter_need_t is read from (waitlist and bed_requests have them all), in
+ * shelter_need_read's order after one leading column. */
+#define SHELTER_NEED_COLUMNS                                                                       \
+    "case_id, request_event_id::text, region, urgency, safety_risk, is_minor, age_years,"          \
+    " gender, array_to_string(languages, ','), disability, children, beds, requested_at_ms"
+
+/* Reads row i of res (one leading column, then SHELTER_NEED_COLUMNS) into need. */
+void shelter_need_read(const PGresult *res, int i, shelter_need_t *need);
+
+/* Puts need on the waitlist and emits shelter.waitlisted with its 1-based position, also given
+ * in *position (may be NULL). */
+nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason,
+                                  int *position);
 
 /* Serves the waitlist in order (urgency, then time) while any shelter has a free bed: each
  * entry a bed is found for is allocated (shelter.allocated). Safe with several instances. */
 nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx);
 
-/* Takes a case off the waitlist (case closed). */
-nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id);
+/* Takes a case off the waitlist (case closed, request withdrawn); *cancelled (may be NULL)
+ * tells whether it was waiting. */
+nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id, bool *cancelled);
 
 /* Loads the waiting needs (region of identification "" for all) into *needs (malloc'd, caller
  * frees), in queue order. */
@@ -199,6 +225,28 @@ nrm_status_t shelter_expire_holds(void *ctx, nrm_tx_t *tx);
 /* Consumer of the intake stream (nrm_apply_fn; ctx is the shelter_t): case.closed releases the
  * case's beds and takes it off the waitlist. */
 nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* shelter.request_withdrawn applied (ctx is the shelter_t): the case's waitlist place or
+ * unconfirmed hold is cancelled (shelter.released for a hold, then shelter.request_cancelled),
+ * the freed beds go to the waitlist, and RequestBed is refused until routing asks again. A
+ * confirmed stay is not touched: a person in a shelter is not put out by a withdrawal. */
+nrm_status_t shelter_on_request_withdrawn(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* ---- shelter_requests.c: each case's last bed request, and asking again ---- */
+
+/* Remembers need as the case's last request (a new shelter.requested clears a withdrawal). */
+nrm_status_t shelter_request_remember(nrm_tx_t *tx, const shelter_need_t *need);
+
+/* Marks the case's last request withdrawn (RequestBed refused until a new request). */
+nrm_status_t shelter_request_withdraw(nrm_tx_t *tx, const char *case_id);
+
+/* RequestBed (nrm_handler_fn; ctx is the shelter_t): the case manager or the coordinator asks
+ * for a bed again with the case's last request's facts. */
+nrm_status_t shelter_request_bed(void *ctx, nrm_call_t *call);
+
+/* Consumer of the routing stream (nrm_apply_fn; ctx is the shelter_t): shelter.requested and
+ * shelter.request_withdrawn. */
+nrm_status_t shelter_on_routing_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
 /* shelter_cases.c: the consumer of intake's case.closed, case.opened and case.manager_changed
  * (nrm_apply_fn; ctx is the shelter_t): beds freed when a case closes, case managers recorded. */

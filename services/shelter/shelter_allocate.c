@@ -253,8 +253,7 @@ static bool s_need_from_event(const Nrm__V1__Event *ev, int64_t now_ms, shelter_
     return true;
 }
 
-/* Looks at what is already known of the case: closed, holding a bed, or waiting for one. */
-static nrm_status_t s_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
+nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
@@ -266,6 +265,28 @@ static nrm_status_t s_case_state(nrm_tx_t *tx, const char *case_id, bool *closed
     *served = nrm_db_int(res, 0, 1) != 0 || nrm_db_int(res, 0, 2) != 0;
     PQclear(res);
     return NRM_OK;
+}
+
+nrm_status_t shelter_place_need(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
+                                bool *allocated, int *position)
+{
+    shelter_row_t *rows = NULL;
+    size_t n = 0, eligible = 0;
+    *allocated = false;
+    if (position)
+        *position = 0;
+    nrm_status_t st = shelter_load_active(tx, &rows, &n);
+    if (st == NRM_OK)
+        st = shelter_allocate(self, tx, need, rows, n, false, allocated, &eligible);
+    free(rows);
+    if (st != NRM_OK || *allocated)
+        return st;
+    char reason[SHELTER_REASON_MAX];
+    if (eligible == 0)
+        snprintf(reason, sizeof reason, "no_eligible_shelter");
+    else
+        snprintf(reason, sizeof reason, "no_free_bed; %zu eligible shelters full", eligible);
+    return shelter_waitlist_add(tx, need, reason, position);
 }
 
 nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
@@ -283,27 +304,22 @@ nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event 
     bool closed = false, served = false;
     nrm_status_t st = shelter_lock_beds(tx);
     if (st == NRM_OK)
-        st = s_case_state(tx, need.case_id, &closed, &served);
+        st = shelter_case_state(tx, need.case_id, &closed, &served);
     if (st != NRM_OK)
         return st;
-    if (closed || served) {
+    if (closed) {
         nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
-                     closed ? "case closed" : "case already holds a bed or waits for one");
+                     "case closed");
         return NRM_OK;
     }
-    shelter_row_t *rows = NULL;
-    size_t n = 0, eligible = 0;
-    bool allocated = false;
-    st = shelter_load_active(tx, &rows, &n);
-    if (st == NRM_OK)
-        st = shelter_allocate(self, tx, &need, rows, n, false, &allocated, &eligible);
-    free(rows);
-    if (st != NRM_OK || allocated)
+    /* the newest request is the one RequestBed repeats (and it clears a withdrawal) */
+    st = shelter_request_remember(tx, &need);
+    if (st != NRM_OK || served) {
+        if (served)
+            nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
+                         "case already holds a bed or waits for one");
         return st;
-    char reason[SHELTER_REASON_MAX];
-    if (eligible == 0)
-        snprintf(reason, sizeof reason, "no_eligible_shelter");
-    else
-        snprintf(reason, sizeof reason, "no_free_bed; %zu eligible shelters full", eligible);
-    return shelter_waitlist_add(tx, &need, reason);
+    }
+    bool allocated = false;
+    return shelter_place_need(self, tx, &need, &allocated, NULL);
 }

@@ -12,6 +12,8 @@
 #define S_STATE_MAX 16
 #define S_NO_SHOW "no_show"
 #define S_CASE_CLOSED "case_closed"
+#define S_WITHDRAWN_DEFAULT "consent_withdrawn"
+#define S_CODE_MAX 32
 
 /* What ReleaseBed may give as its reason: short codes, never free text. */
 static const char *const s_release_reasons[] = {"departed", "transferred", "no_show",
@@ -42,6 +44,9 @@ static const char s_sql_any_overdue[] =
 static const char s_sql_case_live[] =
     "SELECT allocation_id, shelter_id, beds, state FROM allocations"
     " WHERE case_id = $1 AND state <> 'released' ORDER BY allocation_id FOR UPDATE";
+static const char s_sql_case_held[] =
+    "SELECT allocation_id, shelter_id, beds FROM allocations"
+    " WHERE case_id = $1 AND state = 'held' ORDER BY allocation_id FOR UPDATE";
 static const char s_sql_closed[] =
     "INSERT INTO closed_cases (case_id) VALUES ($1) ON CONFLICT DO NOTHING";
 
@@ -56,6 +61,7 @@ void shelter_holds_prepare(nrm_db_t *db)
     nrm_db_statement(db, "holds_overdue", s_sql_overdue);
     nrm_db_statement(db, "holds_case_live", s_sql_case_live);
     nrm_db_statement(db, "holds_closed", s_sql_closed);
+    nrm_db_statement(db, "holds_case_held", s_sql_case_held);
 }
 
 /* One allocation, as its ends need it. */
@@ -273,6 +279,69 @@ nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Even
     }
     PQclear(res);
     if (st == NRM_OK)
-        st = shelter_waitlist_cancel(tx, ev->case_id);
+        st = shelter_waitlist_cancel(tx, ev->case_id, NULL);
     return st == NRM_OK && live ? shelter_waitlist_serve(self, tx) : st;
+}
+
+/* Publishes shelter.request_cancelled (allocation_id and shelter_id "" for a waitlist place). */
+static nrm_status_t s_emit_cancelled(nrm_tx_t *tx, const char *case_id, const char *allocation_id,
+                                     const char *shelter_id, const char *reason)
+{
+    Nrm__V1__ShelterRequestCancelled body = NRM__V1__SHELTER_REQUEST_CANCELLED__INIT;
+    body.allocation_id = (char *)allocation_id;
+    body.shelter_id = (char *)shelter_id;
+    body.reason = (char *)reason;
+    return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED, &body);
+}
+
+/* The reason code of a withdrawal: the event's when it is a short clean code, else the default. */
+static void s_withdraw_reason(const Nrm__V1__ShelterRequestWithdrawn *w, char *buf, size_t size)
+{
+    const char *r = w && w->reason ? w->reason : "";
+    bool code = r[0] && strlen(r) < S_CODE_MAX;
+    for (const char *c = r; code && *c; c++)
+        code = (*c >= 'a' && *c <= 'z') || *c == '_';
+    snprintf(buf, size, "%s", code ? r : S_WITHDRAWN_DEFAULT);
+}
+
+nrm_status_t shelter_on_request_withdrawn(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+{
+    shelter_t *self = ctx;
+    if (ev->body_case != NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN || !ev->case_id ||
+        !ev->case_id[0] || strlen(ev->case_id) > SHELTER_ID_MAX)
+        return NRM_OK;
+    char reason[S_CODE_MAX];
+    s_withdraw_reason(ev->shelter_request_withdrawn, reason, sizeof reason);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, ev->case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = shelter_lock_beds(tx);
+    if (st == NRM_OK)
+        st = shelter_request_withdraw(tx, ev->case_id);
+    if (st == NRM_OK)
+        st = nrm_db_exec(tx->db, "holds_case_held", &p, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    /* only a hold not yet occupied: a confirmed stay stays */
+    int held = PQntuples(res);
+    for (int i = 0; i < held && st == NRM_OK; i++) {
+        s_allocation_t a = {.beds = (int)nrm_db_int(res, i, 2), .occupied = false};
+        snprintf(a.allocation_id, sizeof a.allocation_id, "%s", nrm_db_text(res, i, 0));
+        snprintf(a.case_id, sizeof a.case_id, "%s", ev->case_id);
+        snprintf(a.shelter_id, sizeof a.shelter_id, "%s", nrm_db_text(res, i, 1));
+        st = s_release(tx, &a, reason);
+        if (st == NRM_OK)
+            st = s_emit_cancelled(tx, ev->case_id, a.allocation_id, a.shelter_id, reason);
+    }
+    PQclear(res);
+    bool waiting = false;
+    if (st == NRM_OK)
+        st = shelter_waitlist_cancel(tx, ev->case_id, &waiting);
+    if (st == NRM_OK && waiting)
+        st = s_emit_cancelled(tx, ev->case_id, "", "", reason);
+    if (st == NRM_OK)
+        nrm_log_info("shelter request withdrawn", "{s:s, s:i, s:b}", "case_id", ev->case_id,
+                     "holds_cancelled", held, "waitlist_cancelled", waiting);
+    /* the freed beds go to the next in the queue in the same transaction */
+    return st == NRM_OK && held ? shelter_waitlist_serve(self, tx) : st;
 }

@@ -10,10 +10,6 @@
 #define S_SERVE_SCAN 1000 /* waiting entries looked at per serving pass */
 #define S_LITERAL 64
 
-/* The columns every shelter_need_t is read from, in s_read_need's order. */
-#define S_NEED_COLUMNS                                                                             \
-    "case_id, request_event_id::text, region, urgency, safety_risk, is_minor, age_years,"          \
-    " gender, array_to_string(languages, ','), disability, children, beds, requested_at_ms"
 #define S_QUEUE_ORDER " ORDER BY urgency DESC, requested_at_ms, entry_id"
 
 /* The position counts the waiting entries ahead: higher urgency, or same urgency and earlier
@@ -30,18 +26,18 @@ static const char s_sql_worth_serving[] =
     "SELECT EXISTS (SELECT 1 FROM shelters WHERE active AND occupied + held < capacity)"
     " AND EXISTS (SELECT 1 FROM waitlist WHERE state = 'waiting')";
 static const char s_sql_queue[] =
-    "SELECT entry_id, " S_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
+    "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " LIMIT $1";
 /* only an entry about to get a bed is locked, and only while still waiting (the beds lock
  * already orders the instances; SKIP LOCKED keeps this deadlock-free even without it) */
 static const char s_sql_take[] =
     "SELECT 1 FROM waitlist WHERE entry_id = $1 AND state = 'waiting' FOR UPDATE SKIP LOCKED";
 static const char s_sql_all[] =
-    "SELECT entry_id, " S_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER;
+    "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER;
 static const char s_sql_served[] =
     "UPDATE waitlist SET state = 'allocated', updated_at = now() WHERE entry_id = $1";
 static const char s_sql_cancel[] = "UPDATE waitlist SET state = 'cancelled', updated_at = now()"
-                                   " WHERE case_id = $1 AND state = 'waiting'";
+                                   " WHERE case_id = $1 AND state = 'waiting' RETURNING entry_id";
 
 void shelter_waitlist_prepare(nrm_db_t *db)
 {
@@ -54,7 +50,8 @@ void shelter_waitlist_prepare(nrm_db_t *db)
     nrm_db_statement(db, "waitlist_cancel", s_sql_cancel);
 }
 
-nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason)
+nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason,
+                                  int *position)
 {
     char langs[S_LITERAL];
     shelter_languages_literal(need->languages, need->n_languages, langs, sizeof langs);
@@ -83,13 +80,14 @@ nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, cons
     body.position = (int32_t)nrm_db_int(res, 0, 0);
     body.reason = (char *)reason;
     PQclear(res);
+    if (position)
+        *position = body.position;
     nrm_log_debug("request waitlisted", "{s:s, s:i}", "case_id", need->case_id, "position",
                   body.position);
     return nrm_tx_emit_body(tx, need->case_id, NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, &body);
 }
 
-/* Reads row i (entry_id first, then S_NEED_COLUMNS) into need. */
-static void s_read_need(const PGresult *res, int i, shelter_need_t *need)
+void shelter_need_read(const PGresult *res, int i, shelter_need_t *need)
 {
     memset(need, 0, sizeof *need);
     snprintf(need->case_id, sizeof need->case_id, "%s", nrm_db_text(res, i, 1));
@@ -124,7 +122,7 @@ nrm_status_t shelter_waitlist_load(nrm_tx_t *tx, shelter_need_t **needs, size_t 
         return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     }
     for (int i = 0; i < rows; i++)
-        s_read_need(res, i, &(*needs)[i]);
+        shelter_need_read(res, i, &(*needs)[i]);
     *n = (size_t)rows;
     PQclear(res);
     return NRM_OK;
@@ -181,7 +179,7 @@ static nrm_status_t s_serve_queue(shelter_t *self, nrm_tx_t *tx, const PGresult 
     int served = 0;
     for (int i = 0; i < PQntuples(res) && st == NRM_OK && s_any_free(rows, n); i++) {
         shelter_need_t need;
-        s_read_need(res, i, &need);
+        shelter_need_read(res, i, &need);
         if (!s_fits_somewhere(rows, n, &need))
             continue;
         int64_t entry_id = nrm_db_int(res, i, 0);
@@ -225,9 +223,14 @@ nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
     return st;
 }
 
-nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id)
+nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id, bool *cancelled)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
-    return nrm_db_exec(tx->db, "waitlist_cancel", &p, NULL, tx->err);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "waitlist_cancel", &p, &res, tx->err);
+    if (cancelled)
+        *cancelled = st == NRM_OK && PQntuples(res) > 0;
+    PQclear(res);
+    return st;
 }

@@ -107,11 +107,20 @@ long long routing_intake_head(harness_t *h)
     return head;
 }
 
+/* Routing's checkpoint of intake's stream in its Pong, or -1 when it reports none (routing
+ * also consumes the shelter stream). */
+static long long s_intake_checkpoint(const Nrm__V1__Reply *reply)
+{
+    for (size_t i = 0; reply && reply->pong && i < reply->pong->n_consumers; i++)
+        if (strcmp(reply->pong->consumers[i]->stream, "intake") == 0)
+            return reply->pong->consumers[i]->checkpoint;
+    return -1;
+}
+
 long long routing_checkpoint(harness_t *h)
 {
     Nrm__V1__Reply *reply = s_ping(h, "routing");
-    long long seq =
-        reply && reply->pong->n_consumers == 1 ? reply->pong->consumers[0]->checkpoint : -1;
+    long long seq = s_intake_checkpoint(reply);
     if (reply)
         nrm__v1__reply__free_unpacked(reply, NULL);
     return seq;
@@ -123,8 +132,7 @@ bool routing_wait_caught_up(harness_t *h, int timeout_ms)
     while (nrm_mono_ms() < deadline) {
         Nrm__V1__Reply *intake = s_ping(h, "intake");
         Nrm__V1__Reply *routing = s_ping(h, "routing");
-        bool done = intake && routing && routing->pong->n_consumers == 1 &&
-                    routing->pong->consumers[0]->checkpoint == intake->pong->stream_head;
+        bool done = intake && routing && s_intake_checkpoint(routing) == intake->pong->stream_head;
         if (intake)
             nrm__v1__reply__free_unpacked(intake, NULL);
         if (routing)

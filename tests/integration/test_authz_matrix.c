@@ -90,6 +90,7 @@ static const struct {
     {B(RELEASE_BED), COORDINATOR | OPERATOR, false},
     {B(GET_OCCUPANCY), COORDINATOR | OPERATOR, false},
     {B(LIST_ALLOCATIONS), COORDINATOR | MANAGER | OPERATOR, false},
+    {B(REQUEST_BED), COORDINATOR | MANAGER, true}, /* the bed is held: FAILED_PRECONDITION */
     {B(UPSERT_SUBSCRIPTION), COORDINATOR | SUBSCRIBER, false},
     {B(LIST_DELIVERIES), AGENCIES, false},
     {B(RETRY_DELIVERY), COORDINATOR | SUBSCRIBER, true}, /* only a failed delivery is retried */
@@ -243,10 +244,11 @@ static void s_object(Nrm__V1__Request__BodyCase body, bool allowed, authz_fixtur
     bool about_plan = body == B(UPSERT_GOAL) || body == B(RECORD_RETURN) ||
                       body == B(RECORD_FOLLOW_UP) || body == B(CLOSE_PLAN) || body == B(GET_PLAN) ||
                       body == B(REASSIGN_PLAN);
-    const authz_fixture_case_t *same =
-        body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) || body == B(LIST_ALLOCATIONS) ? &bed
-        : about_plan                                                                        ? &plan
-                     : &shared;
+    const authz_fixture_case_t *same = body == B(CONFIRM_ARRIVAL) || body == B(RELEASE_BED) ||
+                                               body == B(LIST_ALLOCATIONS) || body == B(REQUEST_BED)
+                                           ? &bed
+                                       : about_plan ? &plan
+                                                    : &shared;
     if (body == B(DECIDE_STATUS)) {
         *obj = s_decider_case;
         return;
@@ -419,6 +421,11 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         Nrm__V1__ListAllocations l = NRM__V1__LIST_ALLOCATIONS__INIT;
         l.case_id = (char *)obj->case_id;
         return authz_fixture_call(h, "shelter", agency, body, &l, field);
+    }
+    case B(REQUEST_BED): {
+        Nrm__V1__RequestBed r = NRM__V1__REQUEST_BED__INIT;
+        r.case_id = (char *)obj->case_id;
+        return authz_fixture_call(h, "shelter", agency, body, &r, field);
     }
     case B(UPSERT_SUBSCRIPTION): {
         Nrm__V1__UpsertSubscription s = NRM__V1__UPSERT_SUBSCRIPTION__INIT;

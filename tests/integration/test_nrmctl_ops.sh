@@ -115,6 +115,7 @@ for i in "${!REGIONS[@]}"; do
   check "report $((i + 1)) accepted" [ "$RC" -eq 0 ]
 done
 check "the last report is linked" [ "$(jq -r .caseRef.linked "$WORK/out")" = true ]
+LINKED_CASE=$(jq -r .caseRef.caseId "$WORK/out")
 check "the system settles" sys_settle
 
 # --- Status -----------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ check "status --json: intake's head counts the cases" \
   holds '.services[0].streamHead == 5' "$WORK/status.json"
 check "status --json: consumers per stream with checkpoint, head and lag" holds '
   (.services | map({key: .service, value: [.consumers[].stream] | sort}) | from_entries) ==
-    {intake: ["routing"], routing: ["intake"], shelter: ["intake", "routing"],
+    {intake: ["routing"], routing: ["intake", "shelter"], shelter: ["intake", "routing"],
      notify: ["intake", "routing", "shelter"]} and
   all(.services[].consumers[]; .lag == 0 and .checkpoint == .head and
       (.checkpoint | type) == "number")' "$WORK/status.json"
@@ -238,6 +239,21 @@ UNDELIVERABLE=$(NRM_CERT=$(cert_of coordinator) "$NRMCTL" --config "$WORK/config
 run deliveries retry "$UNDELIVERABLE"
 check "retry of a delivery that did not fail is FAILED_PRECONDITION" \
   [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_FAILED_PRECONDITION ]
+
+# --- A bed asked for again (refusals only: nothing changes, top's counts stay) -----------------
+
+run request-bed
+check "request-bed without a case id is a usage error" [ "$RC" -eq 2 ]
+run request-bed no-such-case
+check "request-bed of a case shelter never had a request for exits 1 (NOT_FOUND)" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_NOT_FOUND -a \
+    "$(jq -r .errorField "$WORK/out")" = request_bed.case_id ]
+run --cert "$(cert_of police-ma-06)" request-bed "$LINKED_CASE"
+check "request-bed by the case manager while the case holds or waits for a bed: FAILED_PRECONDITION" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_FAILED_PRECONDITION ]
+run --cert "$(cert_of iom-ma)" request-bed "$LINKED_CASE"
+check "request-bed by an agency with no relation to the case: PERMISSION_DENIED" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
 
 # --- Top --------------------------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ int nrmctl_case(nrmctl_t *ctl, int argc, char **argv);
 
 /* cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]: intake's ListCases. */
 int nrmctl_cases(nrmctl_t *ctl, int argc, char **argv);
+/* request-bed CASE_ID: shelter's RequestBed, a bed asked for again (nrmctl_beds.c). */
+int nrmctl_request_bed(nrmctl_t *ctl, int argc, char **argv);
+
 /* plans [OPTIONS], plan PLAN-ID, followup PLAN-ID OPTIONS: reintegration plans (nrmctl_plans.c). */
 int nrmctl_plans(nrmctl_t *ctl, int argc, char **argv);
 int nrmctl_plan(nrmctl_t *ctl, int argc, char **argv);

@@ -202,6 +202,18 @@ static void s_referral_expired(FILE *out, const Nrm__V1__Event *ev)
     s_id(out, ev->referral_expired->referral_id);
 }
 
+static void s_deadline_changed(FILE *out, const Nrm__V1__Event *ev)
+{
+    const Nrm__V1__ReferralDeadlineChanged *b = ev->referral_deadline_changed;
+    fprintf(out, "ref ");
+    s_id(out, b->referral_id);
+    fprintf(out, " to %s now due ", s_text(b->provider_agency_id));
+    s_when(out, b->due_ms);
+    fprintf(out, " (was ");
+    s_when(out, b->previous_due_ms);
+    fprintf(out, ")");
+}
+
 static void s_referral_completed(FILE *out, const Nrm__V1__Event *ev)
 {
     const Nrm__V1__ReferralCompleted *b = ev->referral_completed;
@@ -252,6 +264,26 @@ static void s_shelter_released(FILE *out, const Nrm__V1__Event *ev)
 {
     fprintf(out, "shelter %s released: %s", s_text(ev->shelter_released->shelter_id),
             s_text(ev->shelter_released->reason));
+}
+
+static void s_no_show(FILE *out, const Nrm__V1__Event *ev)
+{
+    fprintf(out, "no arrival at shelter %s: no bed and no request now (request-bed asks again)",
+            s_text(ev->shelter_no_show->shelter_id));
+}
+
+static void s_request_withdrawn(FILE *out, const Nrm__V1__Event *ev)
+{
+    fprintf(out, "shelter request withdrawn: %s", s_text(ev->shelter_request_withdrawn->reason));
+}
+
+static void s_request_cancelled(FILE *out, const Nrm__V1__Event *ev)
+{
+    const Nrm__V1__ShelterRequestCancelled *b = ev->shelter_request_cancelled;
+    if (b->allocation_id && b->allocation_id[0])
+        fprintf(out, "hold at shelter %s cancelled: %s", s_text(b->shelter_id), s_text(b->reason));
+    else
+        fprintf(out, "waitlist place cancelled: %s", s_text(b->reason));
 }
 
 static void s_capacity_changed(FILE *out, const Nrm__V1__Event *ev)
@@ -385,11 +417,15 @@ static const struct {
     {NRM__V1__EVENT__BODY_REFERRAL_COMPLETED, s_referral_completed},
     {NRM__V1__EVENT__BODY_REFERRAL_REVOKED, s_referral_revoked},
     {NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, s_referral_unroutable},
+    {NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED, s_deadline_changed},
     {NRM__V1__EVENT__BODY_SHELTER_REQUESTED, s_shelter_requested},
     {NRM__V1__EVENT__BODY_SHELTER_ALLOCATED, s_shelter_allocated},
     {NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, s_shelter_waitlisted},
     {NRM__V1__EVENT__BODY_SHELTER_RELEASED, s_shelter_released},
     {NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED, s_capacity_changed},
+    {NRM__V1__EVENT__BODY_SHELTER_NO_SHOW, s_no_show},
+    {NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN, s_request_withdrawn},
+    {NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED, s_request_cancelled},
     {NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED, s_delivered},
     {NRM__V1__EVENT__BODY_NOTIFICATION_FAILED, s_failed},
     {NRM__V1__EVENT__BODY_PLAN_OPENED, s_plan_opened},

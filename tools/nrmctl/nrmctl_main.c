@@ -27,6 +27,7 @@ static const s_command_t s_commands[] = {
     {"agreements", nrmctl_agreements},
     {"case", nrmctl_case},
     {"cases", nrmctl_cases},
+    {"request-bed", nrmctl_request_bed},
     {"plans", nrmctl_plans},
     {"plan", nrmctl_plan},
     {"followup", nrmctl_followup},

@@ -213,6 +213,14 @@ static void s_referral_moved(nrmctl_top_model_t *self, const Nrm__V1__Event *ev)
     case NRM__V1__EVENT__BODY_REFERRAL_DECLINED:
         zhashx_delete(self->referrals, ev->referral_declined->referral_id);
         break;
+    case NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED: {
+        /* a raised urgency: overdue from the new deadline on */
+        s_referral_t *r =
+            zhashx_lookup(self->referrals, ev->referral_deadline_changed->referral_id);
+        if (r)
+            r->due_ms = ev->referral_deadline_changed->due_ms;
+        break;
+    }
     case NRM__V1__EVENT__BODY_REFERRAL_EXPIRED:
         zhashx_delete(self->referrals, ev->referral_expired->referral_id);
         break;
@@ -280,6 +288,7 @@ int nrmctl_top_model_add(const Nrm__V1__Event *ev, void *arg)
     case NRM__V1__EVENT__BODY_REFERRAL_COMPLETED:
     case NRM__V1__EVENT__BODY_REFERRAL_REVOKED:
     case NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE:
+    case NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED:
         s_referral_moved(self, ev);
         return s_case_event(self, case_id);
     default:

@@ -38,6 +38,8 @@ static const char s_general[] =
     "  case CASE_ID [--text]  one view of a case: record, referrals, bed, timeline\n"
     "  cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]\n"
     "                         cases (coordinator: all; case manager: its own), one JSON line each\n"
+    "  request-bed CASE_ID    ask shelter for a bed again after a no_show (case manager,\n"
+    "                         coordinator)\n"
     "  plans [OPTIONS]        list reintegration plans (a manager's own; coordinators all)\n"
     "  plan PLAN-ID           one reintegration plan: goals, return, follow-ups\n"
     "  followup PLAN-ID --contact yes|no [OPTIONS]\n"
@@ -183,6 +185,18 @@ static const s_usage_t s_commands[] = {
      "  --all-pages     every page, one after the other\n"
      "\n"
      "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 routing unavailable.\n"},
+    {"request-bed",
+     "usage: nrmctl [GLOBAL-OPTIONS] request-bed CASE_ID\n"
+     "\n"
+     "Sends shelter a RequestBed as --agency (the case's manager or a coordinator): a bed is\n"
+     "asked for again, with the facts of the case's last request, when the last one ended\n"
+     "without a bed (a no_show: routing published shelter.no_show). Prints the Reply as one\n"
+     "line of proto3 JSON: allocationRef {allocationId, state \"held\"} when a bed is held,\n"
+     "{state \"waiting\", waitlistPosition} when the case is waitlisted.\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed: FAILED_PRECONDITION while the case holds a\n"
+     "bed or waits for one, is closed or its consent was withdrawn; NOT_FOUND when shelter never\n"
+     "had a request for it); 2 usage error (nothing is sent); 3 shelter unavailable.\n"},
     {"case",
      "usage: nrmctl [GLOBAL-OPTIONS] case CASE_ID [--text]\n"
      "\n"

@@ -12,9 +12,10 @@ const TOPICS = [
   'case.manager_changed', 'case.link_alert', 'case.status_decided', 'case.recovery_period_ending',
   'case.identity_disclosed', 'case.identity_erased',
   'referral.created', 'referral.accepted', 'referral.declined', 'referral.expired',
-  'referral.completed', 'referral.revoked', 'referral.unroutable',
+  'referral.completed', 'referral.revoked', 'referral.unroutable', 'referral.deadline_changed',
   'shelter.requested', 'shelter.allocated', 'shelter.waitlisted', 'shelter.released',
-  'shelter.capacity_changed', 'notification.delivered', 'notification.failed',
+  'shelter.capacity_changed', 'shelter.no_show', 'shelter.request_withdrawn',
+  'shelter.request_cancelled', 'notification.delivered', 'notification.failed',
 ];
 const EVENT_FIELDS = new Set(['eventId', 'stream', 'seq', 'occurredAtMs', 'caseId', 'topic', 'causationId']);
 const DECLINE_REASONS = ['DECLINE_REASON_NO_CAPACITY', 'DECLINE_REASON_NOT_ELIGIBLE',
@@ -390,6 +391,10 @@ function onEvent(msg) {
   } else if (topic === 'referral.unroutable') {
     if (!state.alerts.some((a) => a.eventId === ev.eventId))
       state.alerts.unshift({ eventId: ev.eventId, caseId: ev.caseId, service: body.service, reason: body.reason, region, occurredAtMs: ev.occurredAtMs });
+  } else if (topic === 'shelter.no_show') {
+    // a bed held and never taken: the person has no bed and no request until asked again
+    if (!state.alerts.some((a) => a.eventId === ev.eventId))
+      state.alerts.unshift({ eventId: ev.eventId, caseId: ev.caseId, service: 'SERVICE_TYPE_SHELTER', reason: 'no_show', region, occurredAtMs: ev.occurredAtMs });
   }
   if (state.view !== 'coordinator') return;
   renderFeed();

@@ -1,0 +1,166 @@
+/* Each case's last request for a bed (bed_requests), and RequestBed: the case manager or the
+ * coordinator asks for a bed again when the last request ended without one (a no_show), with
+ * the facts routing gave last. The routing stream's consumer lives here too: shelter.requested
+ * (shelter_allocate.c) and shelter.request_withdrawn (shelter_holds.c). */
+#include "nrm_authz.h"
+#include "nrm_crypto.h"
+#include "nrm_log.h"
+#include "nrm_validate.h"
+#include "shelter.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define S_LITERAL 64
+#define S_FIELD "request_bed.case_id"
+
+static const char s_sql_remember[] =
+    "INSERT INTO bed_requests (case_id, request_event_id, region, urgency, safety_risk, is_minor,"
+    " age_years, gender, languages, disability, children, beds, requested_at_ms)"
+    " VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13)"
+    " ON CONFLICT (case_id) DO UPDATE SET request_event_id = EXCLUDED.request_event_id,"
+    " region = EXCLUDED.region, urgency = EXCLUDED.urgency, safety_risk = EXCLUDED.safety_risk,"
+    " is_minor = EXCLUDED.is_minor, age_years = EXCLUDED.age_years, gender = EXCLUDED.gender,"
+    " languages = EXCLUDED.languages, disability = EXCLUDED.disability,"
+    " children = EXCLUDED.children, beds = EXCLUDED.beds,"
+    " requested_at_ms = EXCLUDED.requested_at_ms, withdrawn = false, updated_at = now()";
+static const char s_sql_withdraw[] =
+    "UPDATE bed_requests SET withdrawn = true, updated_at = now() WHERE case_id = $1";
+/* the request (locked), whether it was withdrawn, and the case's manager */
+static const char s_sql_load[] =
+    "SELECT 0, " SHELTER_NEED_COLUMNS ", withdrawn,"
+    " coalesce((SELECT agency_id FROM case_managers m WHERE m.case_id = r.case_id), '')"
+    " FROM bed_requests r WHERE case_id = $1 FOR UPDATE";
+static const char s_sql_held[] =
+    "SELECT allocation_id FROM allocations WHERE case_id = $1 AND state = 'held'";
+#define S_COL_WITHDRAWN 14
+#define S_COL_MANAGER 15
+
+void shelter_requests_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "requests_remember", s_sql_remember);
+    nrm_db_statement(db, "requests_withdraw", s_sql_withdraw);
+    nrm_db_statement(db, "requests_load", s_sql_load);
+    nrm_db_statement(db, "requests_held", s_sql_held);
+}
+
+nrm_status_t shelter_request_remember(nrm_tx_t *tx, const shelter_need_t *need)
+{
+    char langs[S_LITERAL];
+    shelter_languages_literal(need->languages, need->n_languages, langs, sizeof langs);
+    char age[NRM_DB_NUMBER_MAX];
+    snprintf(age, sizeof age, "%d", need->age_years);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, need->case_id);
+    nrm_params_text(&p, need->request_event_id);
+    nrm_params_text(&p, need->region);
+    nrm_params_int(&p, need->urgency);
+    nrm_params_int(&p, need->safety_risk);
+    nrm_params_bool(&p, need->is_minor);
+    nrm_params_text(&p, need->age_known ? age : NULL);
+    nrm_params_int(&p, need->gender);
+    nrm_params_text(&p, langs);
+    nrm_params_bool(&p, need->disability);
+    nrm_params_int(&p, need->children);
+    nrm_params_int(&p, need->beds);
+    nrm_params_int(&p, need->requested_at_ms);
+    return nrm_db_exec(tx->db, "requests_remember", &p, NULL, tx->err);
+}
+
+nrm_status_t shelter_request_withdraw(nrm_tx_t *tx, const char *case_id)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    return nrm_db_exec(tx->db, "requests_withdraw", &p, NULL, tx->err);
+}
+
+/* Loads (and locks) the case's last request into need for the sender: NOT_FOUND when shelter
+ * has none, PERMISSION_DENIED unless the matrix lets the sender (its case manager, a
+ * coordinator); *withdrawn tells whether routing withdrew it. */
+static nrm_status_t s_load(nrm_call_t *call, const char *case_id, shelter_need_t *need,
+                           bool *withdrawn)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "requests_load", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        return nrm_fail(call->tx.err, NRM_NOT_FOUND, S_FIELD, "no bed was requested for this case");
+    }
+    shelter_need_read(res, 0, need);
+    *withdrawn = nrm_db_int(res, 0, S_COL_WITHDRAWN) != 0;
+    bool is_manager = strcmp(nrm_db_text(res, 0, S_COL_MANAGER), call->agency_id) == 0;
+    PQclear(res);
+    st = nrm_authz_check(call, is_manager ? NRM_ROLE_CASE_MANAGER : 0);
+    if (st == NRM_OK)
+        call->subject_id = nrm_call_strdup(call, case_id);
+    return st;
+}
+
+/* Sets the reply: the hold made, or the waitlist place. */
+static nrm_status_t s_reply(nrm_call_t *call, const char *case_id, bool allocated, int position)
+{
+    Nrm__V1__AllocationRef *ref = nrm_call_alloc(call, sizeof *ref);
+    nrm__v1__allocation_ref__init(ref);
+    ref->allocation_id = nrm_call_strdup(call, "");
+    ref->state = nrm_call_strdup(call, allocated ? "held" : "waiting");
+    ref->waitlist_position = position;
+    call->reply->result_case = NRM__V1__REPLY__RESULT_ALLOCATION_REF;
+    call->reply->allocation_ref = ref;
+    if (!allocated)
+        return NRM_OK;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "requests_held", &p, &res, call->tx.err);
+    if (st == NRM_OK && PQntuples(res) == 1)
+        ref->allocation_id = nrm_call_strdup(call, nrm_db_text(res, 0, 0));
+    PQclear(res);
+    return st;
+}
+
+nrm_status_t shelter_request_bed(void *ctx, nrm_call_t *call)
+{
+    shelter_t *self = ctx;
+    const Nrm__V1__RequestBed *r = call->request->request_bed;
+    if (nrm_check_text(call->tx.err, S_FIELD, r->case_id, SHELTER_ID_MAX, true) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    shelter_need_t need;
+    bool withdrawn = false, closed = false, served = false;
+    nrm_status_t st = shelter_lock_beds(&call->tx);
+    if (st == NRM_OK)
+        st = s_load(call, r->case_id, &need, &withdrawn);
+    if (st == NRM_OK)
+        st = shelter_case_state(&call->tx, r->case_id, &closed, &served);
+    if (st != NRM_OK)
+        return st;
+    if (closed)
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, S_FIELD, "the case is closed");
+    if (withdrawn)
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, S_FIELD,
+                        "consent to referral was withdrawn: routing asks again once it is given");
+    if (served)
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, S_FIELD,
+                        "the case holds or occupies a bed, or waits for one");
+    /* a new request: its own id, and its time in the queue from now */
+    nrm_uuid_v4(need.request_event_id);
+    need.requested_at_ms = call->tx.now_ms;
+    bool allocated = false;
+    int position = 0;
+    st = shelter_request_remember(&call->tx, &need);
+    if (st == NRM_OK)
+        st = shelter_place_need(self, &call->tx, &need, &allocated, &position);
+    if (st == NRM_OK)
+        st = s_reply(call, r->case_id, allocated, position);
+    return st;
+}
+
+nrm_status_t shelter_on_routing_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+{
+    if (ev->body_case == NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN)
+        return shelter_on_request_withdrawn(ctx, tx, ev);
+    return shelter_on_requested(ctx, tx, ev);
+}
