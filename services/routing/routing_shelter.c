@@ -81,7 +81,7 @@ nrm_status_t routing_apply_shelter_event(void *ctx, nrm_tx_t *tx, const Nrm__V1_
     }
     if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX)
         return NRM_OK;
-    nrm_status_t st = routing_lock(tx); /* before any row lock: one lock order everywhere */
+    nrm_status_t st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
     if (st != NRM_OK)
         return st;
     if (!status)
