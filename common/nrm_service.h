@@ -67,6 +67,11 @@ void nrm_service_on_start(nrm_service_t *self, nrm_timer_fn fn, void *ctx);
 /* Calls fn after each configuration reload (before run). */
 void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx);
 
+/* The service's agency directory (borrowed; lives until destroy): the registrar writes it with
+ * nrm_directory_register; nrm_service keeps it in force (nrm_directory.h). */
+typedef struct nrm_directory_t nrm_directory_t;
+nrm_directory_t *nrm_service_directory(nrm_service_t *self);
+
 /* The service's reactor (borrowed; lives until destroy), for a service that watches sockets or
  * file descriptors of its own (zloop_poller) or sets one-shot timers (zloop_timer) outside the
  * transactions of nrm_service_every. Handlers on it run on the service's thread, between
