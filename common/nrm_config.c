@@ -220,6 +220,11 @@ json_t *nrm_config_agency(const nrm_config_t *self, const char *agency_id)
     return found ? found : s_find_by(self->directory, "id", agency_id);
 }
 
+json_t *nrm_config_file_agency(const nrm_config_t *self, const char *agency_id)
+{
+    return s_find_by(json_object_get(self->root, "agencies"), "id", agency_id);
+}
+
 /* The run-time agencies not shadowed by the file's, counted; *at set to the i-th when i < n. */
 static size_t s_directory_visible(const nrm_config_t *self, size_t i, json_t **at)
 {

@@ -42,6 +42,10 @@ bool nrm_config_region_known(const nrm_config_t *self, const char *code);
  * the directory (nrm_config_set_directory). */
 json_t *nrm_config_agency(const nrm_config_t *self, const char *agency_id);
 
+/* Returns the "agencies" entry of the file with this id (borrowed), or NULL: never a run-time
+ * agency. For settings that must not depend on the directory (routing's providers). */
+json_t *nrm_config_file_agency(const nrm_config_t *self, const char *agency_id);
+
 /* The agencies known, for iteration: those of the file, then the run-time ones whose id the
  * file does not list. n receives the count; nrm_config_agency_at(self, i) for i < n returns
  * each (borrowed like nrm_config_agency). */

@@ -77,6 +77,7 @@ struct nrm_service_t {
     nrm_publisher_t *publisher;
     nrm_auth_t *auth;
     nrm_directory_t *directory;
+    int64_t directory_agencies; /* run-time agencies in force */
     zsock_t *api;
     zsock_t *events;
     zloop_t *loop;
@@ -96,6 +97,15 @@ static volatile sig_atomic_t s_reload_requested = 0;
 
 static void s_rebind_events(nrm_service_t *self);
 static int s_directory_refresh(nrm_service_t *self, bool force);
+
+/* The directory consumer's checkpoint (0 on the registrar or when there is none). */
+static int64_t s_directory_checkpoint(const nrm_service_t *self)
+{
+    for (int i = 0; i < self->consumer_count; i++)
+        if (self->consumers[i].checkpoint && self->consumers[i].consumer)
+            return nrm_consumer_checkpoint(self->consumers[i].consumer);
+    return 0;
+}
 
 static void s_on_sighup(int signum)
 {
@@ -360,7 +370,7 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     pong->version = NRM_VERSION;
     pong->stream_head = self->publisher ? nrm_publisher_head(self->publisher) : 0;
     pong->database_ok = nrm_db_connected(self->db);
-    size_t max_counters = (size_t)self->counter_count + 5;
+    size_t max_counters = (size_t)self->counter_count + 7;
     pong->counters = nrm_call_alloc(call, max_counters * sizeof *pong->counters);
     s_pong_counter(call, pong, "requests", nrm_server_requests(self->server));
     s_pong_counter(call, pong, "requests_failed", nrm_server_failures(self->server));
@@ -369,12 +379,16 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     s_pong_counter(call, pong, "sequencer",
                    self->publisher && nrm_publisher_is_sequencer(self->publisher));
     s_pong_counter(call, pong, "sessions_refused", nrm_auth_refused(self->auth));
+    /* the directory's consumer is shown by its counters, not among the consumers (one per
+     * stream there, as dashboards and tests count them) */
+    s_pong_counter(call, pong, "directory_agencies", self->directory_agencies);
+    s_pong_counter(call, pong, "directory_checkpoint", s_directory_checkpoint(self));
     for (int i = 0; i < self->counter_count; i++)
         s_pong_counter(call, pong, self->counters[i].name, self->counters[i].value);
     pong->consumers = nrm_call_alloc(call, S_MAX_CONSUMERS * sizeof *pong->consumers);
     for (int i = 0; i < self->consumer_count; i++) {
         nrm_consumer_t *c = self->consumers[i].consumer;
-        if (!c)
+        if (!c || self->consumers[i].checkpoint)
             continue;
         Nrm__V1__ConsumerState *cs = nrm_call_alloc(call, sizeof *cs);
         nrm__v1__consumer_state__init(cs);
@@ -674,6 +688,7 @@ static int s_directory_refresh(nrm_service_t *self, bool force)
     if (rc != 1)
         return rc;
     size_t n = json_array_size(agencies);
+    self->directory_agencies = (int64_t)n;
     nrm_config_set_directory(self->config, agencies);
     bool removed = nrm_auth_reload(self->auth, self->config);
     nrm_log_info("agency directory in force", "{s:I}", "runtime_agencies", (json_int_t)n);

@@ -176,10 +176,13 @@ static int s_provider_read(nrm_config_t *config, json_t *entry, const char *path
 {
     char at[S_PATH];
     const char *id = json_string_value(json_object_get(entry, "id"));
-    json_t *agency = nrm_config_agency(config, id);
+    /* an agency of the file: the providers read at start must not depend on the run-time
+     * directory, or a reload could accept what the next start refuses */
+    json_t *agency = nrm_config_file_agency(config, id);
     if (!json_is_object(entry) || !s_id_ok(id) || !agency) {
         snprintf(at, sizeof at, "%s.id", path);
-        nrm_fail(err, NRM_FAILED_PRECONDITION, at, "%s must be the id of a configured agency", at);
+        nrm_fail(err, NRM_FAILED_PRECONDITION, at,
+                 "%s must be the id of an agency of the configuration file", at);
         return -1;
     }
     const char *name = json_string_value(json_object_get(agency, "name"));
