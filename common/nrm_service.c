@@ -19,7 +19,11 @@
 #define S_FETCH_CAP 1000
 #define S_RELOAD_CHECK_MS 500
 #define S_DIRECTORY_CHECK_MS 200 /* how soon a consumed directory change reaches the keys */
-#define S_HEALTH_CHECK_MS 2000   /* how often an idle service checks its database connection */
+/* after the events socket is bound again, stream.head goes out early (twice) so that the
+ * subscribers, reconnected by then, learn at once of an event they missed meanwhile */
+#define S_REBOUND_HEAD_FIRST_MS 250
+#define S_REBOUND_HEAD_SECOND_MS 1000
+#define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
 #define S_HARD_LIMIT_FACTOR 4
 /* what CURVE adds to a frame on the wire (RFC 26 MESSAGE: command name 8, nonce 8, flags 1,
@@ -658,6 +662,15 @@ static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const cha
     return sock;
 }
 
+/* One-shot timer: a stream.head heartbeat after the events socket was bound again. */
+static int s_on_rebound_head(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (self->publisher)
+        nrm_publisher_heartbeat(self->publisher);
+    return 0;
+}
+
 /* Binds a new events socket in place of the old one, so that every subscriber authenticates
  * again with the keys now in force (the honest ones reconnect and catch up with Fetch). */
 static void s_rebind_events(nrm_service_t *self)
@@ -675,6 +688,8 @@ static void s_rebind_events(nrm_service_t *self)
         return;
     }
     nrm_publisher_set_socket(self->publisher, self->events);
+    zloop_timer(self->loop, S_REBOUND_HEAD_FIRST_MS, 1, s_on_rebound_head, self);
+    zloop_timer(self->loop, S_REBOUND_HEAD_SECOND_MS, 1, s_on_rebound_head, self);
     nrm_log_info("events socket bound again after a key was removed", NULL);
 }
 

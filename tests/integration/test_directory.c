@@ -30,6 +30,7 @@
 #define KNOWN_WITHIN_MS 5000   /* a registration reaches every service */
 #define REFUSED_WITHIN_MS 3000 /* a revocation reaches every service */
 #define POLL_MS 50
+#define DEFAULT_HEARTBEAT_MS 5000
 #define SILENCE_MS 2000 /* how long "gets no answer" is watched */
 #define SQL_MAX 512
 #define FIELD_MAX 128
@@ -44,6 +45,8 @@ static int setup(void **state)
     notify_fixture_settings_t settings = {
         .max_attempts = 3, .backoff_ms = 100, .max_backoff_ms = 200, .timeout_ms = 1000};
     notify_fixture_config(h, &settings, NULL);
+    /* the default heartbeat: the bounds below must not depend on a short one */
+    harness_config_set(h, "heartbeat_ms", json_integer(DEFAULT_HEARTBEAT_MS));
     for (size_t i = 0; i < SERVICE_COUNT; i++)
         if (harness_start(h, s_services[i], 0) != 0)
             return -1;
