@@ -58,8 +58,7 @@ zcert_t *nrm_auth_load_cert(const char *path, nrm_error_t *err)
     return cert;
 }
 
-/* True when key is 40 characters of Z85 that decode to 32 bytes. */
-static bool s_key_valid(const char *key)
+bool nrm_auth_key_valid(const char *key)
 {
     uint8_t bin[S_KEY_BYTES];
     return key && strlen(key) == NRM_KEY_TXT - 1 && zmq_z85_decode(bin, key) != NULL;
@@ -71,7 +70,7 @@ int nrm_auth_service_key(nrm_config_t *config, const char *service, char key[NRM
     char path[S_PATH_MAX];
     snprintf(path, sizeof path, "services.%s.public_key", service);
     const char *txt = nrm_config_string(config, path, NULL);
-    if (txt && s_key_valid(txt)) {
+    if (txt && nrm_auth_key_valid(txt)) {
         snprintf(key, NRM_KEY_TXT, "%s", txt);
         return 0;
     }
@@ -105,7 +104,7 @@ void nrm_auth_fingerprint(const char *key_txt, char out[17])
 /* Adds key -> identity (and the reader mark) to the maps. Invalid keys are logged, skipped. */
 static void s_add_key(nrm_auth_t *self, const char *key, const char *identity, bool reader)
 {
-    if (!s_key_valid(key)) {
+    if (!nrm_auth_key_valid(key)) {
         nrm_log_warn("invalid public key in the configuration", "{s:s}", "identity", identity);
         return;
     }
@@ -144,11 +143,12 @@ static void s_load_keys(nrm_auth_t *self, nrm_config_t *config)
         snprintf(identity, sizeof identity, NRM_SERVICE_PREFIX "%s", name);
         s_add_key(self, key, identity, true);
     }
-    json_t *agencies = nrm_config_get(config, "agencies");
-    size_t i, k;
-    json_t *agency, *key;
-    json_array_foreach(agencies, i, agency)
-    {
+    /* the file's agencies first, then the run-time directory's: a key listed by both stays
+     * with the file's agency */
+    size_t n = nrm_config_agency_count(config), k;
+    json_t *key;
+    for (size_t i = 0; i < n; i++) {
+        json_t *agency = nrm_config_agency_at(config, i);
         const char *id = json_string_value(json_object_get(agency, "id"));
         if (!id)
             continue;

@@ -3,7 +3,8 @@
  * Every agency and every service has a CURVE key pair, kept as CZMQ certificate files (the
  * public file and "<file>_secret", as zcert_save writes them; pyzmq's load_certificate reads
  * them too). The public key is the identity:
- *   agencies[].public_keys     Z85 keys of an agency (a list: two overlap during a rotation)
+ *   agencies[].public_keys     Z85 keys of an agency (a list: two overlap during a rotation);
+ *                              run-time agencies' keys come from nrm_directory, after these
  *   services.<name>.public_key Z85 key of a service (or read from services.<name>.cert_file)
  *   services.<name>.cert_file  a service's own certificate (its secret file beside it)
  *   security.curve             true by default; false is plain text, logged loudly at start
@@ -53,6 +54,9 @@ int nrm_auth_service_key(nrm_config_t *config, const char *service, char key[NRM
 
 /* Applies curve to a socket before it connects (nothing when curve or its cert is NULL). */
 void nrm_auth_apply_client(zsock_t *sock, const nrm_curve_t *curve);
+
+/* True when key is a Z85 CURVE public key: 40 characters that decode to 32 bytes. */
+bool nrm_auth_key_valid(const char *key);
 
 /* A short, non-reversible fingerprint of a Z85 public key for logs (16 hex digits). */
 void nrm_auth_fingerprint(const char *key_txt, char out[17]);

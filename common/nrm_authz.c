@@ -106,6 +106,11 @@ static const nrm_authz_rule_t s_rules[] = {
      "an agency lists the plans it manages only; a coordinator lists all"},
     {NRM__V1__REQUEST__BODY_REASSIGN_PLAN, "reintegration", NULL, S_COORDINATOR, NULL,
      "the new manager must be a configured agency"},
+    {NRM__V1__REQUEST__BODY_UPSERT_AGENCY, "intake", NULL, S_COORDINATOR, NULL,
+     "registers, changes or deactivates a run-time agency and its public keys, in force in "
+     "every service within a second; agencies of the configuration file are changed there"},
+    {NRM__V1__REQUEST__BODY_LIST_AGENCIES, "intake", NULL, S_COORDINATOR, NULL,
+     "the configuration file's agencies and the run-time directory's"},
     {NRM__V1__REQUEST__BODY_PING, "any", NULL, NRM_ROLE_ANYONE, NULL, "any authenticated peer"},
     {NRM__V1__REQUEST__BODY_FETCH, "any", NULL, NRM_ROLE_SERVICE | NRM_ROLE_EVENT_READER, NULL,
      "services and the agencies security.event_readers names (default: type COORDINATOR); the "

@@ -13,6 +13,7 @@ struct nrm_config_t {
     char *path;
     json_t *root;
     json_t *overrides; /* every environment value handed out, kept alive until destroy */
+    json_t *directory; /* run-time agencies (nrm_config_set_directory), or NULL */
 };
 
 /* Loads one JSON object file. Returns a new reference, or NULL with err set. */
@@ -132,6 +133,7 @@ void nrm_config_destroy(nrm_config_t **self_p)
     nrm_config_t *self = *self_p;
     json_decref(self->root);
     json_decref(self->overrides);
+    json_decref(self->directory);
     free(self->path);
     free(self);
     *self_p = NULL;
@@ -214,7 +216,63 @@ bool nrm_config_region_known(const nrm_config_t *self, const char *code)
 
 json_t *nrm_config_agency(const nrm_config_t *self, const char *agency_id)
 {
+    json_t *found = s_find_by(json_object_get(self->root, "agencies"), "id", agency_id);
+    return found ? found : s_find_by(self->directory, "id", agency_id);
+}
+
+json_t *nrm_config_file_agency(const nrm_config_t *self, const char *agency_id)
+{
     return s_find_by(json_object_get(self->root, "agencies"), "id", agency_id);
+}
+
+/* The run-time agencies not shadowed by the file's, counted; *at set to the i-th when i < n. */
+static size_t s_directory_visible(const nrm_config_t *self, size_t i, json_t **at)
+{
+    json_t *file = json_object_get(self->root, "agencies");
+    size_t visible = 0, k;
+    json_t *entry;
+    json_array_foreach(self->directory, k, entry)
+    {
+        const char *id = json_string_value(json_object_get(entry, "id"));
+        if (!id || s_find_by(file, "id", id))
+            continue;
+        if (at && visible == i) {
+            *at = entry;
+            return visible + 1;
+        }
+        visible++;
+    }
+    return visible;
+}
+
+size_t nrm_config_agency_count(const nrm_config_t *self)
+{
+    return json_array_size(json_object_get(self->root, "agencies")) +
+           s_directory_visible(self, 0, NULL);
+}
+
+json_t *nrm_config_agency_at(const nrm_config_t *self, size_t i)
+{
+    json_t *file = json_object_get(self->root, "agencies");
+    size_t in_file = json_array_size(file);
+    if (i < in_file)
+        return json_array_get(file, i);
+    json_t *at = NULL;
+    s_directory_visible(self, i - in_file, &at);
+    return at;
+}
+
+void nrm_config_set_directory(nrm_config_t *self, json_t *agencies)
+{
+    json_decref(self->directory);
+    self->directory = json_is_array(agencies) ? agencies : NULL;
+    if (agencies && !self->directory)
+        json_decref(agencies);
+}
+
+json_t *nrm_config_directory(const nrm_config_t *self)
+{
+    return self->directory;
 }
 
 const char *nrm_config_agency_type(const nrm_config_t *self, const char *agency_id)

@@ -37,8 +37,29 @@ json_t *nrm_config_get(const nrm_config_t *self, const char *path);
 /* Returns true when code is one of the "regions" of the configuration. */
 bool nrm_config_region_known(const nrm_config_t *self, const char *code);
 
-/* Returns the "agencies" entry with this id (an object, borrowed from self), or NULL. */
+/* Returns the agency with this id (an object, borrowed from self until the directory is
+ * replaced), or NULL: an "agencies" entry of the file first, else an active run-time agency of
+ * the directory (nrm_config_set_directory). */
 json_t *nrm_config_agency(const nrm_config_t *self, const char *agency_id);
+
+/* Returns the "agencies" entry of the file with this id (borrowed), or NULL: never a run-time
+ * agency. For settings that must not depend on the directory (routing's providers). */
+json_t *nrm_config_file_agency(const nrm_config_t *self, const char *agency_id);
+
+/* The agencies known, for iteration: those of the file, then the run-time ones whose id the
+ * file does not list. n receives the count; nrm_config_agency_at(self, i) for i < n returns
+ * each (borrowed like nrm_config_agency). */
+size_t nrm_config_agency_count(const nrm_config_t *self);
+json_t *nrm_config_agency_at(const nrm_config_t *self, size_t i);
+
+/* Replaces the run-time agencies (the active entries of the agency directory, in the shape of
+ * the file's: {"id", "type", "public_keys", "name", "source": "directory"}), taking the caller's
+ * reference to agencies (an array; NULL clears). Entries whose id the file lists are shadowed:
+ * the file wins. Pointers handed out from the previous directory die. */
+void nrm_config_set_directory(nrm_config_t *self, json_t *agencies);
+
+/* The run-time agencies as set (borrowed), or NULL. */
+json_t *nrm_config_directory(const nrm_config_t *self);
 
 /* Returns the agency's type name without prefix ("COORDINATOR", "NGO", ...), or NULL. */
 const char *nrm_config_agency_type(const nrm_config_t *self, const char *agency_id);

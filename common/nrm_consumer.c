@@ -19,6 +19,7 @@ struct nrm_consumer_t {
     nrm_db_t *db;
     char *own_stream;
     char *source_stream;
+    char *checkpoint_name; /* the checkpoints row */
     char *events_endpoint;
     const char *const *prefixes;
     nrm_apply_fn apply;
@@ -43,6 +44,7 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->db = db;
     self->own_stream = strdup(spec->own_stream);
     self->source_stream = strdup(spec->source_stream);
+    self->checkpoint_name = strdup(spec->checkpoint ? spec->checkpoint : spec->source_stream);
     self->events_endpoint = strdup(spec->events_endpoint);
     self->prefixes = spec->prefixes;
     self->apply = spec->apply;
@@ -50,8 +52,8 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->pending = calloc(S_BATCH, sizeof *self->pending);
     self->sub = zsock_new(ZMQ_SUB);
     self->client = nrm_client_new(spec->api_endpoint, spec->agency_id, spec->curve);
-    if (!self->own_stream || !self->source_stream || !self->pending || !self->sub ||
-        !self->client) {
+    if (!self->own_stream || !self->source_stream || !self->checkpoint_name || !self->pending ||
+        !self->sub || !self->client) {
         nrm_consumer_destroy(&self);
         return NULL;
     }
@@ -86,6 +88,7 @@ void nrm_consumer_destroy(nrm_consumer_t **self_p)
     nrm_client_destroy(&self->client);
     free(self->own_stream);
     free(self->source_stream);
+    free(self->checkpoint_name);
     free(self->events_endpoint);
     free(self);
     *self_p = NULL;
@@ -115,7 +118,7 @@ int64_t nrm_consumer_applied(const nrm_consumer_t *self)
 static int64_t s_lock_checkpoint(nrm_consumer_t *self, nrm_error_t *err)
 {
     nrm_params_t p = {0};
-    nrm_params_text(&p, self->source_stream);
+    nrm_params_text(&p, self->checkpoint_name);
     PGresult *res = NULL;
     if (nrm_db_exec(self->db, "consumer_checkpoint_init", &p, NULL, err) != NRM_OK ||
         nrm_db_exec(self->db, "consumer_checkpoint_lock", &p, &res, err) != NRM_OK)
@@ -151,7 +154,7 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     int64_t last = n > first ? events[n - 1]->seq : stored;
     if (st == NRM_OK && n > first) {
         nrm_params_t p = {0};
-        nrm_params_text(&p, self->source_stream);
+        nrm_params_text(&p, self->checkpoint_name);
         nrm_params_int(&p, last);
         st = nrm_db_exec(self->db, "consumer_checkpoint_move", &p, NULL, &err);
     }

@@ -31,6 +31,8 @@ typedef struct {
     const char *const *prefixes; /* topic prefixes to apply, NULL-terminated; NULL for all */
     nrm_apply_fn apply;
     void *ctx;
+    const char *checkpoint; /* the checkpoint row's name; NULL: source_stream (one consumer of a
+                               stream may apply only some topics under a name of its own) */
 } nrm_consumer_spec_t;
 
 /* Returns a new consumer working on db (borrowed; shared with the service's other work on the

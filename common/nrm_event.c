@@ -48,6 +48,7 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_PLAN_CLOSED, "reintegration.plan_closed"},
     {NRM__V1__EVENT__BODY_PLAN_SUSPENDED, "reintegration.plan_suspended"},
     {NRM__V1__EVENT__BODY_RISK_ALERT, "reintegration.risk_alert"},
+    {NRM__V1__EVENT__BODY_AGENCY_UPSERTED, "directory.agency_upserted"},
     {NRM__V1__EVENT__BODY_STREAM_HEAD, NRM_TOPIC_STREAM_HEAD},
 };
 #define S_TOPIC_COUNT (sizeof s_topics / sizeof s_topics[0])

@@ -1,6 +1,8 @@
 #include "nrm_service.h"
+#include "nrm_alloc.h"
 #include "nrm_auth.h"
 #include "nrm_crypto.h"
+#include "nrm_directory.h"
 #include "nrm_event.h"
 #include "nrm_gauges.h"
 #include "nrm_log.h"
@@ -19,6 +21,11 @@
 #define S_API_HWM 10000
 #define S_FETCH_CAP 1000
 #define S_RELOAD_CHECK_MS 500
+#define S_DIRECTORY_CHECK_MS 200 /* how soon a consumed directory change reaches the keys */
+/* after the events socket is bound again, stream.head goes out early (twice) so that the
+ * subscribers, reconnected by then, learn at once of an event they missed meanwhile */
+#define S_REBOUND_HEAD_FIRST_MS 250
+#define S_REBOUND_HEAD_SECOND_MS 1000
 #define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
 #define S_HARD_LIMIT_FACTOR 4
@@ -50,6 +57,7 @@ typedef struct {
     const char *const *prefixes;
     nrm_apply_fn apply;
     void *ctx;
+    const char *checkpoint; /* NULL: the source's name */
     nrm_consumer_t *consumer;
 } s_consumer_slot_t;
 
@@ -75,6 +83,8 @@ struct nrm_service_t {
     nrm_server_t *server;
     nrm_publisher_t *publisher;
     nrm_auth_t *auth;
+    nrm_directory_t *directory;
+    int64_t directory_agencies; /* run-time agencies in force */
     zsock_t *api;
     zsock_t *events;
     zloop_t *loop;
@@ -94,6 +104,16 @@ struct nrm_service_t {
 static volatile sig_atomic_t s_reload_requested = 0;
 
 static void s_rebind_events(nrm_service_t *self);
+static int s_directory_refresh(nrm_service_t *self, bool force);
+
+/* The directory consumer's checkpoint (0 on the registrar or when there is none). */
+static int64_t s_directory_checkpoint(const nrm_service_t *self)
+{
+    for (int i = 0; i < self->consumer_count; i++)
+        if (self->consumers[i].checkpoint && self->consumers[i].consumer)
+            return nrm_consumer_checkpoint(self->consumers[i].consumer);
+    return 0;
+}
 
 static void s_on_sighup(int signum)
 {
@@ -233,6 +253,7 @@ nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
     size_t max_request = (size_t)nrm_config_int(config, "max_request_bytes", S_DEFAULT_MAX_REQUEST);
     self->server = nrm_server_new(name, self->db, config, max_request);
     self->loop = zloop_new();
+    self->directory = nrm_directory_new(self->db);
     *exit_code = 0;
     return self;
 }
@@ -251,6 +272,7 @@ void nrm_service_destroy(nrm_service_t **self_p)
     zsock_destroy(&self->api);
     zsock_destroy(&self->events);
     nrm_auth_destroy(&self->auth);
+    nrm_directory_destroy(&self->directory);
     nrm_server_destroy(&self->server);
     nrm_gauges_destroy(&self->gauges);
     nrm_db_destroy(&self->db);
@@ -276,6 +298,11 @@ const char *nrm_service_name(const nrm_service_t *self)
     return self->name;
 }
 
+nrm_directory_t *nrm_service_directory(nrm_service_t *self)
+{
+    return self->directory;
+}
+
 zloop_t *nrm_service_loop(nrm_service_t *self)
 {
     return self->loop;
@@ -295,7 +322,7 @@ void nrm_service_consume(nrm_service_t *self, const char *source, const char *co
         abort();
     }
     self->consumers[self->consumer_count++] =
-        (s_consumer_slot_t){strdup(source), prefixes, apply, ctx, NULL};
+        (s_consumer_slot_t){nrm_xstrdup(source), prefixes, apply, ctx, NULL, NULL};
 }
 
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
@@ -387,7 +414,7 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     pong->version = NRM_VERSION;
     pong->stream_head = self->publisher ? nrm_publisher_head(self->publisher) : 0;
     pong->database_ok = nrm_db_connected(self->db);
-    size_t max_counters = (size_t)self->counter_count + 5;
+    size_t max_counters = (size_t)self->counter_count + 7;
     pong->counters = nrm_call_alloc(call, max_counters * sizeof *pong->counters);
     s_pong_counter(call, pong, "requests", nrm_server_requests(self->server));
     s_pong_counter(call, pong, "requests_failed", nrm_server_failures(self->server));
@@ -396,12 +423,16 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     s_pong_counter(call, pong, "sequencer",
                    self->publisher && nrm_publisher_is_sequencer(self->publisher));
     s_pong_counter(call, pong, "sessions_refused", nrm_auth_refused(self->auth));
+    /* the directory's consumer is shown by its counters, not among the consumers (one per
+     * stream there, as dashboards and tests count them) */
+    s_pong_counter(call, pong, "directory_agencies", self->directory_agencies);
+    s_pong_counter(call, pong, "directory_checkpoint", s_directory_checkpoint(self));
     for (int i = 0; i < self->counter_count; i++)
         s_pong_counter(call, pong, self->counters[i].name, self->counters[i].value);
     pong->consumers = nrm_call_alloc(call, S_MAX_CONSUMERS * sizeof *pong->consumers);
     for (int i = 0; i < self->consumer_count; i++) {
         nrm_consumer_t *c = self->consumers[i].consumer;
-        if (!c)
+        if (!c || self->consumers[i].checkpoint)
             continue;
         Nrm__V1__ConsumerState *cs = nrm_call_alloc(call, sizeof *cs);
         nrm__v1__consumer_state__init(cs);
@@ -496,6 +527,9 @@ static int s_on_api(zloop_t *loop, zsock_t *sock, void *arg)
         return 0;
     nrm_server_process(self->server, requests, nrm_auth_secure(self->auth) ? senders : NULL, n,
                        replies);
+    /* an UpsertAgency of this batch is in force before its reply leaves */
+    if (nrm_directory_due(self->directory))
+        s_directory_refresh(self, false);
     for (size_t i = 0; i < n; i++) {
         zframe_t *payload = zmsg_last(envelopes[i]);
         zmsg_remove(envelopes[i], payload);
@@ -586,6 +620,9 @@ static int s_on_reload_check(zloop_t *loop, int timer_id, void *arg)
     s_reload_requested = 0;
     nrm_error_t err;
     nrm_config_t *fresh = nrm_config_load(nrm_config_path(self->config), &err);
+    json_t *directory = fresh ? nrm_config_directory(self->config) : NULL;
+    if (fresh && directory)
+        nrm_config_set_directory(fresh, json_incref(directory));
     if (!fresh || (self->reload_fn && self->reload_fn(self->reload_ctx, fresh) != NRM_OK)) {
         nrm_log_error("configuration reload refused", "{s:s}", "message",
                       fresh ? "rejected by the service" : err.message);
@@ -668,6 +705,15 @@ static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const cha
     return sock;
 }
 
+/* One-shot timer: a stream.head heartbeat after the events socket was bound again. */
+static int s_on_rebound_head(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (self->publisher)
+        nrm_publisher_heartbeat(self->publisher);
+    return 0;
+}
+
 /* Binds a new events socket in place of the old one, so that every subscriber authenticates
  * again with the keys now in force (the honest ones reconnect and catch up with Fetch). */
 static void s_rebind_events(nrm_service_t *self)
@@ -685,7 +731,70 @@ static void s_rebind_events(nrm_service_t *self)
         return;
     }
     nrm_publisher_set_socket(self->publisher, self->events);
+    zloop_timer(self->loop, S_REBOUND_HEAD_FIRST_MS, 1, s_on_rebound_head, self);
+    zloop_timer(self->loop, S_REBOUND_HEAD_SECOND_MS, 1, s_on_rebound_head, self);
     nrm_log_info("events socket bound again after a key was removed", NULL);
+}
+
+/* Reads the agency directory when it changed (always when force) and puts it in force: the
+ * configuration's run-time agencies and the key table; the events socket is bound again when a
+ * key is gone. Returns 1 when it changed, 0 when not, -1 when the database cannot say. */
+static int s_directory_refresh(nrm_service_t *self, bool force)
+{
+    json_t *agencies = NULL;
+    int rc = nrm_directory_refresh(self->directory, force, &agencies);
+    if (rc != 1)
+        return rc;
+    size_t n = json_array_size(agencies);
+    self->directory_agencies = (int64_t)n;
+    nrm_config_set_directory(self->config, agencies);
+    bool removed = nrm_auth_reload(self->auth, self->config);
+    nrm_log_info("agency directory in force", "{s:I}", "runtime_agencies", (json_int_t)n);
+    if (removed && self->events)
+        s_rebind_events(self);
+    return 1;
+}
+
+/* Timer: picks up directory changes written by this service's consumer or another instance. */
+static int s_on_directory_check(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (nrm_directory_due(self->directory))
+        s_directory_refresh(self, false);
+    return 0;
+}
+
+/* Loads the directory before anything is served (the database is up). Returns 0, or -1 when
+ * interrupted. */
+static int s_directory_start(nrm_service_t *self)
+{
+    while (!zsys_interrupted) {
+        if (s_directory_refresh(self, true) >= 0)
+            return 0;
+        zclock_sleep(S_DB_WAIT_MS);
+    }
+    return -1;
+}
+
+/* Every service but the registrar consumes the registrar's directory events, when the
+ * configuration says how to reach it (a service run alone keeps the agencies of its table). */
+static void s_consume_directory(nrm_service_t *self)
+{
+    static const char *const topics[] = {NRM_DIRECTORY_TOPIC_PREFIX, NULL};
+    const char *registrar = NRM_DIRECTORY_REGISTRAR;
+    char api_path[S_PATH_MAX], events_path[S_PATH_MAX];
+    snprintf(api_path, sizeof api_path, "services.%s.api_connect", registrar);
+    snprintf(events_path, sizeof events_path, "services.%s.events_connect", registrar);
+    if (strcmp(self->name, registrar) == 0)
+        return;
+    if (!nrm_config_string(self->config, api_path, NULL) ||
+        !nrm_config_string(self->config, events_path, NULL)) {
+        nrm_log_info("no registrar endpoints: run-time agencies are not followed", "{s:s}",
+                     "registrar", registrar);
+        return;
+    }
+    nrm_service_consume(self, registrar, topics, nrm_directory_apply, self->directory);
+    self->consumers[self->consumer_count - 1].checkpoint = NRM_DIRECTORY_CHECKPOINT;
 }
 
 /* Creates and attaches every consumer from the configuration. Returns 0 or -1. */
@@ -711,8 +820,9 @@ static int s_start_consumers(nrm_service_t *self)
                           "message", err.message);
             return -1;
         }
-        nrm_consumer_spec_t spec = {self->name, slot->source,   events,      api,      agency,
-                                    &curve,     slot->prefixes, slot->apply, slot->ctx};
+        nrm_consumer_spec_t spec = {self->name, slot->source,    events,         api,
+                                    agency,     &curve,          slot->prefixes, slot->apply,
+                                    slot->ctx,  slot->checkpoint};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;
@@ -737,8 +847,9 @@ int nrm_service_run(nrm_service_t *self)
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
     zsys_catch_interrupts();
-    if (s_prepare_database(self) != 0 || s_run_start_job(self) != 0)
+    if (s_prepare_database(self) != 0 || s_directory_start(self) != 0 || s_run_start_job(self) != 0)
         return 0;
+    s_consume_directory(self);
     if (nrm_auth_attach(self->auth, self->loop) != 0)
         return 1;
     self->events = s_bind(self, ZMQ_PUB, "events", NULL);
@@ -755,6 +866,7 @@ int nrm_service_run(nrm_service_t *self)
     for (int i = 0; i < self->timer_count; i++)
         zloop_timer(self->loop, (size_t)self->timers[i].period_ms, 0, s_on_timer, &self->timers[i]);
     zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
+    zloop_timer(self->loop, S_DIRECTORY_CHECK_MS, 0, s_on_directory_check, self);
     zloop_timer(self->loop, S_HEALTH_CHECK_MS, 0, s_on_health_check, self);
     nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);
     /* any signal interrupts the reactor's poll (EINTR); only SIGTERM and SIGINT

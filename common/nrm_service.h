@@ -3,10 +3,11 @@
  * nrm_service_new reads the command line (--config FILE) and the configuration, and prepares
  * logging, crypto and the database handle. The service then installs request handlers, stream
  * consumers and timers, and nrm_service_run does the rest: wait for the database, apply the
- * bus and service migrations, run the start job (nrm_service_on_start), bind the api (ROUTER)
- * and events (PUB) sockets, answer Ping and Fetch, publish the outbox, consume, run timers,
- * reload the configuration on SIGHUP, and on SIGTERM or SIGINT finish the batch in hand and
- * return 0.
+ * bus and service migrations, put the agency directory in force (nrm_directory: every service
+ * but intake follows intake's directory events), run the start job (nrm_service_on_start),
+ * bind the api (ROUTER) and events (PUB) sockets, answer Ping and Fetch, publish the outbox,
+ * consume, run timers, reload the configuration on SIGHUP, and on SIGTERM or SIGINT finish the
+ * batch in hand and return 0.
  *
  * Settings read (services.<name>.*): api, events (bind endpoints), api_connect, events_connect
  * (how others reach it), db_user, db_password or db_password_file; top level: database.conninfo,
@@ -66,6 +67,11 @@ void nrm_service_on_start(nrm_service_t *self, nrm_timer_fn fn, void *ctx);
 
 /* Calls fn after each configuration reload (before run). */
 void nrm_service_on_reload(nrm_service_t *self, nrm_reload_fn fn, void *ctx);
+
+/* The service's agency directory (borrowed; lives until destroy): the registrar writes it with
+ * nrm_directory_register; nrm_service keeps it in force (nrm_directory.h). */
+typedef struct nrm_directory_t nrm_directory_t;
+nrm_directory_t *nrm_service_directory(nrm_service_t *self);
 
 /* The service's reactor (borrowed; lives until destroy), for a service that watches sockets or
  * file descriptors of its own (zloop_poller) or sets one-shot timers (zloop_timer) outside the

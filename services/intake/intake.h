@@ -58,6 +58,13 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call);
 nrm_status_t intake_close_case(void *ctx, nrm_call_t *call);
 nrm_status_t intake_reassign_case(void *ctx, nrm_call_t *call);
 
+/* The agency directory's registrar (intake_agencies.c): coordinator only. UpsertAgency
+ * validates every field (INVALID_ARGUMENT with its path; FAILED_PRECONDITION for an agency of
+ * the configuration file; CONFLICT for a key another agency or a service holds) and registers
+ * the entry with nrm_directory; ListAgencies lists the file's agencies and the directory's. */
+nrm_status_t intake_upsert_agency(void *ctx, nrm_call_t *call);
+nrm_status_t intake_list_agencies(void *ctx, nrm_call_t *call);
+
 /* A report of the sender was just linked to case_id (inside the request's transaction): audits
  * the link (kind "case_link", subject the case) and, when the sender's links in the last
  * intake.link_alert.window_s seconds now exceed intake.link_alert.max_links and it was not

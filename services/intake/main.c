@@ -60,6 +60,11 @@ int main(int argc, char **argv)
                        intake_get_identity, &intake);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_ERASE_IDENTITY, NRM_HANDLER_WRITE,
                        intake_erase_identity, &intake);
+    /* the agency directory: intake is its registrar (nrm_directory) */
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_AGENCY, NRM_HANDLER_WRITE,
+                       intake_upsert_agency, &intake);
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_AGENCIES, NRM_HANDLER_READ,
+                       intake_list_agencies, &intake);
     static const char *const referrals[] = {"referral.", NULL};
     nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
     nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);

@@ -225,14 +225,13 @@ char **notify_grants_broad(const notify_grants_t *self, nrm_config_t *config,
                            const Nrm__V1__Event *ev, size_t *n)
 {
     *n = 0;
-    json_t *agencies = nrm_config_get(config, "agencies");
-    size_t count = json_array_size(agencies);
+    size_t count = nrm_config_agency_count(config);
     char **ids = calloc(count ? count : 1, sizeof *ids);
     if (!ids)
         abort();
     const char *region = notify_event_region(ev);
     for (size_t i = 0; self && i < count; i++) {
-        json_t *agency = json_array_get(agencies, i);
+        json_t *agency = nrm_config_agency_at(config, i);
         const char *id = json_string_value(json_object_get(agency, "id"));
         const char *type = json_string_value(json_object_get(agency, "type"));
         if (id && s_delivers(self, id, type, ev->topic, region))

@@ -234,11 +234,10 @@ static nrm_status_t s_add_reporters(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_ag
 /* The configured coordinators. */
 static void s_add_coordinators(notify_t *self, s_agencies_t *who)
 {
-    json_t *agencies = nrm_config_get(nrm_service_config(self->service), "agencies");
-    size_t i;
-    json_t *agency;
-    json_array_foreach(agencies, i, agency)
-    {
+    nrm_config_t *config = nrm_service_config(self->service);
+    size_t n = nrm_config_agency_count(config);
+    for (size_t i = 0; i < n; i++) {
+        json_t *agency = nrm_config_agency_at(config, i);
         const char *type = json_string_value(json_object_get(agency, "type"));
         if (type && strcmp(type, NOTIFY_COORDINATOR) == 0)
             s_agencies_add(who, json_string_value(json_object_get(agency, "id")));

@@ -203,6 +203,11 @@ nrm_status_t routing_providers_check_config(nrm_config_t *config, nrm_error_t *e
         Nrm__V1__UpsertProvider *u = routing_provider_from_config(entry, i, err);
         st = u ? routing_provider_check(u, config, prefix, NRM_FAILED_PRECONDITION, err)
                : NRM_FAILED_PRECONDITION;
+        /* an agency of the file: the providers read at start must not depend on the run-time
+         * directory, or a reload could accept what the next start refuses */
+        if (st == NRM_OK && !nrm_config_file_agency(config, u->id))
+            st = nrm_fail(err, NRM_FAILED_PRECONDITION, "providers",
+                          "%s.id must be the id of an agency of the configuration file", prefix);
         if (st == NRM_OK && json_object_get(ids, u->id))
             st = nrm_fail(err, NRM_FAILED_PRECONDITION, "providers", "provider %s is listed twice",
                           u->id);

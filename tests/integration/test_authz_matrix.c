@@ -102,6 +102,8 @@ static const struct {
     {B(GET_PLAN), COORDINATOR | MANAGER | PLAN_MANAGER | PARTNER, false},
     {B(LIST_PLANS), AGENCIES, false},
     {B(REASSIGN_PLAN), COORDINATOR, false},
+    {B(UPSERT_AGENCY), COORDINATOR, false},
+    {B(LIST_AGENCIES), COORDINATOR, false},
     {B(PING), EVERYONE, false},
     {B(FETCH), COORDINATOR | SERVICE, false},
 };
@@ -490,6 +492,17 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         r.plan_id = (char *)obj->plan_id;
         r.manager_agency_id = PLAN_MANAGER_ID; /* the same: the plan stays as it is */
         return authz_fixture_call(h, "reintegration", agency, body, &r, field);
+    }
+    case B(UPSERT_AGENCY): { /* a run-time agency without keys, registered again each time */
+        Nrm__V1__UpsertAgency u = NRM__V1__UPSERT_AGENCY__INIT;
+        u.agency_id = "matrix-partner";
+        u.type = NRM__V1__AGENCY_TYPE__AGENCY_TYPE_NGO;
+        u.active = 1;
+        return authz_fixture_call(h, "intake", agency, body, &u, field);
+    }
+    case B(LIST_AGENCIES): {
+        Nrm__V1__ListAgencies l = NRM__V1__LIST_AGENCIES__INIT;
+        return authz_fixture_call(h, "intake", agency, body, &l, field);
     }
     case B(PING): {
         Nrm__V1__Ping p = NRM__V1__PING__INIT;

@@ -316,6 +316,32 @@ static void test_regions_and_agencies(void **state)
     nrm_config_destroy(&c);
 }
 
+static void test_run_time_agencies_are_known_after_the_file_s_which_win(void **state)
+{
+    (void)state;
+    nrm_config_t *c = s_load_text(
+        "directory.json", "{\"agencies\": [{\"id\": \"police-ma-04\", \"type\": \"POLICE\"}]}");
+    assert_int_equal(nrm_config_agency_count(c), 1);
+    json_t *directory =
+        json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}]", "id", "ngo-new", "type", "NGO", "source",
+                  "directory", "id", "police-ma-04", "type", "NGO", "source", "directory");
+    nrm_config_set_directory(c, directory);
+    assert_string_equal(nrm_config_agency_type(c, "ngo-new"), "NGO");
+    assert_string_equal(nrm_config_agency_type(c, "police-ma-04"), "POLICE"); /* the file's */
+    assert_non_null(nrm_config_file_agency(c, "police-ma-04"));
+    assert_null(nrm_config_file_agency(c, "ngo-new"));
+    assert_int_equal(nrm_config_agency_count(c), 2); /* the shadowed entry is not counted */
+    assert_string_equal(json_string_value(json_object_get(nrm_config_agency_at(c, 0), "id")),
+                        "police-ma-04");
+    assert_string_equal(json_string_value(json_object_get(nrm_config_agency_at(c, 1), "id")),
+                        "ngo-new");
+    assert_null(nrm_config_agency_at(c, 2));
+    nrm_config_set_directory(c, NULL);
+    assert_null(nrm_config_agency(c, "ngo-new"));
+    assert_int_equal(nrm_config_agency_count(c), 1);
+    nrm_config_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_include_paths_are_relative_to_the_including_file),
         cmocka_unit_test(test_missing_or_broken_include_is_refused),
         cmocka_unit_test(test_regions_and_agencies),
+        cmocka_unit_test(test_run_time_agencies_are_known_after_the_file_s_which_win),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

@@ -26,6 +26,10 @@ int nrmctl_status(nrmctl_t *ctl, int argc, char **argv);
 /* deliveries [--state STATE] [--max N] | deliveries retry ID...: notify's deliveries. */
 int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
 
+/* agencies list [--all] | upsert FILE | upsert --id ID --type TYPE [--key K]... | deactivate
+ * ID: intake's agency directory (coordinators). */
+int nrmctl_agencies(nrmctl_t *ctl, int argc, char **argv);
+
 /* referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]: routing's
  * ListReferrals, one JSON line per referral. */
 int nrmctl_referrals(nrmctl_t *ctl, int argc, char **argv);

@@ -22,6 +22,7 @@ static const s_command_t s_commands[] = {
     {"tail", nrmctl_tail},
     {"top", nrmctl_top},
     {"deliveries", nrmctl_deliveries},
+    {"agencies", nrmctl_agencies},
     {"referrals", nrmctl_referrals},
     {"providers", nrmctl_providers},
     {"agreements", nrmctl_agreements},
