@@ -1,6 +1,7 @@
 /* Decisions applied: which services a case gets, the provider chosen for each, the referral
  * created (or referral.unroutable when nobody is left), and shelter.requested for shelter. */
 #include "routing.h"
+#include "nrm_alloc.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 
@@ -137,9 +138,7 @@ static nrm_status_t s_load_states(nrm_tx_t *tx, const char *case_id,
 static char *s_id_array(const s_candidates_t *cand)
 {
     size_t size = cand->count * S_QUOTED_ID_MAX + 3, used = 1;
-    char *text = malloc(size);
-    if (!text)
-        return NULL;
+    char *text = nrm_xmalloc(size);
     text[0] = '{';
     for (size_t i = 0; i < cand->count; i++)
         used += (size_t)snprintf(text + used, size - used, i ? ",\"%s\"" : "\"%s\"",
@@ -297,9 +296,7 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
 static nrm_status_t s_refer(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
                             const routing_decision_t *d, const routing_provider_t **chosen)
 {
-    s_candidates_t *cand = calloc(1, sizeof *cand);
-    if (!cand)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    s_candidates_t *cand = nrm_xcalloc(1, sizeof *cand);
     nrm_status_t st = s_load_candidates(self, tx, c, service, cand);
     int pick = st == NRM_OK ? s_pick(c, cand) : -1;
     *chosen = pick >= 0 ? cand->providers[pick] : NULL;

@@ -12,6 +12,7 @@
  * ages 0 to 120); must_share_language (interpreters) serves only people who speak one of its
  * languages; max_open_referrals is the most pending or accepted referrals it takes at once. */
 #include "routing.h"
+#include "nrm_alloc.h"
 #include "nrm_validate.h"
 
 #include <stdio.h>
@@ -99,7 +100,7 @@ static int s_strings(json_t *array, const char *path, char ***out, size_t *n,
         nrm_fail(err, NRM_FAILED_PRECONDITION, path, "%s must be a list of strings", path);
         return -1;
     }
-    *out = calloc(json_array_size(array) + 1, sizeof **out);
+    *out = nrm_xcalloc(json_array_size(array) + 1, sizeof **out);
     size_t i;
     json_t *item;
     char at[S_PATH];
@@ -115,7 +116,7 @@ static int s_strings(json_t *array, const char *path, char ***out, size_t *n,
             err->status = NRM_FAILED_PRECONDITION;
             return -1;
         }
-        (*out)[(*n)++] = strdup(s);
+        (*out)[(*n)++] = nrm_xstrdup(s);
     }
     return 0;
 }
@@ -184,9 +185,9 @@ static int s_provider_read(nrm_config_t *config, json_t *entry, const char *path
     }
     const char *name = json_string_value(json_object_get(agency, "name"));
     const char *type = json_string_value(json_object_get(agency, "type"));
-    p->id = strdup(id);
-    p->name = strdup(name ? name : id);
-    p->agency_type = strdup(type ? type : "");
+    p->id = nrm_xstrdup(id);
+    p->name = nrm_xstrdup(name ? name : id);
+    p->agency_type = nrm_xstrdup(type ? type : "");
     p->national = json_is_true(json_object_get(entry, "national"));
     json_t *eligibility = json_object_get(entry, "eligibility");
     p->must_share_language = json_is_true(json_object_get(eligibility, "must_share_language"));
@@ -259,8 +260,8 @@ routing_directory_t *routing_directory_load(nrm_config_t *config, nrm_error_t *e
         nrm_fail(err, NRM_FAILED_PRECONDITION, "providers", "providers must be a list");
         return NULL;
     }
-    routing_directory_t *self = calloc(1, sizeof *self);
-    self->providers = calloc(json_array_size(list) + 1, sizeof *self->providers);
+    routing_directory_t *self = nrm_xcalloc(1, sizeof *self);
+    self->providers = nrm_xcalloc(json_array_size(list) + 1, sizeof *self->providers);
     size_t i;
     json_t *entry;
     char path[S_ITEM_PATH];
