@@ -31,7 +31,9 @@ check has 'GNU_RELRO' "$segments"                                 # RELRO
 check has '\(FLAGS\).*BIND_NOW|\(FLAGS_1\).*NOW' "$dynamic"      # ... full: bound at load
 check has '__stack_chk_fail' "$symbols"                           # -fstack-protector-strong
 check has '__[a-z]+_chk(@|[[:space:]]|$)' "$symbols"              # _FORTIFY_SOURCE
-flags=$(grep -o '"command": "[^"]*shelter_allocate[^"]*"' "$build/compile_commands.json" || true)
+flags=$(/usr/bin/python3 -c 'import json, sys
+print(" ".join(e["command"] for e in json.load(open(sys.argv[1])) if e["file"].endswith("/shelter_allocate.c")))' \
+  "$build/compile_commands.json")
 check has '_FORTIFY_SOURCE=3' "$flags"
 check has 'fstack-protector-strong' "$flags"
 echo "hardening of $bin: $passed passed, $failed failed"
