@@ -26,6 +26,10 @@ int nrmctl_status(nrmctl_t *ctl, int argc, char **argv);
 /* deliveries [--state STATE] [--max N] | deliveries retry ID...: notify's deliveries. */
 int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
 
+/* quarantine list SERVICE [--stream S] [--max N] | quarantine retry SERVICE ID: the events a
+ * service's consumers set aside (ListQuarantine, RetryQuarantined). */
+int nrmctl_quarantine(nrmctl_t *ctl, int argc, char **argv);
+
 /* referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]: routing's
  * ListReferrals, one JSON line per referral. */
 int nrmctl_referrals(nrmctl_t *ctl, int argc, char **argv);

@@ -22,6 +22,7 @@ static const s_command_t s_commands[] = {
     {"tail", nrmctl_tail},
     {"top", nrmctl_top},
     {"deliveries", nrmctl_deliveries},
+    {"quarantine", nrmctl_quarantine},
     {"referrals", nrmctl_referrals},
     {"case", nrmctl_case},
     {"cases", nrmctl_cases},
