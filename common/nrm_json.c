@@ -88,7 +88,7 @@ static char s_camel_next(const char **snake)
 static char *s_camel_dup(const char *snake)
 {
     char *camel = nrm_xmalloc(strlen(snake) + 1);
-    for (char *out = camel; camel && (*out++ = s_camel_next(&snake));)
+    for (char *out = camel; (*out++ = s_camel_next(&snake));)
         ;
     return camel;
 }
@@ -255,9 +255,7 @@ static json_t *s_message_to_json(const ProtobufCMessage *msg)
             value = s_value_to_json(field, s_member(msg, field->offset));
         }
         char *name = s_camel_dup(field->name);
-        if (!name || !value || json_object_set_new(object, name, value) != 0) {
-            if (!name)
-                json_decref(value);
+        if (!value || json_object_set_new(object, name, value) != 0) {
             json_decref(object);
             object = NULL;
         }
@@ -289,13 +287,6 @@ char *nrm_json_dumps_message(const ProtobufCMessage *msg)
 static bool s_fail(s_parser_t *p, const char *message)
 {
     nrm_fail(p->err, NRM_INVALID_ARGUMENT, p->path, "%s", message);
-    return false;
-}
-
-/* Records an INTERNAL out-of-memory failure at the current path and returns false. */
-static bool s_out_of_memory(s_parser_t *p)
-{
-    nrm_fail(p->err, NRM_INTERNAL, p->path, "out of memory");
     return false;
 }
 
@@ -641,10 +632,6 @@ static const json_t *s_field_value(s_parser_t *p, const json_t *object,
 {
     const json_t *snake = json_object_get(object, field->name);
     char *camel_name = s_camel_dup(field->name);
-    if (!camel_name) {
-        *ok = s_out_of_memory(p);
-        return NULL;
-    }
     const json_t *camel =
         strcmp(camel_name, field->name) ? json_object_get(object, camel_name) : NULL;
     free(camel_name);

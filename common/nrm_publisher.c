@@ -284,8 +284,6 @@ void nrm_publisher_heartbeat(nrm_publisher_t *self)
     ev.stream_head = &head;
     size_t len = 0;
     uint8_t *buf = nrm_event_pack(&ev, &len);
-    if (!buf)
-        return;
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, NRM_TOPIC_STREAM_HEAD);
     zmsg_addmem(msg, buf, len);

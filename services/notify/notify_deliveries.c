@@ -171,8 +171,6 @@ static nrm_status_t s_keep_event(nrm_tx_t *tx, const Nrm__V1__Event *ev, bool ou
 {
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(ev, &len);
-    if (!payload)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     nrm_params_t p = {0};
     nrm_params_text(&p, ev->stream);
     nrm_params_int(&p, ev->seq);

@@ -158,8 +158,6 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     if (cand->count == 0)
         return NRM_OK;
     char *ids = s_id_array(cand);
-    if (!ids)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     nrm_params_t p = {0};
     nrm_params_text(&p, ids);
     nrm_params_text(&p, c->case_id);
