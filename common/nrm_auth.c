@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_auth.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
@@ -108,9 +109,7 @@ static void s_add_key(nrm_auth_t *self, const char *key, const char *identity, b
         nrm_log_warn("invalid public key in the configuration", "{s:s}", "identity", identity);
         return;
     }
-    char *copy = strdup(identity);
-    if (!copy)
-        abort();
+    char *copy = nrm_xstrdup(identity);
     if (zhash_insert(self->identities, key, copy) != 0) {
         nrm_log_warn("public key listed twice: the first identity keeps it", "{s:s}", "identity",
                      identity);
@@ -130,7 +129,7 @@ static void s_load_keys(nrm_auth_t *self, nrm_config_t *config)
     self->identities = zhash_new();
     self->readers = zhash_new();
     if (!self->identities || !self->readers)
-        abort();
+        nrm_oom("zhash");
     json_t *services = nrm_config_get(config, "services");
     const char *name;
     json_t *entry;
@@ -163,10 +162,8 @@ static void s_load_keys(nrm_auth_t *self, nrm_config_t *config)
 
 nrm_auth_t *nrm_auth_new(nrm_config_t *config, const char *name, nrm_error_t *err)
 {
-    nrm_auth_t *self = calloc(1, sizeof *self);
-    if (!self)
-        abort();
-    self->name = strdup(name);
+    nrm_auth_t *self = nrm_xcalloc(1, sizeof *self);
+    self->name = nrm_xstrdup(name);
     self->secure = nrm_auth_curve_on(config);
     self->max_subscribers =
         nrm_config_int(config, "security.max_subscribers", S_DEFAULT_MAX_SUBSCRIBERS);

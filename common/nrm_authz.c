@@ -115,6 +115,10 @@ static const nrm_authz_rule_t s_rules[] = {
     {NRM__V1__REQUEST__BODY_FETCH, "any", NULL, NRM_ROLE_SERVICE | NRM_ROLE_EVENT_READER, NULL,
      "services and the agencies security.event_readers names (default: type COORDINATOR); the "
      "same rule admits subscribers to events sockets"},
+    {NRM__V1__REQUEST__BODY_LIST_QUARANTINE, "any", NULL, S_COORDINATOR, NULL,
+     "the events the service's consumers set aside after failing to apply them"},
+    {NRM__V1__REQUEST__BODY_RETRY_QUARANTINED, "any", NULL, S_COORDINATOR, NULL,
+     "applies a set-aside event again once its cause is fixed"},
 };
 #define S_RULE_COUNT (sizeof s_rules / sizeof s_rules[0])
 

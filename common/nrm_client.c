@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_client.h"
 #include "nrm_crypto.h"
 #include "nrm_time.h"
@@ -12,12 +13,10 @@ struct nrm_client_t {
 
 nrm_client_t *nrm_client_new(const char *endpoint, const char *agency_id, const nrm_curve_t *curve)
 {
-    nrm_client_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
+    nrm_client_t *self = nrm_xcalloc(1, sizeof *self);
     self->sock = zsock_new(ZMQ_DEALER);
-    self->agency_id = strdup(agency_id ? agency_id : "");
-    if (!self->sock || !self->agency_id) {
+    self->agency_id = nrm_xstrdup(agency_id ? agency_id : "");
+    if (!self->sock) {
         nrm_client_destroy(&self);
         return NULL;
     }

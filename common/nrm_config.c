@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_config.h"
 
 #include <ctype.h>
@@ -114,13 +115,8 @@ nrm_config_t *nrm_config_load(const char *path, nrm_error_t *err)
         json_decref(root);
         return NULL;
     }
-    nrm_config_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        json_decref(root);
-        nrm_fail(err, NRM_INTERNAL, "config", "out of memory");
-        return NULL;
-    }
-    self->path = strdup(path);
+    nrm_config_t *self = nrm_xcalloc(1, sizeof *self);
+    self->path = nrm_xstrdup(path);
     self->root = root;
     self->overrides = json_array();
     return self;

@@ -6,7 +6,12 @@
  * transaction that locks the stream's checkpoint row, skips what is already applied (another
  * instance may have been faster), calls apply for every event matching the topic prefixes, and
  * moves the checkpoint: effects and checkpoint commit together, so a crash replays the batch
- * and nothing is applied twice. A failed batch is rolled back and fetched again later. */
+ * and nothing is applied twice. A failed batch is rolled back and fetched again later, after a
+ * backoff that doubles with each failure of the same event. An event whose application failed
+ * max_attempts times in a row (for a reason of its own: not an unavailable database) is set
+ * aside: the next batch writes it to consumer_quarantine instead of applying it, publishes
+ * consumer.quarantined on the own stream, and moves the checkpoint past it (the other events
+ * keep their order). RetryQuarantined (nrm_service) applies it again later. */
 #ifndef NRM_CONSUMER_H
 #define NRM_CONSUMER_H
 
@@ -33,7 +38,12 @@ typedef struct {
     void *ctx;
     const char *checkpoint; /* the checkpoint row's name; NULL: source_stream (one consumer of a
                                stream may apply only some topics under a name of its own) */
+    int max_attempts; /* failed attempts before an event is set aside (<= 0: the default) */
+    int backoff_ms;   /* wait after a first failure, doubled each time (<= 0: the default) */
 } nrm_consumer_spec_t;
+
+#define NRM_CONSUMER_MAX_ATTEMPTS 5
+#define NRM_CONSUMER_BACKOFF_MS 200
 
 /* Returns a new consumer working on db (borrowed; shared with the service's other work on the
  * same thread). Strings of spec are copied; the prefixes array must outlive the consumer. */
@@ -50,5 +60,7 @@ const char *nrm_consumer_stream(const nrm_consumer_t *self);
 int64_t nrm_consumer_checkpoint(const nrm_consumer_t *self);
 int64_t nrm_consumer_known_head(const nrm_consumer_t *self);
 int64_t nrm_consumer_applied(const nrm_consumer_t *self);
+/* Events this instance set aside (consumer_quarantine). */
+int64_t nrm_consumer_quarantined(const nrm_consumer_t *self);
 
 #endif

@@ -1,6 +1,7 @@
 /* nrm_crypto: sealing of identifying data, keyed identity hashes and random identifiers.
  * Key material lives only in sodium_malloc'd memory and is wiped when freed. */
 #define _POSIX_C_SOURCE 200809L /* fchmod, mkstemp, strdup, strtok_r, O_CLOEXEC */
+#include "nrm_alloc.h"
 #include "nrm_crypto.h"
 
 #include <ctype.h>
@@ -62,8 +63,8 @@ int nrm_crypto_init(void)
 /* Returns a new keyring with no keys and room for the hash key, or NULL when out of memory. */
 static nrm_keyring_t *s_keyring_new(void)
 {
-    nrm_keyring_t *self = calloc(1, sizeof *self);
-    if (self && !(self->hash_key = sodium_malloc(S_KEY_BYTES)))
+    nrm_keyring_t *self = nrm_xcalloc(1, sizeof *self);
+    if (!(self->hash_key = sodium_malloc(S_KEY_BYTES)))
         nrm_keyring_destroy(&self);
     return self;
 }
@@ -84,9 +85,7 @@ void nrm_keyring_destroy(nrm_keyring_t **self)
 /* Appends key id with fresh secure storage; returns that storage, or NULL when out of memory. */
 static uint8_t *s_key_add(nrm_keyring_t *self, uint32_t id)
 {
-    s_key_t *keys = realloc(self->keys, (self->count + 1) * sizeof *keys);
-    if (!keys)
-        return NULL;
+    s_key_t *keys = nrm_xreallocarray(self->keys, self->count + 1, sizeof *keys);
     self->keys = keys;
     uint8_t *key = sodium_malloc(S_KEY_BYTES);
     if (key)
@@ -205,8 +204,8 @@ static int s_keyring_write(const nrm_keyring_t *self, int fd, mode_t mode)
 /* Syncs the directory holding path so that a rename in it is durable. Returns 0 or -1. */
 static int s_sync_dir(const char *path)
 {
-    char *copy = strdup(path);
-    int fd = copy ? open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    char *copy = nrm_xstrdup(path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rc = fd >= 0 && fsync(fd) == 0 ? 0 : -1;
     if (fd >= 0)
         close(fd);
@@ -249,10 +248,8 @@ static int s_keyring_replace(const nrm_keyring_t *self, const char *path)
     if (stat(path, &old) != 0)
         return -1;
     size_t size = strlen(path) + sizeof S_TEMP_SUFFIX;
-    char *temp = malloc(size);
+    char *temp = nrm_xmalloc(size);
     int rc = -1;
-    if (!temp)
-        return -1;
     snprintf(temp, size, "%s%s", path, S_TEMP_SUFFIX);
     int fd = mkstemp(temp);
     if (fd >= 0) {
@@ -306,10 +303,8 @@ static int s_seal(const uint8_t *key, const void *plain, size_t len, const char 
     if (!key || !out || !out_len || (!plain && len) ||
         len > crypto_aead_xchacha20poly1305_ietf_MESSAGEBYTES_MAX)
         return -1;
-    uint8_t *sealed = malloc(S_NONCE_BYTES + len + S_TAG_BYTES);
+    uint8_t *sealed = nrm_xmalloc(S_NONCE_BYTES + len + S_TAG_BYTES);
     unsigned long long sealed_len = 0;
-    if (!sealed)
-        return -1;
     randombytes_buf(sealed, S_NONCE_BYTES);
     crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + S_NONCE_BYTES, &sealed_len, plain, len,
                                                (const uint8_t *)aad, aad ? strlen(aad) : 0, NULL,
@@ -326,11 +321,11 @@ static int s_open(const uint8_t *key, const uint8_t *sealed, size_t len, const c
 {
     if (!key || !sealed || !plain || len < S_NONCE_BYTES + S_TAG_BYTES)
         return -1;
-    uint8_t *opened = malloc(len - S_NONCE_BYTES - S_TAG_BYTES + 1);
+    uint8_t *opened = nrm_xmalloc(len - S_NONCE_BYTES - S_TAG_BYTES + 1);
     unsigned long long opened_len = 0;
-    if (!opened || crypto_aead_xchacha20poly1305_ietf_decrypt(
-                       opened, &opened_len, NULL, sealed + S_NONCE_BYTES, len - S_NONCE_BYTES,
-                       (const uint8_t *)aad, aad ? strlen(aad) : 0, sealed, key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            opened, &opened_len, NULL, sealed + S_NONCE_BYTES, len - S_NONCE_BYTES,
+            (const uint8_t *)aad, aad ? strlen(aad) : 0, sealed, key) != 0) {
         free(opened);
         return -1;
     }
@@ -389,11 +384,9 @@ static int s_token_cmp(const void *a, const void *b)
 static void s_hash_name(crypto_generichash_state *state, const char *name)
 {
     size_t size = strlen(name) + 1;
-    char *buf = malloc(size);
-    char **tokens = calloc(size, sizeof *tokens);
+    char *buf = nrm_xmalloc(size);
+    char **tokens = nrm_xcalloc(size, sizeof *tokens);
     size_t count = 0, w = 0;
-    if (!buf || !tokens)
-        abort();
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (*p > S_ASCII_MAX || isalnum(*p) || isspace(*p))
             buf[w++] = (char)(*p > S_ASCII_MAX ? *p : isspace(*p) ? ' ' : tolower(*p));

@@ -1,14 +1,18 @@
+#include "nrm_alloc.h"
 #include "nrm_db.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
 
 #include <arpa/inet.h>
 #include <endian.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NRM_DB_BACKOFF_MS 500
+#define NRM_DB_CONNECT_STEP_MS 20  /* the longest one call waits for the server's answer */
+#define NRM_DB_CONNECT_TIMEOUT_S 3 /* an attempt's deadline when conninfo names none */
 #define NRM_DB_MAX_STATEMENTS 128
 #define NRM_DB_BINARY 1
 
@@ -31,6 +35,11 @@ struct nrm_db_t {
     PGconn *conn;
     uint64_t generation; /* incremented on every new connection */
     int64_t next_attempt_ms;
+    bool connecting;                 /* conn is an attempt in progress (PQconnectStart) */
+    PostgresPollingStatusType phase; /* what the attempt waits for */
+    int64_t connect_deadline_ms;     /* when the attempt is given up */
+    int connect_timeout_ms;          /* conninfo's connect_timeout */
+    int connect_wait_ms;             /* the longest nrm_db_connect waits */
     s_statement_t statements[NRM_DB_MAX_STATEMENTS];
     int statement_count;
 };
@@ -79,13 +88,16 @@ void nrm_params_bytes(nrm_params_t *p, const void *data, size_t len)
 
 nrm_db_t *nrm_db_new(const char *conninfo, const char *schema)
 {
-    nrm_db_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->conninfo = strdup(conninfo);
-    self->schema = strdup(schema);
-    if (!self->conninfo || !self->schema)
-        nrm_db_destroy(&self);
+    nrm_db_t *self = nrm_xcalloc(1, sizeof *self);
+    self->conninfo = nrm_xstrdup(conninfo);
+    self->schema = nrm_xstrdup(schema);
+    self->connect_timeout_ms = NRM_DB_CONNECT_TIMEOUT_S * 1000;
+    PQconninfoOption *options = PQconninfoParse(conninfo, NULL);
+    for (PQconninfoOption *o = options; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
+            self->connect_timeout_ms = atoi(o->val) * 1000;
+    PQconninfoFree(options);
+    self->connect_wait_ms = self->connect_timeout_ms;
     return self;
 }
 
@@ -107,13 +119,20 @@ void nrm_db_disconnect(nrm_db_t *self)
     if (self->conn) {
         PQfinish(self->conn);
         self->conn = NULL;
-        nrm_log_warn("database connection dropped", "{s:s}", "schema", self->schema);
+        if (!self->connecting)
+            nrm_log_warn("database connection dropped", "{s:s}", "schema", self->schema);
+        self->connecting = false;
     }
 }
 
 bool nrm_db_connected(const nrm_db_t *self)
 {
-    return self->conn && PQstatus(self->conn) == CONNECTION_OK;
+    return self->conn && !self->connecting && PQstatus(self->conn) == CONNECTION_OK;
+}
+
+bool nrm_db_connecting(const nrm_db_t *self)
+{
+    return self->connecting;
 }
 
 PGconn *nrm_db_conn(nrm_db_t *self)
@@ -149,30 +168,101 @@ static void s_ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err)
+/* Gives up the attempt in progress: logged, backoff from now. Returns UNAVAILABLE. */
+static nrm_status_t s_connect_failed(nrm_db_t *self, const char *why, nrm_error_t *err)
+{
+    nrm_log_warn("database connection failed", "{s:s, s:s}", "schema", self->schema, "reason", why);
+    PQfinish(self->conn);
+    self->conn = NULL;
+    self->connecting = false;
+    self->next_attempt_ms = nrm_mono_ms() + NRM_DB_BACKOFF_MS;
+    return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+}
+
+/* Starts an attempt (PQconnectStart: no waiting). Returns OK when one is in progress. */
+static nrm_status_t s_connect_start(nrm_db_t *self, nrm_error_t *err)
+{
+    self->conn = PQconnectStart(self->conninfo);
+    if (!self->conn)
+        nrm_oom("PQconnectStart");
+    self->connecting = true;
+    self->phase = PGRES_POLLING_WRITING;
+    self->connect_deadline_ms = nrm_mono_ms() + self->connect_timeout_ms;
+    if (PQstatus(self->conn) == CONNECTION_BAD)
+        return s_connect_failed(self, "refused", err);
+    return NRM_OK;
+}
+
+/* Moves the attempt in progress on, waiting at most wait_ms in all for the server. Returns OK
+ * once connected, UNAVAILABLE while still connecting (or when the attempt failed). */
+static nrm_status_t s_connect_step(nrm_db_t *self, int wait_ms, nrm_error_t *err)
+{
+    int64_t until = nrm_mono_ms() + wait_ms;
+    while (self->phase != PGRES_POLLING_OK) {
+        if (self->phase == PGRES_POLLING_FAILED)
+            return s_connect_failed(self, "refused", err);
+        int64_t now = nrm_mono_ms();
+        if (now >= self->connect_deadline_ms)
+            return s_connect_failed(self, "timeout", err);
+        int64_t left = until - now;
+        struct pollfd pfd = {PQsocket(self->conn),
+                             self->phase == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+        int ready = pfd.fd < 0 ? 1 : poll(&pfd, 1, left > 0 ? (int)left : 0);
+        if (ready == 0)
+            return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database connecting");
+        self->phase = PQconnectPoll(self->conn);
+    }
+    self->connecting = false;
+    if (PQstatus(self->conn) != CONNECTION_OK || s_set_search_path(self) != 0)
+        return s_connect_failed(self, "setup", err);
+    PQsetNoticeProcessor(self->conn, s_ignore_notice, NULL);
+    self->generation++;
+    nrm_log_info("database connected", "{s:s}", "schema", self->schema);
+    return NRM_OK;
+}
+
+/* Connects, waiting at most wait_ms for the server (0: not at all). */
+static nrm_status_t s_connect(nrm_db_t *self, int wait_ms, bool *reconnected, nrm_error_t *err)
 {
     if (reconnected)
         *reconnected = false;
     if (nrm_db_connected(self))
         return NRM_OK;
-    nrm_db_disconnect(self);
-    int64_t now = nrm_mono_ms();
-    if (now < self->next_attempt_ms)
-        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
-    self->next_attempt_ms = now + NRM_DB_BACKOFF_MS;
-    self->conn = PQconnectdb(self->conninfo);
-    if (PQstatus(self->conn) != CONNECTION_OK || s_set_search_path(self) != 0) {
-        nrm_log_warn("database connection failed", "{s:s}", "schema", self->schema);
-        PQfinish(self->conn);
-        self->conn = NULL;
-        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    if (!self->connecting) {
+        nrm_db_disconnect(self);
+        if (nrm_mono_ms() < self->next_attempt_ms)
+            return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+        self->next_attempt_ms = nrm_mono_ms() + NRM_DB_BACKOFF_MS;
+        if (s_connect_start(self, err) != NRM_OK)
+            return NRM_UNAVAILABLE;
     }
-    PQsetNoticeProcessor(self->conn, s_ignore_notice, NULL);
-    self->generation++;
-    if (reconnected)
+    nrm_status_t st = s_connect_step(self, wait_ms, err);
+    if (st == NRM_OK && reconnected)
         *reconnected = true;
-    nrm_log_info("database connected", "{s:s}", "schema", self->schema);
-    return NRM_OK;
+    return st;
+}
+
+nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err)
+{
+    return s_connect(self, self->connect_wait_ms, reconnected, err);
+}
+
+void nrm_db_set_reactor(nrm_db_t *self)
+{
+    self->connect_wait_ms = NRM_DB_CONNECT_STEP_MS;
+}
+
+nrm_status_t nrm_db_connect_wait(nrm_db_t *self, int wait_ms, nrm_error_t *err)
+{
+    int64_t until = nrm_mono_ms() + wait_ms;
+    nrm_status_t st;
+    do {
+        int64_t left = until - nrm_mono_ms();
+        st = s_connect(self, left > 0 ? (int)left : 0, NULL, err);
+        if (st != NRM_OK && !self->connecting && nrm_mono_ms() < until)
+            poll(NULL, 0, NRM_DB_CONNECT_STEP_MS); /* backoff after a refusal */
+    } while (st != NRM_OK && nrm_mono_ms() < until);
+    return st;
 }
 
 void nrm_db_statement(nrm_db_t *self, const char *name, const char *sql)

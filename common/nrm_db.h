@@ -44,9 +44,24 @@ nrm_db_t *nrm_db_new(const char *conninfo, const char *schema);
 /* Closes the connection, frees the handle and sets *self to NULL. Safe on NULL. */
 void nrm_db_destroy(nrm_db_t **self);
 
-/* Connects if not connected (respecting the reconnect backoff). Returns OK when connected,
- * UNAVAILABLE otherwise. *reconnected (may be NULL) is set when a new connection was made. */
+/* Connects if not connected (respecting the reconnect backoff). An attempt is started with
+ * PQconnectStart and moved on with PQconnectPoll; it is given up after conninfo's
+ * connect_timeout (default 3 s). A handle waits for the attempt's end, unless it serves a
+ * reactor (nrm_db_set_reactor): then each call waits at most a few milliseconds for the server
+ * and returns UNAVAILABLE while the attempt is still in progress (call again, e.g. from a
+ * timer). Returns OK when connected, UNAVAILABLE otherwise. *reconnected (may be NULL) is set
+ * when a new connection was made. */
 nrm_status_t nrm_db_connect(nrm_db_t *self, bool *reconnected, nrm_error_t *err);
+
+/* nrm_db_connect for code that may wait (start-up, before the reactor): keeps trying for up to
+ * wait_ms. Returns OK when connected, UNAVAILABLE otherwise. */
+nrm_status_t nrm_db_connect_wait(nrm_db_t *self, int wait_ms, nrm_error_t *err);
+
+/* The handle serves a reactor: nrm_db_connect never waits more than a few milliseconds. */
+void nrm_db_set_reactor(nrm_db_t *self);
+
+/* True while a connection attempt is in progress (nrm_db_connect moves it on). */
+bool nrm_db_connecting(const nrm_db_t *self);
 
 /* True while a connection is believed good. */
 bool nrm_db_connected(const nrm_db_t *self);

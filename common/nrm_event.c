@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_event.h"
 
 #include <stdlib.h>
@@ -50,6 +51,7 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_RISK_ALERT, "reintegration.risk_alert"},
     {NRM__V1__EVENT__BODY_AGENCY_UPSERTED, "directory.agency_upserted"},
     {NRM__V1__EVENT__BODY_STREAM_HEAD, NRM_TOPIC_STREAM_HEAD},
+    {NRM__V1__EVENT__BODY_CONSUMER_QUARANTINED, "consumer.quarantined"},
 };
 #define S_TOPIC_COUNT (sizeof s_topics / sizeof s_topics[0])
 
@@ -72,9 +74,8 @@ Nrm__V1__Event__BodyCase nrm_event_body_of(const char *topic)
 uint8_t *nrm_event_pack(const Nrm__V1__Event *ev, size_t *len)
 {
     *len = nrm__v1__event__get_packed_size(ev);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        nrm__v1__event__pack(ev, buf);
+    uint8_t *buf = nrm_xmalloc(*len ? *len : 1);
+    nrm__v1__event__pack(ev, buf);
     return buf;
 }
 
@@ -99,9 +100,7 @@ bool nrm_topic_matches(const char *topic, const char *const *prefixes)
 
 uint8_t *nrm_event_with_seq(const uint8_t *stored, size_t len, int64_t seq, size_t *out_len)
 {
-    uint8_t *out = malloc(len + 1 + S_VARINT_MAX);
-    if (!out)
-        return NULL;
+    uint8_t *out = nrm_xmalloc(len + 1 + S_VARINT_MAX);
     memcpy(out, stored, len);
     size_t n = len;
     out[n++] = S_SEQ_TAG;

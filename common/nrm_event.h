@@ -16,7 +16,7 @@ const char *nrm_event_topic_of(Nrm__V1__Event__BodyCase body);
 /* The body case of a topic, or NRM__V1__EVENT__BODY__NOT_SET. */
 Nrm__V1__Event__BodyCase nrm_event_body_of(const char *topic);
 
-/* Serialises ev into a malloc'd buffer (caller frees); *len gets its size. NULL on failure. */
+/* Serialises ev into a malloc'd buffer (caller frees; never NULL); *len gets its size. */
 uint8_t *nrm_event_pack(const Nrm__V1__Event *ev, size_t *len);
 
 /* Parses an Event; NULL for bytes that are not one. Caller frees with

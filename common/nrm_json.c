@@ -4,6 +4,7 @@
  * descriptor of the wanted type, looks each field up in the JSON object under its snake_case
  * and lowerCamelCase names, and builds a message that protobuf_c_message_free_unpacked() can
  * free. Error messages never quote the offending value, which may be identifying data. */
+#include "nrm_alloc.h"
 #include "nrm_json.h"
 #include "nrm_alloc.h"
 
@@ -87,8 +88,8 @@ static char s_camel_next(const char **snake)
  * memory. */
 static char *s_camel_dup(const char *snake)
 {
-    char *camel = malloc(strlen(snake) + 1);
-    for (char *out = camel; camel && (*out++ = s_camel_next(&snake));)
+    char *camel = nrm_xmalloc(strlen(snake) + 1);
+    for (char *out = camel; (*out++ = s_camel_next(&snake));)
         ;
     return camel;
 }
@@ -125,9 +126,7 @@ static json_t *s_double_to_json(double d)
 static json_t *s_bytes_to_json(const ProtobufCBinaryData *data)
 {
     size_t size = sodium_base64_encoded_len(data->len, sodium_base64_VARIANT_ORIGINAL);
-    char *text = malloc(size);
-    if (!text)
-        return NULL;
+    char *text = nrm_xmalloc(size);
     sodium_bin2base64(text, size, data->data, data->len, sodium_base64_VARIANT_ORIGINAL);
     json_t *json = json_string(text);
     free(text);
@@ -306,9 +305,7 @@ static json_t *s_message_to_json(const ProtobufCMessage *msg)
             value = s_value_to_json(field, s_member(msg, field->offset));
         }
         char *name = s_camel_dup(field->name);
-        if (!name || !value || json_object_set_new(object, name, value) != 0) {
-            if (!name)
-                json_decref(value);
+        if (!value || json_object_set_new(object, name, value) != 0) {
             json_decref(object);
             object = NULL;
         }
@@ -340,13 +337,6 @@ char *nrm_json_dumps_message(const ProtobufCMessage *msg)
 static bool s_fail(s_parser_t *p, const char *message)
 {
     nrm_fail(p->err, NRM_INVALID_ARGUMENT, p->path, "%s", message);
-    return false;
-}
-
-/* Records an INTERNAL out-of-memory failure at the current path and returns false. */
-static bool s_out_of_memory(s_parser_t *p)
-{
-    nrm_fail(p->err, NRM_INTERNAL, p->path, "out of memory");
     return false;
 }
 
@@ -569,9 +559,7 @@ static bool s_parse_string(s_parser_t *p, const json_t *value, char **out)
     size_t length = json_string_length(value);
     if (strlen(json_string_value(value)) != length)
         return s_fail(p, "string contains a NUL character");
-    *out = malloc(length + 1);
-    if (!*out)
-        return s_out_of_memory(p);
+    *out = nrm_xmalloc(length + 1);
     memcpy(*out, json_string_value(value), length + 1);
     return true;
 }
@@ -585,9 +573,7 @@ static bool s_parse_bytes(s_parser_t *p, const json_t *value, ProtobufCBinaryDat
     const char *text = json_string_value(value);
     size_t length = json_string_length(value);
     size_t capacity = length / 4 * 3 + 3; /* 3 bytes per 4 characters, a partial group */
-    uint8_t *data = malloc(capacity);
-    if (!data)
-        return s_out_of_memory(p);
+    uint8_t *data = nrm_xmalloc(capacity);
     for (size_t i = 0; i < sizeof s_base64_variants / sizeof s_base64_variants[0]; i++) {
         size_t decoded;
         if (sodium_base642bin(data, capacity, text, length, NULL, &decoded, NULL,
@@ -674,9 +660,7 @@ static bool s_parse_repeated(s_parser_t *p, ProtobufCMessage *msg,
     if (count == 0)
         return true;
     size_t size = s_value_sizes[field->type];
-    char *values = calloc(count, size);
-    if (!values)
-        return s_out_of_memory(p);
+    char *values = nrm_xcalloc(count, size);
     *(char **)s_member(msg, field->offset) = values;
     *(size_t *)s_member(msg, field->quantifier_offset) = count;
     for (size_t i = 0; i < count; i++) {
@@ -698,10 +682,6 @@ static const json_t *s_field_value(s_parser_t *p, const json_t *object,
 {
     const json_t *snake = json_object_get(object, field->name);
     char *camel_name = s_camel_dup(field->name);
-    if (!camel_name) {
-        *ok = s_out_of_memory(p);
-        return NULL;
-    }
     const json_t *camel =
         strcmp(camel_name, field->name) ? json_object_get(object, camel_name) : NULL;
     free(camel_name);
@@ -775,11 +755,7 @@ static ProtobufCMessage *s_parse_message(s_parser_t *p, const ProtobufCMessageDe
     }
     if (!s_check_keys(p, desc, json))
         return NULL;
-    ProtobufCMessage *msg = malloc(desc->sizeof_message);
-    if (!msg) {
-        s_out_of_memory(p);
-        return NULL;
-    }
+    ProtobufCMessage *msg = nrm_xmalloc(desc->sizeof_message);
     protobuf_c_message_init(desc, msg);
     p->depth++;
     bool ok = true;

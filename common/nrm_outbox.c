@@ -33,8 +33,6 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
         copy.causation_id = (char *)tx->causation_id;
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(&copy, &len);
-    if (!payload)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     char channel[96];
     nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
     nrm_db_statement(tx->db, "outbox_insert", s_insert_sql);

@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_publisher.h"
 #include "nrm_crypto.h"
 #include "nrm_db.h"
@@ -8,6 +9,8 @@
 
 #define S_BATCH 500
 #define S_POLL_MS 1000
+#define S_CONNECTING_MS 50
+#define S_START_WAIT_MS 3000
 #define S_CHANNEL_MAX 96
 
 static const char s_sql_lock[] =
@@ -42,18 +45,15 @@ struct nrm_publisher_t {
 nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, const char *stream,
                                    zsock_t *pub, int heartbeat_ms)
 {
-    nrm_publisher_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
+    nrm_publisher_t *self = nrm_xcalloc(1, sizeof *self);
     self->db = nrm_db_new(conninfo, schema);
-    self->stream = strdup(stream);
+    nrm_db_set_reactor(self->db);
+    self->stream = nrm_xstrdup(stream);
     self->pub = pub;
     self->heartbeat_ms = heartbeat_ms;
     self->fd = -1;
     nrm_outbox_channel(schema, self->outbox_channel, sizeof self->outbox_channel);
     snprintf(self->events_channel, sizeof self->events_channel, "%s_events", schema);
-    if (!self->db || !self->stream)
-        nrm_publisher_destroy(&self);
     return self;
 }
 
@@ -258,6 +258,15 @@ static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* A connection attempt in progress is moved on often (nrm_db_connect does not wait for it). */
+static int s_on_connecting(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_publisher_t *self = arg;
+    if (nrm_db_connecting(self->db))
+        s_work(self);
+    return 0;
+}
+
 void nrm_publisher_heartbeat(nrm_publisher_t *self)
 {
     if (!self->started)
@@ -275,8 +284,6 @@ void nrm_publisher_heartbeat(nrm_publisher_t *self)
     ev.stream_head = &head;
     size_t len = 0;
     uint8_t *buf = nrm_event_pack(&ev, &len);
-    if (!buf)
-        return;
     zmsg_t *msg = zmsg_new();
     zmsg_addstr(msg, NRM_TOPIC_STREAM_HEAD);
     zmsg_addmem(msg, buf, len);
@@ -301,8 +308,10 @@ int nrm_publisher_attach(nrm_publisher_t *self, zloop_t *loop)
     nrm_db_statement(self->db, "pub_head", s_sql_head);
     nrm_db_statement(self->db, "pub_read", s_sql_read);
     if (zloop_timer(loop, S_POLL_MS, 0, s_on_poll, self) < 0 ||
-        zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_heartbeat, self) < 0)
+        zloop_timer(loop, (size_t)self->heartbeat_ms, 0, s_on_heartbeat, self) < 0 ||
+        zloop_timer(loop, S_CONNECTING_MS, 0, s_on_connecting, self) < 0)
         return -1;
+    nrm_db_connect_wait(self->db, S_START_WAIT_MS, NULL); /* before the reactor runs */
     s_work(self);
     return 0;
 }

@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_server.h"
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
@@ -54,9 +55,7 @@ const double nrm_latency_bounds[NRM_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0
 
 void *nrm_call_alloc(nrm_call_t *call, size_t size)
 {
-    void *p = calloc(1, size);
-    if (!p)
-        abort();
+    void *p = nrm_xcalloc(1, size);
     zlist_append(call->keep, p);
     zlist_freefn(call->keep, p, free, true);
     return p;
@@ -87,10 +86,8 @@ void *nrm_call_keep(nrm_call_t *call, void *msg)
 nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *config,
                              size_t max_request_bytes)
 {
-    nrm_server_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->stream = strdup(stream);
+    nrm_server_t *self = nrm_xcalloc(1, sizeof *self);
+    self->stream = nrm_xstrdup(stream);
     self->db = db;
     self->config = config;
     self->max_request_bytes = max_request_bytes;
@@ -404,9 +401,7 @@ typedef struct {
 /* Replaces req->agency_id (memory of protobuf-c's default allocator) with a copy of id. */
 static void s_set_agency(Nrm__V1__Request *req, const char *id)
 {
-    char *copy = strdup(id);
-    if (!copy)
-        abort();
+    char *copy = nrm_xstrdup(id);
     if (req->agency_id && req->agency_id != protobuf_c_empty_string)
         free(req->agency_id);
     req->agency_id = copy;
@@ -516,9 +511,7 @@ static void s_finish(nrm_server_t *self, s_item_t *item)
 void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const char *const *senders,
                         size_t n, zframe_t **replies)
 {
-    s_item_t *items = calloc(n, sizeof *items);
-    if (!items)
-        abort();
+    s_item_t *items = nrm_xcalloc(n, sizeof *items);
     size_t db_count = 0;
     for (size_t i = 0; i < n; i++) {
         self->requests++;

@@ -1,3 +1,4 @@
+#include "nrm_alloc.h"
 #include "nrm_service.h"
 #include "nrm_alloc.h"
 #include "nrm_auth.h"
@@ -7,6 +8,7 @@
 #include "nrm_gauges.h"
 #include "nrm_log.h"
 #include "nrm_publisher.h"
+#include "nrm_quarantine.h"
 #include "nrm_time.h"
 
 #include <errno.h>
@@ -28,6 +30,7 @@
 #define S_REBOUND_HEAD_SECOND_MS 1000
 #define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
+#define S_DB_PROGRESS_MS 50 /* how often a connection attempt in progress is moved on */
 #define S_HARD_LIMIT_FACTOR 4
 /* what CURVE adds to a frame on the wire (RFC 26 MESSAGE: command name 8, nonce 8, flags 1,
  * MAC 16), so that the hard limit on a request frame is the same with and without CURVE */
@@ -99,6 +102,7 @@ struct nrm_service_t {
     s_counter_t counters[S_MAX_COUNTERS];
     int counter_count;
     nrm_gauges_t *gauges;
+    int64_t quarantined; /* consumer_quarantine rows at the last health check */
 };
 
 static volatile sig_atomic_t s_reload_requested = 0;
@@ -169,7 +173,7 @@ static char *s_read_secret(const char *path)
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
-    return strdup(buf);
+    return nrm_xstrdup(buf);
 }
 
 /* Appends key='value' to a libpq connection string, quoting as libpq requires. */
@@ -211,7 +215,7 @@ char *nrm_service_conninfo(nrm_config_t *config, const char *name)
     s_conninfo_add(buf, sizeof buf, "application_name", path);
     if (!strstr(buf, "connect_timeout"))
         s_conninfo_add(buf, sizeof buf, "connect_timeout", "3");
-    return strdup(buf);
+    return nrm_xstrdup(buf);
 }
 
 nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
@@ -240,11 +244,9 @@ nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
         nrm_config_destroy(&config);
         return NULL;
     }
-    nrm_service_t *self = calloc(1, sizeof *self);
-    if (!self)
-        abort();
+    nrm_service_t *self = nrm_xcalloc(1, sizeof *self);
     self->auth = auth;
-    self->name = strdup(name);
+    self->name = nrm_xstrdup(name);
     self->config = config;
     self->conninfo = nrm_service_conninfo(config, name);
     self->db = nrm_db_new(self->conninfo, name);
@@ -414,6 +416,7 @@ static nrm_status_t s_handle_ping(void *ctx, nrm_call_t *call)
     pong->version = NRM_VERSION;
     pong->stream_head = self->publisher ? nrm_publisher_head(self->publisher) : 0;
     pong->database_ok = nrm_db_connected(self->db);
+    pong->quarantined = self->quarantined;
     size_t max_counters = (size_t)self->counter_count + 7;
     pong->counters = nrm_call_alloc(call, max_counters * sizeof *pong->counters);
     s_pong_counter(call, pong, "requests", nrm_server_requests(self->server));
@@ -607,7 +610,46 @@ static int s_expire_period_ms(nrm_config_t *config)
 static int s_on_health_check(zloop_t *loop, int timer_id, void *arg)
 {
     nrm_service_t *self = arg;
-    nrm_db_sql(self->db, "SELECT 1", NULL);
+    int64_t quarantined = nrm_quarantine_count(self->db); /* also checks the connection */
+    if (quarantined >= 0)
+        self->quarantined = quarantined;
+    return 0;
+}
+
+/* ListQuarantine (nrm_quarantine). */
+static nrm_status_t s_handle_list_quarantine(void *ctx, nrm_call_t *call)
+{
+    return nrm_quarantine_list(call);
+}
+
+/* The consumer of stream, for RetryQuarantined. */
+static bool s_find_consumer(void *ctx, const char *stream, nrm_apply_fn *apply, void **apply_ctx,
+                            const char *const **prefixes)
+{
+    nrm_service_t *self = ctx;
+    for (int i = 0; i < self->consumer_count; i++)
+        if (strcmp(self->consumers[i].source, stream) == 0) {
+            *apply = self->consumers[i].apply;
+            *apply_ctx = self->consumers[i].ctx;
+            *prefixes = self->consumers[i].prefixes;
+            return true;
+        }
+    return false;
+}
+
+/* RetryQuarantined (nrm_quarantine). */
+static nrm_status_t s_handle_retry_quarantined(void *ctx, nrm_call_t *call)
+{
+    return nrm_quarantine_retry(call, s_find_consumer, ctx);
+}
+
+/* Moves a database connection attempt on (nrm_db_connect never waits long for the server), so
+ * that the reactor keeps answering (Ping says database_ok=false) while the database is away. */
+static int s_on_db_progress(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (nrm_db_connecting(self->db))
+        nrm_db_connect(self->db, NULL, NULL);
     return 0;
 }
 
@@ -646,14 +688,17 @@ static int s_prepare_database(nrm_service_t *self)
     nrm_error_t err;
     bool warned = false;
     while (!zsys_interrupted) {
-        if (nrm_migrate(self->db, bus_migrations, bus_migrations_count, &err) == NRM_OK &&
+        bool connected = nrm_db_connect_wait(self->db, S_DB_WAIT_MS, &err) == NRM_OK;
+        if (connected &&
+            nrm_migrate(self->db, bus_migrations, bus_migrations_count, &err) == NRM_OK &&
             nrm_migrate(self->db, self->migrations, self->migration_count, &err) == NRM_OK &&
             nrm_server_check_audit(self->server, &err) == NRM_OK)
             return 0;
         if (!warned)
             nrm_log_warn("waiting for the database", "{s:s}", "message", err.message);
         warned = true;
-        zclock_sleep(S_DB_WAIT_MS);
+        if (connected)
+            zclock_sleep(S_DB_WAIT_MS);
     }
     return -1;
 }
@@ -666,7 +711,8 @@ static int s_run_start_job(nrm_service_t *self)
         nrm_error_t err;
         nrm_error_clear(&err);
         nrm_tx_t tx = {self->db, self->name, "", nrm_now_ms(), &err, 0};
-        if (nrm_db_begin(self->db, &err) == NRM_OK &&
+        if (nrm_db_connect_wait(self->db, S_DB_WAIT_MS, &err) == NRM_OK &&
+            nrm_db_begin(self->db, &err) == NRM_OK &&
             self->start_fn(self->start_ctx, &tx) == NRM_OK &&
             nrm_db_commit(self->db, &err) == NRM_OK)
             return 0;
@@ -820,9 +866,20 @@ static int s_start_consumers(nrm_service_t *self)
                           "message", err.message);
             return -1;
         }
-        nrm_consumer_spec_t spec = {self->name, slot->source,    events,         api,
-                                    agency,     &curve,          slot->prefixes, slot->apply,
-                                    slot->ctx,  slot->checkpoint};
+        nrm_consumer_spec_t spec = {
+            self->name,
+            slot->source,
+            events,
+            api,
+            agency,
+            &curve,
+            slot->prefixes,
+            slot->apply,
+            slot->ctx,
+            slot->checkpoint,
+            (int)nrm_config_int(self->config, "consumer.max_attempts", NRM_CONSUMER_MAX_ATTEMPTS),
+            (int)nrm_config_int(self->config, "consumer.retry_backoff_ms",
+                                NRM_CONSUMER_BACKOFF_MS)};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;
@@ -846,10 +903,16 @@ int nrm_service_run(nrm_service_t *self)
             s_refresh_gauges, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_PING, NRM_HANDLER_NO_DB, s_handle_ping, self);
     nrm_service_handle(self, NRM__V1__REQUEST__BODY_FETCH, NRM_HANDLER_READ, s_handle_fetch, self);
+    nrm_quarantine_prepare(self->db);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_LIST_QUARANTINE, NRM_HANDLER_READ,
+                       s_handle_list_quarantine, self);
+    nrm_service_handle(self, NRM__V1__REQUEST__BODY_RETRY_QUARANTINED, NRM_HANDLER_WRITE,
+                       s_handle_retry_quarantined, self);
     zsys_catch_interrupts();
     if (s_prepare_database(self) != 0 || s_directory_start(self) != 0 || s_run_start_job(self) != 0)
         return 0;
     s_consume_directory(self);
+    nrm_db_set_reactor(self->db); /* from here on the reactor never waits for the database */
     if (nrm_auth_attach(self->auth, self->loop) != 0)
         return 1;
     self->events = s_bind(self, ZMQ_PUB, "events", NULL);
@@ -868,6 +931,7 @@ int nrm_service_run(nrm_service_t *self)
     zloop_timer(self->loop, S_RELOAD_CHECK_MS, 0, s_on_reload_check, self);
     zloop_timer(self->loop, S_DIRECTORY_CHECK_MS, 0, s_on_directory_check, self);
     zloop_timer(self->loop, S_HEALTH_CHECK_MS, 0, s_on_health_check, self);
+    zloop_timer(self->loop, S_DB_PROGRESS_MS, 0, s_on_db_progress, self);
     nrm_log_info("service started", "{s:s}", "version", NRM_VERSION);
     /* any signal interrupts the reactor's poll (EINTR); only SIGTERM and SIGINT
      * (zsys_interrupted) or a handler's -1 stop the service: after SIGHUP it goes on */

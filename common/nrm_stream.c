@@ -1,4 +1,5 @@
 /* nrm_stream: one service's event stream, in order and exactly once (see nrm_stream.h). */
+#include "nrm_alloc.h"
 #include "nrm_stream.h"
 #include "nrm_client.h"
 #include "nrm_event.h"
@@ -29,14 +30,12 @@ nrm_stream_t *nrm_stream_new(const char *name, const char *api_endpoint,
                              const char *events_endpoint, const char *agency_id,
                              const nrm_curve_t *curve, int timeout_ms)
 {
-    nrm_stream_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->name = strdup(name);
+    nrm_stream_t *self = nrm_xcalloc(1, sizeof *self);
+    self->name = nrm_xstrdup(name);
     self->timeout_ms = timeout_ms;
     self->client = nrm_client_new(api_endpoint, agency_id, curve);
     self->sub = zsock_new(ZMQ_SUB);
-    if (!self->name || !self->client || !self->sub) {
+    if (!self->client || !self->sub) {
         nrm_stream_destroy(&self);
         return NULL;
     }

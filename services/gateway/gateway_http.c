@@ -5,6 +5,7 @@
 #include "gateway_session.h"
 #include "gateway_sse.h"
 #include "gateway_static.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
 
@@ -118,7 +119,7 @@ static enum MHD_Result s_sign_out(gw_t *gw, struct MHD_Connection *conn)
     const char *sid = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, S_COOKIE);
     if (sid)
         gw_sessions_end(gw->sessions, sid);
-    char *text = strdup("{}");
+    char *text = nrm_xstrdup("{}");
     struct MHD_Response *response =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(response, "Set-Cookie",
@@ -240,9 +241,7 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const ch
     gw_t *gw = cls;
     s_pending_t *p = *con_cls;
     if (!p) {
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return MHD_NO;
+        p = nrm_xcalloc(1, sizeof *p);
         p->started_us = nrm_mono_us();
         *con_cls = p;
         return MHD_YES;
@@ -251,9 +250,7 @@ static enum MHD_Result s_handle(void *cls, struct MHD_Connection *conn, const ch
         if (p->len + *upload_size > S_MAX_BODY) {
             p->too_large = true;
         } else {
-            char *grown = realloc(p->body, p->len + *upload_size + 1);
-            if (!grown)
-                return MHD_NO;
+            char *grown = nrm_xrealloc(p->body, p->len + *upload_size + 1);
             memcpy(grown + p->len, upload, *upload_size);
             p->body = grown;
             p->len += *upload_size;
@@ -303,7 +300,8 @@ static char *s_read_file(const char *path)
     char *text = NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
         long n = ftell(f);
-        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (text = malloc((size_t)n + 1))) {
+        if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+            text = nrm_xmalloc((size_t)n + 1);
             if (fread(text, 1, (size_t)n, f) != (size_t)n) {
                 free(text);
                 text = NULL;

@@ -2,6 +2,7 @@
 #include "gateway_metrics.h"
 #include "gateway_api.h"
 #include "gateway_http.h"
+#include "nrm_alloc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ struct gw_metrics_t {
 
 gw_metrics_t *gw_metrics_new(void)
 {
-    gw_metrics_t *self = calloc(1, sizeof *self);
+    gw_metrics_t *self = nrm_xcalloc(1, sizeof *self);
     if (self)
         pthread_mutex_init(&self->lock, NULL);
     return self;
@@ -145,11 +146,7 @@ static void s_put(s_out_t *out, const char *fmt, ...)
             return;
         }
         size_t cap = (out->cap + (size_t)n) * 2;
-        char *grown = realloc(out->text, cap);
-        if (!grown) {
-            out->failed = true;
-            return;
-        }
+        char *grown = nrm_xrealloc(out->text, cap);
         out->text = grown;
         out->cap = cap;
     }

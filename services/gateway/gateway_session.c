@@ -1,5 +1,6 @@
 /* gateway_session: sessions in memory (see gateway_session.h). */
 #include "gateway_session.h"
+#include "nrm_alloc.h"
 #include "nrm_time.h"
 
 #include <pthread.h>
@@ -37,13 +38,11 @@ gw_sessions_t *gw_sessions_new(int64_t ttl_s)
 {
     if (sodium_init() < 0)
         return NULL;
-    gw_sessions_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->sessions = calloc(S_MAX_SESSIONS, sizeof *self->sessions);
-    if (!self->sessions || crypto_pwhash_str(self->dummy_hash, S_DUMMY_TOKEN, strlen(S_DUMMY_TOKEN),
-                                             crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                                             crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+    gw_sessions_t *self = nrm_xcalloc(1, sizeof *self);
+    self->sessions = nrm_xcalloc(S_MAX_SESSIONS, sizeof *self->sessions);
+    if (crypto_pwhash_str(self->dummy_hash, S_DUMMY_TOKEN, strlen(S_DUMMY_TOKEN),
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
         free(self->sessions);
         free(self);
         return NULL;

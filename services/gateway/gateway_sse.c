@@ -3,6 +3,7 @@
 #include "gateway_api.h"
 #include "gateway_http.h"
 #include "gateway_metrics.h"
+#include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_event.h"
 #include "nrm_json.h"
@@ -61,11 +62,10 @@ static int s_append(const Nrm__V1__Event *ev, void *arg)
     s_stream_t *s = arg;
     char *data = nrm_json_dumps_message(&ev->base);
     const char *topic = ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
-    char *t = strdup(topic ? topic : "");
-    if (!data || !t) {
-        free(data);
+    char *t = nrm_xstrdup(topic ? topic : "");
+    if (!data) {
         free(t);
-        return 0; /* out of memory: the position moves; readers fetch what the ring lacks */
+        return 0; /* not encodable: the position moves; readers fetch what the ring lacks */
     }
     s_entry_t *e = &s->ring[ev->seq % GW_SSE_RING];
     free(e->data);
@@ -156,9 +156,7 @@ static void *s_hub_run(void *arg)
 
 gw_hub_t *gw_hub_start(gw_t *gw)
 {
-    gw_hub_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
+    gw_hub_t *self = nrm_xcalloc(1, sizeof *self);
     self->gw = gw;
     pthread_mutex_init(&self->lock, NULL);
     pthread_condattr_t attr;
@@ -171,11 +169,7 @@ gw_hub_t *gw_hub_start(gw_t *gw)
             continue;
         s_stream_t *s = &self->streams[self->n];
         s->service = &gw->services[i];
-        s->ring = calloc(GW_SSE_RING, sizeof *s->ring);
-        if (!s->ring) {
-            gw_hub_destroy(&self);
-            return NULL;
-        }
+        s->ring = nrm_xcalloc(GW_SSE_RING, sizeof *s->ring);
         self->n++;
     }
     if (pthread_create(&self->thread, NULL, s_hub_run, self) != 0) {
@@ -238,11 +232,7 @@ static void s_write(s_client_t *c, const char *text, size_t len)
 {
     if (c->out_len + len + 1 > c->out_cap) {
         size_t cap = (c->out_len + len + 1) * 2;
-        char *grown = realloc(c->out, cap);
-        if (!grown) {
-            c->failed = true;
-            return;
-        }
+        char *grown = nrm_xrealloc(c->out, cap);
         c->out = grown;
         c->out_cap = cap;
     }
@@ -420,10 +410,9 @@ static void s_free(void *cls)
 /* Sets the client's positions from a Last-Event-ID "intake:12,routing:7". */
 static void s_resume(s_client_t *c, const char *last_id)
 {
-    char *copy = strdup(last_id);
+    char *copy = nrm_xstrdup(last_id);
     char *save = NULL;
-    for (char *part = copy ? strtok_r(copy, ",", &save) : NULL; part;
-         part = strtok_r(NULL, ",", &save)) {
+    for (char *part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
         char *colon = strchr(part, ':');
         if (!colon)
             continue;
@@ -444,7 +433,8 @@ static void s_resume(s_client_t *c, const char *last_id)
 static void s_topics(s_client_t *c, const char *topics)
 {
     int n = 0;
-    if (topics && topics[0] && (c->prefix_text = strdup(topics))) {
+    if (topics && topics[0]) {
+        c->prefix_text = nrm_xstrdup(topics);
         char *save = NULL;
         for (char *p = strtok_r(c->prefix_text, ",", &save); p && n < S_MAX_PREFIXES;
              p = strtok_r(NULL, ",", &save))
@@ -462,9 +452,7 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *a
     if (gw_metrics_sse_clients(gw->metrics) >= gw->max_sse_clients)
         return gw_http_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                             json_pack("{s:s}", "error", "too many event streams open"));
-    s_client_t *c = calloc(1, sizeof *c);
-    if (!c)
-        return MHD_NO;
+    s_client_t *c = nrm_xcalloc(1, sizeof *c);
     c->gw = gw;
     c->hub = gw->hub;
     snprintf(c->agency, sizeof c->agency, "%s", agency);

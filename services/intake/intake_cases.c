@@ -2,6 +2,7 @@
  * Changing a case is for its case manager and the coordinators (nrm_authz); a linked report
  * makes its agency a reporter, nothing more (intake_roles.c). */
 #include "intake.h"
+#include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
@@ -202,7 +203,7 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
     Nrm__V1__PersonalData empty = NRM__V1__PERSONAL_DATA__INIT;
     const Nrm__V1__PersonalData *person = r->person ? r->person : &empty;
     size_t plen = nrm__v1__personal_data__get_packed_size(person);
-    uint8_t *plain = malloc(plen ? plen : 1);
+    uint8_t *plain = nrm_xmalloc(plen ? plen : 1);
     nrm__v1__personal_data__pack(person, plain);
     char aad[S_AAD_MAX];
     snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
@@ -240,7 +241,7 @@ static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     size_t profile_len = nrm__v1__profile__get_packed_size(profile);
-    uint8_t *profile_bytes = malloc(profile_len ? profile_len : 1);
+    uint8_t *profile_bytes = nrm_xmalloc(profile_len ? profile_len : 1);
     nrm__v1__profile__pack(profile, profile_bytes);
     char types[S_LIST_TEXT], needs[S_LIST_TEXT];
     s_array_text((const int *)r->exploitation_types, r->n_exploitation_types, types, sizeof types);

@@ -4,6 +4,7 @@
  * case (a serialized TraffickingFacts), merged by updates and linked reports, carried on
  * case.opened and case.updated with the screening outcome. None of them identifies anyone. */
 #include "intake.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 
@@ -226,9 +227,8 @@ static bool s_fields_merge(intake_fields_t *f, const Nrm__V1__TraffickingFacts *
 static uint8_t *s_fields_pack(const intake_fields_t *f, size_t *len)
 {
     *len = nrm__v1__trafficking_facts__get_packed_size(&f->msg);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        nrm__v1__trafficking_facts__pack(&f->msg, buf);
+    uint8_t *buf = nrm_xmalloc(*len ? *len : 1);
+    nrm__v1__trafficking_facts__pack(&f->msg, buf);
     return buf;
 }
 

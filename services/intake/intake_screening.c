@@ -18,6 +18,7 @@
  * answers. The dimensions that led to it are published with it. Screening decides nothing on
  * its own: referrals (child protection for a minor first) never wait for it. */
 #include "intake.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 
@@ -147,7 +148,7 @@ static int s_indicators(intake_screening_t *self, const json_t *list, nrm_error_
                  S_SETTING ".indicators must be a list of at most %d indicators", S_MAX_INDICATORS);
         return -1;
     }
-    self->indicators = calloc(json_array_size(list) + 1, sizeof *self->indicators);
+    self->indicators = nrm_xcalloc(json_array_size(list) + 1, sizeof *self->indicators);
     size_t i;
     json_t *entry;
     json_array_foreach(list, i, entry)
@@ -182,14 +183,10 @@ static int s_indicators(intake_screening_t *self, const json_t *list, nrm_error_
 intake_screening_t *intake_screening_load(nrm_config_t *config, nrm_error_t *err)
 {
     const json_t *cfg = nrm_config_get(config, S_SETTING);
-    intake_screening_t *self = calloc(1, sizeof *self);
-    if (!self) {
-        nrm_fail(err, NRM_INTERNAL, NULL, "out of memory");
-        return NULL;
-    }
+    intake_screening_t *self = nrm_xcalloc(1, sizeof *self);
     if (!cfg) { /* no checklist: every answer is refused, every case is not screened */
         nrm_log_warn("no screening checklist configured", "{s:s}", "setting", S_SETTING);
-        self->indicators = calloc(1, sizeof *self->indicators);
+        self->indicators = nrm_xcalloc(1, sizeof *self->indicators);
         return self;
     }
     const char *version = json_string_value(json_object_get(cfg, "version"));
@@ -337,14 +334,8 @@ nrm_status_t intake_screening_record(const intake_screening_t *self, nrm_tx_t *t
     if (st != NRM_OK)
         return st;
     size_t rows = (size_t)PQntuples(res);
-    const char **ids = calloc(rows + 1, sizeof *ids);
-    bool *present = calloc(rows + 1, sizeof *present);
-    if (!ids || !present) {
-        free(ids);
-        free(present);
-        PQclear(res);
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
-    }
+    const char **ids = nrm_xcalloc(rows + 1, sizeof *ids);
+    bool *present = nrm_xcalloc(rows + 1, sizeof *present);
     for (size_t i = 0; i < rows; i++) {
         ids[i] = nrm_db_text(res, (int)i, 0);
         present[i] = nrm_db_int(res, (int)i, 1) != 0;

@@ -5,6 +5,7 @@
  * an agency without any subscription is recorded 'undeliverable' (and notification.failed) at
  * once, never dropped. The delivery_id is the X-NRM-Delivery of every attempt. */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
@@ -99,9 +100,7 @@ char *notify_text_array(char *const *items, size_t n)
     size_t cap = 3;
     for (size_t i = 0; i < n; i++)
         cap += 2 * strlen(items[i]) + 3;
-    char *out = malloc(cap);
-    if (!out)
-        abort();
+    char *out = nrm_xmalloc(cap);
     char *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
@@ -172,8 +171,6 @@ static nrm_status_t s_keep_event(nrm_tx_t *tx, const Nrm__V1__Event *ev, bool ou
 {
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(ev, &len);
-    if (!payload)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     nrm_params_t p = {0};
     nrm_params_text(&p, ev->stream);
     nrm_params_int(&p, ev->seq);
@@ -250,10 +247,7 @@ nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V
 /* A malloc'd copy of a result text (never NULL; aborts when out of memory). */
 static char *s_dup(const PGresult *res, int row, int col)
 {
-    char *s = strdup(nrm_db_text(res, row, col));
-    if (!s)
-        abort();
-    return s;
+    return nrm_xstrdup(nrm_db_text(res, row, col));
 }
 
 /* Builds the delivery of claimed row i, its secret opened with keyring (left NULL when it
@@ -261,11 +255,9 @@ static char *s_dup(const PGresult *res, int row, int col)
 static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *claim_id,
                                     const nrm_keyring_t *keyring)
 {
-    notify_delivery_t *d = calloc(1, sizeof *d);
-    if (!d)
-        abort();
+    notify_delivery_t *d = nrm_xcalloc(1, sizeof *d);
     d->delivery_id = s_dup(res, i, 0);
-    d->claim_id = strdup(claim_id);
+    d->claim_id = nrm_xstrdup(claim_id);
     d->subscription_id = s_dup(res, i, 1);
     d->agency_id = s_dup(res, i, 2);
     d->channel = s_dup(res, i, 3);
@@ -407,9 +399,7 @@ static void s_report(notify_t *self, const notify_delivery_t *d, s_fate_t fate)
 int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max, zlist_t *out)
 {
     size_t n = zlist_size(done);
-    s_fate_t *fates = calloc(n ? n : 1, sizeof *fates);
-    if (!fates)
-        return -1;
+    s_fate_t *fates = nrm_xcalloc(n ? n : 1, sizeof *fates);
     nrm_error_t err;
     nrm_error_clear(&err);
     nrm_tx_t tx = {db, nrm_service_name(self->service), "", nrm_now_ms(), &err, 0};

@@ -22,6 +22,7 @@
  * name lets a URL naming it through the first check only, so the addresses it resolves to must
  * still be public or listed (a DNS change cannot turn a trusted name into a door inward). */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_validate.h"
 
 #include <arpa/inet.h>
@@ -384,7 +385,7 @@ static bool s_parse_entry(const char *text, s_allowed_t *e)
     for (const char *p = buf; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
             return false;
-    e->name = strdup(buf);
+    e->name = nrm_xstrdup(buf);
     return e->name != NULL;
 }
 
@@ -395,14 +396,9 @@ nrm_status_t notify_allow_load(nrm_config_t *config, notify_allow_t **out, nrm_e
     if (list && !json_is_array(list) && !json_is_null(list))
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify.webhook_allow",
                         "notify.webhook_allow is a list of host names, addresses and CIDR blocks");
-    notify_allow_t *allow = calloc(1, sizeof *allow);
+    notify_allow_t *allow = nrm_xcalloc(1, sizeof *allow);
     size_t count = json_array_size(list);
-    if (allow)
-        allow->entries = calloc(count ? count : 1, sizeof *allow->entries);
-    if (!allow || !allow->entries) {
-        notify_allow_destroy(&allow);
-        return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify.webhook_allow", "out of memory");
-    }
+    allow->entries = nrm_xcalloc(count ? count : 1, sizeof *allow->entries);
     for (size_t i = 0; i < count; i++) {
         const char *text = json_string_value(json_array_get(list, i));
         if (!text || !s_parse_entry(text, &allow->entries[i])) {

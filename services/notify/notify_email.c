@@ -6,6 +6,7 @@
  * a reason or any free text). Events carry no identifying data, and mail is less protected than
  * a signed webhook, so an email says what happened and where to look, not more. */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_json.h"
 
 #include <stdio.h>
@@ -95,9 +96,7 @@ static void s_append(s_text_t *t, const char *s, size_t n)
         size_t cap = t->cap ? t->cap : S_INITIAL_CAPACITY;
         while (t->len + n + 1 > cap)
             cap *= 2;
-        char *data = realloc(t->data, cap);
-        if (!data)
-            abort();
+        char *data = nrm_xrealloc(t->data, cap);
         t->data = data;
         t->cap = cap;
     }

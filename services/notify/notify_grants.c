@@ -13,6 +13,7 @@
  * for a regional grant, its region (so a grant withdrawn by a reload, or a subscription stored
  * before grants existed, never hears more than it may). */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_json.h"
 #include "nrm_validate.h"
 
@@ -134,13 +135,10 @@ nrm_status_t notify_grants_load(nrm_config_t *config, notify_grants_t **out, nrm
         return nrm_fail(err, NRM_FAILED_PRECONDITION, S_SETTING, "%s is a list of grants",
                         S_SETTING);
     }
-    notify_grants_t *grants = calloc(1, sizeof *grants);
+    notify_grants_t *grants = nrm_xcalloc(1, sizeof *grants);
     size_t count = json_array_size(list);
-    if (grants)
-        grants->items = calloc(count ? count : 1, sizeof *grants->items);
-    nrm_status_t st = grants && grants->items
-                          ? NRM_OK
-                          : nrm_fail(err, NRM_FAILED_PRECONDITION, S_SETTING, "out of memory");
+    grants->items = nrm_xcalloc(count ? count : 1, sizeof *grants->items);
+    nrm_status_t st = NRM_OK;
     for (size_t i = 0; st == NRM_OK && i < count; i++) {
         Nrm__V1__SubscriptionGrant *g = s_parse(json_array_get(list, i), i, err);
         if (!g) {
@@ -226,9 +224,7 @@ char **notify_grants_broad(const notify_grants_t *self, nrm_config_t *config,
 {
     *n = 0;
     size_t count = nrm_config_agency_count(config);
-    char **ids = calloc(count ? count : 1, sizeof *ids);
-    if (!ids)
-        abort();
+    char **ids = nrm_xcalloc(count ? count : 1, sizeof *ids);
     const char *region = notify_event_region(ev);
     for (size_t i = 0; self && i < count; i++) {
         json_t *agency = nrm_config_agency_at(config, i);

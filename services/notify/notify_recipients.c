@@ -34,6 +34,7 @@
  * its case: outcomes are kept, and a reporting agency learnt late is given the outcomes it
  * should have heard. */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 
 #include <stdlib.h>
@@ -126,15 +127,11 @@ static void s_agencies_add(s_agencies_t *a, const char *id)
             return;
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 8;
-        char **ids = realloc(a->ids, cap * sizeof *ids);
-        if (!ids)
-            abort();
+        char **ids = nrm_xreallocarray(a->ids, cap, sizeof *ids);
         a->ids = ids;
         a->cap = cap;
     }
-    a->ids[a->n] = strdup(id);
-    if (!a->ids[a->n])
-        abort();
+    a->ids[a->n] = nrm_xstrdup(id);
     a->n++;
 }
 

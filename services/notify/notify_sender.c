@@ -9,6 +9,7 @@
  * claims are one transaction: while outcomes cannot be recorded (database away) nothing new is
  * claimed. */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 #include "nrm_time.h"
 
@@ -74,9 +75,7 @@ static void s_track(notify_sender_t *self, curl_socket_t fd, short events)
         return;
     if (self->n_watched == self->cap_watched) {
         size_t cap = self->cap_watched ? self->cap_watched * 2 : 16;
-        struct pollfd *more = realloc(self->watched, cap * sizeof *more);
-        if (!more)
-            abort();
+        struct pollfd *more = nrm_xreallocarray(self->watched, cap, sizeof *more);
         self->watched = more;
         self->cap_watched = cap;
     }
@@ -254,9 +253,7 @@ static void s_drain(notify_sender_t *self)
         int64_t wait = self->curl_due_ms >= 0 ? self->curl_due_ms - now : S_DRAIN_TICK_MS;
         wait = wait < 0 ? 0 : wait > S_DRAIN_TICK_MS ? S_DRAIN_TICK_MS : wait;
         size_t n = self->n_watched;
-        struct pollfd *fds = calloc(n ? n : 1, sizeof *fds);
-        if (!fds)
-            break;
+        struct pollfd *fds = nrm_xcalloc(n ? n : 1, sizeof *fds);
         memcpy(fds, self->watched, n * sizeof *fds);
         int ready = poll(fds, (nfds_t)n, (int)wait);
         int running = 0;
@@ -278,9 +275,7 @@ static void s_drain(notify_sender_t *self)
 
 notify_sender_t *notify_sender_new(notify_t *notify, zloop_t *loop)
 {
-    notify_sender_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
+    notify_sender_t *self = nrm_xcalloc(1, sizeof *self);
     self->notify = notify;
     self->loop = loop;
     self->curl_timer = self->wake_timer = -1;

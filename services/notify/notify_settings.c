@@ -1,6 +1,7 @@
 /* The delivery settings: attempts, age, backoff, timeouts, the SMTP relay and the templates,
  * the webhook allow-list (notify_destination.c) and the grants (notify_grants.c). */
 #include "notify.h"
+#include "nrm_alloc.h"
 
 #include <sodium.h>
 
@@ -65,7 +66,7 @@ char *notify_read_secret(const char *path)
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
-    char *copy = strdup(buf);
+    char *copy = nrm_xstrdup(buf);
     sodium_memzero(buf, sizeof buf);
     return copy;
 }
@@ -96,21 +97,18 @@ nrm_status_t notify_settings_load(nrm_config_t *config, notify_settings_t *out, 
     out->max_in_flight = (int)v[6];
     out->poll_ms = (int)v[7];
     out->lease_ms = (int64_t)out->timeout_ms * 2 + S_LEASE_MARGIN_MS;
-    out->smtp_url = strdup(nrm_config_string(config, "notify.smtp.url", "smtp://127.0.0.1:25"));
-    out->smtp_from = strdup(nrm_config_string(config, "notify.smtp.from", "nrm-notify@localhost"));
-    out->smtp_username = strdup(nrm_config_string(config, "notify.smtp.username", ""));
+    out->smtp_url =
+        nrm_xstrdup(nrm_config_string(config, "notify.smtp.url", "smtp://127.0.0.1:25"));
+    out->smtp_from =
+        nrm_xstrdup(nrm_config_string(config, "notify.smtp.from", "nrm-notify@localhost"));
+    out->smtp_username = nrm_xstrdup(nrm_config_string(config, "notify.smtp.username", ""));
     const char *file = nrm_config_string(config, "notify.smtp.password_file", NULL);
     out->smtp_password = file ? notify_read_secret(file)
-                              : strdup(nrm_config_string(config, "notify.smtp.password", ""));
-    out->smtp_tls = strdup(nrm_config_string(config, "notify.smtp.tls", "required"));
+                              : nrm_xstrdup(nrm_config_string(config, "notify.smtp.password", ""));
+    out->smtp_tls = nrm_xstrdup(nrm_config_string(config, "notify.smtp.tls", "required"));
     out->email_subject =
-        strdup(nrm_config_string(config, "notify.email.subject", S_DEFAULT_SUBJECT));
-    out->email_body = strdup(nrm_config_string(config, "notify.email.body", S_DEFAULT_BODY));
-    if (!out->smtp_url || !out->smtp_from || !out->smtp_username || !out->smtp_tls ||
-        !out->email_subject || !out->email_body) {
-        notify_settings_clear(out);
-        return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify", "out of memory");
-    }
+        nrm_xstrdup(nrm_config_string(config, "notify.email.subject", S_DEFAULT_SUBJECT));
+    out->email_body = nrm_xstrdup(nrm_config_string(config, "notify.email.body", S_DEFAULT_BODY));
     if (!out->smtp_password) {
         notify_settings_clear(out);
         return nrm_fail(err, NRM_FAILED_PRECONDITION, "notify.smtp.password_file",

@@ -7,6 +7,7 @@
  * only have subscriptions without topics: it hears what concerns it). A secret is stored sealed
  * (notify_secrets.c) and never returned, logged or published. */
 #include "notify.h"
+#include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_json.h"
@@ -222,7 +223,7 @@ static Nrm__V1__UpsertSubscription *s_configured(json_t *entry, size_t i, nrm_er
     json_t *copy = json_deep_copy(entry);
     const char *env = json_string_value(json_object_get(copy, "secret_env"));
     const char *file = json_string_value(json_object_get(copy, "secret_file"));
-    char *secret = env && getenv(env) ? strdup(getenv(env))
+    char *secret = env && getenv(env) ? nrm_xstrdup(getenv(env))
                    : file             ? notify_read_secret(file)
                                       : NULL;
     bool missing = (env || file) && !secret;
@@ -326,8 +327,8 @@ nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx)
     nrm_config_t *config = nrm_service_config(self->service);
     json_t *list = nrm_config_get(config, "subscriptions");
     size_t count = json_array_size(list);
-    char **ids = calloc(count ? count : 1, sizeof *ids);
-    nrm_status_t st = ids ? NRM_OK : nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    char **ids = nrm_xcalloc(count ? count : 1, sizeof *ids);
+    nrm_status_t st = NRM_OK;
     size_t n = 0;
     for (size_t i = 0; st == NRM_OK && i < count; i++) {
         Nrm__V1__UpsertSubscription *s = s_configured(json_array_get(list, i), i, tx->err);
@@ -335,7 +336,7 @@ nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx)
             st = NRM_FAILED_PRECONDITION;
             break;
         }
-        ids[n++] = strdup(s->subscription_id);
+        ids[n++] = nrm_xstrdup(s->subscription_id);
         st = s_upsert(tx, self->keyring, s, s->subscription_id, S_ORIGIN_CONFIG);
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }

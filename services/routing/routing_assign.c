@@ -154,9 +154,7 @@ static nrm_status_t s_load_states(nrm_tx_t *tx, const char *case_id,
 static char *s_id_array(const s_candidates_t *cand)
 {
     size_t size = cand->count * S_QUOTED_ID_MAX + 3, used = 1;
-    char *text = malloc(size);
-    if (!text)
-        return NULL;
+    char *text = nrm_xmalloc(size);
     text[0] = '{';
     for (size_t i = 0; i < cand->count; i++)
         used += (size_t)snprintf(text + used, size - used, i ? ",\"%s\"" : "\"%s\"",
@@ -186,8 +184,6 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     if (cand->count == 0)
         return NRM_OK;
     char *ids = s_id_array(cand);
-    if (!ids)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     nrm_params_t p = {0};
     nrm_params_text(&p, ids);
     nrm_params_text(&p, c->case_id);

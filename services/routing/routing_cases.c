@@ -4,6 +4,7 @@
  * sequence is compared with the case's last applied one), so a replay from sequence 1 changes
  * nothing. */
 #include "routing.h"
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 
 #include <stdio.h>
@@ -63,9 +64,8 @@ static Nrm__V1__Profile *s_profile_from_bytes(const uint8_t *data, size_t len)
 static uint8_t *s_profile_bytes(const Nrm__V1__Profile *p, size_t *len)
 {
     *len = nrm__v1__profile__get_packed_size(p);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        nrm__v1__profile__pack(p, buf);
+    uint8_t *buf = nrm_xmalloc(*len ? *len : 1);
+    nrm__v1__profile__pack(p, buf);
     return buf;
 }
 

@@ -20,6 +20,7 @@
  * cooperation anywhere (any member whose name contains "cooperat") is refused at load, so
  * routing does not start, or keeps its previous policy on reload. */
 #include "routing.h"
+#include "nrm_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,8 +185,8 @@ static int s_rule_read(json_t *entry, const char *path, s_rule_t *rule, nrm_erro
                  "%s needs an id and a short human-readable reason", path);
         return -1;
     }
-    rule->id = strdup(id);
-    rule->reason = strdup(reason);
+    rule->id = nrm_xstrdup(id);
+    rule->reason = nrm_xstrdup(reason);
     if (decision && strcmp(decision, "mandatory") == 0)
         rule->verdict = ROUTING_MANDATORY;
     else if (decision && strcmp(decision, "refer") == 0)
@@ -319,8 +320,8 @@ routing_policy_t *routing_policy_load(nrm_config_t *config, nrm_error_t *err)
     }
     if (s_refuse_cooperation(policy, "routing.policy", err) != 0)
         return NULL;
-    routing_policy_t *self = calloc(1, sizeof *self);
-    self->rules = calloc(json_array_size(rules) + 1, sizeof *self->rules);
+    routing_policy_t *self = nrm_xcalloc(1, sizeof *self);
+    self->rules = nrm_xcalloc(json_array_size(rules) + 1, sizeof *self->rules);
     const char *host = json_string_value(json_object_get(policy, "host_country"));
     snprintf(self->host_country, sizeof self->host_country, "%s", host ? host : "");
     size_t i;

@@ -1,5 +1,6 @@
 /* Allocation: who may go where (eligibility), which shelter among those (choice), and holding
  * the beds with an update the database refuses when it would overbook. */
+#include "nrm_alloc.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
@@ -181,9 +182,7 @@ nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_
 {
     *allocated = false;
     *eligible_count = 0;
-    s_candidate_t *c = calloc(n ? n : 1, sizeof *c);
-    if (!c)
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    s_candidate_t *c = nrm_xcalloc(n ? n : 1, sizeof *c);
     bool high_risk = need->safety_risk == NRM__V1__SAFETY_RISK__SAFETY_RISK_HIGH;
     size_t nc = 0;
     for (size_t i = 0; i < n; i++) {

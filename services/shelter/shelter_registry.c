@@ -1,4 +1,5 @@
 /* Shelters: validation, UpsertShelter, seeding from the configuration, GetOccupancy. */
+#include "nrm_alloc.h"
 #include "nrm_json.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
@@ -329,11 +330,7 @@ static nrm_status_t s_load(nrm_tx_t *tx, const char *stmt, const nrm_params_t *p
     if (st != NRM_OK)
         return st;
     int count = PQntuples(res);
-    *rows = calloc((size_t)(count ? count : 1), sizeof **rows);
-    if (!*rows) {
-        PQclear(res);
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
-    }
+    *rows = nrm_xcalloc((size_t)(count ? count : 1), sizeof **rows);
     for (int i = 0; i < count; i++)
         s_read_row(res, i, &(*rows)[i]);
     *n = (size_t)count;

@@ -1,5 +1,6 @@
 /* The waitlist: requests no bed could take yet, ordered by urgency then time, served whenever
  * beds may have become free (release, expiry, capacity change, and a periodic sweep). */
+#include "nrm_alloc.h"
 #include "nrm_log.h"
 #include "shelter.h"
 
@@ -116,11 +117,7 @@ nrm_status_t shelter_waitlist_load(nrm_tx_t *tx, shelter_need_t **needs, size_t 
     if (st != NRM_OK)
         return st;
     int rows = PQntuples(res);
-    *needs = calloc((size_t)(rows ? rows : 1), sizeof **needs);
-    if (!*needs) {
-        PQclear(res);
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
-    }
+    *needs = nrm_xcalloc((size_t)(rows ? rows : 1), sizeof **needs);
     for (int i = 0; i < rows; i++)
         shelter_need_read(res, i, &(*needs)[i]);
     *n = (size_t)rows;

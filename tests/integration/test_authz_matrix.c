@@ -106,6 +106,8 @@ static const struct {
     {B(LIST_AGENCIES), COORDINATOR, false},
     {B(PING), EVERYONE, false},
     {B(FETCH), COORDINATOR | SERVICE, false},
+    {B(LIST_QUARANTINE), COORDINATOR, false},
+    {B(RETRY_QUARANTINED), COORDINATOR, true}, /* no such quarantined event: NOT_FOUND */
 };
 #define EXPECTED_COUNT (sizeof s_expected / sizeof s_expected[0])
 
@@ -514,6 +516,15 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
         f.from_seq = 1;
         f.max = 1;
         return authz_fixture_call(h, "intake", agency, body, &f, field);
+    }
+    case B(LIST_QUARANTINE): {
+        Nrm__V1__ListQuarantine l = NRM__V1__LIST_QUARANTINE__INIT;
+        return authz_fixture_call(h, "routing", agency, body, &l, field);
+    }
+    case B(RETRY_QUARANTINED): {
+        Nrm__V1__RetryQuarantined r = NRM__V1__RETRY_QUARANTINED__INIT;
+        r.id = 1;
+        return authz_fixture_call(h, "routing", agency, body, &r, field);
     }
     default:
         fail_msg("no request built for body %d", (int)body);

@@ -106,6 +106,9 @@ check test "$(NRM_SYNC_STANDBYS=replica docker-compose -f docker-compose.yml --p
 dockerfile=deploy/Dockerfile
 check test "$(grep -c '^FROM debian:bookworm-slim' "$dockerfile")" -eq 2
 check grep -q '^USER nrm' "$dockerfile"
+# the image's build is a hardened release build (CMakeLists.txt, NRM_HARDEN; test_hardening)
+check grep -qE 'CMAKE_BUILD_TYPE=(Release|RelWithDebInfo)' "$dockerfile"
+check test -z "$(grep -E 'NRM_HARDEN=OFF' "$dockerfile" || true)"
 check test -z "$(grep -iE 'COPY .*secrets|COPY .*keys|PASSWORD=' "$dockerfile" || true)"
 check grep -q '^deploy/secrets/' .dockerignore
 echo "$passed passed, $failed failed"

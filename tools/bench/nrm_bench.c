@@ -5,6 +5,7 @@
  *
  * Prints one line of JSON: {"reports":N,"clients":C,"ok":K,"seconds":S,"reports_per_s":R,
  * "ack_p50_ms":..,"ack_p99_ms":..,"ack_max_ms":..}. Each report is a new, fictitious person. */
+#include "nrm_alloc.h"
 #include "nrm_client.h"
 #include "nrm_crypto.h"
 #include "nrm_time.h"
@@ -131,9 +132,9 @@ int main(int argc, char **argv)
     if (curve.cert)
         agency = ""; /* the key says who is speaking */
     zsys_init();     /* once, before the threads: CZMQ's global state is not set up thread-safely */
-    int64_t *latency = calloc((size_t)reports, sizeof *latency);
-    s_worker_t *workers = calloc((size_t)clients, sizeof *workers);
-    pthread_t *threads = calloc((size_t)clients, sizeof *threads);
+    int64_t *latency = nrm_xcalloc((size_t)reports, sizeof *latency);
+    s_worker_t *workers = nrm_xcalloc((size_t)clients, sizeof *workers);
+    pthread_t *threads = nrm_xcalloc((size_t)clients, sizeof *threads);
     int64_t started = nrm_mono_us();
     for (int c = 0, first = 0; c < clients; c++) {
         int count = reports / clients + (c < reports % clients);

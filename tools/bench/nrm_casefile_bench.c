@@ -8,6 +8,7 @@
  * measurement: {"op":"get_case",...,"requests":N,"ok":K,"p50_ms":..,"p99_ms":..,"max_ms":..}
  * for GetCase, ListCases' first page (no filter, then region + open_only), and ListCases
  * following next_page_token page after page. */
+#include "nrm_alloc.h"
 #include "nrm_client.h"
 #include "nrm_crypto.h"
 #include "nrm_time.h"
@@ -120,7 +121,7 @@ static int s_read_ids(s_bench_t *b, const char *path)
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
-    b->ids = calloc(S_MAX_CASES, sizeof *b->ids);
+    b->ids = nrm_xcalloc(S_MAX_CASES, sizeof *b->ids);
     char line[S_ID_MAX + 2];
     while (b->ids && b->n_ids < S_MAX_CASES && fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = '\0';
@@ -176,7 +177,7 @@ int main(int argc, char **argv)
         return 2;
     }
     b.client = nrm_client_new(endpoint, curve.cert ? "" : agency, curve.cert ? &curve : NULL);
-    int64_t *latency = calloc((size_t)requests, sizeof *latency);
+    int64_t *latency = nrm_xcalloc((size_t)requests, sizeof *latency);
     int warmup = requests / 10 > 0 ? requests / 10 : 1;
     s_get_case(&b, "get_case_warmup", warmup, latency); /* connections, caches */
     s_get_case(&b, "get_case", requests, latency);

@@ -9,6 +9,7 @@
  * DIR holds the agencies' certificates (DIR/<agency>.cert, as deploy/certify.sh writes them);
  * case ids are P1 .. PN. Prints one JSON line per scenario: {"scenario", "agency", "requests",
  * "ok", "rows_mean", "p50_ms", "p99_ms", "max_ms"}. */
+#include "nrm_alloc.h"
 #include "nrm_client.h"
 #include "nrm_crypto.h"
 #include "nrm_time.h"
@@ -88,7 +89,7 @@ static int s_run(const s_settings_t *s, const s_scenario_t *sc)
         return -1;
     }
     nrm_client_t *client = nrm_client_new(s->endpoint, "", &curve);
-    int64_t *latency = calloc((size_t)s->requests, sizeof *latency);
+    int64_t *latency = nrm_xcalloc((size_t)s->requests, sizeof *latency);
     long long rows = 0;
     int ok = 0;
     char token[S_TOKEN_MAX] = "";

@@ -11,6 +11,7 @@
 #include "nrmctl_commands.h"
 #include "nrmctl_lists.h"
 #include "nrmctl_stream.h"
+#include "nrm_alloc.h"
 #include "nrm_json.h"
 
 #include <inttypes.h>
@@ -132,9 +133,7 @@ static void s_sort_timeline(json_t *timeline)
     size_t n = json_array_size(timeline);
     if (n < 2)
         return;
-    json_t **events = calloc(n, sizeof *events);
-    if (!events)
-        return;
+    json_t **events = nrm_xcalloc(n, sizeof *events);
     for (size_t i = 0; i < n; i++)
         events[i] = json_incref(json_array_get(timeline, i));
     /* insertion sort: stable, and a case has a few dozen events */

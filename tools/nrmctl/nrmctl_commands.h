@@ -29,6 +29,9 @@ int nrmctl_deliveries(nrmctl_t *ctl, int argc, char **argv);
 /* agencies list [--all] | upsert FILE | upsert --id ID --type TYPE [--key K]... | deactivate
  * ID: intake's agency directory (coordinators). */
 int nrmctl_agencies(nrmctl_t *ctl, int argc, char **argv);
+/* quarantine list SERVICE [--stream S] [--max N] | quarantine retry SERVICE ID: the events a
+ * service's consumers set aside (ListQuarantine, RetryQuarantined). */
+int nrmctl_quarantine(nrmctl_t *ctl, int argc, char **argv);
 
 /* referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]: routing's
  * ListReferrals, one JSON line per referral. */

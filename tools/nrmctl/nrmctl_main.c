@@ -23,6 +23,7 @@ static const s_command_t s_commands[] = {
     {"top", nrmctl_top},
     {"deliveries", nrmctl_deliveries},
     {"agencies", nrmctl_agencies},
+    {"quarantine", nrmctl_quarantine},
     {"referrals", nrmctl_referrals},
     {"providers", nrmctl_providers},
     {"agreements", nrmctl_agreements},

@@ -3,6 +3,7 @@
  * STATUS} when there is none. */
 #include "nrmctl_ping.h"
 #include "nrmctl_commands.h"
+#include "nrm_alloc.h"
 #include "nrm_time.h"
 
 #include <stdlib.h>
@@ -184,11 +185,7 @@ int nrmctl_ping(nrmctl_t *ctl, int argc, char **argv)
     if (!nrmctl_config(ctl))
         return NRMCTL_EXIT_USAGE;
     size_t room = argc > NRMCTL_SERVICE_COUNT ? (size_t)argc : NRMCTL_SERVICE_COUNT;
-    nrmctl_call_t *calls = calloc(room, sizeof *calls);
-    if (!calls) {
-        nrmctl_error("out of memory");
-        return NRMCTL_EXIT_UNAVAILABLE;
-    }
+    nrmctl_call_t *calls = nrm_xcalloc(room, sizeof *calls);
     int count = s_collect(ctl, argc, argv, calls);
     int rc = count < 0 ? NRMCTL_EXIT_USAGE : s_ping_all(ctl, calls, (size_t)count);
     if (count == 0)

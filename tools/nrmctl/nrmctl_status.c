@@ -133,6 +133,7 @@ static json_t *s_service(const s_round_t *round, const nrmctl_call_t *call, int 
     json_object_set_new(entry, "streamHead", json_integer((json_int_t)pong->stream_head));
     json_object_set_new(entry, "version", json_string(pong->version));
     json_object_set_new(entry, "consumers", s_consumers(round, pong));
+    json_object_set_new(entry, "quarantined", json_integer((json_int_t)pong->quarantined));
     return entry;
 }
 
@@ -283,6 +284,20 @@ static int s_print_text(const json_t *status)
     s_count_text(status, "failedDeliveries", json_is_true(json_object_get(status, S_CAPPED_KEY)),
                  failed, sizeof failed);
     printf("\nshelter waitlist:   %s\nfailed deliveries:  %s\n", waitlist, failed);
+    json_int_t quarantined = 0;
+    char where[S_LAGS] = "";
+    size_t used = 0;
+    json_array_foreach(json_object_get(status, "services"), i, entry)
+    {
+        json_int_t n = json_integer_value(json_object_get(entry, "quarantined"));
+        quarantined += n;
+        if (n > 0 && used < sizeof where)
+            used += (size_t)snprintf(where + used, sizeof where - used,
+                                     "%s%s %" JSON_INTEGER_FORMAT, used ? ", " : " (",
+                                     json_string_value(json_object_get(entry, "service")), n);
+    }
+    printf("quarantined events: %" JSON_INTEGER_FORMAT "%s%s\n", quarantined, where,
+           used ? ")" : "");
     return fflush(stdout) == 0 && !ferror(stdout) ? 0 : -1;
 }
 

@@ -2,6 +2,7 @@
 #include "nrmctl_commands.h"
 #include "nrmctl_human.h"
 #include "nrmctl_stream.h"
+#include "nrm_alloc.h"
 #include "nrm_time.h"
 
 #include <stdlib.h>
@@ -164,11 +165,7 @@ static int s_human_event(const Nrm__V1__Event *ev, void *arg)
     }
     if (human->n_held == human->cap_held) {
         size_t cap = human->cap_held ? human->cap_held * 2 : 256;
-        s_held_t *held = realloc(human->held, cap * sizeof *held);
-        if (!held) {
-            free(line);
-            return -1;
-        }
+        s_held_t *held = nrm_xreallocarray(human->held, cap, sizeof *held);
         human->held = held;
         human->cap_held = cap;
     }
@@ -232,12 +229,10 @@ static int s_stream_width(const s_tail_t *tail)
 int nrmctl_tail(nrmctl_t *ctl, int argc, char **argv)
 {
     s_tail_t tail = {.from = S_NO_FROM};
-    tail.services = calloc((size_t)argc, sizeof *tail.services);
-    tail.prefixes = calloc((size_t)argc, sizeof *tail.prefixes);
-    tail.streams = calloc((size_t)argc + NRMCTL_SERVICE_COUNT, sizeof *tail.streams);
-    int rc = tail.services && tail.prefixes && tail.streams ? 0 : NRMCTL_EXIT_UNAVAILABLE;
-    if (rc == 0)
-        rc = s_parse(&tail, argc, argv);
+    tail.services = nrm_xcalloc((size_t)argc, sizeof *tail.services);
+    tail.prefixes = nrm_xcalloc((size_t)argc, sizeof *tail.prefixes);
+    tail.streams = nrm_xcalloc((size_t)argc + NRMCTL_SERVICE_COUNT, sizeof *tail.streams);
+    int rc = s_parse(&tail, argc, argv);
     if (rc == 0)
         rc = nrmctl_config(ctl) ? nrmctl_streams_open(ctl, argv[0], tail.services, tail.n_services,
                                                       tail.streams, &tail.n_streams)

@@ -7,6 +7,7 @@
 #include "nrmctl_stream.h"
 #include "nrmctl_top_model.h"
 #include "nrmctl_top_view.h"
+#include "nrm_alloc.h"
 #include "nrm_time.h"
 
 #include <errno.h>
@@ -181,9 +182,7 @@ static int s_follow(nrmctl_t *ctl, s_top_t *top, nrm_stream_sink_t *sink)
 {
     bool ansi = isatty(STDOUT_FILENO);
     int n_items = top->n_streams + (top->raw_terminal ? 1 : 0);
-    zmq_pollitem_t *items = calloc((size_t)n_items, sizeof *items);
-    if (!items)
-        return NRMCTL_EXIT_UNAVAILABLE;
+    zmq_pollitem_t *items = nrm_xcalloc((size_t)n_items, sizeof *items);
     for (int i = 0; i < top->n_streams; i++)
         items[i] =
             (zmq_pollitem_t){zsock_resolve(nrm_stream_sub(top->streams[i])), 0, ZMQ_POLLIN, 0};
@@ -252,10 +251,10 @@ static int s_run(nrmctl_t *ctl, s_top_t *top)
 int nrmctl_top(nrmctl_t *ctl, int argc, char **argv)
 {
     s_top_t top = {.interval_ms = S_DEFAULT_INTERVAL_MS};
-    top.services = calloc((size_t)argc, sizeof *top.services);
-    top.streams = calloc((size_t)argc + NRMCTL_SERVICE_COUNT, sizeof *top.streams);
+    top.services = nrm_xcalloc((size_t)argc, sizeof *top.services);
+    top.streams = nrm_xcalloc((size_t)argc + NRMCTL_SERVICE_COUNT, sizeof *top.streams);
     top.model = nrmctl_top_model_new();
-    int rc = top.services && top.streams && top.model ? 0 : NRMCTL_EXIT_UNAVAILABLE;
+    int rc = top.model ? 0 : NRMCTL_EXIT_UNAVAILABLE;
     for (int i = 1; rc == 0 && i < argc; i++)
         rc = s_option(&top, argc, argv, &i);
     if (rc == 0)

@@ -1,5 +1,6 @@
 /* nrmctl_top_model: the counting behind top (see nrmctl_top_model.h). */
 #include "nrmctl_top_model.h"
+#include "nrm_alloc.h"
 #include "nrm_error.h"
 #include "nrm_event.h"
 #include "nrm_time.h"
@@ -92,9 +93,7 @@ static zhashx_t *s_table(zhashx_destructor_fn destructor)
 /* Public: every table empty, no answer yet. */
 nrmctl_top_model_t *nrmctl_top_model_new(void)
 {
-    nrmctl_top_model_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
+    nrmctl_top_model_t *self = nrm_xcalloc(1, sizeof *self);
     self->topics = s_table(s_topic_destroy);
     self->regions = s_table(s_free);
     self->cases = s_table(s_case_destroy);
@@ -128,8 +127,8 @@ static int s_count_region(nrmctl_top_model_t *self, const char *region, int64_t 
         return 0;
     int64_t *count = zhashx_lookup(self->regions, region);
     if (!count) {
-        count = calloc(1, sizeof *count);
-        if (!count || zhashx_insert(self->regions, region, count) != 0) {
+        count = nrm_xcalloc(1, sizeof *count);
+        if (zhashx_insert(self->regions, region, count) != 0) {
             free(count);
             return -1;
         }
@@ -144,8 +143,8 @@ static s_case_t *s_case(nrmctl_top_model_t *self, const char *case_id)
     s_case_t *c = zhashx_lookup(self->cases, case_id);
     if (c)
         return c;
-    c = calloc(1, sizeof *c);
-    if (!c || zhashx_insert(self->cases, case_id, c) != 0) {
+    c = nrm_xcalloc(1, sizeof *c);
+    if (zhashx_insert(self->cases, case_id, c) != 0) {
         free(c);
         return NULL;
     }
@@ -163,9 +162,7 @@ static int s_case_opened(nrmctl_top_model_t *self, const char *case_id, const ch
     if (!c)
         return -1;
     if (!c->region) {
-        c->region = strdup(region);
-        if (!c->region)
-            return -1;
+        c->region = nrm_xstrdup(region);
     }
     int64_t waiting = c->waiting;
     c->waiting = 0;
@@ -189,9 +186,7 @@ static int s_case_event(nrmctl_top_model_t *self, const char *case_id)
 /* referral.created: a pending referral. */
 static int s_referral_created(nrmctl_top_model_t *self, const Nrm__V1__ReferralCreated *created)
 {
-    s_referral_t *r = calloc(1, sizeof *r);
-    if (!r)
-        return -1;
+    s_referral_t *r = nrm_xcalloc(1, sizeof *r);
     int service = (int)created->service;
     r->service = service > 0 && service < S_SERVICE_LIMIT ? service : 0;
     r->due_ms = created->due_ms;
@@ -243,8 +238,8 @@ static int s_count_topic(nrmctl_top_model_t *self, const Nrm__V1__Event *ev)
         return 0;
     s_topic_t *topic = zhashx_lookup(self->topics, name);
     if (!topic) {
-        topic = calloc(1, sizeof *topic);
-        if (!topic || zhashx_insert(self->topics, name, topic) != 0) {
+        topic = nrm_xcalloc(1, sizeof *topic);
+        if (zhashx_insert(self->topics, name, topic) != 0) {
             free(topic);
             return -1;
         }
@@ -254,9 +249,7 @@ static int s_count_topic(nrmctl_top_model_t *self, const Nrm__V1__Event *ev)
         return 0;
     if (topic->n_recent == topic->room) {
         size_t room = topic->room ? topic->room * 2 : S_RECENT_MIN;
-        int64_t *recent = realloc(topic->recent, room * sizeof *recent);
-        if (!recent)
-            return -1;
+        int64_t *recent = nrm_xreallocarray(topic->recent, room, sizeof *recent);
         topic->recent = recent;
         topic->room = room;
     }

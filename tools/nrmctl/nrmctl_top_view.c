@@ -1,5 +1,6 @@
 /* nrmctl_top_view: one screen of top (see nrmctl_top_view.h). */
 #include "nrmctl_top_view.h"
+#include "nrm_alloc.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ static const char **s_sorted_keys(const json_t *object, size_t *n)
 {
     *n = 0;
     size_t size = json_object_size(object);
-    const char **keys = size ? calloc(size, sizeof *keys) : NULL;
+    const char **keys = size ? nrm_xcalloc(size, sizeof *keys) : NULL;
     if (!keys)
         return NULL;
     const char *key;

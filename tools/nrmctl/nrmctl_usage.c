@@ -33,6 +33,10 @@ static const char s_general[] =
     "           [--key Z85 | --key-file CERT]... [--name NAME] [--inactive]\n"
     "           | agencies deactivate ID\n"
     "                         the agency directory managed at run time (coordinators)\n"
+    "  quarantine list SERVICE [--stream STREAM] [--max N]\n"
+    "                         events SERVICE's consumers set aside (coordinators)\n"
+    "  quarantine retry SERVICE ID\n"
+    "                         apply a set-aside event again once its cause is fixed\n"
     "  referrals [--state S]... [--service S]... [--overdue] [--case ID] [--all-pages]\n"
     "                         the referrals the agency may see (its inbox), one JSON line each\n"
     "  providers [list] [--active] | providers upsert FILE\n"
@@ -175,6 +179,20 @@ static const s_usage_t s_commands[] = {
      "PERMISSION_DENIED for an agency that is not a coordinator, FAILED_PRECONDITION for an\n"
      "agency of the configuration file, CONFLICT for a key another holds); 2 usage error;\n"
      "3 intake unavailable.\n"},
+    {"quarantine",
+     "usage: nrmctl [GLOBAL-OPTIONS] quarantine list SERVICE [--stream STREAM] [--max N]\n"
+     "       nrmctl [GLOBAL-OPTIONS] quarantine retry SERVICE ID\n"
+     "\n"
+     "A consumer that fails consumer.max_attempts times (default 5) to apply an event of another\n"
+     "stream sets it aside and goes on (the event consumer.quarantined says so; status counts\n"
+     "them). list prints SERVICE's set-aside events, newest first, one line of proto3 JSON each\n"
+     "(ListQuarantine as --agency, a coordinator); retry applies one again (RetryQuarantined):\n"
+     "on success it leaves the quarantine, on failure the Reply says why and it stays.\n"
+     "\n"
+     "  --stream STREAM  only the events of this consumed stream\n"
+     "  --max N          at most N events, from 1 to 500 (default 50)\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 SERVICE unavailable.\n"},
     {"deliveries",
      "usage: nrmctl [GLOBAL-OPTIONS] deliveries [--state STATE] [--max N]\n"
      "       nrmctl [GLOBAL-OPTIONS] deliveries retry DELIVERY-ID...\n"
