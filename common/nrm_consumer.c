@@ -23,6 +23,8 @@ struct nrm_consumer_t {
     const char *const *prefixes;
     nrm_apply_fn apply;
     void *ctx;
+    nrm_flush_fn flush;
+    nrm_reset_fn reset;
     zsock_t *sub;
     nrm_client_t *client;
     int64_t checkpoint;       /* last sequence known applied */
@@ -47,6 +49,8 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->prefixes = spec->prefixes;
     self->apply = spec->apply;
     self->ctx = spec->ctx;
+    self->flush = spec->flush;
+    self->reset = spec->reset;
     self->pending = calloc(S_BATCH, sizeof *self->pending);
     self->sub = zsock_new(ZMQ_SUB);
     self->client = nrm_client_new(spec->api_endpoint, spec->agency_id, spec->curve);
@@ -142,12 +146,16 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     if (st == NRM_OK && first < n && events[first]->seq != stored + 1)
         st = nrm_fail(&err, NRM_FAILED_PRECONDITION, NULL, "gap after checkpoint");
     nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
+    if (self->reset)
+        self->reset(self->ctx);
     for (size_t i = first; st == NRM_OK && i < n; i++) {
         if (!nrm_topic_matches(events[i]->topic, self->prefixes))
             continue;
         tx.causation_id = events[i]->event_id;
         st = self->apply(self->ctx, &tx, events[i]);
     }
+    if (st == NRM_OK && self->flush && n > first)
+        st = self->flush(self->ctx, &tx);
     int64_t last = n > first ? events[n - 1]->seq : stored;
     if (st == NRM_OK && n > first) {
         nrm_params_t p = {0};

@@ -21,6 +21,16 @@ typedef struct nrm_consumer_t nrm_consumer_t;
  * Returns OK, or a failure that rolls the whole batch back. */
 typedef nrm_status_t (*nrm_apply_fn)(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
+/* Called once per batch after apply has seen its events, in the same transaction, before the
+ * checkpoint moves: a consumer that gathers the batch's effects in memory writes them here in
+ * one statement per table. Called for every batch with events not yet applied (whether or not
+ * their topics matched). A non-OK return rolls the batch back; so does a failed apply, after which
+ * flush is not called: reset, at the start of the next batch, discards what was gathered. */
+typedef nrm_status_t (*nrm_flush_fn)(void *ctx, nrm_tx_t *tx);
+
+/* Called before each batch's first event: drop anything gathered for a batch that failed. */
+typedef void (*nrm_reset_fn)(void *ctx);
+
 typedef struct {
     const char *own_stream;      /* the consuming service (stream of events it emits) */
     const char *source_stream;   /* the stream consumed */
@@ -31,6 +41,8 @@ typedef struct {
     const char *const *prefixes; /* topic prefixes to apply, NULL-terminated; NULL for all */
     nrm_apply_fn apply;
     void *ctx;
+    nrm_flush_fn flush; /* optional: end of each batch (see nrm_flush_fn) */
+    nrm_reset_fn reset; /* optional: start of each batch */
 } nrm_consumer_spec_t;
 
 /* Returns a new consumer working on db (borrowed; shared with the service's other work on the

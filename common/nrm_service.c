@@ -1,4 +1,5 @@
 #include "nrm_service.h"
+#include "nrm_alloc.h"
 #include "nrm_auth.h"
 #include "nrm_crypto.h"
 #include "nrm_event.h"
@@ -48,6 +49,8 @@ typedef struct {
     nrm_apply_fn apply;
     void *ctx;
     nrm_consumer_t *consumer;
+    nrm_flush_fn flush;
+    nrm_reset_fn reset;
 } s_consumer_slot_t;
 
 typedef struct {
@@ -285,12 +288,19 @@ void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
 void nrm_service_consume(nrm_service_t *self, const char *source, const char *const *prefixes,
                          nrm_apply_fn apply, void *ctx)
 {
+    nrm_service_consume_batches(self, source, prefixes, apply, NULL, NULL, ctx);
+}
+
+void nrm_service_consume_batches(nrm_service_t *self, const char *source,
+                                 const char *const *prefixes, nrm_apply_fn apply,
+                                 nrm_flush_fn flush, nrm_reset_fn reset, void *ctx)
+{
     if (self->consumer_count >= S_MAX_CONSUMERS) {
         nrm_log_error("too many consumers", "{s:i}", "max", S_MAX_CONSUMERS);
         abort();
     }
     self->consumers[self->consumer_count++] =
-        (s_consumer_slot_t){strdup(source), prefixes, apply, ctx, NULL};
+        (s_consumer_slot_t){nrm_xstrdup(source), prefixes, apply, ctx, NULL, flush, reset};
 }
 
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
@@ -668,8 +678,9 @@ static int s_start_consumers(nrm_service_t *self)
                           "message", err.message);
             return -1;
         }
-        nrm_consumer_spec_t spec = {self->name, slot->source,   events,      api,      agency,
-                                    &curve,     slot->prefixes, slot->apply, slot->ctx};
+        nrm_consumer_spec_t spec = {self->name, slot->source, events,         api,
+                                    agency,     &curve,       slot->prefixes, slot->apply,
+                                    slot->ctx,  slot->flush,  slot->reset};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;
