@@ -23,7 +23,7 @@ import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]
 ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402),
-         "reintegration": (7501, 7502)}
+         "reintegration": (7501, 7502), "stats": (7601, 7602)}
 assert set(s) == {"postgres", "gateway", *ports}, sorted(s)
 pg = s["postgres"]
 assert pg["image"].startswith("postgres:15"), pg["image"]
