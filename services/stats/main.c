@@ -6,6 +6,8 @@
 #include "nrm_service.h"
 #include "stats.h"
 
+#include <stdio.h>
+
 /* The topics each stream contributes. */
 static const char *const s_intake_topics[] = {"case.opened", NULL};
 static const char *const s_routing_topics[] = {"referral.", "shelter.requested", NULL};
@@ -54,9 +56,17 @@ int main(int argc, char **argv)
                    {"shelter", s_shelter_topics},
                    {"notify", s_notify_topics},
                    {"reintegration", s_reintegration_topics}};
-    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++)
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "services.%s", streams[i].source);
+        if (!nrm_config_get(nrm_service_config(service), path)) { /* a deployment without it */
+            nrm_log_info("stream not configured: not followed", "{s:s}", "stream",
+                         streams[i].source);
+            continue;
+        }
         nrm_service_consume_batches(service, streams[i].source, streams[i].topics, stats_apply,
                                     stats_flush, stats_reset, &stats);
+    }
 
     exit_code = nrm_service_run(service);
     nrm_service_destroy(&service);
