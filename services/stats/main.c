@@ -1,7 +1,8 @@
 /* nrm-stats: the national statistics. Follows every stream exactly once (intake, routing,
- * shelter, notify, reintegration), keeps categorical facts in its own schema, one statement per
- * table and batch, and answers GetStatistics (tables with small cells suppressed) and
- * ExportCases (a k-anonymous case-level data set). It publishes no events of its own. */
+ * shelter, notify, reintegration: those the configuration lists), keeps categorical facts in its
+ * own schema, one statement per table and batch, and answers GetStatistics (tables with small cells
+ * suppressed) and ExportCases (a k-anonymous case-level data set). It publishes no events of its
+ * own. */
 #include "nrm_log.h"
 #include "nrm_service.h"
 #include "stats.h"

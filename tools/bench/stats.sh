@@ -107,7 +107,7 @@ echo "stats bench: $(sql -c "SELECT count(*) FROM stats.cases") case.opened +" \
 median_ms() {
   local _
   for _ in $(seq "$requests"); do
-    sql -c "SET search_path = stats" -c "EXPLAIN (ANALYZE, FORMAT JSON) $1" |
+    sql -c "SET search_path = stats" -c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $1" |
       jq '.[0]["Execution Time"]'
   done | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}'
 }
