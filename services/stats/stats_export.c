@@ -74,6 +74,12 @@ static const char *s_age(const s_case_t *c, s_age_level_t level)
     return c->minor ? "Minor" : strcmp(c->age_band, "unknown") == 0 ? "unknown" : "Adult";
 }
 
+/* The CTDC majority status of a case. Static. */
+static const char *s_majority(const s_case_t *c)
+{
+    return c->minor ? "Minor" : strcmp(c->age_band, "unknown") == 0 ? "Unknown" : "Adult";
+}
+
 /* The year of a case at a date level into buf. */
 static const char *s_year(const s_case_t *c, s_date_level_t level, int first, int last, char *buf,
                           size_t size)
@@ -96,8 +102,8 @@ static size_t s_classes(s_case_t *cases, size_t n, size_t level, int first, int 
     zhash_t *counts = *classes = zhash_new();
     for (size_t i = 0; i < n; i++) {
         char year[24];
-        snprintf(cases[i].key, sizeof cases[i].key, "%s|%s|%s|%s|%s|%s|%s",
-                 s_age(&cases[i], s_levels[level].age),
+        snprintf(cases[i].key, sizeof cases[i].key, "%s|%s|%s|%s|%s|%s|%s|%s",
+                 s_majority(&cases[i]), s_age(&cases[i], s_levels[level].age),
                  s_year(&cases[i], s_levels[level].date, first, last, year, sizeof year),
                  cases[i].gender, cases[i].citizenship, cases[i].types, cases[i].country,
                  cases[i].source);
@@ -135,9 +141,7 @@ static Nrm__V1__CaseRecord *s_record(nrm_call_t *call, const s_case_t *c, size_t
         nrm_call_strdup(call, s_year(c, s_levels[level].date, first, last, year, sizeof year));
     r->gender = (char *)s_gender(c->gender);
     r->age_broad = nrm_call_strdup(call, s_age(c, s_levels[level].age));
-    r->majority_status = c->minor                              ? "Minor"
-                         : strcmp(c->age_band, "unknown") == 0 ? "Unknown"
-                                                               : "Adult";
+    r->majority_status = (char *)s_majority(c);
     r->citizenship =
         nrm_call_strdup(call, strcmp(c->citizenship, "UNKNOWN") ? c->citizenship : "00");
     r->type_of_exploit_concatenated = nrm_call_strdup(call, c->types);
