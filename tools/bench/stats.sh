@@ -6,8 +6,8 @@
 # moved it): 600000 case.opened and 200000 referrals with 200000 outcomes, 1000000 events in
 # all, over three years, twelve regions, twenty nationalities. Then times, with one client, the
 # typical tables (nrm-stats-bench: p50 and p99 over R requests each) and, as the baseline on
-# the same machine in the same run, the bare SQL count of the same grouping (psql, EXPLAIN
-# ANALYZE, median of R): the ratio is what the service adds (CUBE for margins, suppression,
+# the same machine in the same run, the bare SQL count of the same grouping (psql's \timing on
+# one connection, median of R): the ratio is what the service adds (CUBE for margins, suppression,
 # the reply, CURVE). Nothing is asserted about time.
 #
 #   tools/bench/stats.sh [R]   (default 30 requests per table)
@@ -103,13 +103,16 @@ echo "stats bench: $(sql -c "SELECT count(*) FROM stats.cases") case.opened +" \
   "$(sql -c "SELECT count(*) FROM stats.referrals") referral.created and as many outcomes" \
   "= $((cases + 2 * referrals)) events, fed to the stats tables in $loaded_ms ms"
 
-# median_ms SQL: the median execution time of SQL over $requests runs (EXPLAIN ANALYZE).
+# median_ms SQL: the median time of SQL over $requests runs, as psql's \timing sees it (sent,
+# executed, every row received), on one connection.
 median_ms() {
   local _
-  for _ in $(seq "$requests"); do
-    sql -c "SET search_path = stats" -c "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $1" |
-      jq '.[0]["Execution Time"]'
-  done | sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}'
+  {
+    echo "SET search_path = stats;"
+    echo '\timing on'
+    for _ in $(seq "$requests"); do echo "$1 \g /dev/null"; done
+  } | sql | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' |
+    sort -n | awk '{a[NR] = $1} END {printf "%.2f", a[int((NR + 1) / 2)]}'
 }
 declare -A baseline=(
   ["cases by month"]="SELECT month, count(*) FROM cases GROUP BY month"
