@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
-# five services and the gateway from one image, each service with a health check through nrmctl, restart policy, the
+# six services and the gateway from one image, each service with a health check through nrmctl, restart policy, the
 # database healthy first, configuration mounted read-only, the contract's ports, passwords and
 # keys as secrets only, each service's CURVE certificate as two compose secrets
 # (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
