@@ -57,7 +57,8 @@ static void s_report(const char *region, bool man, int n)
 /* Waits until stats has applied each stream up to its head. */
 static void s_caught_up(void)
 {
-    static const char *const streams[] = {"intake", "routing", "shelter", "reintegration"};
+    static const char *const streams[] = {"intake", "routing", "shelter", "notify",
+                                          "reintegration"};
     for (size_t i = 0; i < sizeof streams / sizeof *streams; i++) {
         Nrm__V1__Event **events = NULL;
         size_t n = harness_fetch_all(h, streams[i], &events);
@@ -226,6 +227,55 @@ test_referral_counts_by_service_and_outcome_equal_a_recount_of_routings_stream(v
     free(events);
 }
 
+/* The total of a table (measure by dim, total row "*"), or -1. */
+static long long s_total(const char *measure, const char *dim)
+{
+    Nrm__V1__Reply *r = s_table("coordinator", measure, dim, NULL);
+    long long total = -1;
+    for (size_t i = 0; r->status == OK && i < r->statistics_table->n_rows; i++) {
+        const Nrm__V1__StatisticsRow *row = r->statistics_table->rows[i];
+        if (row->n_keys == 1 && strcmp(row->keys[0], "*") == 0)
+            total = row->count;
+    }
+    nrm__v1__reply__free_unpacked(r, NULL);
+    return total;
+}
+
+/* How many events of service's stream have the body. */
+static long long s_recount(const char *service, Nrm__V1__Event__BodyCase body)
+{
+    Nrm__V1__Event **events = NULL;
+    size_t n = harness_fetch_all(h, service, &events);
+    long long count = 0;
+    for (size_t e = 0; e < n; e++) {
+        count += events[e]->body_case == body;
+        nrm__v1__event__free_unpacked(events[e], NULL);
+    }
+    free(events);
+    return count;
+}
+
+static void test_occupancy_deliveries_and_plans_equal_a_recount_of_their_streams(void **state)
+{
+    s_set_k(1);
+    long long snapshots = s_recount("shelter", NRM__V1__EVENT__BODY_SHELTER_CAPACITY_CHANGED);
+    assert_true(snapshots > 0); /* beds were allocated to the people who needed one */
+    assert_int_equal(s_total("occupancy", "month"), snapshots);
+    assert_int_equal(s_total("deliveries", "month"),
+                     s_recount("notify", NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED) +
+                         s_recount("notify", NRM__V1__EVENT__BODY_NOTIFICATION_FAILED));
+    assert_int_equal(s_total("plans", "month"),
+                     s_recount("reintegration", NRM__V1__EVENT__BODY_PLAN_OPENED));
+    /* every allocation answered a request: as many requests were allocated a bed */
+    Nrm__V1__Reply *r = s_table("coordinator", "beds", "allocated", NULL);
+    assert_int_equal(r->status, OK);
+    const Nrm__V1__StatisticsRow *allocated = s_row(r->statistics_table, "true", NULL);
+    assert_non_null(allocated);
+    assert_int_equal(allocated->count,
+                     s_recount("shelter", NRM__V1__EVENT__BODY_SHELTER_ALLOCATED));
+    nrm__v1__reply__free_unpacked(r, NULL);
+}
+
 /* The attack: every line (a row or a column with its margin) with one unknown entry gives it
  * back by subtraction; repeat while that finds anything. Returns how many suppressed entries
  * were recovered. keys[i][d] and counts[i] describe the table, known[i] what was published. */
@@ -362,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_case_counts_by_region_and_gender_equal_a_recount_of_intakes_stream),
         cmocka_unit_test(
             test_referral_counts_by_service_and_outcome_equal_a_recount_of_routings_stream),
+        cmocka_unit_test(test_occupancy_deliveries_and_plans_equal_a_recount_of_their_streams),
         cmocka_unit_test(test_a_small_cell_cannot_be_recovered_from_the_margins_and_totals),
         cmocka_unit_test(test_the_export_is_k_anonymous_over_all_its_fields),
         cmocka_unit_test(
