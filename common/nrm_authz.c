@@ -9,6 +9,7 @@
 #define S_SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
 #define S_PLAN_MANAGER NRM_ROLE_PLAN_MANAGER
 #define S_PARTNER NRM_ROLE_RECEPTION_PARTNER
+#define S_STATS_READER NRM_ROLE_STATS_READER
 #define S_MESSAGE_MAX 160
 #define S_PATH_MAX 128
 
@@ -111,6 +112,12 @@ static const nrm_authz_rule_t s_rules[] = {
      "every service within a second; agencies of the configuration file are changed there"},
     {NRM__V1__REQUEST__BODY_LIST_AGENCIES, "intake", NULL, S_COORDINATOR, NULL,
      "the configuration file's agencies and the run-time directory's"},
+    {NRM__V1__REQUEST__BODY_GET_STATISTICS, "stats", "get_statistics.measure",
+     S_COORDINATOR | S_STATS_READER, NULL,
+     "the object is the measure: `stats.readers` grants agency types or ids some measures (or "
+     "all); small cells are suppressed for every reader"},
+    {NRM__V1__REQUEST__BODY_EXPORT_CASES, "stats", NULL, S_COORDINATOR, NULL,
+     "case-level data, categorical and k-anonymous"},
     {NRM__V1__REQUEST__BODY_PING, "any", NULL, NRM_ROLE_ANYONE, NULL, "any authenticated peer"},
     {NRM__V1__REQUEST__BODY_FETCH, "any", NULL, NRM_ROLE_SERVICE | NRM_ROLE_EVENT_READER, NULL,
      "services and the agencies security.event_readers names (default: type COORDINATOR); the "
@@ -147,6 +154,7 @@ static const nrm_authz_column_t s_columns[] = {
     {NRM_ROLE_SUBSCRIPTION_AGENCY, "subscription's agency"},
     {NRM_ROLE_PLAN_MANAGER, "plan manager"},
     {NRM_ROLE_RECEPTION_PARTNER, "reception partner"},
+    {NRM_ROLE_STATS_READER, "statistics reader"},
     {NRM_ROLE_SERVICE, "service"},
     {NRM_ROLE_ANY_AGENCY, "other agency"},
 };

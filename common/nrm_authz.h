@@ -39,13 +39,14 @@ typedef enum {
     NRM_ROLE_ANYONE = 1u << 9,              /* any authenticated peer */
     NRM_ROLE_PLAN_MANAGER = 1u << 10,       /* the managing agency of the reintegration plan */
     NRM_ROLE_RECEPTION_PARTNER = 1u << 11,  /* the return's reception partner, after arrival */
+    NRM_ROLE_STATS_READER = 1u << 12,       /* an agency stats.readers grants the measure */
 } nrm_role_t;
 
 /* The roles that are relations to an object (only agencies have them). */
 #define NRM_ROLE_RELATIONS                                                                         \
     (NRM_ROLE_CASE_MANAGER | NRM_ROLE_REPORTER | NRM_ROLE_REFERRED_PROVIDER |                      \
      NRM_ROLE_SHELTER_OPERATOR | NRM_ROLE_SUBSCRIPTION_AGENCY | NRM_ROLE_PLAN_MANAGER |            \
-     NRM_ROLE_RECEPTION_PARTNER)
+     NRM_ROLE_RECEPTION_PARTNER | NRM_ROLE_STATS_READER)
 
 /* One row of the matrix. */
 typedef struct {
@@ -89,7 +90,6 @@ bool nrm_authz_allows_in(const nrm_config_t *config, const nrm_authz_rule_t *rul
 /* The configuration path of a list of agency types that replaces the rule's agency_types (then
  * its defaults), or NULL when the rule's types are fixed. Static. */
 const char *nrm_authz_types_setting(const nrm_authz_rule_t *rule);
-
 
 /* The cell of the matrix: true when a sender in column `role` (an agency that is nothing else,
  * of no type the rule lists, or a coordinator, of type COORDINATOR, or a service; event readers

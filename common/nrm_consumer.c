@@ -31,6 +31,8 @@ struct nrm_consumer_t {
     const char *const *prefixes;
     nrm_apply_fn apply;
     void *ctx;
+    nrm_flush_fn flush;
+    nrm_reset_fn reset;
     zsock_t *sub;
     nrm_client_t *client;
     int64_t checkpoint;       /* last sequence known applied */
@@ -68,6 +70,8 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->backoff_ms = spec->backoff_ms > 0 ? spec->backoff_ms : NRM_CONSUMER_BACKOFF_MS;
     self->retry_timer = -1;
     self->pending = nrm_xcalloc(S_BATCH, sizeof *self->pending);
+    self->flush = spec->flush;
+    self->reset = spec->reset;
     self->sub = zsock_new(ZMQ_SUB);
     self->client = nrm_client_new(spec->api_endpoint, spec->agency_id, spec->curve);
     if (!self->sub || !self->client) {
@@ -239,6 +243,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         st = nrm_fail(&err, NRM_FAILED_PRECONDITION, NULL, "gap after checkpoint");
     nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
     int64_t failed_seq = 0, set_aside = 0;
+    if (self->reset)
+        self->reset(self->ctx);
     for (size_t i = first; st == NRM_OK && i < n; i++) {
         if (!nrm_topic_matches(events[i]->topic, self->prefixes))
             continue;
@@ -252,6 +258,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         if (st != NRM_OK)
             failed_seq = events[i]->seq;
     }
+    if (st == NRM_OK && self->flush && n > first)
+        st = self->flush(self->ctx, &tx);
     int64_t last = n > first ? events[n - 1]->seq : stored;
     if (st == NRM_OK && n > first) {
         nrm_params_t p = {0};

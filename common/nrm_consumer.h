@@ -26,6 +26,16 @@ typedef struct nrm_consumer_t nrm_consumer_t;
  * Returns OK, or a failure that rolls the whole batch back. */
 typedef nrm_status_t (*nrm_apply_fn)(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
+/* Called once per batch after apply has seen its events, in the same transaction, before the
+ * checkpoint moves: a consumer that gathers the batch's effects in memory writes them here in
+ * one statement per table. Called for every batch with events not yet applied (whether or not
+ * their topics matched). A non-OK return rolls the batch back; so does a failed apply, after which
+ * flush is not called: reset, at the start of the next batch, discards what was gathered. */
+typedef nrm_status_t (*nrm_flush_fn)(void *ctx, nrm_tx_t *tx);
+
+/* Called before each batch's first event: drop anything gathered for a batch that failed. */
+typedef void (*nrm_reset_fn)(void *ctx);
+
 typedef struct {
     const char *own_stream;      /* the consuming service (stream of events it emits) */
     const char *source_stream;   /* the stream consumed */
@@ -40,6 +50,8 @@ typedef struct {
                                stream may apply only some topics under a name of its own) */
     int max_attempts; /* failed attempts before an event is set aside (<= 0: the default) */
     int backoff_ms;   /* wait after a first failure, doubled each time (<= 0: the default) */
+    nrm_flush_fn flush; /* optional: end of each batch (see nrm_flush_fn) */
+    nrm_reset_fn reset; /* optional: start of each batch */
 } nrm_consumer_spec_t;
 
 #define NRM_CONSUMER_MAX_ATTEMPTS 5

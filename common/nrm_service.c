@@ -62,6 +62,8 @@ typedef struct {
     void *ctx;
     const char *checkpoint; /* NULL: the source's name */
     nrm_consumer_t *consumer;
+    nrm_flush_fn flush;
+    nrm_reset_fn reset;
 } s_consumer_slot_t;
 
 typedef struct {
@@ -319,12 +321,19 @@ void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
 void nrm_service_consume(nrm_service_t *self, const char *source, const char *const *prefixes,
                          nrm_apply_fn apply, void *ctx)
 {
+    nrm_service_consume_batches(self, source, prefixes, apply, NULL, NULL, ctx);
+}
+
+void nrm_service_consume_batches(nrm_service_t *self, const char *source,
+                                 const char *const *prefixes, nrm_apply_fn apply,
+                                 nrm_flush_fn flush, nrm_reset_fn reset, void *ctx)
+{
     if (self->consumer_count >= S_MAX_CONSUMERS) {
         nrm_log_error("too many consumers", "{s:i}", "max", S_MAX_CONSUMERS);
         abort();
     }
     self->consumers[self->consumer_count++] =
-        (s_consumer_slot_t){nrm_xstrdup(source), prefixes, apply, ctx, NULL, NULL};
+        (s_consumer_slot_t){nrm_xstrdup(source), prefixes, apply, ctx, NULL, NULL, flush, reset};
 }
 
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
@@ -878,8 +887,9 @@ static int s_start_consumers(nrm_service_t *self)
             slot->ctx,
             slot->checkpoint,
             (int)nrm_config_int(self->config, "consumer.max_attempts", NRM_CONSUMER_MAX_ATTEMPTS),
-            (int)nrm_config_int(self->config, "consumer.retry_backoff_ms",
-                                NRM_CONSUMER_BACKOFF_MS)};
+            (int)nrm_config_int(self->config, "consumer.retry_backoff_ms", NRM_CONSUMER_BACKOFF_MS),
+            slot->flush,
+            slot->reset};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;

@@ -56,6 +56,12 @@ void nrm_service_handle(nrm_service_t *self, Nrm__V1__Request__BodyCase body,
 void nrm_service_consume(nrm_service_t *self, const char *source, const char *const *prefixes,
                          nrm_apply_fn apply, void *ctx);
 
+/* The same, for a consumer that gathers a batch's effects in apply and writes them in flush
+ * (one statement per table and batch); reset drops what a failed batch gathered. */
+void nrm_service_consume_batches(nrm_service_t *self, const char *source,
+                                 const char *const *prefixes, nrm_apply_fn apply,
+                                 nrm_flush_fn flush, nrm_reset_fn reset, void *ctx);
+
 /* Runs fn every period_ms in a transaction (before run). */
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx);
 

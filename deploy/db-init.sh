@@ -4,8 +4,8 @@
 #   PGHOST=... PGPORT=... PGUSER=<superuser> deploy/db-init.sh DBNAME
 #
 # Creates, when missing: the database DBNAME; the LOGIN roles nrm_intake, nrm_routing,
-# nrm_shelter, nrm_notify and nrm_reintegration; the NOLOGIN role nrm_audit_owner; the schemas
-# intake, routing, shelter, notify and reintegration, each owned by nrm_audit_owner, its service's role granted USAGE and CREATE
+# nrm_shelter, nrm_notify, nrm_reintegration and nrm_stats; the NOLOGIN role nrm_audit_owner; the schemas
+# intake, routing, shelter, notify, reintegration and stats, each owned by nrm_audit_owner, its service's role granted USAGE and CREATE
 # on it (the role owns the tables its migrations create there). In DBNAME it revokes everything
 # on schema public and CONNECT from PUBLIC, grants CONNECT to the five roles, and revokes any
 # privilege PUBLIC holds on the five schemas and a role holds on another service's schema, so
@@ -33,7 +33,7 @@
 # is off for the session that sets it.
 set -euo pipefail
 
-SERVICES=(intake routing shelter notify reintegration)
+SERVICES=(intake routing shelter notify reintegration stats)
 MAINTENANCE_DB=postgres # where roles and the database are created
 PSQL=(psql -v ON_ERROR_STOP=1 -X -q)
 
@@ -101,7 +101,7 @@ database_sql() {
   cat <<'SQL'
 DO $$
 DECLARE
-    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration'];
+    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration', 'stats'];
     db text := current_database();
     svc text;
     other text;
@@ -154,7 +154,7 @@ audit_sql() {
   cat <<'SQL'
 DO $$
 DECLARE
-    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration'];
+    services text[] := ARRAY['intake', 'routing', 'shelter', 'notify', 'reintegration', 'stats'];
     insert_columns text[] := ARRAY['request_id', 'agency_id', 'kind', 'status', 'error_field',
                                    'subject_id'];
     owner oid := 'nrm_audit_owner'::regrole;

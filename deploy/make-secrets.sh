@@ -28,7 +28,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${NRM_SECRETS_DIR:-$root/deploy/secrets}
 config=${1:-$root/deploy/demo/config.json}
-services=(intake routing shelter notify reintegration) # the services of docker-compose.yml
+services=(intake routing shelter notify reintegration stats) # the services of docker-compose.yml
 
 nrmctl=${NRMCTL:-$root/build/tools/nrmctl/nrmctl}
 if [ ! -x "$nrmctl" ]; then

@@ -124,7 +124,7 @@ python3 "$root/deploy/demo/receiver.py" --config "$config" --http-port "$hook_po
 pids+=($!)
 
 services=()
-for service in intake routing shelter notify reintegration; do
+for service in intake routing shelter notify reintegration stats; do
   binary=$build/services/$service/nrm-$service
   [ -x "$binary" ] || continue
   "$binary" --config "$config" 2>>"$var/log/$service.log" &

@@ -3,7 +3,7 @@
 # database "nrm" for the five services with deploy/db-init.sh, taking each role's password from
 # its compose secret.
 set -euo pipefail
-for service in intake routing shelter notify reintegration; do
+for service in intake routing shelter notify reintegration stats; do
   secret=/run/secrets/${service}_db_password
   [ -r "$secret" ] && export "NRM_${service^^}_DB_PASSWORD=$(cat "$secret")"
 done

@@ -87,7 +87,8 @@ long long authz_fixture_denials(harness_t *h)
            " + (SELECT count(*) FROM routing.audit_log WHERE status = 'PERMISSION_DENIED')"
            " + (SELECT count(*) FROM shelter.audit_log WHERE status = 'PERMISSION_DENIED')"
            " + (SELECT count(*) FROM notify.audit_log WHERE status = 'PERMISSION_DENIED')"
-           " + (SELECT count(*) FROM reintegration.audit_log WHERE status = 'PERMISSION_DENIED')");
+           " + (SELECT count(*) FROM reintegration.audit_log WHERE status = 'PERMISSION_DENIED')"
+           " + (SELECT count(*) FROM stats.audit_log WHERE status = 'PERMISSION_DENIED')");
 }
 
 void authz_fixture_plan(harness_t *h, authz_fixture_case_t *c, const char *manager,

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define S_SERVICES 5
+#define S_SERVICES 6
 #define S_PORT_LOW 20000
 #define S_PORT_SPAN 10000 /* 20000-29999: shell tests take 10000-19999, clusters 554xx */
 #define S_PORT_BLOCK 100
@@ -25,8 +25,8 @@
 #define S_START_TIMEOUT_MS 20000
 #define S_HARNESS_IDENTITY "coordinator" /* who the harness itself is: an event reader */
 
-static const char *const s_services[S_SERVICES] = {"intake", "routing", "shelter", "notify",
-                                                   "reintegration"};
+static const char *const s_services[S_SERVICES] = {"intake", "routing",       "shelter",
+                                                   "notify", "reintegration", "stats"};
 
 typedef struct {
     pid_t pid;

@@ -90,8 +90,8 @@ sys_database() {
 # sys_config DB KEYS SERVICE...: writes $WORK/config.json, the demonstration configuration
 # with its data files merged in, a CURVE certificate per service and agency ($WORK/certs), the
 # database DB, the keyring KEYS, a 500 ms heartbeat and
-# endpoints on free ports for each SERVICE. reintegration, optional for the others, is left out
-# of the configuration unless it is one of the SERVICEs. A jq filter in SYS_CONFIG_FILTER
+# endpoints on free ports for each SERVICE. reintegration and stats, optional for the others, are
+# left out of the configuration unless they are among the SERVICEs. A jq filter in SYS_CONFIG_FILTER
 # (optional) is applied last.
 sys_config() {
   local db=$1 keys=$2 endpoints='{}' s
@@ -111,6 +111,7 @@ sys_config() {
       .services[\$s].api_connect = \$endpoints[\$s].api |
       .services[\$s].events_connect = \$endpoints[\$s].events) |
     (if \$endpoints | has(\"reintegration\") then . else del(.services.reintegration) end) |
+    (if \$endpoints | has(\"stats\") then . else del(.services.stats) end) |
     ${SYS_CONFIG_FILTER:-.}
     " "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
   # every service and agency gets its CURVE key; nrmctl speaks as the coordinator by default

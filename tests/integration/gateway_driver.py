@@ -247,6 +247,12 @@ check("a report submitted through the JSON API is 200 with its case", status == 
 status, again = police.call("intake", "submit_report", report,
                             headers={"Idempotency-Key": key})
 check("the same Idempotency-Key gets the same reply", status == 200 and again == reply)
+status, table = coordinator.call("stats", "get_statistics",
+                                 {"measure": "cases", "dimensions": ["region"]})
+check("GetStatistics is reachable through the JSON API (200, a table with its k)",
+      status == 200 and (table or {}).get("statisticsTable", {}).get("k") == 11)
+status, _ = police.call("stats", "get_statistics", {"measure": "cases"})
+check("... and an agency stats.readers does not name gets 403", status == 403)
 status, reply = police.call("intake", "get_case", {"caseId": case_id, "noSuchField": 1})
 check("an invalid request is 400 naming the field",
       status == 400 and reply.get("status") == "STATUS_INVALID_ARGUMENT"
@@ -270,7 +276,7 @@ check("the event stream shows case.opened and referral.created live",
       any(e["event"] == "case.opened" for e in sse1.events)
       and any(e["event"] == "referral.created" for e in sse1.events))
 check("each event id carries every stream's position",
-      all(set(positions(e["id"])) == {"intake", "routing", "shelter", "notify"}
+      all(set(positions(e["id"])) == {"intake", "routing", "shelter", "notify", "stats"}
           for e in sse1.events))
 dropped_at = sse1.last_id
 sse1.drop()

@@ -1,12 +1,12 @@
 /* The authorization matrix, cell by cell, against real nrm-intake, nrm-routing, nrm-shelter,
- * nrm-notify and nrm-reintegration processes: every request type is sent by the coordinator,
- * the case manager, a reporter whose report was linked to the case, the referred provider, the
- * shelter operator, the subscription's agency, the plan manager, the reception partner of a
- * return that has arrived, a service identity and an agency with no relation to the object,
- * and each answer is OK (or, where the domain's answer varies, at least not PERMISSION_DENIED)
- * exactly where the table below says so, PERMISSION_DENIED everywhere else. The table is
- * written out here and checked against nrm_authz's, so that a change in one shows in both.
- * Every refusal is audited.
+ * nrm-notify, nrm-reintegration and nrm-stats processes: every request type is sent by the
+ * coordinator, the case manager, a reporter whose report was linked to the case, the referred
+ * provider, the shelter operator, the subscription's agency, the plan manager, the reception
+ * partner of a return that has arrived, an agency stats.readers grants a measure, a service
+ * identity and an agency with no relation to the object, and each answer is OK (or, where the
+ * domain's answer varies, at least not PERMISSION_DENIED) exactly where the table below says so,
+ * PERMISSION_DENIED everywhere else. The table is written out here and checked against nrm_authz's,
+ * so that a change in one shows in both. Every refusal is audited.
  *
  * The case-file reads come first: ListCases admits an agency as a case manager when it manages
  * some case, and the submissions of the SUBMIT_REPORT row make every column's agency the case
@@ -36,11 +36,12 @@
 #define SUBSCRIBER NRM_ROLE_SUBSCRIPTION_AGENCY
 #define PLAN_MANAGER NRM_ROLE_PLAN_MANAGER
 #define PARTNER NRM_ROLE_RECEPTION_PARTNER
+#define STATS_READER NRM_ROLE_STATS_READER
 #define SERVICE NRM_ROLE_SERVICE
 #define OTHER NRM_ROLE_ANY_AGENCY
 #define AGENCIES                                                                                   \
     (COORDINATOR | MANAGER | REPORTER | PROVIDER | OPERATOR | SUBSCRIBER | PLAN_MANAGER |          \
-     PARTNER | OTHER)
+     PARTNER | STATS_READER | OTHER)
 #define EVERYONE (AGENCIES | SERVICE)
 
 #define B(name) NRM__V1__REQUEST__BODY_##name
@@ -58,6 +59,7 @@
 #define NGO_MANAGER_ID "ngo-ma-07" /* a case manager of no competent type for DecideStatus */
 #define PLAN_MANAGER_ID "ilo-partner-national"
 #define PARTNER_ID "reception-ng"
+#define STATS_READER_ID "labour-ma-09" /* stats.readers grants it the measure "cases" */
 #define TEST_SHELTER "authz-test-shelter"
 #define SECRET "authz-matrix-secret-0123456789abcdef"
 #define MISMATCHES 4096
@@ -104,6 +106,8 @@ static const struct {
     {B(REASSIGN_PLAN), COORDINATOR, false},
     {B(UPSERT_AGENCY), COORDINATOR, false},
     {B(LIST_AGENCIES), COORDINATOR, false},
+    {B(GET_STATISTICS), COORDINATOR | STATS_READER, false},
+    {B(EXPORT_CASES), COORDINATOR, false},
     {B(PING), EVERYONE, false},
     {B(FETCH), COORDINATOR | SERVICE, false},
     {B(LIST_QUARANTINE), COORDINATOR, false},
@@ -142,7 +146,10 @@ static int setup(void **state)
     notify_fixture_settings_t settings = {
         .max_attempts = 2, .backoff_ms = 100, .max_backoff_ms = 200, .timeout_ms = 1000};
     notify_fixture_config(h, &settings, NULL);
-    const char *services[] = {"intake", "routing", "shelter", "notify", "reintegration"};
+    harness_config_set(
+        h, "stats.readers",
+        json_pack("[{s:s, s:[s]}]", "agency_id", STATS_READER_ID, "measures", "cases"));
+    const char *services[] = {"intake", "routing", "shelter", "notify", "reintegration", "stats"};
     for (size_t i = 0; i < sizeof services / sizeof *services; i++)
         if (harness_start(h, services[i], 0) != 0)
             return -1;
@@ -225,6 +232,8 @@ static const char *s_actor(unsigned column, const authz_fixture_case_t *obj)
         return PLAN_MANAGER_ID;
     case PARTNER:
         return PARTNER_ID;
+    case STATS_READER:
+        return STATS_READER_ID;
     case SERVICE:
         return SERVICE_ID;
     default:
@@ -505,6 +514,15 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
     case B(LIST_AGENCIES): {
         Nrm__V1__ListAgencies l = NRM__V1__LIST_AGENCIES__INIT;
         return authz_fixture_call(h, "intake", agency, body, &l, field);
+    }
+    case B(GET_STATISTICS): {
+        Nrm__V1__GetStatistics g = NRM__V1__GET_STATISTICS__INIT;
+        g.measure = "cases";
+        return authz_fixture_call(h, "stats", agency, body, &g, field);
+    }
+    case B(EXPORT_CASES): {
+        Nrm__V1__ExportCases x = NRM__V1__EXPORT_CASES__INIT;
+        return authz_fixture_call(h, "stats", agency, body, &x, field);
     }
     case B(PING): {
         Nrm__V1__Ping p = NRM__V1__PING__INIT;

@@ -10,7 +10,7 @@ set -euo pipefail
 source "${NRM_SOURCE_DIR:?}/tests/harness/system.sh"
 
 DB=t_gateway
-SERVICES=(intake routing shelter notify)
+SERVICES=(intake routing shelter notify stats)
 GATEWAY=$NRM_BUILD_DIR/services/gateway/nrm-gateway
 
 sys_begin gateway

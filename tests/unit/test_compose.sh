@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # docker-compose.yml is valid (`docker-compose config`) and says what operators rely on: the
-# five services and the gateway from one image, each service with a health check through nrmctl, restart policy, the
+# six services and the gateway from one image, each service with a health check through nrmctl, restart policy, the
 # database healthy first, configuration mounted read-only, the contract's ports, passwords and
 # keys as secrets only, each service's CURVE certificate as two compose secrets
 # (/run/secrets/<service>.cert and .cert_secret) named by NRM_SERVICES_<NAME>_CERT_FILE and
@@ -26,7 +26,7 @@ import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 s = c["services"]
 ports = {"intake": (7101, 7102), "routing": (7201, 7202), "shelter": (7301, 7302), "notify": (7401, 7402),
-         "reintegration": (7501, 7502)}
+         "reintegration": (7501, 7502), "stats": (7601, 7602)}
 assert set(s) == {"postgres", "postgres-replica", "gateway", *ports}, sorted(s)
 # the replica: a profile of its own, cloned from postgres, its own volume, the replication secret
 rep = s["postgres-replica"]

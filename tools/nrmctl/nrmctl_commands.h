@@ -56,6 +56,10 @@ int nrmctl_plans(nrmctl_t *ctl, int argc, char **argv);
 int nrmctl_plan(nrmctl_t *ctl, int argc, char **argv);
 int nrmctl_followup(nrmctl_t *ctl, int argc, char **argv);
 
+/* stats MEASURE [--by DIMS] [--from T] [--to T] [--filter DIM=VALUE]... [--csv], stats export
+ * [--from T] [--to T] [--csv]: the statistics service's tables and case-level export. */
+int nrmctl_stats(nrmctl_t *ctl, int argc, char **argv);
+
 /* top [OPTIONS]: a live view of the streams, occupancy and deliveries (--once: one snapshot). */
 int nrmctl_top(nrmctl_t *ctl, int argc, char **argv);
 

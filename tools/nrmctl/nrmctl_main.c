@@ -33,6 +33,7 @@ static const s_command_t s_commands[] = {
     {"plans", nrmctl_plans},
     {"plan", nrmctl_plan},
     {"followup", nrmctl_followup},
+    {"stats", nrmctl_stats},
     {"keygen", nrmctl_keygen},
     {"keyrotate", nrmctl_keyrotate},
     {"cert", nrmctl_cert},

@@ -52,6 +52,9 @@ static const char s_general[] =
     "  plan PLAN-ID           one reintegration plan: goals, return, follow-ups\n"
     "  followup PLAN-ID --contact yes|no [OPTIONS]\n"
     "                         record the plan's next follow-up\n"
+    "  stats MEASURE [--by DIM[,DIM]] [--from T] [--to T] [--filter K=V]... [--csv]\n"
+    "                         a statistics table, small cells suppressed\n"
+    "  stats export [--csv]   the k-anonymous case-level data set (CTDC shape)\n"
     "  keygen FILE            write a new keyring file (never overwrites)\n"
     "  keyrotate FILE         add a key to a keyring, make it active, print its id\n"
     "  cert new NAME DIR      write a CURVE key pair (DIR/NAME.cert, NAME.cert_secret)\n"
@@ -303,6 +306,20 @@ static const s_usage_t s_commands[] = {
      "\n"
      "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 reintegration\n"
      "unavailable.\n"},
+    {"stats",
+     "usage: nrmctl [GLOBAL-OPTIONS] stats MEASURE [--by DIM[,DIM[,DIM]]] [--from T] [--to T]\n"
+     "                                     [--filter DIM=VALUE]... [--csv]\n"
+     "       nrmctl [GLOBAL-OPTIONS] stats export [--from T] [--to T] [--csv]\n"
+     "\n"
+     "Asks the statistics service for a table (GetStatistics) and prints the Reply as proto3\n"
+     "JSON, or with --csv the table: one line per cell, margin (\"*\") and the total, with\n"
+     "count, suppressed and the measure's values (empty when withheld). Counts below k (the\n"
+     "setting stats.k, default 11) are suppressed, and so are the cells that would give them\n"
+     "back. Measures: cases, referrals, beds, occupancy, deliveries, plans (their dimensions:\n"
+     "deploy/OPERATIONS.md). `stats export` prints the k-anonymous case-level data set\n"
+     "(ExportCases; --csv with the CTDC column names). T is ms since the epoch or YYYY-MM-DD.\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 stats unavailable.\n"},
     {"top",
      "usage: nrmctl [GLOBAL-OPTIONS] top [--interval MS] [--once] [--service NAME]...\n"
      "\n"
