@@ -351,9 +351,13 @@ static void s_write_config(harness_t *self, const char *path)
             json_object_set_new(agency, "public_keys",
                                 json_pack("[s]", harness_public_key(self, id)));
     }
-    int rc = json_dump_file(config, path, JSON_INDENT(1));
+    /* written aside and renamed over, so that a service reloading meanwhile (harness_reload)
+     * reads the old file or the new one, never half of one */
+    char next[S_PATH + 32];
+    snprintf(next, sizeof next, "%s.next", path);
+    int rc = json_dump_file(config, next, JSON_INDENT(1));
     json_decref(config);
-    if (rc != 0)
+    if (rc != 0 || rename(next, path) != 0)
         s_die("cannot write config");
 }
 
