@@ -143,6 +143,19 @@ size_t shelter_languages_parse(const char *csv, char out[][SHELTER_LANGUAGE_SIZE
 void shelter_languages_literal(const char langs[][SHELTER_LANGUAGE_SIZE], size_t n, char *buf,
                                size_t size);
 
+/* Text a need's parameters borrow (see shelter_need_params): kept by the caller until the
+ * statement has run. */
+typedef struct {
+    char languages[64];
+    char age[NRM_DB_NUMBER_MAX];
+} shelter_need_text_t;
+
+/* Adds a need's columns to p, in the order the waitlist and bed_requests tables share:
+ * case_id, request_event_id, region, urgency, safety_risk, is_minor, age (NULL when unknown),
+ * gender, languages, disability, children, beds, requested_at_ms. Strings are borrowed from
+ * need and text. */
+void shelter_need_params(nrm_params_t *p, const shelter_need_t *need, shelter_need_text_t *text);
+
 /* Loads the active shelters, ordered by id, into *rows (malloc'd, caller frees). */
 nrm_status_t shelter_load_active(nrm_tx_t *tx, shelter_row_t **rows, size_t *n);
 

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_LITERAL 64
 #define S_FIELD "request_bed.case_id"
 
 static const char s_sql_remember[] =
@@ -46,24 +45,9 @@ void shelter_requests_prepare(nrm_db_t *db)
 
 nrm_status_t shelter_request_remember(nrm_tx_t *tx, const shelter_need_t *need)
 {
-    char langs[S_LITERAL];
-    shelter_languages_literal(need->languages, need->n_languages, langs, sizeof langs);
-    char age[NRM_DB_NUMBER_MAX];
-    snprintf(age, sizeof age, "%d", need->age_years);
+    shelter_need_text_t text;
     nrm_params_t p = {0};
-    nrm_params_text(&p, need->case_id);
-    nrm_params_text(&p, need->request_event_id);
-    nrm_params_text(&p, need->region);
-    nrm_params_int(&p, need->urgency);
-    nrm_params_int(&p, need->safety_risk);
-    nrm_params_bool(&p, need->is_minor);
-    nrm_params_text(&p, need->age_known ? age : NULL);
-    nrm_params_int(&p, need->gender);
-    nrm_params_text(&p, langs);
-    nrm_params_bool(&p, need->disability);
-    nrm_params_int(&p, need->children);
-    nrm_params_int(&p, need->beds);
-    nrm_params_int(&p, need->requested_at_ms);
+    shelter_need_params(&p, need, &text);
     return nrm_db_exec(tx->db, "requests_remember", &p, NULL, tx->err);
 }
 

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #define S_SERVE_SCAN 1000 /* waiting entries looked at per serving pass */
-#define S_LITERAL 64
 
 #define S_QUEUE_ORDER " ORDER BY urgency DESC, requested_at_ms, entry_id"
 
@@ -54,24 +53,9 @@ void shelter_waitlist_prepare(nrm_db_t *db)
 nrm_status_t shelter_waitlist_add(nrm_tx_t *tx, const shelter_need_t *need, const char *reason,
                                   int *position)
 {
-    char langs[S_LITERAL];
-    shelter_languages_literal(need->languages, need->n_languages, langs, sizeof langs);
-    char age[NRM_DB_NUMBER_MAX];
-    snprintf(age, sizeof age, "%d", need->age_years);
+    shelter_need_text_t text;
     nrm_params_t p = {0};
-    nrm_params_text(&p, need->case_id);
-    nrm_params_text(&p, need->request_event_id);
-    nrm_params_text(&p, need->region);
-    nrm_params_int(&p, need->urgency);
-    nrm_params_int(&p, need->safety_risk);
-    nrm_params_bool(&p, need->is_minor);
-    nrm_params_text(&p, need->age_known ? age : NULL);
-    nrm_params_int(&p, need->gender);
-    nrm_params_text(&p, langs);
-    nrm_params_bool(&p, need->disability);
-    nrm_params_int(&p, need->children);
-    nrm_params_int(&p, need->beds);
-    nrm_params_int(&p, need->requested_at_ms);
+    shelter_need_params(&p, need, &text);
     nrm_params_text(&p, reason);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "waitlist_add", &p, &res, tx->err);
@@ -230,4 +214,24 @@ nrm_status_t shelter_waitlist_cancel(nrm_tx_t *tx, const char *case_id, bool *ca
         *cancelled = st == NRM_OK && PQntuples(res) > 0;
     PQclear(res);
     return st;
+}
+
+void shelter_need_params(nrm_params_t *p, const shelter_need_t *need, shelter_need_text_t *text)
+{
+    shelter_languages_literal(need->languages, need->n_languages, text->languages,
+                              sizeof text->languages);
+    snprintf(text->age, sizeof text->age, "%d", need->age_years);
+    nrm_params_text(p, need->case_id);
+    nrm_params_text(p, need->request_event_id);
+    nrm_params_text(p, need->region);
+    nrm_params_int(p, need->urgency);
+    nrm_params_int(p, need->safety_risk);
+    nrm_params_bool(p, need->is_minor);
+    nrm_params_text(p, need->age_known ? text->age : NULL);
+    nrm_params_int(p, need->gender);
+    nrm_params_text(p, text->languages);
+    nrm_params_bool(p, need->disability);
+    nrm_params_int(p, need->children);
+    nrm_params_int(p, need->beds);
+    nrm_params_int(p, need->requested_at_ms);
 }
