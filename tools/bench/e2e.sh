@@ -61,7 +61,7 @@ cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-routing nrm-shelter 
 bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
 export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
 psql -X -q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
-  -c "ALTER SYSTEM SET pg_stat_statements.max = 10000" >/dev/null
+  >/dev/null
 bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 bash "$root/deploy/db-init.sh" "$db" >/dev/null
