@@ -118,10 +118,10 @@ caught_up() {
   done
 }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# drain CONSUMER STREAM...: prints the milliseconds until caught_up, from now.
+# drain STARTED_MS CONSUMER STREAM...: prints the milliseconds from STARTED_MS until caught_up.
 drain() {
-  local started
-  started=$(now_ms)
+  local started=$1
+  shift
   until caught_up "$@"; do sleep 0.05; done
   echo $(($(now_ms) - started))
 }
@@ -166,12 +166,14 @@ for s in notify shelter routing; do kill "${pid[$s]}"; wait "${pid[$s]}" 2>/dev/
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/alone.cases")
 fig[intake_alone]=$(jq .reports_per_s <<<"$out")
 say "intake alone: $out"
+started=$(now_ms)
 start routing
-ms=$(drain routing intake)
+ms=$(drain "$started" routing intake)
 fig[routing_alone]=$((reports * 1000 / (ms > 0 ? ms : 1)))
-say "routing alone: $reports cases in $ms ms (from its Ping): ${fig[routing_alone]}/s"
+say "routing alone: $reports cases in $ms ms (from its start): ${fig[routing_alone]}/s"
+started=$(now_ms)
 start shelter
-ms=$(drain shelter routing)
+ms=$(drain "$started" shelter routing)
 fig[shelter_alone]=$((reports * 1000 / (ms > 0 ? ms : 1)))
 say "shelter alone: $reports requests in $ms ms: ${fig[shelter_alone]}/s"
 started=$(now_ms)
