@@ -66,7 +66,8 @@ bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 bash "$root/deploy/db-init.sh" "$db" >/dev/null
 psql -X -q -d "$db" -c "CREATE EXTENSION pg_stat_statements" \
-  -c "CREATE ROLE nrm_peer LOGIN" -c "GRANT CONNECT, CREATE ON DATABASE $db TO nrm_peer" >/dev/null
+  -c "DO \$\$ BEGIN CREATE ROLE nrm_peer LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
+  -c "GRANT CONNECT, CREATE ON DATABASE $db TO nrm_peer" >/dev/null
 q() { psql -X -qAt -d "$db" -c "$1"; }
 
 nrmctl_bin=$build/tools/nrmctl/nrmctl
