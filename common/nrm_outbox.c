@@ -1,11 +1,20 @@
 #include "nrm_outbox.h"
+#include "nrm_alloc.h"
 #include "nrm_crypto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char s_insert_sql[] =
     "WITH ins AS (INSERT INTO outbox (event_id, topic, payload) VALUES ($1::uuid, $2, $3))"
+    " SELECT pg_notify($4, '')";
+
+static const char s_insert_many_sql[] =
+    "WITH ins AS (INSERT INTO outbox (event_id, topic, payload)"
+    "  SELECT e::uuid, t, decode(h, 'hex')"
+    "  FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(e, t, h, o)"
+    "  ORDER BY o)"
     " SELECT pg_notify($4, '')";
 
 void nrm_outbox_channel(const char *schema, char *buf, size_t size)
@@ -13,17 +22,20 @@ void nrm_outbox_channel(const char *schema, char *buf, size_t size)
     snprintf(buf, size, "%s_outbox", schema);
 }
 
-nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
+/* The stored copy of ev (see nrm_tx_emit), packed: *payload (malloc'd) and *len; event_id
+ * receives the id. Returns OK, or INTERNAL for an event without a body or out of memory. */
+static nrm_status_t s_pack(nrm_tx_t *tx, const Nrm__V1__Event *ev, char event_id[37],
+                           uint8_t **payload, size_t *len)
 {
     const char *topic = nrm_event_topic_of(ev->body_case);
     if (!topic)
         return nrm_fail(tx->err, NRM_INTERNAL, NULL, "event without a body");
     Nrm__V1__Event copy = *ev;
-    char event_id[37];
-    if (!copy.event_id || !copy.event_id[0]) {
+    if (copy.event_id && copy.event_id[0])
+        snprintf(event_id, 37, "%s", copy.event_id);
+    else
         nrm_uuid_v4(event_id);
-        copy.event_id = event_id;
-    }
+    copy.event_id = event_id;
     copy.stream = (char *)tx->stream;
     copy.topic = (char *)topic;
     copy.seq = 0;
@@ -31,20 +43,102 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
         copy.occurred_at_ms = tx->now_ms;
     if ((!copy.causation_id || !copy.causation_id[0]) && tx->causation_id)
         copy.causation_id = (char *)tx->causation_id;
+    *payload = nrm_event_pack(&copy, len); /* never NULL (nrm_alloc) */
+    return NRM_OK;
+}
+
+nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
+{
+    char event_id[37];
+    uint8_t *payload = NULL;
     size_t len = 0;
-    uint8_t *payload = nrm_event_pack(&copy, &len);
+    nrm_status_t st = s_pack(tx, ev, event_id, &payload, &len);
+    if (st != NRM_OK)
+        return st;
+    const char *topic = nrm_event_topic_of(ev->body_case);
     char channel[96];
     nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
     nrm_db_statement(tx->db, "outbox_insert", s_insert_sql);
     nrm_params_t p = {0};
-    nrm_params_text(&p, copy.event_id);
+    nrm_params_text(&p, event_id);
     nrm_params_text(&p, topic);
     nrm_params_bytes(&p, payload, len);
     nrm_params_text(&p, channel);
-    nrm_status_t st = nrm_db_exec(tx->db, "outbox_insert", &p, NULL, tx->err);
+    st = nrm_db_exec(tx->db, "outbox_insert", &p, NULL, tx->err);
     free(payload);
     if (st == NRM_OK)
         tx->emitted++;
+    return st;
+}
+
+/* A growing text buffer for array literals. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} s_buf_t;
+
+static void s_put(s_buf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        b->s = nrm_xrealloc(b->s, cap);
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n)
+{
+    if (n == 0)
+        return NRM_OK;
+    static const char hex[] = "0123456789abcdef";
+    s_buf_t ids = {0}, topics = {0}, payloads = {0};
+    nrm_status_t st = NRM_OK;
+    for (size_t i = 0; i < n && st == NRM_OK; i++) {
+        char event_id[37];
+        uint8_t *payload = NULL;
+        size_t len = 0;
+        st = s_pack(tx, evs[i], event_id, &payload, &len);
+        if (st != NRM_OK)
+            break;
+        const char *sep = i ? "," : "{";
+        const char *topic = nrm_event_topic_of(evs[i]->body_case); /* lower case, '.', '_' */
+        s_put(&ids, sep, 1);
+        s_put(&ids, event_id, strlen(event_id));
+        s_put(&topics, sep, 1);
+        s_put(&topics, topic, strlen(topic));
+        s_put(&payloads, sep, 1);
+        for (size_t j = 0; j < len; j++) {
+            char pair[2] = {hex[payload[j] >> 4], hex[payload[j] & 0xf]};
+            s_put(&payloads, pair, 2);
+        }
+        if (len == 0)
+            s_put(&payloads, "\"\"", 2);
+        free(payload);
+    }
+    if (st == NRM_OK) {
+        s_put(&ids, "}", 1);
+        s_put(&topics, "}", 1);
+        s_put(&payloads, "}", 1);
+        char channel[96];
+        nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
+        nrm_db_statement(tx->db, "outbox_insert_many", s_insert_many_sql);
+        nrm_params_t p = {0};
+        nrm_params_text(&p, ids.s);
+        nrm_params_text(&p, topics.s);
+        nrm_params_text(&p, payloads.s);
+        nrm_params_text(&p, channel);
+        st = nrm_db_exec(tx->db, "outbox_insert_many", &p, NULL, tx->err);
+    }
+    free(ids.s);
+    free(topics.s);
+    free(payloads.s);
+    if (st == NRM_OK)
+        tx->emitted += (int)n;
     return st;
 }
 

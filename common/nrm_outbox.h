@@ -25,6 +25,11 @@ typedef struct {
  * Returns OK or the database's failure status. */
 nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev);
 
+/* Appends the n events evs (as nrm_tx_emit fills each) to the outbox in one statement, in
+ * their order, and wakes the publishers on commit. A no-op for n 0. The events stay the
+ * caller's. Returns OK or the failure status (then nothing of the n is appended). */
+nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n);
+
 /* Appends an event about case_id (NULL for none) whose body is message, a member of the Event
  * body oneof selected by body (for example NRM__V1__EVENT__BODY_CASE_CLOSED and a
  * Nrm__V1__CaseClosed *), as nrm_tx_emit does. message stays the caller's. */

@@ -57,6 +57,11 @@ static const char s_sql_claim[] =
 static const char s_sql_delivered[] =
     "UPDATE deliveries SET state = 'delivered', finished_ms = $2, last_error = '', claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'pending' RETURNING attempts";
+static const char s_sql_delivered_many[] =
+    "UPDATE deliveries d SET state = 'delivered', finished_ms = $2, last_error = '',"
+    " claim_id = NULL FROM unnest($1::uuid[]) AS u(id)"
+    " WHERE d.delivery_id = u.id AND d.state = 'pending'"
+    " RETURNING d.delivery_id::text, d.attempts";
 static const char s_sql_retry_later[] =
     "UPDATE deliveries SET next_attempt_ms = $3, last_error = $4, claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND claim_id = $2::uuid AND state = 'pending' RETURNING 1";
@@ -87,6 +92,7 @@ void notify_deliveries_prepare(nrm_db_t *db)
     nrm_db_statement(db, "notify_event_keep", s_sql_keep_event);
     nrm_db_statement(db, "notify_delivery_claim", s_sql_claim);
     nrm_db_statement(db, "notify_delivery_delivered", s_sql_delivered);
+    nrm_db_statement(db, "notify_delivery_delivered_many", s_sql_delivered_many);
     nrm_db_statement(db, "notify_delivery_retry_later", s_sql_retry_later);
     nrm_db_statement(db, "notify_delivery_dead", s_sql_dead);
     nrm_db_statement(db, "notify_delivery_release", s_sql_release);
@@ -133,37 +139,69 @@ typedef struct {
     const char *last_error; /* NULL for a delivery */
 } s_outcome_t;
 
+/* The storage of one notification.* event built from an outcome. */
+typedef struct {
+    Nrm__V1__Event ev;
+    Nrm__V1__NotificationDelivered delivered;
+    Nrm__V1__NotificationFailed failed;
+} s_outcome_event_t;
+
+/* Builds in *e notification.delivered (last_error NULL) or notification.failed for o (strings
+ * borrowed from o). */
+static void s_outcome_event(const s_outcome_t *o, s_outcome_event_t *e)
+{
+    e->ev = (Nrm__V1__Event)NRM__V1__EVENT__INIT;
+    e->ev.case_id = (char *)o->case_id;
+    e->ev.causation_id = (char *)o->event_id;
+    if (!o->last_error) {
+        e->delivered = (Nrm__V1__NotificationDelivered)NRM__V1__NOTIFICATION_DELIVERED__INIT;
+        e->delivered.delivery_id = (char *)o->delivery_id;
+        e->delivered.subscription_id = (char *)o->subscription_id;
+        e->delivered.agency_id = (char *)o->agency_id;
+        e->delivered.topic = (char *)o->topic;
+        e->delivered.source_stream = (char *)o->source_stream;
+        e->delivered.source_seq = o->source_seq;
+        e->delivered.attempts = o->attempts;
+        e->ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED;
+        e->ev.notification_delivered = &e->delivered;
+    } else {
+        e->failed = (Nrm__V1__NotificationFailed)NRM__V1__NOTIFICATION_FAILED__INIT;
+        e->failed.delivery_id = (char *)o->delivery_id;
+        e->failed.subscription_id = (char *)o->subscription_id;
+        e->failed.agency_id = (char *)o->agency_id;
+        e->failed.topic = (char *)o->topic;
+        e->failed.source_stream = (char *)o->source_stream;
+        e->failed.source_seq = o->source_seq;
+        e->failed.attempts = o->attempts;
+        e->failed.last_error = (char *)o->last_error;
+        e->ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_FAILED;
+        e->ev.notification_failed = &e->failed;
+    }
+}
+
 /* Emits notification.delivered (last_error NULL) or notification.failed in tx. */
 static nrm_status_t s_emit_outcome(nrm_tx_t *tx, const s_outcome_t *o)
 {
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.case_id = (char *)o->case_id;
-    ev.causation_id = (char *)o->event_id;
-    Nrm__V1__NotificationDelivered delivered = NRM__V1__NOTIFICATION_DELIVERED__INIT;
-    Nrm__V1__NotificationFailed failed = NRM__V1__NOTIFICATION_FAILED__INIT;
-    if (!o->last_error) {
-        delivered.delivery_id = (char *)o->delivery_id;
-        delivered.subscription_id = (char *)o->subscription_id;
-        delivered.agency_id = (char *)o->agency_id;
-        delivered.topic = (char *)o->topic;
-        delivered.source_stream = (char *)o->source_stream;
-        delivered.source_seq = o->source_seq;
-        delivered.attempts = o->attempts;
-        ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_DELIVERED;
-        ev.notification_delivered = &delivered;
-    } else {
-        failed.delivery_id = (char *)o->delivery_id;
-        failed.subscription_id = (char *)o->subscription_id;
-        failed.agency_id = (char *)o->agency_id;
-        failed.topic = (char *)o->topic;
-        failed.source_stream = (char *)o->source_stream;
-        failed.source_seq = o->source_seq;
-        failed.attempts = o->attempts;
-        failed.last_error = (char *)o->last_error;
-        ev.body_case = NRM__V1__EVENT__BODY_NOTIFICATION_FAILED;
-        ev.notification_failed = &failed;
+    s_outcome_event_t e;
+    s_outcome_event(o, &e);
+    return nrm_tx_emit(tx, &e.ev);
+}
+
+/* Emits the n outcomes os in tx in one statement, in their order. */
+static nrm_status_t s_emit_outcomes(nrm_tx_t *tx, const s_outcome_t *os, size_t n)
+{
+    if (n == 0)
+        return NRM_OK;
+    s_outcome_event_t *events = nrm_xcalloc(n, sizeof *events);
+    Nrm__V1__Event **evs = nrm_xcalloc(n, sizeof *evs);
+    for (size_t i = 0; i < n; i++) {
+        s_outcome_event(&os[i], &events[i]);
+        evs[i] = &events[i].ev;
     }
-    return nrm_tx_emit(tx, &ev);
+    nrm_status_t st = nrm_tx_emit_many(tx, evs, n);
+    free(evs);
+    free(events);
+    return st;
 }
 
 /* Stores the event the deliveries will send (or a late reporter may need). */
@@ -214,27 +252,33 @@ nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V
     if (st != NRM_OK)
         return st;
     int rows = PQntuples(res), pending = 0;
-    for (int i = 0; st == NRM_OK && i < rows; i++) {
+    /* the undeliverable ones' notification.failed events: one statement for all */
+    s_outcome_t *failed = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *failed);
+    size_t n_failed = 0;
+    for (int i = 0; i < rows; i++) {
         if (strcmp(nrm_db_text(res, i, 2), S_STATE_PENDING) == 0) {
             pending++;
             continue;
         }
-        s_outcome_t o = {nrm_db_text(res, i, 0),
-                         "",
-                         nrm_db_text(res, i, 1),
-                         ev->topic,
-                         ev->stream,
-                         ev->seq,
-                         ev->case_id,
-                         ev->event_id,
-                         0,
-                         S_NO_SUBSCRIPTION};
-        st = s_emit_outcome(tx, &o);
+        failed[n_failed++] = (s_outcome_t){nrm_db_text(res, i, 0),
+                                           "",
+                                           nrm_db_text(res, i, 1),
+                                           ev->topic,
+                                           ev->stream,
+                                           ev->seq,
+                                           ev->case_id,
+                                           ev->event_id,
+                                           0,
+                                           S_NO_SUBSCRIPTION};
+    }
+    st = s_emit_outcomes(tx, failed, n_failed);
+    for (size_t i = 0; st == NRM_OK && i < n_failed; i++) {
         (*self->undeliverable)++;
         nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I}",
-                     "delivery_id", o.delivery_id, "agency_id", o.agency_id, "topic", ev->topic,
-                     "source_seq", (json_int_t)ev->seq);
+                     "delivery_id", failed[i].delivery_id, "agency_id", failed[i].agency_id,
+                     "topic", ev->topic, "source_seq", (json_int_t)ev->seq);
     }
+    free(failed);
     PQclear(res);
     if (st == NRM_OK && (rows > 0 || outcome))
         st = s_keep_event(tx, ev, outcome);
@@ -376,6 +420,58 @@ static nrm_status_t s_record(notify_t *self, nrm_tx_t *tx, const notify_delivery
     return st;
 }
 
+/* Records every successful attempt of done in the open transaction with one UPDATE over the
+ * array of their ids and emits their notification.delivered events with one statement;
+ * fates[i] becomes S_DELIVERED for the i-th of done when its row was still pending (otherwise
+ * another attempt was recorded first: nothing to say). Failed attempts are left to s_record. */
+static nrm_status_t s_record_delivered(nrm_tx_t *tx, zlist_t *done, s_fate_t *fates)
+{
+    size_t n = zlist_size(done), n_ok = 0;
+    char **ids = nrm_xcalloc(n ? n : 1, sizeof *ids);
+    for (notify_delivery_t *d = zlist_first(done); d; d = zlist_next(done))
+        if (d->ok)
+            ids[n_ok++] = d->delivery_id;
+    nrm_status_t st = NRM_OK;
+    PGresult *res = NULL;
+    if (n_ok > 0) {
+        char *array = notify_text_array(ids, n_ok);
+        nrm_params_t p = {0};
+        nrm_params_text(&p, array);
+        nrm_params_int(&p, tx->now_ms);
+        st = nrm_db_exec(tx->db, "notify_delivery_delivered_many", &p, &res, tx->err);
+        free(array);
+    }
+    int rows = st == NRM_OK && res ? PQntuples(res) : 0;
+    s_outcome_t *os = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *os);
+    size_t n_os = 0;
+    for (int r = 0; r < rows; r++) {
+        const char *id = nrm_db_text(res, r, 0);
+        size_t k = 0;
+        for (notify_delivery_t *d = zlist_first(done); d; d = zlist_next(done), k++) {
+            if (!d->ok || strcmp(d->delivery_id, id) != 0 || fates[k] == S_DELIVERED)
+                continue;
+            fates[k] = S_DELIVERED;
+            os[n_os++] = (s_outcome_t){d->delivery_id,
+                                       d->subscription_id,
+                                       d->agency_id,
+                                       d->topic,
+                                       d->source_stream,
+                                       d->source_seq,
+                                       d->case_id,
+                                       d->event_id,
+                                       (int)nrm_db_int(res, r, 1),
+                                       NULL};
+            break;
+        }
+    }
+    if (st == NRM_OK)
+        st = s_emit_outcomes(tx, os, n_os);
+    PQclear(res);
+    free(os);
+    free(ids);
+    return st;
+}
+
 /* Logs and counts what a committed outcome became. */
 static void s_report(notify_t *self, const notify_delivery_t *d, s_fate_t fate)
 {
@@ -404,9 +500,12 @@ int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max,
     nrm_error_clear(&err);
     nrm_tx_t tx = {db, nrm_service_name(self->service), "", nrm_now_ms(), &err, 0};
     nrm_status_t st = nrm_db_begin(db, &err);
+    if (st == NRM_OK)
+        st = s_record_delivered(&tx, done, fates);
     size_t i = 0;
-    for (notify_delivery_t *d = zlist_first(done); st == NRM_OK && d; d = zlist_next(done))
-        st = s_record(self, &tx, d, &fates[i++]);
+    for (notify_delivery_t *d = zlist_first(done); st == NRM_OK && d; d = zlist_next(done), i++)
+        if (!d->ok)
+            st = s_record(self, &tx, d, &fates[i]);
     zlist_t *claimed = zlist_new();
     int count = 0;
     if (st == NRM_OK)

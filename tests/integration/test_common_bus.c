@@ -372,6 +372,77 @@ static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
     nrm_db_destroy(&b);
 }
 
+/* nrm_tx_emit_many: several events in one statement, in their order, each stored as
+ * nrm_tx_emit stores it (topic, stream, a fresh event id), numbered densely by the publisher. */
+static void test_emit_many_appends_events_in_order_in_one_statement(void **state)
+{
+    nrm_db_t *db = s_db();
+    long long base = s_int("SELECT head FROM intake.stream_head");
+    nrm_error_t err;
+    nrm_tx_t tx = {db, "intake", "", nrm_now_ms(), &err, 0};
+    Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
+    Nrm__V1__ConsentWithdrawn gone = NRM__V1__CONSENT_WITHDRAWN__INIT;
+    Nrm__V1__Event evs[3];
+    Nrm__V1__Event *ptrs[3];
+    const char *cases[] = {"many-case-1", "many-case-2", "many-case-3"};
+    for (int i = 0; i < 3; i++) {
+        evs[i] = (Nrm__V1__Event)NRM__V1__EVENT__INIT;
+        evs[i].case_id = (char *)cases[i];
+        if (i == 1) {
+            evs[i].body_case = NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN;
+            evs[i].consent_withdrawn = &gone;
+        } else {
+            evs[i].body_case = NRM__V1__EVENT__BODY_CASE_CLOSED;
+            evs[i].case_closed = &closed;
+        }
+        ptrs[i] = &evs[i];
+    }
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_tx_emit_many(&tx, ptrs, 0), NRM_OK);
+    assert_int_equal(nrm_tx_emit_many(&tx, ptrs, 3), NRM_OK);
+    assert_int_equal(tx.emitted, 3);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT (a.id < b.id AND b.id < c.id)::int FROM intake.outbox a,"
+                  " intake.outbox b, intake.outbox c WHERE"
+                  " position('many-case-1'::bytea in a.payload) > 0 AND"
+                  " position('many-case-2'::bytea in b.payload) > 0 AND"
+                  " position('many-case-3'::bytea in c.payload) > 0");
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.outbox WHERE topic = 'case.consent_withdrawn'"
+                  " AND position('many-case-2'::bytea in payload) > 0");
+    ASSERT_SQL(2, "SELECT count(*) FROM intake.outbox WHERE topic = 'case.closed'"
+                  " AND position('many-case-'::bytea in payload) > 0");
+    ASSERT_SQL(3, "SELECT count(DISTINCT event_id) FROM intake.outbox"
+                  " WHERE position('many-case-'::bytea in payload) > 0");
+    /* the stored payload is the event, with its id, stream and topic filled in */
+    PGconn *conn = PQconnectdb(s_conninfo);
+    PGresult *res = PQexec(conn, "SELECT payload, event_id::text FROM intake.outbox WHERE"
+                                 " position('many-case-3'::bytea in payload) > 0");
+    assert_int_equal(PQntuples(res), 1);
+    size_t len = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &len);
+    Nrm__V1__Event *stored = nrm_event_unpack(raw, len);
+    assert_non_null(stored);
+    assert_string_equal(stored->case_id, "many-case-3");
+    assert_string_equal(stored->topic, "case.closed");
+    assert_string_equal(stored->stream, "intake");
+    assert_string_equal(stored->event_id, PQgetvalue(res, 0, 1));
+    nrm__v1__event__free_unpacked(stored, NULL);
+    PQfreemem(raw);
+    PQclear(res);
+    PQfinish(conn);
+    zloop_t *loop = zloop_new();
+    s_bus_t bus;
+    s_bus_new(&bus, "inproc://common-bus-many", loop, base);
+    bus.want = base + 3;
+    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
+    assert_int_equal(s_seq_of("many-case-1"), base + 1);
+    assert_int_equal(s_seq_of("many-case-3"), base + 3);
+    assert_int_equal(s_assert_dense(), base + 3);
+    s_bus_destroy(&bus);
+    zloop_destroy(&loop);
+    nrm_db_destroy(&db);
+}
+
 /* A writer process: WRITES transactions of two events each, committed as fast as it can. */
 static void s_writer(int index)
 {
@@ -602,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_db_errors_map_to_statuses_without_database_text),
         cmocka_unit_test(test_db_commit_of_an_aborted_transaction_fails),
         cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
+        cmocka_unit_test(test_emit_many_appends_events_in_order_in_one_statement),
         cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
         cmocka_unit_test(test_server_group_commit_of_a_mixed_batch),
     };

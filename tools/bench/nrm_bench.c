@@ -2,6 +2,12 @@
  * acknowledgement latency. A benchmark, not a test: it asserts nothing about time.
  *
  *   nrm-bench --endpoint tcp://127.0.0.1:7101 [--reports N] [--clients C] [--agency ID]
+ *             [--region R] [--shelter] [--rate PER_S] [--log FILE]
+ *
+ * --shelter adds SHELTER to the needs (so routing asks shelter for a bed); --rate paces the
+ * clients to PER_S reports per second in all (default: as fast as they are acknowledged); --log
+ * writes one line per acknowledged report, "CASE_ID SUBMITTED_MS" (wall clock, milliseconds
+ * with a fraction), for tools/bench/e2e.sh to match against its webhook receiver's log.
  *
  * Prints one line of JSON: {"reports":N,"clients":C,"ok":K,"seconds":S,"reports_per_s":R,
  * "ack_p50_ms":..,"ack_p99_ms":..,"ack_max_ms":..}. Each report is a new, fictitious person. */
@@ -11,9 +17,11 @@
 #include "nrm_time.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define S_DEFAULT_REPORTS 2000
 #define S_DEFAULT_CLIENTS 8
@@ -26,23 +34,53 @@ typedef struct {
     const char *endpoint;
     const char *agency;
     const nrm_curve_t *curve; /* NULL: plain text */
-    int first;                /* number of this client's first report */
-    int count;                /* reports this client sends */
-    int64_t *latency_us;      /* one slot per report (owned by main) */
+    const char *region;
+    bool shelter;        /* SHELTER among the needs */
+    int64_t interval_us; /* pacing between this client's reports; 0: none */
+    FILE *log;           /* NULL: no per-report log (shared; writes under s_log_lock) */
+    int first;           /* number of this client's first report */
+    int count;           /* reports this client sends */
+    int64_t *latency_us; /* one slot per report (owned by main) */
     int ok;
 } s_worker_t;
+
+static pthread_mutex_t s_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Wall-clock time in milliseconds with a fraction (for matching against another process). */
+static double s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Sleeps until the monotonic time due_us (no-op when it has passed). */
+static void s_sleep_until(int64_t due_us)
+{
+    int64_t left = due_us - nrm_mono_us();
+    if (left > 0) {
+        struct timespec ts = {(time_t)(left / 1000000), (long)(left % 1000000) * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
 
 /* Sends this worker's reports one after the other, timing each acknowledgement. */
 static void *s_work(void *arg)
 {
     s_worker_t *w = arg;
     nrm_client_t *client = nrm_client_new(w->endpoint, w->agency, w->curve);
+    int64_t due = nrm_mono_us();
     for (int i = 0; i < w->count; i++) {
+        if (w->interval_us > 0) {
+            s_sleep_until(due);
+            due += w->interval_us;
+        }
         char name[S_NAME_MAX];
         snprintf(name, sizeof name, "Bench Person %d-%lld", w->first + i, (long long)nrm_now_ms());
         char *languages[] = {"ar", "fr"};
         Nrm__V1__ServiceType needs[] = {NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL,
-                                        NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID};
+                                        NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID,
+                                        NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER};
         Nrm__V1__PersonalData person = NRM__V1__PERSONAL_DATA__INIT;
         person.full_name = name;
         person.date_of_birth = "1993-06-15";
@@ -53,23 +91,30 @@ static void *s_work(void *arg)
         profile.languages = languages;
         profile.n_languages = 2;
         Nrm__V1__SubmitReport report = NRM__V1__SUBMIT_REPORT__INIT;
-        report.region = "MA-06";
+        report.region = (char *)w->region;
         report.identified_at_ms = nrm_now_ms() - 1;
         report.person = &person;
         report.profile = &profile;
         report.needs = needs;
-        report.n_needs = 2;
+        report.n_needs = w->shelter ? 3 : 2;
         report.urgency = NRM__V1__URGENCY__URGENCY_URGENT;
         report.consent_to_referral = 1;
         Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
         req.body_case = NRM__V1__REQUEST__BODY_SUBMIT_REPORT;
         req.submit_report = &report;
         nrm_error_t err;
+        double submitted_ms = s_wall_ms();
         int64_t started = nrm_mono_us();
         Nrm__V1__Reply *reply = nrm_client_call(client, &req, S_TIMEOUT_MS, &err);
         w->latency_us[i] = nrm_mono_us() - started;
-        if (reply && reply->status == NRM__V1__STATUS__STATUS_OK)
+        if (reply && reply->status == NRM__V1__STATUS__STATUS_OK) {
             w->ok++;
+            if (w->log && reply->result_case == NRM__V1__REPLY__RESULT_CASE_REF) {
+                pthread_mutex_lock(&s_log_lock);
+                fprintf(w->log, "%s %.3f\n", reply->case_ref->case_id, submitted_ms);
+                pthread_mutex_unlock(&s_log_lock);
+            }
+        }
         if (reply)
             nrm__v1__reply__free_unpacked(reply, NULL);
     }
@@ -93,13 +138,17 @@ static double s_percentile_ms(const int64_t *sorted, int n, int p)
 static void s_usage(void)
 {
     fprintf(stderr, "usage: nrm-bench --endpoint ENDPOINT [--reports N] [--clients C] "
-                    "[--agency ID] [--cert FILE --server-key Z85]\n");
+                    "[--agency ID] [--cert FILE --server-key Z85] [--region R] [--shelter] "
+                    "[--rate PER_S] [--log FILE]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL, *agency = "hotline-national", *cert_file = NULL;
     nrm_curve_t curve = {0};
+    const char *region = "MA-06", *log_file = NULL;
+    bool shelter = false;
+    double rate = 0;
     int reports = S_DEFAULT_REPORTS, clients = S_DEFAULT_CLIENTS;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--endpoint") == 0 && i + 1 < argc)
@@ -112,6 +161,14 @@ int main(int argc, char **argv)
             agency = argv[++i];
         else if (strcmp(argv[i], "--cert") == 0 && i + 1 < argc)
             cert_file = argv[++i];
+        else if (strcmp(argv[i], "--region") == 0 && i + 1 < argc)
+            region = argv[++i];
+        else if (strcmp(argv[i], "--shelter") == 0)
+            shelter = true;
+        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
+            rate = atof(argv[++i]);
+        else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc)
+            log_file = argv[++i];
         else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < argc)
             snprintf(curve.server_key, sizeof curve.server_key, "%s", argv[++i]);
         else {
@@ -119,7 +176,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!endpoint || reports < 1 || clients < 1 || clients > reports) {
+    if (!endpoint || reports < 1 || clients < 1 || clients > reports || rate < 0) {
         s_usage();
         return 2;
     }
@@ -131,15 +188,29 @@ int main(int argc, char **argv)
     }
     if (curve.cert)
         agency = ""; /* the key says who is speaking */
-    zsys_init();     /* once, before the threads: CZMQ's global state is not set up thread-safely */
+    FILE *log = NULL;
+    if (log_file && !(log = fopen(log_file, "w"))) {
+        fprintf(stderr, "nrm-bench: cannot write %s\n", log_file);
+        return 2;
+    }
+    zsys_init(); /* once, before the threads: CZMQ's global state is not set up thread-safely */
     int64_t *latency = nrm_xcalloc((size_t)reports, sizeof *latency);
     s_worker_t *workers = nrm_xcalloc((size_t)clients, sizeof *workers);
     pthread_t *threads = nrm_xcalloc((size_t)clients, sizeof *threads);
+    int64_t interval_us = rate > 0 ? (int64_t)(1e6 * clients / rate) : 0;
     int64_t started = nrm_mono_us();
     for (int c = 0, first = 0; c < clients; c++) {
         int count = reports / clients + (c < reports % clients);
-        workers[c] = (s_worker_t){endpoint,        agency, curve.cert ? &curve : NULL, first, count,
-                                  latency + first, 0};
+        workers[c] = (s_worker_t){.endpoint = endpoint,
+                                  .agency = agency,
+                                  .curve = curve.cert ? &curve : NULL,
+                                  .region = region,
+                                  .shelter = shelter,
+                                  .interval_us = interval_us,
+                                  .log = log,
+                                  .first = first,
+                                  .count = count,
+                                  .latency_us = latency + first};
         first += count;
         pthread_create(&threads[c], NULL, s_work, &workers[c]);
     }
@@ -154,6 +225,8 @@ int main(int argc, char **argv)
            "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f}\n",
            reports, clients, ok, seconds, ok / seconds, s_percentile_ms(latency, reports, 50),
            s_percentile_ms(latency, reports, 99), s_percentile_ms(latency, reports, S_PERCENT));
+    if (log)
+        fclose(log);
     free(latency);
     free(workers);
     zcert_destroy(&curve.cert);
