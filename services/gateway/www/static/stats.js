@@ -103,7 +103,7 @@ function casesTable(tab) {
     return h('tr', { dataset: { region } },
       h('th', { scope: 'row' }, head),
       cols.map((m) => countCell('td', byKey.get(`${region}|${m}`), `${region}|${m}`, k, monthLabel(m))),
-      h('td', { class: 'bar', 'data-label': t('share') },
+      h('td', { class: 'stats-bar', 'data-label': t('share') },
         region !== ALL && total && !total.suppressed
           ? h('meter', { min: 0, max, value: Number(total.count), 'aria-label': `${head}: ${total.count}` }) : null));
   };
@@ -133,6 +133,13 @@ function valueCell(row, names, name, headLabel) {
   return h('td', { class: 'num', 'data-label': headLabel, dataset: { value: String(v) } }, text);
 }
 
+// stats names services without the enum's prefix (CHILD_PROTECTION)
+function serviceLabel(name) {
+  const full = String(name).startsWith('SERVICE_TYPE_') ? name : `SERVICE_TYPE_${name}`;
+  const text = label(full);
+  return text === full ? String(name) : text;
+}
+
 // Referrals: one line per service (and the total): count, median and 90th percentile of the
 // time from the referral to its acceptance.
 function referralsTable(tab) {
@@ -146,7 +153,7 @@ function referralsTable(tab) {
     h('caption', {}, t('statsReferralsCaption', { k })),
     h('thead', {}, h('tr', {}, heads.map((x, i) => h('th', { scope: 'col', class: i ? 'num' : null }, x)))),
     h('tbody', {}, rows.map((r) => h('tr', { dataset: { service: r.keys[0] } },
-      h('th', { scope: 'row' }, r.keys[0] === ALL ? t('total') : label(r.keys[0])),
+      h('th', { scope: 'row' }, r.keys[0] === ALL ? t('total') : serviceLabel(r.keys[0])),
       countCell('td', r, r.keys.join('|'), k, heads[1]),
       valueCell(r, names, 'acceptance_median_ms', heads[2]),
       valueCell(r, names, 'acceptance_p90_ms', heads[3])))));
