@@ -4,7 +4,9 @@
 # coordinator sees a report submitted through intake appear on the map and in the live feed;
 # the provider the report was referred to accepts it with a click and referral.accepted is on
 # routing's stream; a stranger's session sees and does none of it; the shelter operator sees its
-# shelters. A screenshot of each view is written into the test's output folder and copied
+# shelters. The coordinator's statistics panel shows what GetStatistics answers (stats runs with
+# k = 2, so some cells are suppressed), nobody else has one, and it says "statistics
+# unavailable" once stats is stopped; nrmctl status and ping list stats. A screenshot of each view is written into the test's output folder and copied
 # under build-test/screenshots/ (NRM_SCREENSHOTS overrides), and the page load time is printed.
 #
 # Skipped (exit 77, CTest SKIP_RETURN_CODE) while the gateway is not built.
