@@ -5,9 +5,12 @@ line per check, the page load time, and writes a PNG screenshot of each view int
 Environment: NRM_GATEWAY_URL, NRM_TOKEN (every agency's token in the test), NRMCTL, NRM_CONFIG,
 NRM_CERTS (the certificate folder), NRM_REPORT (a SubmitReport JSON), NRM_REPORTER,
 NRM_SHELTER_OPERATOR, NRM_STRANGER, NRM_OUT, NRM_EMPTY_REGION (a configured region with no
-case, shelter or referral, which the map must show)."""
+case, shelter or referral, which the map must show), NRM_STATS_K (the stats service's k),
+NRM_STATS_PID (its process, stopped at the end to see "statistics unavailable") and
+NRM_CASES_BEFORE (the cases opened before this script's report)."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +30,9 @@ SHELTER_OP = os.environ.get('NRM_SHELTER_OPERATOR', 'shelter-op-casa')
 STRANGER = os.environ.get('NRM_STRANGER', 'consulate-ng')
 APPEAR_S = float(os.environ.get('NRM_APPEAR_S', '10'))
 EMPTY_REGION = os.environ.get('NRM_EMPTY_REGION', '')
+STATS_K = int(os.environ.get('NRM_STATS_K', '11'))
+STATS_PID = int(os.environ.get('NRM_STATS_PID', '0'))
+CASES_BEFORE = int(os.environ.get('NRM_CASES_BEFORE', '0'))
 
 passed = failed = 0
 log = open(os.path.join(OUT, 'chromium.log'), 'ab')
@@ -97,6 +103,86 @@ def events_status(b):
       const s = r.status; c.abort(); return s; })()""")
 
 
+def stats_from_page(b, message):
+    """GetStatistics through the gateway with the page's session: the table, or None."""
+    r = b.eval(f"""(async () => {{
+      const s = await fetch('/api/v1/session', {{credentials: 'same-origin'}});
+      const token = s.ok ? (await s.json()).csrfToken : '';
+      const r = await fetch('/api/v1/stats/get_statistics', {{method: 'POST', credentials: 'same-origin',
+        headers: {{'Content-Type': 'application/json', 'X-CSRF-Token': token}}, body: {json.dumps(json.dumps(message))} }});
+      return r.ok ? await r.json() : null; }})()""")
+    return (r or {}).get('statisticsTable')
+
+
+def stats_requests(b):
+    from_ms = b.eval("document.getElementById('stats-panel').dataset.fromMs")
+    return ({'measure': 'cases', 'dimensions': ['region', 'month'], 'fromMs': from_ms},
+            {'measure': 'referrals', 'dimensions': ['service'], 'fromMs': from_ms})
+
+
+def panel_mismatches(b, cases, referrals):
+    """What the panel shows differently from the tables (empty: the same figures)."""
+    return b.eval(f"""(() => {{
+      const out = [];
+      const one = (root, tab) => {{
+        const names = tab.valueNames || [];
+        for (const r of tab.rows || []) {{
+          const key = r.keys.join('|');
+          const td = [...document.querySelectorAll(root + ' td[data-key]')].find((x) => x.dataset.key === key);
+          if (!td) {{ out.push('no cell ' + key); continue; }}
+          if (r.suppressed) {{
+            if (td.dataset.suppressed !== 'true' || !td.innerText.includes('<' + tab.k)) out.push('not suppressed ' + key + ': ' + td.innerText);
+          }} else if (td.dataset.suppressed !== 'false' || td.dataset.count !== String(r.count || '0') ||
+                     td.innerText.trim() !== String(r.count || '0')) out.push(key + ': ' + td.innerText + ' for ' + r.count);
+          for (const [i, name] of names.entries()) {{
+            if (!name.startsWith('acceptance_')) continue;
+            const tr = td.closest('tr');
+            const cells = [...tr.querySelectorAll('td[data-value]')];
+            const cell = cells[name === 'acceptance_median_ms' ? 0 : 1];
+            const v = r.values && !r.suppressed ? r.values[i] : undefined;
+            const want = v === undefined || v < 0 ? '' : String(v);
+            if (!cell || cell.dataset.value !== want) out.push(key + ' ' + name + ': ' + (cell && cell.dataset.value) + ' for ' + want);
+          }}
+        }}
+      }};
+      one('#stats-cases', {json.dumps(cases)});
+      one('#stats-referrals', {json.dumps(referrals)});
+      return out; }})()""")
+
+
+def panel_matches_api(b, attempts=6):
+    """Refreshes the panel until it was drawn between two equal answers of the API; returns the
+    tables and the mismatches."""
+    cases = referrals = None
+    for _ in range(attempts):
+        q_cases, q_refs = stats_requests(b)
+        before = (stats_from_page(b, q_cases), stats_from_page(b, q_refs))
+        loaded = b.eval("document.getElementById('stats-panel').dataset.loaded || ''")
+        b.click('#stats-refresh')
+        b.wait(f"(document.getElementById('stats-panel').dataset.loaded || '') !== {json.dumps(loaded)}", 15)
+        after = (stats_from_page(b, q_cases), stats_from_page(b, q_refs))
+        if before == after and after[0] and after[1]:
+            cases, referrals = after
+            diff = panel_mismatches(b, cases, referrals)
+            if not diff:
+                return cases, referrals, diff
+        time.sleep(0.5)
+    if cases is None:
+        return None, None, ['the statistics did not hold still']
+    return cases, referrals, panel_mismatches(b, cases, referrals)
+
+
+def total_of(tab):
+    row = next((r for r in (tab or {}).get('rows', []) if all(k == '*' for k in r['keys'])), None)
+    return None if not row or row.get('suppressed') else int(row.get('count', '0'))
+
+
+def no_stats_panel(b):
+    return b.eval("(() => { const p = document.getElementById('stats-panel'); return p.hidden && "
+                  "p.dataset.state === 'refused' && !document.querySelector('#stats-panel table') && "
+                  "!document.getElementById('stats-error').textContent; })()")
+
+
 report = json.load(open(REPORT))
 region = report['region']
 person = report.get('person', {})
@@ -160,6 +246,35 @@ with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
     if EMPTY_REGION:
         check(f'a configured region with no case ({EMPTY_REGION}) is on the map, with 0 open cases',
               b.eval(f"(document.querySelector('#map g.tile[data-region={json.dumps(EMPTY_REGION)}]') || {{}}).dataset?.open") == '0')
+    # the statistics panel: the figures GetStatistics gives, suppressed cells shown as such
+    check('the coordinator has the statistics panel',
+          b.wait("document.getElementById('stats-panel').dataset.state === 'ok' && "
+                 "!document.getElementById('stats-panel').hidden", 15),
+          b.eval("document.getElementById('stats-panel').dataset.state + ' ' + document.getElementById('stats-error').textContent"))
+    deadline = time.time() + 20
+    while time.time() < deadline and total_of(stats_from_page(b, stats_requests(b)[0])) != CASES_BEFORE + 1:
+        time.sleep(0.5)
+    cases_tab, refs_tab, diff = panel_matches_api(b)
+    check(f'the statistics count the {CASES_BEFORE + 1} cases', total_of(cases_tab) == CASES_BEFORE + 1,
+          json.dumps(cases_tab)[:300])
+    check('the panel shows the figures GetStatistics returns (cases by region and month, referrals by service, '
+          'times to acceptance)', cases_tab and not diff, '; '.join(diff[:5]))
+    n_supp = sum(1 for r in (cases_tab or {}).get('rows', []) if r.get('suppressed'))
+    n_shown = sum(1 for r in (cases_tab or {}).get('rows', []) if not r.get('suppressed'))
+    check(f'with k = {STATS_K} some cells are suppressed and some shown', n_supp > 0 and n_shown > 0,
+          f'{n_supp} suppressed, {n_shown} shown')
+    check(f'a suppressed cell reads "<{STATS_K}" with its reason for assistive technology',
+          b.eval(f"""(() => {{ const c = document.querySelector('#stats-cases td[data-suppressed=true]');
+            return !!c && c.innerText.includes('<{STATS_K}') && !/^[0-9]+$/.test(c.dataset.count || '') &&
+              c.querySelector('.sr-only').textContent.includes('{STATS_K}'); }})()"""))
+    check('the statistics tables have a caption and headers',
+          b.eval("[...document.querySelectorAll('#stats-panel table')].length === 2 && "
+                 "[...document.querySelectorAll('#stats-panel table')].every(t => t.caption && t.caption.textContent && "
+                 "t.querySelectorAll('thead th[scope=col]').length > 1 && t.querySelectorAll('tbody th[scope=row]').length > 0)"))
+    b.eval("document.getElementById('stats-panel').scrollIntoView()")
+    time.sleep(0.3)
+    shot(b, 'coordinator-statistics')
+    b.eval("window.scrollTo(0, 0)")
     # undeliverable or failed notifications of the new case are in the failed-deliveries list
     deadline = time.time() + 20
     failed_ids = []
@@ -189,6 +304,23 @@ with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
     check('Arabic is shown right to left', b.wait("document.documentElement.dir === 'rtl' && document.documentElement.lang === 'ar'", 5))
     time.sleep(0.3)
     shot(b, 'coordinator-ar')
+    check('the statistics panel is in Arabic, a suppressed cell too',
+          b.wait(f"""document.getElementById('stats-h').textContent === 'الإحصاءات' &&
+            [...document.querySelectorAll('#stats-cases td[data-suppressed=true]')].every(c => c.innerText.includes('أقل من {STATS_K}'))""", 5))
+    check('the statistics panel is laid out right to left',
+          b.eval("getComputedStyle(document.getElementById('stats-panel')).direction === 'rtl' && (() => { "
+                 "const t = document.querySelector('#stats-cases table'); const r = t.getBoundingClientRect(); "
+                 "const first = t.querySelector('thead th').getBoundingClientRect(); return first.right > r.right - 2; })()"))
+    b.viewport(390, 844, mobile=True, scale=2)
+    time.sleep(0.4)
+    check('on a phone the statistics panel fits the screen',
+          b.eval("(() => { const p = document.getElementById('stats-panel'); "
+                 "return p.getBoundingClientRect().width <= window.innerWidth && p.scrollWidth <= p.clientWidth + 1; })()"),
+          str(b.eval("(() => { const p = document.getElementById('stats-panel'); "
+                     "return [p.getBoundingClientRect().width, p.scrollWidth, p.clientWidth, window.innerWidth]; })()")))
+    b.eval("document.getElementById('stats-panel').scrollIntoView()")
+    time.sleep(0.3)
+    shot(b, 'coordinator-statistics-phone')
     errs = unexpected_errors(b)
     check('no script error on the coordinator view', not errs, '; '.join(errs[:3]))
 
@@ -209,6 +341,8 @@ if created:
         check('the provider signs in and sees its referrals (in French)', ready and b.eval("document.documentElement.lang") == 'fr')
         row = f"#my-referrals tr[data-referral-id={json.dumps(ref_id)}]"
         check('the referral is in "my referrals"', b.wait(f"document.querySelector({json.dumps(row)})", 20))
+        check("the provider's session shows no statistics panel (and no error about it)", no_stats_panel(b),
+              b.eval("document.getElementById('stats-panel').dataset.state"))
         shot(b, 'provider')
         try:
             b.click(f"{row} button[data-action='accept']")
@@ -250,6 +384,9 @@ if created:
         check('the stranger signs in (its own view)', b.wait("document.body.dataset.ready === 'provider'", 20))
         check("the stranger's session gets no coordinator view",
               b.eval("document.getElementById('view-coordinator').hidden && !document.querySelector('#map svg')"))
+        check("the stranger's session shows no statistics panel", no_stats_panel(b))
+        r = api_from_page(b, 'POST', '/api/v1/stats/get_statistics', {'measure': 'cases'})
+        check("the stranger's session may not read statistics", r['status'] != 200, str(r)[:200])
         text = b.eval('document.body.innerText')
         check("the stranger's page shows neither the case nor the referral",
               case_id[:8] not in text and not b.eval(f"document.querySelector('tr[data-referral-id={json.dumps(ref_id)}]')"))
@@ -285,6 +422,26 @@ with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
     shot(b, 'shelter')
     errs = unexpected_errors(b)
     check('no script error on the shelter view', not errs, '; '.join(errs[:3]))
+
+# --- 5. the statistics service does not answer ---------------------------------------------------
+if STATS_PID:
+    os.kill(STATS_PID, signal.SIGTERM)
+    with Browser(lang='en-GB', width=1366, height=900, log=log) as b:
+        sign_in(b, 'coordinator', view=None)
+        ready = b.wait("document.body.dataset.ready === 'coordinator'", 40)
+        check('without the stats service the coordinator view still loads', ready)
+        check('... and the panel says "statistics unavailable"',
+              b.wait("document.getElementById('stats-panel').dataset.state === 'unavailable' && "
+                     "!document.getElementById('stats-panel').hidden && "
+                     "document.getElementById('stats-error').textContent.startsWith('Statistics unavailable') && "
+                     "!document.querySelector('#stats-panel table')", 10),
+              b.eval("document.getElementById('stats-panel').dataset.state + ': ' + document.getElementById('stats-error').textContent"))
+        check('... and the rest of the view is there', b.eval("!!document.querySelector('#map svg')"))
+        b.eval("document.getElementById('stats-panel').scrollIntoView()")
+        time.sleep(0.3)
+        shot(b, 'coordinator-statistics-unavailable')
+        errs = unexpected_errors(b, allowed=('status of 401', 'status of 403', 'status of 50'))
+        check('no script error without the stats service', not errs, '; '.join(errs[:3]))
 
 print(f'{passed} passed, {failed} failed')
 sys.exit(1 if failed else 0)

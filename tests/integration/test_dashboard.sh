@@ -4,7 +4,9 @@
 # coordinator sees a report submitted through intake appear on the map and in the live feed;
 # the provider the report was referred to accepts it with a click and referral.accepted is on
 # routing's stream; a stranger's session sees and does none of it; the shelter operator sees its
-# shelters. A screenshot of each view is written into the test's output folder and copied
+# shelters. The coordinator's statistics panel shows what GetStatistics answers (stats runs with
+# k = 2, so some cells are suppressed), nobody else has one, and it says "statistics
+# unavailable" once stats is stopped; nrmctl status and ping list stats. A screenshot of each view is written into the test's output folder and copied
 # under build-test/screenshots/ (NRM_SCREENSHOTS overrides), and the page load time is printed.
 #
 # Skipped (exit 77, CTest SKIP_RETURN_CODE) while the gateway is not built.
@@ -23,7 +25,8 @@ fi
 source "$NRM_SOURCE_DIR/tests/harness/system.sh"
 
 DB=t_dashboard
-SERVICES=(intake routing shelter notify)
+SERVICES=(intake routing shelter notify stats)
+STATS_K=2 # small enough that two cases show, and that single cases are suppressed
 PY=/usr/bin/python3 # Debian's, with python3-websocket and python3-nacl
 TOKEN=dashboard-test-token-$RANDOM$RANDOM
 EMPTY_REGION=MA-99 # configured here only: no case, shelter or referral is ever in it
@@ -58,7 +61,8 @@ AGENCIES=$(jq -s -c '[.[].agencies[]?.id] | unique' "$NRM_SOURCE_DIR"/deploy/dem
 LOGINS=$(jq -c --arg h "$HASH" 'map({agency_id: ., token_hash: $h})' <<<"$AGENCIES")
 SYS_CONFIG_FILTER=".services.gateway.http = \"127.0.0.1:$HTTP_PORT\" |
   .services.gateway.www = \"$NRM_SOURCE_DIR/services/gateway/www\" | .gateway.logins = $LOGINS |
-  .regions += [{code: \"$EMPTY_REGION\", name: \"Configured, without cases\"}]"
+  .regions += [{code: \"$EMPTY_REGION\", name: \"Configured, without cases\"}] |
+  .stats.k = $STATS_K | .stats.readers = []"
 sys_config "$DB" "$WORK/keys.json" "${SERVICES[@]}"
 
 i=0
@@ -85,6 +89,23 @@ done
 check "the gateway serves the page" curl -fsS -o "$WORK/index.html" "$URL/"
 check "the page has no inline script or style" no_inline "$WORK/index.html"
 
+# nrmctl's health commands list stats when it is configured
+"$NRMCTL" --config "$WORK/config.json" status --json >"$WORK/out" 2>"$WORK/err" || true
+check "nrmctl status lists stats after the five (here four) services, healthy" holds \
+  '[.services[].service] == ["intake", "routing", "shelter", "notify", "stats"] and
+   (.services[] | select(.service == "stats") | .healthy == true)' "$WORK/out"
+"$NRMCTL" --config "$WORK/config.json" ping >"$WORK/out" 2>"$WORK/err" || true
+check "nrmctl ping asks stats by default when it is configured, last" holds -s \
+  '[.[].service] == ["intake", "routing", "shelter", "notify", "stats"]' "$WORK/out"
+
+# a second case in another region, so that the statistics have a count of 2 (shown) and of 1
+# (suppressed with k = 2) before the browser's own report
+jq '.identifiedAtMs = (now * 1000 - 3600000 | floor | tostring)' \
+  "$NRM_SOURCE_DIR/deploy/demo/scenario/01-minor-ma04.json" >"$WORK/report2.json"
+"$NRMCTL" --config "$WORK/config.json" --cert "$(cert_of police-ma-04)" submit "$WORK/report2.json" \
+  >"$WORK/out" 2>"$WORK/err" || true
+check "a second report (MA-04) opens a case" holds '.caseRef.caseId | length > 0' "$WORK/out"
+
 # --- The browser --------------------------------------------------------------------------------
 
 OUT=$WORK/out-browser
@@ -96,7 +117,7 @@ RC=0
 NRM_GATEWAY_URL=$URL NRM_TOKEN=$TOKEN NRMCTL=$NRMCTL NRM_CONFIG=$WORK/config.json \
   NRM_CERTS=$WORK/certs NRM_REPORT=$WORK/report.json NRM_REPORTER=police-ma-06 \
   NRM_SHELTER_OPERATOR=shelter-op-casa NRM_STRANGER=consulate-ng NRM_OUT=$OUT \
-  NRM_EMPTY_REGION=$EMPTY_REGION \
+  NRM_EMPTY_REGION=$EMPTY_REGION NRM_STATS_K=$STATS_K NRM_STATS_PID=${PIDS[4]} NRM_CASES_BEFORE=1 \
   timeout 240 "$PY" "$NRM_SOURCE_DIR/tests/browser/dashboard.py" >"$WORK/browser.out" 2>&1 || RC=$?
 grep -v -E '^[0-9]+ passed, [0-9]+ failed' "$WORK/browser.out" || true
 PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/browser.out" || true)))

@@ -111,7 +111,7 @@ jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
   .database.conninfo = $conninfo | .crypto.keys_file = $keys | .heartbeat_ms = 500 |
   .services.intake.api = $api | .services.intake.events = $events |
   .services.intake.api_connect = $api | .services.intake.events_connect = $events |
-  reduce ("routing", "shelter", "notify", "reintegration") as $s (.;
+  reduce ("routing", "shelter", "notify", "reintegration", "stats") as $s (.;
     .services[$s].api_connect = $dead | .services[$s].events_connect = $dead)
   ' "$NRM_SOURCE_DIR/deploy/demo/config.json" >"$WORK/config.json"
 bash "$NRM_SOURCE_DIR/deploy/certify.sh" "$NRMCTL" "$WORK/config.json" "$WORK"
@@ -301,10 +301,10 @@ check "it gives up after the timeout" [ $((SECONDS - START)) -le 3 ]
 
 START=$SECONDS
 run --timeout 500 ping
-check "ping of all five exits 3 when some are down" [ "$RC" -eq 3 ]
-check "ping of all five prints five lines in order" \
-  [ "$(jq -r .service "$WORK/out" | tr '\n' ' ')" = "intake routing shelter notify reintegration " ]
-check "the five are pinged at once" [ $((SECONDS - START)) -le 3 ]
+check "ping of all six exits 3 when some are down" [ "$RC" -eq 3 ]
+check "ping of all six (stats configured) prints six lines in order" \
+  [ "$(jq -r .service "$WORK/out" | tr '\n' ' ')" = "intake routing shelter notify reintegration stats " ]
+check "the six are pinged at once" [ $((SECONDS - START)) -le 3 ]
 
 RC=0
 NRM_SERVICES_INTAKE_API_CONNECT="tcp://127.0.0.1:$DEAD_PORT" "$NRMCTL" --config \

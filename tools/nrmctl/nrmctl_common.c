@@ -21,6 +21,8 @@
 
 const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1] = {"intake", "routing",       "shelter",
                                                                "notify", "reintegration", NULL};
+const char *const nrmctl_health_services[NRMCTL_HEALTH_SERVICE_COUNT + 1] = {
+    "intake", "routing", "shelter", "notify", "reintegration", "stats", NULL};
 
 /* Public: defaults from the environment, then the built-in values. */
 void nrmctl_init(nrmctl_t *ctl)

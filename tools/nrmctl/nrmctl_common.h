@@ -37,9 +37,13 @@ typedef struct {
     zcert_t *cert; /* loaded on first use */
 } nrmctl_t;
 
-/* The four services of the mechanism, NULL-terminated: the default of ping and tail. */
+/* The five services with streams, NULL-terminated: the default of tail and top. */
 #define NRMCTL_SERVICE_COUNT 5
 extern const char *const nrmctl_services[NRMCTL_SERVICE_COUNT + 1];
+/* The services ping and status ask by default (those configured of them): the five with
+ * streams, then stats, which only consumes. NULL-terminated. */
+#define NRMCTL_HEALTH_SERVICE_COUNT 6
+extern const char *const nrmctl_health_services[NRMCTL_HEALTH_SERVICE_COUNT + 1];
 
 /* Fills ctl with the defaults ($NRM_CONFIG, $NRM_AGENCY, the built-in values). Without
  * --config or $NRM_CONFIG, when /etc/nrm/config.json does not exist, the configuration is

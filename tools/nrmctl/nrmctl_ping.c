@@ -173,9 +173,9 @@ static int s_collect(nrmctl_t *ctl, int argc, char **argv, nrmctl_call_t *calls)
         }
         calls[count++].service = argv[i];
     }
-    for (size_t i = 0; argc <= 1 && nrmctl_services[i]; i++)
-        if (nrmctl_endpoint(ctl, nrmctl_services[i], "api_connect"))
-            calls[count++].service = nrmctl_services[i];
+    for (size_t i = 0; argc <= 1 && nrmctl_health_services[i]; i++)
+        if (nrmctl_endpoint(ctl, nrmctl_health_services[i], "api_connect"))
+            calls[count++].service = nrmctl_health_services[i];
     return count;
 }
 
@@ -184,7 +184,7 @@ int nrmctl_ping(nrmctl_t *ctl, int argc, char **argv)
 {
     if (!nrmctl_config(ctl))
         return NRMCTL_EXIT_USAGE;
-    size_t room = argc > NRMCTL_SERVICE_COUNT ? (size_t)argc : NRMCTL_SERVICE_COUNT;
+    size_t room = argc > NRMCTL_HEALTH_SERVICE_COUNT ? (size_t)argc : NRMCTL_HEALTH_SERVICE_COUNT;
     nrmctl_call_t *calls = nrm_xcalloc(room, sizeof *calls);
     int count = s_collect(ctl, argc, argv, calls);
     int rc = count < 0 ? NRMCTL_EXIT_USAGE : s_ping_all(ctl, calls, (size_t)count);

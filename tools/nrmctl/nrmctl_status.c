@@ -1,9 +1,10 @@
 /* nrmctl_status: the status command, the first thing an operator runs.
  *
- * One round of requests, all at once: a Ping to each configured service, GetOccupancy {} to
- * shelter (its waitlist length) and ListDeliveries {state: "failed"} to notify (the number of
- * dead letters, which only a coordinator may see). The answers become one JSON object (printed
- * with --json) from which the plain-text table is drawn. Counts only: no case id, no name. */
+ * One round of requests, all at once: a Ping to each configured service (stats included),
+ * GetOccupancy {} to shelter (its waitlist length) and ListDeliveries {state: "failed"} to notify
+ * (the number of dead letters, which only a coordinator may see). The answers become one JSON
+ * object (printed with --json) from which the plain-text table is drawn. Counts only: no case id,
+ * no name. */
 #include "nrmctl_commands.h"
 #include "nrmctl_ping.h"
 
@@ -25,7 +26,7 @@
 
 /* The requests of one status round and their replies. */
 typedef struct {
-    nrmctl_call_t calls[NRMCTL_SERVICE_COUNT + S_EXTRA_CALLS];
+    nrmctl_call_t calls[NRMCTL_HEALTH_SERVICE_COUNT + S_EXTRA_CALLS];
     size_t n_services;  /* calls[0 .. n_services) are the pings */
     int occupancy;      /* index of the GetOccupancy call, or -1 */
     int deliveries;     /* index of the ListDeliveries call, or -1 */
@@ -68,10 +69,10 @@ static void s_prepare(nrmctl_t *ctl, s_round_t *round)
     round->deliveries_req.body_case = NRM__V1__REQUEST__BODY_LIST_DELIVERIES;
     round->deliveries_req.list_deliveries = &round->list_deliveries;
     size_t n = 0;
-    for (size_t i = 0; nrmctl_services[i]; i++) {
-        if (!nrmctl_endpoint(ctl, nrmctl_services[i], "api_connect"))
+    for (size_t i = 0; nrmctl_health_services[i]; i++) {
+        if (!nrmctl_endpoint(ctl, nrmctl_health_services[i], "api_connect"))
             continue;
-        round->calls[n].service = nrmctl_services[i];
+        round->calls[n].service = nrmctl_health_services[i];
         round->calls[n++].request = &round->ping_req;
     }
     round->n_services = n;

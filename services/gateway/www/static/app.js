@@ -4,6 +4,7 @@
 import * as api from './api.js';
 import { h, table, replace, shortId } from './dom.js';
 import { drawMap } from './map.js';
+import { loadStats, renderStats, hideStats } from './stats.js';
 import { t, label, setLanguage, pickLanguage, formatTime, language } from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
@@ -62,6 +63,10 @@ function isType(type, name) {
   return type === name || type === `AGENCY_TYPE_${name}`;
 }
 
+function isCoordinator() {
+  return !!state.session && isType(state.session.agencyType || '', 'COORDINATOR');
+}
+
 function select(id, labelText, options, labeller) {
   const sel = h('select', { id, 'aria-label': labelText },
     options.map((o) => h('option', { value: o }, labeller(o))));
@@ -82,6 +87,7 @@ async function start() {
   $('identity-close').addEventListener('click', closeIdentity);
   $('identity-ask').addEventListener('click', askIdentity);
   $('identity-dialog').addEventListener('close', () => replace($('identity-result')));
+  $('stats-refresh').addEventListener('click', () => loadStats(isCoordinator()));
   const r = await api.currentSession();
   if (r.httpStatus === 200) await enter(r.reply);
   else showSignIn();
@@ -120,6 +126,7 @@ async function onSignOut() {
   state.feed = [];
   for (const id of ['map', 'alerts', 'feed', 'occ-regions', 'occ-shelters', 'ref-table', 'deliveries',
     'my-referrals', 'my-shelters', 'holds', 'occupied']) replace($(id));
+  hideStats();
   say('');
   showSignIn();
 }
@@ -157,6 +164,7 @@ async function show(view) {
   document.body.dataset.view = view;
   document.body.dataset.ready = '';
   say(t('loading'));
+  const stats = loadStats(isCoordinator());
   if (view === 'coordinator') {
     startEvents();
     await loadCoordinator();
@@ -168,6 +176,7 @@ async function show(view) {
     await loadShelter();
     state.timers.poll = setInterval(loadShelter, 15000);
   }
+  await stats;
   document.body.dataset.ready = view;
 }
 
@@ -175,6 +184,7 @@ function renderAll() {
   if (!state.session) return;
   $('who').textContent = t('signedInAs', { agency: state.session.agencyId });
   renderTabs();
+  renderStats();
   if (state.view === 'coordinator') {
     renderMap();
     renderOccupancy();
@@ -403,6 +413,7 @@ function onEvent(msg) {
   if (topic.startsWith('referral.')) debounce('refs', refreshReferrals);
   if (topic.startsWith('shelter.')) debounce('occ', refreshOccupancy);
   if (topic === 'notification.failed') debounce('dels', refreshDeliveries);
+  if (topic === 'case.opened' || topic.startsWith('referral.')) debounce('stats', () => loadStats(true), 3000);
 }
 
 async function refreshReferrals() {
