@@ -22,24 +22,21 @@ requests=${2:-2000}
 build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31480}
 pgdir=/tmp/nrm-casefile-bench-pg-$port
+. "$root/tools/bench/lib.sh"
 work=$(mktemp -d /tmp/nrm-casefile-bench-XXXXXX)
 db=nrm_casefile_bench
 intake_pid=""
 
 cleanup() {
   [ -z "$intake_pid" ] || { kill "$intake_pid" 2>/dev/null && wait "$intake_pid" 2>/dev/null; }
-  bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  bench_cluster_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-bash "$root/deploy/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-bench nrm-casefile-bench nrmctl \
-  >/dev/null
+bench_build nrm-intake nrm-bench nrm-casefile-bench nrmctl
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
-export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
+bench_cluster_start
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 bash "$root/deploy/db-init.sh" "$db" >/dev/null
 

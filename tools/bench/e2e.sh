@@ -36,6 +36,7 @@ build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31461}
 base=$((port + 100)) # the services' ports: base+0 .. base+7; the receiver: base+9
 pgdir=/tmp/nrm-e2e-pg-$port
+. "$root/tools/bench/lib.sh"
 work=$(mktemp -d /tmp/nrm-e2e-XXXXXX)
 chmod 755 "$work"
 db=nrm_e2e
@@ -45,21 +46,17 @@ declare -A pid=()
 cleanup() {
   for name in "${!pid[@]}"; do kill "${pid[$name]}" 2>/dev/null || true; done
   for name in "${!pid[@]}"; do wait "${pid[$name]}" 2>/dev/null || true; done
-  bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  bench_cluster_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 say() { echo "e2e: $*" >&2; }
 
-bash "$root/deploy/install-deps.sh" >/dev/null
+bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 command -v node >/dev/null || apt-get install -y nodejs npm >/dev/null
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-routing nrm-shelter nrm-notify \
-  nrm-bench nrmctl >/dev/null
 (cd "$bench_dir/graphile" && [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null 2>&1)
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
-export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
+bench_cluster_start
 psql -X -q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
   >/dev/null
 bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null

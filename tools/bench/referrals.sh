@@ -16,6 +16,7 @@ requests=${2:-200}
 build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31470}
 pgdir=/tmp/nrm-bench-pg-$port
+. "$root/tools/bench/lib.sh"
 work=$(mktemp -d /tmp/nrm-referrals-bench-XXXXXX)
 db=nrm_referrals_bench
 prefix=bench-case-
@@ -23,17 +24,14 @@ routing_pid=""
 
 cleanup() {
   [ -n "$routing_pid" ] && kill "$routing_pid" 2>/dev/null && wait "$routing_pid" 2>/dev/null
-  bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  bench_cluster_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-bash "$root/deploy/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-routing nrm-referrals-bench nrmctl >/dev/null
+bench_build nrm-routing nrm-referrals-bench nrmctl
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
-export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
+bench_cluster_start
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 bash "$root/deploy/db-init.sh" "$db" >/dev/null
 

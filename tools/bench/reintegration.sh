@@ -21,23 +21,21 @@ runs=21
 build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31462}
 pgdir=/tmp/nrm-bench-reint-pg-$port
+. "$root/tools/bench/lib.sh"
 work=$(mktemp -d /tmp/nrm-bench-reint-XXXXXX)
 db=nrm_bench_reintegration
 service_pid=""
 
 cleanup() {
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
-  bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  bench_cluster_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-bash "$root/deploy/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-reintegration nrmctl >/dev/null
+bench_build nrm-reintegration nrmctl
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
-export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
+bench_cluster_start
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 bash "$root/deploy/db-init.sh" "$db" >/dev/null
 sql() { psql -X -q -t -A -v ON_ERROR_STOP=1 -d "$db" "$@"; }

@@ -20,6 +20,7 @@ clients=${2:-8}
 build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31460}
 pgdir=/tmp/nrm-bench-pg-$port
+. "$root/tools/bench/lib.sh"
 work=$(mktemp -d /tmp/nrm-bench-XXXXXX)
 db=nrm_bench
 plain_db=nrm_bench_plain
@@ -31,17 +32,14 @@ cleanup() {
   for pid in $routing_pid $plain_pid $intake_pid; do
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
-  bash "$root/tests/pg-cluster.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  bench_cluster_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-bash "$root/deploy/install-deps.sh"
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DNRM_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target nrm-intake nrm-routing nrm-bench nrmctl >/dev/null
+bench_build nrm-intake nrm-routing nrm-bench nrmctl
 
-bash "$root/tests/pg-cluster.sh" start "$pgdir" "$port" >/dev/null
-export PGHOST=$pgdir/sock PGPORT=$port PGUSER=postgres
+bench_cluster_start
 for name in $db $plain_db; do
   psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
   bash "$root/deploy/db-init.sh" "$name" >/dev/null
