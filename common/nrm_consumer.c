@@ -53,6 +53,8 @@ struct nrm_consumer_t {
     int64_t retry_after_ms;           /* no batch before (monotonic clock) */
     int retry_timer;                  /* the one-shot timer of the retry, -1 for none */
     int64_t quarantined;              /* events set aside by this instance */
+    int64_t narrow_until; /* after a flush failed: one event per batch up to this seq, so that a
+                             failure has an owner (and can be set aside); 0: whole batches */
 };
 
 nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
@@ -241,6 +243,10 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         first++;
     if (st == NRM_OK && first < n && events[first]->seq != stored + 1)
         st = nrm_fail(&err, NRM_FAILED_PRECONDITION, NULL, "gap after checkpoint");
+    if (st == NRM_OK && first < n && events[first]->seq <= self->narrow_until && n > first + 1) {
+        n = first + 1; /* the rest is fetched again after this one */
+        self->need_fetch = true;
+    }
     nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
     int64_t failed_seq = 0, set_aside = 0;
     if (self->reset)
@@ -258,8 +264,17 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         if (st != NRM_OK)
             failed_seq = events[i]->seq;
     }
-    if (st == NRM_OK && self->flush && n > first)
+    if (st == NRM_OK && self->flush && n > first) {
         st = self->flush(self->ctx, &tx);
+        /* what the batch gathered failed as a whole: alone, an event owns its failure; in a
+         * batch, the batch is applied again one event at a time to find the owner */
+        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
+            if (n == first + 1)
+                failed_seq = events[first]->seq;
+            else if (events[n - 1]->seq > self->narrow_until)
+                self->narrow_until = events[n - 1]->seq;
+        }
+    }
     int64_t last = n > first ? events[n - 1]->seq : stored;
     if (st == NRM_OK && n > first) {
         nrm_params_t p = {0};
@@ -284,6 +299,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     }
     self->applied += (int64_t)(n - first);
     self->checkpoint = last;
+    if (self->narrow_until && last >= self->narrow_until)
+        self->narrow_until = 0;
     if (set_aside)
         self->quarantined++;
     if (self->failing_seq && self->failing_seq <= last) {

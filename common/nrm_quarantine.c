@@ -92,18 +92,20 @@ nrm_status_t nrm_quarantine_retry(nrm_call_t *call, nrm_quarantine_find_fn find,
     const uint8_t *payload = nrm_db_bytes(res, 0, 2, &len);
     Nrm__V1__Event *ev = nrm_event_unpack(payload, len);
     PQclear(res);
-    nrm_apply_fn apply = NULL;
-    void *apply_ctx = NULL;
-    const char *const *prefixes = NULL;
+    nrm_quarantine_consumer_t consumer = {0};
     if (!ev)
         st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "stored event unreadable");
-    else if (!find(find_ctx, stream, &apply, &apply_ctx, &prefixes))
+    else if (!find(find_ctx, stream, &consumer))
         st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_quarantined.id",
                       "this service no longer consumes the event's stream");
-    else if (nrm_topic_matches(ev->topic, prefixes)) {
+    else if (nrm_topic_matches(ev->topic, consumer.prefixes)) {
         nrm_tx_t tx = call->tx;
         tx.causation_id = ev->event_id;
-        st = apply(apply_ctx, &tx, ev);
+        if (consumer.reset)
+            consumer.reset(consumer.ctx);
+        st = consumer.apply(consumer.ctx, &tx, ev);
+        if (st == NRM_OK && consumer.flush) /* a batch consumer writes what apply gathered */
+            st = consumer.flush(consumer.ctx, &tx);
         call->tx.emitted = tx.emitted;
     }
     if (ev)

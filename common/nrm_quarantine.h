@@ -7,10 +7,20 @@
 #include "nrm_consumer.h"
 #include "nrm_server.h"
 
-/* Finds the consumer of stream: its apply function, context and topic prefixes. Returns false
- * when this service consumes no such stream. */
-typedef bool (*nrm_quarantine_find_fn)(void *ctx, const char *stream, nrm_apply_fn *apply,
-                                       void **apply_ctx, const char *const **prefixes);
+/* A consumer as RetryQuarantined replays an event through it: reset (may be NULL), apply, then
+ * flush (may be NULL), as one batch of one event would. */
+typedef struct {
+    nrm_apply_fn apply;
+    nrm_flush_fn flush;
+    nrm_reset_fn reset;
+    void *ctx;
+    const char *const *prefixes;
+} nrm_quarantine_consumer_t;
+
+/* Finds the consumer of stream and fills *consumer. Returns false when this service consumes no
+ * such stream. */
+typedef bool (*nrm_quarantine_find_fn)(void *ctx, const char *stream,
+                                       nrm_quarantine_consumer_t *consumer);
 
 /* Registers the statements on db. */
 void nrm_quarantine_prepare(nrm_db_t *db);

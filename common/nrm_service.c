@@ -632,15 +632,14 @@ static nrm_status_t s_handle_list_quarantine(void *ctx, nrm_call_t *call)
 }
 
 /* The consumer of stream, for RetryQuarantined. */
-static bool s_find_consumer(void *ctx, const char *stream, nrm_apply_fn *apply, void **apply_ctx,
-                            const char *const **prefixes)
+static bool s_find_consumer(void *ctx, const char *stream, nrm_quarantine_consumer_t *consumer)
 {
     nrm_service_t *self = ctx;
     for (int i = 0; i < self->consumer_count; i++)
         if (strcmp(self->consumers[i].source, stream) == 0) {
-            *apply = self->consumers[i].apply;
-            *apply_ctx = self->consumers[i].ctx;
-            *prefixes = self->consumers[i].prefixes;
+            const s_consumer_slot_t *slot = &self->consumers[i];
+            *consumer = (nrm_quarantine_consumer_t){slot->apply, slot->flush, slot->reset,
+                                                    slot->ctx, slot->prefixes};
             return true;
         }
     return false;

@@ -4,7 +4,9 @@
  * consumer.quarantined, moves its checkpoint on and applies the next report. Ping shows the
  * count, ListQuarantine the event (coordinator only); RetryQuarantined fails while the cause is
  * there (the event stays), and once the trigger is gone applies it: the case gets its
- * referrals, the quarantine is empty. */
+ * referrals, the quarantine is empty. A consumer that writes a batch's effects at its end (stats)
+ * does the same when that write fails: it applies the batch again one event at a time, so that
+ * the failure has an owner, sets that one aside and goes on; a retry writes its effects. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -32,9 +34,9 @@ static int setup(void **state)
     h = harness_new("consumer_quarantine");
     harness_config_set(h, "consumer.max_attempts", json_integer(MAX_ATTEMPTS));
     harness_config_set(h, "consumer.retry_backoff_ms", json_integer(50));
-    if (harness_start(h, "intake", 0) != 0)
+    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
         return -1;
-    return harness_start(h, "routing", 0);
+    return harness_start(h, "stats", 0);
 }
 
 static int teardown(void **state)
@@ -220,10 +222,57 @@ static void test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later(
     assert_int_equal(s_wait_pong_quarantined(0), 0);
 }
 
+static void test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside(void **state)
+{
+    PQclear(harness_sql(h, "CREATE FUNCTION stats.test_refuse() RETURNS trigger"
+                           " LANGUAGE plpgsql AS $$ BEGIN IF NEW.region = 'MA-02' THEN"
+                           " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse BEFORE INSERT ON stats.cases"
+                           " FOR EACH ROW EXECUTE FUNCTION stats.test_refuse()"));
+    scenario_report_t a, b;
+    char refused[ROUTING_ID_TEXT], next[ROUTING_ID_TEXT];
+    scenario_adult_woman(&a, "MA-02", "Test Person Three", "1993-04-05");
+    assert_int_equal(routing_submit(h, &a, "labour-ma-06", refused), OK);
+    scenario_adult_woman(&b, "MA-03", "Test Person Four", "1994-05-06");
+    assert_int_equal(routing_submit(h, &b, "labour-ma-06", next), OK);
+
+    /* the refused case's event is set aside; the report behind it is counted */
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM stats.cases WHERE case_id = '%s'", next);
+    assert_int_equal(harness_wait_sql(h, sql, 1, WAIT_MS), 1);
+    long long seq = s_opened_seq(refused);
+    assert_true(seq > 0);
+    char seq_text[32];
+    snprintf(seq_text, sizeof seq_text, "%lld", seq);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM stats.consumer_quarantine WHERE seq = %s"
+                               " AND stream = 'intake' AND topic = 'case.opened'"
+                               " AND consumer = 'stats'",
+                               seq_text),
+                     1);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM stats.cases WHERE case_id = '%s'", refused),
+                     0);
+
+    /* fixed: the retry writes what the event gathers, once */
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse ON stats.cases"));
+    long long id = harness_sql_int(h, "SELECT id FROM stats.consumer_quarantine");
+    Nrm__V1__RetryQuarantined r = NRM__V1__RETRY_QUARANTINED__INIT;
+    r.id = id;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, B(RETRY_QUARANTINED), &r);
+    Nrm__V1__Reply *reply = harness_call(h, "stats", "coordinator", &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM stats.cases WHERE case_id = '%s'", refused),
+                     1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM stats.consumer_quarantine"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later),
+        cmocka_unit_test(test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
