@@ -17,7 +17,8 @@
 #      before left (its checkpoints reaching the heads; notify: every webhook received)
 #   3. end to end with all four running: N reports from C clients, reports/s from the first
 #      submission to the last webhook; ack p50/p99; statements per report per service role
-#      (pg_stat_statements calls, BEGIN/COMMIT included)
+#      (pg_stat_statements calls, BEGIN/COMMIT included; with NRM_E2E_TOP=FILE, each
+#      statement's calls per report and mean time, by role, are written to FILE)
 #   4. submit-to-webhook p50/p99 at a moderate fixed rate (NRM_E2E_RATE, default 100/s, 5 s)
 #   5. a burst of 500 reports from one region (MA-04) from 16 clients: time from the first
 #      submission until each has a shelter outcome (shelter's outbox row committed)
@@ -25,7 +26,7 @@
 #   7. the peer: Graphile Worker 0.16 (tools/bench/graphile, installed there by npm ci) with
 #      the tasks intake, route, allocate, webhook, concurrency 8: the same N from C clients
 #      (add_job), its moderate-rate latency, its statements per report (role nrm_peer)
-# and then the ratios. Every webhook phase also counts cases whose webhook came twice.
+# and then the ratios (NRM_E2E_QUICK=1: phases 1 to 3 only). Every webhook phase also counts cases whose webhook came twice.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -197,6 +198,19 @@ fig[stmts]=$stmts
 say "end to end: submitted $out"
 say "end to end: webhooks $hooks"
 say "end to end: statements $stmts"
+if [ -n "${NRM_E2E_TOP:-}" ]; then # each statement's calls per report, by role, into that file
+  q "SELECT r.rolname, round(s.calls::numeric / $reports, 2), round(s.mean_exec_time::numeric, 3),
+            regexp_replace(left(s.query, 160), '\s+', ' ', 'g')
+     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+     WHERE r.rolname LIKE 'nrm_%' ORDER BY r.rolname, s.calls DESC" >"$NRM_E2E_TOP"
+fi
+
+if [ -n "${NRM_E2E_QUICK:-}" ]; then # a developer's check: phases 1 to 3 only, no ratios
+  /usr/bin/python3 -c 'import sys; n = int(sys.argv[1]); s = {k: int(v) for k, v in (p.split("=") for p in sys.argv[2].split())}
+print(f"QUICK ({n} reports): {float(sys.argv[3]):.0f} reports/s end to end; statements per report {sum(s.values()) / n:.1f} (" + ", ".join(f"{k[4:]} {v / n:.1f}" for k, v in sorted(s.items())) + ")")' \
+    "$reports" "$stmts" "${fig[e2e]}"
+  exit 0
+fi
 
 # --- 4. moderate fixed rate --------------------------------------------------------------------
 sleep 1
