@@ -5,12 +5,13 @@
  * the provider of a referral, the operator of a shelter, the reporting agencies of the case, the
  * coordinator; subscriptions in notify_subscriptions.c) and writes one delivery row per
  * recipient subscription in the same transaction as the consumer's checkpoint
- * (notify_deliveries.c). The sender (notify_sender.c) claims due rows and sends them with
- * libcurl's multi interface driven by the reactor, as signed CloudEvents webhooks
- * (notify_webhook.c) or plain-text emails (notify_email.c), and records each outcome with its
- * notification.delivered / notification.failed event; failures are retried with exponential
- * backoff and jitter until the attempts or the age run out (dead letter). Events carry no
- * identifying data and nothing here adds any. */
+ * (notify_deliveries.c): a consumer batch's deliveries, notification.failed events and kept
+ * events are gathered in memory and written at its end with one statement per table. The sender
+ * (notify_sender.c) claims due rows and sends them with libcurl's multi interface driven by the
+ * reactor, as signed CloudEvents webhooks (notify_webhook.c) or plain-text emails (notify_email.c),
+ * and records each outcome with its notification.delivered / notification.failed event; failures
+ * are retried with exponential backoff and jitter until the attempts or the age run out (dead
+ * letter). Events carry no identifying data and nothing here adds any. */
 #ifndef NOTIFY_H
 #define NOTIFY_H
 
