@@ -92,7 +92,8 @@ int main(int argc, char **argv)
         char path[64];
         snprintf(path, sizeof path, "services.%s", sources[i]);
         if (nrm_config_get(nrm_service_config(service), path)) /* reintegration is optional */
-            nrm_service_consume(service, sources[i], NULL, notify_apply, &notify);
+            nrm_service_consume_batches(service, sources[i], NULL, notify_apply, notify_flush,
+                                        notify_reset, &notify);
     }
     nrm_service_every(service, S_RETENTION_CHECK_MS, notify_retention_expire, &notify);
     nrm_service_gauge(service, "deliveries", "state",
@@ -106,6 +107,7 @@ int main(int argc, char **argv)
     exit_code = notify.sender ? nrm_service_run(service) : 1;
 
     notify_sender_destroy(&notify.sender);
+    notify_batch_clear(&notify.batch);
     notify_settings_clear(&notify.settings);
     nrm_keyring_destroy(&notify.keyring);
     nrm_service_destroy(&service);

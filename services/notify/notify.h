@@ -5,12 +5,13 @@
  * the provider of a referral, the operator of a shelter, the reporting agencies of the case, the
  * coordinator; subscriptions in notify_subscriptions.c) and writes one delivery row per
  * recipient subscription in the same transaction as the consumer's checkpoint
- * (notify_deliveries.c). The sender (notify_sender.c) claims due rows and sends them with
- * libcurl's multi interface driven by the reactor, as signed CloudEvents webhooks
- * (notify_webhook.c) or plain-text emails (notify_email.c), and records each outcome with its
- * notification.delivered / notification.failed event; failures are retried with exponential
- * backoff and jitter until the attempts or the age run out (dead letter). Events carry no
- * identifying data and nothing here adds any. */
+ * (notify_deliveries.c): a consumer batch's deliveries, notification.failed events and kept
+ * events are gathered in memory and written at its end with one statement per table. The sender
+ * (notify_sender.c) claims due rows and sends them with libcurl's multi interface driven by the
+ * reactor, as signed CloudEvents webhooks (notify_webhook.c) or plain-text emails (notify_email.c),
+ * and records each outcome with its notification.delivered / notification.failed event; failures
+ * are retried with exponential backoff and jitter until the attempts or the age run out (dead
+ * letter). Events carry no identifying data and nothing here adds any. */
 #ifndef NOTIFY_H
 #define NOTIFY_H
 
@@ -100,6 +101,37 @@ typedef struct {
 
 typedef struct notify_sender_t notify_sender_t;
 
+/* (position, agency id) pairs: the agencies one gathered event concerns. Ids owned. */
+typedef struct {
+    int64_t *at; /* 1-based position of the event in its batch */
+    char **ids;
+    size_t n;
+    size_t cap;
+} notify_pairs_t;
+
+/* One consumed event whose deliveries wait for the end of its batch (strings owned). */
+typedef struct {
+    char *stream;
+    int64_t seq;
+    char *topic;
+    char *case_id;
+    char *event_id;
+    int64_t occurred_at_ms;
+    bool outcome;      /* an outcome of its case: kept even without deliveries */
+    char *payload_hex; /* the packed event, hex */
+    bool has_rows;     /* the write made deliveries for it */
+} notify_gathered_t;
+
+/* The deliveries of a consumer batch, gathered in memory by notify_apply and written with one
+ * statement per table by notify_flush (notify_deliveries_gather / _write). */
+typedef struct {
+    notify_gathered_t *events;
+    size_t n;
+    size_t cap;
+    notify_pairs_t concerned; /* the agencies each event concerns (may repeat) */
+    notify_pairs_t broad;     /* the agencies whose grants deliver it by topic */
+} notify_batch_t;
+
 /* The service's state, shared by handlers, consumers, the sender and timers. */
 typedef struct {
     nrm_service_t *service;     /* borrowed */
@@ -114,7 +146,8 @@ typedef struct {
     int64_t *failed;
     int64_t *attempted;
     int64_t *retried;
-    int64_t *in_flight; /* a gauge: transfers running now */
+    int64_t *in_flight;   /* a gauge: transfers running now */
+    notify_batch_t batch; /* the consumer batch being applied (one at a time: one reactor) */
 } notify_t;
 
 /* notify_settings.c */
@@ -138,6 +171,13 @@ void notify_recipients_prepare(nrm_db_t *db);
 /* Consumer of every stream (nrm_apply_fn; ctx is the notify_t): keeps the case, referral and
  * allocation maps, and creates the event's deliveries in tx. */
 nrm_status_t notify_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* End of a consumer batch (nrm_flush_fn): writes the deliveries, notification.failed events and
+ * kept events notify_apply gathered, one statement per table, in the batch's transaction. */
+nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx);
+
+/* Start of a consumer batch (nrm_reset_fn): drops what a failed batch gathered. */
+void notify_reset(void *ctx);
 
 /* notify_subscriptions.c: subscriptions from requests and from the configuration */
 
@@ -236,6 +276,19 @@ const char *notify_event_region(const Nrm__V1__Event *ev);
 /* notify_deliveries.c: rows, states, retries and backoff, dead letters */
 
 void notify_deliveries_prepare(nrm_db_t *db);
+
+/* Gathers ev in b for notify_deliveries_write: the agencies concerned (n ids, may repeat; copied),
+ * the agencies its grants deliver it to by topic, and whether it is an outcome of its case. */
+void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__Event *ev,
+                              char *const *agencies, size_t n, bool outcome);
+
+/* Writes in tx what b gathered, as notify_deliveries_create does for one event, with one
+ * statement per table (deliveries, outbox, events) for all; clears b whatever happens. *created
+ * receives the number of pending deliveries made. */
+nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_t *b, int *created);
+
+/* Frees what b gathered and zeroes it. */
+void notify_batch_clear(notify_batch_t *b);
 
 /* Creates, in tx, one delivery per active subscription of the agencies concerned (n ids, may
  * repeat) and per subscription following the event's topic; an agency without any subscription

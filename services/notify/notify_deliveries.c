@@ -21,27 +21,40 @@
 #define S_STATE_PENDING "pending"
 #define S_STATE_FAILED "failed"
 
+/* The deliveries of a whole batch: events e ($1..$5, by position i), the agencies each concerns
+ * (pairs $6, $7) and the agencies whose grants deliver it broadly (pairs $10, $11). */
 static const char s_sql_create[] =
-    "WITH concerned AS (SELECT DISTINCT unnest($6::text[]) AS agency_id),"
-    " matched AS (SELECT s.subscription_id, s.agency_id, s.channel FROM subscriptions s"
-    "  WHERE s.active AND (s.agency_id IN (SELECT agency_id FROM concerned)"
-    "   OR (s.agency_id = ANY ($9::text[])"
-    "       AND EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with($3::text, t))))),"
-    " wanted AS (SELECT agency_id, channel, subscription_id, 'pending'::text AS state FROM matched"
-    "  UNION ALL SELECT c.agency_id, '', '', 'undeliverable' FROM concerned c"
+    "WITH ev AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
+    "  $5::text[]) WITH ORDINALITY AS e(stream, seq, topic, case_id, event_id, i)),"
+    " concerned AS (SELECT DISTINCT i, agency_id FROM unnest($6::bigint[], $7::text[])"
+    "  AS c(i, agency_id)),"
+    " broad AS (SELECT i, agency_id FROM unnest($10::bigint[], $11::text[]) AS b(i, agency_id)),"
+    " matched AS (SELECT c.i, s.subscription_id, s.agency_id, s.channel FROM concerned c"
+    "  JOIN subscriptions s ON s.active AND s.agency_id = c.agency_id"
+    "  UNION SELECT b.i, s.subscription_id, s.agency_id, s.channel FROM broad b"
+    "  JOIN ev e ON e.i = b.i JOIN subscriptions s ON s.active AND s.agency_id = b.agency_id"
+    "   AND EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with(e.topic, t))),"
+    " wanted AS (SELECT i, agency_id, channel, subscription_id, 'pending'::text AS state"
+    "  FROM matched"
+    "  UNION ALL SELECT c.i, c.agency_id, '', '', 'undeliverable' FROM concerned c"
     "  WHERE NOT EXISTS (SELECT 1 FROM subscriptions s"
     "                     WHERE s.active AND s.agency_id = c.agency_id))"
     " INSERT INTO deliveries (delivery_id, source_stream, source_seq, agency_id, channel,"
     "  subscription_id, topic, case_id, event_id, state, started_ms, next_attempt_ms,"
     "  finished_ms, last_error)"
-    " SELECT gen_random_uuid(), $1, $2::bigint, w.agency_id, w.channel, w.subscription_id, $3,"
-    "  $4, $5, w.state, $7::bigint, $7::bigint,"
-    "  CASE WHEN w.state = 'undeliverable' THEN $7::bigint ELSE 0 END,"
-    "  CASE WHEN w.state = 'undeliverable' THEN $8 ELSE '' END"
-    " FROM wanted w ON CONFLICT DO NOTHING RETURNING delivery_id::text, agency_id, state";
+    " SELECT gen_random_uuid(), e.stream, e.seq, w.agency_id, w.channel, w.subscription_id,"
+    "  e.topic, e.case_id, e.event_id, w.state, $8::bigint, $8::bigint,"
+    "  CASE WHEN w.state = 'undeliverable' THEN $8::bigint ELSE 0 END,"
+    "  CASE WHEN w.state = 'undeliverable' THEN $9 ELSE '' END"
+    " FROM wanted w JOIN ev e ON e.i = w.i ORDER BY w.i"
+    " ON CONFLICT DO NOTHING RETURNING delivery_id::text, agency_id, state, source_stream,"
+    "  source_seq";
 static const char s_sql_keep_event[] =
     "INSERT INTO events (source_stream, source_seq, event_id, topic, case_id, occurred_at_ms,"
-    " outcome, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+    " outcome, payload)"
+    " SELECT s, q, e, t, c, o, oc, decode(p, 'hex') FROM unnest($1::text[], $2::bigint[],"
+    "  $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bool[], $8::text[])"
+    "  AS u(s, q, e, t, c, o, oc, p) ON CONFLICT DO NOTHING";
 static const char s_sql_claim[] =
     "WITH due AS (SELECT delivery_id FROM deliveries"
     "  WHERE state = 'pending' AND next_attempt_ms <= $1::bigint"
@@ -204,87 +217,300 @@ static nrm_status_t s_emit_outcomes(nrm_tx_t *tx, const s_outcome_t *os, size_t 
     return st;
 }
 
-/* Stores the event the deliveries will send (or a late reporter may need). */
-static nrm_status_t s_keep_event(nrm_tx_t *tx, const Nrm__V1__Event *ev, bool outcome)
+/* Appends (at, id copied) to a. */
+static void s_pairs_add(notify_pairs_t *a, int64_t at, const char *id)
 {
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->at = nrm_xreallocarray(a->at, a->cap, sizeof *a->at);
+        a->ids = nrm_xreallocarray(a->ids, a->cap, sizeof *a->ids);
+    }
+    a->at[a->n] = at;
+    a->ids[a->n] = nrm_xstrdup(id);
+    a->n++;
+}
+
+/* Frees the ids and arrays of a and zeroes it. */
+static void s_pairs_clear(notify_pairs_t *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->ids[i]);
+    free(a->at);
+    free(a->ids);
+    memset(a, 0, sizeof *a);
+}
+
+/* A PostgreSQL bigint[] literal of n numbers; malloc'd, caller frees. */
+static char *s_int_array(const int64_t *items, size_t n)
+{
+    size_t cap = 3 + n * 21;
+    char *out = nrm_xmalloc(cap);
+    size_t len = 0;
+    out[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, cap - len, i ? ",%lld" : "%lld", (long long)items[i]);
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
+/* A PostgreSQL boolean[] literal of n flags; malloc'd, caller frees. */
+static char *s_bool_array(const bool *items, size_t n)
+{
+    char *out = nrm_xmalloc(3 + 2 * n);
+    size_t len = 0;
+    out[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            out[len++] = ',';
+        out[len++] = items[i] ? 't' : 'f';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}
+
+void notify_batch_clear(notify_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        notify_gathered_t *g = &b->events[i];
+        char *strings[] = {g->stream, g->topic, g->case_id, g->event_id, g->payload_hex};
+        for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++)
+            free(strings[k]);
+    }
+    free(b->events);
+    s_pairs_clear(&b->concerned);
+    s_pairs_clear(&b->broad);
+    memset(b, 0, sizeof *b);
+}
+
+/* A copy of a protobuf string (never NULL). */
+static char *s_copy(const char *s)
+{
+    return nrm_xstrdup(s ? s : "");
+}
+
+void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__Event *ev,
+                              char *const *agencies, size_t n, bool outcome)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->events = nrm_xreallocarray(b->events, b->cap, sizeof *b->events);
+    }
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(ev, &len);
-    nrm_params_t p = {0};
-    nrm_params_text(&p, ev->stream);
-    nrm_params_int(&p, ev->seq);
-    nrm_params_text(&p, ev->event_id);
-    nrm_params_text(&p, ev->topic);
-    nrm_params_text(&p, ev->case_id);
-    nrm_params_int(&p, ev->occurred_at_ms);
-    nrm_params_bool(&p, outcome);
-    nrm_params_bytes(&p, payload, len);
-    nrm_status_t st = nrm_db_exec(tx->db, "notify_event_keep", &p, NULL, tx->err);
+    char *hex = nrm_xmalloc(2 * len + 1);
+    sodium_bin2hex(hex, 2 * len + 1, payload, len);
     free(payload);
+    b->events[b->n] = (notify_gathered_t){s_copy(ev->stream),
+                                          ev->seq,
+                                          s_copy(ev->topic),
+                                          s_copy(ev->case_id),
+                                          s_copy(ev->event_id),
+                                          ev->occurred_at_ms,
+                                          outcome,
+                                          hex,
+                                          false};
+    int64_t at = (int64_t)++b->n; /* the event's position in the statement (1-based) */
+    for (size_t i = 0; i < n; i++)
+        if (agencies[i] && agencies[i][0])
+            s_pairs_add(&b->concerned, at, agencies[i]);
+    /* a subscription's topics reach only the agencies whose grants cover this event */
+    size_t n_broad = 0;
+    char **broad =
+        notify_grants_broad(self->settings.grants, nrm_service_config(self->service), ev, &n_broad);
+    for (size_t i = 0; i < n_broad; i++)
+        s_pairs_add(&b->broad, at, broad[i]);
+    free(broad);
+}
+
+/* An undeliverable row returned by the insert, with the position of its event. */
+typedef struct {
+    size_t event; /* index into the batch's events */
+    int row;      /* in the result, to keep the order within an event */
+} s_failed_row_t;
+
+static int s_failed_cmp(const void *a, const void *b)
+{
+    const s_failed_row_t *x = a, *y = b;
+    if (x->event != y->event)
+        return x->event < y->event ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The index of the gathered event (stream, seq), looked for from *cursor on (and updated). */
+static size_t s_find_event(const notify_batch_t *b, const char *stream, int64_t seq, size_t *cursor)
+{
+    for (size_t k = 0; k < b->n; k++) {
+        size_t i = (*cursor + k) % b->n;
+        if (b->events[i].seq == seq && strcmp(b->events[i].stream, stream) == 0) {
+            *cursor = i;
+            return i;
+        }
+    }
+    return b->n; /* cannot happen: every row comes from a gathered event */
+}
+
+/* Inserts the deliveries of every gathered event with one statement; *res its result. */
+static nrm_status_t s_insert_deliveries(nrm_tx_t *tx, const notify_batch_t *b, PGresult **res)
+{
+    char **streams = nrm_xcalloc(b->n, sizeof *streams);
+    char **topics = nrm_xcalloc(b->n, sizeof *topics);
+    char **cases = nrm_xcalloc(b->n, sizeof *cases);
+    char **event_ids = nrm_xcalloc(b->n, sizeof *event_ids);
+    int64_t *seqs = nrm_xcalloc(b->n, sizeof *seqs);
+    for (size_t i = 0; i < b->n; i++) {
+        streams[i] = b->events[i].stream;
+        topics[i] = b->events[i].topic;
+        cases[i] = b->events[i].case_id;
+        event_ids[i] = b->events[i].event_id;
+        seqs[i] = b->events[i].seq;
+    }
+    char *arrays[] = {notify_text_array(streams, b->n),
+                      s_int_array(seqs, b->n),
+                      notify_text_array(topics, b->n),
+                      notify_text_array(cases, b->n),
+                      notify_text_array(event_ids, b->n),
+                      s_int_array(b->concerned.at, b->concerned.n),
+                      notify_text_array(b->concerned.ids, b->concerned.n),
+                      s_int_array(b->broad.at, b->broad.n),
+                      notify_text_array(b->broad.ids, b->broad.n)};
+    nrm_params_t p = {0};
+    for (size_t i = 0; i < 7; i++)
+        nrm_params_text(&p, arrays[i]);
+    nrm_params_int(&p, tx->now_ms);
+    nrm_params_text(&p, S_NO_SUBSCRIPTION);
+    nrm_params_text(&p, arrays[7]);
+    nrm_params_text(&p, arrays[8]);
+    nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_create", &p, res, tx->err);
+    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+        free(arrays[i]);
+    free(streams);
+    free(topics);
+    free(cases);
+    free(event_ids);
+    free(seqs);
     return st;
+}
+
+/* Stores, with one statement, the gathered events that got deliveries or are outcomes of their
+ * case (the deliveries will send them; a late reporter may need them). */
+static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
+{
+    size_t n = 0;
+    char **cols[5];
+    for (size_t c = 0; c < 5; c++)
+        cols[c] = nrm_xcalloc(b->n, sizeof *cols[c]);
+    int64_t *seqs = nrm_xcalloc(b->n, sizeof *seqs);
+    int64_t *occurred = nrm_xcalloc(b->n, sizeof *occurred);
+    bool *outcomes = nrm_xcalloc(b->n, sizeof *outcomes);
+    for (size_t i = 0; i < b->n; i++) {
+        const notify_gathered_t *g = &b->events[i];
+        if (!g->has_rows && !g->outcome)
+            continue;
+        cols[0][n] = g->stream;
+        cols[1][n] = g->event_id;
+        cols[2][n] = g->topic;
+        cols[3][n] = g->case_id;
+        cols[4][n] = g->payload_hex;
+        seqs[n] = g->seq;
+        occurred[n] = g->occurred_at_ms;
+        outcomes[n] = g->outcome;
+        n++;
+    }
+    nrm_status_t st = NRM_OK;
+    if (n > 0) {
+        char *arrays[] = {notify_text_array(cols[0], n), s_int_array(seqs, n),
+                          notify_text_array(cols[1], n), notify_text_array(cols[2], n),
+                          notify_text_array(cols[3], n), s_int_array(occurred, n),
+                          s_bool_array(outcomes, n),     notify_text_array(cols[4], n)};
+        nrm_params_t p = {0};
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+            nrm_params_text(&p, arrays[i]);
+        st = nrm_db_exec(tx->db, "notify_event_keep", &p, NULL, tx->err);
+        for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+            free(arrays[i]);
+    }
+    for (size_t c = 0; c < 5; c++)
+        free(cols[c]);
+    free(seqs);
+    free(occurred);
+    free(outcomes);
+    return st;
+}
+
+nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_t *b, int *created)
+{
+    *created = 0;
+    if (b->n == 0)
+        return NRM_OK;
+    PGresult *res = NULL;
+    nrm_status_t st = NRM_OK;
+    if (b->concerned.n + b->broad.n > 0) /* events that concern nobody: no statement */
+        st = s_insert_deliveries(tx, b, &res);
+    int rows = st == NRM_OK && res ? PQntuples(res) : 0, pending = 0;
+    s_failed_row_t *failed_rows = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *failed_rows);
+    size_t n_failed = 0, cursor = 0;
+    for (int r = 0; r < rows; r++) {
+        size_t k = s_find_event(b, nrm_db_text(res, r, 3), nrm_db_int(res, r, 4), &cursor);
+        if (k == b->n) {
+            st = nrm_fail(tx->err, NRM_INTERNAL, NULL, "a delivery of no gathered event");
+            break;
+        }
+        b->events[k].has_rows = true;
+        if (strcmp(nrm_db_text(res, r, 2), S_STATE_PENDING) == 0)
+            pending++;
+        else
+            failed_rows[n_failed++] = (s_failed_row_t){k, r};
+    }
+    /* the undeliverable ones' notification.failed events, in the order of their events: one
+     * statement for all */
+    qsort(failed_rows, n_failed, sizeof *failed_rows, s_failed_cmp);
+    s_outcome_t *failed = nrm_xcalloc(n_failed ? n_failed : 1, sizeof *failed);
+    for (size_t i = 0; i < n_failed; i++) {
+        const notify_gathered_t *g = &b->events[failed_rows[i].event];
+        int r = failed_rows[i].row;
+        failed[i] = (s_outcome_t){nrm_db_text(res, r, 0),
+                                  "",
+                                  nrm_db_text(res, r, 1),
+                                  g->topic,
+                                  g->stream,
+                                  g->seq,
+                                  g->case_id,
+                                  g->event_id,
+                                  0,
+                                  S_NO_SUBSCRIPTION};
+    }
+    if (st == NRM_OK)
+        st = s_emit_outcomes(tx, failed, n_failed);
+    for (size_t i = 0; st == NRM_OK && i < n_failed; i++) {
+        (*self->undeliverable)++;
+        nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I}",
+                     "delivery_id", failed[i].delivery_id, "agency_id", failed[i].agency_id,
+                     "topic", failed[i].topic, "source_seq", (json_int_t)failed[i].source_seq);
+    }
+    free(failed);
+    free(failed_rows);
+    PQclear(res);
+    if (st == NRM_OK)
+        st = s_keep_events(tx, b);
+    notify_batch_clear(b);
+    if (st != NRM_OK)
+        return st;
+    *self->created += pending;
+    *created = pending;
+    return NRM_OK;
 }
 
 nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
                                       char *const *agencies, size_t n, bool outcome, int *created)
 {
+    notify_batch_t b = {0};
+    notify_deliveries_gather(self, &b, ev, agencies, n, outcome);
+    int made = 0;
+    nrm_status_t st = notify_deliveries_write(self, tx, &b, &made);
     if (created)
-        *created = 0;
-    char *concerned = notify_text_array(agencies, n);
-    /* a subscription's topics reach only the agencies whose grants cover this event */
-    size_t n_broad = 0;
-    char **broad_ids =
-        notify_grants_broad(self->settings.grants, nrm_service_config(self->service), ev, &n_broad);
-    char *broad = notify_text_array(broad_ids, n_broad);
-    free(broad_ids);
-    nrm_params_t p = {0};
-    nrm_params_text(&p, ev->stream);
-    nrm_params_int(&p, ev->seq);
-    nrm_params_text(&p, ev->topic);
-    nrm_params_text(&p, ev->case_id);
-    nrm_params_text(&p, ev->event_id);
-    nrm_params_text(&p, concerned);
-    nrm_params_int(&p, tx->now_ms);
-    nrm_params_text(&p, S_NO_SUBSCRIPTION);
-    nrm_params_text(&p, broad);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_create", &p, &res, tx->err);
-    free(concerned);
-    free(broad);
-    if (st != NRM_OK)
-        return st;
-    int rows = PQntuples(res), pending = 0;
-    /* the undeliverable ones' notification.failed events: one statement for all */
-    s_outcome_t *failed = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *failed);
-    size_t n_failed = 0;
-    for (int i = 0; i < rows; i++) {
-        if (strcmp(nrm_db_text(res, i, 2), S_STATE_PENDING) == 0) {
-            pending++;
-            continue;
-        }
-        failed[n_failed++] = (s_outcome_t){nrm_db_text(res, i, 0),
-                                           "",
-                                           nrm_db_text(res, i, 1),
-                                           ev->topic,
-                                           ev->stream,
-                                           ev->seq,
-                                           ev->case_id,
-                                           ev->event_id,
-                                           0,
-                                           S_NO_SUBSCRIPTION};
-    }
-    st = s_emit_outcomes(tx, failed, n_failed);
-    for (size_t i = 0; st == NRM_OK && i < n_failed; i++) {
-        (*self->undeliverable)++;
-        nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I}",
-                     "delivery_id", failed[i].delivery_id, "agency_id", failed[i].agency_id,
-                     "topic", ev->topic, "source_seq", (json_int_t)ev->seq);
-    }
-    free(failed);
-    PQclear(res);
-    if (st == NRM_OK && (rows > 0 || outcome))
-        st = s_keep_event(tx, ev, outcome);
-    *self->created += pending;
-    if (created)
-        *created = pending;
+        *created = made;
     return st;
 }
 

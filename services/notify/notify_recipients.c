@@ -365,13 +365,32 @@ nrm_status_t notify_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
     if (st == NRM_OK && rule)
         st = s_concerned(self, tx, ev, rule, &who);
     int created = 0;
-    if (st == NRM_OK)
-        st = notify_deliveries_create(self, tx, ev, who.ids, who.n,
-                                      rule && (rule->roles & S_REPORTERS), &created);
+    if (st == NRM_OK) /* written at the end of the batch (notify_flush) */
+        notify_deliveries_gather(self, &self->batch, ev, who.ids, who.n,
+                                 rule && (rule->roles & S_REPORTERS));
+    /* a reporting agency learnt late reads the kept outcomes: what the batch gathered so far
+     * (this event included) is written first, in the order it had one event at a time */
+    if (st == NRM_OK && learnt.agency_id)
+        st = notify_deliveries_write(self, tx, &self->batch, &created);
     if (st == NRM_OK && learnt.agency_id)
         st = s_late_outcomes(self, tx, ev->case_id, &learnt, &created);
     s_agencies_clear(&who);
     if (st == NRM_OK && created > 0)
         notify_sender_wake(self->sender);
     return st;
+}
+
+nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx)
+{
+    notify_t *self = ctx;
+    int created = 0;
+    nrm_status_t st = notify_deliveries_write(self, tx, &self->batch, &created);
+    if (st == NRM_OK && created > 0)
+        notify_sender_wake(self->sender);
+    return st;
+}
+
+void notify_reset(void *ctx)
+{
+    notify_batch_clear(&((notify_t *)ctx)->batch);
 }
