@@ -217,7 +217,7 @@ typedef struct {
 struct routing_prefetch_t {
     PGresult *res;
     s_need_t *needs;
-    size_t n_needs;
+    size_t n_needs, next;               /* next: where the next lookup starts */
     const routing_provider_t **made_to; /* one entry per referral made since */
     char (*agreements)[ROUTING_ID_MAX]; /* one entry per referral made under an agreement */
     size_t n_made, n_agreements, cap_made, cap_agreements;
@@ -323,9 +323,14 @@ static bool s_from_prefetch(routing_t *self, const routing_case_t *c, int servic
 {
     routing_prefetch_t *f = self->prefetch;
     s_need_t *need = NULL;
-    for (size_t i = 0; f && i < f->n_needs && !need; i++)
-        if (f->needs[i].service == service && strcmp(f->needs[i].case_id, c->case_id) == 0)
+    /* needs are looked up mostly in the order they were loaded: start after the last one */
+    for (size_t j = 0; f && j < f->n_needs && !need; j++) {
+        size_t i = (f->next + j) % f->n_needs;
+        if (f->needs[i].service == service && strcmp(f->needs[i].case_id, c->case_id) == 0) {
             need = &f->needs[i];
+            f->next = i + 1;
+        }
+    }
     if (!need || need->used || need->count != (int)cand->count)
         return false;
     need->used = true;

@@ -3,7 +3,8 @@
  * every referral and waiting need of it carries the same clock reading). In one batch, several
  * needs of several cases compete for one provider's last places (nobody above the cap, the
  * counter equal to a recount, the freed place for the most urgent waiting need), and a case is
- * opened and withdrawn (its referral made, then revoked, in that order). */
+ * opened and withdrawn (its referral made, then revoked, in that order); an agreement filled by
+ * one referral of the batch is not used for the next. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -189,11 +190,59 @@ static void test_case_opened_and_withdrawn_in_one_batch(void **s)
     assert_int_equal(harness_sql_int(h, sql), 1);
 }
 
+static void test_agreement_filled_in_the_batch_is_not_used_again(void **s)
+{
+    /* room at the consulate for both, but under its agreement for one only */
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t consulate = {"consulate-ng", "MA-09", open + 5, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
+    char start[16], end[16];
+    directory_day(-1, start);
+    directory_day(60, end);
+    assert_int_equal(
+        directory_upsert_agreement(h, "agr-consulate-1", "consulate-ng", "MA-09", 1, start, end),
+        OK);
+    s_stop_routing();
+    char first[ROUTING_ID_TEXT], second[ROUTING_ID_TEXT];
+    directory_case(h, "MA-09", ROUTINE, first);
+    directory_case(h, "MA-09", ROUTINE, second);
+    assert_true(first[0] != '\0' && second[0] != '\0');
+    s_start_routing();
+
+    /* one batch; both referred to the consulate, only the first under the agreement it filled */
+    char sql[SQL_MAX];
+    snprintf(
+        sql, sizeof sql,
+        "SELECT count(DISTINCT created_ms) FROM routing.referrals WHERE case_id IN ('%s', '%s')",
+        first, second);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM routing.referrals WHERE case_id = '%s'"
+             " AND provider_id = 'consulate-ng' AND agreement_id = 'agr-consulate-1'",
+             first);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM routing.referrals WHERE case_id = '%s'"
+             " AND provider_id = 'consulate-ng' AND agreement_id IS NULL",
+             second);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    assert_int_equal(harness_sql_int(h, "SELECT open_count FROM routing.agreements"
+                                        " WHERE agreement_id = 'agr-consulate-1'"),
+                     1);
+    assert_int_equal(harness_sql_int(h,
+                                     "SELECT count(*) FROM routing.referrals WHERE agreement_id"
+                                     " = 'agr-consulate-1' AND state IN ('pending', 'accepted')"),
+                     1);
+    s_assert_counter(consulate.cap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_needs_of_one_batch_compete_for_the_last_places),
         cmocka_unit_test(test_case_opened_and_withdrawn_in_one_batch),
+        cmocka_unit_test(test_agreement_filled_in_the_batch_is_not_used_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
