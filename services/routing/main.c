@@ -64,8 +64,10 @@ int main(int argc, char **argv)
         .referrals_expired = nrm_service_counter(service, "referrals_expired"),
         .shelters_requested = nrm_service_counter(service, "shelters_requested"),
         .shelter_no_shows = nrm_service_counter(service, "shelter_no_shows"),
+        .batch = routing_batch_new(),
     };
     if (s_configure(&routing, config) != NRM_OK) {
+        routing_batch_destroy(&routing.batch);
         nrm_service_destroy(&service);
         return 2;
     }
@@ -81,6 +83,7 @@ int main(int argc, char **argv)
     nrm_service_on_start(service, routing_seed_providers, &routing);
     routing_shelter_prepare(db);
     routing_deadlines_prepare(db);
+    routing_batch_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESPOND_TO_REFERRAL, NRM_HANDLER_WRITE,
                        routing_respond, &routing);
@@ -96,12 +99,14 @@ int main(int argc, char **argv)
                        routing_upsert_agreement, &routing);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_AGREEMENTS, NRM_HANDLER_READ,
                        routing_list_agreements, &routing);
-    nrm_service_consume(service, "intake", s_case_topics, routing_apply_case_event, &routing);
+    /* both streams a batch at a time: events gathered, then applied with set-based writes */
+    nrm_service_consume_batches(service, "intake", s_case_topics, routing_batch_gather,
+                                routing_flush_case_events, routing_batch_reset, &routing);
     /* where each bed stands (no_show): followed when a shelter service is configured */
     if (nrm_config_string(config, "services.shelter.api_connect", NULL) &&
         nrm_config_string(config, "services.shelter.events_connect", NULL))
-        nrm_service_consume(service, "shelter", s_shelter_topics, routing_apply_shelter_event,
-                            &routing);
+        nrm_service_consume_batches(service, "shelter", s_shelter_topics, routing_batch_gather,
+                                    routing_flush_shelter_events, routing_batch_reset, &routing);
     else
         nrm_log_warn("no shelter service configured: no_show is not followed", NULL);
     nrm_service_every(service,
@@ -114,6 +119,7 @@ int main(int argc, char **argv)
 
     exit_code = nrm_service_run(service);
 
+    routing_batch_destroy(&routing.batch);
     routing_directory_destroy(&routing.directory);
     routing_policy_destroy(&routing.policy);
     nrm_service_destroy(&service);

@@ -74,6 +74,8 @@ typedef struct {
 
 typedef struct routing_directory_t routing_directory_t;
 typedef struct routing_policy_t routing_policy_t;
+typedef struct routing_batch_t routing_batch_t;
+typedef struct routing_prefetch_t routing_prefetch_t;
 
 /* What the policy says about one service for one case. */
 typedef enum {
@@ -107,7 +109,62 @@ typedef struct {
     int64_t *referrals_expired;
     int64_t *shelters_requested;
     int64_t *shelter_no_shows;
+    routing_batch_t *batch;       /* owned: what the consumer batch in hand gathered and holds */
+    routing_prefetch_t *prefetch; /* owned: candidates loaded for the batch in hand, or NULL */
 } routing_t;
+
+/* routing_batch.c: set-based work per consumer batch. The consumers gather their batch's events
+ * (routing_batch_gather, nrm_apply_fn) and work in flush between routing_batch_begin and
+ * routing_batch_end: meanwhile the assignment lock is taken once, case_services states and
+ * emitted events are held in memory and written in one statement each (states also whenever
+ * something reads case_services: routing_batch_sync). Outside a batch nothing is held. */
+routing_batch_t *routing_batch_new(void);
+void routing_batch_destroy(routing_batch_t **self);
+void routing_batch_prepare(nrm_db_t *db);
+
+/* nrm_apply_fn: keeps the event (borrowed from the consumer until flush returns). */
+nrm_status_t routing_batch_gather(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+
+/* nrm_reset_fn: drops what a failed batch gathered and held. */
+void routing_batch_reset(void *ctx);
+
+/* The events gathered, in their order (borrowed). Returns their count. */
+size_t routing_batch_events(const routing_t *self, const Nrm__V1__Event *const **events);
+
+/* From now until routing_batch_end, states and events are held. */
+void routing_batch_begin(routing_t *self);
+
+/* Writes what is held (when st is OK) and ends the batch's holding whatever st; returns st or
+ * the write's failure. */
+nrm_status_t routing_batch_end(routing_t *self, nrm_tx_t *tx, nrm_status_t st);
+
+/* True when the batch in hand already holds the assignment lock; routing_lock marks it. */
+bool routing_batch_locked(const routing_t *self);
+void routing_batch_set_locked(routing_t *self);
+
+/* Writes the held case_services states (one statement). Call before reading case_services. */
+nrm_status_t routing_batch_sync(routing_t *self, nrm_tx_t *tx);
+
+/* Holds a state of a service of a case (strings copied; a later one for the same service
+ * replaces it) and returns true, or returns false outside a batch (the caller writes it). */
+bool routing_batch_hold_state(routing_t *self, const char *case_id, int service, const char *state,
+                              bool mandatory, const char *rule_id, const char *reason);
+
+/* nrm_tx_emit and nrm_tx_emit_body, held until the batch ends (in order) during a batch. */
+nrm_status_t routing_emit(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+nrm_status_t routing_emit_body(routing_t *self, nrm_tx_t *tx, const char *case_id,
+                               Nrm__V1__Event__BodyCase body, void *message);
+
+/* A PostgreSQL array literal built element by element ("{"a","b",NULL}"), for unnest. */
+typedef struct {
+    char *text; /* owned */
+    size_t len, cap, count;
+} routing_array_t;
+void routing_array_init(routing_array_t *a);
+void routing_array_add(routing_array_t *a, const char *text); /* NULL is NULL */
+void routing_array_add_int(routing_array_t *a, int64_t v);
+const char *routing_array_close(routing_array_t *a); /* the literal, owned by a */
+void routing_array_free(routing_array_t *a);
 
 /* routing_directory.c: the directory (routing's copy of the providers table), eligibility. */
 
@@ -177,9 +234,11 @@ int64_t routing_policy_deadline_ms(const routing_policy_t *self, int urgency);
 
 /* routing_cases.c: intake's case events applied to routing's copy of the case. */
 
-/* The consumer of intake's stream (nrm_apply_fn; ctx is the routing_t). Each event is applied
- * once per case: an event not newer than the case's last applied sequence changes nothing. */
-nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+/* The consumer of intake's stream, a batch at a time (nrm_flush_fn after routing_batch_gather;
+ * ctx is the routing_t): the batch's new cases in one statement, their parties in one each,
+ * then each event in order. Each event is applied once per case: an event not newer than the
+ * case's last applied sequence changes nothing. */
+nrm_status_t routing_flush_case_events(void *ctx, nrm_tx_t *tx);
 
 /* Loads the case (locking its row) into c. NOT_FOUND (naming field) when unknown. On OK the
  * caller releases c. */
@@ -213,6 +272,18 @@ nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_
 nrm_status_t routing_refer_waiting(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
                                    int service, bool *routed);
 
+/* Loads in one statement the candidates of every service the policy may refer for the n cases
+ * (just stored by the consumer batch in hand, none routed yet): routing them then asks nothing
+ * more of the database about candidates, the choice made in memory on the counters as they
+ * were plus the referrals made since (a need is asked on its own when a referral since used an
+ * agreement among its candidates'). Dropped at the batch's end (routing_batch_end). */
+nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const routing_case_t *cases,
+                                         size_t n);
+
+/* Forgets the prefetched candidates: call before anything changes a referral's state other than
+ * creating one (then every need asks on its own). */
+void routing_prefetch_drop(routing_t *self);
+
 void routing_assign_prepare(nrm_db_t *db);
 
 /* routing_referrals.c: answers, outcomes, expiry and revocation of referrals. */
@@ -228,8 +299,8 @@ nrm_status_t routing_expire_overdue(void *ctx, nrm_tx_t *tx);
 /* Revokes the open referrals of a case (referral.revoked with reason): all of them, or only
  * those made under consent when consented_only. Their services go back to waiting for consent
  * (consented_only) or are closed. */
-nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consented_only,
-                                 const char *reason);
+nrm_status_t routing_revoke_open(routing_t *self, nrm_tx_t *tx, const char *case_id,
+                                 bool consented_only, const char *reason);
 
 void routing_referrals_prepare(nrm_db_t *db);
 
@@ -266,14 +337,16 @@ void routing_list_prepare(nrm_db_t *db);
 
 /* routing_shelter.c: the shelter service's answers about the case's SHELTER need. */
 
-/* The consumer of the shelter stream (nrm_apply_fn; ctx is the routing_t): records where the
- * case's bed stands and publishes shelter.no_show when a hold ended without an arrival. */
-nrm_status_t routing_apply_shelter_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+/* The consumer of the shelter stream, a batch at a time (nrm_flush_fn after
+ * routing_batch_gather; ctx is the routing_t): records where each case's bed stands (one
+ * statement per batch) and publishes shelter.no_show when a hold ended without an arrival. */
+nrm_status_t routing_flush_shelter_events(void *ctx, nrm_tx_t *tx);
 
 /* Withdraws the case's consented (not mandatory) shelter request: its service waits for consent
  * again and shelter.request_withdrawn (with reason) tells the shelter service to cancel a
  * waitlist place or an unconfirmed hold. Nothing when no such request is pending. */
-nrm_status_t routing_shelter_withdraw(nrm_tx_t *tx, const char *case_id, const char *reason);
+nrm_status_t routing_shelter_withdraw(routing_t *self, nrm_tx_t *tx, const char *case_id,
+                                      const char *reason);
 
 void routing_shelter_prepare(nrm_db_t *db);
 

@@ -289,7 +289,7 @@ nrm_status_t routing_warn_agreements(routing_t *self, nrm_tx_t *tx)
         body.days_left = (int32_t)nrm_db_int(res, row, 3);
         nrm_log_info("agreement ending", "{s:s, s:s, s:s}", "agreement_id", body.agreement_id,
                      "provider", body.provider_agency_id, "end_date", body.end_date);
-        st = nrm_tx_emit_body(tx, NULL, NRM__V1__EVENT__BODY_AGREEMENT_ENDING, &body);
+        st = routing_emit_body(self, tx, NULL, NRM__V1__EVENT__BODY_AGREEMENT_ENDING, &body);
     }
     PQclear(res);
     return st;

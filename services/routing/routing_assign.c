@@ -38,6 +38,22 @@ static const char s_sql_candidates[] =
     "   ORDER BY g.end_date, g.agreement_id LIMIT 1)"
     " FROM unnest($1::text[]) WITH ORDINALITY AS c(id, n)"
     " LEFT JOIN providers p ON p.provider_id = c.id ORDER BY c.n";
+/* the same for every need of a batch's new cases at once ($1..$4: case, service, region and
+ * the candidates' ids as an array literal, per need), rows by need then candidate order */
+static const char s_sql_candidates_many[] =
+    "SELECT n.k, c.id, coalesce(p.open_count, 0),"
+    " EXISTS (SELECT 1 FROM referrals t WHERE t.case_id = n.case_id AND t.service = n.service"
+    "   AND t.provider_id = c.id AND t.state IN ('declined', 'expired')),"
+    " (SELECT coalesce(max(attempt), 0) FROM referrals a WHERE a.case_id = n.case_id"
+    "   AND a.service = n.service),"
+    " (SELECT g.agreement_id FROM agreements g WHERE g.provider_id = c.id"
+    "   AND n.service = ANY (g.services) AND (g.regions = '{}' OR n.region = ANY (g.regions))"
+    "   AND g.start_date <= $5::date AND g.end_date >= $5::date AND g.open_count < g.capacity"
+    "   ORDER BY g.end_date, g.agreement_id LIMIT 1)"
+    " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[]) WITH ORDINALITY"
+    "   AS n(case_id, service, region, ids, k)"
+    " CROSS JOIN LATERAL unnest(n.ids::text[]) WITH ORDINALITY AS c(id, m)"
+    " LEFT JOIN providers p ON p.provider_id = c.id ORDER BY n.k, c.m";
 static const char s_sql_insert[] =
     "INSERT INTO referrals (referral_id, case_id, service, attempt, provider_id, urgency,"
     " rule_id, reason, causation_id, created_ms, due_ms, agreement_id)"
@@ -99,23 +115,35 @@ void routing_assign_prepare(nrm_db_t *db)
     nrm_db_statement(db, "routing_decision", s_sql_decision);
     nrm_db_statement(db, "routing_set_state", s_sql_set_state);
     nrm_db_statement(db, "routing_candidates", s_sql_candidates);
+    nrm_db_statement(db, "routing_candidates_many", s_sql_candidates_many);
     nrm_db_statement(db, "routing_insert", s_sql_insert);
     nrm_db_statement(db, "routing_open_providers", s_sql_open_providers);
 }
 
 nrm_status_t routing_lock(routing_t *self, nrm_tx_t *tx)
 {
+    if (routing_batch_locked(self)) /* once per consumer batch: the directory is current */
+        return NRM_OK;
     nrm_status_t st = nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
     /* after a reload, until the timer's seeding commits: seed first (idempotent) */
     if (st == NRM_OK && self->seed_pending && !self->seeding)
         st = routing_seed_providers(self, tx);
-    return st == NRM_OK ? routing_directory_refresh(self, tx) : st;
+    if (st == NRM_OK)
+        st = routing_directory_refresh(self, tx);
+    if (st == NRM_OK)
+        routing_batch_set_locked(self);
+    return st;
 }
 
-/* Records where a service of the case stands, with the rule that decided it and why. */
-static nrm_status_t s_set_state(nrm_tx_t *tx, const char *case_id, int service, s_state_t state,
-                                bool mandatory, const char *rule_id, const char *reason)
+/* Records where a service of the case stands, with the rule that decided it and why (held
+ * until the batch's end or the next read of case_services during a consumer batch). */
+static nrm_status_t s_set_state(routing_t *self, nrm_tx_t *tx, const char *case_id, int service,
+                                s_state_t state, bool mandatory, const char *rule_id,
+                                const char *reason)
 {
+    if (routing_batch_hold_state(self, case_id, service, s_state_names[state], mandatory, rule_id,
+                                 reason))
+        return NRM_OK;
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_int(&p, service);
@@ -128,15 +156,18 @@ static nrm_status_t s_set_state(nrm_tx_t *tx, const char *case_id, int service, 
 }
 
 /* Loads where each service of the case stands into states (indexed by ServiceType value). */
-static nrm_status_t s_load_states(nrm_tx_t *tx, const char *case_id,
+static nrm_status_t s_load_states(routing_t *self, nrm_tx_t *tx, const char *case_id,
                                   s_state_t states[ROUTING_SERVICE_LIMIT])
 {
     for (int i = 0; i < ROUTING_SERVICE_LIMIT; i++)
         states[i] = S_NONE;
+    nrm_status_t st = routing_batch_sync(self, tx);
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_states", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_states", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     for (int row = 0; row < PQntuples(res); row++) {
@@ -172,6 +203,176 @@ static void s_day(int64_t ms, char day[16])
     strftime(day, 16, "%Y-%m-%d", &tm);
 }
 
+/* One need whose candidates were loaded with the batch's others: rows first..first+count-1 of
+ * the prefetch's result. */
+typedef struct {
+    char case_id[ROUTING_ID_MAX];
+    int service;
+    int first, count;
+    bool used; /* looked up once: its attempts may have moved since */
+} s_need_t;
+
+/* The candidates of a batch's new cases, loaded in one statement, and what the batch changed
+ * in the counters since: referrals made per provider, agreements referred under. */
+struct routing_prefetch_t {
+    PGresult *res;
+    s_need_t *needs;
+    size_t n_needs, next;               /* next: where the next lookup starts */
+    const routing_provider_t **made_to; /* one entry per referral made since */
+    char (*agreements)[ROUTING_ID_MAX]; /* one entry per referral made under an agreement */
+    size_t n_made, n_agreements, cap_made, cap_agreements;
+};
+
+void routing_prefetch_drop(routing_t *self)
+{
+    routing_prefetch_t *f = self->prefetch;
+    if (!f)
+        return;
+    PQclear(f->res);
+    free(f->needs);
+    free(f->made_to);
+    free(f->agreements);
+    free(f);
+    self->prefetch = NULL;
+}
+
+/* Writes the PostgreSQL array literal of the candidates' ids into a malloc'd string. */
+static char *s_id_array(const s_candidates_t *cand);
+
+/* Writes the UTC day of ms ("YYYY-MM-DD") into day. */
+static void s_day(int64_t ms, char day[16]);
+
+/* True when the policy may refer service for the case (with or without a language gap). */
+static bool s_may_refer(const routing_t *self, const routing_case_t *c, int service)
+{
+    routing_decision_t d;
+    routing_policy_decide(self->policy, c, service, false, &d);
+    if (d.verdict != ROUTING_SKIP)
+        return true;
+    routing_policy_decide(self->policy, c, service, true, &d);
+    return d.verdict != ROUTING_SKIP;
+}
+
+nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const routing_case_t *cases,
+                                         size_t n)
+{
+    routing_prefetch_drop(self);
+    routing_prefetch_t *f = nrm_xcalloc(1, sizeof *f);
+    f->needs = nrm_xcalloc(n * S_ORDER_COUNT + 1, sizeof *f->needs);
+    s_candidates_t *cand = nrm_xcalloc(1, sizeof *cand);
+    routing_array_t ids, services, regions, lists;
+    routing_array_init(&ids);
+    routing_array_init(&services);
+    routing_array_init(&regions);
+    routing_array_init(&lists);
+    int rows = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < S_ORDER_COUNT; j++) {
+            const routing_case_t *c = &cases[i];
+            int service = s_order[j];
+            if (service == NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER ||
+                !s_may_refer(self, c, service))
+                continue;
+            cand->count = routing_directory_eligible(self->directory, c, service, cand->providers,
+                                                     ROUTING_MAX_CANDIDATES, NULL);
+            if (cand->count == 0)
+                continue;
+            s_need_t *need = &f->needs[f->n_needs++];
+            snprintf(need->case_id, sizeof need->case_id, "%s", c->case_id);
+            need->service = service;
+            need->first = rows;
+            need->count = (int)cand->count;
+            rows += (int)cand->count;
+            char *list = s_id_array(cand);
+            routing_array_add(&ids, c->case_id);
+            routing_array_add_int(&services, service);
+            routing_array_add(&regions, c->region);
+            routing_array_add(&lists, list);
+            free(list);
+        }
+    free(cand);
+    nrm_status_t st = NRM_OK;
+    if (f->n_needs > 0) {
+        char day[16];
+        s_day(tx->now_ms, day);
+        nrm_params_t p = {0};
+        nrm_params_text(&p, routing_array_close(&ids));
+        nrm_params_text(&p, routing_array_close(&services));
+        nrm_params_text(&p, routing_array_close(&regions));
+        nrm_params_text(&p, routing_array_close(&lists));
+        nrm_params_text(&p, day);
+        st = nrm_db_exec(tx->db, "routing_candidates_many", &p, &f->res, tx->err);
+        if (st == NRM_OK && PQntuples(f->res) != rows)
+            f->n_needs = 0; /* a provider listed twice, or gone: every need asks on its own */
+    }
+    routing_array_free(&ids);
+    routing_array_free(&services);
+    routing_array_free(&regions);
+    routing_array_free(&lists);
+    self->prefetch = f;
+    if (st != NRM_OK)
+        routing_prefetch_drop(self);
+    return st;
+}
+
+/* Fills cand (its providers set) from the prefetch when it holds the need, unused, with the same
+ * candidates, and no referral since was made under one of their agreements (which may be full
+ * now); the open counts get the referrals made since. Returns whether it did. */
+static bool s_from_prefetch(routing_t *self, const routing_case_t *c, int service,
+                            s_candidates_t *cand)
+{
+    routing_prefetch_t *f = self->prefetch;
+    s_need_t *need = NULL;
+    /* needs are looked up mostly in the order they were loaded: start after the last one */
+    for (size_t j = 0; f && j < f->n_needs && !need; j++) {
+        size_t i = (f->next + j) % f->n_needs;
+        if (f->needs[i].service == service && strcmp(f->needs[i].case_id, c->case_id) == 0) {
+            need = &f->needs[i];
+            f->next = i + 1;
+        }
+    }
+    if (!need || need->used || need->count != (int)cand->count)
+        return false;
+    need->used = true;
+    for (size_t i = 0; i < cand->count; i++) {
+        int row = need->first + (int)i;
+        if (strcmp(nrm_db_text(f->res, row, 1), cand->providers[i]->id) != 0)
+            return false;
+        const char *agreement = nrm_db_text(f->res, row, 5);
+        for (size_t k = 0; agreement[0] && k < f->n_agreements; k++)
+            if (strcmp(f->agreements[k], agreement) == 0)
+                return false;
+        int64_t made = 0;
+        for (size_t k = 0; k < f->n_made; k++)
+            made += f->made_to[k] == cand->providers[i];
+        cand->open[i] = nrm_db_int(f->res, row, 2) + made;
+        cand->tried[i] = nrm_db_int(f->res, row, 3) != 0;
+        cand->last_attempt = (int)nrm_db_int(f->res, row, 4);
+        snprintf(cand->agreement[i], sizeof cand->agreement[i], "%s", agreement);
+    }
+    return true;
+}
+
+/* Notes a referral made to p (under agreement, "" for none) for the prefetch's counters. */
+static void s_prefetch_note(routing_t *self, const routing_provider_t *p, const char *agreement)
+{
+    routing_prefetch_t *f = self->prefetch;
+    if (!f)
+        return;
+    if (f->n_made == f->cap_made) {
+        f->cap_made = f->cap_made ? 2 * f->cap_made : 32;
+        f->made_to = nrm_xreallocarray(f->made_to, f->cap_made, sizeof *f->made_to);
+    }
+    f->made_to[f->n_made++] = p;
+    if (!agreement[0])
+        return;
+    if (f->n_agreements == f->cap_agreements) {
+        f->cap_agreements = f->cap_agreements ? 2 * f->cap_agreements : 32;
+        f->agreements = nrm_xreallocarray(f->agreements, f->cap_agreements, sizeof *f->agreements);
+    }
+    snprintf(f->agreements[f->n_agreements++], ROUTING_ID_MAX, "%s", agreement);
+}
+
 /* Fills cand with the eligible providers for service of the case, their open referrals,
  * whether each was already tried for this case and service, and the agreement it would be
  * referred under. */
@@ -181,7 +382,7 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     cand->count = routing_directory_eligible(self->directory, c, service, cand->providers,
                                              ROUTING_MAX_CANDIDATES, &cand->offering);
     cand->last_attempt = 0;
-    if (cand->count == 0)
+    if (cand->count == 0 || s_from_prefetch(self, c, service, cand))
         return NRM_OK;
     char *ids = s_id_array(cand);
     nrm_params_t p = {0};
@@ -271,7 +472,7 @@ static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_ca
                  "service_type", routing_service_name(service), "region", c->region, "eligible",
                  (json_int_t)cand->count, "tried", (json_int_t)tried);
     (*self->referrals_unroutable)++;
-    return nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, &body);
+    return routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, &body);
 }
 
 /* Inserts the referral of service to the provider and publishes referral.created. */
@@ -314,6 +515,7 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     PQclear(res);
     if (!created) /* this attempt exists already: it was made before, nothing to add */
         return NRM_OK;
+    s_prefetch_note(self, p, cand->agreement[pick]); /* the counters the triggers just moved */
     Nrm__V1__ReferralCreated body = NRM__V1__REFERRAL_CREATED__INIT;
     body.referral_id = referral_id;
     body.service = (Nrm__V1__ServiceType)service;
@@ -324,7 +526,7 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     body.rule_id = (char *)d->rule_id;
     body.reason = reason;
     (*self->referrals_created)++;
-    return nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_CREATED, &body);
+    return routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_CREATED, &body);
 }
 
 /* Refers service of the case to the best candidate not tried yet (attempt + 1), or publishes
@@ -349,7 +551,7 @@ static nrm_status_t s_refer(routing_t *self, nrm_tx_t *tx, const routing_case_t 
     free(cand);
     if (st != NRM_OK)
         return st;
-    return s_set_state(tx, c->case_id, service, pick >= 0 ? S_REFERRED : S_WAITING,
+    return s_set_state(self, tx, c->case_id, service, pick >= 0 ? S_REFERRED : S_WAITING,
                        d->verdict == ROUTING_MANDATORY, d->rule_id, d->reason);
 }
 
@@ -365,13 +567,14 @@ static nrm_status_t s_request_shelter(routing_t *self, nrm_tx_t *tx, const routi
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.beds = 1 + (c->profile->accompanying_children > 0 ? c->profile->accompanying_children : 0);
     nrm_status_t st =
-        nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_SHELTER_REQUESTED, &body);
+        routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_SHELTER_REQUESTED, &body);
     if (st == NRM_OK)
         (*self->shelters_requested)++;
-    return st == NRM_OK ? s_set_state(tx, c->case_id, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,
-                                      S_SHELTER_REQUESTED, d->verdict == ROUTING_MANDATORY,
-                                      d->rule_id, d->reason)
-                        : st;
+    return st == NRM_OK
+               ? s_set_state(self, tx, c->case_id, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,
+                             S_SHELTER_REQUESTED, d->verdict == ROUTING_MANDATORY, d->rule_id,
+                             d->reason)
+               : st;
 }
 
 /* Whether providers chosen for the case speak none of the person's languages. */
@@ -388,11 +591,14 @@ static nrm_status_t s_language_gap(routing_t *self, nrm_tx_t *tx, const routing_
     *gap = (s_gap_t){.known = true};
     if (c->profile->n_languages == 0)
         return NRM_OK;
+    nrm_status_t st = routing_batch_sync(self, tx);
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, c->case_id);
     nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_INTERPRETATION);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_open_providers", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_open_providers", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     for (int row = 0; row < PQntuples(res); row++) {
@@ -424,13 +630,14 @@ static nrm_status_t s_act(routing_t *self, nrm_tx_t *tx, const routing_case_t *c
         /* a stated need the policy refuses is recorded, with the rule that refused it */
         if (state == S_NOT_REFERRED || (state == S_NONE && !ROUTING_SET_HAS(c->needs, service)))
             return NRM_OK;
-        return s_set_state(tx, c->case_id, service, S_NOT_REFERRED, false, d->rule_id, d->reason);
+        return s_set_state(self, tx, c->case_id, service, S_NOT_REFERRED, false, d->rule_id,
+                           d->reason);
     }
     if (d->verdict == ROUTING_REFER && !c->consent)
         return state == S_AWAITING_CONSENT
                    ? NRM_OK
-                   : s_set_state(tx, c->case_id, service, S_AWAITING_CONSENT, false, d->rule_id,
-                                 d->reason);
+                   : s_set_state(self, tx, c->case_id, service, S_AWAITING_CONSENT, false,
+                                 d->rule_id, d->reason);
     if (service == NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER)
         return s_request_shelter(self, tx, c, d);
     return s_refer(self, tx, c, service, d, false, chosen);
@@ -441,7 +648,7 @@ nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_cas
     if (!c->open)
         return NRM_OK;
     s_state_t states[ROUTING_SERVICE_LIMIT] = {S_NONE};
-    nrm_status_t st = c->just_opened ? NRM_OK : s_load_states(tx, c->case_id, states);
+    nrm_status_t st = c->just_opened ? NRM_OK : s_load_states(self, tx, c->case_id, states);
     /* a case opened just now has no referral yet: no gap until this pass makes one */
     s_gap_t gap = {.known = c->just_opened};
     for (size_t i = 0; st == NRM_OK && i < S_ORDER_COUNT; i++) {
@@ -468,15 +675,19 @@ nrm_status_t routing_route_case(routing_t *self, nrm_tx_t *tx, const routing_cas
 
 /* Loads the decision recorded for service of the case into d (rule_id and reason are copied
  * into the caller's buffers). */
-static nrm_status_t s_load_decision(nrm_tx_t *tx, const routing_case_t *c, int service,
-                                    routing_decision_t *d, char rule_id[ROUTING_REASON_MAX],
+static nrm_status_t s_load_decision(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
+                                    int service, routing_decision_t *d,
+                                    char rule_id[ROUTING_REASON_MAX],
                                     char reason[ROUTING_REASON_MAX])
 {
+    nrm_status_t st = routing_batch_sync(self, tx);
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, c->case_id);
     nrm_params_int(&p, service);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_decision", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_decision", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     if (PQntuples(res) != 1) {
@@ -498,7 +709,7 @@ nrm_status_t routing_reassign(routing_t *self, nrm_tx_t *tx, const routing_case_
         return NRM_OK;
     char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
     routing_decision_t d;
-    nrm_status_t st = s_load_decision(tx, c, service, &d, rule_id, reason);
+    nrm_status_t st = s_load_decision(self, tx, c, service, &d, rule_id, reason);
     const routing_provider_t *chosen = NULL;
     if (st == NRM_OK)
         st = s_refer(self, tx, c, service, &d, false, &chosen);
@@ -514,7 +725,7 @@ nrm_status_t routing_refer_waiting(routing_t *self, nrm_tx_t *tx, const routing_
         return NRM_OK;
     char rule_id[ROUTING_REASON_MAX], reason[ROUTING_REASON_MAX];
     routing_decision_t d;
-    nrm_status_t st = s_load_decision(tx, c, service, &d, rule_id, reason);
+    nrm_status_t st = s_load_decision(self, tx, c, service, &d, rule_id, reason);
     const routing_provider_t *chosen = NULL;
     if (st == NRM_OK)
         st = s_refer(self, tx, c, service, &d, true, &chosen);

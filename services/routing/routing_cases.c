@@ -2,7 +2,9 @@
  * withdrawn, closed; and who the case manager and the reporters are (opened, linked, manager
  * changed), for the reads that show a case to them. Each event is applied once per case (its intake
  * sequence is compared with the case's last applied one), so a replay from sequence 1 changes
- * nothing. */
+ * nothing. A batch of events is applied at a time: its new cases in one statement, its parties
+ * in one statement each, then every event in order (a case saved per event: the next event of
+ * the case in the batch reads it back, locked). */
 #include "routing.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
@@ -13,10 +15,16 @@
 
 #define S_LIST_TEXT 128 /* an int[] as text: at most a few dozen small values */
 
+/* the batch's opened cases, in their order; those already known (a replay) are left alone */
 static const char s_sql_insert[] =
     "INSERT INTO cases (case_id, region, is_minor, profile, exploitation_types, needs, urgency,"
     " safety_risk, consent_to_referral, last_seq, screening)"
-    " VALUES ($1, $2, $3, $4, $5::int[], $6::int[], $7, $8, $9, $10, $11)"
+    " SELECT u.case_id, u.region, u.is_minor, decode(u.profile, 'hex'), u.types::int[],"
+    " u.needs::int[], u.urgency, u.safety_risk, u.consent, u.last_seq, u.screening"
+    " FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::text[], $6::text[],"
+    " $7::int[], $8::int[], $9::bool[], $10::bigint[], $11::int[]) WITH ORDINALITY"
+    " AS u(case_id, region, is_minor, profile, types, needs, urgency, safety_risk, consent,"
+    " last_seq, screening, n) ORDER BY u.n"
     " ON CONFLICT (case_id) DO NOTHING RETURNING case_id";
 static const char s_sql_load[] =
     "SELECT status, region, is_minor, profile, array_to_string(exploitation_types, ','),"
@@ -30,10 +38,16 @@ static const char s_sql_save[] =
 /* The parties of a case: idempotent, so that a replay of intake's stream from 1 fills in cases
  * stored before routing knew them (and never puts back an earlier case manager). */
 static const char s_sql_manager[] =
-    "UPDATE cases SET case_manager = $2, manager_seq = $3 WHERE case_id = $1 AND manager_seq < $3";
+    "UPDATE cases c SET case_manager = u.manager, manager_seq = u.seq"
+    " FROM (SELECT DISTINCT ON (case_id) case_id, manager, seq"
+    "       FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(case_id, manager, seq)"
+    "       ORDER BY case_id, seq DESC) u"
+    " WHERE c.case_id = u.case_id AND c.manager_seq < u.seq";
 static const char s_sql_reporter[] =
-    "INSERT INTO case_reporters (case_id, agency_id) SELECT $1, $2"
-    " WHERE EXISTS (SELECT 1 FROM cases WHERE case_id = $1) ON CONFLICT DO NOTHING";
+    "INSERT INTO case_reporters (case_id, agency_id)"
+    " SELECT DISTINCT u.case_id, u.agency_id FROM unnest($1::text[], $2::text[])"
+    " AS u(case_id, agency_id) WHERE EXISTS (SELECT 1 FROM cases c WHERE c.case_id = u.case_id)"
+    " ON CONFLICT DO NOTHING";
 
 void routing_cases_prepare(nrm_db_t *db)
 {
@@ -161,75 +175,147 @@ static int s_screening_of(const Nrm__V1__Screening *s)
                            : NRM__V1__SCREENING_OUTCOME__SCREENING_OUTCOME_NOT_SCREENED;
 }
 
-/* Records that agency manages the case from intake sequence seq on (unless a later event named
- * another), and/or reports on it; "" or NULL is skipped. */
-static nrm_status_t s_parties(nrm_tx_t *tx, const char *case_id, const char *manager,
-                              const char *reporter, int64_t seq)
+/* The case a case.opened event describes, into c (c->profile owned: routing_case_release),
+ * and its profile's bytes into *profile (malloc'd, caller frees; *len their size). OK, or
+ * INTERNAL when out of memory (nothing owned then). */
+static nrm_status_t s_case_of_opened(nrm_tx_t *tx, const Nrm__V1__Event *ev, routing_case_t *c,
+                                     uint8_t **profile, size_t *len)
 {
-    nrm_status_t st = NRM_OK;
-    if (manager && manager[0]) {
-        nrm_params_t p = {0};
-        nrm_params_text(&p, case_id);
-        nrm_params_text(&p, manager);
-        nrm_params_int(&p, seq);
-        st = nrm_db_exec(tx->db, "routing_case_manager", &p, NULL, tx->err);
+    const Nrm__V1__CaseOpened *o = ev->case_opened;
+    *c = (routing_case_t){
+        .open = true, .is_minor = o->is_minor, .last_seq = ev->seq, .just_opened = true};
+    snprintf(c->case_id, sizeof c->case_id, "%s", ev->case_id);
+    snprintf(c->region, sizeof c->region, "%s", o->region);
+    c->needs = s_set_of((const int *)o->needs, o->n_needs);
+    c->exploitation = s_set_of((const int *)o->exploitation_types, o->n_exploitation_types);
+    c->urgency = o->urgency ? (int)o->urgency : NRM__V1__URGENCY__URGENCY_ROUTINE;
+    c->safety_risk = (int)o->safety_risk;
+    c->consent = o->consent_to_referral;
+    c->screening = s_screening_of(o->screening);
+    static const Nrm__V1__Profile empty = NRM__V1__PROFILE__INIT;
+    *profile = s_profile_bytes(o->profile ? o->profile : &empty, len);
+    c->profile = s_profile_from_bytes(*profile, *len);
+    if (c->profile)
+        return NRM_OK;
+    free(*profile);
+    *profile = NULL;
+    return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+}
+
+/* Writes bytes as lower-case hex into a malloc'd string (caller frees). */
+static char *s_hex(const uint8_t *bytes, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    char *hex = nrm_xmalloc(2 * len + 1);
+    for (size_t i = 0; i < len; i++) {
+        hex[2 * i] = digits[bytes[i] >> 4];
+        hex[2 * i + 1] = digits[bytes[i] & 0xf];
     }
-    if (st == NRM_OK && reporter && reporter[0]) {
-        nrm_params_t p = {0};
-        nrm_params_text(&p, case_id);
-        nrm_params_text(&p, reporter);
-        st = nrm_db_exec(tx->db, "routing_case_reporter", &p, NULL, tx->err);
+    hex[2 * len] = '\0';
+    return hex;
+}
+
+/* Stores the cases of the batch's case.opened events (n of them, cases[i] from opened[i]) in
+ * one statement; inserted[i] tells whether opened[i] stored its case (false for a replay, and
+ * for a second opening of one case in the batch). */
+static nrm_status_t s_insert_cases(nrm_tx_t *tx, const Nrm__V1__Event *const *opened,
+                                   const routing_case_t *cases, uint8_t *const *profiles,
+                                   const size_t *lens, size_t n, bool *inserted)
+{
+    enum { ID, REGION, MINOR, PROFILE, TYPES, NEEDS, URGENCY, RISK, CONSENT, SEQ, SCREENING, COLS };
+    routing_array_t a[COLS];
+    for (int k = 0; k < COLS; k++)
+        routing_array_init(&a[k]);
+    for (size_t i = 0; i < n; i++) {
+        const routing_case_t *c = &cases[i];
+        char types[S_LIST_TEXT], needs[S_LIST_TEXT];
+        s_set_text(c->exploitation, types, sizeof types);
+        s_set_text(c->needs, needs, sizeof needs);
+        char *hex = s_hex(profiles[i], lens[i]);
+        routing_array_add(&a[ID], c->case_id);
+        routing_array_add(&a[REGION], c->region);
+        routing_array_add(&a[MINOR], c->is_minor ? "t" : "f");
+        routing_array_add(&a[PROFILE], hex);
+        routing_array_add(&a[TYPES], types);
+        routing_array_add(&a[NEEDS], needs);
+        routing_array_add_int(&a[URGENCY], c->urgency);
+        routing_array_add_int(&a[RISK], c->safety_risk);
+        routing_array_add(&a[CONSENT], c->consent ? "t" : "f");
+        routing_array_add_int(&a[SEQ], c->last_seq);
+        routing_array_add_int(&a[SCREENING], c->screening);
+        free(hex);
     }
+    nrm_params_t p = {0};
+    for (int k = 0; k < COLS; k++)
+        nrm_params_text(&p, routing_array_close(&a[k]));
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_case_insert", &p, &res, tx->err);
+    for (int k = 0; k < COLS; k++)
+        routing_array_free(&a[k]);
+    for (size_t i = 0; i < n; i++)
+        inserted[i] = false;
+    for (int row = 0; st == NRM_OK && row < PQntuples(res); row++) {
+        const char *id = nrm_db_text(res, row, 0);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(opened[i]->case_id, id) == 0) {
+                inserted[i] = true; /* the first opening of the case in the batch */
+                break;
+            }
+    }
+    PQclear(res);
     return st;
 }
 
-/* case.opened: a new case is stored and routed; a known one (a replay) changes nothing. */
-static nrm_status_t s_opened(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+/* Records who manages and who reports on the batch's cases, one statement each: the reporting
+ * agency of case.opened (also its first manager) and case.linked, the manager of
+ * case.manager_changed (the latest sequence wins, never an earlier one; unknown cases and ""
+ * are skipped). Idempotent, so that a replay fills in cases stored before routing knew them. */
+static nrm_status_t s_parties(nrm_tx_t *tx, const Nrm__V1__Event *const *events, size_t n)
 {
-    const Nrm__V1__CaseOpened *o = ev->case_opened;
-    routing_case_t c = {
-        .open = true, .is_minor = o->is_minor, .last_seq = ev->seq, .just_opened = true};
-    snprintf(c.case_id, sizeof c.case_id, "%s", ev->case_id);
-    snprintf(c.region, sizeof c.region, "%s", o->region);
-    c.needs = s_set_of((const int *)o->needs, o->n_needs);
-    c.exploitation = s_set_of((const int *)o->exploitation_types, o->n_exploitation_types);
-    c.urgency = o->urgency ? (int)o->urgency : NRM__V1__URGENCY__URGENCY_ROUTINE;
-    c.safety_risk = (int)o->safety_risk;
-    c.consent = o->consent_to_referral;
-    c.screening = s_screening_of(o->screening);
-    static const Nrm__V1__Profile empty = NRM__V1__PROFILE__INIT;
-    size_t len = 0;
-    uint8_t *profile = s_profile_bytes(o->profile ? o->profile : &empty, &len);
-    c.profile = profile ? s_profile_from_bytes(profile, len) : NULL;
-    if (!c.profile) {
-        free(profile);
-        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    routing_array_t m_ids, m_agencies, m_seqs, r_ids, r_agencies;
+    routing_array_init(&m_ids);
+    routing_array_init(&m_agencies);
+    routing_array_init(&m_seqs);
+    routing_array_init(&r_ids);
+    routing_array_init(&r_agencies);
+    for (size_t i = 0; i < n; i++) {
+        const Nrm__V1__Event *ev = events[i];
+        const char *manager = NULL, *reporter = NULL;
+        if (ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED)
+            manager = reporter = ev->case_opened->reporting_agency_id;
+        else if (ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED)
+            reporter = ev->case_linked->reporting_agency_id;
+        else if (ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED)
+            manager = ev->case_manager_changed->case_manager_agency_id;
+        if (manager && manager[0]) {
+            routing_array_add(&m_ids, ev->case_id);
+            routing_array_add(&m_agencies, manager);
+            routing_array_add_int(&m_seqs, ev->seq);
+        }
+        if (reporter && reporter[0]) {
+            routing_array_add(&r_ids, ev->case_id);
+            routing_array_add(&r_agencies, reporter);
+        }
     }
-    char types[S_LIST_TEXT], needs[S_LIST_TEXT];
-    s_set_text(c.exploitation, types, sizeof types);
-    s_set_text(c.needs, needs, sizeof needs);
-    nrm_params_t p = {0};
-    nrm_params_text(&p, c.case_id);
-    nrm_params_text(&p, c.region);
-    nrm_params_bool(&p, c.is_minor);
-    nrm_params_bytes(&p, profile, len);
-    nrm_params_text(&p, types);
-    nrm_params_text(&p, needs);
-    nrm_params_int(&p, c.urgency);
-    nrm_params_int(&p, c.safety_risk);
-    nrm_params_bool(&p, c.consent);
-    nrm_params_int(&p, c.last_seq);
-    nrm_params_int(&p, c.screening);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_case_insert", &p, &res, tx->err);
-    free(profile);
-    bool inserted = st == NRM_OK && PQntuples(res) == 1;
-    PQclear(res);
-    if (st == NRM_OK) /* a replay too: fills in a case stored before routing knew its parties */
-        st = s_parties(tx, c.case_id, o->reporting_agency_id, o->reporting_agency_id, ev->seq);
-    if (st == NRM_OK && inserted)
-        st = routing_route_case(self, tx, &c);
-    routing_case_release(&c);
+    nrm_status_t st = NRM_OK;
+    if (m_ids.count > 0) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, routing_array_close(&m_ids));
+        nrm_params_text(&p, routing_array_close(&m_agencies));
+        nrm_params_text(&p, routing_array_close(&m_seqs));
+        st = nrm_db_exec(tx->db, "routing_case_manager", &p, NULL, tx->err);
+    }
+    if (st == NRM_OK && r_ids.count > 0) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, routing_array_close(&r_ids));
+        nrm_params_text(&p, routing_array_close(&r_agencies));
+        st = nrm_db_exec(tx->db, "routing_case_reporter", &p, NULL, tx->err);
+    }
+    routing_array_free(&m_ids);
+    routing_array_free(&m_agencies);
+    routing_array_free(&m_seqs);
+    routing_array_free(&r_ids);
+    routing_array_free(&r_agencies);
     return st;
 }
 
@@ -272,40 +358,16 @@ static nrm_status_t s_updated(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
     if (st == NRM_OK && raised) /* before new referrals: those get the new deadline anyway */
         st = routing_urgency_raised(self, tx, c, c->urgency);
     if (st == NRM_OK && withdrawn)
-        st = routing_revoke_open(tx, c->case_id, true, "consent_withdrawn");
+        st = routing_revoke_open(self, tx, c->case_id, true, "consent_withdrawn");
     return st == NRM_OK ? routing_route_case(self, tx, c) : st;
 }
 
-nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+/* Applies case.updated, consent_withdrawn or case.closed to the case it is about. */
+static nrm_status_t s_apply_to_case(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
-    routing_t *self = ctx;
-    /* case.linked and case.manager_changed: who may read the case (what changes in the case
-     * comes as case.updated); case.link_alert and bodies newer than this code: skipped */
-    bool parties = ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED ||
-                   ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED;
-    bool known = parties || ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED ||
-                 ev->body_case == NRM__V1__EVENT__BODY_CASE_UPDATED ||
-                 ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN ||
-                 ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED;
-    if (!known)
-        return NRM_OK;
-    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX) {
-        nrm_log_warn("case event without a usable case id", "{s:I}", "seq", (json_int_t)ev->seq);
-        return NRM_OK;
-    }
-    nrm_status_t st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
-    if (st != NRM_OK)
-        return st;
-    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED)
-        return s_opened(self, tx, ev);
-    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED)
-        return s_parties(tx, ev->case_id, NULL, ev->case_linked->reporting_agency_id, ev->seq);
-    if (ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED)
-        return s_parties(tx, ev->case_id, ev->case_manager_changed->case_manager_agency_id, NULL,
-                         ev->seq);
     routing_case_t c;
     bool fresh = false;
-    st = s_load_for_event(tx, ev, &c, &fresh);
+    nrm_status_t st = s_load_for_event(tx, ev, &c, &fresh);
     if (st != NRM_OK || !fresh) {
         routing_case_release(&c);
         return st;
@@ -324,7 +386,7 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         c.consent = false;
         st = s_save(tx, &c);
         if (st == NRM_OK)
-            st = routing_revoke_open(tx, c.case_id, true, "consent_withdrawn");
+            st = routing_revoke_open(self, tx, c.case_id, true, "consent_withdrawn");
         if (st == NRM_OK) /* what mandatory referrals still need (an interpreter) stays */
             st = routing_route_case(self, tx, &c);
         break;
@@ -332,7 +394,7 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
         c.open = false;
         st = s_save(tx, &c);
         if (st == NRM_OK)
-            st = routing_revoke_open(tx, c.case_id, false, "case_closed");
+            st = routing_revoke_open(self, tx, c.case_id, false, "case_closed");
         break;
     }
     routing_case_release(&c);
@@ -340,4 +402,93 @@ nrm_status_t routing_apply_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Ev
     bool freed = ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED ||
                  ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN;
     return st == NRM_OK && freed ? routing_serve_waiting(self, tx) : st;
+}
+
+/* True for the events routing applies: case.opened, updated, consent_withdrawn, closed, linked
+ * and manager_changed with a usable case id (case.link_alert and bodies newer than this code
+ * are skipped). */
+static bool s_applies(const Nrm__V1__Event *ev)
+{
+    bool known = ev->body_case == NRM__V1__EVENT__BODY_CASE_LINKED ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CASE_UPDATED ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN ||
+                 ev->body_case == NRM__V1__EVENT__BODY_CASE_CLOSED;
+    if (!known)
+        return false;
+    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX) {
+        nrm_log_warn("case event without a usable case id", "{s:I}", "seq", (json_int_t)ev->seq);
+        return false;
+    }
+    return true;
+}
+
+/* The work of one batch (events: the n that apply): cases stored, parties recorded, then each
+ * event in order (a new case routed, the others applied to their case). */
+static nrm_status_t s_apply_batch(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event **events,
+                                  size_t n)
+{
+    const Nrm__V1__Event **opened = nrm_xcalloc(n, sizeof *opened);
+    routing_case_t *cases = nrm_xcalloc(n, sizeof *cases);
+    uint8_t **profiles = nrm_xcalloc(n, sizeof *profiles);
+    size_t *lens = nrm_xcalloc(n, sizeof *lens);
+    bool *inserted = nrm_xcalloc(n, sizeof *inserted);
+    size_t n_opened = 0;
+    nrm_status_t st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
+    for (size_t i = 0; st == NRM_OK && i < n; i++)
+        if (events[i]->body_case == NRM__V1__EVENT__BODY_CASE_OPENED) {
+            st = s_case_of_opened(tx, events[i], &cases[n_opened], &profiles[n_opened],
+                                  &lens[n_opened]);
+            if (st == NRM_OK)
+                opened[n_opened++] = events[i];
+        }
+    if (st == NRM_OK && n_opened > 0)
+        st = s_insert_cases(tx, opened, cases, profiles, lens, n_opened, inserted);
+    size_t n_new = 0; /* the new cases first in cases, for the candidates of all their needs */
+    routing_case_t *fresh = nrm_xcalloc(n_opened + 1, sizeof *fresh);
+    for (size_t k = 0; st == NRM_OK && k < n_opened; k++)
+        if (inserted[k])
+            fresh[n_new++] = cases[k]; /* a shallow copy: cases[k] keeps the profile */
+    if (st == NRM_OK && n_new > 0)
+        st = routing_prefetch_candidates(self, tx, fresh, n_new);
+    free(fresh);
+    if (st == NRM_OK)
+        st = s_parties(tx, events, n);
+    for (size_t i = 0, k = 0; st == NRM_OK && i < n; i++) {
+        const Nrm__V1__Event *ev = events[i];
+        tx->causation_id = ev->event_id;
+        if (ev->body_case == NRM__V1__EVENT__BODY_CASE_OPENED) {
+            if (inserted[k])
+                st = routing_route_case(self, tx, &cases[k]);
+            k++;
+        } else if (ev->body_case != NRM__V1__EVENT__BODY_CASE_LINKED &&
+                   ev->body_case != NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED)
+            st = s_apply_to_case(self, tx, ev);
+    }
+    for (size_t k = 0; k < n_opened; k++) {
+        routing_case_release(&cases[k]);
+        free(profiles[k]);
+    }
+    free(opened);
+    free(cases);
+    free(profiles);
+    free(lens);
+    free(inserted);
+    return st;
+}
+
+nrm_status_t routing_flush_case_events(void *ctx, nrm_tx_t *tx)
+{
+    routing_t *self = ctx;
+    const Nrm__V1__Event *const *gathered = NULL;
+    size_t n = routing_batch_events(self, &gathered), used = 0;
+    const Nrm__V1__Event **events = nrm_xcalloc(n ? n : 1, sizeof *events);
+    for (size_t i = 0; i < n; i++)
+        if (s_applies(gathered[i]))
+            events[used++] = gathered[i];
+    routing_batch_begin(self);
+    nrm_status_t st = used > 0 ? s_apply_batch(self, tx, events, used) : NRM_OK;
+    free(events);
+    return routing_batch_end(self, tx, st);
 }

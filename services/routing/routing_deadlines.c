@@ -42,8 +42,8 @@ nrm_status_t routing_urgency_raised(routing_t *self, nrm_tx_t *tx, const routing
         body.urgency = (Nrm__V1__Urgency)urgency;
         body.due_ms = now_due;
         body.previous_due_ms = before;
-        st =
-            nrm_tx_emit_body(tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED, &body);
+        st = routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED,
+                               &body);
         changed++;
     }
     PQclear(res);

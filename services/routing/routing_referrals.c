@@ -160,7 +160,7 @@ nrm_status_t routing_respond(void *ctx, nrm_call_t *call)
         ev.referral_declined = &declined;
     }
     if (st == NRM_OK)
-        st = nrm_tx_emit(&call->tx, &ev);
+        st = routing_emit(self, &call->tx, &ev);
     if (st == NRM_OK && !accept)
         st = s_refer_on(self, &call->tx, ref.case_id, ref.service);
     if (st == NRM_OK && !accept) /* the provider has a place again */
@@ -197,8 +197,8 @@ nrm_status_t routing_complete(void *ctx, nrm_call_t *call)
     body.service_delivered = r->service_delivered;
     body.reason = r->reason;
     if (st == NRM_OK)
-        st = nrm_tx_emit_body(&call->tx, ref.case_id, NRM__V1__EVENT__BODY_REFERRAL_COMPLETED,
-                              &body);
+        st = routing_emit_body(self, &call->tx, ref.case_id,
+                               NRM__V1__EVENT__BODY_REFERRAL_COMPLETED, &body);
     if (st == NRM_OK) /* the provider has a place again */
         st = routing_serve_waiting(self, &call->tx);
     if (st == NRM_OK)
@@ -221,7 +221,7 @@ static nrm_status_t s_expired(routing_t *self, nrm_tx_t *tx, const PGresult *res
                  "case_id", ev.case_id, "service_type", routing_service_name(service), "provider",
                  body.provider_agency_id);
     (*self->referrals_expired)++;
-    nrm_status_t st = nrm_tx_emit(tx, &ev);
+    nrm_status_t st = routing_emit(self, tx, &ev);
     return st == NRM_OK ? s_refer_on(self, tx, ev.case_id, service) : st;
 }
 
@@ -248,16 +248,20 @@ nrm_status_t routing_expire_overdue(void *ctx, nrm_tx_t *tx)
     return st == NRM_OK ? routing_serve_waiting(self, tx) : st; /* places freed */
 }
 
-nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consented_only,
-                                 const char *reason)
+nrm_status_t routing_revoke_open(routing_t *self, nrm_tx_t *tx, const char *case_id,
+                                 bool consented_only, const char *reason)
 {
+    routing_prefetch_drop(self); /* open counts fall: candidates are asked for again */
+    nrm_status_t st = routing_batch_sync(self, tx); /* the states held are those changed here */
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_bool(&p, consented_only);
     nrm_params_text(&p, reason);
     nrm_params_int(&p, tx->now_ms);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_revoke", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_revoke", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     for (int row = 0; st == NRM_OK && row < PQntuples(res); row++) {
@@ -268,7 +272,7 @@ nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consent
         ev.case_id = (char *)case_id;
         ev.body_case = NRM__V1__EVENT__BODY_REFERRAL_REVOKED;
         ev.referral_revoked = &body;
-        st = nrm_tx_emit(tx, &ev);
+        st = routing_emit(self, tx, &ev);
     }
     PQclear(res);
     nrm_params_t s = {0};
@@ -278,6 +282,6 @@ nrm_status_t routing_revoke_open(nrm_tx_t *tx, const char *case_id, bool consent
             nrm_db_exec(tx->db, consented_only ? "routing_services_wait" : "routing_services_close",
                         &s, NULL, tx->err);
     if (st == NRM_OK && consented_only) /* a pending bed request goes with them */
-        st = routing_shelter_withdraw(tx, case_id, reason);
+        st = routing_shelter_withdraw(self, tx, case_id, reason);
     return st;
 }

@@ -4,7 +4,7 @@
  * ended without an arrival (the person would otherwise lose the bed request silently; the case
  * manager may ask again with shelter's RequestBed), and the withdrawal of a pending request when
  * the person withdraws consent (shelter.request_withdrawn, for the shelter service). Applied
- * once per shelter event by the consumer's checkpoint. */
+ * once per shelter event by the consumer's checkpoint, a batch of events at a time. */
 #include "routing.h"
 #include "nrm_log.h"
 
@@ -12,9 +12,13 @@
 
 #define S_NO_SHOW "no_show"
 
+/* the batch's last status for each case ($1, $2: in the events' order) */
 static const char s_sql_bed_status[] =
-    "UPDATE case_services SET bed_status = $3, updated_at = now()"
-    " WHERE case_id = $1 AND service = $2 RETURNING 1";
+    "UPDATE case_services s SET bed_status = u.status, updated_at = now()"
+    " FROM (SELECT DISTINCT ON (case_id) case_id, status"
+    "       FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(case_id, status, n)"
+    "       ORDER BY case_id, n DESC) u"
+    " WHERE s.case_id = u.case_id AND s.service = $3 RETURNING s.case_id";
 /* a consented (not mandatory) shelter request goes back to waiting for consent */
 static const char s_sql_withdraw[] =
     "UPDATE case_services SET state = 'awaiting_consent', updated_at = now()"
@@ -27,29 +31,32 @@ void routing_shelter_prepare(nrm_db_t *db)
     nrm_db_statement(db, "routing_shelter_withdraw", s_sql_withdraw);
 }
 
-/* Records where the case's bed stands; *known is false when routing has no SHELTER decision
- * for the case (nothing to follow). */
-static nrm_status_t s_bed_status(nrm_tx_t *tx, const char *case_id, const char *status, bool *known)
+/* The bed status an event sets ("no_show" for a release that was one), or NULL for events
+ * that are not followed. */
+static const char *s_status_of(const Nrm__V1__Event *ev)
 {
-    nrm_params_t p = {0};
-    nrm_params_text(&p, case_id);
-    nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER);
-    nrm_params_text(&p, status);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_bed_status", &p, &res, tx->err);
-    *known = st == NRM_OK && PQntuples(res) == 1;
-    PQclear(res);
-    return st;
+    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX)
+        return NULL;
+    switch (ev->body_case) {
+    case NRM__V1__EVENT__BODY_SHELTER_ALLOCATED:
+        return "held";
+    case NRM__V1__EVENT__BODY_SHELTER_WAITLISTED:
+        return "waiting";
+    case NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED:
+        return "cancelled";
+    case NRM__V1__EVENT__BODY_SHELTER_RELEASED: {
+        const char *reason = ev->shelter_released->reason;
+        return reason && strcmp(reason, S_NO_SHOW) == 0 ? S_NO_SHOW : "released";
+    }
+    default:
+        return NULL;
+    }
 }
 
-/* shelter.released: a no_show is published for the coordinator; any release is recorded. */
-static nrm_status_t s_released(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+/* shelter.released as a no_show: published for the coordinator. */
+static nrm_status_t s_no_show(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     const Nrm__V1__ShelterReleased *r = ev->shelter_released;
-    bool no_show = r->reason && strcmp(r->reason, S_NO_SHOW) == 0, known = false;
-    nrm_status_t st = s_bed_status(tx, ev->case_id, no_show ? "no_show" : "released", &known);
-    if (st != NRM_OK || !no_show || !known)
-        return st;
     Nrm__V1__ShelterNoShow body = NRM__V1__SHELTER_NO_SHOW__INIT;
     body.allocation_id = r->allocation_id;
     body.shelter_id = r->shelter_id;
@@ -57,51 +64,76 @@ static nrm_status_t s_released(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Eve
     nrm_log_warn("shelter no_show: the case has no bed and no request", "{s:s, s:s}", "case_id",
                  ev->case_id, "shelter_id", r->shelter_id ? r->shelter_id : "");
     (*self->shelter_no_shows)++;
-    return nrm_tx_emit_body(tx, ev->case_id, NRM__V1__EVENT__BODY_SHELTER_NO_SHOW, &body);
+    return routing_emit_body(self, tx, ev->case_id, NRM__V1__EVENT__BODY_SHELTER_NO_SHOW, &body);
 }
 
-nrm_status_t routing_apply_shelter_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+/* True when case_id is among the rows (column 0) of res. */
+static bool s_listed(const PGresult *res, const char *case_id)
+{
+    for (int row = 0; row < PQntuples(res); row++)
+        if (strcmp(nrm_db_text(res, row, 0), case_id) == 0)
+            return true;
+    return false;
+}
+
+nrm_status_t routing_flush_shelter_events(void *ctx, nrm_tx_t *tx)
 {
     routing_t *self = ctx;
-    const char *status = NULL;
-    switch (ev->body_case) {
-    case NRM__V1__EVENT__BODY_SHELTER_ALLOCATED:
-        status = "held";
-        break;
-    case NRM__V1__EVENT__BODY_SHELTER_WAITLISTED:
-        status = "waiting";
-        break;
-    case NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED:
-        status = "cancelled";
-        break;
-    case NRM__V1__EVENT__BODY_SHELTER_RELEASED:
-        break;
-    default:
-        return NRM_OK;
+    const Nrm__V1__Event *const *events = NULL;
+    size_t n = routing_batch_events(self, &events);
+    routing_array_t ids, statuses;
+    routing_array_init(&ids);
+    routing_array_init(&statuses);
+    for (size_t i = 0; i < n; i++) {
+        const char *status = s_status_of(events[i]);
+        if (!status)
+            continue;
+        routing_array_add(&ids, events[i]->case_id);
+        routing_array_add(&statuses, status);
     }
-    if (!ev->case_id || !ev->case_id[0] || strlen(ev->case_id) >= ROUTING_ID_MAX)
-        return NRM_OK;
-    nrm_status_t st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
-    if (st != NRM_OK)
-        return st;
-    if (!status)
-        return s_released(self, tx, ev);
-    bool known = false;
-    return s_bed_status(tx, ev->case_id, status, &known);
+    nrm_status_t st = NRM_OK;
+    PGresult *res = NULL;
+    routing_batch_begin(self);
+    if (ids.count > 0)
+        st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
+    if (st == NRM_OK && ids.count > 0) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, routing_array_close(&ids));
+        nrm_params_text(&p, routing_array_close(&statuses));
+        nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER);
+        st = nrm_db_exec(tx->db, "routing_bed_status", &p, &res, tx->err);
+    }
+    /* the cases routing has a SHELTER decision for (res) hear of their no_shows, in order */
+    for (size_t i = 0; st == NRM_OK && res && i < n; i++) {
+        const char *status = s_status_of(events[i]);
+        if (status && strcmp(status, S_NO_SHOW) == 0 && s_listed(res, events[i]->case_id)) {
+            tx->causation_id = events[i]->event_id;
+            st = s_no_show(self, tx, events[i]);
+        }
+    }
+    PQclear(res);
+    routing_array_free(&ids);
+    routing_array_free(&statuses);
+    return routing_batch_end(self, tx, st);
 }
 
-nrm_status_t routing_shelter_withdraw(nrm_tx_t *tx, const char *case_id, const char *reason)
+nrm_status_t routing_shelter_withdraw(routing_t *self, nrm_tx_t *tx, const char *case_id,
+                                      const char *reason)
 {
+    nrm_status_t st = routing_batch_sync(self, tx);
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_shelter_withdraw", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_shelter_withdraw", &p, &res, tx->err);
     bool withdrawn = st == NRM_OK && PQntuples(res) == 1;
     PQclear(res);
     if (!withdrawn)
         return st;
     Nrm__V1__ShelterRequestWithdrawn body = NRM__V1__SHELTER_REQUEST_WITHDRAWN__INIT;
     body.reason = (char *)reason;
-    return nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN, &body);
+    return routing_emit_body(self, tx, case_id, NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN,
+                             &body);
 }

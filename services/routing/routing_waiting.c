@@ -23,10 +23,13 @@ void routing_waiting_prepare(nrm_db_t *db)
 
 nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx)
 {
+    nrm_status_t st = routing_batch_sync(self, tx); /* waiting needs held in the batch */
+    if (st != NRM_OK)
+        return st;
     nrm_params_t p = {0};
     nrm_params_int(&p, self->waiting_batch);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_waiting", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_waiting", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     int routed = 0, rows = PQntuples(res);
