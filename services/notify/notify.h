@@ -3,7 +3,9 @@
  * notify consumes the intake, routing and shelter streams. For each event it decides who hears
  * it (notify_recipients.c: the subscribers that follow its topic, and the agencies it concerns:
  * the provider of a referral, the operator of a shelter, the reporting agencies of the case, the
- * coordinator; subscriptions in notify_subscriptions.c) and writes one delivery row per
+ * coordinator; subscriptions in notify_subscriptions.c), once per consumer batch: the maps it
+ * needs (reporting agencies, providers, operators) are read and kept with one statement per
+ * table (notify_maps.c) and the rest is decided in memory. It writes one delivery row per
  * recipient subscription in the same transaction as the consumer's checkpoint
  * (notify_deliveries.c): a consumer batch's deliveries, notification.failed events and kept
  * events are gathered in memory and written at its end with one statement per table. The sender

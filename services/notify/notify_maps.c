@@ -55,7 +55,8 @@ void notify_maps_prepare(nrm_db_t *db)
     nrm_db_statement(db, "notify_maps_case_agencies", s_sql_case_agencies);
 }
 
-/* A growing list of string columns (borrowed or owned, as its user says). */
+/* A growing list of rows: up to four strings (borrowed from the batch's events), a number and the
+ * position of the event that gave them. */
 typedef struct {
     const char **cols[4];
     int64_t *nums;
