@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     exit_code = notify.sender ? nrm_service_run(service) : 1;
 
     notify_sender_destroy(&notify.sender);
-    notify_batch_clear(&notify.batch);
+    notify_reset(&notify);
     notify_settings_clear(&notify.settings);
     nrm_keyring_destroy(&notify.keyring);
     nrm_service_destroy(&service);

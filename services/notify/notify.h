@@ -3,7 +3,9 @@
  * notify consumes the intake, routing and shelter streams. For each event it decides who hears
  * it (notify_recipients.c: the subscribers that follow its topic, and the agencies it concerns:
  * the provider of a referral, the operator of a shelter, the reporting agencies of the case, the
- * coordinator; subscriptions in notify_subscriptions.c) and writes one delivery row per
+ * coordinator; subscriptions in notify_subscriptions.c), once per consumer batch: the maps it
+ * needs (reporting agencies, providers, operators) are read and kept with one statement per
+ * table (notify_maps.c) and the rest is decided in memory. It writes one delivery row per
  * recipient subscription in the same transaction as the consumer's checkpoint
  * (notify_deliveries.c): a consumer batch's deliveries, notification.failed events and kept
  * events are gathered in memory and written at its end with one statement per table. The sender
@@ -117,9 +119,12 @@ typedef struct {
     char *case_id;
     char *event_id;
     int64_t occurred_at_ms;
-    bool outcome;      /* an outcome of its case: kept even without deliveries */
-    char *payload_hex; /* the packed event, hex */
-    bool has_rows;     /* the write made deliveries for it */
+    bool outcome;        /* an outcome of its case: kept even without deliveries */
+    char *payload_hex;   /* the packed event, hex (NULL for a late outcome: stored already) */
+    bool has_rows;       /* the write made deliveries for it */
+    char *late_agency;   /* a kept outcome given to this reporting agency learnt late, or NULL */
+    size_t concerned_to; /* its pairs end there in concerned (they start where the last ended) */
+    size_t broad_to;     /* likewise in broad */
 } notify_gathered_t;
 
 /* The deliveries of a consumer batch, gathered in memory by notify_apply and written with one
@@ -146,9 +151,61 @@ typedef struct {
     int64_t *failed;
     int64_t *attempted;
     int64_t *retried;
-    int64_t *in_flight;   /* a gauge: transfers running now */
-    notify_batch_t batch; /* the consumer batch being applied (one at a time: one reactor) */
+    int64_t *in_flight;        /* a gauge: transfers running now */
+    notify_batch_t batch;      /* the consumer batch being applied (one at a time: one reactor) */
+    Nrm__V1__Event **received; /* copies of the batch's events, resolved at its end (owned) */
+    size_t n_received;
+    size_t cap_received;
 } notify_t;
+
+/* notify_maps.c: the case, referral and allocation maps, one statement per table and batch */
+
+/* A key (referral or allocation id) and its agency (provider or operator). Owned. */
+typedef struct {
+    char *key;
+    char *agency_id;
+} notify_map_pair_t;
+
+/* A reporting agency of a case. Owned. */
+typedef struct {
+    char *case_id;
+    char *agency_id;
+    int64_t since_ms;      /* hears the case's outcomes that occurred from then on */
+    size_t at;             /* made known by the batch's event at this index (learnt ones) */
+    Nrm__V1__Event **kept; /* learnt ones: its case's outcomes stored before the batch, from
+                              since_ms on, in (stream, seq) order */
+    size_t n_kept;
+} notify_reporter_t;
+
+/* What the maps said about a batch: the stored values its events look up, as they were before
+ * it, and the reporting agencies it made known. */
+typedef struct {
+    notify_map_pair_t *providers; /* of the referrals the batch looks up */
+    size_t n_providers;
+    notify_map_pair_t *operators; /* of the allocations the batch looks up */
+    size_t n_operators;
+    notify_reporter_t *known; /* of the cases whose outcomes are in the batch */
+    size_t n_known;
+    notify_reporter_t *learnt; /* first named by the batch, written by notify_maps_sync */
+    size_t n_learnt;
+} notify_maps_t;
+
+void notify_maps_prepare(nrm_db_t *db);
+
+/* Writes in tx what the n events of a batch (in order) tell the maps, and reads into *m (zeroed
+ * first; the caller clears it, also on failure) what they need, with at most one statement per
+ * table, none for a table the batch does not touch. Returns OK or the database's failure. */
+nrm_status_t notify_maps_sync(nrm_tx_t *tx, Nrm__V1__Event *const *events, size_t n,
+                              notify_maps_t *m);
+
+/* The agency of key among n pairs (borrowed), or NULL. */
+const char *notify_maps_find(const notify_map_pair_t *pairs, size_t n, const char *key);
+
+/* Frees what notify_maps_sync read and zeroes *m. */
+void notify_maps_clear(notify_maps_t *m);
+
+/* True when ev is an outcome of its case, heard by the case's reporting agencies. */
+bool notify_concerns_reporters(const Nrm__V1__Event *ev);
 
 /* notify_settings.c */
 
@@ -168,12 +225,14 @@ char *notify_read_secret(const char *path);
 
 void notify_recipients_prepare(nrm_db_t *db);
 
-/* Consumer of every stream (nrm_apply_fn; ctx is the notify_t): keeps the case, referral and
- * allocation maps, and creates the event's deliveries in tx. */
+/* Consumer of every stream (nrm_apply_fn; ctx is the notify_t): keeps a copy of the event for
+ * the end of the batch (seeding the subscriptions first after a reload). */
 nrm_status_t notify_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 
-/* End of a consumer batch (nrm_flush_fn): writes the deliveries, notification.failed events and
- * kept events notify_apply gathered, one statement per table, in the batch's transaction. */
+/* End of a consumer batch (nrm_flush_fn): keeps the maps and reads what the batch needs of them
+ * (notify_maps_sync), decides in memory who hears each event, then writes the deliveries,
+ * notification.failed events and kept events, one statement per table, in the batch's
+ * transaction. */
 nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx);
 
 /* Start of a consumer batch (nrm_reset_fn): drops what a failed batch gathered. */
@@ -278,25 +337,24 @@ const char *notify_event_region(const Nrm__V1__Event *ev);
 void notify_deliveries_prepare(nrm_db_t *db);
 
 /* Gathers ev in b for notify_deliveries_write: the agencies concerned (n ids, may repeat; copied),
- * the agencies its grants deliver it to by topic, and whether it is an outcome of its case. */
+ * the agencies its grants deliver it to by topic, and whether it is an outcome of its case.
+ * late_agency (copied) is NULL for an event of the batch; for a kept outcome given to a reporting
+ * agency learnt late, that agency (the event is then not stored again). */
 void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__Event *ev,
-                              char *const *agencies, size_t n, bool outcome);
+                              char *const *agencies, size_t n, bool outcome,
+                              const char *late_agency);
 
-/* Writes in tx what b gathered, as notify_deliveries_create does for one event, with one
- * statement per table (deliveries, outbox, events) for all; clears b whatever happens. *created
- * receives the number of pending deliveries made. */
+/* Writes in tx what b gathered, in its order, as one event at a time did: one delivery per
+ * active subscription of the agencies concerned and per subscription following the event's topic
+ * (an agency without any subscription gets one 'undeliverable' row and a notification.failed
+ * event); an event is stored when it has deliveries or is an outcome of its case; replays create
+ * nothing. One statement per table (deliveries, outbox, events) for all, none for a table with
+ * nothing to write; clears b whatever happens. *created receives the number of pending
+ * deliveries made. */
 nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_t *b, int *created);
 
 /* Frees what b gathered and zeroes it. */
 void notify_batch_clear(notify_batch_t *b);
-
-/* Creates, in tx, one delivery per active subscription of the agencies concerned (n ids, may
- * repeat) and per subscription following the event's topic; an agency without any subscription
- * gets one 'undeliverable' row and a notification.failed event. The event is stored when it has
- * deliveries or is an outcome of its case. Replays create nothing. *created (may be NULL)
- * receives the number of pending deliveries made. */
-nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
-                                      char *const *agencies, size_t n, bool outcome, int *created);
 
 /* One turn of the sender, in one transaction: records the outcomes of finished attempts (done:
  * zlist of notify_delivery_t) with their events (delivered, retried later, or dead-lettered),
@@ -315,6 +373,10 @@ int64_t notify_backoff_ms(const notify_settings_t *settings, int attempts);
 /* A PostgreSQL text[] literal of n strings, each quoted ("{\"a\",\"b\"}"); malloc'd, caller
  * frees. Aborts when out of memory. */
 char *notify_text_array(char *const *items, size_t n);
+
+/* A PostgreSQL bigint[] literal of n numbers; malloc'd, caller frees. Aborts when out of
+ * memory. */
+char *notify_int_array(const int64_t *items, size_t n);
 
 /* Frees a delivery, its transfer handle included (the sender removes the handle from its multi
  * handle first), wiping the secret; sets *d to NULL. Safe on NULL. */

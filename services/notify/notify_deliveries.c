@@ -240,8 +240,7 @@ static void s_pairs_clear(notify_pairs_t *a)
     memset(a, 0, sizeof *a);
 }
 
-/* A PostgreSQL bigint[] literal of n numbers; malloc'd, caller frees. */
-static char *s_int_array(const int64_t *items, size_t n)
+char *notify_int_array(const int64_t *items, size_t n)
 {
     size_t cap = 3 + n * 21;
     char *out = nrm_xmalloc(cap);
@@ -274,7 +273,8 @@ void notify_batch_clear(notify_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         notify_gathered_t *g = &b->events[i];
-        char *strings[] = {g->stream, g->topic, g->case_id, g->event_id, g->payload_hex};
+        char *strings[] = {g->stream,   g->topic,       g->case_id,
+                           g->event_id, g->payload_hex, g->late_agency};
         for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++)
             free(strings[k]);
     }
@@ -291,17 +291,21 @@ static char *s_copy(const char *s)
 }
 
 void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__Event *ev,
-                              char *const *agencies, size_t n, bool outcome)
+                              char *const *agencies, size_t n, bool outcome,
+                              const char *late_agency)
 {
     if (b->n == b->cap) {
         b->cap = b->cap ? b->cap * 2 : 16;
         b->events = nrm_xreallocarray(b->events, b->cap, sizeof *b->events);
     }
-    size_t len = 0;
-    uint8_t *payload = nrm_event_pack(ev, &len);
-    char *hex = nrm_xmalloc(2 * len + 1);
-    sodium_bin2hex(hex, 2 * len + 1, payload, len);
-    free(payload);
+    char *hex = NULL;
+    if (!late_agency) { /* a late outcome is stored already */
+        size_t len = 0;
+        uint8_t *payload = nrm_event_pack(ev, &len);
+        hex = nrm_xmalloc(2 * len + 1);
+        sodium_bin2hex(hex, 2 * len + 1, payload, len);
+        free(payload);
+    }
     b->events[b->n] = (notify_gathered_t){s_copy(ev->stream),
                                           ev->seq,
                                           s_copy(ev->topic),
@@ -310,7 +314,10 @@ void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__
                                           ev->occurred_at_ms,
                                           outcome,
                                           hex,
-                                          false};
+                                          false,
+                                          late_agency ? nrm_xstrdup(late_agency) : NULL,
+                                          0,
+                                          0};
     int64_t at = (int64_t)++b->n; /* the event's position in the statement (1-based) */
     for (size_t i = 0; i < n; i++)
         if (agencies[i] && agencies[i][0])
@@ -322,6 +329,8 @@ void notify_deliveries_gather(notify_t *self, notify_batch_t *b, const Nrm__V1__
     for (size_t i = 0; i < n_broad; i++)
         s_pairs_add(&b->broad, at, broad[i]);
     free(broad);
+    b->events[b->n - 1].concerned_to = b->concerned.n;
+    b->events[b->n - 1].broad_to = b->broad.n;
 }
 
 /* An undeliverable row returned by the insert, with the position of its event. */
@@ -338,12 +347,30 @@ static int s_failed_cmp(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-/* The index of the gathered event (stream, seq), looked for from *cursor on (and updated). */
-static size_t s_find_event(const notify_batch_t *b, const char *stream, int64_t seq, size_t *cursor)
+/* True when agency is among the pairs of a from index from to index to. */
+static bool s_pairs_have(const notify_pairs_t *a, size_t from, size_t to, const char *agency)
+{
+    for (size_t i = from; i < to; i++)
+        if (strcmp(a->ids[i], agency) == 0)
+            return true;
+    return false;
+}
+
+/* The index of the gathered event (stream, seq) that made a delivery for agency, looked for from
+ * *cursor on (and updated): an event may be gathered twice (itself, and given late to a
+ * reporting agency), so the one whose pairs name the agency owns the row. */
+static size_t s_find_event(const notify_batch_t *b, const char *stream, int64_t seq,
+                           const char *agency, size_t *cursor)
 {
     for (size_t k = 0; k < b->n; k++) {
         size_t i = (*cursor + k) % b->n;
-        if (b->events[i].seq == seq && strcmp(b->events[i].stream, stream) == 0) {
+        const notify_gathered_t *g = &b->events[i];
+        if (g->seq != seq || strcmp(g->stream, stream) != 0)
+            continue;
+        size_t c_from = i ? b->events[i - 1].concerned_to : 0;
+        size_t b_from = i ? b->events[i - 1].broad_to : 0;
+        if (s_pairs_have(&b->concerned, c_from, g->concerned_to, agency) ||
+            s_pairs_have(&b->broad, b_from, g->broad_to, agency)) {
             *cursor = i;
             return i;
         }
@@ -367,13 +394,13 @@ static nrm_status_t s_insert_deliveries(nrm_tx_t *tx, const notify_batch_t *b, P
         seqs[i] = b->events[i].seq;
     }
     char *arrays[] = {notify_text_array(streams, b->n),
-                      s_int_array(seqs, b->n),
+                      notify_int_array(seqs, b->n),
                       notify_text_array(topics, b->n),
                       notify_text_array(cases, b->n),
                       notify_text_array(event_ids, b->n),
-                      s_int_array(b->concerned.at, b->concerned.n),
+                      notify_int_array(b->concerned.at, b->concerned.n),
                       notify_text_array(b->concerned.ids, b->concerned.n),
-                      s_int_array(b->broad.at, b->broad.n),
+                      notify_int_array(b->broad.at, b->broad.n),
                       notify_text_array(b->broad.ids, b->broad.n)};
     nrm_params_t p = {0};
     for (size_t i = 0; i < 7; i++)
@@ -406,7 +433,7 @@ static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
     bool *outcomes = nrm_xcalloc(b->n, sizeof *outcomes);
     for (size_t i = 0; i < b->n; i++) {
         const notify_gathered_t *g = &b->events[i];
-        if (!g->has_rows && !g->outcome)
+        if ((!g->has_rows && !g->outcome) || g->late_agency)
             continue;
         cols[0][n] = g->stream;
         cols[1][n] = g->event_id;
@@ -420,9 +447,9 @@ static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
     }
     nrm_status_t st = NRM_OK;
     if (n > 0) {
-        char *arrays[] = {notify_text_array(cols[0], n), s_int_array(seqs, n),
+        char *arrays[] = {notify_text_array(cols[0], n), notify_int_array(seqs, n),
                           notify_text_array(cols[1], n), notify_text_array(cols[2], n),
-                          notify_text_array(cols[3], n), s_int_array(occurred, n),
+                          notify_text_array(cols[3], n), notify_int_array(occurred, n),
                           s_bool_array(outcomes, n),     notify_text_array(cols[4], n)};
         nrm_params_t p = {0};
         for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
@@ -452,7 +479,8 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
     s_failed_row_t *failed_rows = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *failed_rows);
     size_t n_failed = 0, cursor = 0;
     for (int r = 0; r < rows; r++) {
-        size_t k = s_find_event(b, nrm_db_text(res, r, 3), nrm_db_int(res, r, 4), &cursor);
+        size_t k = s_find_event(b, nrm_db_text(res, r, 3), nrm_db_int(res, r, 4),
+                                nrm_db_text(res, r, 1), &cursor);
         if (k == b->n) {
             st = nrm_fail(tx->err, NRM_INTERNAL, NULL, "a delivery of no gathered event");
             break;
@@ -489,6 +517,11 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
                      "delivery_id", failed[i].delivery_id, "agency_id", failed[i].agency_id,
                      "topic", failed[i].topic, "source_seq", (json_int_t)failed[i].source_seq);
     }
+    for (size_t i = 0; st == NRM_OK && i < b->n; i++)
+        if (b->events[i].late_agency && b->events[i].has_rows)
+            nrm_log_info("outcome given to a reporting agency learnt late", "{s:s, s:s, s:I}",
+                         "agency_id", b->events[i].late_agency, "source_stream",
+                         b->events[i].stream, "source_seq", (json_int_t)b->events[i].seq);
     free(failed);
     free(failed_rows);
     PQclear(res);
@@ -500,18 +533,6 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
     *self->created += pending;
     *created = pending;
     return NRM_OK;
-}
-
-nrm_status_t notify_deliveries_create(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
-                                      char *const *agencies, size_t n, bool outcome, int *created)
-{
-    notify_batch_t b = {0};
-    notify_deliveries_gather(self, &b, ev, agencies, n, outcome);
-    int made = 0;
-    nrm_status_t st = notify_deliveries_write(self, tx, &b, &made);
-    if (created)
-        *created = made;
-    return st;
 }
 
 /* A malloc'd copy of a result text (never NULL; aborts when out of memory). */

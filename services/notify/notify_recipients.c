@@ -78,36 +78,9 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_AGREEMENT_ENDING, S_COORDINATOR}, /* about an agreement: no case */
 };
 
-static const char s_sql_reporter_add[] =
-    "INSERT INTO case_agencies (case_id, agency_id, since_ms) VALUES ($1, $2, $3)"
-    " ON CONFLICT DO NOTHING RETURNING since_ms";
-static const char s_sql_reporters[] =
-    "SELECT agency_id FROM case_agencies WHERE case_id = $1 AND since_ms <= $2"
-    " ORDER BY agency_id";
-static const char s_sql_referral_add[] =
-    "INSERT INTO referrals (referral_id, case_id, provider_agency_id) VALUES ($1, $2, $3)"
-    " ON CONFLICT (referral_id) DO UPDATE SET provider_agency_id = EXCLUDED.provider_agency_id";
-static const char s_sql_referral_provider[] =
-    "SELECT provider_agency_id FROM referrals WHERE referral_id = $1";
-static const char s_sql_allocation_add[] =
-    "INSERT INTO allocations (allocation_id, case_id, shelter_id, operator_agency_id)"
-    " VALUES ($1, $2, $3, $4) ON CONFLICT (allocation_id) DO UPDATE"
-    " SET operator_agency_id = EXCLUDED.operator_agency_id";
-static const char s_sql_allocation_operator[] =
-    "SELECT operator_agency_id FROM allocations WHERE allocation_id = $1";
-static const char s_sql_outcomes_since[] =
-    "SELECT payload FROM events WHERE case_id = $1 AND outcome AND occurred_at_ms >= $2"
-    " ORDER BY source_stream, source_seq";
-
 void notify_recipients_prepare(nrm_db_t *db)
 {
-    nrm_db_statement(db, "notify_reporter_add", s_sql_reporter_add);
-    nrm_db_statement(db, "notify_reporters", s_sql_reporters);
-    nrm_db_statement(db, "notify_referral_add", s_sql_referral_add);
-    nrm_db_statement(db, "notify_referral_provider", s_sql_referral_provider);
-    nrm_db_statement(db, "notify_allocation_add", s_sql_allocation_add);
-    nrm_db_statement(db, "notify_allocation_operator", s_sql_allocation_operator);
-    nrm_db_statement(db, "notify_outcomes_since", s_sql_outcomes_since);
+    notify_maps_prepare(db);
 }
 
 /* The agencies concerned by one event: distinct ids, owned. */
@@ -153,83 +126,144 @@ static const s_rule_t *s_rule_of(Nrm__V1__Event__BodyCase body)
     return NULL;
 }
 
-/* Runs a one-parameter lookup whose first column is an agency id and adds every row's. */
-static nrm_status_t s_add_looked_up(nrm_tx_t *tx, const char *stmt, const char *key,
-                                    s_agencies_t *who)
+bool notify_concerns_reporters(const Nrm__V1__Event *ev)
 {
-    nrm_params_t p = {0};
-    nrm_params_text(&p, key);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, stmt, &p, &res, tx->err);
-    if (st != NRM_OK)
-        return st;
-    for (int i = 0; i < PQntuples(res); i++)
-        s_agencies_add(who, nrm_db_text(res, i, 0));
-    PQclear(res);
-    return NRM_OK;
+    const s_rule_t *rule = s_rule_of(ev->body_case);
+    return rule && (rule->roles & S_REPORTERS);
+}
+
+/* A protobuf string, never NULL. */
+static const char *s_text(const char *s)
+{
+    return s ? s : "";
+}
+
+/* What the events of a batch are resolved against (all borrowed but the coordinators). */
+typedef struct {
+    notify_t *self;
+    Nrm__V1__Event *const *events; /* the batch, in order */
+    size_t n;
+    const notify_maps_t *maps; /* as before the batch, and the agencies it made known */
+    s_agencies_t coordinators; /* the configured agencies of type COORDINATOR (owned) */
+} s_scope_t;
+
+/* The provider of a referral as the event at position at knows it: from the batch's last
+ * referral.created before it, or else as stored before the batch. */
+static const char *s_provider_at(const s_scope_t *sc, size_t at, const char *referral_id)
+{
+    for (size_t j = at; j-- > 0;) {
+        const Nrm__V1__Event *e = sc->events[j];
+        if (e->body_case == NRM__V1__EVENT__BODY_REFERRAL_CREATED &&
+            strcmp(s_text(e->referral_created->referral_id), s_text(referral_id)) == 0)
+            return e->referral_created->provider_agency_id;
+    }
+    return notify_maps_find(sc->maps->providers, sc->maps->n_providers, s_text(referral_id));
+}
+
+/* The operator of an allocation as the event at position at knows it (likewise). */
+static const char *s_operator_at(const s_scope_t *sc, size_t at, const char *allocation_id)
+{
+    for (size_t j = at; j-- > 0;) {
+        const Nrm__V1__Event *e = sc->events[j];
+        if (e->body_case == NRM__V1__EVENT__BODY_SHELTER_ALLOCATED &&
+            strcmp(s_text(e->shelter_allocated->allocation_id), s_text(allocation_id)) == 0)
+            return e->shelter_allocated->operator_agency_id;
+    }
+    return notify_maps_find(sc->maps->operators, sc->maps->n_operators, s_text(allocation_id));
 }
 
 /* The provider of a referral event: named by the event, or remembered from its creation. */
-static nrm_status_t s_add_provider(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_agencies_t *who)
+static void s_add_provider(const s_scope_t *sc, size_t at, const Nrm__V1__Event *ev,
+                           s_agencies_t *who)
 {
     switch (ev->body_case) {
     case NRM__V1__EVENT__BODY_REFERRAL_CREATED:
         s_agencies_add(who, ev->referral_created->provider_agency_id);
-        return NRM_OK;
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED:
         s_agencies_add(who, ev->referral_accepted->provider_agency_id);
-        return NRM_OK;
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_DECLINED:
         s_agencies_add(who, ev->referral_declined->provider_agency_id);
-        return NRM_OK;
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_EXPIRED:
         s_agencies_add(who, ev->referral_expired->provider_agency_id);
-        return NRM_OK;
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_DEADLINE_CHANGED:
         s_agencies_add(who, ev->referral_deadline_changed->provider_agency_id);
-        return NRM_OK;
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_COMPLETED:
-        return s_add_looked_up(tx, "notify_referral_provider", ev->referral_completed->referral_id,
-                               who);
+        s_agencies_add(who, s_provider_at(sc, at, ev->referral_completed->referral_id));
+        break;
     case NRM__V1__EVENT__BODY_REFERRAL_REVOKED:
-        return s_add_looked_up(tx, "notify_referral_provider", ev->referral_revoked->referral_id,
-                               who);
+        s_agencies_add(who, s_provider_at(sc, at, ev->referral_revoked->referral_id));
+        break;
     default:
-        return NRM_OK;
+        break;
     }
 }
 
 /* The operator of the shelter of an allocation event. */
-static nrm_status_t s_add_operator(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_agencies_t *who)
+static void s_add_operator(const s_scope_t *sc, size_t at, const Nrm__V1__Event *ev,
+                           s_agencies_t *who)
 {
     if (ev->body_case == NRM__V1__EVENT__BODY_SHELTER_ALLOCATED)
         s_agencies_add(who, ev->shelter_allocated->operator_agency_id);
     else if (ev->body_case == NRM__V1__EVENT__BODY_SHELTER_RELEASED)
-        return s_add_looked_up(tx, "notify_allocation_operator",
-                               ev->shelter_released->allocation_id, who);
-    return NRM_OK;
+        s_agencies_add(who, s_operator_at(sc, at, ev->shelter_released->allocation_id));
 }
 
-/* The agencies that reported the case before the event occurred. */
-static nrm_status_t s_add_reporters(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_agencies_t *who)
+static int s_id_cmp(const void *a, const void *b)
 {
-    if (!ev->case_id || !ev->case_id[0])
-        return NRM_OK;
-    nrm_params_t p = {0};
-    nrm_params_text(&p, ev->case_id);
-    nrm_params_int(&p, ev->occurred_at_ms);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "notify_reporters", &p, &res, tx->err);
-    if (st != NRM_OK)
-        return st;
-    for (int i = 0; i < PQntuples(res); i++)
-        s_agencies_add(who, nrm_db_text(res, i, 0));
-    PQclear(res);
-    return NRM_OK;
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The configured coordinators. */
-static void s_add_coordinators(notify_t *self, s_agencies_t *who)
+/* The agencies that reported the case before the event at position at occurred: known before
+ * the batch, or made known by it up to this event (in agency id order). */
+static void s_add_reporters(const s_scope_t *sc, size_t at, const Nrm__V1__Event *ev,
+                            s_agencies_t *who)
+{
+    const char *case_id = s_text(ev->case_id);
+    const notify_maps_t *m = sc->maps;
+    if (!case_id[0])
+        return;
+    const char **ids = nrm_xcalloc(m->n_known + m->n_learnt + 1, sizeof *ids);
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_known; i++)
+        if (strcmp(m->known[i].case_id, case_id) == 0 && m->known[i].since_ms <= ev->occurred_at_ms)
+            ids[n++] = m->known[i].agency_id;
+    for (size_t i = 0; i < m->n_learnt; i++)
+        if (m->learnt[i].at <= at && strcmp(m->learnt[i].case_id, case_id) == 0 &&
+            m->learnt[i].since_ms <= ev->occurred_at_ms)
+            ids[n++] = m->learnt[i].agency_id;
+    qsort(ids, n, sizeof *ids, s_id_cmp);
+    for (size_t i = 0; i < n; i++)
+        s_agencies_add(who, ids[i]);
+    free(ids);
+}
+
+/* Every agency the event at position at concerns under its rule. */
+static void s_concerned(const s_scope_t *sc, size_t at, const s_rule_t *rule, s_agencies_t *who)
+{
+    const Nrm__V1__Event *ev = sc->events[at];
+    if (rule->roles & S_PROVIDER)
+        s_add_provider(sc, at, ev, who);
+    if (rule->roles & S_OPERATOR)
+        s_add_operator(sc, at, ev, who);
+    if (rule->roles & S_REPORTERS)
+        s_add_reporters(sc, at, ev, who);
+    if (rule->roles & S_COORDINATOR)
+        for (size_t i = 0; i < sc->coordinators.n; i++)
+            s_agencies_add(who, sc->coordinators.ids[i]);
+    if (rule->roles & S_CASE_MANAGER &&
+        ev->body_case == NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING)
+        s_agencies_add(who, ev->recovery_period_ending->case_manager_agency_id);
+    if (rule->roles & S_PLAN_MANAGER && ev->body_case == NRM__V1__EVENT__BODY_FOLLOWUP_DUE)
+        s_agencies_add(who, ev->followup_due->manager_agency_id);
+}
+
+/* The configured coordinators, into who. */
+static void s_coordinators(notify_t *self, s_agencies_t *who)
 {
     nrm_config_t *config = nrm_service_config(self->service);
     size_t n = nrm_config_agency_count(config);
@@ -241,150 +275,106 @@ static void s_add_coordinators(notify_t *self, s_agencies_t *who)
     }
 }
 
-/* Every agency the event concerns under its rule. */
-static nrm_status_t s_concerned(notify_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
-                                const s_rule_t *rule, s_agencies_t *who)
+/* Orders events by (stream, seq), as the stored outcomes were read. */
+static int s_stream_order(const void *a, const void *b)
 {
-    nrm_status_t st = NRM_OK;
-    if (rule->roles & S_PROVIDER)
-        st = s_add_provider(tx, ev, who);
-    if (st == NRM_OK && (rule->roles & S_OPERATOR))
-        st = s_add_operator(tx, ev, who);
-    if (st == NRM_OK && (rule->roles & S_REPORTERS))
-        st = s_add_reporters(tx, ev, who);
-    if (st == NRM_OK && (rule->roles & S_COORDINATOR))
-        s_add_coordinators(self, who);
-    if (rule->roles & S_CASE_MANAGER &&
-        ev->body_case == NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING)
-        s_agencies_add(who, ev->recovery_period_ending->case_manager_agency_id);
-    if (rule->roles & S_PLAN_MANAGER && ev->body_case == NRM__V1__EVENT__BODY_FOLLOWUP_DUE)
-        s_agencies_add(who, ev->followup_due->manager_agency_id);
-    return st;
+    const Nrm__V1__Event *x = *(const Nrm__V1__Event *const *)a;
+    const Nrm__V1__Event *y = *(const Nrm__V1__Event *const *)b;
+    int c = strcmp(s_text(x->stream), s_text(y->stream));
+    return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* A reporting agency learnt from an event: who, and from when it hears the case's outcomes. */
-typedef struct {
-    const char *agency_id; /* NULL when none was learnt */
-    int64_t since_ms;
-} s_learnt_t;
-
-/* Remembers a reporting agency of a case. Sets *learnt when it was not known yet. */
-static nrm_status_t s_remember_reporter(nrm_tx_t *tx, const char *case_id, const char *agency,
-                                        int64_t since_ms, s_learnt_t *learnt)
+/* Gathers, right after the event that made a reporting agency known, the outcomes of its case
+ * it should have heard: stored before the batch, or earlier in the batch up to that event (the
+ * table held both when each event had its own statements), in (stream, seq) order. */
+static void s_gather_late(const s_scope_t *sc, const notify_reporter_t *l, notify_batch_t *b)
 {
-    nrm_params_t p = {0};
-    nrm_params_text(&p, case_id);
-    nrm_params_text(&p, agency);
-    nrm_params_int(&p, since_ms);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "notify_reporter_add", &p, &res, tx->err);
-    if (st != NRM_OK)
-        return st;
-    if (PQntuples(res) == 1)
-        *learnt = (s_learnt_t){agency, since_ms};
-    PQclear(res);
-    return NRM_OK;
-}
-
-/* Keeps the maps the rules need: reporting agencies, providers, operators. */
-static nrm_status_t s_remember(nrm_tx_t *tx, const Nrm__V1__Event *ev, s_learnt_t *learnt)
-{
-    nrm_params_t p = {0};
-    switch (ev->body_case) {
-    case NRM__V1__EVENT__BODY_CASE_OPENED:
-        /* the first reporter hears every outcome, whatever the clocks of other services say */
-        return s_remember_reporter(tx, ev->case_id, ev->case_opened->reporting_agency_id, 0,
-                                   learnt);
-    case NRM__V1__EVENT__BODY_CASE_LINKED:
-        return s_remember_reporter(tx, ev->case_id, ev->case_linked->reporting_agency_id,
-                                   ev->occurred_at_ms, learnt);
-    case NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED:
-        return s_remember_reporter(tx, ev->case_id,
-                                   ev->case_manager_changed->case_manager_agency_id,
-                                   ev->occurred_at_ms, learnt);
-    case NRM__V1__EVENT__BODY_REFERRAL_CREATED:
-        nrm_params_text(&p, ev->referral_created->referral_id);
-        nrm_params_text(&p, ev->case_id);
-        nrm_params_text(&p, ev->referral_created->provider_agency_id);
-        return nrm_db_exec(tx->db, "notify_referral_add", &p, NULL, tx->err);
-    case NRM__V1__EVENT__BODY_SHELTER_ALLOCATED:
-        nrm_params_text(&p, ev->shelter_allocated->allocation_id);
-        nrm_params_text(&p, ev->case_id);
-        nrm_params_text(&p, ev->shelter_allocated->shelter_id);
-        nrm_params_text(&p, ev->shelter_allocated->operator_agency_id);
-        return nrm_db_exec(tx->db, "notify_allocation_add", &p, NULL, tx->err);
-    default:
-        return NRM_OK;
+    const Nrm__V1__Event **list = nrm_xcalloc(l->n_kept + l->at + 1, sizeof *list);
+    size_t n = 0;
+    for (size_t k = 0; k < l->n_kept; k++)
+        list[n++] = l->kept[k];
+    for (size_t j = 0; j <= l->at && j < sc->n; j++) {
+        const Nrm__V1__Event *e = sc->events[j];
+        if (notify_concerns_reporters(e) && strcmp(s_text(e->case_id), l->case_id) == 0 &&
+            e->occurred_at_ms >= l->since_ms)
+            list[n++] = e;
     }
+    qsort(list, n, sizeof *list, s_stream_order);
+    char *agency = l->agency_id;
+    for (size_t k = 0; k < n; k++)
+        if (k == 0 || s_stream_order(&list[k - 1], &list[k]) != 0)
+            notify_deliveries_gather(sc->self, b, list[k], &agency, 1, true, agency);
+    free(list);
 }
 
-/* Gives a reporting agency learnt late the stored outcomes of the case it should have heard. */
-static nrm_status_t s_late_outcomes(notify_t *self, nrm_tx_t *tx, const char *case_id,
-                                    const s_learnt_t *learnt, int *created)
+/* Gathers the deliveries of every event of the batch in b, in the order one event at a time
+ * made them: each event's, then after an event that made a reporting agency known, the kept
+ * outcomes given to it. */
+static void s_gather_batch(notify_t *self, const notify_maps_t *maps, notify_batch_t *b)
 {
-    nrm_params_t p = {0};
-    nrm_params_text(&p, case_id);
-    nrm_params_int(&p, learnt->since_ms);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "notify_outcomes_since", &p, &res, tx->err);
-    if (st != NRM_OK)
-        return st;
-    char *agency = (char *)learnt->agency_id;
-    for (int i = 0; st == NRM_OK && i < PQntuples(res); i++) {
-        size_t len = 0;
-        const uint8_t *payload = nrm_db_bytes(res, i, 0, &len);
-        Nrm__V1__Event *outcome = nrm_event_unpack(payload, len);
-        if (!outcome) {
-            st = nrm_fail(tx->err, NRM_INTERNAL, NULL, "stored event unreadable");
-            break;
-        }
-        int made = 0;
-        st = notify_deliveries_create(self, tx, outcome, &agency, 1, true, &made);
-        *created += made;
-        if (made > 0)
-            nrm_log_info("outcome given to a reporting agency learnt late", "{s:s, s:s, s:I}",
-                         "agency_id", agency, "source_stream", outcome->stream, "source_seq",
-                         (json_int_t)outcome->seq);
-        nrm__v1__event__free_unpacked(outcome, NULL);
+    s_scope_t sc = {self, self->received, self->n_received, maps, {0}};
+    s_coordinators(self, &sc.coordinators);
+    for (size_t i = 0; i < sc.n; i++) {
+        const s_rule_t *rule = s_rule_of(sc.events[i]->body_case);
+        s_agencies_t who = {0};
+        if (rule)
+            s_concerned(&sc, i, rule, &who);
+        notify_deliveries_gather(self, b, sc.events[i], who.ids, who.n,
+                                 rule && (rule->roles & S_REPORTERS), NULL);
+        s_agencies_clear(&who);
+        for (size_t k = 0; k < maps->n_learnt; k++)
+            if (maps->learnt[k].at == i)
+                s_gather_late(&sc, &maps->learnt[k], b);
     }
-    PQclear(res);
-    return st;
+    s_agencies_clear(&sc.coordinators);
+}
+
+/* Frees the events received for the batch. */
+static void s_received_clear(notify_t *self)
+{
+    for (size_t i = 0; i < self->n_received; i++)
+        nrm__v1__event__free_unpacked(self->received[i], NULL);
+    free(self->received);
+    self->received = NULL;
+    self->n_received = self->cap_received = 0;
 }
 
 nrm_status_t notify_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     notify_t *self = ctx;
-    nrm_status_t st = NRM_OK;
-    if (!self->seeded) /* a reloaded configuration not yet seeded on its own: seed here too */
-        st = notify_seed_subscriptions(self, tx);
-    s_learnt_t learnt = {NULL, 0};
-    if (st == NRM_OK)
-        st = s_remember(tx, ev, &learnt);
-    const s_rule_t *rule = s_rule_of(ev->body_case);
-    s_agencies_t who = {0};
-    if (st == NRM_OK && rule)
-        st = s_concerned(self, tx, ev, rule, &who);
-    int created = 0;
-    if (st == NRM_OK) /* written at the end of the batch (notify_flush) */
-        notify_deliveries_gather(self, &self->batch, ev, who.ids, who.n,
-                                 rule && (rule->roles & S_REPORTERS));
-    /* a reporting agency learnt late reads the kept outcomes: what the batch gathered so far
-     * (this event included) is written first, in the order it had one event at a time */
-    if (st == NRM_OK && learnt.agency_id)
-        st = notify_deliveries_write(self, tx, &self->batch, &created);
-    if (st == NRM_OK && learnt.agency_id)
-        st = s_late_outcomes(self, tx, ev->case_id, &learnt, &created);
-    s_agencies_clear(&who);
-    if (st == NRM_OK && created > 0)
-        notify_sender_wake(self->sender);
-    return st;
+    if (!self->seeded) { /* a reloaded configuration not yet seeded on its own: seed here too */
+        nrm_status_t st = notify_seed_subscriptions(self, tx);
+        if (st != NRM_OK)
+            return st;
+    }
+    /* a copy, resolved with the rest of the batch at its end (notify_flush) */
+    size_t len = 0;
+    uint8_t *packed = nrm_event_pack(ev, &len);
+    Nrm__V1__Event *copy = nrm_event_unpack(packed, len);
+    free(packed);
+    if (!copy)
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "event not copied");
+    if (self->n_received == self->cap_received) {
+        self->cap_received = self->cap_received ? self->cap_received * 2 : 64;
+        self->received =
+            nrm_xreallocarray(self->received, self->cap_received, sizeof *self->received);
+    }
+    self->received[self->n_received++] = copy;
+    return NRM_OK;
 }
 
 nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx)
 {
     notify_t *self = ctx;
+    notify_maps_t maps;
+    nrm_status_t st = notify_maps_sync(tx, self->received, self->n_received, &maps);
+    if (st == NRM_OK)
+        s_gather_batch(self, &maps, &self->batch);
     int created = 0;
-    nrm_status_t st = notify_deliveries_write(self, tx, &self->batch, &created);
+    if (st == NRM_OK)
+        st = notify_deliveries_write(self, tx, &self->batch, &created);
+    notify_maps_clear(&maps);
+    notify_reset(self);
     if (st == NRM_OK && created > 0)
         notify_sender_wake(self->sender);
     return st;
@@ -392,5 +382,7 @@ nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx)
 
 void notify_reset(void *ctx)
 {
-    notify_batch_clear(&((notify_t *)ctx)->batch);
+    notify_t *self = ctx;
+    notify_batch_clear(&self->batch);
+    s_received_clear(self);
 }

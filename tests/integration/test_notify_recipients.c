@@ -3,7 +3,9 @@
  * coordinator as services/notify/DASHBOARDS.md says; shelter allocations and releases reach the
  * operator (and the reporter for allocations); an agency whose report is linked later hears only
  * what follows its report; a notify killed while routing keeps producing catches up and delivers
- * every event once; an agency concerned without a subscription is recorded undeliverable.
+ * every event once; an agency concerned without a subscription is recorded undeliverable; a case,
+ * its linked report, a new case manager and their outcomes consumed by notify in one batch give
+ * each agency what it would hear one event at a time.
  * Deadlines are shortened through routing.deadlines_s; nothing stands in for a service. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +40,7 @@
 #define LATE_REPORTER "hotline-national"
 #define OPERATOR "shelter-op-rabat"
 #define FOLLOWER "iom-ma" /* follows every referral.* topic */
+#define NEW_MANAGER "ngo-ma-07"
 #define UNSUBSCRIBED_REPORTER "police-ma-06"
 #define UNSUBSCRIBED_PROVIDER "psy-ngo-ma-06"
 #define SECRET "recipients-test-secret-0123456789"
@@ -266,6 +269,93 @@ static void test_linked_reporter_hears_only_outcomes_after_its_report(void **s)
     s_not_told(LATE_REPORTER, "referral.created", case_id);
 }
 
+/* Reassigns the case to manager as the coordinator. */
+static void s_reassign(const char *case_id, const char *manager)
+{
+    Nrm__V1__ReassignCase a = NRM__V1__REASSIGN_CASE__INIT;
+    a.case_id = (char *)case_id;
+    a.case_manager_agency_id = (char *)manager;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_REASSIGN_CASE, &a);
+    s_ok(harness_call(h, "intake", "coordinator", &req));
+}
+
+/* Closes the case as the coordinator. */
+static void s_close(const char *case_id)
+{
+    Nrm__V1__CloseCase c = NRM__V1__CLOSE_CASE__INIT;
+    c.case_id = (char *)case_id;
+    c.reason = "reintegrated";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_CLOSE_CASE, &c);
+    s_ok(harness_call(h, "intake", "coordinator", &req));
+}
+
+static void
+test_a_case_its_late_reporters_and_outcomes_in_one_batch_reach_whom_they_concern(void **s)
+{
+    char url[256], id[65];
+    notify_fixture_subscribe_ok(h, NEW_MANAGER, "webhook",
+                                notify_fixture_url(receiver, NEW_MANAGER, url), NULL, SECRET, id);
+    /* notify is away while the case lives: it consumes all of it at once when it comes back */
+    assert_true(WIFSIGNALED(harness_signal(h, "notify", 0, SIGKILL)));
+    scenario_report_t r;
+    s_woman_needing_legal_aid(&r, ROUTINE);
+    routing_person_named(&r, "Amina Okafor-Idrissi", "1994-09-02");
+    char case_id[ROUTING_ID_TEXT], linked[ROUTING_ID_TEXT], referral[ROUTING_ID_TEXT];
+    assert_int_equal(routing_submit(h, &r, REPORTER, case_id), OK);
+    s_attempt(case_id, LEGAL_AID, 1, "legal-aid-ma-04", referral);
+    s_ok(routing_provider_respond(h, "legal-aid-ma-04", referral, ACCEPT, 0, ""));
+
+    /* the hotline reports the same woman after the acceptance, then the case changes hands
+     * and is closed (which revokes the referral): intake's stream holds the case's whole life in a
+     * row */
+    s_woman_needing_legal_aid(&r, ROUTINE);
+    routing_person_named(&r, "Amina Okafor-Idrissi", "1994-09-02");
+    assert_int_equal(routing_submit(h, &r, LATE_REPORTER, linked), OK);
+    assert_string_equal(linked, case_id);
+    s_reassign(case_id, NEW_MANAGER);
+    s_close(case_id);
+    assert_int_equal(harness_start(h, "notify", 0), 0);
+
+    /* the first reporter hears every outcome; the late one and the new manager what followed
+     * their arrival; the provider its referral only */
+    const char *after[] = {"case.manager_changed", "case.closed"};
+    for (size_t i = 0; i < sizeof after / sizeof *after; i++) {
+        s_hears(REPORTER, after[i], case_id);
+        s_hears(LATE_REPORTER, after[i], case_id);
+        s_hears(NEW_MANAGER, after[i], case_id);
+        s_not_told("legal-aid-ma-04", after[i], case_id);
+    }
+    s_hears(REPORTER, "referral.accepted", case_id);
+    s_hears("legal-aid-ma-04", "referral.accepted", case_id);
+    s_hears("legal-aid-ma-04", "referral.created", case_id);
+    /* closing the case revokes the referral: its provider (from the referral's creation) and
+     * every reporting agency of the case by then hear it */
+    s_hears("legal-aid-ma-04", "referral.revoked", case_id);
+    s_hears(REPORTER, "referral.revoked", case_id);
+    s_hears(LATE_REPORTER, "referral.revoked", case_id);
+    s_hears(NEW_MANAGER, "referral.revoked", case_id);
+    s_not_told(LATE_REPORTER, "referral.accepted", case_id);
+    s_not_told(NEW_MANAGER, "referral.accepted", case_id);
+    s_not_told(REPORTER, "referral.created", case_id);
+    /* nothing else about the case for them, and nothing left to send */
+    const char *agencies[] = {REPORTER, LATE_REPORTER, NEW_MANAGER, "legal-aid-ma-04"};
+    const long long expected[] = {4, 3, 3, 3};
+    char sql[SQL_MAX];
+    for (size_t i = 0; i < sizeof agencies / sizeof *agencies; i++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM notify.deliveries WHERE agency_id = '%s'"
+                 " AND case_id = '%s'",
+                 agencies[i], case_id);
+        assert_int_equal(harness_sql_int(h, sql), expected[i]);
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries WHERE case_id = '%s' AND state = 'pending'",
+             case_id);
+    assert_int_equal(notify_fixture_wait(h, sql, 0), 0);
+}
+
 static void test_concerned_agency_without_subscription_is_undeliverable(void **s)
 {
     scenario_report_t r;
@@ -429,6 +519,8 @@ int main(void)
         cmocka_unit_test(test_expired_and_unroutable_reach_the_coordinator),
         cmocka_unit_test(test_allocation_reaches_operator_and_reporter_release_only_operator),
         cmocka_unit_test(test_linked_reporter_hears_only_outcomes_after_its_report),
+        cmocka_unit_test(
+            test_a_case_its_late_reporters_and_outcomes_in_one_batch_reach_whom_they_concern),
         cmocka_unit_test(test_concerned_agency_without_subscription_is_undeliverable),
         cmocka_unit_test(test_notify_killed_while_routing_produces_delivers_every_event_once),
     };
