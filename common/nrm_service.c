@@ -372,10 +372,20 @@ static int s_consumer_settings(nrm_config_t *config, Nrm__V1__ConsumerSettings *
             protobuf_c_message_free_unpacked(&s->base, NULL);
         return -1;
     }
-    out->max_attempts = s->max_attempts ? s->max_attempts : NRM_CONSUMER_MAX_ATTEMPTS;
-    out->retry_backoff_ms = s->retry_backoff_ms ? s->retry_backoff_ms : NRM_CONSUMER_BACKOFF_MS;
-    out->partitions = s->partitions ? s->partitions : 1;
+    /* the environment overrides each setting (NRM_CONSUMER_MAX_ATTEMPTS, ...), as for any */
+    out->max_attempts =
+        (int32_t)nrm_config_int(config, "consumer.max_attempts",
+                                s->max_attempts ? s->max_attempts : NRM_CONSUMER_MAX_ATTEMPTS);
+    out->retry_backoff_ms = (int32_t)nrm_config_int(config, "consumer.retry_backoff_ms",
+                                                    s->retry_backoff_ms ? s->retry_backoff_ms
+                                                                        : NRM_CONSUMER_BACKOFF_MS);
+    out->partitions =
+        (int32_t)nrm_config_int(config, "consumer.partitions", s->partitions ? s->partitions : 1);
     protobuf_c_message_free_unpacked(&s->base, NULL);
+    if (out->partitions < 1 || out->partitions > NRM_CONSUMER_MAX_PARTITIONS) {
+        nrm_log_error("consumer configuration refused", "{s:s}", "field", "consumer.partitions");
+        return -1;
+    }
     return 0;
 }
 

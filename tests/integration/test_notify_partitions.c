@@ -2,7 +2,8 @@
  * every event is applied exactly once (one delivery per event and subscription, each received
  * under one delivery id), the events of a case are applied in their order (a delivery's
  * started_ms is its batch transaction's time, taken once the partition's row is held), every
- * partition row and the stream's row reach the head, and an instance killed while the stream
+ * partition row and the stream's row reach the head (also across barriers: events without a
+ * case_id, which hold every partition), and an instance killed while the stream
  * comes leaves its partitions to the survivor, which finishes. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +96,24 @@ static void s_case(int i, const char *tag, int updates)
     }
 }
 
+/* The coordinator registers agency i (inactive, no keys) on intake: directory.agency_upserted,
+ * an event without a case_id, a barrier across the partitions. */
+static void s_barrier(int i)
+{
+    char id[32];
+    snprintf(id, sizeof id, "partition-ngo-%d", i);
+    Nrm__V1__UpsertAgency u = NRM__V1__UPSERT_AGENCY__INIT;
+    u.agency_id = id;
+    u.type = NRM__V1__AGENCY_TYPE__AGENCY_TYPE_NGO;
+    u.name = "Partner organisation";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_UPSERT_AGENCY, &u);
+    Nrm__V1__Reply *reply = harness_call(h, "intake", "coordinator", &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
 /* The subscription's deliveries (all states). */
 static long long s_deliveries(void)
 {
@@ -165,8 +184,11 @@ static void test_two_instances_apply_each_event_once_in_case_order(void **state)
 {
     s_stop(0);
     s_stop(1);
-    for (int i = 0; i < CASES; i++)
+    for (int i = 0; i < CASES; i++) {
         s_case(i, "a", UPDATES);
+        if (i % 10 == 5)
+            s_barrier(i);
+    }
     assert_int_equal(harness_start(h, "notify", 0), 0);
     assert_int_equal(harness_start(h, "notify", 1), 0);
     s_check_all_applied_once(CASES * (1 + UPDATES));

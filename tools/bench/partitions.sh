@@ -139,4 +139,4 @@ for instances in 1 2; do
 done
 echo "PARTITIONS $reports reports, $partitions partitions: 1 instance ${rate[1]} reports/s;" \
   "2 instances ${rate[2]} reports/s; ratio $(awk -v a="${rate[1]}" -v b="${rate[2]}" \
-  'BEGIN { printf "%.2f", a > 0 ? b / a : 0 }')"
+  'BEGIN { printf "%.2f", (a > 0) ? b / a : 0 }')"
