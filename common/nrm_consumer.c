@@ -172,11 +172,6 @@ int64_t nrm_consumer_quarantined(const nrm_consumer_t *self)
     return self->quarantined;
 }
 
-int nrm_consumer_partitions(const nrm_consumer_t *self)
-{
-    return self->partitions;
-}
-
 /* Sets ev aside in the open transaction instead of applying it: a consumer_quarantine row and
  * a consumer.quarantined event on the own stream. */
 static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,

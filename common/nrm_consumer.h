@@ -95,7 +95,5 @@ int64_t nrm_consumer_known_head(const nrm_consumer_t *self);
 int64_t nrm_consumer_applied(const nrm_consumer_t *self);
 /* Events this instance set aside (consumer_quarantine). */
 int64_t nrm_consumer_quarantined(const nrm_consumer_t *self);
-/* Partitions in use (1: not partitioned). */
-int nrm_consumer_partitions(const nrm_consumer_t *self);
 
 #endif
