@@ -4,7 +4,8 @@
  * started_ms is its batch transaction's time, taken once the partition's row is held), every
  * partition row and the stream's row reach the head (also across barriers: events without a
  * case_id, which hold every partition), and an instance killed while the stream
- * comes leaves its partitions to the survivor, which finishes. */
+ * comes leaves its partitions to the survivor, which finishes; an event that keeps failing in
+ * its partition is set aside (consumer_quarantine) and every other event is applied. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -30,6 +31,8 @@
 #define DRAIN_MS 90000
 #define ID_MAX 37
 #define REPORTER "police-ma-04"
+#define MAX_ATTEMPTS 3
+#define OTHERS 20 /* cases after the one refused */
 
 static harness_t *h;
 static notify_receiver_t *receiver;
@@ -43,6 +46,8 @@ static int setup(void **state)
         .max_attempts = 5, .backoff_ms = 100, .max_backoff_ms = 500, .timeout_ms = 5000};
     notify_fixture_config(h, &settings, NULL);
     harness_config_set(h, "consumer.partitions", json_integer(PARTITIONS));
+    harness_config_set(h, "consumer.max_attempts", json_integer(MAX_ATTEMPTS));
+    harness_config_set(h, "consumer.retry_backoff_ms", json_integer(50));
     if (harness_start(h, "intake", 0) != 0 || harness_start(h, "notify", 0) != 0 ||
         harness_start(h, "notify", 1) != 0)
         return -1;
@@ -70,7 +75,7 @@ static void s_stop(int i)
 
 /* Submits a report (urgency URGENT), then `updates` updates of its case that each change its
  * urgency: 1 + updates events of one case. */
-static void s_case(int i, const char *tag, int updates)
+static void s_case_id(int i, const char *tag, int updates, char case_id[ID_MAX])
 {
     char name[64];
     snprintf(name, sizeof name, "Partition %s %d", tag, i);
@@ -79,8 +84,7 @@ static void s_case(int i, const char *tag, int updates)
     Nrm__V1__Reply *reply = harness_call(h, "intake", REPORTER, &s.request);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
-    char case_id[ID_MAX];
-    snprintf(case_id, sizeof case_id, "%s", reply->case_ref->case_id);
+    snprintf(case_id, ID_MAX, "%s", reply->case_ref->case_id);
     nrm__v1__reply__free_unpacked(reply, NULL);
     for (int u = 0; u < updates; u++) {
         Nrm__V1__UpdateCase up = NRM__V1__UPDATE_CASE__INIT;
@@ -94,6 +98,27 @@ static void s_case(int i, const char *tag, int updates)
         assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
         nrm__v1__reply__free_unpacked(reply, NULL);
     }
+}
+
+/* The same, without the case id. */
+static void s_case(int i, const char *tag, int updates)
+{
+    char case_id[ID_MAX];
+    s_case_id(i, tag, updates, case_id);
+}
+
+/* Updates the case's urgency to EMERGENCY: one case.updated. */
+static void s_update(const char *case_id)
+{
+    Nrm__V1__UpdateCase up = NRM__V1__UPDATE_CASE__INIT;
+    up.case_id = (char *)case_id;
+    up.urgency = NRM__V1__URGENCY__URGENCY_EMERGENCY;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_UPDATE_CASE, &up);
+    Nrm__V1__Reply *reply = harness_call(h, "intake", REPORTER, &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
 /* The coordinator registers agency i (inactive, no keys) on intake: directory.agency_upserted,
@@ -212,11 +237,44 @@ static void test_an_instance_killed_mid_stream_leaves_its_partitions_to_the_surv
     s_check_all_applied_once(before + STREAM * (1 + UPDATES));
 }
 
+static void test_an_event_failing_in_a_partition_is_set_aside_and_the_rest_goes_on(void **state)
+{
+    assert_int_equal(harness_start(h, "notify", 1), 0); /* the one killed before */
+    long long before = s_deliveries();
+    char refused[ID_MAX], sql[512];
+    s_case_id(0, "c", 0, refused); /* its case.opened is delivered */
+    assert_int_equal(notify_fixture_wait(h, "SELECT count(*) FROM notify.deliveries", before + 1),
+                     before + 1);
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION notify.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " IF NEW.case_id = '%s' AND NEW.topic = 'case.updated' THEN"
+             " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+             refused);
+    PQclear(harness_sql(h, sql));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse BEFORE INSERT ON notify.deliveries"
+                           " FOR EACH ROW EXECUTE FUNCTION notify.test_refuse()"));
+    s_update(refused); /* cannot be applied: set aside after MAX_ATTEMPTS */
+    for (int i = 1; i <= OTHERS; i++)
+        s_case(i, "c", UPDATES);
+    assert_int_equal(harness_wait_sql(h,
+                                      "SELECT count(*) FROM notify.consumer_quarantine WHERE"
+                                      " stream = 'intake' AND topic = 'case.updated' AND"
+                                      " consumer = 'notify' AND last_error LIKE 'INTERNAL%'",
+                                      1, DRAIN_MS),
+                     1);
+    snprintf(sql, sizeof sql, "SELECT max(attempts) FROM notify.consumer_quarantine");
+    assert_int_equal(harness_sql_int(h, sql), MAX_ATTEMPTS);
+    /* every other event, of every partition, applied once; the rows pass the set-aside one */
+    s_check_all_applied_once(before + 1 + OTHERS * (1 + UPDATES));
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse ON notify.deliveries"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_instances_apply_each_event_once_in_case_order),
         cmocka_unit_test(test_an_instance_killed_mid_stream_leaves_its_partitions_to_the_survivor),
+        cmocka_unit_test(test_an_event_failing_in_a_partition_is_set_aside_and_the_rest_goes_on),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
