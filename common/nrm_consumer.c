@@ -2,7 +2,11 @@
 #include "nrm_consumer.h"
 #include "nrm_client.h"
 #include "nrm_log.h"
+#include "nrm_partitions.h"
 #include "nrm_time.h"
+
+#include <string.h>
+#include <unistd.h>
 
 #define S_BATCH 500
 #define S_RCVHWM 100000
@@ -10,6 +14,7 @@
 #define S_FETCH_TIMEOUT_MS 5000
 #define S_BACKOFF_MAX_MS 30000
 #define S_ERROR_TEXT 160
+#define S_REFRESH_MS 250 /* the stream's row follows the partitions at least this often */
 
 static const char s_sql_checkpoint_init[] =
     "INSERT INTO checkpoints (stream) VALUES ($1) ON CONFLICT DO NOTHING";
@@ -21,6 +26,15 @@ static const char s_sql_quarantine[] =
     "INSERT INTO consumer_quarantine (consumer, stream, seq, topic, event_id, attempts,"
     " last_error, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     " ON CONFLICT (stream, seq) DO UPDATE SET attempts = EXCLUDED.attempts RETURNING id";
+
+/* The failures in a row of one event: per partition (and one for the barriers), so that two
+ * events failing in different partitions each count their own attempts. */
+typedef struct {
+    int64_t seq;              /* the event whose application failed, 0 for none */
+    int attempts;             /* how often in a row */
+    char error[S_ERROR_TEXT]; /* the last failure: status and message */
+    int64_t quarantine_seq;   /* the event to set aside in the next batch, 0: none */
+} s_failure_t;
 
 struct nrm_consumer_t {
     nrm_db_t *db;
@@ -44,17 +58,21 @@ struct nrm_consumer_t {
     char fetch_id[37]; /* request_id of the Fetch in flight, "" for none */
     int64_t fetch_sent_ms;
     zloop_t *loop;
-    int max_attempts;                 /* failed attempts before an event is set aside */
-    int backoff_ms;                   /* wait after the first failure, doubled after each */
-    int64_t failing_seq;              /* the event whose application failed, 0 for none */
-    int failing_attempts;             /* how often in a row */
-    char failing_error[S_ERROR_TEXT]; /* the last failure: status and message */
-    int64_t quarantine_seq;           /* the event to set aside in the next batch, 0: none */
-    int64_t retry_after_ms;           /* no batch before (monotonic clock) */
-    int retry_timer;                  /* the one-shot timer of the retry, -1 for none */
-    int64_t quarantined;              /* events set aside by this instance */
-    int64_t narrow_until; /* after a flush failed: one event per batch up to this seq, so that a
-                             failure has an owner (and can be set aside); 0: whole batches */
+    int max_attempts;       /* failed attempts before an event is set aside */
+    int backoff_ms;         /* wait after the first failure, doubled after each */
+    s_failure_t *fail;      /* [0] unpartitioned; [p] partition p, [partitions] the barriers */
+    int64_t retry_after_ms; /* no batch before (monotonic clock) */
+    int retry_timer;        /* the one-shot timer of the retry, -1 for none */
+    int64_t quarantined;    /* events set aside by this instance */
+    int64_t narrow_until;   /* after a flush failed: one event per batch up to this seq, so that a
+                               failure has an owner (and can be set aside); 0: whole batches */
+    int partitions;         /* 1: one checkpoint row; > 1: checkpoint_partitions */
+    int configured;         /* the partitions asked for (the stored layout may differ) */
+    int start;              /* the first partition this instance tries in a batch */
+    bool reload;            /* the stored layout changed under us: load it again */
+    int64_t lag_min;        /* the lowest partition at the last tick when behind us, -1 */
+    int64_t refreshed_ms;   /* the stream's row last moved (monotonic clock) */
+    bool loaded;            /* the checkpoint and layout were read */
 };
 
 nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
@@ -72,6 +90,13 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->backoff_ms = spec->backoff_ms > 0 ? spec->backoff_ms : NRM_CONSUMER_BACKOFF_MS;
     self->retry_timer = -1;
     self->pending = nrm_xcalloc(S_BATCH, sizeof *self->pending);
+    self->fail = nrm_xcalloc(NRM_CONSUMER_MAX_PARTITIONS + 1, sizeof *self->fail);
+    self->configured = spec->partitions < 1 ? 1
+                       : spec->partitions > NRM_CONSUMER_MAX_PARTITIONS
+                           ? NRM_CONSUMER_MAX_PARTITIONS
+                           : spec->partitions;
+    self->partitions = self->configured;
+    self->lag_min = -1;
     self->flush = spec->flush;
     self->reset = spec->reset;
     self->sub = zsock_new(ZMQ_SUB);
@@ -89,6 +114,7 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     nrm_db_statement(db, "consumer_checkpoint_lock", s_sql_checkpoint_lock);
     nrm_db_statement(db, "consumer_checkpoint_move", s_sql_checkpoint_move);
     nrm_db_statement(db, "consumer_quarantine", s_sql_quarantine);
+    nrm_partitions_prepare(db);
     return self;
 }
 
@@ -110,6 +136,7 @@ void nrm_consumer_destroy(nrm_consumer_t **self_p)
     if (self->pending)
         s_drop_pending(self);
     free(self->pending);
+    free(self->fail);
     zsock_destroy(&self->sub);
     nrm_client_destroy(&self->client);
     free(self->own_stream);
@@ -147,7 +174,8 @@ int64_t nrm_consumer_quarantined(const nrm_consumer_t *self)
 
 /* Sets ev aside in the open transaction instead of applying it: a consumer_quarantine row and
  * a consumer.quarantined event on the own stream. */
-static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
+                                 const s_failure_t *f)
 {
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(ev, &len);
@@ -157,8 +185,8 @@ static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__
     nrm_params_int(&p, ev->seq);
     nrm_params_text(&p, ev->topic ? ev->topic : "");
     nrm_params_text(&p, ev->event_id ? ev->event_id : "");
-    nrm_params_int(&p, self->failing_attempts);
-    nrm_params_text(&p, self->failing_error);
+    nrm_params_int(&p, f->attempts);
+    nrm_params_text(&p, f->error);
     nrm_params_bytes(&p, payload, len);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(self->db, "consumer_quarantine", &p, &res, tx->err);
@@ -172,13 +200,13 @@ static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__
     q.stream = self->source_stream;
     q.seq = ev->seq;
     q.topic = ev->topic ? ev->topic : "";
-    q.attempts = self->failing_attempts;
-    q.last_error = self->failing_error;
+    q.attempts = f->attempts;
+    q.last_error = (char *)f->error;
     st = nrm_tx_emit_body(tx, NULL, NRM__V1__EVENT__BODY_CONSUMER_QUARANTINED, &q);
     if (st == NRM_OK)
         nrm_log_error("event set aside after failed attempts", "{s:s, s:I, s:s, s:i, s:s}",
                       "stream", self->source_stream, "seq", (json_int_t)ev->seq, "topic", q.topic,
-                      "attempts", self->failing_attempts, "error", self->failing_error);
+                      "attempts", f->attempts, "error", f->error);
     return st;
 }
 
@@ -186,27 +214,27 @@ static int s_on_retry(zloop_t *loop, int timer_id, void *arg);
 
 /* Notes that applying event seq failed with st: counts the attempts in a row, waits with an
  * increasing backoff, and after max_attempts marks the event to be set aside next time. */
-static void s_note_failure(nrm_consumer_t *self, int64_t seq, nrm_status_t st,
+static void s_note_failure(nrm_consumer_t *self, s_failure_t *f, int64_t seq, nrm_status_t st,
                            const nrm_error_t *err)
 {
-    if (seq != self->failing_seq) {
-        self->failing_seq = seq;
-        self->failing_attempts = 0;
+    if (seq != f->seq) {
+        f->seq = seq;
+        f->attempts = 0;
     }
-    self->failing_attempts++;
-    snprintf(self->failing_error, sizeof self->failing_error, "%s: %s", nrm_status_name(st),
+    f->attempts++;
+    snprintf(f->error, sizeof f->error, "%s: %s", nrm_status_name(st),
              err->message[0] ? err->message : "failed");
     int64_t wait = self->backoff_ms;
-    for (int i = 1; i < self->failing_attempts && wait < S_BACKOFF_MAX_MS; i++)
+    for (int i = 1; i < f->attempts && wait < S_BACKOFF_MAX_MS; i++)
         wait *= 2;
     if (wait > S_BACKOFF_MAX_MS)
         wait = S_BACKOFF_MAX_MS;
-    if (self->failing_attempts >= self->max_attempts) {
-        self->quarantine_seq = seq;
+    if (f->attempts >= self->max_attempts) {
+        f->quarantine_seq = seq;
         wait = 0;
     }
     nrm_log_warn("event not applied", "{s:s, s:I, s:i, s:s}", "stream", self->source_stream, "seq",
-                 (json_int_t)seq, "attempt", self->failing_attempts, "error", self->failing_error);
+                 (json_int_t)seq, "attempt", f->attempts, "error", f->error);
     self->retry_after_ms = nrm_mono_ms() + wait;
     if (self->loop && self->retry_timer < 0)
         self->retry_timer =
@@ -227,11 +255,295 @@ static int64_t s_lock_checkpoint(nrm_consumer_t *self, nrm_error_t *err)
     return seq;
 }
 
+int nrm_consumer_partition(const Nrm__V1__Event *ev, int partitions)
+{
+    if (!ev->case_id || !ev->case_id[0])
+        return -1;
+    uint32_t h = 2166136261u;
+    for (const unsigned char *c = (const unsigned char *)ev->case_id; *c; c++)
+        h = (h ^ *c) * 16777619u;
+    return partitions > 1 ? (int)(h % (uint32_t)partitions) : 0;
+}
+
+/* The failure slot of an event: its partition, or the barriers' slot. */
+static int s_slot(const nrm_consumer_t *self, const Nrm__V1__Event *ev)
+{
+    int part = nrm_consumer_partition(ev, self->partitions);
+    return part < 0 ? self->partitions : part;
+}
+
+/* The outcome of one partitioned transaction. */
+typedef struct {
+    size_t handled;    /* events of the held partitions not applied before */
+    int64_t failed;    /* the event that failed (0: none, or not its own fault) */
+    int failed_slot;   /* its failure slot */
+    int64_t set_aside; /* an event set aside, 0: none */
+    int64_t last_seq;  /* the last event handled */
+} s_outcome_t;
+
+/* In the open transaction tx: applies the events of w[0..n) not applied yet that belong to a
+ * held partition (stored[p] >= 0 is row p's seq, -1: not held); a barrier is applied only when
+ * every partition is held (all; w ends with it). Then flush. Returns OK or the failure. */
+static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Event *const *w,
+                                 size_t n, const int64_t *stored, bool all, s_outcome_t *out)
+{
+    nrm_status_t st = NRM_OK;
+    if (self->reset)
+        self->reset(self->ctx);
+    for (size_t i = 0; st == NRM_OK && i < n; i++) {
+        int part = nrm_consumer_partition(w[i], self->partitions);
+        if (part < 0 ? !all : stored[part] < 0 || w[i]->seq <= stored[part])
+            continue;
+        int slot = s_slot(self, w[i]);
+        out->handled++;
+        out->last_seq = w[i]->seq;
+        if (!nrm_topic_matches(w[i]->topic, self->prefixes))
+            continue;
+        tx->causation_id = w[i]->event_id;
+        if (w[i]->seq == self->fail[slot].quarantine_seq) {
+            st = s_quarantine(self, tx, w[i], &self->fail[slot]);
+            out->set_aside = w[i]->seq;
+            continue;
+        }
+        st = self->apply(self->ctx, tx, w[i]);
+        if (st != NRM_OK) {
+            out->failed = w[i]->seq;
+            out->failed_slot = slot;
+        }
+    }
+    if (st == NRM_OK && self->flush && out->handled > 0) {
+        st = self->flush(self->ctx, tx);
+        /* as in s_apply_batch: alone, an event owns the failure; else narrow the batches */
+        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
+            if (out->handled == 1) {
+                out->failed = out->last_seq;
+                for (size_t i = 0; i < n; i++)
+                    if (w[i]->seq == out->last_seq)
+                        out->failed_slot = s_slot(self, w[i]);
+            } else if (out->last_seq > self->narrow_until)
+                self->narrow_until = out->last_seq;
+        }
+    }
+    return st;
+}
+
+/* Ends a partitioned transaction (st: its status so far): commits, or rolls back and counts
+ * the failure against its event. On success forgets the failures the moved rows passed
+ * (slot: the partition held, -1 for all). */
+static nrm_status_t s_end_held(nrm_consumer_t *self, nrm_status_t st, nrm_error_t *err,
+                               const s_outcome_t *out, int slot, int64_t moved_to)
+{
+    if (st == NRM_OK)
+        st = nrm_db_commit(self->db, err);
+    if (st != NRM_OK) {
+        nrm_db_rollback(self->db);
+        if (out->failed > 0 && st != NRM_UNAVAILABLE)
+            s_note_failure(self, &self->fail[out->failed_slot], out->failed, st, err);
+        else if (st != NRM_FAILED_PRECONDITION)
+            nrm_log_warn("batch not applied", "{s:s, s:s, s:s}", "stream", self->source_stream,
+                         "status", nrm_status_name(st), "message", err->message);
+        return st;
+    }
+    self->applied += (int64_t)out->handled;
+    if (out->set_aside)
+        self->quarantined++;
+    for (int i = 0; i <= self->partitions; i++)
+        if ((slot < 0 || i == slot) && self->fail[i].seq && self->fail[i].seq <= moved_to)
+            memset(&self->fail[i], 0, sizeof self->fail[i]);
+    return NRM_OK;
+}
+
+/* One transaction for partition part over w[0..n) (events since the last barrier, none in it).
+ * Returns OK (applied; or nothing to apply; or another instance holds the row), FAILED_PRECONDITION
+ * with *floor set when the row is behind w (a gap: left to its holder, or to the lag check), or
+ * the failure with *floor at the row's seq. */
+static nrm_status_t s_apply_partition(nrm_consumer_t *self, Nrm__V1__Event *const *w, size_t n,
+                                      int part, int64_t *floor)
+{
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    if (nrm_db_begin(self->db, &err) != NRM_OK) {
+        *floor = w[0]->seq - 1;
+        return err.status;
+    }
+    int64_t row = 0;
+    int taken =
+        nrm_partitions_take(self->db, self->checkpoint_name, part, self->partitions, &row, &err);
+    if (taken != 1 || row >= w[n - 1]->seq || row + 1 < w[0]->seq) {
+        nrm_db_rollback(self->db);
+        if (taken == 2)
+            self->reload = true;
+        if (taken < 0 || taken == 2) {
+            *floor = w[0]->seq - 1;
+            return taken < 0 ? err.status : NRM_FAILED_PRECONDITION;
+        }
+        if (taken == 1 && row + 1 < w[0]->seq) {
+            *floor = row;
+            return NRM_FAILED_PRECONDITION;
+        }
+        return NRM_OK; /* held by another instance, or applied already */
+    }
+    int64_t stored[NRM_CONSUMER_MAX_PARTITIONS];
+    for (int i = 0; i < self->partitions; i++)
+        stored[i] = i == part ? row : -1;
+    nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
+    s_outcome_t out = {0};
+    nrm_status_t st = s_apply_held(self, &tx, w, n, stored, false, &out);
+    if (st == NRM_OK)
+        st = nrm_partitions_move(self->db, self->checkpoint_name, part, w[n - 1]->seq, &err);
+    st = s_end_held(self, st, &err, &out, part, w[n - 1]->seq);
+    if (st != NRM_OK)
+        *floor = row;
+    return st;
+}
+
+/* One transaction holding every partition (waiting for their holders) for the barrier w[n - 1]:
+ * applies what each partition lacks of w[0..n-1) (events since the previous barrier), then the
+ * barrier, and moves every row to it. Returns OK (also when it was applied already), or the
+ * failure with *floor at the lowest row (FAILED_PRECONDITION: a partition is behind w). */
+static nrm_status_t s_apply_barrier(nrm_consumer_t *self, Nrm__V1__Event *const *w, size_t n,
+                                    int64_t *floor)
+{
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    int64_t stored[NRM_CONSUMER_MAX_PARTITIONS];
+    int64_t barrier = w[n - 1]->seq, min = barrier;
+    *floor = w[0]->seq - 1;
+    nrm_status_t st = nrm_db_begin(self->db, &err);
+    if (st == NRM_OK)
+        st = nrm_partitions_take_all(self->db, self->checkpoint_name, self->partitions, stored,
+                                     &err);
+    if (st == NRM_FAILED_PRECONDITION)
+        self->reload = true;
+    for (int i = 0; st == NRM_OK && i < self->partitions; i++)
+        if (stored[i] < min)
+            min = stored[i];
+    if (st == NRM_OK && min >= barrier) { /* another instance passed it */
+        nrm_db_rollback(self->db);
+        return NRM_OK;
+    }
+    if (st == NRM_OK && min + 1 < w[0]->seq) {
+        *floor = min;
+        st = nrm_fail(&err, NRM_FAILED_PRECONDITION, NULL, "gap after checkpoint");
+    }
+    if (st != NRM_OK) {
+        nrm_db_rollback(self->db);
+        return st;
+    }
+    nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
+    s_outcome_t out = {0};
+    st = s_apply_held(self, &tx, w, n, stored, true, &out);
+    if (st == NRM_OK)
+        st = nrm_partitions_move(self->db, self->checkpoint_name, -1, barrier, &err);
+    st = s_end_held(self, st, &err, &out, -1, barrier);
+    if (st != NRM_OK)
+        *floor = min;
+    return st;
+}
+
+/* Moves the stream's row to the lowest partition row; when it stays behind this instance for a
+ * whole tick (its holder died, or keeps failing), fetches from there again (tick only). */
+static void s_refresh(nrm_consumer_t *self, bool tick)
+{
+    int64_t min = nrm_partitions_refresh(self->db, self->checkpoint_name);
+    self->refreshed_ms = nrm_mono_ms();
+    if (!tick)
+        return;
+    if (min < 0 || min >= self->checkpoint) {
+        self->lag_min = -1;
+        return;
+    }
+    if (min == self->lag_min) {
+        nrm_log_info("partition behind, fetched again", "{s:s, s:I}", "stream", self->source_stream,
+                     "seq", (json_int_t)min);
+        self->checkpoint = min;
+        self->need_fetch = true;
+        self->lag_min = -1;
+        return;
+    }
+    self->lag_min = min;
+}
+
+static void s_load_checkpoint(nrm_consumer_t *self);
+
+/* The partitioned batch: events[0..n) in increasing, contiguous seq order from the instance's
+ * position on. Segments between barriers are applied one transaction per partition with events
+ * in them, starting at this instance's own partition; the partitions without are moved past the
+ * segment in one statement; each barrier holds every partition. Returns OK, or the first
+ * failure (the position then stays before what is not applied, and a fetch is due). */
+static nrm_status_t s_apply_partitioned(nrm_consumer_t *self, Nrm__V1__Event *const *events,
+                                        size_t n)
+{
+    if (n > 1 && events[0]->seq <= self->narrow_until) {
+        n = 1; /* the rest is fetched again after this one */
+        self->need_fetch = true;
+    }
+    int64_t floor = INT64_MAX;
+    nrm_status_t result = NRM_OK;
+    size_t lo = 0;
+    while (lo < n && result == NRM_OK) {
+        size_t end = lo;
+        while (end < n && nrm_consumer_partition(events[end], self->partitions) >= 0)
+            end++;
+        if (end > lo) {
+            bool has[NRM_CONSUMER_MAX_PARTITIONS] = {false};
+            for (size_t i = lo; i < end; i++)
+                has[nrm_consumer_partition(events[i], self->partitions)] = true;
+            for (int i = 0; i < self->partitions && !self->reload; i++) {
+                int part = (self->start + i) % self->partitions;
+                int64_t at = INT64_MAX;
+                nrm_status_t st =
+                    has[part] ? s_apply_partition(self, events + lo, end - lo, part, &at) : NRM_OK;
+                if (st == NRM_FAILED_PRECONDITION && !self->reload)
+                    continue; /* behind: its holder's, or the lag check's */
+                if (st != NRM_OK) {
+                    result = st;
+                    floor = at < floor ? at : floor;
+                }
+            }
+            nrm_partitions_advance(self->db, self->checkpoint_name, self->partitions, has,
+                                   events[lo]->seq - 1, events[end - 1]->seq);
+        }
+        if (result != NRM_OK || self->reload || end == n)
+            break;
+        int64_t at = INT64_MAX;
+        result = s_apply_barrier(self, events + lo, end - lo + 1, &at);
+        if (result != NRM_OK)
+            floor = at;
+        lo = end + 1;
+    }
+    if (self->reload) {
+        self->reload = false;
+        s_load_checkpoint(self);
+        self->need_fetch = true;
+        return NRM_FAILED_PRECONDITION;
+    }
+    if (result != NRM_OK) {
+        if (floor != INT64_MAX && floor > self->checkpoint)
+            self->checkpoint = floor;
+        self->need_fetch = true;
+        return result;
+    }
+    self->checkpoint = events[n - 1]->seq;
+    if (self->narrow_until && self->checkpoint >= self->narrow_until)
+        self->narrow_until = 0;
+    if (self->checkpoint >= self->known_head || nrm_mono_ms() - self->refreshed_ms >= S_REFRESH_MS)
+        s_refresh(self, false);
+    return NRM_OK;
+}
+
 /* Applies the events not yet applied, in one transaction with the checkpoint. events are in
  * increasing, contiguous seq order. Returns OK (also when all were already applied), or the
  * failure; on a gap after the stored checkpoint, FAILED_PRECONDITION and a fetch is due. */
 static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
 {
+    if (!self->loaded) { /* the start could not read the checkpoint: read it, fetch from there */
+        s_load_checkpoint(self);
+        self->need_fetch = true;
+        return self->loaded ? NRM_FAILED_PRECONDITION : NRM_UNAVAILABLE;
+    }
+    if (self->partitions > 1)
+        return s_apply_partitioned(self, events, n);
     nrm_error_t err;
     nrm_error_clear(&err);
     if (nrm_db_begin(self->db, &err) != NRM_OK)
@@ -255,8 +567,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         if (!nrm_topic_matches(events[i]->topic, self->prefixes))
             continue;
         tx.causation_id = events[i]->event_id;
-        if (events[i]->seq == self->quarantine_seq) {
-            st = s_quarantine(self, &tx, events[i]);
+        if (events[i]->seq == self->fail[0].quarantine_seq) {
+            st = s_quarantine(self, &tx, events[i], &self->fail[0]);
             set_aside = events[i]->seq;
             continue;
         }
@@ -291,7 +603,7 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         self->need_fetch = true;
         /* a failure of the event's own (not the database's availability) counts against it */
         if (failed_seq > 0 && st != NRM_UNAVAILABLE)
-            s_note_failure(self, failed_seq, st, &err);
+            s_note_failure(self, &self->fail[0], failed_seq, st, &err);
         else if (st != NRM_FAILED_PRECONDITION)
             nrm_log_warn("batch not applied", "{s:s, s:s, s:s}", "stream", self->source_stream,
                          "status", nrm_status_name(st), "message", err.message);
@@ -303,10 +615,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         self->narrow_until = 0;
     if (set_aside)
         self->quarantined++;
-    if (self->failing_seq && self->failing_seq <= last) {
-        self->failing_seq = self->quarantine_seq = 0;
-        self->failing_attempts = 0;
-    }
+    if (self->fail[0].seq && self->fail[0].seq <= last)
+        memset(&self->fail[0], 0, sizeof self->fail[0]);
     return NRM_OK;
 }
 
@@ -433,24 +743,31 @@ static int s_on_retry(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-/* Periodic check: catch up when a heartbeat or a gap says we are behind. */
+/* Periodic check: catch up when a heartbeat or a gap says we are behind (partitioned: also
+ * when a partition stays behind us), and keep the stream's row on the partitions. */
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     nrm_consumer_t *self = arg;
+    if (self->loaded && self->partitions > 1)
+        s_refresh(self, true);
     if (self->need_fetch || self->known_head > self->checkpoint)
         s_fetch(self);
     return 0;
 }
 
-/* Loads the stored checkpoint (0 when the database cannot say yet). */
+/* Loads the stored checkpoint and the partition layout (nrm_partitions_load); when the
+ * database cannot say yet, the first batch tries again. */
 static void s_load_checkpoint(nrm_consumer_t *self)
 {
-    if (nrm_db_begin(self->db, NULL) != NRM_OK)
+    int layout = 1;
+    int64_t cursor = 0;
+    if (nrm_partitions_load(self->db, self->checkpoint_name, self->configured, &layout, &cursor,
+                            NULL) != NRM_OK)
         return;
-    int64_t stored = s_lock_checkpoint(self, NULL);
-    if (stored >= 0 && nrm_db_commit(self->db, NULL) == NRM_OK)
-        self->checkpoint = stored;
-    nrm_db_rollback(self->db);
+    self->loaded = true;
+    self->partitions = layout;
+    self->checkpoint = cursor;
+    self->start = layout > 1 ? (int)(((uint32_t)getpid() * 2654435761u) % (uint32_t)layout) : 0;
 }
 
 int nrm_consumer_attach(nrm_consumer_t *self, zloop_t *loop)

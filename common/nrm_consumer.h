@@ -11,7 +11,19 @@
  * max_attempts times in a row (for a reason of its own: not an unavailable database) is set
  * aside: the next batch writes it to consumer_quarantine instead of applying it, publishes
  * consumer.quarantined on the own stream, and moves the checkpoint past it (the other events
- * keep their order). RetryQuarantined (nrm_service) applies it again later. */
+ * keep their order). RetryQuarantined (nrm_service) applies it again later.
+ *
+ * Partitioned consumption (spec.partitions > 1): an event belongs to partition
+ * fnv1a(case_id) % partitions, and each partition has its own checkpoint row
+ * (checkpoint_partitions). A batch is applied one transaction per partition that has events in
+ * it; an instance takes a partition's row with FOR UPDATE SKIP LOCKED, so that two instances
+ * apply different partitions of the same batch in parallel and neither waits for the other; a
+ * row it finds taken is left to its holder. An event without a case_id is a barrier: it is applied
+ * in a transaction that holds every partition's row (waiting for them), after what each
+ * partition still lacks before it, so it keeps its order against every case. The stream's row in
+ * checkpoints is moved to the lowest partition row (every event up to it is applied) after
+ * each batch that catches up and on each tick; a partition that stays behind the instance's
+ * position for a tick (its holder died) is fetched again and applied by the survivor. */
 #ifndef NRM_CONSUMER_H
 #define NRM_CONSUMER_H
 
@@ -48,11 +60,20 @@ typedef struct {
     void *ctx;
     const char *checkpoint; /* the checkpoint row's name; NULL: source_stream (one consumer of a
                                stream may apply only some topics under a name of its own) */
-    int max_attempts; /* failed attempts before an event is set aside (<= 0: the default) */
-    int backoff_ms;   /* wait after a first failure, doubled each time (<= 0: the default) */
-    nrm_flush_fn flush; /* optional: end of each batch (see nrm_flush_fn) */
-    nrm_reset_fn reset; /* optional: start of each batch */
+    int max_attempts;       /* failed attempts before an event is set aside (<= 0: the default) */
+    int backoff_ms;         /* wait after a first failure, doubled each time (<= 0: the default) */
+    nrm_flush_fn flush;     /* optional: end of each batch (see nrm_flush_fn) */
+    nrm_reset_fn reset;     /* optional: start of each batch */
+    int partitions;         /* > 1: partitioned consumption (see above); <= 1: one checkpoint row.
+                               The layout stored first wins until every partition is at the same
+                               sequence (the stream caught up): then the next start changes it. */
 } nrm_consumer_spec_t;
+
+#define NRM_CONSUMER_MAX_PARTITIONS 64
+
+/* The partition of an event among partitions: a stable hash (FNV-1a, 32 bits) of its case_id
+ * modulo partitions; -1 for an event without a case_id (a barrier). */
+int nrm_consumer_partition(const Nrm__V1__Event *ev, int partitions);
 
 #define NRM_CONSUMER_MAX_ATTEMPTS 5
 #define NRM_CONSUMER_BACKOFF_MS 200

@@ -6,6 +6,7 @@
 #include "nrm_directory.h"
 #include "nrm_event.h"
 #include "nrm_gauges.h"
+#include "nrm_json.h"
 #include "nrm_log.h"
 #include "nrm_publisher.h"
 #include "nrm_quarantine.h"
@@ -104,7 +105,8 @@ struct nrm_service_t {
     s_counter_t counters[S_MAX_COUNTERS];
     int counter_count;
     nrm_gauges_t *gauges;
-    int64_t quarantined; /* consumer_quarantine rows at the last health check */
+    int64_t quarantined;     /* consumer_quarantine rows at the last health check */
+    bool partitions_allowed; /* consumer.partitions applies to the consumers (not the directory) */
 };
 
 static volatile sig_atomic_t s_reload_requested = 0;
@@ -334,6 +336,57 @@ void nrm_service_consume_batches(nrm_service_t *self, const char *source,
     }
     self->consumers[self->consumer_count++] =
         (s_consumer_slot_t){nrm_xstrdup(source), prefixes, apply, ctx, NULL, NULL, flush, reset};
+}
+
+void nrm_service_allow_partitions(nrm_service_t *self)
+{
+    self->partitions_allowed = true;
+}
+
+/* The consumer section of the configuration (ConsumerSettings) into out, defaults filled in.
+ * Returns 0, or -1 after logging the offending field. */
+static int s_consumer_settings(nrm_config_t *config, Nrm__V1__ConsumerSettings *out)
+{
+    json_t *section = nrm_config_get(config, "consumer");
+    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
+    json_object_del(copy, "_comment");
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    Nrm__V1__ConsumerSettings *s = (Nrm__V1__ConsumerSettings *)nrm_json_to_message(
+        &nrm__v1__consumer_settings__descriptor, copy, &err);
+    json_decref(copy);
+    char field[S_PATH_MAX];
+    const char *bad = NULL;
+    if (!s) {
+        snprintf(field, sizeof field, "consumer%s%s", err.field[0] ? "." : "", err.field);
+        bad = field;
+    } else if (s->max_attempts < 0)
+        bad = "consumer.max_attempts";
+    else if (s->retry_backoff_ms < 0)
+        bad = "consumer.retry_backoff_ms";
+    else if (s->partitions < 0 || s->partitions > NRM_CONSUMER_MAX_PARTITIONS)
+        bad = "consumer.partitions";
+    if (bad) {
+        nrm_log_error("consumer configuration refused", "{s:s}", "field", bad);
+        if (s)
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+        return -1;
+    }
+    /* the environment overrides each setting (NRM_CONSUMER_MAX_ATTEMPTS, ...), as for any */
+    out->max_attempts =
+        (int32_t)nrm_config_int(config, "consumer.max_attempts",
+                                s->max_attempts ? s->max_attempts : NRM_CONSUMER_MAX_ATTEMPTS);
+    out->retry_backoff_ms = (int32_t)nrm_config_int(config, "consumer.retry_backoff_ms",
+                                                    s->retry_backoff_ms ? s->retry_backoff_ms
+                                                                        : NRM_CONSUMER_BACKOFF_MS);
+    out->partitions =
+        (int32_t)nrm_config_int(config, "consumer.partitions", s->partitions ? s->partitions : 1);
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+    if (out->partitions < 1 || out->partitions > NRM_CONSUMER_MAX_PARTITIONS) {
+        nrm_log_error("consumer configuration refused", "{s:s}", "field", "consumer.partitions");
+        return -1;
+    }
+    return 0;
 }
 
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx)
@@ -856,6 +909,9 @@ static int s_start_consumers(nrm_service_t *self)
 {
     char agency[S_PATH_MAX], api_path[S_PATH_MAX], events_path[S_PATH_MAX];
     snprintf(agency, sizeof agency, "service:%s", self->name);
+    Nrm__V1__ConsumerSettings settings = NRM__V1__CONSUMER_SETTINGS__INIT;
+    if (s_consumer_settings(self->config, &settings) != 0)
+        return -1;
     for (int i = 0; i < self->consumer_count; i++) {
         s_consumer_slot_t *slot = &self->consumers[i];
         snprintf(api_path, sizeof api_path, "services.%s.api_connect", slot->source);
@@ -885,10 +941,11 @@ static int s_start_consumers(nrm_service_t *self)
             slot->apply,
             slot->ctx,
             slot->checkpoint,
-            (int)nrm_config_int(self->config, "consumer.max_attempts", NRM_CONSUMER_MAX_ATTEMPTS),
-            (int)nrm_config_int(self->config, "consumer.retry_backoff_ms", NRM_CONSUMER_BACKOFF_MS),
+            settings.max_attempts,
+            settings.retry_backoff_ms,
             slot->flush,
-            slot->reset};
+            slot->reset,
+            self->partitions_allowed && !slot->checkpoint ? settings.partitions : 1};
         slot->consumer = nrm_consumer_new(self->db, &spec);
         if (!slot->consumer || nrm_consumer_attach(slot->consumer, self->loop) != 0)
             return -1;

@@ -62,6 +62,11 @@ void nrm_service_consume_batches(nrm_service_t *self, const char *source,
                                  const char *const *prefixes, nrm_apply_fn apply,
                                  nrm_flush_fn flush, nrm_reset_fn reset, void *ctx);
 
+/* Lets consumer.partitions (ConsumerSettings) partition this service's consumers by case_id
+ * (nrm_consumer.h), so that several instances apply one stream in parallel: for a service whose
+ * apply is safe for different cases in concurrent transactions. Before run. */
+void nrm_service_allow_partitions(nrm_service_t *self);
+
 /* Runs fn every period_ms in a transaction (before run). */
 void nrm_service_every(nrm_service_t *self, int period_ms, nrm_timer_fn fn, void *ctx);
 

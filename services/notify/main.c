@@ -86,6 +86,7 @@ int main(int argc, char **argv)
                        notify_list_deliveries, &notify);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, NRM_HANDLER_WRITE,
                        notify_retry_delivery, &notify);
+    nrm_service_allow_partitions(service); /* consumer.partitions: per case, in parallel */
     /* every stream but our own: notification.* events are never notified */
     static const char *const sources[] = {"intake", "routing", "shelter", "reintegration"};
     for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
