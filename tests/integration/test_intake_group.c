@@ -46,25 +46,26 @@ static long long s_count_for(const char *fmt, const char *case_id)
     return harness_sql_int(h, sql);
 }
 
-/* The replies to the GROUP requests sent at once on one socket, in the order sent (ids). */
-static void s_send_group(nrm_client_t *client, Nrm__V1__Request **reqs, Nrm__V1__Reply **replies)
+/* The replies to the n (at most GROUP) requests sent at once on one socket, in the order sent. */
+static void s_send_group(nrm_client_t *client, Nrm__V1__Request **reqs, int n,
+                         Nrm__V1__Reply **replies)
 {
     char ids[GROUP][37];
-    for (int i = 0; i < GROUP; i++)
+    for (int i = 0; i < n; i++)
         assert_int_equal(nrm_client_send(client, reqs[i], ids[i]), 0);
-    memset(replies, 0, GROUP * sizeof *replies);
+    memset(replies, 0, (size_t)n * sizeof *replies);
     int got = 0;
     int64_t until = nrm_mono_ms() + WAIT_MS;
     bool used[GROUP] = {false};
-    while (got < GROUP && nrm_mono_ms() < until) {
+    while (got < n && nrm_mono_ms() < until) {
         Nrm__V1__Reply *reply = nrm_client_receive(client);
         if (!reply) {
             zclock_sleep(2);
             continue;
         }
-        /* the first and the last two share a request_id: they are answered in order */
+        /* requests sharing a request_id are answered in the order sent */
         int slot = -1;
-        for (int i = 0; i < GROUP && slot < 0; i++)
+        for (int i = 0; i < n && slot < 0; i++)
             if (!used[i] && strcmp(ids[i], reply->request_id) == 0)
                 slot = i;
         assert_true(slot >= 0);
@@ -72,7 +73,7 @@ static void s_send_group(nrm_client_t *client, Nrm__V1__Request **reqs, Nrm__V1_
         replies[slot] = reply;
         got++;
     }
-    assert_int_equal(got, GROUP);
+    assert_int_equal(got, n);
 }
 
 static void test_group_keeps_the_good_and_nothing_of_the_refused(void **state)
@@ -106,7 +107,7 @@ static void test_group_keeps_the_good_and_nothing_of_the_refused(void **state)
         long long stored = harness_sql_int(h, "SELECT count(*) FROM intake.requests");
 
         Nrm__V1__Reply *replies[GROUP];
-        s_send_group(client, reqs, replies);
+        s_send_group(client, reqs, GROUP, replies);
         assert_int_equal(replies[0]->status, NRM__V1__STATUS__STATUS_OK);
         const char *case_id = replies[0]->case_ref->case_id;
         assert_false(replies[0]->case_ref->linked);
@@ -185,10 +186,98 @@ static void test_group_keeps_the_good_and_nothing_of_the_refused(void **state)
     nrm_client_destroy(&client);
 }
 
+/* The first request of a transaction takes no savepoint: when it fails after writing, the
+ * transaction is rolled back and another begins for the rest of the group. */
+static void test_first_of_a_group_failing_after_writing_leaves_the_rest(void **state)
+{
+    nrm_client_t *client = harness_client_new(h, "intake", 0, AGENCY);
+    bool grouped = false;
+    int attempt = 0;
+    for (; attempt < ATTEMPTS && !grouped; attempt++) {
+        char name[64], other[64], third[64], request_id[37];
+        snprintf(name, sizeof name, "First Test Person %d", attempt);
+        snprintf(other, sizeof other, "First Other Person %d", attempt);
+        snprintf(third, sizeof third, "First Third Person %d", attempt);
+        nrm_uuid_v4(request_id);
+        scenario_report_t stored, reused, repeat, good, invalid;
+        scenario_adult_woman(&stored, "MA-06", name, "1990-05-05");
+        stored.request.request_id = request_id;
+        Nrm__V1__Request *alone[] = {&stored.request};
+        Nrm__V1__Reply *first = NULL;
+        s_send_group(client, alone, 1, &first); /* the same client: the same bytes repeated */
+        assert_int_equal(first->status, NRM__V1__STATUS__STATUS_OK);
+        scenario_adult_woman(&reused, "MA-06", other, "1991-06-06");
+        scenario_adult_woman(&repeat, "MA-06", name, "1990-05-05");
+        scenario_adult_woman(&good, "MA-06", third, "1993-07-07");
+        scenario_adult_woman(&invalid, "MA-06", third, "1993-07-07");
+        repeat.report.identified_at_ms = stored.report.identified_at_ms;
+        reused.request.request_id = request_id;
+        repeat.request.request_id = request_id;
+        invalid.report.region = "";
+        Nrm__V1__Request *reqs[] = {&reused.request, &repeat.request, &good.request,
+                                    &invalid.request};
+        int n = (int)(sizeof reqs / sizeof *reqs);
+        long long cases = harness_sql_int(h, "SELECT count(*) FROM intake.cases");
+        long long reports = harness_sql_int(h, "SELECT count(*) FROM intake.reports");
+        long long keys = harness_sql_int(h, "SELECT count(*) FROM intake.case_keys");
+        long long stored_replies = harness_sql_int(h, "SELECT count(*) FROM intake.requests");
+        long long opened_before =
+            harness_sql_int(h, "SELECT count(*) FROM intake.outbox WHERE topic = 'case.opened'");
+
+        Nrm__V1__Reply *replies[GROUP];
+        s_send_group(client, reqs, n, replies);
+        assert_int_equal(replies[0]->status, NRM__V1__STATUS__STATUS_CONFLICT);
+        assert_string_equal(replies[0]->error_field, "request_id");
+        assert_int_equal(replies[1]->status, NRM__V1__STATUS__STATUS_OK);
+        assert_string_equal(replies[1]->case_ref->case_id, first->case_ref->case_id);
+        assert_int_equal(replies[2]->status, NRM__V1__STATUS__STATUS_OK);
+        assert_false(replies[2]->case_ref->linked);
+        assert_int_equal(replies[3]->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
+        assert_string_equal(replies[3]->error_field, "submit_report.region");
+
+        /* the good report's case, whole; nothing of the reused id's case */
+        assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.cases"), cases + 1);
+        assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.reports"), reports + 1);
+        assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.case_keys"), keys + 1);
+        assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.requests"),
+                         stored_replies + 1);
+        assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.outbox"
+                                            " WHERE topic = 'case.opened'"),
+                         opened_before + 1);
+        const char *case_id = replies[2]->case_ref->case_id;
+        assert_int_equal(s_count_for("SELECT count(*) FROM intake.reports WHERE case_id = '%s'"
+                                     " AND NOT linked",
+                                     case_id),
+                         1);
+        assert_int_equal(
+            s_count_for("SELECT count(*) FROM intake.case_keys WHERE case_id = '%s'", case_id), 1);
+        /* the refusals are audited: the conflict once, with the good report's transaction */
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                 " AND status = 'CONFLICT'",
+                 request_id);
+        assert_int_equal(harness_sql_int(h, sql), 1);
+        /* taken together: the conflict's audit row and the good report's share a transaction */
+        snprintf(sql, sizeof sql,
+                 "SELECT count(DISTINCT a.at) FROM intake.audit_log a WHERE (a.request_id = '%s'"
+                 " AND a.status = 'CONFLICT') OR a.subject_id = '%s'",
+                 request_id, case_id);
+        grouped = harness_sql_int(h, sql) == 1;
+        for (int i = 0; i < n; i++)
+            nrm__v1__reply__free_unpacked(replies[i], NULL);
+        nrm__v1__reply__free_unpacked(first, NULL);
+    }
+    fprintf(stderr, "the group was taken in one batch at attempt %d of %d\n", attempt, ATTEMPTS);
+    assert_true(grouped);
+    nrm_client_destroy(&client);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_keeps_the_good_and_nothing_of_the_refused),
+        cmocka_unit_test(test_first_of_a_group_failing_after_writing_leaves_the_rest),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
