@@ -465,7 +465,7 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     if (st == NRM_OK)
         st = s_open(call, &facts, hash, &c, case_id, &n, &opened);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
-    if (st == NRM_OK && opened) /* the answers (the outcome went with the case) */
+    if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
     if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
         (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
