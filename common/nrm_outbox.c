@@ -71,6 +71,25 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
     return st;
 }
 
+nrm_status_t nrm_tx_event_row(nrm_tx_t *tx, Nrm__V1__Event *ev, nrm_event_row_t *row)
+{
+    memset(row, 0, sizeof *row);
+    nrm_status_t st = s_pack(tx, ev, row->event_id, &row->payload, &row->len);
+    if (st != NRM_OK)
+        return st;
+    row->topic = nrm_event_topic_of(ev->body_case);
+    nrm_outbox_channel(nrm_db_schema(tx->db), row->channel, sizeof row->channel);
+    return NRM_OK;
+}
+
+void nrm_tx_event_row_done(nrm_tx_t *tx, nrm_event_row_t *row, bool written)
+{
+    free(row->payload);
+    row->payload = NULL;
+    if (written)
+        tx->emitted++;
+}
+
 /* A growing text buffer for array literals. */
 typedef struct {
     char *s;

@@ -36,6 +36,25 @@ nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n
 nrm_status_t nrm_tx_emit_body(nrm_tx_t *tx, const char *case_id, Nrm__V1__Event__BodyCase body,
                               void *message);
 
+/* An event packed for a statement of the caller's own that writes it together with the change
+ * it describes (one statement instead of two): the statement inserts (event_id, topic, payload)
+ * into outbox and calls pg_notify(channel, '') when it inserts the row. */
+typedef struct {
+    char event_id[37];
+    const char *topic; /* static */
+    uint8_t *payload;  /* owned until nrm_tx_event_row_done */
+    size_t len;
+    char channel[96];
+} nrm_event_row_t;
+
+/* Packs ev into row exactly as nrm_tx_emit would store it (filling event_id, stream, topic,
+ * occurred_at_ms and causation_id of the stored copy). Returns OK or INTERNAL (no body); on
+ * OK the caller ends with nrm_tx_event_row_done. */
+nrm_status_t nrm_tx_event_row(nrm_tx_t *tx, Nrm__V1__Event *ev, nrm_event_row_t *row);
+
+/* Frees row's payload; written says the caller's statement inserted it (counted as emitted). */
+void nrm_tx_event_row_done(nrm_tx_t *tx, nrm_event_row_t *row, bool written);
+
 /* The NOTIFY channel of a schema's outbox ("<schema>_outbox") written into buf. */
 void nrm_outbox_channel(const char *schema, char *buf, size_t size);
 

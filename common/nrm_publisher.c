@@ -15,14 +15,23 @@
 
 static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
-static const char s_sql_head_lock[] = "SELECT head FROM stream_head FOR UPDATE";
+/* One batch numbered in one statement, its own transaction: the committed unnumbered rows
+ * (pick, in id order), the head moved past them under stream_head's row lock (sh), the rows
+ * numbered after the head they found (upd), and the consumers woken when any were. Should a
+ * second sequencer ever run it concurrently, the one that waited for the row lock finds the
+ * rows numbered meanwhile (upd numbers fewer than pick holds): the guard then fails the
+ * statement, so that nothing is numbered twice and no gap is left; the next round goes on. */
 static const char s_sql_sequence[] =
-    "WITH pick AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM outbox"
-    "              WHERE seq IS NULL ORDER BY id LIMIT $1),"
-    " upd AS (UPDATE outbox o SET seq = $2::bigint + pick.rn, sequenced_at = now()"
-    "         FROM pick WHERE o.id = pick.id RETURNING 1)"
-    " UPDATE stream_head SET head = head + (SELECT count(*) FROM upd) RETURNING head";
-static const char s_sql_notify[] = "SELECT pg_notify($1, '')";
+    "WITH pick AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY id) AS rn,"
+    "   count(*) OVER () AS n"
+    "   FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) s),"
+    " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM pick) RETURNING head),"
+    " upd AS (UPDATE outbox o SET seq = sh.head - pick.n + pick.rn, sequenced_at = now()"
+    "   FROM pick, sh WHERE o.id = pick.id AND o.seq IS NULL RETURNING 1)"
+    " SELECT (SELECT count(*) FROM pick)"
+    "   / CASE WHEN (SELECT count(*) FROM upd) = (SELECT count(*) FROM pick) THEN 1 ELSE 0 END,"
+    "   (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM pick))"
+    " FROM sh";
 static const char s_sql_head[] = "SELECT head FROM stream_head";
 static const char s_sql_read[] =
     "SELECT seq, topic, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -145,33 +154,18 @@ static void s_try_lock(nrm_publisher_t *self)
         nrm_log_info("sequencer lock taken", "{s:s}", "stream", self->stream);
 }
 
-/* Numbers one batch of committed rows. Returns how many were numbered, or -1 on failure. */
+/* Numbers one batch of committed rows (one statement). Returns how many were numbered, or -1
+ * on failure (nothing numbered). */
 static int s_sequence_batch(nrm_publisher_t *self)
 {
-    PGresult *res = NULL;
-    if (nrm_db_begin(self->db, NULL) != NRM_OK ||
-        nrm_db_exec(self->db, "pub_head_lock", NULL, &res, NULL) != NRM_OK) {
-        nrm_db_rollback(self->db);
-        return -1;
-    }
-    int64_t head = nrm_db_int(res, 0, 0);
-    PQclear(res);
     nrm_params_t p = {0};
     nrm_params_int(&p, S_BATCH);
-    nrm_params_int(&p, head);
-    if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK) {
-        nrm_db_rollback(self->db);
+    nrm_params_text(&p, self->events_channel);
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK)
         return -1;
-    }
-    int numbered = (int)(nrm_db_int(res, 0, 0) - head);
+    int numbered = PQntuples(res) == 1 ? (int)nrm_db_int(res, 0, 0) : -1;
     PQclear(res);
-    nrm_params_t n = {0};
-    nrm_params_text(&n, self->events_channel);
-    if ((numbered > 0 && nrm_db_exec(self->db, "pub_notify", &n, NULL, NULL) != NRM_OK) ||
-        nrm_db_commit(self->db, NULL) != NRM_OK) {
-        nrm_db_rollback(self->db);
-        return -1;
-    }
     return numbered;
 }
 
@@ -302,9 +296,7 @@ int nrm_publisher_attach(nrm_publisher_t *self, zloop_t *loop)
 {
     self->loop = loop;
     nrm_db_statement(self->db, "pub_lock", s_sql_lock);
-    nrm_db_statement(self->db, "pub_head_lock", s_sql_head_lock);
     nrm_db_statement(self->db, "pub_sequence", s_sql_sequence);
-    nrm_db_statement(self->db, "pub_notify", s_sql_notify);
     nrm_db_statement(self->db, "pub_head", s_sql_head);
     nrm_db_statement(self->db, "pub_read", s_sql_read);
     if (zloop_timer(loop, S_POLL_MS, 0, s_on_poll, self) < 0 ||

@@ -331,22 +331,45 @@ static nrm_status_t s_store(nrm_server_t *self, const Nrm__V1__Request *req, con
     return nrm_db_exec(self->db, "server_store_audit", &p, NULL, err);
 }
 
-/* Runs the handler in the open batch transaction, inside its own savepoint, storing the reply
- * of a write. On OK returns the reply frame; on failure returns NULL with err set and the
- * request's changes rolled back to the savepoint.
+/* The batch transaction, as the requests of a batch go through it. */
+typedef struct {
+    bool open;    /* a transaction is open */
+    bool written; /* something a later failure must not undo was written in it */
+} s_batch_t;
+
+/* Undoes what the failed request wrote: back to its savepoint, or, when it was the first to
+ * write in the transaction (and took none), the whole transaction, and a new one begins.
+ * Returns false when no transaction is open any more (batch->open false). */
+static bool s_undo(nrm_server_t *self, s_batch_t *batch, bool savepoint)
+{
+    if (savepoint)
+        return nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL) == NRM_OK;
+    nrm_db_rollback(self->db);
+    batch->open = nrm_db_begin(self->db, NULL) == NRM_OK;
+    return batch->open;
+}
+
+/* Runs the handler in the open batch transaction, storing the reply of a write. On OK returns
+ * the reply frame; on failure returns NULL with err set and nothing the request wrote left.
+ *
+ * A request takes a savepoint only when something was written before it in the transaction
+ * (batch->written): the first undoes a failure by rolling the transaction back and beginning
+ * another. The savepoints of one transaction all have one name and are never released: each
+ * request's is the most recent when it fails, so ROLLBACK TO undoes just that request (a
+ * released savepoint would count among the transaction's subtransactions all the same).
  *
  * A repeated request_id is recognised when the request fails, not before: the repeat runs
  * like the first (its effects collide with the first's, or its stored reply does, on unique
- * keys), is rolled back to its savepoint, and then the stored reply is answered; a request_id
- * stored for a different request is CONFLICT. The common case, a new request, thus costs no
- * look-up. */
-static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const uint8_t *data,
-                       size_t len, nrm_error_t *err)
+ * keys), is undone, and then the stored reply is answered; a request_id stored for a different
+ * request is CONFLICT. The common case, a new request, thus costs no look-up. */
+static zframe_t *s_run(nrm_server_t *self, s_batch_t *batch, const Nrm__V1__Request *req,
+                       const uint8_t *data, size_t len, nrm_error_t *err)
 {
     s_handler_t *h = &self->handlers[req->body_case];
     uint8_t hash[S_HASH_BYTES];
     crypto_generichash(hash, sizeof hash, data, len, NULL, 0);
-    if (nrm_db_sql(self->db, "SAVEPOINT request", err) != NRM_OK)
+    bool savepoint = batch->written;
+    if (savepoint && nrm_db_sql(self->db, "SAVEPOINT request", err) != NRM_OK)
         return NULL;
     Nrm__V1__Reply reply;
     nrm_call_t call;
@@ -362,16 +385,16 @@ static zframe_t *s_run(nrm_server_t *self, const Nrm__V1__Request *req, const ui
             st = s_store(self, req, hash, frame, call.subject_id, err);
         else if (h->kind == NRM_HANDLER_READ)
             s_audit(self, req, NRM_OK, "", call.subject_id);
-        if (st == NRM_OK)
-            st = nrm_db_sql(self->db, "RELEASE SAVEPOINT request", err);
     }
     zlist_destroy(&call.keep);
-    if (st == NRM_OK)
+    if (st == NRM_OK) {
+        batch->written = true;
         return frame;
+    }
     zframe_destroy(&frame);
     if (err->status == NRM_OK)
         nrm_fail(err, st, NULL, "request failed");
-    if (nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL) != NRM_OK)
+    if (!s_undo(self, batch, savepoint))
         return NULL;
     if (h->kind == NRM_HANDLER_WRITE && st != NRM_UNAVAILABLE) {
         /* a repeat of a stored request (this batch, an earlier one, or another instance's) */
@@ -527,26 +550,30 @@ void nrm_server_process(nrm_server_t *self, zframe_t *const *requests, const cha
     }
     nrm_error_t batch_err;
     nrm_error_clear(&batch_err);
-    bool open = db_count > 0 && nrm_db_begin(self->db, &batch_err) == NRM_OK;
+    s_batch_t batch = {.open = db_count > 0 && nrm_db_begin(self->db, &batch_err) == NRM_OK};
     for (size_t i = 0; i < n; i++) {
         s_item_t *it = &items[i];
-        if (replies[i] && it->audit_refusal && open)
+        if (replies[i] && it->audit_refusal && batch.open) {
             s_audit(self, it->req, it->err.status, it->err.field, "");
+            batch.written = true;
+        }
         if (replies[i])
             continue;
-        if (open)
-            replies[i] =
-                s_run(self, it->req, zframe_data(requests[i]), zframe_size(requests[i]), &it->err);
+        if (batch.open)
+            replies[i] = s_run(self, &batch, it->req, zframe_data(requests[i]),
+                               zframe_size(requests[i]), &it->err);
         else
             nrm_fail(&it->err, NRM_UNAVAILABLE, NULL, "database unavailable");
         it->ok = replies[i] != NULL;
         if (!it->ok) {
-            if (open && it->err.status != NRM_UNAVAILABLE)
+            if (batch.open && it->err.status != NRM_UNAVAILABLE) {
                 s_audit(self, it->req, it->err.status, it->err.field, "");
+                batch.written = true;
+            }
             replies[i] = s_error_frame(it->req->request_id, &it->err);
         }
     }
-    if (open && nrm_db_commit(self->db, &batch_err) != NRM_OK) {
+    if (batch.open && nrm_db_commit(self->db, &batch_err) != NRM_OK) {
         nrm_db_rollback(self->db);
         for (size_t i = 0; i < n; i++) {
             if (!items[i].ok)

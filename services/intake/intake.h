@@ -113,10 +113,18 @@ nrm_status_t intake_ident_check_report(const intake_t *self, const Nrm__V1__Subm
 nrm_status_t intake_ident_check_update(const intake_t *self, const Nrm__V1__UpdateCase *u,
                                        int64_t now_ms, nrm_error_t *err);
 
-/* A report just opened case_id: stores its fields, answers, screening outcome and the time of
- * identification; fills ident for case.opened. */
-nrm_status_t intake_ident_open(intake_t *self, nrm_call_t *call, const char *case_id, bool is_minor,
-                               intake_ident_t *ident);
+/* A report opens a case: fills ident for case.opened (its fields from the report's facts, the
+ * status, the period's end, the outcome of the report's screening answers) and *facts
+ * (malloc'd, caller frees) with the packed fields the caller stores with the new case (and
+ * identified_at, the report's). Writes nothing: intake_ident_open_answers stores the answers
+ * once the case exists. Pure but for the configuration. */
+void intake_ident_opening(const intake_t *self, nrm_call_t *call, bool is_minor,
+                          intake_ident_t *ident, uint8_t **facts, size_t *facts_len);
+
+/* Stores the report's screening answers on the case it just opened, and their outcome (the one
+ * intake_ident_opening computed); no answers: nothing (the columns' defaults say so). */
+nrm_status_t intake_ident_open_answers(intake_t *self, nrm_call_t *call, const char *case_id,
+                                       bool is_minor);
 
 /* Adds facts and answers (either may be empty) to the locked case: lists merge, set fields
  * replace, answers replace earlier answers to the same indicators and the outcome is computed
@@ -209,6 +217,13 @@ void intake_read_prepare(nrm_db_t *db);
  * case's identity was erased meanwhile; INTERNAL when the key cannot be unwrapped. */
 nrm_status_t intake_case_key_for_sealing(intake_t *self, nrm_tx_t *tx, const char *case_id,
                                          uint8_t key[NRM_DATA_KEY_BYTES]);
+
+/* A fresh data key for a case this transaction is creating (no other transaction sees it yet,
+ * so nothing is locked or read): the key into key and its wrapping under the keyring's active
+ * key into *wrapped (malloc'd, caller frees), *len and *key_id, for the caller to store with
+ * the case. Returns 0, or -1 (nothing allocated, key wiped). */
+int intake_case_key_new(const intake_t *self, const char *case_id, uint8_t key[NRM_DATA_KEY_BYTES],
+                        uint8_t **wrapped, size_t *len, uint32_t *key_id);
 
 /* The case's data key into key for reading; *found false when the case has none (erased). */
 nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case_id,

@@ -17,13 +17,27 @@
 #define S_LIST_TEXT 64
 #define S_AAD_MAX 96
 
+/* A new case in one statement: the case (with its fields and time of identification), its
+ * data key, the report, its agency among the case's reporters and case.opened, unless an open
+ * case has the same identity hash (then nothing is written and no row is returned). */
 static const char s_sql_open[] =
-    "INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor, profile,"
-    " exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
-    " consent_to_referral, consent_to_data_sharing, case_manager_agency_id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13, $4)"
-    " ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
-    " DO NOTHING RETURNING case_id";
+    "WITH c AS (INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor,"
+    "   profile, exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
+    "   consent_to_referral, consent_to_data_sharing, case_manager_agency_id, facts,"
+    "   identified_at)"
+    "   VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13, $4, $14,"
+    "   to_timestamp($15::bigint / 1000.0))"
+    "   ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
+    "   DO NOTHING RETURNING case_id),"
+    " k AS (INSERT INTO case_keys (case_id, key_id, wrapped_key) SELECT case_id, $16, $17 FROM c),"
+    " r AS (INSERT INTO reports (case_id, request_id, reporting_agency_id, region, identified_at,"
+    "   linked, key_id, person_sealed, notes_sealed, sealed_under)"
+    "   SELECT case_id, $18::uuid, $4, $3, to_timestamp($15::bigint / 1000.0), false, 0, $19, $20,"
+    "   'case_key' FROM c),"
+    " a AS (INSERT INTO case_agencies (case_id, agency_id) SELECT case_id, $4 FROM c"
+    "   ON CONFLICT DO NOTHING),"
+    " o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $21::uuid, $22, $23 FROM c)"
+    " SELECT case_id, pg_notify($24, '') FROM c";
 static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
@@ -190,40 +204,48 @@ static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, con
     return NRM_OK;
 }
 
-/* Seals the report's identifying data under the case's data key (intake_keys.c) and stores
- * the report, and its agency among the case's reporting agencies. */
-static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char *case_id,
-                                   bool linked)
+/* The report's identifying data sealed under key, bound to case_id: *person and *notes
+ * malloc'd (caller frees, also on failure). Returns OK or INTERNAL. */
+static nrm_status_t s_seal_report(nrm_call_t *call, const char *case_id,
+                                  const uint8_t key[NRM_DATA_KEY_BYTES], uint8_t **person,
+                                  size_t *person_len, uint8_t **notes, size_t *notes_len)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    Nrm__V1__PersonalData empty = NRM__V1__PERSONAL_DATA__INIT;
+    const Nrm__V1__PersonalData *data = r->person ? r->person : &empty;
+    size_t plen = nrm__v1__personal_data__get_packed_size(data);
+    uint8_t *plain = nrm_xmalloc(plen ? plen : 1);
+    nrm__v1__personal_data__pack(data, plain);
+    char aad[S_AAD_MAX];
+    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
+    int sealed = nrm_seal_with(key, plain, plen, aad, person, person_len) ||
+                 nrm_seal_with(key, r->notes, strlen(r->notes), aad, notes, notes_len);
+    sodium_memzero(plain, plen);
+    free(plain);
+    return sealed ? nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "sealing failed") : NRM_OK;
+}
+
+/* Seals the report's identifying data under the (existing) case's data key (intake_keys.c) and
+ * stores the report as linked, and its agency among the case's reporting agencies. */
+static nrm_status_t s_store_linked_report(intake_t *self, nrm_call_t *call, const char *case_id)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     uint8_t key[NRM_DATA_KEY_BYTES];
     nrm_status_t st = intake_case_key_for_sealing(self, &call->tx, case_id, key);
     if (st != NRM_OK)
         return st;
-    Nrm__V1__PersonalData empty = NRM__V1__PERSONAL_DATA__INIT;
-    const Nrm__V1__PersonalData *person = r->person ? r->person : &empty;
-    size_t plen = nrm__v1__personal_data__get_packed_size(person);
-    uint8_t *plain = nrm_xmalloc(plen ? plen : 1);
-    nrm__v1__personal_data__pack(person, plain);
-    char aad[S_AAD_MAX];
-    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
     uint8_t *person_sealed = NULL, *notes_sealed = NULL;
     size_t person_len = 0, notes_len = 0;
-    int sealed = nrm_seal_with(key, plain, plen, aad, &person_sealed, &person_len) ||
-                 nrm_seal_with(key, r->notes, strlen(r->notes), aad, &notes_sealed, &notes_len);
+    st = s_seal_report(call, case_id, key, &person_sealed, &person_len, &notes_sealed, &notes_len);
     sodium_memzero(key, sizeof key);
-    sodium_memzero(plain, plen);
-    free(plain);
-    if (sealed != 0) {
-        st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "sealing failed");
-    } else {
+    if (st == NRM_OK) {
         nrm_params_t p = {0};
         nrm_params_text(&p, case_id);
         nrm_params_text(&p, call->request->request_id);
         nrm_params_text(&p, call->agency_id);
         nrm_params_text(&p, r->region);
         nrm_params_int(&p, r->identified_at_ms);
-        nrm_params_bool(&p, linked);
+        nrm_params_bool(&p, true);
         nrm_params_bytes(&p, person_sealed, person_len);
         nrm_params_bytes(&p, notes_sealed, notes_len);
         st = nrm_db_exec(call->tx.db, "intake_report", &p, NULL, call->tx.err);
@@ -233,61 +255,30 @@ static nrm_status_t s_store_report(intake_t *self, nrm_call_t *call, const char 
     return st;
 }
 
-/* Inserts a new case unless an open case has the same identity hash. On OK, *opened says
- * whether a case was created; otherwise case_id is replaced by the existing case's id. */
-static nrm_status_t s_open_or_find(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
-                                   const Nrm__V1__Profile *profile, const s_case_t *c,
-                                   char case_id[37], bool *opened)
+/* What a new case is made of, prepared before its one statement (s_open). */
+typedef struct {
+    uint8_t *profile, *facts, *wrapped, *person, *notes; /* owned */
+    size_t profile_len, facts_len, wrapped_len, person_len, notes_len;
+    uint32_t key_id;
+    nrm_event_row_t opened; /* case.opened */
+    bool has_event;
+} s_new_case_t;
+
+static void s_new_case_free(nrm_tx_t *tx, s_new_case_t *n, bool written)
 {
-    const Nrm__V1__SubmitReport *r = call->request->submit_report;
-    size_t profile_len = nrm__v1__profile__get_packed_size(profile);
-    uint8_t *profile_bytes = nrm_xmalloc(profile_len ? profile_len : 1);
-    nrm__v1__profile__pack(profile, profile_bytes);
-    char types[S_LIST_TEXT], needs[S_LIST_TEXT];
-    s_array_text((const int *)r->exploitation_types, r->n_exploitation_types, types, sizeof types);
-    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
-    nrm_params_t p = {0};
-    nrm_params_text(&p, case_id);
-    nrm_params_text(&p, hash[0] ? hash : NULL);
-    nrm_params_text(&p, r->region);
-    nrm_params_text(&p, call->agency_id);
-    nrm_params_bool(&p, facts->is_minor);
-    nrm_params_bytes(&p, profile_bytes, profile_len);
-    nrm_params_text(&p, types);
-    nrm_params_text(&p, r->country_of_exploitation);
-    nrm_params_text(&p, needs);
-    nrm_params_int(&p, c->urgency);
-    nrm_params_int(&p, c->safety_risk);
-    nrm_params_bool(&p, c->consent);
-    nrm_params_bool(&p, r->consent_to_data_sharing);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
-    free(profile_bytes);
-    if (st != NRM_OK)
-        return st;
-    *opened = PQntuples(res) == 1;
-    PQclear(res);
-    if (*opened)
-        return NRM_OK;
-    nrm_params_t f = {0};
-    nrm_params_text(&f, hash);
-    st = nrm_db_exec(call->tx.db, "intake_find_open", &f, &res, call->tx.err);
-    if (st != NRM_OK)
-        return st;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        /* the matching case was closed between the insert and the lookup: retry the request */
-        return nrm_fail(call->tx.err, NRM_UNAVAILABLE, NULL, "case changed meanwhile, retry");
-    }
-    snprintf(case_id, 37, "%s", nrm_db_text(res, 0, 0));
-    PQclear(res);
-    return NRM_OK;
+    free(n->profile);
+    free(n->facts);
+    free(n->wrapped);
+    free(n->person);
+    free(n->notes);
+    if (n->has_event)
+        nrm_tx_event_row_done(tx, &n->opened, written);
 }
 
-/* Emits case.opened for a new case. */
-static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
-                                  const intake_facts_t *facts, Nrm__V1__Profile *profile,
-                                  const s_case_t *c, intake_ident_t *ident)
+/* Packs case.opened for the new case into n->opened. */
+static nrm_status_t s_opened_event(nrm_call_t *call, const char *case_id,
+                                   const intake_facts_t *facts, Nrm__V1__Profile *profile,
+                                   const s_case_t *c, intake_ident_t *ident, s_new_case_t *n)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     Nrm__V1__CaseOpened body = NRM__V1__CASE_OPENED__INIT;
@@ -307,7 +298,98 @@ static nrm_status_t s_emit_opened(nrm_call_t *call, const char *case_id,
     body.urgency = (Nrm__V1__Urgency)c->urgency;
     body.safety_risk = (Nrm__V1__SafetyRisk)c->safety_risk;
     body.consent_to_referral = c->consent;
-    return nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_OPENED, &body);
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.case_id = (char *)case_id;
+    ev.body_case = NRM__V1__EVENT__BODY_CASE_OPENED;
+    ev.case_opened = &body;
+    nrm_status_t st = nrm_tx_event_row(&call->tx, &ev, &n->opened);
+    n->has_event = st == NRM_OK;
+    return st;
+}
+
+/* Prepares everything a new case case_id is written with: its profile, its fields (ident),
+ * a fresh data key and the report sealed under it, and case.opened. */
+static nrm_status_t s_new_case(intake_t *self, nrm_call_t *call, const char *case_id,
+                               const intake_facts_t *facts, Nrm__V1__Profile *profile,
+                               const s_case_t *c, intake_ident_t *ident, s_new_case_t *n)
+{
+    n->profile_len = nrm__v1__profile__get_packed_size(profile);
+    n->profile = nrm_xmalloc(n->profile_len ? n->profile_len : 1);
+    nrm__v1__profile__pack(profile, n->profile);
+    intake_ident_opening(self, call, facts->is_minor, ident, &n->facts, &n->facts_len);
+    uint8_t key[NRM_DATA_KEY_BYTES];
+    if (intake_case_key_new(self, case_id, key, &n->wrapped, &n->wrapped_len, &n->key_id) != 0)
+        return nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "wrapping a data key failed");
+    nrm_status_t st =
+        s_seal_report(call, case_id, key, &n->person, &n->person_len, &n->notes, &n->notes_len);
+    sodium_memzero(key, sizeof key);
+    if (st == NRM_OK)
+        st = s_opened_event(call, case_id, facts, profile, c, ident, n);
+    return st;
+}
+
+/* Opens case_id from the report in one statement (s_sql_open) unless an open case has the
+ * same identity hash. On OK, *opened says whether the case was created (with its key, its
+ * report, its reporter and case.opened); otherwise nothing was written. */
+static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
+                           const s_case_t *c, const char *case_id, s_new_case_t *n, bool *opened)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    char types[S_LIST_TEXT], needs[S_LIST_TEXT];
+    s_array_text((const int *)r->exploitation_types, r->n_exploitation_types, types, sizeof types);
+    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, hash[0] ? hash : NULL);
+    nrm_params_text(&p, r->region);
+    nrm_params_text(&p, call->agency_id);
+    nrm_params_bool(&p, facts->is_minor);
+    nrm_params_bytes(&p, n->profile, n->profile_len);
+    nrm_params_text(&p, types);
+    nrm_params_text(&p, r->country_of_exploitation);
+    nrm_params_text(&p, needs);
+    nrm_params_int(&p, c->urgency);
+    nrm_params_int(&p, c->safety_risk);
+    nrm_params_bool(&p, c->consent);
+    nrm_params_bool(&p, r->consent_to_data_sharing);
+    nrm_params_bytes(&p, n->facts, n->facts_len);
+    nrm_params_int(&p, r->identified_at_ms);
+    nrm_params_int(&p, n->key_id);
+    nrm_params_bytes(&p, n->wrapped, n->wrapped_len);
+    nrm_params_text(&p, call->request->request_id);
+    nrm_params_bytes(&p, n->person, n->person_len);
+    nrm_params_bytes(&p, n->notes, n->notes_len);
+    nrm_params_text(&p, n->opened.event_id);
+    nrm_params_text(&p, n->opened.topic);
+    nrm_params_bytes(&p, n->opened.payload, n->opened.len);
+    nrm_params_text(&p, n->opened.channel);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    *opened = PQntuples(res) == 1;
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* The open case with identity hash hash into case_id; UNAVAILABLE ("retry") when it was closed
+ * since the insert found it. */
+static nrm_status_t s_find_open(nrm_call_t *call, const char *hash, char case_id[37])
+{
+    nrm_params_t f = {0};
+    nrm_params_text(&f, hash);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_find_open", &f, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        /* the matching case was closed between the insert and the lookup: retry the request */
+        return nrm_fail(call->tx.err, NRM_UNAVAILABLE, NULL, "case changed meanwhile, retry");
+    }
+    snprintf(case_id, 37, "%s", nrm_db_text(res, 0, 0));
+    PQclear(res);
+    return NRM_OK;
 }
 
 /* A linked report: record it, merge what it adds to the case, tell the stream. */
@@ -377,15 +459,17 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     char case_id[37];
     nrm_uuid_v4(case_id);
     bool opened = false;
-    nrm_status_t st = s_open_or_find(call, &facts, hash, &profile, &c, case_id, &opened);
-    if (st == NRM_OK)
-        st = s_store_report(self, call, case_id, !opened);
     intake_ident_t ident;
-    if (st == NRM_OK && opened)
-        st = intake_ident_open(self, call, case_id, facts.is_minor, &ident);
+    s_new_case_t n = {0};
+    nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = opened ? s_emit_opened(call, case_id, &facts, &profile, &c, &ident)
-                    : s_link(self, call, case_id, &c);
+        st = s_open(call, &facts, hash, &c, case_id, &n, &opened);
+    s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
+    if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
+        st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
+    if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
+        (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
+        st = s_link(self, call, case_id, &c);
     if (st != NRM_OK)
         return st;
     Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);

@@ -22,15 +22,11 @@ static const char s_sql_fields_load[] =
     "SELECT facts, is_minor, trafficking_status,"
     " (extract(epoch FROM identified_at) * 1000)::bigint FROM cases WHERE case_id = $1";
 static const char s_sql_fields_save[] = "UPDATE cases SET facts = $2 WHERE case_id = $1";
-static const char s_sql_open_ident[] =
-    "UPDATE cases SET facts = $2, identified_at = to_timestamp($3::bigint / 1000.0)"
-    " WHERE case_id = $1";
 
 void intake_fields_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "intake_fields_load", s_sql_fields_load);
     nrm_db_statement(db, "intake_fields_save", s_sql_fields_save);
-    nrm_db_statement(db, "intake_open_ident", s_sql_open_ident);
     intake_screening_prepare(db);
     intake_status_prepare(db);
     intake_recovery_prepare(db);
@@ -250,8 +246,8 @@ static nrm_status_t s_fields_save(nrm_tx_t *tx, const char *stmt, const char *ca
     return st;
 }
 
-nrm_status_t intake_ident_open(intake_t *self, nrm_call_t *call, const char *case_id, bool is_minor,
-                               intake_ident_t *ident)
+void intake_ident_opening(const intake_t *self, nrm_call_t *call, bool is_minor,
+                          intake_ident_t *ident, uint8_t **facts, size_t *facts_len)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     memset(ident, 0, sizeof *ident);
@@ -260,17 +256,32 @@ nrm_status_t intake_ident_open(intake_t *self, nrm_call_t *call, const char *cas
     ident->status = NRM__V1__TRAFFICKING_STATUS__TRAFFICKING_STATUS_PRESUMED_VICTIM;
     int64_t period_s = intake_recovery_period_s(call->config);
     ident->recovery_ends_at_ms = period_s ? r->identified_at_ms + period_s * S_MS_PER_S : 0;
-    nrm_status_t st = s_fields_save(&call->tx, "intake_open_ident", case_id, &ident->fields,
-                                    &r->identified_at_ms);
-    if (st != NRM_OK)
-        return st;
-    if (r->n_screening_answers == 0) { /* nothing to store: the columns' defaults say so */
-        intake_screening_assess(self->screening, NULL, NULL, 0, is_minor, &ident->screened);
-        ident->screened.version[0] = '\0';
-        return NRM_OK;
+    *facts = s_fields_pack(&ident->fields, facts_len);
+    /* a new case's answers are the report's (each indicator once: checked), so their outcome
+     * is the one intake_screening_record computes from the stored answers */
+    size_t n = r->n_screening_answers;
+    const char **ids = nrm_xcalloc(n + 1, sizeof *ids);
+    bool *present = nrm_xcalloc(n + 1, sizeof *present);
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = r->screening_answers[i]->indicator_id;
+        present[i] = r->screening_answers[i]->present;
     }
+    intake_screening_assess(self->screening, ids, present, n, is_minor, &ident->screened);
+    free(ids);
+    free(present);
+    if (n == 0) /* nothing stored: the columns' defaults say so */
+        ident->screened.version[0] = '\0';
+}
+
+nrm_status_t intake_ident_open_answers(intake_t *self, nrm_call_t *call, const char *case_id,
+                                       bool is_minor)
+{
+    const Nrm__V1__SubmitReport *r = call->request->submit_report;
+    if (r->n_screening_answers == 0)
+        return NRM_OK;
+    intake_screened_t screened;
     return intake_screening_record(self->screening, &call->tx, case_id, r->screening_answers,
-                                   r->n_screening_answers, is_minor, &ident->screened);
+                                   r->n_screening_answers, is_minor, &screened);
 }
 
 /* Reads the stored fields of a case into ident (and its minority into *is_minor). */

@@ -98,6 +98,16 @@ nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case
     return st;
 }
 
+int intake_case_key_new(const intake_t *self, const char *case_id, uint8_t key[NRM_DATA_KEY_BYTES],
+                        uint8_t **wrapped, size_t *len, uint32_t *key_id)
+{
+    nrm_data_key_new(key);
+    if (s_wrap(self, case_id, key, wrapped, len, key_id) == 0)
+        return 0;
+    sodium_memzero(key, NRM_DATA_KEY_BYTES);
+    return -1;
+}
+
 /* Makes, wraps and stores a new data key for the case. */
 static nrm_status_t s_key_create(intake_t *self, nrm_tx_t *tx, const char *case_id,
                                  uint8_t key[NRM_DATA_KEY_BYTES])
