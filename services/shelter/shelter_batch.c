@@ -199,9 +199,8 @@ static int s_queue_order(const void *pa, const void *pb)
 
 /* Decides, in queue order, a shelter or a waitlist place for each of the n items of q against
  * the free beds of rows (updated as beds are taken). */
-static void s_decide(shelter_t *self, s_item_t **q, size_t n, shelter_row_t *rows, size_t nrows)
+static void s_decide(s_item_t **q, size_t n, shelter_row_t *rows, size_t nrows)
 {
-    (void)self;
     for (size_t i = 0; i < n; i++) {
         size_t eligible = 0;
         q[i]->row =
@@ -345,7 +344,7 @@ static nrm_status_t s_place(shelter_t *self, nrm_tx_t *tx)
         qsort(q, nq, sizeof *q, s_queue_order);
         st = shelter_load_active(tx, &rows, &nrows);
         if (st == NRM_OK)
-            s_decide(self, q, nq, rows, nrows);
+            s_decide(q, nq, rows, nrows);
         if (st == NRM_OK)
             st = s_write_allocations(self, tx, q, nq);
         if (st == NRM_OK)
