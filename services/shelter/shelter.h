@@ -286,8 +286,9 @@ void shelter_batch_free(shelter_batch_t **batch);
  * what was gathered, then is applied at once, so a request and its withdrawal keep their order.
  * flush places the gathered requests: under the beds lock, case states, remembered requests,
  * shelters, allocations (and their holds) and waitlist entries each in one statement, the
- * choices made in memory in queue order (urgency, then time, then stream order) against the
- * free beds read in the transaction, the events in one outbox statement. reset drops them. */
+ * choices made in memory in the stream's order against the free beds read in the transaction
+ * (the outcome, positions included, is what applying the events one at a time gives), the
+ * events in one outbox statement. reset drops them. */
 nrm_status_t shelter_routing_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
 nrm_status_t shelter_routing_flush(void *ctx, nrm_tx_t *tx);
 void shelter_routing_reset(void *ctx);

@@ -2,9 +2,10 @@
  * flush places them all at once in the batch's transaction. Under the beds lock (taken before
  * anything is read, so the free beds read are the truth until commit), one statement reads the
  * state of every case, one remembers every request (bed_requests), one reads the shelters; the
- * choices are made in memory in queue order against those free beds; then one statement holds
+ * choices are made in memory in the batch's order (as one event at a time would make them)
+ * against those free beds; then one statement holds
  * the beds and inserts the allocations, one inserts the waitlist entries (their positions from
- * one count of the waitlist per batch), and one appends every event to the outbox. The database
+ * the kept counts of waitlist_ranks), and one appends every event to the outbox. The database
  * still refuses to overbook (the conditional update and the CHECK): a batch that would is
  * rolled back whole. */
 #include "nrm_alloc.h"
@@ -56,17 +57,16 @@ static const char s_sql_allocate[] =
     " hold_until_ms, reason, request_event_id) SELECT allocation_id, case_id, shelter_id, beds,"
     " 'held', hold_until_ms, reason, request_event_id FROM a)"
     " SELECT (SELECT count(*) FROM h)::int, (SELECT count(*) FROM d)::int";
-/* the entries in queue order (i); for each, the waiting entries ahead of it before the batch:
- * those of higher or equal urgency (one count per urgency) but for those of equal urgency
- * requested later (an index range, normally empty) */
+/* the entries in the batch's order (i); for each, the waiting entries ahead of it before the batch:
+ * those of higher or equal urgency (waitlist_ranks, kept by triggers) but for those of equal
+ * urgency requested later (an index range, normally empty) */
 static const char s_sql_waitlist[] =
     "WITH v AS MATERIALIZED (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(" S_NEED_RECORD
     ", reason text, i int)),"
-    " q AS MATERIALIZED (SELECT urgency, count(*) AS n FROM waitlist WHERE state = 'waiting'"
-    " GROUP BY urgency),"
     " ins AS (INSERT INTO waitlist (" S_NEED_INSERT ", reason) SELECT " S_NEED_INSERT ", reason"
     " FROM v ORDER BY i)"
-    " SELECT ((SELECT coalesce(sum(q.n), 0) FROM q WHERE q.urgency >= v.urgency)"
+    " SELECT ((SELECT coalesce(sum(r.waiting), 0) FROM waitlist_ranks r WHERE r.urgency >= "
+    "v.urgency)"
     " - (SELECT count(*) FROM waitlist w WHERE w.state = 'waiting' AND w.urgency = v.urgency"
     " AND w.requested_at_ms > v.requested_at_ms))::int FROM v ORDER BY v.i";
 
@@ -75,7 +75,6 @@ typedef enum { S_IGNORED, S_ALLOCATED, S_WAITLISTED } s_outcome_t;
 
 typedef struct {
     shelter_need_t need;
-    size_t ord;          /* place in the batch */
     bool place;          /* to be allocated or waitlisted (not closed, not already served) */
     s_outcome_t outcome; /* decided by s_decide */
     shelter_row_t *row;  /* the shelter chosen (S_ALLOCATED) */
@@ -186,19 +185,17 @@ static nrm_status_t s_states_and_remember(nrm_tx_t *tx, shelter_batch_t *b)
     return s_exec_json(tx, "batch_remember", remember, NULL);
 }
 
-/* Queue order: urgency (highest first), then time of the request, then place in the batch. */
-static int s_queue_order(const void *pa, const void *pb)
+/* True when waitlisted item a is ahead of item b in the queue: higher urgency, or the same and
+ * requested earlier or at the same time (a came first in the batch, so its entry id is lower). */
+static bool s_ahead(const s_item_t *a, const s_item_t *b)
 {
-    const s_item_t *a = *(s_item_t *const *)pa, *b = *(s_item_t *const *)pb;
-    if (a->need.urgency != b->need.urgency)
-        return b->need.urgency - a->need.urgency;
-    if (a->need.requested_at_ms != b->need.requested_at_ms)
-        return a->need.requested_at_ms < b->need.requested_at_ms ? -1 : 1;
-    return a->ord < b->ord ? -1 : a->ord > b->ord;
+    return a->need.urgency > b->need.urgency ||
+           (a->need.urgency == b->need.urgency &&
+            a->need.requested_at_ms <= b->need.requested_at_ms);
 }
 
-/* Decides, in queue order, a shelter or a waitlist place for each of the n items of q against
- * the free beds of rows (updated as beds are taken). */
+/* Decides, in the batch's order (as one event at a time would), a shelter or a waitlist place for
+ * each of the n items of q against the free beds of rows (updated as beds are taken). */
 static void s_decide(s_item_t **q, size_t n, shelter_row_t *rows, size_t nrows)
 {
     for (size_t i = 0; i < n; i++) {
@@ -249,7 +246,9 @@ static nrm_status_t s_write_allocations(shelter_t *self, nrm_tx_t *tx, s_item_t 
     return NRM_OK;
 }
 
-/* Inserts q's S_WAITLISTED items in queue order in one statement and sets their positions. */
+/* Inserts q's S_WAITLISTED items in the batch's order in one statement and sets their positions:
+ * 1 + the entries ahead that waited before the batch + the batch's earlier entries ahead (as if
+ * each had been added alone, in turn). */
 static nrm_status_t s_write_waitlist(nrm_tx_t *tx, s_item_t **q, size_t n)
 {
     json_t *rows = json_array();
@@ -272,19 +271,21 @@ static nrm_status_t s_write_waitlist(nrm_tx_t *tx, s_item_t **q, size_t n)
     nrm_status_t st = s_exec_json(tx, "batch_waitlist", rows, &res);
     if (st != NRM_OK)
         return st;
-    /* ahead of the k-th: the entries waiting before the batch, and the batch's k before it */
     k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (q[i]->outcome == S_WAITLISTED) {
-            q[i]->position = (int)(1 + nrm_db_int(res, (int)k, 0) + (int64_t)k);
-            k++;
-        }
+    for (size_t i = 0; i < n; i++) {
+        if (q[i]->outcome != S_WAITLISTED)
+            continue;
+        int64_t ahead = nrm_db_int(res, (int)k++, 0);
+        for (size_t j = 0; j < i; j++)
+            ahead += q[j]->outcome == S_WAITLISTED && s_ahead(q[j], q[i]);
+        q[i]->position = (int)(1 + ahead);
+    }
     PQclear(res);
     return NRM_OK;
 }
 
-/* Appends shelter.allocated or shelter.waitlisted for each of q's n items, in queue order, in
- * one statement; each is caused by its request. */
+/* Appends shelter.allocated or shelter.waitlisted for each of q's n items, in the batch's order,
+ * in one statement; each is caused by its request. */
 static nrm_status_t s_emit(shelter_t *self, nrm_tx_t *tx, s_item_t **q, size_t n)
 {
     Nrm__V1__Event *evs = nrm_xcalloc(n, sizeof *evs);
@@ -341,7 +342,6 @@ static nrm_status_t s_place(shelter_t *self, nrm_tx_t *tx)
     shelter_row_t *rows = NULL;
     size_t nrows = 0;
     if (st == NRM_OK && nq > 0) {
-        qsort(q, nq, sizeof *q, s_queue_order);
         st = shelter_load_active(tx, &rows, &nrows);
         if (st == NRM_OK)
             s_decide(q, nq, rows, nrows);
@@ -384,7 +384,7 @@ nrm_status_t shelter_routing_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event
                      "seq", (json_int_t)ev->seq);
         return NRM_OK;
     }
-    it->ord = b->n++;
+    b->n++;
     return NRM_OK;
 }
 

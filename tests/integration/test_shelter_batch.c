@@ -2,11 +2,11 @@
  * processes. With nrm-shelter stopped, twelve women are reported in MA-04 (five beds) at three
  * urgencies, and in MA-06 (one bed for men) a man is reported, withdraws his consent, and a second
  * man is reported; then nrm-shelter starts and applies the whole backlog in one batch (one
- * transaction). In MA-04 exactly the five beds are allocated, to the first five in queue order
- * (urgency, then time), the seven others wait at positions 1 to 7 in that order, nothing is
- * overbooked and the shelters' counters equal a recount. In MA-06 the request and its
- * withdrawal keep their order: the first man's hold is allocated, then released and his request
- * cancelled, and the freed bed goes to the second man. */
+ * transaction). In MA-04 exactly the five beds are allocated, to the first five requests, the
+ * seven others wait with the positions one request at a time would have given them and in queue
+ * order (urgency, then time), nothing is overbooked and the shelters' counters equal a recount. In
+ * MA-06 the request and its withdrawal keep their order: the first man's hold is allocated, then
+ * released and his request cancelled, and the freed bed goes to the second man. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -132,15 +132,11 @@ typedef struct {
     int64_t seq;
 } s_request_t;
 
-/* Queue order: urgency (highest first), then time, then stream order. */
-static int s_queue_order(const void *pa, const void *pb)
+/* True when a (earlier in the stream) waits ahead of b: higher urgency, or the same and not later.
+ */
+static bool s_ahead(const s_request_t *a, const s_request_t *b)
 {
-    const s_request_t *a = pa, *b = pb;
-    if (a->urgency != b->urgency)
-        return b->urgency - a->urgency;
-    if (a->at_ms != b->at_ms)
-        return a->at_ms < b->at_ms ? -1 : 1;
-    return a->seq < b->seq ? -1 : 1;
+    return a->urgency > b->urgency || (a->urgency == b->urgency && a->at_ms <= b->at_ms);
 }
 
 /* Index of case_id among the women, or -1. */
@@ -175,9 +171,9 @@ test_one_batch_with_more_requests_than_beds_allocates_exactly_the_beds_in_order(
         nrm__v1__event__free_unpacked(events[i], NULL);
     free(events);
     assert_int_equal(nq, WOMEN_N);
-    qsort(queue, nq, sizeof *queue, s_queue_order);
 
-    /* the first five hold the five beds, the others wait in order */
+    /* the first five (routing's order) hold the five beds; the others wait, each told the place
+     * it took: behind the earlier ones ahead of it in the queue */
     for (size_t i = 0; i < nq; i++) {
         Nrm__V1__Event *ev =
             shelter_fixture_outcome(h, queue[i].case_id, NRM__V1__EVENT__BODY__NOT_SET, WAIT_MS);
@@ -190,20 +186,39 @@ test_one_batch_with_more_requests_than_beds_allocates_exactly_the_beds_in_order(
                                    queue[i].case_id),
                              1);
         } else {
+            int position = 1;
+            for (size_t j = BEDS; j < i; j++)
+                position += s_ahead(&queue[j], &queue[i]);
             assert_int_equal(ev->body_case, NRM__V1__EVENT__BODY_SHELTER_WAITLISTED);
-            assert_int_equal(ev->shelter_waitlisted->position, (int)(i - BEDS + 1));
+            assert_int_equal(ev->shelter_waitlisted->position, position);
             assert_non_null(strstr(ev->shelter_waitlisted->reason, "no_free_bed"));
-            /* the stored queue has the same place: those waiting ahead of it */
-            assert_int_equal(s_int("SELECT count(*) FROM shelter.waitlist w, shelter.waitlist me"
-                                   " WHERE me.case_id = '%s' AND me.state = 'waiting'"
-                                   " AND w.state = 'waiting' AND (w.urgency > me.urgency OR"
-                                   " (w.urgency = me.urgency AND (w.requested_at_ms, w.entry_id)"
-                                   " < (me.requested_at_ms, me.entry_id)))",
-                                   queue[i].case_id),
-                             (long long)(i - BEDS));
         }
         nrm__v1__event__free_unpacked(ev, NULL);
     }
+    /* the stored queue is in queue order: urgency, then time, then routing's order */
+    s_request_t waiting[WOMEN_N];
+    size_t nw = 0;
+    for (size_t i = BEDS; i < nq; i++) {
+        size_t at = nw++;
+        while (at > 0 && (waiting[at - 1].urgency < queue[i].urgency ||
+                          (waiting[at - 1].urgency == queue[i].urgency &&
+                           waiting[at - 1].at_ms > queue[i].at_ms))) {
+            waiting[at] = waiting[at - 1];
+            at--;
+        }
+        waiting[at] = queue[i];
+    }
+    char expected[SQL_MAX] = "", sql[SQL_MAX];
+    size_t used = 0;
+    for (size_t i = 0; i < nw; i++)
+        used += (size_t)snprintf(expected + used, sizeof expected - used, "%s%s", i ? "," : "",
+                                 waiting[i].case_id);
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(case_id, ',' ORDER BY urgency DESC, requested_at_ms, entry_id)"
+             " FROM shelter.waitlist WHERE state = 'waiting' AND region = 'MA-04'");
+    PGresult *res = harness_sql(h, sql);
+    assert_string_equal(PQgetvalue(res, 0, 0), expected);
+    PQclear(res);
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM shelter.allocations a JOIN"
                                         " shelter.shelters s USING (shelter_id)"
                                         " WHERE s.region = 'MA-04'"),
@@ -268,6 +283,13 @@ static void test_a_request_and_its_withdrawal_in_one_batch_keep_their_order(void
     assert_int_equal(harness_sql_int(h, "SELECT held FROM shelter.shelters"
                                         " WHERE shelter_id = 'b06-men'"),
                      1);
+    /* the kept counts of the queue equal a recount, after inserts and cancellations */
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM (SELECT urgency, count(*) AS n"
+                                        " FROM shelter.waitlist WHERE state = 'waiting'"
+                                        " GROUP BY urgency) c FULL JOIN shelter.waitlist_ranks r"
+                                        " USING (urgency)"
+                                        " WHERE coalesce(c.n, 0) <> coalesce(r.waiting, 0)"),
+                     0);
 }
 
 int main(void)
