@@ -33,6 +33,8 @@ int main(int argc, char **argv)
     shelter_list_prepare(db);
     shelter_cases_prepare(db);
     shelter_requests_prepare(db);
+    shelter_batch_prepare(db);
+    shelter.batch = shelter_batch_new();
     nrm_service_on_start(service, shelter_seed, &shelter);
     nrm_service_on_reload(service, shelter_configure, &shelter);
 
@@ -49,8 +51,11 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_REQUEST_BED, NRM_HANDLER_WRITE,
                        shelter_request_bed, &shelter);
 
-    nrm_service_consume(service, "routing", s_routing_topics, shelter_on_routing_event, &shelter);
-    nrm_service_consume(service, "intake", s_intake_topics, shelter_on_case_event, &shelter);
+    /* both consumers gather per batch and write at its end (shelter_batch.c, shelter_cases.c) */
+    nrm_service_consume_batches(service, "routing", s_routing_topics, shelter_routing_apply,
+                                shelter_routing_flush, shelter_routing_reset, &shelter);
+    nrm_service_consume_batches(service, "intake", s_intake_topics, shelter_on_case_event,
+                                shelter_cases_flush, shelter_cases_reset, &shelter);
 
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",
                                        SHELTER_DEFAULT_CHECK_MS);
@@ -63,5 +68,7 @@ int main(int argc, char **argv)
 
     exit_code = nrm_service_run(service);
     nrm_service_destroy(&service);
+    shelter_batch_free(&shelter.batch);
+    json_decref(shelter.managers);
     return exit_code;
 }

@@ -36,6 +36,7 @@
 #include "nrm_migrate.h"
 #include "nrm_server.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,10 +59,15 @@ extern const size_t shelter_migrations_count;
 #define SHELTER_DEFAULT_HOLD_S 86400
 #define SHELTER_DEFAULT_CHECK_MS 1000
 
-/* The service's state: settings only. Everything else lives in the database. */
+typedef struct shelter_batch_t shelter_batch_t;
+
+/* The service's state: settings, and what the consumers gather during one batch (written at its
+ * end, in its transaction). Everything else lives in the database. */
 typedef struct {
-    nrm_config_t *config; /* borrowed; replaced on reload */
-    int64_t hold_ms;      /* how long a bed is held for an arrival (shelter.hold_s) */
+    nrm_config_t *config;   /* borrowed; replaced on reload */
+    int64_t hold_ms;        /* how long a bed is held for an arrival (shelter.hold_s) */
+    shelter_batch_t *batch; /* routing consumer: the batch's requests (shelter_batch.c) */
+    json_t *managers;       /* intake consumer: the batch's case managers (shelter_cases.c) */
 } shelter_t;
 
 /* A shelter as allocation sees it (one row of shelters). */
@@ -111,6 +117,7 @@ void shelter_holds_prepare(nrm_db_t *db);
 void shelter_list_prepare(nrm_db_t *db);
 void shelter_cases_prepare(nrm_db_t *db);
 void shelter_requests_prepare(nrm_db_t *db);
+void shelter_batch_prepare(nrm_db_t *db);
 
 /* Checks an UpsertShelter; field paths start with prefix ("upsert_shelter", "shelters[2]").
  * Returns OK or INVALID_ARGUMENT naming the field. Touches nothing. */
@@ -184,9 +191,20 @@ nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_
                               shelter_row_t *rows, size_t n, bool from_waitlist, bool *allocated,
                               size_t *eligible_count);
 
-/* shelter.requested applied (ctx is the shelter_t): the need is remembered (bed_requests) and
- * a bed allocated or the need waitlisted, unless the case is closed, holds a bed or waits. */
-nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+/* Reads the request of a shelter.requested event into need. Returns false when the event cannot
+ * be acted on (no case, region or event id: nothing to allocate to). Missing facts are read on
+ * the safe side: no profile or no known age means a presumed minor. */
+bool shelter_need_from_event(const Nrm__V1__Event *ev, int64_t now_ms, shelter_need_t *need);
+
+/* Chooses the shelter for need among rows as shelter_allocate does, in memory only: returns the
+ * chosen row (its held count raised by need's beds) or NULL, with why in reason; the caller
+ * holds the beds lock, read rows after taking it and writes the hold. *eligible_count as in
+ * shelter_allocate. */
+shelter_row_t *shelter_choose(const shelter_need_t *need, shelter_row_t *rows, size_t n,
+                              char *reason, size_t size, size_t *eligible_count);
+
+/* The waitlist reason of a need no bed could take, given how many shelters were eligible. */
+void shelter_waitlist_reason(size_t eligible, char *buf, size_t size);
 
 /* Tells whether the case is closed and whether it holds (or occupies) a bed or waits for one. */
 nrm_status_t shelter_case_state(nrm_tx_t *tx, const char *case_id, bool *closed, bool *served);
@@ -257,12 +275,29 @@ nrm_status_t shelter_request_withdraw(nrm_tx_t *tx, const char *case_id);
  * for a bed again with the case's last request's facts. */
 nrm_status_t shelter_request_bed(void *ctx, nrm_call_t *call);
 
-/* Consumer of the routing stream (nrm_apply_fn; ctx is the shelter_t): shelter.requested and
- * shelter.request_withdrawn. */
-nrm_status_t shelter_on_routing_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+/* ---- shelter_batch.c: the routing stream's consumer, set-based per batch ---- */
+
+/* The batch state (shelter_t.batch): new and free (safe on NULL). */
+shelter_batch_t *shelter_batch_new(void);
+void shelter_batch_free(shelter_batch_t **batch);
+
+/* Consumer of the routing stream (nrm_service_consume_batches; ctx is the shelter_t).
+ * apply gathers each shelter.requested in memory; a shelter.request_withdrawn first places
+ * what was gathered, then is applied at once, so a request and its withdrawal keep their order.
+ * flush places the gathered requests: under the beds lock, case states, remembered requests,
+ * shelters, allocations (and their holds) and waitlist entries each in one statement, the
+ * choices made in memory in the stream's order against the free beds read in the transaction
+ * (the outcome, positions included, is what applying the events one at a time gives), the
+ * events in one outbox statement. reset drops them. */
+nrm_status_t shelter_routing_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+nrm_status_t shelter_routing_flush(void *ctx, nrm_tx_t *tx);
+void shelter_routing_reset(void *ctx);
 
 /* shelter_cases.c: the consumer of intake's case.closed, case.opened and case.manager_changed
- * (nrm_apply_fn; ctx is the shelter_t): beds freed when a case closes, case managers recorded. */
+ * (nrm_service_consume_batches; ctx is the shelter_t): beds freed when a case closes (applied
+ * at once), case managers gathered and written by flush in one statement; reset drops them. */
 nrm_status_t shelter_on_case_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+nrm_status_t shelter_cases_flush(void *ctx, nrm_tx_t *tx);
+void shelter_cases_reset(void *ctx);
 
 #endif

@@ -176,15 +176,15 @@ static nrm_status_t s_hold(nrm_tx_t *tx, s_candidate_t *c, int beds, bool *held)
     return NRM_OK;
 }
 
-nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
-                              shelter_row_t *rows, size_t n, bool from_waitlist, bool *allocated,
-                              size_t *eligible_count)
+/* The shelters of rows with room for need, best first (malloc'd, caller frees; *nc of them);
+ * *eligible_count counts those that could take the person at all. */
+static s_candidate_t *s_candidates(const shelter_need_t *need, shelter_row_t *rows, size_t n,
+                                   size_t *nc, size_t *eligible_count)
 {
-    *allocated = false;
+    *nc = 0;
     *eligible_count = 0;
     s_candidate_t *c = nrm_xcalloc(n ? n : 1, sizeof *c);
     bool high_risk = need->safety_risk == NRM__V1__SAFETY_RISK__SAFETY_RISK_HIGH;
-    size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
         shelter_row_t *r = &rows[i];
         if (!r->active || !shelter_eligible(r, need))
@@ -194,9 +194,19 @@ nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_
             continue;
         bool same_region = strcmp(r->region, need->region) == 0;
         /* high risk: away from the region of identification; otherwise: close to it */
-        c[nc++] = (s_candidate_t){r, same_region == high_risk, !s_speaks(r, need)};
+        c[(*nc)++] = (s_candidate_t){r, same_region == high_risk, !s_speaks(r, need)};
     }
-    qsort(c, nc, sizeof *c, s_compare);
+    qsort(c, *nc, sizeof *c, s_compare);
+    return c;
+}
+
+nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_t *need,
+                              shelter_row_t *rows, size_t n, bool from_waitlist, bool *allocated,
+                              size_t *eligible_count)
+{
+    *allocated = false;
+    size_t nc = 0;
+    s_candidate_t *c = s_candidates(need, rows, n, &nc, eligible_count);
     nrm_status_t st = NRM_OK;
     for (size_t i = 0; i < nc && st == NRM_OK && !*allocated; i++) {
         char reason[SHELTER_REASON_MAX];
@@ -209,16 +219,35 @@ nrm_status_t shelter_allocate(shelter_t *self, nrm_tx_t *tx, const shelter_need_
     return st;
 }
 
+shelter_row_t *shelter_choose(const shelter_need_t *need, shelter_row_t *rows, size_t n,
+                              char *reason, size_t size, size_t *eligible_count)
+{
+    size_t nc = 0;
+    s_candidate_t *c = s_candidates(need, rows, n, &nc, eligible_count);
+    shelter_row_t *chosen = nc ? c[0].row : NULL;
+    if (chosen) {
+        s_reason(&c[0], need, nc, false, reason, size);
+        chosen->held += need->beds;
+    }
+    free(c);
+    return chosen;
+}
+
+void shelter_waitlist_reason(size_t eligible, char *buf, size_t size)
+{
+    if (eligible == 0)
+        snprintf(buf, size, "no_eligible_shelter");
+    else
+        snprintf(buf, size, "no_free_bed; %zu eligible shelters full", eligible);
+}
+
 /* Returns v brought into lo..hi. */
 static int s_clamp(int v, int lo, int hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* Reads the request of a shelter.requested event into need. Returns false when the event cannot
- * be acted on (no case, region or event id: nothing to allocate to). Missing facts are read on
- * the safe side: no profile or no known age means a presumed minor. */
-static bool s_need_from_event(const Nrm__V1__Event *ev, int64_t now_ms, shelter_need_t *need)
+bool shelter_need_from_event(const Nrm__V1__Event *ev, int64_t now_ms, shelter_need_t *need)
 {
     const Nrm__V1__ShelterRequested *r = ev->shelter_requested;
     memset(need, 0, sizeof *need);
@@ -281,44 +310,6 @@ nrm_status_t shelter_place_need(shelter_t *self, nrm_tx_t *tx, const shelter_nee
     if (st != NRM_OK || *allocated)
         return st;
     char reason[SHELTER_REASON_MAX];
-    if (eligible == 0)
-        snprintf(reason, sizeof reason, "no_eligible_shelter");
-    else
-        snprintf(reason, sizeof reason, "no_free_bed; %zu eligible shelters full", eligible);
+    shelter_waitlist_reason(eligible, reason, sizeof reason);
     return shelter_waitlist_add(tx, need, reason, position);
-}
-
-nrm_status_t shelter_on_requested(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
-{
-    shelter_t *self = ctx;
-    if (ev->body_case != NRM__V1__EVENT__BODY_SHELTER_REQUESTED)
-        return NRM_OK;
-    shelter_need_t need;
-    if (!s_need_from_event(ev, tx->now_ms, &need)) {
-        /* a poison event must not stop the stream: it is recorded and passed over */
-        nrm_log_warn("shelter request ignored: malformed", "{s:s, s:I}", "stream", ev->stream,
-                     "seq", (json_int_t)ev->seq);
-        return NRM_OK;
-    }
-    bool closed = false, served = false;
-    nrm_status_t st = shelter_lock_beds(tx);
-    if (st == NRM_OK)
-        st = shelter_case_state(tx, need.case_id, &closed, &served);
-    if (st != NRM_OK)
-        return st;
-    if (closed) {
-        nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
-                     "case closed");
-        return NRM_OK;
-    }
-    /* the newest request is the one RequestBed repeats (and it clears a withdrawal) */
-    st = shelter_request_remember(tx, &need);
-    if (st != NRM_OK || served) {
-        if (served)
-            nrm_log_info("shelter request ignored", "{s:s, s:s}", "case_id", need.case_id, "why",
-                         "case already holds a bed or waits for one");
-        return st;
-    }
-    bool allocated = false;
-    return shelter_place_need(self, tx, &need, &allocated, NULL);
 }

@@ -1,7 +1,6 @@
 /* Each case's last request for a bed (bed_requests), and RequestBed: the case manager or the
  * coordinator asks for a bed again when the last request ended without one (a no_show), with
- * the facts routing gave last. The routing stream's consumer lives here too: shelter.requested
- * (shelter_allocate.c) and shelter.request_withdrawn (shelter_holds.c). */
+ * the facts routing gave last. The routing stream's consumer is shelter_batch.c. */
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
@@ -140,11 +139,4 @@ nrm_status_t shelter_request_bed(void *ctx, nrm_call_t *call)
     if (st == NRM_OK)
         st = s_reply(call, r->case_id, allocated, position);
     return st;
-}
-
-nrm_status_t shelter_on_routing_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
-{
-    if (ev->body_case == NRM__V1__EVENT__BODY_SHELTER_REQUEST_WITHDRAWN)
-        return shelter_on_request_withdrawn(ctx, tx, ev);
-    return shelter_on_requested(ctx, tx, ev);
 }
