@@ -1,4 +1,3 @@
-#include "nrm_alloc.h"
 #include "nrm_service.h"
 #include "nrm_alloc.h"
 #include "nrm_auth.h"
@@ -13,6 +12,9 @@
 #include "nrm_time.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 
 #define S_MAX_CONSUMERS 8
@@ -675,6 +677,11 @@ static int s_on_health_check(zloop_t *loop, int timer_id, void *arg)
     int64_t quarantined = nrm_quarantine_count(self->db); /* also checks the connection */
     if (quarantined >= 0)
         self->quarantined = quarantined;
+#ifdef __GLIBC__
+    /* give the heap a burst left free back to the system: an idle service keeps the memory it
+     * needs, not its high-water mark (a 500-event batch, a backlog drained) */
+    malloc_trim(0);
+#endif
     return 0;
 }
 

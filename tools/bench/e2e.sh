@@ -37,86 +37,20 @@ build=${NRM_BENCH_BUILD_DIR:-$root/build-bench}
 port=${NRM_BENCH_PGPORT:-31461}
 base=$((port + 100)) # the services' ports: base+0 .. base+7; the receiver: base+9
 pgdir=/tmp/nrm-e2e-pg-$port
-. "$root/tools/bench/lib.sh"
-work=$(mktemp -d /tmp/nrm-e2e-XXXXXX)
-chmod 755 "$work"
 db=nrm_e2e
-bench_dir=$root/tools/bench
-declare -A pid=()
-
-cleanup() {
-  for name in "${!pid[@]}"; do kill "${pid[$name]}" 2>/dev/null || true; done
-  for name in "${!pid[@]}"; do wait "${pid[$name]}" 2>/dev/null || true; done
-  bench_cluster_stop
-  rm -rf "$work"
-}
-trap cleanup EXIT
 say() { echo "e2e: $*" >&2; }
+. "$root/tools/bench/lib.sh"
 
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
+. "$root/tools/bench/pipeline.sh"
 command -v node >/dev/null || apt-get install -y nodejs npm >/dev/null
 (cd "$bench_dir/graphile" && [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null 2>&1)
 
-bench_cluster_start
-psql -X -q -d postgres -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
-  >/dev/null
-bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null
-psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-bash "$root/deploy/db-init.sh" "$db" >/dev/null
-psql -X -q -d "$db" -c "CREATE EXTENSION pg_stat_statements" \
+pipeline_setup --statements
+psql -X -q -d "$db" \
   -c "DO \$\$ BEGIN CREATE ROLE nrm_peer LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" \
   -c "GRANT CONNECT, CREATE ON DATABASE $db TO nrm_peer" >/dev/null
-q() { psql -X -qAt -d "$db" -c "$1"; }
 
-nrmctl_bin=$build/tools/nrmctl/nrmctl
-"$nrmctl_bin" keygen "$work/keys.json"
-bash "$root/deploy/certify.sh" "$nrmctl_bin" "$root/deploy/demo/config.json" "$work"
-hook_port=$((base + 9))
-jq --argjson base "$base" --arg hook "http://127.0.0.1:$hook_port/bench" '
-  .services |= (to_entries | map(
-    ({intake: 0, routing: 2, shelter: 4, notify: 6}[.key]) as $o |
-    if $o == null then . else
-      .value.api = "tcp://127.0.0.1:\($base + $o)" | .value.api_connect = .value.api |
-      .value.events = "tcp://127.0.0.1:\($base + $o + 1)" | .value.events_connect = .value.events
-    end) | from_entries) |
-  .notify.webhook_allow = ["127.0.0.1/32"] |
-  .subscriptions = [{subscription_id: "bench-shelter", agency_id: "coordinator",
-    channel: "webhook", address: $hook, topics: ["shelter.allocated", "shelter.waitlisted"],
-    secret: "bench-only-shelter-secret-000001"}]
-' "$work/config.json" >"$work/config.e2e.json"
-config=$work/config.e2e.json
-export NRM_CERT=$work/certs/coordinator.cert
-export NRM_DATABASE_CONNINFO="host=$pgdir/sock port=$port dbname=$db"
-export NRM_CRYPTO_KEYS_FILE=$work/keys.json
-export NRM_LOG_LEVEL=warn
-nrmctl=("$nrmctl_bin" --config "$config")
-intake_api=tcp://127.0.0.1:$base
-intake_key=$("$nrmctl_bin" cert key "$work/certs/service-intake.cert")
-hotline=(--cert "$work/certs/hotline-national.cert" --server-key "$intake_key")
-
-# start SERVICE: starts it, waits for its Ping.
-start() {
-  "$build/services/$1/nrm-$1" --config "$config" 2>>"$work/$1.log" &
-  pid[$1]=$!
-  for _ in $(seq 100); do
-    "${nrmctl[@]}" --timeout 300 ping "$1" >/dev/null 2>&1 && return 0
-    kill -0 "${pid[$1]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  say "$1 did not start; its log:"
-  cat "$work/$1.log" >&2
-  exit 1
-}
-# caught_up CONSUMER STREAM...: the consumer's checkpoint of each stream has reached its head.
-caught_up() {
-  local consumer=$1 s
-  shift
-  for s in "$@"; do
-    [ "$(q "SELECT (SELECT coalesce(max(seq), 0) FROM $consumer.checkpoints WHERE stream = '$s')
-               >= (SELECT head FROM $s.stream_head)")" = t ] || return 1
-  done
-}
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # drain STARTED_MS CONSUMER STREAM...: prints the milliseconds from STARTED_MS until caught_up.
 drain() {
   local started=$1
@@ -124,7 +58,6 @@ drain() {
   until caught_up "$@"; do sleep 0.05; done
   echo $(($(now_ms) - started))
 }
-submit() { "$build/tools/bench/nrm-bench" --endpoint "$intake_api" "${hotline[@]}" --shelter "$@"; }
 wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" "${2:-300}"; }
 reset_stats() { q "SELECT pg_stat_statements_reset()" >/dev/null; }
 # statements ROLE...: pg_stat_statements calls per role since the last reset, "role=calls ...".
@@ -139,9 +72,7 @@ rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 declare -A fig=()
 
 # --- 1. the receiver alone; pgbench ------------------------------------------------------------
-/usr/bin/python3 "$bench_dir/e2e_receiver.py" --port "$hook_port" --log "$work/hooks.log" &
-pid[receiver]=$!
-for _ in $(seq 50); do curl -s "http://127.0.0.1:$hook_port/count" >/dev/null && break; sleep 0.1; done
+receiver_start
 fig[receiver]=$(/usr/bin/python3 "$bench_dir/e2e_receiver.py" --load "http://127.0.0.1:$hook_port" \
   --seconds 3 --clients 8 | jq .requests_per_s)
 say "receiver alone: ${fig[receiver]} requests/s (8 keep-alive clients)"
@@ -161,7 +92,7 @@ start notify
 submit --reports $((reports / 10 + clients)) --clients "$clients" --log "$work/warm.cases" >/dev/null
 wait_hooks "$work/warm.cases" >/dev/null # warm-up, not measured
 until caught_up notify intake routing shelter; do sleep 0.1; done
-for s in notify shelter routing; do kill "${pid[$s]}"; wait "${pid[$s]}" 2>/dev/null || true; unset "pid[$s]"; done
+for s in notify shelter routing; do stop "$s"; done
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/alone.cases")
 fig[intake_alone]=$(jq .reports_per_s <<<"$out")
 say "intake alone: $out"
@@ -222,7 +153,9 @@ say "at $rate reports/s: submit-to-webhook ${fig[rate]}"
 sleep 1
 before=$(q "SELECT coalesce(max(id), 0) FROM shelter.outbox")
 submit --reports 500 --clients 16 --region MA-04 --log "$work/burst.cases" >/dev/null
-first=$(sort -k2 -n "$work/burst.cases" | head -1 | cut -d' ' -f2)
+# the earliest submission (awk reads it all: "sort | head" could die of SIGPIPE under pipefail,
+# which stopped the script here without a message)
+first=$(awk 'NR == 1 || $2 < m { m = $2 } END { print m }' "$work/burst.cases")
 for _ in $(seq 600); do
   [ "$(q "SELECT count(*) FROM shelter.outbox WHERE id > $before
           AND topic IN ('shelter.allocated', 'shelter.waitlisted')")" -ge 500 ] && break
@@ -237,7 +170,7 @@ wait_hooks "$work/burst.cases" >/dev/null
 sleep 3
 fig[rss]=$(for s in intake routing shelter notify; do printf '%s=%sMB ' "$s" "$(($(rss_kb "${pid[$s]}") / 1024))"; done)
 say "idle RSS: ${fig[rss]}"
-for s in notify shelter routing intake; do kill "${pid[$s]}"; wait "${pid[$s]}" 2>/dev/null || true; unset "pid[$s]"; done
+for s in notify shelter routing intake; do stop "$s"; done
 
 # --- 7. the peer: Graphile Worker --------------------------------------------------------------
 peer_conn="postgresql://nrm_peer@/$db?host=$pgdir/sock&port=$port"
