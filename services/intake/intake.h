@@ -29,11 +29,13 @@ extern const size_t intake_migrations_count;
 #define INTAKE_RETENTION_PERIOD_MS 1000
 
 typedef struct intake_screening_t intake_screening_t; /* the checklist and its rule */
+typedef struct intake_names_t intake_names_t;         /* name keys (intake_names.h) */
 
 typedef struct {
     nrm_keyring_t *keys;           /* owned */
     intake_screening_t *screening; /* owned; replaced on reload (intake_recovery.c) */
     struct nrm_service_t *service; /* borrowed: its configuration, for timers */
+    intake_names_t *names;         /* owned */
 } intake_t;
 
 /* What validation derives from a valid SubmitReport. */
@@ -50,6 +52,13 @@ nrm_status_t intake_check_report(const Nrm__V1__SubmitReport *r, nrm_config_t *c
                                  int64_t now_ms, intake_facts_t *facts, nrm_error_t *err);
 nrm_status_t intake_check_update(const Nrm__V1__UpdateCase *u, nrm_error_t *err);
 nrm_status_t intake_check_close(const Nrm__V1__CloseCase *c, nrm_error_t *err);
+
+/* The linking hash of an identity (intake_dedup.c): nrm_identity_hash over the name's key
+ * (intake_names_key: script, accents, case and word order do not count), the date of birth and
+ * the nationality. out is "" when there is no name, or neither a date of birth nor a
+ * nationality (such a report always opens a case of its own). */
+void intake_identity_hash(const intake_t *self, const char *full_name, const char *date_of_birth,
+                          const char *nationality, char out[65]);
 
 /* Request handlers (nrm_handler_fn; ctx is the intake_t). */
 nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call);
@@ -234,6 +243,32 @@ nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case
  * keys existed) to their case's data key, in batches. Idempotent. */
 nrm_status_t intake_keys_start(void *ctx, nrm_tx_t *tx);
 void intake_keys_prepare(nrm_db_t *db);
+
+/* Opens a report's sealed field: with key (the case's data key, NULL when it has none) when
+ * sealed_under is "case_key", else with the keyring's key key_id. aad is INTAKE_REPORT_AAD and
+ * the case id. 0 (*plain malloc'd, the caller wipes and frees) or -1. */
+int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id,
+                       const uint8_t *sealed, size_t sealed_len, const uint8_t *key,
+                       const char *aad, uint8_t **plain, size_t *len);
+
+/* Names (intake_dedup.c). Start job, after intake_keys_start: under an advisory lock, unless
+ * name_versions holds INTAKE_NAMES_VERSION, re-computes the identity and blocking hashes of
+ * every non-erased case from its first report, 500 cases per UPDATE, records the version,
+ * and proposes the newer of two open cases that now share an identity hash as a duplicate of
+ * the older (score 1; its identity hash is cleared, so reports link to the older). */
+nrm_status_t intake_names_start(void *ctx, nrm_tx_t *tx);
+void intake_dedup_prepare(nrm_db_t *db);
+
+/* Proposes case_id (the newer) as a possible duplicate of other_case_id with score: a row of
+ * duplicate_pairs and case.possible_duplicate, unless the pair was proposed before (then
+ * nothing). */
+nrm_status_t intake_dup_propose(nrm_tx_t *tx, const char *case_id, const char *other_case_id,
+                                double score);
+
+/* The blocking hash of a date of birth and nationality (a keyed hash; "" unless both are
+ * given). */
+void intake_blocking_hash(const intake_t *self, const char *date_of_birth, const char *nationality,
+                          char out[65]);
 
 /* Identity disclosure (intake_identity.c): GetIdentity, and routing's referral.* events that
  * say which provider holds which referral (nrm_apply_fn). */

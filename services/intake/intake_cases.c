@@ -24,9 +24,9 @@ static const char s_sql_open[] =
     "WITH c AS (INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor,"
     "   profile, exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
     "   consent_to_referral, consent_to_data_sharing, case_manager_agency_id, facts,"
-    "   identified_at)"
+    "   identified_at, blocking_hash)"
     "   VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13, $4, $14,"
-    "   to_timestamp($15::bigint / 1000.0))"
+    "   to_timestamp($15::bigint / 1000.0), $25)"
     "   ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
     "   DO NOTHING RETURNING case_id),"
     " k AS (INSERT INTO case_keys (case_id, key_id, wrapped_key) SELECT case_id, $16, $17 FROM c),"
@@ -332,7 +332,8 @@ static nrm_status_t s_new_case(intake_t *self, nrm_call_t *call, const char *cas
  * same identity hash. On OK, *opened says whether the case was created (with its key, its
  * report, its reporter and case.opened); otherwise nothing was written. */
 static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
-                           const s_case_t *c, const char *case_id, s_new_case_t *n, bool *opened)
+                           const char *blocking, const s_case_t *c, const char *case_id,
+                           s_new_case_t *n, bool *opened)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     char types[S_LIST_TEXT], needs[S_LIST_TEXT];
@@ -363,6 +364,7 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
     nrm_params_text(&p, n->opened.topic);
     nrm_params_bytes(&p, n->opened.payload, n->opened.len);
     nrm_params_text(&p, n->opened.channel);
+    nrm_params_text(&p, blocking[0] ? blocking : NULL);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
     if (st != NRM_OK)
@@ -451,11 +453,13 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     profile.age_years = facts.has_age ? facts.age_years : 0;
     profile.age_estimated =
         facts.has_age && !facts.age_from_birth_date && r->profile->age_estimated;
-    char hash[65] = "";
+    char hash[65] = "", blocking[65] = "";
     const Nrm__V1__PersonalData *person = r->person;
-    if (person && person->full_name[0] && (person->date_of_birth[0] || profile.nationality[0]))
-        nrm_identity_hash(self->keys, person->full_name, person->date_of_birth, profile.nationality,
-                          hash);
+    if (person) {
+        intake_identity_hash(self, person->full_name, person->date_of_birth, profile.nationality,
+                             hash);
+        intake_blocking_hash(self, person->date_of_birth, profile.nationality, blocking);
+    }
     char case_id[37];
     nrm_uuid_v4(case_id);
     bool opened = false;
@@ -463,7 +467,7 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     s_new_case_t n = {0};
     nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = s_open(call, &facts, hash, &c, case_id, &n, &opened);
+        st = s_open(call, &facts, hash, blocking, &c, case_id, &n, &opened);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);

@@ -1,9 +1,18 @@
 /* nrm-intake: receives reports from agencies, opens or links cases, publishes case.* events. */
 #include "intake.h"
+#include "intake_names.h"
 #include "nrm_log.h"
 #include "nrm_service.h"
 
 #define S_RECOVERY_CHECK_MS 1000 /* how often due recovery-period reminders are looked for */
+
+/* The start job: data keys first (reports move to their case's key), then names re-hashed once
+ * per normalisation version. */
+static nrm_status_t s_start(void *ctx, nrm_tx_t *tx)
+{
+    nrm_status_t st = intake_keys_start(ctx, tx);
+    return st == NRM_OK ? intake_names_start(ctx, tx) : st;
+}
 
 int main(int argc, char **argv)
 {
@@ -21,7 +30,9 @@ int main(int argc, char **argv)
         nrm_service_destroy(&service);
         return 2;
     }
-    if (intake_ident_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+    intake.names = intake_names_new();
+    if (!intake.names || intake_ident_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+        intake_names_free(intake.names);
         nrm_keyring_destroy(&intake.keys);
         nrm_service_destroy(&service);
         return 2;
@@ -32,6 +43,7 @@ int main(int argc, char **argv)
     intake_keys_prepare(db);
     intake_identity_prepare(db);
     intake_erase_prepare(db);
+    intake_dedup_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
                        intake_submit_report, &intake);
@@ -68,12 +80,13 @@ int main(int argc, char **argv)
     static const char *const referrals[] = {"referral.", NULL};
     nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
     nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);
-    nrm_service_on_start(service, intake_keys_start, &intake);
+    nrm_service_on_start(service, s_start, &intake);
 
     exit_code = nrm_service_run(service);
 
     nrm_keyring_destroy(&intake.keys);
     intake_screening_destroy(&intake.screening);
+    intake_names_free(intake.names);
     nrm_service_destroy(&service);
     return exit_code;
 }
