@@ -60,6 +60,11 @@ nrm_status_t intake_check_close(const Nrm__V1__CloseCase *c, nrm_error_t *err);
 void intake_identity_hash(const intake_t *self, const char *full_name, const char *date_of_birth,
                           const char *nationality, char out[65]);
 
+/* Closes the open case case_id for reason (checked by the caller) and publishes case.closed,
+ * with duplicate_of_case_id when duplicate_of is not NULL: the one close path. */
+nrm_status_t intake_case_close(nrm_call_t *call, const char *case_id, const char *reason,
+                               const char *duplicate_of);
+
 /* Request handlers (nrm_handler_fn; ctx is the intake_t). */
 nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call);
 nrm_status_t intake_update_case(void *ctx, nrm_call_t *call);
@@ -258,6 +263,21 @@ int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id
  * the older (score 1; its identity hash is cleared, so reports link to the older). */
 nrm_status_t intake_names_start(void *ctx, nrm_tx_t *tx);
 void intake_dedup_prepare(nrm_db_t *db);
+
+/* A case just opened by the call's report (case_id, its blocking hash and the reported name):
+ * the other open cases of its block (at most 50, oldest first) are opened and their names
+ * compared (intake_names_similarity); each with a score at or above
+ * intake.names.duplicate_threshold (default 0.85) and below 1 is proposed
+ * (intake_dup_propose). Nothing when blocking is "". */
+nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
+                             const char *blocking, const char *full_name);
+
+/* ResolveDuplicate (nrm_handler_fn; ctx is the intake_t): coordinator only (the server decides
+ * it). INVALID_ARGUMENT for a missing id, NOT_FOUND for an unknown case (its field),
+ * FAILED_PRECONDITION for a pair never proposed or already resolved, or a confirm of a case
+ * closed meanwhile. */
+nrm_status_t intake_resolve_duplicate(void *ctx, nrm_call_t *call);
+void intake_duplicates_prepare(nrm_db_t *db);
 
 /* Proposes case_id (the newer) as a possible duplicate of other_case_id with score: a row of
  * duplicate_pairs and case.possible_duplicate, unless the pair was proposed before (then

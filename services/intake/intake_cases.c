@@ -471,6 +471,8 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
+    if (st == NRM_OK && opened) /* the open cases of its block with a similar name */
+        st = intake_dup_find(self, call, case_id, blocking, person ? person->full_name : NULL);
     if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
         (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
         st = s_link(self, call, case_id, &c);
@@ -561,6 +563,21 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
     return st;
 }
 
+nrm_status_t intake_case_close(nrm_call_t *call, const char *case_id, const char *reason,
+                               const char *duplicate_of)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, reason);
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
+    Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
+    body.reason = (char *)reason;
+    body.duplicate_of_case_id = (char *)(duplicate_of ? duplicate_of : "");
+    if (st == NRM_OK)
+        st = nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_CLOSED, &body);
+    return st;
+}
+
 nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
 {
     const Nrm__V1__CloseCase *cl = call->request->close_case;
@@ -572,14 +589,7 @@ nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
         st = intake_recovery_check_close(call, cl->case_id, cl->reason);
     if (st != NRM_OK)
         return st;
-    nrm_params_t p = {0};
-    nrm_params_text(&p, cl->case_id);
-    nrm_params_text(&p, cl->reason);
-    st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
-    Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
-    body.reason = cl->reason;
-    if (st == NRM_OK)
-        st = nrm_tx_emit_body(&call->tx, cl->case_id, NRM__V1__EVENT__BODY_CASE_CLOSED, &body);
+    st = intake_case_close(call, cl->case_id, cl->reason, NULL);
     if (st == NRM_OK)
         s_reply_case(call, cl->case_id);
     return st;

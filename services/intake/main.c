@@ -44,6 +44,7 @@ int main(int argc, char **argv)
     intake_identity_prepare(db);
     intake_erase_prepare(db);
     intake_dedup_prepare(db);
+    intake_duplicates_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
                        intake_submit_report, &intake);
@@ -72,6 +73,9 @@ int main(int argc, char **argv)
                        intake_get_identity, &intake);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_ERASE_IDENTITY, NRM_HANDLER_WRITE,
                        intake_erase_identity, &intake);
+    /* possible duplicates, for the coordinator */
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESOLVE_DUPLICATE, NRM_HANDLER_WRITE,
+                       intake_resolve_duplicate, &intake);
     /* the agency directory: intake is its registrar (nrm_directory) */
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_AGENCY, NRM_HANDLER_WRITE,
                        intake_upsert_agency, &intake);
