@@ -175,8 +175,15 @@ static int s_word_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The key from transliterated ASCII: words of letters and digits, a letter repeated in a row
- * written once, sorted, joined by one space. Malloc'd. */
+/* True for the apostrophes and primes transliteration leaves inside a word. */
+static bool s_apostrophe(UChar c)
+{
+    return c == '\'' || c == 0x2019 || c == 0x02B9 || c == 0x02BA || c == 0x02BC || c == 0x02BE ||
+           c == 0x02BF;
+}
+
+/* The key from transliterated ASCII: words of letters and digits (apostrophes dropped), a letter
+ * repeated in a row written once, sorted, joined by one space. Malloc'd. */
 static char *s_join_words(const UChar *text, int32_t len)
 {
     char *buf = nrm_xcalloc((size_t)len + 1, 1);
@@ -186,6 +193,8 @@ static char *s_join_words(const UChar *text, int32_t len)
     for (int32_t i = 0; i < len; i++) {
         UChar c = text[i];
         bool letter = c >= 'a' && c <= 'z', digit = c >= '0' && c <= '9';
+        if (s_apostrophe(c))
+            continue; /* "o'brien" is one word, and so is Cyrillic's soft sign in "ol'ga" */
         if (!letter && !digit) {
             if (in_word)
                 buf[w++] = '\0';

@@ -20,10 +20,11 @@ void intake_names_free(intake_names_t *self);
 
 /* The key of name: NFKC with case folding; Arabic script to Latin by intake's own rules (long
  * vowels and ta marbuta written as vowels, short-vowel marks dropped); then
- * "Any-Latin; NFD; [:Mn:] Remove; NFC; Latin-ASCII; Lower". Anything but an ASCII letter or
- * digit splits words; a letter repeated in a row is written once ("mohammed" = "mohamed");
- * the words are sorted and joined by one space. Returns a malloc'd string the caller wipes
- * and frees ("" for a name with no letters), or NULL when ICU fails on this input. */
+ * "Any-Latin; NFD; [:Mn:] Remove; NFC; Latin-ASCII; Lower". Apostrophes are dropped ("o'brien",
+ * Cyrillic's soft sign); anything else but an ASCII letter or digit splits words; a letter repeated
+ * in a row is written once ("mohammed" = "mohamed"); the words are sorted and joined by one space.
+ * Returns a malloc'd string the caller wipes and frees ("" for a name with no letters), or NULL
+ * when ICU fails on this input. */
 char *intake_names_key(const intake_names_t *self, const char *name);
 
 /* Jaro-Winkler similarity of two byte strings, in [0, 1] (1 when equal; prefix scale 0.1 over

@@ -90,6 +90,9 @@ static void test_scripts(void **state)
     /* Cyrillic */
     static const char *const ivan[] = {"\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd", "Ivan", "IVAN"};
     s_same_key(ivan, sizeof ivan / sizeof *ivan);
+    /* the soft sign is transliterated as a prime, which does not split the word */
+    static const char *const olga[] = {"\xd0\x9e\xd0\xbb\xd1\x8c\xd0\xb3\xd0\xb0", "Olga", "O'lga"};
+    s_same_key(olga, sizeof olga / sizeof *olga);
 }
 
 /* Arabic spellings without the short vowels are a near match, not an equal key: documented
