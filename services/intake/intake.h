@@ -36,6 +36,8 @@ typedef struct {
     intake_screening_t *screening; /* owned; replaced on reload (intake_recovery.c) */
     struct nrm_service_t *service; /* borrowed: its configuration, for timers */
     intake_names_t *names;         /* owned */
+    double dup_threshold;          /* intake.names.duplicate_threshold */
+    int dup_max_candidates;        /* intake.names.max_candidates */
 } intake_t;
 
 /* What validation derives from a valid SubmitReport. */
@@ -264,10 +266,15 @@ int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id
 nrm_status_t intake_names_start(void *ctx, nrm_tx_t *tx);
 void intake_dedup_prepare(nrm_db_t *db);
 
+/* Reads the "intake.names" section (IntakeNamesSettings) into self (nrm_reload_fn; ctx the
+ * intake_t): FAILED_PRECONDITION, logged with the field, for a value out of range (nothing
+ * adopted). */
+nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
+
 /* A case just opened by the call's report (case_id, its blocking hash and the reported name):
- * the other open cases of its block (at most 50, oldest first) are opened and their names
- * compared (intake_names_similarity); each with a score at or above
- * intake.names.duplicate_threshold (default 0.85) and below 1 is proposed
+ * the other open cases of its block (at most intake.names.max_candidates, oldest first) are
+ * opened and their names compared (intake_names_similarity); each with a score at or above
+ * intake.names.duplicate_threshold and below 1 is proposed
  * (intake_dup_propose). Nothing when blocking is "". */
 nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
                              const char *blocking, const char *full_name);

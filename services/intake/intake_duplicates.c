@@ -2,6 +2,7 @@
  * and nationality) on the decrypted names, and the coordinator's ResolveDuplicate. */
 #include "intake.h"
 #include "intake_names.h"
+#include "nrm_json.h"
 #include "nrm_log.h"
 #include "nrm_validate.h"
 
@@ -11,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_CANDIDATES_MAX 50
+#define S_CANDIDATES_DEFAULT 50
+#define S_CANDIDATES_LIMIT 1000
 #define S_THRESHOLD_DEFAULT 0.85
+#define S_FIELD_MAX 96
 
 static const char s_sql_block[] =
     "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed FROM cases c"
@@ -36,12 +39,38 @@ void intake_duplicates_prepare(nrm_db_t *db)
     nrm_db_statement(db, "intake_dup_resolve", s_sql_resolve);
 }
 
-/* intake.names.duplicate_threshold, in [0, 1] (the default otherwise). */
-static double s_threshold(nrm_config_t *config)
+nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config)
 {
-    json_t *t = nrm_config_get(config, "intake.names.duplicate_threshold");
-    double v = json_is_number(t) ? json_number_value(t) : S_THRESHOLD_DEFAULT;
-    return v >= 0.0 && v <= 1.0 ? v : S_THRESHOLD_DEFAULT;
+    intake_t *self = ctx;
+    json_t *section = nrm_config_get(config, "intake.names");
+    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
+    json_object_del(copy, "_comment");
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    Nrm__V1__IntakeNamesSettings *s = (Nrm__V1__IntakeNamesSettings *)nrm_json_to_message(
+        &nrm__v1__intake_names_settings__descriptor, copy, &err);
+    json_decref(copy);
+    char field[S_FIELD_MAX];
+    const char *bad = NULL;
+    if (!s) {
+        snprintf(field, sizeof field, "intake.names%s%s", err.field[0] ? "." : "", err.field);
+        bad = field;
+    } else if (s->duplicate_threshold < 0 || s->duplicate_threshold > 1)
+        bad = "intake.names.duplicate_threshold";
+    else if (s->max_candidates < 0 || s->max_candidates > S_CANDIDATES_LIMIT)
+        bad = "intake.names.max_candidates";
+    if (bad) {
+        nrm_log_error("names configuration refused", "{s:s}", "field", bad);
+        if (s)
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+        return NRM_FAILED_PRECONDITION;
+    }
+    self->dup_threshold = s->duplicate_threshold > 0 ? s->duplicate_threshold : S_THRESHOLD_DEFAULT;
+    self->dup_max_candidates = s->max_candidates > 0 ? s->max_candidates : S_CANDIDATES_DEFAULT;
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+    nrm_log_info("names configuration loaded", "{s:f, s:i}", "duplicate_threshold",
+                 self->dup_threshold, "max_candidates", self->dup_max_candidates);
+    return NRM_OK;
 }
 
 /* The name key of the first report of row i (s_sql_block), malloc'd; NULL when it cannot be
@@ -99,14 +128,14 @@ nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_
     nrm_params_t p = {0};
     nrm_params_text(&p, blocking);
     nrm_params_text(&p, case_id);
-    nrm_params_int(&p, S_CANDIDATES_MAX);
+    nrm_params_int(&p, self->dup_max_candidates);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_dup_block", &p, &res, call->tx.err);
     if (st != NRM_OK) {
         s_key_free(mine);
         return st;
     }
-    double threshold = s_threshold(call->config);
+    double threshold = self->dup_threshold;
     for (int i = 0; i < PQntuples(res) && st == NRM_OK; i++) {
         char *other = s_candidate_key(self, call, res, i, &st);
         if (!other)

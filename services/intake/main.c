@@ -14,6 +14,13 @@ static nrm_status_t s_start(void *ctx, nrm_tx_t *tx)
     return st == NRM_OK ? intake_names_start(ctx, tx) : st;
 }
 
+/* The configuration's sections read into the intake_t, at start and on reload. */
+static nrm_status_t s_configure(void *ctx, nrm_config_t *config)
+{
+    nrm_status_t st = intake_ident_configure(ctx, config);
+    return st == NRM_OK ? intake_names_configure(ctx, config) : st;
+}
+
 int main(int argc, char **argv)
 {
     int exit_code = 0;
@@ -31,7 +38,7 @@ int main(int argc, char **argv)
         return 2;
     }
     intake.names = intake_names_new();
-    if (!intake.names || intake_ident_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+    if (!intake.names || s_configure(&intake, nrm_service_config(service)) != NRM_OK) {
         intake_names_free(intake.names);
         nrm_keyring_destroy(&intake.keys);
         nrm_service_destroy(&service);
@@ -62,7 +69,7 @@ int main(int argc, char **argv)
                       (int)nrm_config_int(nrm_service_config(service), "intake.recovery_check_ms",
                                           S_RECOVERY_CHECK_MS),
                       intake_recovery_remind, &intake);
-    nrm_service_on_reload(service, intake_ident_configure, &intake);
+    nrm_service_on_reload(service, s_configure, &intake);
 
     /* the case file: reads are audited, never stored; a disclosure's reply above all */
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_CASE, NRM_HANDLER_READ, intake_get_case,

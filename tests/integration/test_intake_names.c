@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define WAIT_MS 5000
 #define OK NRM__V1__STATUS__STATUS_OK
@@ -393,6 +394,36 @@ static void test_start_rehashes_once_and_proposes_what_now_matches(void **state)
                      1);
 }
 
+/* intake.names is read as IntakeNamesSettings: a threshold out of range is refused on reload
+ * (logged by its field) and the one in force stays; a stricter one is adopted. */
+static void test_settings_are_checked_and_adopted(void **state)
+{
+    (void)state;
+    harness_config_set(h, "intake.names.duplicate_threshold", json_real(1.5));
+    harness_reload(h, "intake", 0);
+    assert_int_equal(harness_wait_sql(h, "SELECT 1", 1, WAIT_MS), 1);
+    for (int i = 0; i < 50 && !harness_log_contains(h, "intake", 0, "names configuration refused");
+         i++)
+        usleep(100 * 1000);
+    assert_true(harness_log_contains(h, "intake", 0, "intake.names.duplicate_threshold"));
+    /* still 0.85: a spelling variant is proposed */
+    char first[64], later[64];
+    assert_false(s_report("border-ma-01", "Adaeze Okafor", "1955-05-05", first));
+    assert_true(s_report("hospital-ma-04", "Adaeze Okaforr", "1955-05-05", later)); /* "rr" */
+    assert_string_equal(later, first);
+    assert_false(s_report("hospital-ma-04", "Adaeze Okafo", "1955-05-05", later));
+    assert_true(s_proposed(later, first));
+    /* at 0.999 the same kind of variant is not */
+    harness_config_set(h, "intake.names.duplicate_threshold", json_real(0.999));
+    harness_reload(h, "intake", 0);
+    for (int i = 0; i < 50 && !harness_log_contains(h, "intake", 0, "0.999"); i++)
+        usleep(100 * 1000);
+    assert_true(harness_log_contains(h, "intake", 0, "0.999"));
+    assert_false(s_report("border-ma-01", "Ngozi Okafor", "1955-06-06", first));
+    assert_false(s_report("hospital-ma-04", "Ngozi Okafo", "1955-06-06", later));
+    assert_false(s_proposed(later, first));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -402,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_confirm_closes_the_newer_as_duplicate),
         cmocka_unit_test(test_dismiss_keeps_both),
         cmocka_unit_test(test_start_rehashes_once_and_proposes_what_now_matches),
+        cmocka_unit_test(test_settings_are_checked_and_adopted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
