@@ -241,6 +241,11 @@ nrm_status_t intake_case_key_for_sealing(intake_t *self, nrm_tx_t *tx, const cha
 int intake_case_key_new(const intake_t *self, const char *case_id, uint8_t key[NRM_DATA_KEY_BYTES],
                         uint8_t **wrapped, size_t *len, uint32_t *key_id);
 
+/* Unwraps a case's data key read with the case (case_keys.key_id, wrapped_key) into key, for a
+ * reader that fetched it in its own statement. 0 or -1 (unknown keyring key, forged bytes). */
+int intake_case_key_unwrap(const intake_t *self, const char *case_id, uint32_t key_id,
+                           const uint8_t *wrapped, size_t len, uint8_t key[NRM_DATA_KEY_BYTES]);
+
 /* The case's data key into key for reading; *found false when the case has none (erased). */
 nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case_id,
                                   uint8_t key[NRM_DATA_KEY_BYTES], bool *found);

@@ -18,9 +18,10 @@
 #define S_FIELD_MAX 96
 
 static const char s_sql_block[] =
-    "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed FROM cases c"
-    " CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
+    "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed, k.key_id, k.wrapped_key"
+    " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
     "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
+    " LEFT JOIN case_keys k ON k.case_id = c.case_id"
     " WHERE c.blocking_hash = $1 AND c.status = 'open' AND c.case_id <> $2"
     " AND c.identity_erased_at IS NULL ORDER BY c.opened_at, c.case_id LIMIT $3";
 static const char s_sql_pair[] =
@@ -80,9 +81,17 @@ static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *r
 {
     const char *case_id = nrm_db_text(res, i, 0);
     uint8_t key[NRM_DATA_KEY_BYTES];
-    bool found = false;
-    if ((*st = intake_case_key_load(self, &call->tx, case_id, key, &found)) != NRM_OK)
-        return NULL;
+    bool found = !PQgetisnull(res, i, 5);
+    if (found) {
+        size_t wrapped_len = 0;
+        const uint8_t *wrapped = nrm_db_bytes(res, i, 5, &wrapped_len);
+        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, i, 4), wrapped,
+                                   wrapped_len, key) != 0) {
+            *st =
+                nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
+            return NULL;
+        }
+    }
     char aad[INTAKE_AAD_MAX];
     snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
     size_t sealed_len = 0, plain_len = 0;
