@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_WORDS_MAX 64 /* words compared per name; the rest are ignored by the similarity */
+#define S_WORDS_MAX 64    /* words compared per name; the rest are ignored by the similarity */
+#define S_NUMBERS_MAX 256 /* the words of digits of a key, compared as one string */
 #define S_JW_PREFIX 4
 #define S_JW_SCALE 0.1
 
@@ -287,10 +288,23 @@ double intake_jaro_winkler(const char *a, size_t alen, const char *b, size_t ble
     return score;
 }
 
-/* Splits key into at most S_WORDS_MAX words (pointers into key, lengths). Returns the count. */
-static size_t s_words(const char *key, const char **words, size_t *lens)
+/* True when the word is all digits. */
+static bool s_number(const char *word, size_t len)
 {
-    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (word[i] < '0' || word[i] > '9')
+            return false;
+    return true;
+}
+
+/* Splits key into at most S_WORDS_MAX words of letters (pointers into key, lengths), and its
+ * words of digits, in order, into numbers (at most numbers_cap bytes: each number and a
+ * space). Returns the count of words of letters. */
+static size_t s_words(const char *key, const char **words, size_t *lens, char *numbers,
+                      size_t numbers_cap)
+{
+    size_t n = 0, used = 0;
+    numbers[0] = '\0';
     for (const char *p = key; *p && n < S_WORDS_MAX;) {
         while (*p == ' ')
             p++;
@@ -299,8 +313,16 @@ static size_t s_words(const char *key, const char **words, size_t *lens)
         const char *start = p;
         while (*p && *p != ' ')
             p++;
-        words[n] = start;
-        lens[n++] = (size_t)(p - start);
+        size_t len = (size_t)(p - start);
+        if (!s_number(start, len)) {
+            words[n] = start;
+            lens[n++] = len;
+        } else if (used + len + 2 <= numbers_cap) {
+            memcpy(numbers + used, start, len);
+            used += len;
+            numbers[used++] = ' ';
+            numbers[used] = '\0';
+        }
     }
     return n;
 }
@@ -326,7 +348,11 @@ double intake_names_similarity(const char *a, const char *b)
 {
     const char *aw[S_WORDS_MAX], *bw[S_WORDS_MAX];
     size_t al[S_WORDS_MAX], bl[S_WORDS_MAX];
-    size_t an = s_words(a, aw, al), bn = s_words(b, bw, bl);
+    char an_numbers[S_NUMBERS_MAX], bn_numbers[S_NUMBERS_MAX];
+    size_t an = s_words(a, aw, al, an_numbers, sizeof an_numbers);
+    size_t bn = s_words(b, bw, bl, bn_numbers, sizeof bn_numbers);
+    if (strcmp(an_numbers, bn_numbers) != 0)
+        return 0.0; /* numbers are not misspelt: other numbers, another record */
     if (an == 0 || bn == 0)
         return 0.0;
     if (strcmp(a, b) == 0)

@@ -34,7 +34,8 @@ double intake_jaro_winkler(const char *a, size_t alen, const char *b, size_t ble
 /* Similarity of two keys (intake_names_key), in [0, 1], independent of word order: each word
  * is matched to its most similar word of the other key (Jaro-Winkler), weighted by its length,
  * in both directions, and the two directions are averaged. 1 when the keys are equal, 0 when
- * either has no word. */
+ * either has no word of letters, and 0 when their words of digits differ (a number is not
+ * misspelt: "amina 1" and "amina 2" are two records); equal words of digits are not scored. */
 double intake_names_similarity(const char *a, const char *b);
 
 #endif

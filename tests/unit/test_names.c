@@ -127,6 +127,13 @@ static void test_similarity(void **state)
     double far = intake_names_similarity("amina benali", "olga petrova");
     assert_true(near > 0.9 && near < 1.0);
     assert_true(far < 0.6);
+    /* numbers must be equal and are not scored */
+    assert_true(intake_names_similarity("amina 1", "amina 2") == 0.0);
+    assert_true(intake_names_similarity("bench person 12 1764602000123",
+                                        "bench person 13 1764602000456") == 0.0);
+    assert_true(intake_names_similarity("amina 2", "amina") == 0.0);
+    double numbered = intake_names_similarity("2 amina benali", "2 amine benali");
+    assert_true(numbered > 0.9 && numbered < 1.0);
     /* symmetric */
     assert_true(intake_names_similarity("jose lopez", "jose maria lopez") ==
                 intake_names_similarity("jose maria lopez", "jose lopez"));
