@@ -23,9 +23,10 @@ static const char s_sql_version_insert[] =
 /* each non-erased case after $1 with its first report and its profile */
 static const char s_sql_cases[] =
     "SELECT c.case_id, c.status = 'open', c.profile, r.sealed_under, r.key_id, r.person_sealed,"
-    " (extract(epoch FROM c.opened_at) * 1000000)::bigint"
+    " (extract(epoch FROM c.opened_at) * 1000000)::bigint, k.key_id, k.wrapped_key"
     " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
     "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
+    " LEFT JOIN case_keys k ON k.case_id = c.case_id"
     " WHERE c.identity_erased_at IS NULL AND c.case_id > $1 ORDER BY c.case_id LIMIT $2";
 static const char s_sql_clear[] = "UPDATE cases SET identity_hash = NULL FROM unnest($1::text[])"
                                   " AS u(case_id) WHERE cases.case_id = u.case_id";
@@ -84,7 +85,8 @@ typedef struct {
     char blocking[65];
 } s_rehashed_t;
 
-/* Opens the first report of row i (s_sql_cases) and computes its case's hashes into r.
+/* Opens the first report of row i (s_sql_cases, with the case's wrapped data key) and computes
+ * its case's hashes into r.
  * -1 when the report cannot be opened (logged by case id; the case keeps its hashes). */
 static int s_rehash_one(intake_t *self, nrm_tx_t *tx, const PGresult *res, int i, s_rehashed_t *r,
                         nrm_status_t *st)
@@ -93,9 +95,16 @@ static int s_rehash_one(intake_t *self, nrm_tx_t *tx, const PGresult *res, int i
     r->open = nrm_db_int(res, i, 1) != 0;
     r->opened_us = nrm_db_int(res, i, 6);
     uint8_t key[NRM_DATA_KEY_BYTES];
-    bool found = false;
-    if ((*st = intake_case_key_load(self, tx, r->case_id, key, &found)) != NRM_OK)
-        return -1;
+    bool found = !PQgetisnull(res, i, 8);
+    if (found) {
+        size_t wrapped_len = 0;
+        const uint8_t *wrapped = nrm_db_bytes(res, i, 8, &wrapped_len);
+        if (intake_case_key_unwrap(self, r->case_id, (uint32_t)nrm_db_int(res, i, 7), wrapped,
+                                   wrapped_len, key) != 0) {
+            *st = nrm_fail(tx->err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
+            return -1;
+        }
+    }
     char aad[INTAKE_AAD_MAX];
     snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, r->case_id);
     size_t sealed_len = 0, plain_len = 0, profile_len = 0;
