@@ -276,30 +276,13 @@ void intake_dedup_prepare(nrm_db_t *db);
  * adopted). */
 nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
 
-/* The other open cases of a new case's block, as columns of the statement that opens it
- * (intake_cases.c, s_sql_open: parameters $25 the blocking hash, $26 the most rows): the
- * lateral subquery and its columns, from column INTAKE_DUP_FIRST_COLUMN on (case id, first
- * report's sealed_under, key_id, person_sealed, the case's data key id and wrapped key; all
- * NULL when the block has no other open case). */
-#define INTAKE_DUP_FIRST_COLUMN 2
-#define INTAKE_DUP_COLUMNS                                                                         \
-    "d.case_id, d.sealed_under, d.key_id, d.person_sealed, d.data_key_id, d.wrapped_key"
-#define INTAKE_DUP_BLOCK                                                                           \
-    "SELECT oc.case_id, fr.sealed_under, fr.key_id, fr.person_sealed, dk.key_id AS data_key_id,"   \
-    " dk.wrapped_key FROM cases oc CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed" \
-    " FROM reports WHERE reports.case_id = oc.case_id ORDER BY received_at, report_id LIMIT 1) fr" \
-    " LEFT JOIN case_keys dk ON dk.case_id = oc.case_id WHERE oc.blocking_hash = $25"              \
-    " AND oc.status = 'open' AND oc.identity_erased_at IS NULL"                                    \
-    " ORDER BY oc.opened_at, oc.case_id LIMIT $26"
-
-/* A case just opened by the call's report (case_id, the reported name): the rows of block
- * (from column col: INTAKE_DUP_COLUMNS) are opened and their names compared
- * (intake_names_similarity); each with a score at or above intake.names.duplicate_threshold and
- * below 1 is proposed (intake_dup_propose: one statement for its pair and its event). No
- * statement for the comparison itself: the block came with the statement that opened the
- * case. */
+/* A case just opened by the call's report (case_id, its blocking hash and the reported name):
+ * the other open cases of its block (at most intake.names.max_candidates, oldest first) are
+ * opened and their names compared (intake_names_similarity); each with a score at or above
+ * intake.names.duplicate_threshold and below 1 is proposed
+ * (intake_dup_propose). Nothing when blocking is "". */
 nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
-                             const char *full_name, const PGresult *block, int col);
+                             const char *blocking, const char *full_name);
 
 /* ResolveDuplicate (nrm_handler_fn; ctx is the intake_t): coordinator only (the server decides
  * it). INVALID_ARGUMENT for a missing id, NOT_FOUND for an unknown case (its field),

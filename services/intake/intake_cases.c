@@ -19,10 +19,9 @@
 
 /* A new case in one statement: the case (with its fields and time of identification), its
  * data key, the report, its agency among the case's reporters and case.opened, unless an open
- * case has the same identity hash (then nothing is written and no row is returned). Its rows
- * are also the other open cases of its blocking hash ($25, at most $26; columns from 2, NULL
- * when there is none: the statement's snapshot does not see the new case), for
- * intake_dup_find, so that possible duplicates cost no statement of their own. */
+ * case has the same identity hash (then nothing is written and no row is returned). The row
+ * also says whether other open cases share its blocking hash (the statement's snapshot does
+ * not see the new case), so that a report with no possible duplicate costs no statement more. */
 static const char s_sql_open[] =
     "WITH c AS (INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor,"
     "   profile, exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
@@ -40,8 +39,8 @@ static const char s_sql_open[] =
     " a AS (INSERT INTO case_agencies (case_id, agency_id) SELECT case_id, $4 FROM c"
     "   ON CONFLICT DO NOTHING),"
     " o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $21::uuid, $22, $23 FROM c)"
-    " SELECT c.case_id, pg_notify($24, ''), " INTAKE_DUP_COLUMNS " FROM c"
-    " LEFT JOIN LATERAL (" INTAKE_DUP_BLOCK ") d ON $25::text IS NOT NULL";
+    " SELECT case_id, pg_notify($24, ''), $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM cases o"
+    "   WHERE o.blocking_hash = $25 AND o.status = 'open') FROM c";
 static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
@@ -334,12 +333,10 @@ static nrm_status_t s_new_case(intake_t *self, nrm_call_t *call, const char *cas
 
 /* Opens case_id from the report in one statement (s_sql_open) unless an open case has the
  * same identity hash. On OK, *opened says whether the case was created (with its key, its
- * report, its reporter and case.opened); otherwise nothing was written. *block (caller clears)
- * is the statement's result when the case was opened: its rows are the other open cases of
- * the blocking hash (at most max_candidates), for intake_dup_find. */
+ * report, its reporter and case.opened); otherwise nothing was written. */
 static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
-                           const char *blocking, int max_candidates, const s_case_t *c,
-                           const char *case_id, s_new_case_t *n, bool *opened, PGresult **block)
+                           const char *blocking, const s_case_t *c, const char *case_id,
+                           s_new_case_t *n, bool *opened, bool *block)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     char types[S_LIST_TEXT], needs[S_LIST_TEXT];
@@ -371,16 +368,13 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
     nrm_params_bytes(&p, n->opened.payload, n->opened.len);
     nrm_params_text(&p, n->opened.channel);
     nrm_params_text(&p, blocking[0] ? blocking : NULL);
-    nrm_params_int(&p, max_candidates);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
     if (st != NRM_OK)
         return st;
-    *opened = PQntuples(res) >= 1;
-    if (*opened)
-        *block = res;
-    else
-        PQclear(res);
+    *opened = PQntuples(res) == 1;
+    *block = *opened && nrm_db_int(res, 0, 2) != 0;
+    PQclear(res);
     return NRM_OK;
 }
 
@@ -472,21 +466,17 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     }
     char case_id[37];
     nrm_uuid_v4(case_id);
-    bool opened = false;
-    PGresult *block = NULL;
+    bool opened = false, block = false;
     intake_ident_t ident;
     s_new_case_t n = {0};
     nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = s_open(call, &facts, hash, blocking, self->dup_max_candidates, &c, case_id, &n,
-                    &opened, &block);
+        st = s_open(call, &facts, hash, blocking, &c, case_id, &n, &opened, &block);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
     if (st == NRM_OK && block) /* the open cases of its block with a similar name */
-        st = intake_dup_find(self, call, case_id, person ? person->full_name : NULL, block,
-                             INTAKE_DUP_FIRST_COLUMN);
-    PQclear(block);
+        st = intake_dup_find(self, call, case_id, blocking, person ? person->full_name : NULL);
     if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
         (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
         st = s_link(self, call, case_id, &c);

@@ -17,6 +17,13 @@
 #define S_THRESHOLD_DEFAULT 0.85
 #define S_FIELD_MAX 96
 
+static const char s_sql_block[] =
+    "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed, k.key_id, k.wrapped_key"
+    " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
+    "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
+    " LEFT JOIN case_keys k ON k.case_id = c.case_id"
+    " WHERE c.blocking_hash = $1 AND c.status = 'open' AND c.case_id <> $2"
+    " AND c.identity_erased_at IS NULL ORDER BY c.opened_at, c.case_id LIMIT $3";
 static const char s_sql_pair[] =
     "SELECT (SELECT state FROM duplicate_pairs WHERE case_id = $1 AND other_case_id = $2"
     "   FOR UPDATE),"
@@ -28,6 +35,7 @@ static const char s_sql_resolve[] =
 
 void intake_duplicates_prepare(nrm_db_t *db)
 {
+    nrm_db_statement(db, "intake_dup_block", s_sql_block);
     nrm_db_statement(db, "intake_dup_pair", s_sql_pair);
     nrm_db_statement(db, "intake_dup_resolve", s_sql_resolve);
 }
@@ -66,18 +74,18 @@ nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config)
     return NRM_OK;
 }
 
-/* The name key of the first report of row i of block (columns from col: INTAKE_DUP_COLUMNS),
- * malloc'd; NULL when it cannot be opened or has no name. */
-static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *res, int i, int col,
+/* The name key of the first report of row i (s_sql_block), malloc'd; NULL when it cannot be
+ * opened or has no name. */
+static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *res, int i,
                              nrm_status_t *st)
 {
-    const char *case_id = nrm_db_text(res, i, col);
+    const char *case_id = nrm_db_text(res, i, 0);
     uint8_t key[NRM_DATA_KEY_BYTES];
-    bool found = !PQgetisnull(res, i, col + 5);
+    bool found = !PQgetisnull(res, i, 5);
     if (found) {
         size_t wrapped_len = 0;
-        const uint8_t *wrapped = nrm_db_bytes(res, i, col + 5, &wrapped_len);
-        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, i, col + 4), wrapped,
+        const uint8_t *wrapped = nrm_db_bytes(res, i, 5, &wrapped_len);
+        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, i, 4), wrapped,
                                    wrapped_len, key) != 0) {
             *st =
                 nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
@@ -87,11 +95,10 @@ static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *r
     char aad[INTAKE_AAD_MAX];
     snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
     size_t sealed_len = 0, plain_len = 0;
-    const uint8_t *sealed = nrm_db_bytes(res, i, col + 3, &sealed_len);
+    const uint8_t *sealed = nrm_db_bytes(res, i, 3, &sealed_len);
     uint8_t *plain = NULL;
-    int rc = intake_report_open(self, nrm_db_text(res, i, col + 1),
-                                (uint32_t)nrm_db_int(res, i, col + 2), sealed, sealed_len,
-                                found ? key : NULL, aad, &plain, &plain_len);
+    int rc = intake_report_open(self, nrm_db_text(res, i, 1), (uint32_t)nrm_db_int(res, i, 2),
+                                sealed, sealed_len, found ? key : NULL, aad, &plain, &plain_len);
     sodium_memzero(key, sizeof key);
     if (rc != 0) {
         nrm_log_warn("names: a first report cannot be opened: not compared", "{s:s}", "case_id",
@@ -118,25 +125,36 @@ static void s_key_free(char *key)
 }
 
 nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
-                             const char *full_name, const PGresult *block, int col)
+                             const char *blocking, const char *full_name)
 {
-    if (!full_name || !full_name[0] || PQntuples(block) == 0 || PQgetisnull(block, 0, col))
+    if (!blocking[0] || !full_name || !full_name[0])
         return NRM_OK;
     char *mine = intake_names_key(self->names, full_name);
     if (!mine || !mine[0]) {
         s_key_free(mine);
         return NRM_OK;
     }
-    nrm_status_t st = NRM_OK;
-    for (int i = 0; i < PQntuples(block) && st == NRM_OK; i++) {
-        char *other = s_candidate_key(self, call, block, i, col, &st);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, blocking);
+    nrm_params_text(&p, case_id);
+    nrm_params_int(&p, self->dup_max_candidates);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_dup_block", &p, &res, call->tx.err);
+    if (st != NRM_OK) {
+        s_key_free(mine);
+        return st;
+    }
+    double threshold = self->dup_threshold;
+    for (int i = 0; i < PQntuples(res) && st == NRM_OK; i++) {
+        char *other = s_candidate_key(self, call, res, i, &st);
         if (!other)
             continue;
         double score = intake_names_similarity(mine, other);
         s_key_free(other);
-        if (score >= self->dup_threshold && score < 1.0)
-            st = intake_dup_propose(&call->tx, case_id, nrm_db_text(block, i, col), score);
+        if (score >= threshold && score < 1.0)
+            st = intake_dup_propose(&call->tx, case_id, nrm_db_text(res, i, 0), score);
     }
+    PQclear(res);
     s_key_free(mine);
     return st;
 }
