@@ -12,7 +12,7 @@ CREATE TABLE name_versions (
 -- A keyed hash of the date of birth and nationality (NULL unless both are known): the open
 -- cases of a new case's block are compared with it on their decrypted names.
 ALTER TABLE cases ADD COLUMN blocking_hash text;
-CREATE INDEX cases_open_blocking ON cases (blocking_hash, opened_at, case_id)
+CREATE INDEX cases_open_blocking ON cases (blocking_hash)
     WHERE status = 'open' AND blocking_hash IS NOT NULL;
 
 -- Possible duplicates: case_id (the newer) may be other_case_id (the older). Proposed once per
