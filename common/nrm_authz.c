@@ -112,6 +112,9 @@ static const nrm_authz_rule_t s_rules[] = {
      "every service within a second; agencies of the configuration file are changed there"},
     {NRM__V1__REQUEST__BODY_LIST_AGENCIES, "intake", NULL, S_COORDINATOR, NULL,
      "the configuration file's agencies and the run-time directory's"},
+    {NRM__V1__REQUEST__BODY_RESOLVE_DUPLICATE, "intake", NULL, S_COORDINATOR, NULL,
+     "confirms (the newer case is closed as duplicate) or dismisses a proposed possible "
+     "duplicate"},
     {NRM__V1__REQUEST__BODY_GET_STATISTICS, "stats", "get_statistics.measure",
      S_COORDINATOR | S_STATS_READER, NULL,
      "the object is the measure: `stats.readers` grants agency types or ids some measures (or "

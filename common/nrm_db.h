@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include "nrm_error.h"
 
-#define NRM_DB_MAX_PARAMS 24
+#define NRM_DB_MAX_PARAMS 32
 #define NRM_DB_NUMBER_MAX 24
 
 typedef struct nrm_db_t nrm_db_t;

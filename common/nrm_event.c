@@ -21,6 +21,7 @@ static const s_topic_t s_topics[] = {
     {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, "case.recovery_period_ending"},
     {NRM__V1__EVENT__BODY_IDENTITY_DISCLOSED, "case.identity_disclosed"},
     {NRM__V1__EVENT__BODY_IDENTITY_ERASED, "case.identity_erased"},
+    {NRM__V1__EVENT__BODY_POSSIBLE_DUPLICATE, "case.possible_duplicate"},
     {NRM__V1__EVENT__BODY_REFERRAL_CREATED, "referral.created"},
     {NRM__V1__EVENT__BODY_REFERRAL_ACCEPTED, "referral.accepted"},
     {NRM__V1__EVENT__BODY_REFERRAL_DECLINED, "referral.declined"},

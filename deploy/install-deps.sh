@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages needed to build, run and test the system.
 # chromium, python3-websocket, python3-nacl and the fonts: the dashboard's browser test
 # (tests/browser/, headless Chromium driven over its DevTools protocol; Arabic and Latin fonts).
+# libicu-dev: intake's name normalisation (Unicode normal forms, transliteration).
 # clang and libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, tools/fuzz/run.sh).
 # Idempotent: does nothing when every package is already present. Needs root (or sudo).
 set -euo pipefail
@@ -15,6 +16,7 @@ PACKAGES=(
   libsodium-dev
   libcurl4-openssl-dev
   libcmocka-dev
+  libicu-dev
   clang libclang-rt-14-dev
   libmicrohttpd-dev
   uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml python3-zmq python3-prometheus-client

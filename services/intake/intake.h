@@ -29,11 +29,15 @@ extern const size_t intake_migrations_count;
 #define INTAKE_RETENTION_PERIOD_MS 1000
 
 typedef struct intake_screening_t intake_screening_t; /* the checklist and its rule */
+typedef struct intake_names_t intake_names_t;         /* name keys (intake_names.h) */
 
 typedef struct {
     nrm_keyring_t *keys;           /* owned */
     intake_screening_t *screening; /* owned; replaced on reload (intake_recovery.c) */
     struct nrm_service_t *service; /* borrowed: its configuration, for timers */
+    intake_names_t *names;         /* owned */
+    double dup_threshold;          /* intake.names.duplicate_threshold */
+    int dup_max_candidates;        /* intake.names.max_candidates */
 } intake_t;
 
 /* What validation derives from a valid SubmitReport. */
@@ -50,6 +54,18 @@ nrm_status_t intake_check_report(const Nrm__V1__SubmitReport *r, nrm_config_t *c
                                  int64_t now_ms, intake_facts_t *facts, nrm_error_t *err);
 nrm_status_t intake_check_update(const Nrm__V1__UpdateCase *u, nrm_error_t *err);
 nrm_status_t intake_check_close(const Nrm__V1__CloseCase *c, nrm_error_t *err);
+
+/* The linking hash of an identity (intake_dedup.c): nrm_identity_hash over the name's key
+ * (intake_names_key: script, accents, case and word order do not count), the date of birth and
+ * the nationality. out is "" when there is no name, or neither a date of birth nor a
+ * nationality (such a report always opens a case of its own). */
+void intake_identity_hash(const intake_t *self, const char *full_name, const char *date_of_birth,
+                          const char *nationality, char out[65]);
+
+/* Closes the open case case_id for reason (checked by the caller) and publishes case.closed,
+ * with duplicate_of_case_id when duplicate_of is not NULL: the one close path. */
+nrm_status_t intake_case_close(nrm_call_t *call, const char *case_id, const char *reason,
+                               const char *duplicate_of);
 
 /* Request handlers (nrm_handler_fn; ctx is the intake_t). */
 nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call);
@@ -225,6 +241,11 @@ nrm_status_t intake_case_key_for_sealing(intake_t *self, nrm_tx_t *tx, const cha
 int intake_case_key_new(const intake_t *self, const char *case_id, uint8_t key[NRM_DATA_KEY_BYTES],
                         uint8_t **wrapped, size_t *len, uint32_t *key_id);
 
+/* Unwraps a case's data key read with the case (case_keys.key_id, wrapped_key) into key, for a
+ * reader that fetched it in its own statement. 0 or -1 (unknown keyring key, forged bytes). */
+int intake_case_key_unwrap(const intake_t *self, const char *case_id, uint32_t key_id,
+                           const uint8_t *wrapped, size_t len, uint8_t key[NRM_DATA_KEY_BYTES]);
+
 /* The case's data key into key for reading; *found false when the case has none (erased). */
 nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case_id,
                                   uint8_t key[NRM_DATA_KEY_BYTES], bool *found);
@@ -234,6 +255,52 @@ nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case
  * keys existed) to their case's data key, in batches. Idempotent. */
 nrm_status_t intake_keys_start(void *ctx, nrm_tx_t *tx);
 void intake_keys_prepare(nrm_db_t *db);
+
+/* Opens a report's sealed field: with key (the case's data key, NULL when it has none) when
+ * sealed_under is "case_key", else with the keyring's key key_id. aad is INTAKE_REPORT_AAD and
+ * the case id. 0 (*plain malloc'd, the caller wipes and frees) or -1. */
+int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id,
+                       const uint8_t *sealed, size_t sealed_len, const uint8_t *key,
+                       const char *aad, uint8_t **plain, size_t *len);
+
+/* Names (intake_dedup.c). Start job, after intake_keys_start: under an advisory lock, unless
+ * name_versions holds INTAKE_NAMES_VERSION, re-computes the identity and blocking hashes of
+ * every non-erased case from its first report, 500 cases per UPDATE, records the version,
+ * and proposes the newer of two open cases that now share an identity hash as a duplicate of
+ * the older (score 1; its identity hash is cleared, so reports link to the older). */
+nrm_status_t intake_names_start(void *ctx, nrm_tx_t *tx);
+void intake_dedup_prepare(nrm_db_t *db);
+
+/* Reads the "intake.names" section (IntakeNamesSettings) into self (nrm_reload_fn; ctx the
+ * intake_t): FAILED_PRECONDITION, logged with the field, for a value out of range (nothing
+ * adopted). */
+nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
+
+/* A case just opened by the call's report (case_id, its blocking hash and the reported name):
+ * the other open cases of its block (at most intake.names.max_candidates, oldest first) are
+ * opened and their names compared (intake_names_similarity); each with a score at or above
+ * intake.names.duplicate_threshold and below 1 is proposed
+ * (intake_dup_propose). Nothing when blocking is "". */
+nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
+                             const char *blocking, const char *full_name);
+
+/* ResolveDuplicate (nrm_handler_fn; ctx is the intake_t): coordinator only (the server decides
+ * it). INVALID_ARGUMENT for a missing id, NOT_FOUND for an unknown case (its field),
+ * FAILED_PRECONDITION for a pair never proposed or already resolved, or a confirm of a case
+ * closed meanwhile. */
+nrm_status_t intake_resolve_duplicate(void *ctx, nrm_call_t *call);
+void intake_duplicates_prepare(nrm_db_t *db);
+
+/* Proposes case_id (the newer) as a possible duplicate of other_case_id with score: a row of
+ * duplicate_pairs and case.possible_duplicate, unless the pair was proposed before (then
+ * nothing). */
+nrm_status_t intake_dup_propose(nrm_tx_t *tx, const char *case_id, const char *other_case_id,
+                                double score);
+
+/* The blocking hash of a date of birth and nationality (a keyed hash; "" unless both are
+ * given). */
+void intake_blocking_hash(const intake_t *self, const char *date_of_birth, const char *nationality,
+                          char out[65]);
 
 /* Identity disclosure (intake_identity.c): GetIdentity, and routing's referral.* events that
  * say which provider holds which referral (nrm_apply_fn). */

@@ -19,14 +19,16 @@
 
 /* A new case in one statement: the case (with its fields and time of identification), its
  * data key, the report, its agency among the case's reporters and case.opened, unless an open
- * case has the same identity hash (then nothing is written and no row is returned). */
+ * case has the same identity hash (then nothing is written and no row is returned). The row
+ * also says whether other open cases share its blocking hash (the statement's snapshot does
+ * not see the new case), so that a report with no possible duplicate costs no statement more. */
 static const char s_sql_open[] =
     "WITH c AS (INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor,"
     "   profile, exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
     "   consent_to_referral, consent_to_data_sharing, case_manager_agency_id, facts,"
-    "   identified_at)"
+    "   identified_at, blocking_hash)"
     "   VALUES ($1, $2, $3, $4, $5, $6, $7::int[], $8, $9::int[], $10, $11, $12, $13, $4, $14,"
-    "   to_timestamp($15::bigint / 1000.0))"
+    "   to_timestamp($15::bigint / 1000.0), $25)"
     "   ON CONFLICT (identity_hash) WHERE status = 'open' AND identity_hash IS NOT NULL"
     "   DO NOTHING RETURNING case_id),"
     " k AS (INSERT INTO case_keys (case_id, key_id, wrapped_key) SELECT case_id, $16, $17 FROM c),"
@@ -37,7 +39,8 @@ static const char s_sql_open[] =
     " a AS (INSERT INTO case_agencies (case_id, agency_id) SELECT case_id, $4 FROM c"
     "   ON CONFLICT DO NOTHING),"
     " o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $21::uuid, $22, $23 FROM c)"
-    " SELECT case_id, pg_notify($24, '') FROM c";
+    " SELECT case_id, pg_notify($24, ''), $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM cases o"
+    "   WHERE o.blocking_hash = $25 AND o.status = 'open') FROM c";
 static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
@@ -332,7 +335,8 @@ static nrm_status_t s_new_case(intake_t *self, nrm_call_t *call, const char *cas
  * same identity hash. On OK, *opened says whether the case was created (with its key, its
  * report, its reporter and case.opened); otherwise nothing was written. */
 static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
-                           const s_case_t *c, const char *case_id, s_new_case_t *n, bool *opened)
+                           const char *blocking, const s_case_t *c, const char *case_id,
+                           s_new_case_t *n, bool *opened, bool *block)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     char types[S_LIST_TEXT], needs[S_LIST_TEXT];
@@ -363,11 +367,13 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
     nrm_params_text(&p, n->opened.topic);
     nrm_params_bytes(&p, n->opened.payload, n->opened.len);
     nrm_params_text(&p, n->opened.channel);
+    nrm_params_text(&p, blocking[0] ? blocking : NULL);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
     if (st != NRM_OK)
         return st;
     *opened = PQntuples(res) == 1;
+    *block = *opened && nrm_db_int(res, 0, 2) != 0;
     PQclear(res);
     return NRM_OK;
 }
@@ -451,22 +457,26 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     profile.age_years = facts.has_age ? facts.age_years : 0;
     profile.age_estimated =
         facts.has_age && !facts.age_from_birth_date && r->profile->age_estimated;
-    char hash[65] = "";
+    char hash[65] = "", blocking[65] = "";
     const Nrm__V1__PersonalData *person = r->person;
-    if (person && person->full_name[0] && (person->date_of_birth[0] || profile.nationality[0]))
-        nrm_identity_hash(self->keys, person->full_name, person->date_of_birth, profile.nationality,
-                          hash);
+    if (person) {
+        intake_identity_hash(self, person->full_name, person->date_of_birth, profile.nationality,
+                             hash);
+        intake_blocking_hash(self, person->date_of_birth, profile.nationality, blocking);
+    }
     char case_id[37];
     nrm_uuid_v4(case_id);
-    bool opened = false;
+    bool opened = false, block = false;
     intake_ident_t ident;
     s_new_case_t n = {0};
     nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = s_open(call, &facts, hash, &c, case_id, &n, &opened);
+        st = s_open(call, &facts, hash, blocking, &c, case_id, &n, &opened, &block);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
+    if (st == NRM_OK && block) /* the open cases of its block with a similar name */
+        st = intake_dup_find(self, call, case_id, blocking, person ? person->full_name : NULL);
     if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
         (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
         st = s_link(self, call, case_id, &c);
@@ -557,6 +567,21 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
     return st;
 }
 
+nrm_status_t intake_case_close(nrm_call_t *call, const char *case_id, const char *reason,
+                               const char *duplicate_of)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, reason);
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
+    Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
+    body.reason = (char *)reason;
+    body.duplicate_of_case_id = (char *)(duplicate_of ? duplicate_of : "");
+    if (st == NRM_OK)
+        st = nrm_tx_emit_body(&call->tx, case_id, NRM__V1__EVENT__BODY_CASE_CLOSED, &body);
+    return st;
+}
+
 nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
 {
     const Nrm__V1__CloseCase *cl = call->request->close_case;
@@ -568,14 +593,7 @@ nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
         st = intake_recovery_check_close(call, cl->case_id, cl->reason);
     if (st != NRM_OK)
         return st;
-    nrm_params_t p = {0};
-    nrm_params_text(&p, cl->case_id);
-    nrm_params_text(&p, cl->reason);
-    st = nrm_db_exec(call->tx.db, "intake_close", &p, NULL, call->tx.err);
-    Nrm__V1__CaseClosed body = NRM__V1__CASE_CLOSED__INIT;
-    body.reason = cl->reason;
-    if (st == NRM_OK)
-        st = nrm_tx_emit_body(&call->tx, cl->case_id, NRM__V1__EVENT__BODY_CASE_CLOSED, &body);
+    st = intake_case_close(call, cl->case_id, cl->reason, NULL);
     if (st == NRM_OK)
         s_reply_case(call, cl->case_id);
     return st;

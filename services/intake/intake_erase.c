@@ -24,10 +24,12 @@ static const char *const s_reasons[] = {"subject_request", "retention", "recorde
 
 static const char s_sql_load[] =
     "SELECT identity_erased_at IS NOT NULL FROM cases WHERE case_id = $1 FOR UPDATE";
-/* the hash and the key go; rows sealed directly under the keyring (before data keys, not yet
- * moved by the start job) lose their bytes, since the keyring would still open them */
+/* the hashes (identity and blocking) and the key go; rows sealed directly under the keyring (before
+ * data keys, not yet moved by the start job) lose their bytes, since the keyring would still open
+ * them */
 static const char s_sql_erase[] =
-    "WITH erased AS (UPDATE cases SET identity_hash = NULL, identity_erased_at = now(),"
+    "WITH erased AS (UPDATE cases SET identity_hash = NULL, blocking_hash = NULL,"
+    "   identity_erased_at = now(),"
     "   erase_reason = $2, updated_at = now() WHERE case_id = $1 AND identity_erased_at IS NULL"
     "   RETURNING case_id),"
     " key AS (DELETE FROM case_keys WHERE case_id IN (SELECT case_id FROM erased)),"

@@ -96,18 +96,25 @@ static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, unsigned 
     return NRM_OK;
 }
 
-/* Opens one sealed field of a report with the case's data key (NULL when the case has none);
- * *plain malloc'd (caller wipes and frees). 0 or -1. */
+int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id,
+                       const uint8_t *sealed, size_t sealed_len, const uint8_t *key,
+                       const char *aad, uint8_t **plain, size_t *len)
+{
+    if (strcmp(sealed_under, "case_key") == 0)
+        return key ? nrm_open_with(key, sealed, sealed_len, aad, plain, len) : -1;
+    /* written before data keys (or by an older instance): the start job moves it */
+    return nrm_open(self->keys, key_id, sealed, sealed_len, aad, plain, len);
+}
+
+/* Opens one sealed field of a report (columns sealed_under, key_id first) with the case's data
+ * key (NULL when the case has none); *plain malloc'd (caller wipes and frees). 0 or -1. */
 static int s_open_field(intake_t *self, const PGresult *res, int row, int col, const uint8_t *key,
                         const char *aad, uint8_t **plain, size_t *len)
 {
     size_t sealed_len = 0;
     const uint8_t *sealed = nrm_db_bytes(res, row, col, &sealed_len);
-    if (strcmp(nrm_db_text(res, row, 0), "case_key") == 0)
-        return key ? nrm_open_with(key, sealed, sealed_len, aad, plain, len) : -1;
-    /* written before data keys (or by an older instance): the start job moves it */
-    return nrm_open(self->keys, (uint32_t)nrm_db_int(res, row, 1), sealed, sealed_len, aad, plain,
-                    len);
+    return intake_report_open(self, nrm_db_text(res, row, 0), (uint32_t)nrm_db_int(res, row, 1),
+                              sealed, sealed_len, key, aad, plain, len);
 }
 
 /* Opens the case's reports into identity (the call's memory): the person of the first report,

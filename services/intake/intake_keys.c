@@ -76,6 +76,12 @@ static int s_wrap(const intake_t *self, const char *case_id, const uint8_t key[N
     return nrm_seal(self->keys, key, NRM_DATA_KEY_BYTES, aad, wrapped, len, key_id);
 }
 
+int intake_case_key_unwrap(const intake_t *self, const char *case_id, uint32_t key_id,
+                           const uint8_t *wrapped, size_t len, uint8_t key[NRM_DATA_KEY_BYTES])
+{
+    return s_unwrap(self, case_id, key_id, wrapped, len, key);
+}
+
 nrm_status_t intake_case_key_load(intake_t *self, nrm_tx_t *tx, const char *case_id,
                                   uint8_t key[NRM_DATA_KEY_BYTES], bool *found)
 {

@@ -1,9 +1,25 @@
 /* nrm-intake: receives reports from agencies, opens or links cases, publishes case.* events. */
 #include "intake.h"
+#include "intake_names.h"
 #include "nrm_log.h"
 #include "nrm_service.h"
 
 #define S_RECOVERY_CHECK_MS 1000 /* how often due recovery-period reminders are looked for */
+
+/* The start job: data keys first (reports move to their case's key), then names re-hashed once
+ * per normalisation version. */
+static nrm_status_t s_start(void *ctx, nrm_tx_t *tx)
+{
+    nrm_status_t st = intake_keys_start(ctx, tx);
+    return st == NRM_OK ? intake_names_start(ctx, tx) : st;
+}
+
+/* The configuration's sections read into the intake_t, at start and on reload. */
+static nrm_status_t s_configure(void *ctx, nrm_config_t *config)
+{
+    nrm_status_t st = intake_ident_configure(ctx, config);
+    return st == NRM_OK ? intake_names_configure(ctx, config) : st;
+}
 
 int main(int argc, char **argv)
 {
@@ -21,7 +37,9 @@ int main(int argc, char **argv)
         nrm_service_destroy(&service);
         return 2;
     }
-    if (intake_ident_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+    intake.names = intake_names_new();
+    if (!intake.names || s_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+        intake_names_free(intake.names);
         nrm_keyring_destroy(&intake.keys);
         nrm_service_destroy(&service);
         return 2;
@@ -32,6 +50,8 @@ int main(int argc, char **argv)
     intake_keys_prepare(db);
     intake_identity_prepare(db);
     intake_erase_prepare(db);
+    intake_dedup_prepare(db);
+    intake_duplicates_prepare(db);
 
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
                        intake_submit_report, &intake);
@@ -49,7 +69,7 @@ int main(int argc, char **argv)
                       (int)nrm_config_int(nrm_service_config(service), "intake.recovery_check_ms",
                                           S_RECOVERY_CHECK_MS),
                       intake_recovery_remind, &intake);
-    nrm_service_on_reload(service, intake_ident_configure, &intake);
+    nrm_service_on_reload(service, s_configure, &intake);
 
     /* the case file: reads are audited, never stored; a disclosure's reply above all */
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_GET_CASE, NRM_HANDLER_READ, intake_get_case,
@@ -60,6 +80,9 @@ int main(int argc, char **argv)
                        intake_get_identity, &intake);
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_ERASE_IDENTITY, NRM_HANDLER_WRITE,
                        intake_erase_identity, &intake);
+    /* possible duplicates, for the coordinator */
+    nrm_service_handle(service, NRM__V1__REQUEST__BODY_RESOLVE_DUPLICATE, NRM_HANDLER_WRITE,
+                       intake_resolve_duplicate, &intake);
     /* the agency directory: intake is its registrar (nrm_directory) */
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_UPSERT_AGENCY, NRM_HANDLER_WRITE,
                        intake_upsert_agency, &intake);
@@ -68,12 +91,13 @@ int main(int argc, char **argv)
     static const char *const referrals[] = {"referral.", NULL};
     nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
     nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);
-    nrm_service_on_start(service, intake_keys_start, &intake);
+    nrm_service_on_start(service, s_start, &intake);
 
     exit_code = nrm_service_run(service);
 
     nrm_keyring_destroy(&intake.keys);
     intake_screening_destroy(&intake.screening);
+    intake_names_free(intake.names);
     nrm_service_destroy(&service);
     return exit_code;
 }

@@ -106,6 +106,7 @@ static const struct {
     {B(REASSIGN_PLAN), COORDINATOR, false},
     {B(UPSERT_AGENCY), COORDINATOR, false},
     {B(LIST_AGENCIES), COORDINATOR, false},
+    {B(RESOLVE_DUPLICATE), COORDINATOR, true}, /* a pair never proposed: FAILED_PRECONDITION */
     {B(GET_STATISTICS), COORDINATOR | STATS_READER, false},
     {B(EXPORT_CASES), COORDINATOR, false},
     {B(PING), EVERYONE, false},
@@ -514,6 +515,12 @@ static Nrm__V1__Status s_send(Nrm__V1__Request__BodyCase body, const authz_fixtu
     case B(LIST_AGENCIES): {
         Nrm__V1__ListAgencies l = NRM__V1__LIST_AGENCIES__INIT;
         return authz_fixture_call(h, "intake", agency, body, &l, field);
+    }
+    case B(RESOLVE_DUPLICATE): {
+        Nrm__V1__ResolveDuplicate r = NRM__V1__RESOLVE_DUPLICATE__INIT;
+        r.case_id = (char *)obj->case_id;
+        r.other_case_id = (char *)shared.case_id;
+        return authz_fixture_call(h, "intake", agency, body, &r, field);
     }
     case B(GET_STATISTICS): {
         Nrm__V1__GetStatistics g = NRM__V1__GET_STATISTICS__INIT;

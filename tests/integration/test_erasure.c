@@ -193,6 +193,7 @@ static void test_erasure_destroys_the_data_key_so_the_sealed_identity_cannot_be_
     assert_false(s_opens_to(keys, NULL, after, after_len, case_id, name));
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM intake.cases WHERE case_id = '%s' AND identity_hash IS NULL"
+             " AND blocking_hash IS NULL"
              " AND identity_erased_at IS NOT NULL AND erase_reason = 'subject_request'",
              case_id);
     assert_int_equal(harness_sql_int(h, sql), 1);

@@ -255,6 +255,22 @@ run --cert "$(cert_of iom-ma)" request-bed "$LINKED_CASE"
 check "request-bed by an agency with no relation to the case: PERMISSION_DENIED" \
   [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
 
+# --- Possible duplicates (refusals only: nothing changes) ------------------------------------
+
+run duplicates resolve "$LINKED_CASE"
+check "duplicates resolve without both ids and --confirm or --dismiss is a usage error" \
+  [ "$RC" -eq 2 ]
+run duplicates resolve "$LINKED_CASE" no-such-case --confirm
+check "duplicates resolve against an unknown case exits 1 (NOT_FOUND, its field)" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_NOT_FOUND -a \
+    "$(jq -r .errorField "$WORK/out")" = resolve_duplicate.other_case_id ]
+run duplicates resolve "$LINKED_CASE" "$LINKED_CASE" --dismiss
+check "duplicates resolve of a pair never proposed: FAILED_PRECONDITION" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_FAILED_PRECONDITION ]
+run --cert "$(cert_of police-ma-06)" duplicates resolve "$LINKED_CASE" "$LINKED_CASE" --dismiss
+check "duplicates resolve by a case manager: PERMISSION_DENIED" \
+  [ "$RC" -eq 1 -a "$(jq -r .status "$WORK/out")" = STATUS_PERMISSION_DENIED ]
+
 # --- Top --------------------------------------------------------------------------------------
 
 check "the system settles again" sys_settle

@@ -48,6 +48,10 @@ int nrmctl_case(nrmctl_t *ctl, int argc, char **argv);
 
 /* cases [--region R] [--open] [--minor] [--urgency U] [--all-pages]: intake's ListCases. */
 int nrmctl_cases(nrmctl_t *ctl, int argc, char **argv);
+/* duplicates resolve CASE_ID OTHER_CASE_ID --confirm|--dismiss: intake's ResolveDuplicate
+ * (nrmctl_duplicates.c). */
+int nrmctl_duplicates(nrmctl_t *ctl, int argc, char **argv);
+
 /* request-bed CASE_ID: shelter's RequestBed, a bed asked for again (nrmctl_beds.c). */
 int nrmctl_request_bed(nrmctl_t *ctl, int argc, char **argv);
 

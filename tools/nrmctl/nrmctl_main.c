@@ -30,6 +30,7 @@ static const s_command_t s_commands[] = {
     {"case", nrmctl_case},
     {"cases", nrmctl_cases},
     {"request-bed", nrmctl_request_bed},
+    {"duplicates", nrmctl_duplicates},
     {"plans", nrmctl_plans},
     {"plan", nrmctl_plan},
     {"followup", nrmctl_followup},

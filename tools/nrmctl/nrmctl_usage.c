@@ -48,6 +48,8 @@ static const char s_general[] =
     "                         cases (coordinator: all; case manager: its own), one JSON line each\n"
     "  request-bed CASE_ID    ask shelter for a bed again after a no_show (case manager,\n"
     "                         coordinator)\n"
+    "  duplicates resolve CASE_ID OTHER_CASE_ID --confirm|--dismiss\n"
+    "                         answer a case.possible_duplicate (coordinators)\n"
     "  plans [OPTIONS]        list reintegration plans (a manager's own; coordinators all)\n"
     "  plan PLAN-ID           one reintegration plan: goals, return, follow-ups\n"
     "  followup PLAN-ID --contact yes|no [OPTIONS]\n"
@@ -231,6 +233,17 @@ static const s_usage_t s_commands[] = {
      "  --all-pages     every page, one after the other\n"
      "\n"
      "Exit status: 0 OK; 1 a non-OK reply (printed); 2 usage error; 3 routing unavailable.\n"},
+    {"duplicates",
+     "usage: nrmctl [GLOBAL-OPTIONS] duplicates resolve CASE_ID OTHER_CASE_ID --confirm|--dismiss\n"
+     "\n"
+     "Sends intake a ResolveDuplicate as --agency (a coordinator): the answer to a\n"
+     "case.possible_duplicate, CASE_ID the newer case and OTHER_CASE_ID the older, as published.\n"
+     "--confirm closes CASE_ID as duplicate (case.closed names the older case); --dismiss keeps\n"
+     "both, and the pair is not proposed again. Prints the Reply as one line of proto3 JSON.\n"
+     "\n"
+     "Exit status: 0 OK; 1 a non-OK reply (printed: NOT_FOUND for an unknown case,\n"
+     "FAILED_PRECONDITION for a pair never proposed or already resolved); 2 usage error (nothing\n"
+     "is sent); 3 intake unavailable.\n"},
     {"request-bed",
      "usage: nrmctl [GLOBAL-OPTIONS] request-bed CASE_ID\n"
      "\n"

@@ -1,0 +1,208 @@
+/* Possible duplicates: a new case compared with the open cases of its block (same date of birth
+ * and nationality) on the decrypted names, and the coordinator's ResolveDuplicate. */
+#include "intake.h"
+#include "intake_names.h"
+#include "nrm_json.h"
+#include "nrm_log.h"
+#include "nrm_validate.h"
+
+#include <sodium.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_CANDIDATES_DEFAULT 50
+#define S_CANDIDATES_LIMIT 1000
+#define S_THRESHOLD_DEFAULT 0.85
+#define S_FIELD_MAX 96
+
+static const char s_sql_block[] =
+    "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed, k.key_id, k.wrapped_key"
+    " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
+    "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
+    " LEFT JOIN case_keys k ON k.case_id = c.case_id"
+    " WHERE c.blocking_hash = $1 AND c.status = 'open' AND c.case_id <> $2"
+    " AND c.identity_erased_at IS NULL ORDER BY c.opened_at, c.case_id LIMIT $3";
+static const char s_sql_pair[] =
+    "SELECT (SELECT state FROM duplicate_pairs WHERE case_id = $1 AND other_case_id = $2"
+    "   FOR UPDATE),"
+    " (SELECT status = 'open' FROM cases WHERE case_id = $1),"
+    " EXISTS (SELECT 1 FROM cases WHERE case_id = $2)";
+static const char s_sql_resolve[] =
+    "UPDATE duplicate_pairs SET state = $3, resolved_at = now(), resolved_by = $4"
+    " WHERE case_id = $1 AND other_case_id = $2";
+
+void intake_duplicates_prepare(nrm_db_t *db)
+{
+    nrm_db_statement(db, "intake_dup_block", s_sql_block);
+    nrm_db_statement(db, "intake_dup_pair", s_sql_pair);
+    nrm_db_statement(db, "intake_dup_resolve", s_sql_resolve);
+}
+
+nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config)
+{
+    intake_t *self = ctx;
+    json_t *section = nrm_config_get(config, "intake.names");
+    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
+    json_object_del(copy, "_comment");
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    Nrm__V1__IntakeNamesSettings *s = (Nrm__V1__IntakeNamesSettings *)nrm_json_to_message(
+        &nrm__v1__intake_names_settings__descriptor, copy, &err);
+    json_decref(copy);
+    char field[S_FIELD_MAX];
+    const char *bad = NULL;
+    if (!s) {
+        snprintf(field, sizeof field, "intake.names%s%s", err.field[0] ? "." : "", err.field);
+        bad = field;
+    } else if (s->duplicate_threshold < 0 || s->duplicate_threshold > 1)
+        bad = "intake.names.duplicate_threshold";
+    else if (s->max_candidates < 0 || s->max_candidates > S_CANDIDATES_LIMIT)
+        bad = "intake.names.max_candidates";
+    if (bad) {
+        nrm_log_error("names configuration refused", "{s:s}", "field", bad);
+        if (s)
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+        return NRM_FAILED_PRECONDITION;
+    }
+    self->dup_threshold = s->duplicate_threshold > 0 ? s->duplicate_threshold : S_THRESHOLD_DEFAULT;
+    self->dup_max_candidates = s->max_candidates > 0 ? s->max_candidates : S_CANDIDATES_DEFAULT;
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+    nrm_log_info("names configuration loaded", "{s:f, s:i}", "duplicate_threshold",
+                 self->dup_threshold, "max_candidates", self->dup_max_candidates);
+    return NRM_OK;
+}
+
+/* The name key of the first report of row i (s_sql_block), malloc'd; NULL when it cannot be
+ * opened or has no name. */
+static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *res, int i,
+                             nrm_status_t *st)
+{
+    const char *case_id = nrm_db_text(res, i, 0);
+    uint8_t key[NRM_DATA_KEY_BYTES];
+    bool found = !PQgetisnull(res, i, 5);
+    if (found) {
+        size_t wrapped_len = 0;
+        const uint8_t *wrapped = nrm_db_bytes(res, i, 5, &wrapped_len);
+        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, i, 4), wrapped,
+                                   wrapped_len, key) != 0) {
+            *st =
+                nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
+            return NULL;
+        }
+    }
+    char aad[INTAKE_AAD_MAX];
+    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
+    size_t sealed_len = 0, plain_len = 0;
+    const uint8_t *sealed = nrm_db_bytes(res, i, 3, &sealed_len);
+    uint8_t *plain = NULL;
+    int rc = intake_report_open(self, nrm_db_text(res, i, 1), (uint32_t)nrm_db_int(res, i, 2),
+                                sealed, sealed_len, found ? key : NULL, aad, &plain, &plain_len);
+    sodium_memzero(key, sizeof key);
+    if (rc != 0) {
+        nrm_log_warn("names: a first report cannot be opened: not compared", "{s:s}", "case_id",
+                     case_id);
+        return NULL;
+    }
+    Nrm__V1__PersonalData *person = nrm__v1__personal_data__unpack(NULL, plain_len, plain);
+    sodium_memzero(plain, plain_len);
+    free(plain);
+    char *name_key =
+        person && person->full_name[0] ? intake_names_key(self->names, person->full_name) : NULL;
+    if (person)
+        nrm__v1__personal_data__free_unpacked(person, NULL);
+    return name_key;
+}
+
+/* Wipes and frees a name key. */
+static void s_key_free(char *key)
+{
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+}
+
+nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
+                             const char *blocking, const char *full_name)
+{
+    if (!blocking[0] || !full_name || !full_name[0])
+        return NRM_OK;
+    char *mine = intake_names_key(self->names, full_name);
+    if (!mine || !mine[0]) {
+        s_key_free(mine);
+        return NRM_OK;
+    }
+    nrm_params_t p = {0};
+    nrm_params_text(&p, blocking);
+    nrm_params_text(&p, case_id);
+    nrm_params_int(&p, self->dup_max_candidates);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_dup_block", &p, &res, call->tx.err);
+    if (st != NRM_OK) {
+        s_key_free(mine);
+        return st;
+    }
+    double threshold = self->dup_threshold;
+    for (int i = 0; i < PQntuples(res) && st == NRM_OK; i++) {
+        char *other = s_candidate_key(self, call, res, i, &st);
+        if (!other)
+            continue;
+        double score = intake_names_similarity(mine, other);
+        s_key_free(other);
+        if (score >= threshold && score < 1.0)
+            st = intake_dup_propose(&call->tx, case_id, nrm_db_text(res, i, 0), score);
+    }
+    PQclear(res);
+    s_key_free(mine);
+    return st;
+}
+
+nrm_status_t intake_resolve_duplicate(void *ctx, nrm_call_t *call)
+{
+    (void)ctx;
+    const Nrm__V1__ResolveDuplicate *r = call->request->resolve_duplicate;
+    nrm_error_t *err = call->tx.err;
+    if (nrm_check_text(err, "resolve_duplicate.case_id", r->case_id, INTAKE_ID_MAX, true) !=
+            NRM_OK ||
+        nrm_check_text(err, "resolve_duplicate.other_case_id", r->other_case_id, INTAKE_ID_MAX,
+                       true) != NRM_OK)
+        return NRM_INVALID_ARGUMENT;
+    /* coordinators only: the server has decided it (nrm_authz, a request about no object) */
+    nrm_params_t p = {0};
+    nrm_params_text(&p, r->case_id);
+    nrm_params_text(&p, r->other_case_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_dup_pair", &p, &res, err);
+    if (st != NRM_OK)
+        return st;
+    bool proposed = !PQgetisnull(res, 0, 0) && strcmp(nrm_db_text(res, 0, 0), "proposed") == 0;
+    bool known = !PQgetisnull(res, 0, 1), open = known && nrm_db_int(res, 0, 1) != 0;
+    bool other_known = nrm_db_int(res, 0, 2) != 0;
+    PQclear(res);
+    if (!known)
+        return nrm_fail(err, NRM_NOT_FOUND, "resolve_duplicate.case_id", "no such case");
+    if (!other_known)
+        return nrm_fail(err, NRM_NOT_FOUND, "resolve_duplicate.other_case_id", "no such case");
+    if (!proposed)
+        return nrm_fail(err, NRM_FAILED_PRECONDITION, "resolve_duplicate.other_case_id",
+                        "this pair was never proposed or is already resolved");
+    if (r->confirm && !open)
+        return nrm_fail(err, NRM_FAILED_PRECONDITION, "resolve_duplicate.case_id",
+                        "the case is closed");
+    call->subject_id = r->case_id;
+    nrm_params_text(&p, r->confirm ? "confirmed" : "dismissed");
+    nrm_params_text(&p, call->agency_id);
+    st = nrm_db_exec(call->tx.db, "intake_dup_resolve", &p, NULL, err);
+    if (st == NRM_OK && r->confirm)
+        st = intake_case_close(call, r->case_id, "duplicate", r->other_case_id);
+    if (st != NRM_OK)
+        return st;
+    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
+    nrm__v1__case_ref__init(ref);
+    ref->case_id = nrm_call_strdup(call, r->case_id);
+    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
+    call->reply->case_ref = ref;
+    return NRM_OK;
+}
