@@ -81,9 +81,15 @@ static void *s_work(void *arg)
         Nrm__V1__ServiceType needs[] = {NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL,
                                         NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID,
                                         NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER};
+        /* dates of birth spread over 30 years (adults), as in a real population: intake
+         * compares a new case with the open cases of the same date of birth and nationality */
+        unsigned spread = (unsigned)(w->first + i) * 2654435761u;
+        char dob[16];
+        snprintf(dob, sizeof dob, "%u-%02u-%02u", 1971 + spread % 30, 1 + (spread / 30) % 12,
+                 1 + (spread / 360) % 28);
         Nrm__V1__PersonalData person = NRM__V1__PERSONAL_DATA__INIT;
         person.full_name = name;
-        person.date_of_birth = "1993-06-15";
+        person.date_of_birth = dob;
         Nrm__V1__Profile profile = NRM__V1__PROFILE__INIT;
         profile.age_years = 32;
         profile.gender = NRM__V1__GENDER__GENDER_MALE;
