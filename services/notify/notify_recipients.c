@@ -17,6 +17,7 @@
  *   case.closed                                     x
  *   case.manager_changed                            x
  *   case.link_alert                                                    x
+ *   case.possible_duplicate                                            x
  *   case.recovery_period_ending                                        x            x
  *   routing.agreement_ending                                           x
  *
@@ -70,7 +71,8 @@ static const s_rule_t s_rules[] = {
     {NRM__V1__EVENT__BODY_SHELTER_REQUEST_CANCELLED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_CLOSED, S_REPORTERS},
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, S_REPORTERS},
-    {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR}, /* about an agency: case_id empty */
+    {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, S_COORDINATOR},    /* about an agency: case_id empty */
+    {NRM__V1__EVENT__BODY_POSSIBLE_DUPLICATE, S_COORDINATOR}, /* the coordinator decides */
     {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, S_CASE_MANAGER | S_COORDINATOR},
     {NRM__V1__EVENT__BODY_FOLLOWUP_DUE, S_PLAN_MANAGER},
     {NRM__V1__EVENT__BODY_FOLLOWUP_OVERDUE, S_COORDINATOR},

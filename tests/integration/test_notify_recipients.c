@@ -218,6 +218,23 @@ static void test_expired_and_unroutable_reach_the_coordinator(void **s)
     s_not_told(REPORTER, "referral.declined", case_id);
 }
 
+/* A second report of a person whose name is spelt differently (same date of birth and
+ * nationality) is proposed as a duplicate of the open case: the coordinator, who decides, hears
+ * it; the reporting agency does not. */
+static void test_possible_duplicate_reaches_the_coordinator(void **s)
+{
+    scenario_report_t first, second;
+    scenario_adult_woman(&first, "MA-04", "Fatima Zahra Idrissi", "1991-02-03");
+    scenario_adult_woman(&second, "MA-04", "Fatma Zahra Idrissi", "1991-02-03");
+    first.report.urgency = second.report.urgency = ROUTINE; /* no referral expires meanwhile */
+    char older[ROUTING_ID_TEXT], newer[ROUTING_ID_TEXT];
+    assert_int_equal(routing_submit(h, &first, REPORTER, older), OK);
+    assert_int_equal(routing_submit(h, &second, REPORTER, newer), OK);
+    assert_string_not_equal(older, newer);
+    s_hears("coordinator", "case.possible_duplicate", newer);
+    s_not_told(REPORTER, "case.possible_duplicate", newer);
+}
+
 static void test_allocation_reaches_operator_and_reporter_release_only_operator(void **s)
 {
     scenario_report_t r;
@@ -517,6 +534,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_created_reaches_provider_accepted_and_completed_also_reporter),
         cmocka_unit_test(test_expired_and_unroutable_reach_the_coordinator),
+        cmocka_unit_test(test_possible_duplicate_reaches_the_coordinator),
         cmocka_unit_test(test_allocation_reaches_operator_and_reporter_release_only_operator),
         cmocka_unit_test(test_linked_reporter_hears_only_outcomes_after_its_report),
         cmocka_unit_test(

@@ -141,6 +141,13 @@ static void s_link_alert(FILE *out, const Nrm__V1__Event *ev)
     fprintf(out, "%s linked %d reports in %d s", s_text(b->agency_id), b->links, b->window_s);
 }
 
+static void s_possible_duplicate(FILE *out, const Nrm__V1__Event *ev)
+{
+    const Nrm__V1__PossibleDuplicate *b = ev->possible_duplicate;
+    fprintf(out, "possibly the same person as case %s (score %.2f)", s_text(b->other_case_id),
+            b->score);
+}
+
 static void s_status_decided(FILE *out, const Nrm__V1__Event *ev)
 {
     const Nrm__V1__StatusDecided *b = ev->status_decided;
@@ -406,6 +413,7 @@ static const struct {
     {NRM__V1__EVENT__BODY_CASE_CLOSED, s_case_closed},
     {NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED, s_manager_changed},
     {NRM__V1__EVENT__BODY_CASE_LINK_ALERT, s_link_alert},
+    {NRM__V1__EVENT__BODY_POSSIBLE_DUPLICATE, s_possible_duplicate},
     {NRM__V1__EVENT__BODY_STATUS_DECIDED, s_status_decided},
     {NRM__V1__EVENT__BODY_RECOVERY_PERIOD_ENDING, s_recovery_ending},
     {NRM__V1__EVENT__BODY_IDENTITY_DISCLOSED, s_identity_disclosed},

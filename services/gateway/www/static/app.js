@@ -11,7 +11,7 @@ const $ = (id) => document.getElementById(id);
 const TOPICS = [
   'case.opened', 'case.linked', 'case.updated', 'case.consent_withdrawn', 'case.closed',
   'case.manager_changed', 'case.link_alert', 'case.status_decided', 'case.recovery_period_ending',
-  'case.identity_disclosed', 'case.identity_erased',
+  'case.identity_disclosed', 'case.identity_erased', 'case.possible_duplicate',
   'referral.created', 'referral.accepted', 'referral.declined', 'referral.expired',
   'referral.completed', 'referral.revoked', 'referral.unroutable', 'referral.deadline_changed',
   'shelter.requested', 'shelter.allocated', 'shelter.waitlisted', 'shelter.released',
