@@ -92,7 +92,9 @@ static void *s_submit(void *arg)
     nrm_client_t *client = nrm_client_new(self->endpoint, "", &self->curve);
     for (int i = 0; i < REPORTS_EACH; i++) {
         char name[64], request_id[37];
-        snprintf(name, sizeof name, "Chaos Person %d-%d", self->index, i);
+        /* one number per person: intake sorts a name's words, so "1-2" and "2-1" would be
+         * one person written in two orders */
+        snprintf(name, sizeof name, "Chaos Person %d", self->index * REPORTS_EACH + i);
         nrm_uuid_v4(request_id);
         scenario_report_t s;
         scenario_adult_woman(&s, "MA-04", name, "1992-05-05");

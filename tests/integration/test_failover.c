@@ -66,7 +66,9 @@ static void *s_submit_loop(void *arg)
     nrm_client_t *client = nrm_client_new(self->endpoint, "", &self->curve);
     for (int i = 0; i < MAX_EACH && !atomic_load(&s_stop); i++) {
         char name[64];
-        snprintf(name, sizeof name, "Failover Person %d-%d", self->index, i);
+        /* one number per person: intake sorts a name's words, so "1-2" and "2-1" would be
+         * one person written in two orders */
+        snprintf(name, sizeof name, "Failover Person %d", self->index * MAX_EACH + i);
         scenario_report_t s;
         scenario_adult_woman(&s, "MA-06", name, "1990-04-04");
         nrm_error_t err;
