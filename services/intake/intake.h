@@ -67,6 +67,10 @@ void intake_identity_hash(const intake_t *self, const char *full_name, const cha
 nrm_status_t intake_case_close(nrm_call_t *call, const char *case_id, const char *reason,
                                const char *duplicate_of);
 
+/* Sets the call's reply to a CaseRef of case_id and returns it (owned by the call), for a
+ * handler to add to: the reply of every request about one case. */
+Nrm__V1__CaseRef *intake_reply_case(nrm_call_t *call, const char *case_id);
+
 /* Request handlers (nrm_handler_fn; ctx is the intake_t). */
 nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call);
 nrm_status_t intake_update_case(void *ctx, nrm_call_t *call);

@@ -482,24 +482,20 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
         st = s_link(self, call, case_id, &c);
     if (st != NRM_OK)
         return st;
-    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
-    nrm__v1__case_ref__init(ref);
-    ref->case_id = nrm_call_strdup(call, case_id);
+    Nrm__V1__CaseRef *ref = intake_reply_case(call, case_id);
     ref->linked = !opened;
-    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
-    call->reply->case_ref = ref;
     call->subject_id = ref->case_id;
     return NRM_OK;
 }
 
-/* Sets the reply of a request about an existing case. */
-static void s_reply_case(nrm_call_t *call, const char *case_id)
+Nrm__V1__CaseRef *intake_reply_case(nrm_call_t *call, const char *case_id)
 {
     Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
     nrm__v1__case_ref__init(ref);
     ref->case_id = nrm_call_strdup(call, case_id);
     call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
     call->reply->case_ref = ref;
+    return ref;
 }
 
 nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
@@ -540,7 +536,7 @@ nrm_status_t intake_update_case(void *ctx, nrm_call_t *call)
     if (changed && (st = s_save(&call->tx, u->case_id, &c)) == NRM_OK)
         st = s_emit_updated(&call->tx, u->case_id, &c, &ident);
     if (st == NRM_OK)
-        s_reply_case(call, u->case_id);
+        intake_reply_case(call, u->case_id);
     return st;
 }
 
@@ -563,7 +559,7 @@ nrm_status_t intake_withdraw_consent(void *ctx, nrm_call_t *call)
     if (st == NRM_OK)
         st = nrm_tx_emit_body(&call->tx, w->case_id, NRM__V1__EVENT__BODY_CONSENT_WITHDRAWN, &body);
     if (st == NRM_OK)
-        s_reply_case(call, w->case_id);
+        intake_reply_case(call, w->case_id);
     return st;
 }
 
@@ -595,6 +591,6 @@ nrm_status_t intake_close_case(void *ctx, nrm_call_t *call)
         return st;
     st = intake_case_close(call, cl->case_id, cl->reason, NULL);
     if (st == NRM_OK)
-        s_reply_case(call, cl->case_id);
+        intake_reply_case(call, cl->case_id);
     return st;
 }

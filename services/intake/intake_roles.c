@@ -84,11 +84,7 @@ nrm_status_t intake_reassign_case(void *ctx, nrm_call_t *call)
     }
     if (st != NRM_OK)
         return st;
-    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
-    nrm__v1__case_ref__init(ref);
-    ref->case_id = nrm_call_strdup(call, r->case_id);
-    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
-    call->reply->case_ref = ref;
+    intake_reply_case(call, r->case_id);
     return NRM_OK;
 }
 

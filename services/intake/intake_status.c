@@ -164,10 +164,6 @@ nrm_status_t intake_decide_status(void *ctx, nrm_call_t *call)
         return st;
     nrm_log_info("status decided", "{s:s, s:i, s:s, s:i}", "case_id", d->case_id, "status",
                  (int)d->status, "agency_type", call->agency_type, "decision", decision);
-    Nrm__V1__CaseRef *ref = nrm_call_alloc(call, sizeof *ref);
-    nrm__v1__case_ref__init(ref);
-    ref->case_id = nrm_call_strdup(call, d->case_id);
-    call->reply->result_case = NRM__V1__REPLY__RESULT_CASE_REF;
-    call->reply->case_ref = ref;
+    intake_reply_case(call, d->case_id);
     return NRM_OK;
 }
