@@ -28,7 +28,9 @@
 #define CATCH_UP_MS 60000
 #define KILL_POLL_LIMIT 200000 /* polls of pg_stat_activity before giving up */
 #define PATH_MAX_LEN 512
-#define MID_BATCH_MS 40 /* a fraction of a batch's time: killed after, not at its start */
+/* a fraction of a batch's time, killed after, not at its start (batches are shorter since
+ * routing does a batch's work in a few statements) */
+#define MID_BATCH_MS 15
 
 static harness_t *h;
 
