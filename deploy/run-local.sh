@@ -88,7 +88,8 @@ fi
 # STOP_GRACE_S is killed.
 STOP_GRACE_S=5
 stop_all() {
-  trap - INT TERM EXIT
+  trap - EXIT
+  trap '' INT TERM # a second Ctrl-C or SIGTERM must not cut the stop short (the cluster too)
   say "stopping"
   local pid deadline=$((SECONDS + STOP_GRACE_S))
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
