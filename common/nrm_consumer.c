@@ -16,10 +16,11 @@
 #define S_ERROR_TEXT 160
 #define S_REFRESH_MS 250 /* the stream's row follows the partitions at least this often */
 
-static const char s_sql_checkpoint_init[] =
-    "INSERT INTO checkpoints (stream) VALUES ($1) ON CONFLICT DO NOTHING";
-static const char s_sql_checkpoint_lock[] =
-    "SELECT seq FROM checkpoints WHERE stream = $1 FOR UPDATE";
+/* The stream's row, made on first use and locked (the conflict's update takes the row lock and
+ * reads its latest version): one statement. */
+static const char s_sql_checkpoint_take[] =
+    "INSERT INTO checkpoints (stream) VALUES ($1)"
+    " ON CONFLICT (stream) DO UPDATE SET seq = checkpoints.seq RETURNING seq";
 static const char s_sql_checkpoint_move[] =
     "UPDATE checkpoints SET seq = $2, updated_at = now() WHERE stream = $1";
 static const char s_sql_quarantine[] =
@@ -110,8 +111,7 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     nrm_auth_apply_client(self->sub, spec->curve);
     if (zsock_connect(self->sub, "%s", spec->events_endpoint) != 0)
         nrm_consumer_destroy(&self);
-    nrm_db_statement(db, "consumer_checkpoint_init", s_sql_checkpoint_init);
-    nrm_db_statement(db, "consumer_checkpoint_lock", s_sql_checkpoint_lock);
+    nrm_db_statement(db, "consumer_checkpoint_take", s_sql_checkpoint_take);
     nrm_db_statement(db, "consumer_checkpoint_move", s_sql_checkpoint_move);
     nrm_db_statement(db, "consumer_quarantine", s_sql_quarantine);
     nrm_partitions_prepare(db);
@@ -247,8 +247,7 @@ static int64_t s_lock_checkpoint(nrm_consumer_t *self, nrm_error_t *err)
     nrm_params_t p = {0};
     nrm_params_text(&p, self->checkpoint_name);
     PGresult *res = NULL;
-    if (nrm_db_exec(self->db, "consumer_checkpoint_init", &p, NULL, err) != NRM_OK ||
-        nrm_db_exec(self->db, "consumer_checkpoint_lock", &p, &res, err) != NRM_OK)
+    if (nrm_db_exec(self->db, "consumer_checkpoint_take", &p, &res, err) != NRM_OK)
         return -1;
     int64_t seq = PQntuples(res) == 1 ? nrm_db_int(res, 0, 0) : -1;
     PQclear(res);
@@ -588,14 +587,14 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         }
     }
     int64_t last = n > first ? events[n - 1]->seq : stored;
-    if (st == NRM_OK && n > first) {
+    if (st == NRM_OK && n > first) { /* the checkpoint moves and commits in one round trip */
         nrm_params_t p = {0};
         nrm_params_text(&p, self->checkpoint_name);
         nrm_params_int(&p, last);
-        st = nrm_db_exec(self->db, "consumer_checkpoint_move", &p, NULL, &err);
-    }
-    if (st == NRM_OK)
+        st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
+    } else if (st == NRM_OK) {
         st = nrm_db_commit(self->db, &err);
+    }
     if (st != NRM_OK) {
         nrm_db_rollback(self->db);
         if (stored >= 0 && stored > self->checkpoint)

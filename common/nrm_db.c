@@ -23,6 +23,8 @@
 #define NRM_OID_INT4 23
 #define NRM_OID_OID 26
 
+#define S_MAX_DEFERRED 4
+
 typedef struct {
     const char *name;
     const char *sql;
@@ -42,6 +44,11 @@ struct nrm_db_t {
     int connect_wait_ms;             /* the longest nrm_db_connect waits */
     s_statement_t statements[NRM_DB_MAX_STATEMENTS];
     int statement_count;
+    /* utility commands (BEGIN, SAVEPOINT) not sent yet: they go with the next statement, in
+     * one round trip (nrm_db_defer) */
+    const char *deferred[S_MAX_DEFERRED];
+    int deferred_count;
+    uint64_t deferred_generation; /* the connection they were deferred on */
 };
 
 /* True (and marks p) when p has no room for another parameter. */
@@ -116,6 +123,7 @@ void nrm_db_destroy(nrm_db_t **self_p)
 
 void nrm_db_disconnect(nrm_db_t *self)
 {
+    self->deferred_count = 0;
     if (self->conn) {
         PQfinish(self->conn);
         self->conn = NULL;
@@ -328,12 +336,97 @@ static s_statement_t *s_prepared(nrm_db_t *self, const char *name, nrm_error_t *
     return NULL;
 }
 
-nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
-                         PGresult **res_out, nrm_error_t *err)
+/* Whether the deferred commands may run on the current connection. Those deferred on a
+ * connection lost since (none of them ran) may go on a new one only when they begin a
+ * transaction, which had done nothing yet; a savepoint of a lost transaction may not. */
+static nrm_status_t s_deferred_usable(nrm_db_t *self, nrm_error_t *err)
+{
+    if (self->deferred_count == 0 || self->deferred_generation == self->generation ||
+        strcmp(self->deferred[0], "BEGIN") == 0)
+        return NRM_OK;
+    self->deferred_count = 0;
+    return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+}
+
+/* Reads the results of a pipeline of count queries (each query's first result into results[],
+ * NULL when none came) and its sync, and leaves pipeline mode. Returns false, with the
+ * connection dropped, when the pipeline did not end as it should. */
+static bool s_pipeline_read(nrm_db_t *self, int count, PGresult **results)
+{
+    bool ended = true;
+    for (int i = 0; i < count; i++) {
+        results[i] = ended ? PQgetResult(self->conn) : NULL;
+        if (!results[i]) {
+            ended = false;
+            continue;
+        }
+        PGresult *more;
+        while ((more = PQgetResult(self->conn)) != NULL) /* up to the query's end */
+            PQclear(more);
+    }
+    PGresult *sync = ended ? PQgetResult(self->conn) : NULL;
+    ended = ended && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (ended && PQexitPipelineMode(self->conn) == 1)
+        return true;
+    nrm_db_disconnect(self); /* the session's state is unknown */
+    return false;
+}
+
+/* Runs the deferred commands, st with p, and COMMIT when commit is set, in one round trip
+ * (libpq's pipeline mode). On OK, *res_out (if not NULL) receives st's result as nrm_db_exec
+ * gives it. A failure of any of them fails the call; the transaction is then left aborted (or
+ * gone with the connection) for the caller's nrm_db_rollback. */
+static nrm_status_t s_exec_pipelined(nrm_db_t *self, const s_statement_t *st, const nrm_params_t *p,
+                                     bool commit, PGresult **res_out, nrm_error_t *err)
+{
+    PGresult *results[S_MAX_DEFERRED + 2] = {0};
+    int deferred = self->deferred_count, count = 0;
+    self->deferred_count = 0;
+    bool sent = PQenterPipelineMode(self->conn) == 1;
+    for (int i = 0; sent && i < deferred; i++, count++)
+        sent = PQsendQueryParams(self->conn, self->deferred[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
+    sent = sent && PQsendQueryPrepared(self->conn, st->name, p->count, p->values, p->lengths,
+                                       p->formats, NRM_DB_BINARY) == 1;
+    count += sent;
+    if (sent && commit) {
+        sent = PQsendQueryParams(self->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
+        count += sent;
+    }
+    if (!sent || PQpipelineSync(self->conn) != 1) {
+        nrm_db_disconnect(self); /* part of a pipeline sent: the session's state is unknown */
+        return s_result_error(self, NULL, st->name, err);
+    }
+    bool ended = s_pipeline_read(self, count, results);
+    nrm_status_t status = NRM_OK;
+    for (int i = 0; i < count && status == NRM_OK; i++) {
+        ExecStatusType rs = PQresultStatus(results[i]);
+        bool ok = rs == PGRES_COMMAND_OK || (i == deferred && rs == PGRES_TUPLES_OK);
+        if (!ok)
+            status = s_result_error(self, results[i], i == deferred ? st->name : "sql", err);
+        else if (i == deferred + 1 && strcmp(PQcmdStatus(results[i]), "COMMIT") != 0)
+            status = nrm_fail(err, NRM_INTERNAL, NULL, "transaction aborted"); /* rolled back */
+    }
+    if (status == NRM_OK && !ended)
+        status = s_result_error(self, NULL, st->name, err);
+    for (int i = 0; i < count; i++) {
+        if (status == NRM_OK && i == deferred && res_out)
+            *res_out = results[i];
+        else
+            PQclear(results[i]);
+    }
+    return status;
+}
+
+/* nrm_db_exec, and COMMIT in the same round trip when commit is set. */
+static nrm_status_t s_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                           bool commit, PGresult **res_out, nrm_error_t *err)
 {
     if (res_out)
         *res_out = NULL;
     if (nrm_db_connect(self, NULL, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    if (s_deferred_usable(self, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
     s_statement_t *st = s_prepared(self, name, err);
     if (!st)
@@ -344,6 +437,8 @@ nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *p
         nrm_log_error("too many statement parameters", "{s:s}", "statement", name);
         return nrm_fail(err, NRM_INTERNAL, NULL, "internal error");
     }
+    if (self->deferred_count > 0 || commit)
+        return s_exec_pipelined(self, st, p, commit, res_out, err);
     PGresult *res = PQexecPrepared(self->conn, st->name, p->count, p->values, p->lengths,
                                    p->formats, NRM_DB_BINARY);
     ExecStatusType rs = PQresultStatus(res);
@@ -359,11 +454,35 @@ nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *p
     return NRM_OK;
 }
 
+nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                         PGresult **res_out, nrm_error_t *err)
+{
+    return s_exec(self, name, params, false, res_out, err);
+}
+
+/* Runs the deferred commands and sql (one or more commands) as one simple query. */
 nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err)
 {
     if (nrm_db_connect(self, NULL, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
-    PGresult *res = PQexec(self->conn, sql);
+    if (s_deferred_usable(self, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    char *joined = NULL;
+    if (self->deferred_count > 0) {
+        size_t len = strlen(sql) + 1;
+        for (int i = 0; i < self->deferred_count; i++)
+            len += strlen(self->deferred[i]) + 2;
+        joined = nrm_xmalloc(len);
+        joined[0] = '\0';
+        for (int i = 0; i < self->deferred_count; i++) {
+            strcat(joined, self->deferred[i]);
+            strcat(joined, "; ");
+        }
+        strcat(joined, sql);
+        self->deferred_count = 0;
+    }
+    PGresult *res = PQexec(self->conn, joined ? joined : sql);
+    free(joined);
     ExecStatusType rs = PQresultStatus(res);
     nrm_status_t status = NRM_OK;
     if (rs != PGRES_COMMAND_OK && rs != PGRES_TUPLES_OK)
@@ -372,30 +491,72 @@ nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err)
     return status;
 }
 
-nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
+nrm_status_t nrm_db_defer(nrm_db_t *self, const char *sql, nrm_error_t *err)
 {
-    return nrm_db_sql(self, "BEGIN", err);
+    if (!nrm_db_connected(self))
+        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    if (self->deferred_count == S_MAX_DEFERRED) /* more than a transaction's frame: run all */
+        return nrm_db_sql(self, sql, err);
+    if (self->deferred_count == 0)
+        self->deferred_generation = self->generation;
+    self->deferred[self->deferred_count++] = sql;
+    return NRM_OK;
 }
 
-nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
+nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
+{
+    if (nrm_db_connect(self, NULL, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    self->deferred_count = 0;
+    return nrm_db_defer(self, "BEGIN", err);
+}
+
+/* True when a transaction was begun (deferred) and nothing has run in it yet. */
+static bool s_begin_pending(const nrm_db_t *self)
+{
+    return self->deferred_count > 0 && strcmp(self->deferred[0], "BEGIN") == 0;
+}
+
+/* Whether COMMIT may be sent: a live transaction on the connection it began on. */
+static nrm_status_t s_commit_ready(nrm_db_t *self, nrm_error_t *err)
 {
     if (!nrm_db_connected(self))
         return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
     /* COMMIT "succeeds" on an aborted transaction (it rolls back) and on a connection made
      * after the transaction's own was lost (there is none): neither committed anything */
     PGTransactionStatusType ts = PQtransactionStatus(self->conn);
-    if (ts != PQTRANS_INTRANS) {
-        nrm_db_rollback(self);
-        nrm_log_warn("commit without a live transaction", "{s:s, s:s}", "schema", self->schema,
-                     "state", ts == PQTRANS_INERROR ? "aborted" : "none");
-        return ts == PQTRANS_INERROR ? nrm_fail(err, NRM_INTERNAL, NULL, "transaction aborted")
-                                     : nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    if (ts == PQTRANS_INTRANS)
+        return NRM_OK;
+    nrm_db_rollback(self);
+    nrm_log_warn("commit without a live transaction", "{s:s, s:s}", "schema", self->schema, "state",
+                 ts == PQTRANS_INERROR ? "aborted" : "none");
+    return ts == PQTRANS_INERROR ? nrm_fail(err, NRM_INTERNAL, NULL, "transaction aborted")
+                                 : nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+}
+
+nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
+{
+    if (s_begin_pending(self)) {
+        self->deferred_count = 0; /* nothing ran in the transaction: nothing to commit */
+        return NRM_OK;
     }
+    self->deferred_count = 0; /* a savepoint not taken yet has nothing to keep */
+    if (s_commit_ready(self, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
     return nrm_db_sql(self, "COMMIT", err);
+}
+
+nrm_status_t nrm_db_exec_commit(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                                nrm_error_t *err)
+{
+    if (!s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    return s_exec(self, name, params, true, NULL, err);
 }
 
 void nrm_db_rollback(nrm_db_t *self)
 {
+    self->deferred_count = 0;
     if (!nrm_db_connected(self))
         return;
     if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)

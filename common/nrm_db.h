@@ -81,13 +81,28 @@ void nrm_db_statement(nrm_db_t *self, const char *name, const char *sql);
 nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *params,
                          PGresult **res, nrm_error_t *err);
 
-/* Runs one or more SQL commands without parameters (DDL, LISTEN, SET ...). */
+/* Runs one or more SQL commands without parameters (DDL, LISTEN, SET ...), after the deferred
+ * commands, in one round trip. */
 nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err);
 
-/* Transactions. begin connects if needed. rollback is safe to call in any state. */
+/* Defers a utility command that returns nothing (BEGIN, SAVEPOINT name): it is sent with the
+ * next statement, nrm_db_exec's in one pipeline, nrm_db_sql's in one simple query, so that it
+ * costs no round trip of its own. sql must outlive the call that sends it (a string literal).
+ * Its failure, unlikely for these commands, fails that next call. Requires a connection. */
+nrm_status_t nrm_db_defer(nrm_db_t *self, const char *sql, nrm_error_t *err);
+
+/* Transactions. begin connects if needed (UNAVAILABLE when it cannot) and defers BEGIN; a
+ * commit of a transaction in which nothing ran sends nothing. rollback is safe to call in any
+ * state; it also drops what was deferred. */
 nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err);
 nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err);
 void nrm_db_rollback(nrm_db_t *self);
+
+/* Runs a registered statement and commits, in one round trip (pipeline mode, with what was
+ * deferred). OK only when the statement succeeded and the transaction committed; on failure
+ * the transaction is aborted or gone, and the caller rolls back as after a failed commit. */
+nrm_status_t nrm_db_exec_commit(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                                nrm_error_t *err);
 
 /* Readers for binary results. nrm_db_int reads int2/int4/int8/bool/oid columns (0 for NULL);
  * nrm_db_text returns the value (borrowed from res; "" for NULL); nrm_db_bytes returns the raw

@@ -17,21 +17,25 @@ static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
 /* One batch numbered in one statement, its own transaction: the committed unnumbered rows
  * (pick, in id order), the head moved past them under stream_head's row lock (sh), the rows
- * numbered after the head they found (upd), and the consumers woken when any were. Should a
- * second sequencer ever run it concurrently, the one that waited for the row lock finds the
- * rows numbered meanwhile (upd numbers fewer than pick holds): the guard then fails the
- * statement, so that nothing is numbered twice and no gap is left; the next round goes on. */
+ * numbered after the head they found (upd), and the consumers woken when any were. Its first
+ * row has the count numbered and the head; one row per numbered event follows (seq, topic,
+ * payload, in order). Should a second sequencer ever run it
+ * concurrently, the one that waited for the row lock finds the rows numbered meanwhile (upd
+ * numbers fewer than pick holds): the guard then fails the statement, so that nothing is
+ * numbered twice and no gap is left; the next round goes on. */
 static const char s_sql_sequence[] =
     "WITH pick AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY id) AS rn,"
     "   count(*) OVER () AS n"
     "   FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) s),"
     " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM pick) RETURNING head),"
     " upd AS (UPDATE outbox o SET seq = sh.head - pick.n + pick.rn, sequenced_at = now()"
-    "   FROM pick, sh WHERE o.id = pick.id AND o.seq IS NULL RETURNING 1)"
-    " SELECT (SELECT count(*) FROM pick)"
+    "   FROM pick, sh WHERE o.id = pick.id AND o.seq IS NULL RETURNING o.seq, o.topic, o.payload)"
+    " SELECT NULL::bigint AS seq, NULL::text AS topic, NULL::bytea AS payload,"
+    "   (SELECT count(*) FROM pick)"
     "   / CASE WHEN (SELECT count(*) FROM upd) = (SELECT count(*) FROM pick) THEN 1 ELSE 0 END,"
-    "   (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM pick))"
-    " FROM sh";
+    "   sh.head, (SELECT pg_notify($2, '') WHERE EXISTS (SELECT 1 FROM pick))"
+    " FROM sh"
+    " UNION ALL SELECT seq, topic, payload, NULL, NULL, NULL FROM upd ORDER BY seq NULLS FIRST";
 static const char s_sql_head[] = "SELECT head FROM stream_head";
 static const char s_sql_read[] =
     "SELECT seq, topic, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
@@ -154,32 +158,12 @@ static void s_try_lock(nrm_publisher_t *self)
         nrm_log_info("sequencer lock taken", "{s:s}", "stream", self->stream);
 }
 
-/* Numbers one batch of committed rows (one statement). Returns how many were numbered, or -1
- * on failure (nothing numbered). */
-static int s_sequence_batch(nrm_publisher_t *self)
+/* Publishes the events of res from row first on, each as [topic][Event with its seq]: res has
+ * seq, topic and payload in columns 0 to 2, in order, directly after self->published. */
+static void s_publish_rows(nrm_publisher_t *self, PGresult *res, int first)
 {
-    nrm_params_t p = {0};
-    nrm_params_int(&p, S_BATCH);
-    nrm_params_text(&p, self->events_channel);
-    PGresult *res = NULL;
-    if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK)
-        return -1;
-    int numbered = PQntuples(res) == 1 ? (int)nrm_db_int(res, 0, 0) : -1;
-    PQclear(res);
-    return numbered;
-}
-
-/* Publishes one batch of numbered events after self->published. Returns how many, or -1. */
-static int s_publish_batch(nrm_publisher_t *self)
-{
-    nrm_params_t p = {0};
-    nrm_params_int(&p, self->published);
-    nrm_params_int(&p, S_BATCH);
-    PGresult *res = NULL;
-    if (nrm_db_exec(self->db, "pub_read", &p, &res, NULL) != NRM_OK)
-        return -1;
     int rows = PQntuples(res);
-    for (int i = 0; i < rows; i++) {
+    for (int i = first; i < rows && !nrm_db_is_null(res, i, 0); i++) {
         int64_t seq = nrm_db_int(res, i, 0);
         size_t len = 0, out_len = 0;
         const uint8_t *stored = nrm_db_bytes(res, i, 2, &len);
@@ -195,6 +179,39 @@ static int s_publish_batch(nrm_publisher_t *self)
         self->published = seq;
         self->count++;
     }
+}
+
+/* Numbers one batch of committed rows (one statement) and publishes them when they follow
+ * what this instance published (otherwise pub_read catches up). Returns how many were
+ * numbered, or -1 on failure (nothing numbered); *head receives the stream's head. */
+static int s_sequence_batch(nrm_publisher_t *self, int64_t *head)
+{
+    nrm_params_t p = {0};
+    nrm_params_int(&p, S_BATCH);
+    nrm_params_text(&p, self->events_channel);
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK)
+        return -1;
+    int numbered = PQntuples(res) >= 1 ? (int)nrm_db_int(res, 0, 3) : -1;
+    if (numbered >= 0)
+        *head = nrm_db_int(res, 0, 4);
+    if (numbered > 0 && PQntuples(res) > 1 && nrm_db_int(res, 1, 0) == self->published + 1)
+        s_publish_rows(self, res, 1);
+    PQclear(res);
+    return numbered;
+}
+
+/* Publishes one batch of numbered events after self->published. Returns how many, or -1. */
+static int s_publish_batch(nrm_publisher_t *self)
+{
+    nrm_params_t p = {0};
+    nrm_params_int(&p, self->published);
+    nrm_params_int(&p, S_BATCH);
+    PGresult *res = NULL;
+    if (nrm_db_exec(self->db, "pub_read", &p, &res, NULL) != NRM_OK)
+        return -1;
+    int rows = PQntuples(res);
+    s_publish_rows(self, res, 0);
     PQclear(res);
     return rows;
 }
@@ -215,8 +232,9 @@ static void s_work(nrm_publisher_t *self)
         return;
     if (!self->sequencer)
         s_try_lock(self);
+    int64_t head = -1; /* the head the sequencer left, -1 when unknown */
     if (self->sequencer)
-        while (s_sequence_batch(self) == S_BATCH)
+        while (s_sequence_batch(self, &head) == S_BATCH)
             ;
     if (!nrm_db_connected(self->db)) {
         /* lost on the way: the lock went with the session, and a connection made implicitly by
@@ -225,8 +243,9 @@ static void s_work(nrm_publisher_t *self)
         s_watch_socket(self);
         return;
     }
-    while (s_publish_batch(self) == S_BATCH)
-        ;
+    if (head < 0 || self->published < head) /* not all published with their numbering */
+        while (s_publish_batch(self) == S_BATCH)
+            ;
     s_watch_socket(self);
 }
 

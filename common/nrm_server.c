@@ -369,7 +369,7 @@ static zframe_t *s_run(nrm_server_t *self, s_batch_t *batch, const Nrm__V1__Requ
     uint8_t hash[S_HASH_BYTES];
     crypto_generichash(hash, sizeof hash, data, len, NULL, 0);
     bool savepoint = batch->written;
-    if (savepoint && nrm_db_sql(self->db, "SAVEPOINT request", err) != NRM_OK)
+    if (savepoint && nrm_db_defer(self->db, "SAVEPOINT request", err) != NRM_OK)
         return NULL;
     Nrm__V1__Reply reply;
     nrm_call_t call;

@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_WAKE_DELAY_MS 1   /* idle: new work starts at once */
-#define S_BUSY_WAKE_MS 5    /* transfers in flight: let their outcomes share a transaction */
+#define S_WAKE_DELAY_MS 1 /* new work, or an outcome when idle: at once */
+#define S_BUSY_WAKE_MS                                                                             \
+    5                       /* an outcome while transfers are in flight: let outcomes share a      \
+                               transaction */
 #define S_DRAIN_MAX_MS 5000 /* at a stop, how long transfers in flight may still finish */
 #define S_DRAIN_TICK_MS 50
 
@@ -26,8 +28,9 @@ struct notify_sender_t {
     notify_t *notify; /* borrowed */
     zloop_t *loop;    /* borrowed */
     CURLM *multi;
-    int curl_timer; /* zloop timer curl asked for, -1 for none */
-    int wake_timer; /* pending wake-up, -1 for none */
+    int curl_timer;      /* zloop timer curl asked for, -1 for none */
+    int wake_timer;      /* pending wake-up, -1 for none */
+    int64_t wake_due_ms; /* when it fires (monotonic) */
     int poll_timer;
     zlist_t *in_flight;     /* notify_delivery_t with a running transfer */
     zlist_t *done;          /* notify_delivery_t whose outcome is not recorded yet */
@@ -41,6 +44,7 @@ struct notify_sender_t {
 static int s_watched;
 
 static void s_collect(notify_sender_t *self); /* below: the transfers that finished */
+static void s_wake_for_outcome(notify_sender_t *self);
 
 /* A watched socket is ready: tell curl, then collect what finished. */
 static int s_on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg)
@@ -158,7 +162,7 @@ static void s_collect(notify_sender_t *self)
     }
     *self->notify->in_flight = (int64_t)zlist_size(self->in_flight);
     if (finished)
-        notify_sender_wake(self);
+        s_wake_for_outcome(self);
 }
 
 /* Starts d's transfer; a delivery that cannot even start is done at once, failed. */
@@ -184,7 +188,7 @@ static void s_start(notify_sender_t *self, notify_delivery_t *d)
     }
     d->ok = false;
     zlist_append(self->done, d);
-    notify_sender_wake(self);
+    s_wake_for_outcome(self);
 }
 
 /* Seeds the subscriptions of a reloaded configuration in a transaction of its own. */
@@ -330,10 +334,27 @@ void notify_sender_destroy(notify_sender_t **self_p)
     *self_p = NULL;
 }
 
+/* Schedules a turn in delay_ms, or sooner when one is already due sooner. */
+static void s_wake_in(notify_sender_t *self, int64_t delay_ms)
+{
+    int64_t due = nrm_mono_ms() + delay_ms;
+    if (self->wake_timer >= 0) {
+        if (self->wake_due_ms <= due)
+            return;
+        zloop_timer_end(self->loop, self->wake_timer);
+    }
+    self->wake_due_ms = due;
+    self->wake_timer = zloop_timer(self->loop, (size_t)delay_ms, 1, s_on_wake, self);
+}
+
+/* A transfer finished: its outcome waits a few milliseconds for others to share its commit. */
+static void s_wake_for_outcome(notify_sender_t *self)
+{
+    s_wake_in(self, zlist_size(self->in_flight) > 0 ? S_BUSY_WAKE_MS : S_WAKE_DELAY_MS);
+}
+
 void notify_sender_wake(notify_sender_t *self)
 {
-    if (!self || self->wake_timer >= 0)
-        return;
-    size_t delay = zlist_size(self->in_flight) > 0 ? S_BUSY_WAKE_MS : S_WAKE_DELAY_MS;
-    self->wake_timer = zloop_timer(self->loop, delay, 1, s_on_wake, self);
+    if (self)
+        s_wake_in(self, S_WAKE_DELAY_MS); /* new work does not wait for outcomes */
 }

@@ -330,6 +330,121 @@ static void test_db_commit_of_an_aborted_transaction_fails(void **state)
     nrm_db_destroy(&db);
 }
 
+/* The state of db's backend as the server sees it ('idle', 'idle in transaction', ...). */
+static void s_assert_backend_state(long long pid, const char *state)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld AND state = '%s'", pid, state);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+}
+
+static void test_db_begin_costs_no_round_trip_of_its_own(void **state)
+{
+    nrm_db_t *db = s_db();
+    long long pid = s_pid(db);
+    nrm_error_t err;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, "tx-deferred");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    s_assert_backend_state(pid, "idle"); /* BEGIN waits for the first statement */
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    s_assert_backend_state(pid, "idle in transaction"); /* it went with it */
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'tx-deferred'");
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = 'tx-deferred'");
+    /* a transaction in which nothing ran commits without sending anything */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    s_assert_backend_state(pid, "idle");
+    nrm_db_destroy(&db);
+}
+
+static void test_db_exec_commit_commits_with_its_statement_or_not_at_all(void **state)
+{
+    nrm_db_t *db = s_db();
+    long long pid = s_pid(db);
+    nrm_error_t err;
+    nrm_params_t a = {0}, b = {0};
+    nrm_params_text(&a, "ec-a");
+    nrm_params_text(&b, "ec-b");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &a, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &b, &err), NRM_OK);
+    s_assert_backend_state(pid, "idle");
+    ASSERT_SQL(2, "SELECT count(*) FROM intake.things WHERE id IN ('ec-a', 'ec-b')");
+    /* BEGIN, the statement and COMMIT in one pipeline */
+    nrm_params_t c = {0};
+    nrm_params_text(&c, "ec-c");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &c, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = 'ec-c'");
+    /* the statement fails: nothing of the transaction stays, and the handle works on */
+    nrm_params_t d = {0};
+    nrm_params_text(&d, "ec-d");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &d, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &a, &err), NRM_CONFLICT);
+    nrm_db_rollback(db);
+    s_assert_backend_state(pid, "idle");
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'ec-d'");
+    /* an aborted transaction is not committed by the pipeline either */
+    nrm_params_t e = {0};
+    nrm_params_text(&e, "ec-e");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &a, NULL, &err), NRM_CONFLICT);
+    assert_int_not_equal(nrm_db_exec_commit(db, "thing", &e, &err), NRM_OK);
+    nrm_db_rollback(db);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'ec-e'");
+    assert_int_equal(s_pid(db), pid); /* the same connection throughout */
+    nrm_db_destroy(&db);
+}
+
+static void test_db_deferred_savepoint_undoes_only_what_follows_it(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    nrm_params_t kept = {0}, undone = {0};
+    nrm_params_text(&kept, "sp-kept");
+    nrm_params_text(&undone, "sp-undone");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &kept, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &undone, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
+    /* a savepoint deferred and undone before any statement ran after it */
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = 'sp-kept'");
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'sp-undone'");
+    nrm_db_destroy(&db);
+}
+
+static void test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_fails(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    nrm_params_t p = {0}, q = {0};
+    nrm_params_text(&p, "sp-lost-1");
+    nrm_params_text(&q, "sp-lost-2");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    long long pid = s_pid(db);
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    zclock_sleep(BACKOFF_MS);
+    s_terminate(pid);
+    /* the savepoint and the statement after it find the connection gone: they fail, and
+     * nothing of the transaction is committed */
+    nrm_status_t first = nrm_db_exec(db, "thing", &q, NULL, &err);
+    if (first == NRM_OK) /* the loss was not seen yet by the call: the next one sees it */
+        first = nrm_db_exec(db, "thing", &q, NULL, &err);
+    assert_int_equal(first, NRM_UNAVAILABLE);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_UNAVAILABLE);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id IN ('sp-lost-1', 'sp-lost-2')");
+    nrm_db_destroy(&db);
+}
+
 /* --- sequencing and publication ------------------------------------------------------------ */
 
 static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
@@ -672,6 +787,10 @@ int main(void)
         cmocka_unit_test(test_db_reconnects_but_never_commits_a_lost_transaction),
         cmocka_unit_test(test_db_errors_map_to_statuses_without_database_text),
         cmocka_unit_test(test_db_commit_of_an_aborted_transaction_fails),
+        cmocka_unit_test(test_db_begin_costs_no_round_trip_of_its_own),
+        cmocka_unit_test(test_db_exec_commit_commits_with_its_statement_or_not_at_all),
+        cmocka_unit_test(test_db_deferred_savepoint_undoes_only_what_follows_it),
+        cmocka_unit_test(test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_fails),
         cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
         cmocka_unit_test(test_emit_many_appends_events_in_order_in_one_statement),
         cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
