@@ -1,6 +1,6 @@
 #include "nrm_outbox.h"
-#include "nrm_alloc.h"
 #include "nrm_crypto.h"
+#include "nrm_pgarray.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,32 +90,14 @@ void nrm_tx_event_row_done(nrm_tx_t *tx, nrm_event_row_t *row, bool written)
         tx->emitted++;
 }
 
-/* A growing text buffer for array literals. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} s_buf_t;
-
-static void s_put(s_buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->s = nrm_xrealloc(b->s, cap);
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
 nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n)
 {
     if (n == 0)
         return NRM_OK;
-    static const char hex[] = "0123456789abcdef";
-    s_buf_t ids = {0}, topics = {0}, payloads = {0};
+    nrm_pgarray_t ids, topics, payloads;
+    nrm_pgarray_init(&ids);
+    nrm_pgarray_init(&topics);
+    nrm_pgarray_init(&payloads);
     nrm_status_t st = NRM_OK;
     for (size_t i = 0; i < n && st == NRM_OK; i++) {
         char event_id[37];
@@ -124,38 +106,25 @@ nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n
         st = s_pack(tx, evs[i], event_id, &payload, &len);
         if (st != NRM_OK)
             break;
-        const char *sep = i ? "," : "{";
-        const char *topic = nrm_event_topic_of(evs[i]->body_case); /* lower case, '.', '_' */
-        s_put(&ids, sep, 1);
-        s_put(&ids, event_id, strlen(event_id));
-        s_put(&topics, sep, 1);
-        s_put(&topics, topic, strlen(topic));
-        s_put(&payloads, sep, 1);
-        for (size_t j = 0; j < len; j++) {
-            char pair[2] = {hex[payload[j] >> 4], hex[payload[j] & 0xf]};
-            s_put(&payloads, pair, 2);
-        }
-        if (len == 0)
-            s_put(&payloads, "\"\"", 2);
+        nrm_pgarray_text(&ids, event_id);
+        nrm_pgarray_text(&topics, nrm_event_topic_of(evs[i]->body_case));
+        nrm_pgarray_hex(&payloads, payload, len);
         free(payload);
     }
     if (st == NRM_OK) {
-        s_put(&ids, "}", 1);
-        s_put(&topics, "}", 1);
-        s_put(&payloads, "}", 1);
         char channel[96];
         nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
         nrm_db_statement(tx->db, "outbox_insert_many", s_insert_many_sql);
         nrm_params_t p = {0};
-        nrm_params_text(&p, ids.s);
-        nrm_params_text(&p, topics.s);
-        nrm_params_text(&p, payloads.s);
+        nrm_params_text(&p, nrm_pgarray_close(&ids));
+        nrm_params_text(&p, nrm_pgarray_close(&topics));
+        nrm_params_text(&p, nrm_pgarray_close(&payloads));
         nrm_params_text(&p, channel);
         st = nrm_db_exec(tx->db, "outbox_insert_many", &p, NULL, tx->err);
     }
-    free(ids.s);
-    free(topics.s);
-    free(payloads.s);
+    nrm_pgarray_free(&ids);
+    nrm_pgarray_free(&topics);
+    nrm_pgarray_free(&payloads);
     if (st == NRM_OK)
         tx->emitted += (int)n;
     return st;

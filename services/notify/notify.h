@@ -370,14 +370,6 @@ void notify_deliveries_release(notify_t *self, nrm_db_t *db, zlist_t *unfinished
  * (uniform in its upper half). */
 int64_t notify_backoff_ms(const notify_settings_t *settings, int attempts);
 
-/* A PostgreSQL text[] literal of n strings, each quoted ("{\"a\",\"b\"}"); malloc'd, caller
- * frees. Aborts when out of memory. */
-char *notify_text_array(char *const *items, size_t n);
-
-/* A PostgreSQL bigint[] literal of n numbers; malloc'd, caller frees. Aborts when out of
- * memory. */
-char *notify_int_array(const int64_t *items, size_t n);
-
 /* Frees a delivery, its transfer handle included (the sender removes the handle from its multi
  * handle first), wiping the secret; sets *d to NULL. Safe on NULL. */
 void notify_delivery_destroy(notify_delivery_t **d);

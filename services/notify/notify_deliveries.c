@@ -9,6 +9,7 @@
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_time.h"
 
 #include <sodium.h>
@@ -114,30 +115,6 @@ void notify_deliveries_prepare(nrm_db_t *db)
     nrm_db_statement(db, "notify_delivery_state", s_sql_state);
 }
 
-char *notify_text_array(char *const *items, size_t n)
-{
-    size_t cap = 3;
-    for (size_t i = 0; i < n; i++)
-        cap += 2 * strlen(items[i]) + 3;
-    char *out = nrm_xmalloc(cap);
-    char *p = out;
-    *p++ = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *c = items[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                *p++ = '\\';
-            *p++ = *c;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return out;
-}
-
 /* What a notification.* event says about one delivery. */
 typedef struct {
     const char *delivery_id;
@@ -238,35 +215,6 @@ static void s_pairs_clear(notify_pairs_t *a)
     free(a->at);
     free(a->ids);
     memset(a, 0, sizeof *a);
-}
-
-char *notify_int_array(const int64_t *items, size_t n)
-{
-    size_t cap = 3 + n * 21;
-    char *out = nrm_xmalloc(cap);
-    size_t len = 0;
-    out[len++] = '{';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(out + len, cap - len, i ? ",%lld" : "%lld", (long long)items[i]);
-    out[len++] = '}';
-    out[len] = '\0';
-    return out;
-}
-
-/* A PostgreSQL boolean[] literal of n flags; malloc'd, caller frees. */
-static char *s_bool_array(const bool *items, size_t n)
-{
-    char *out = nrm_xmalloc(3 + 2 * n);
-    size_t len = 0;
-    out[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            out[len++] = ',';
-        out[len++] = items[i] ? 't' : 'f';
-    }
-    out[len++] = '}';
-    out[len] = '\0';
-    return out;
 }
 
 void notify_batch_clear(notify_batch_t *b)
@@ -393,15 +341,15 @@ static nrm_status_t s_insert_deliveries(nrm_tx_t *tx, const notify_batch_t *b, P
         event_ids[i] = b->events[i].event_id;
         seqs[i] = b->events[i].seq;
     }
-    char *arrays[] = {notify_text_array(streams, b->n),
-                      notify_int_array(seqs, b->n),
-                      notify_text_array(topics, b->n),
-                      notify_text_array(cases, b->n),
-                      notify_text_array(event_ids, b->n),
-                      notify_int_array(b->concerned.at, b->concerned.n),
-                      notify_text_array(b->concerned.ids, b->concerned.n),
-                      notify_int_array(b->broad.at, b->broad.n),
-                      notify_text_array(b->broad.ids, b->broad.n)};
+    char *arrays[] = {nrm_pgarray_of_texts(streams, b->n),
+                      nrm_pgarray_of_ints(seqs, b->n),
+                      nrm_pgarray_of_texts(topics, b->n),
+                      nrm_pgarray_of_texts(cases, b->n),
+                      nrm_pgarray_of_texts(event_ids, b->n),
+                      nrm_pgarray_of_ints(b->concerned.at, b->concerned.n),
+                      nrm_pgarray_of_texts(b->concerned.ids, b->concerned.n),
+                      nrm_pgarray_of_ints(b->broad.at, b->broad.n),
+                      nrm_pgarray_of_texts(b->broad.ids, b->broad.n)};
     nrm_params_t p = {0};
     for (size_t i = 0; i < 7; i++)
         nrm_params_text(&p, arrays[i]);
@@ -447,10 +395,10 @@ static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
     }
     nrm_status_t st = NRM_OK;
     if (n > 0) {
-        char *arrays[] = {notify_text_array(cols[0], n), notify_int_array(seqs, n),
-                          notify_text_array(cols[1], n), notify_text_array(cols[2], n),
-                          notify_text_array(cols[3], n), notify_int_array(occurred, n),
-                          s_bool_array(outcomes, n),     notify_text_array(cols[4], n)};
+        char *arrays[] = {nrm_pgarray_of_texts(cols[0], n),  nrm_pgarray_of_ints(seqs, n),
+                          nrm_pgarray_of_texts(cols[1], n),  nrm_pgarray_of_texts(cols[2], n),
+                          nrm_pgarray_of_texts(cols[3], n),  nrm_pgarray_of_ints(occurred, n),
+                          nrm_pgarray_of_bools(outcomes, n), nrm_pgarray_of_texts(cols[4], n)};
         nrm_params_t p = {0};
         for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
             nrm_params_text(&p, arrays[i]);
@@ -681,7 +629,7 @@ static nrm_status_t s_record_delivered(nrm_tx_t *tx, zlist_t *done, s_fate_t *fa
     nrm_status_t st = NRM_OK;
     PGresult *res = NULL;
     if (n_ok > 0) {
-        char *array = notify_text_array(ids, n_ok);
+        char *array = nrm_pgarray_of_texts(ids, n_ok);
         nrm_params_t p = {0};
         nrm_params_text(&p, array);
         nrm_params_int(&p, tx->now_ms);

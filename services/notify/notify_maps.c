@@ -13,6 +13,7 @@
  * them. */
 #include "notify.h"
 #include "nrm_alloc.h"
+#include "nrm_pgarray.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,7 @@ static void s_rows_free(s_rows_t *r)
 /* A PostgreSQL text[] literal of column k of r (malloc'd). */
 static char *s_column(const s_rows_t *r, size_t k)
 {
-    return notify_text_array((char *const *)r->cols[k], r->n);
+    return nrm_pgarray_of_texts((char *const *)r->cols[k], r->n);
 }
 
 /* Adds the (key, agency) pairs of res (columns 0 and 1) to *out (copied). */
@@ -269,7 +270,7 @@ static nrm_status_t s_sync_case_agencies(nrm_tx_t *tx, Nrm__V1__Event *const *ev
     }
     nrm_status_t st = NRM_OK;
     if (w.n + cases.n > 0) {
-        char *arrays[] = {s_column(&w, 0), s_column(&w, 1), notify_int_array(w.nums, w.n),
+        char *arrays[] = {s_column(&w, 0), s_column(&w, 1), nrm_pgarray_of_ints(w.nums, w.n),
                           s_column(&cases, 0)};
         nrm_params_t p = {0};
         for (size_t k = 0; k < 4; k++)

@@ -12,6 +12,7 @@
 #include "nrm_crypto.h"
 #include "nrm_json.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
 #include <ctype.h>
@@ -300,7 +301,7 @@ static nrm_status_t s_upsert(nrm_tx_t *tx, const nrm_keyring_t *keyring,
     if (s->secret[0] && notify_secret_seal(keyring, subscription_id, s->secret, &sealed,
                                            &sealed_len, &key_id, tx->err) != NRM_OK)
         return NRM_INTERNAL;
-    char *topics = notify_text_array((char *const *)s->topics, s->n_topics);
+    char *topics = nrm_pgarray_of_texts((char *const *)s->topics, s->n_topics);
     nrm_params_t p = {0};
     nrm_params_text(&p, subscription_id);
     nrm_params_text(&p, s->agency_id);
@@ -341,7 +342,7 @@ nrm_status_t notify_seed_subscriptions(void *ctx, nrm_tx_t *tx)
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
     if (st == NRM_OK) {
-        char *keep = notify_text_array(ids, n);
+        char *keep = nrm_pgarray_of_texts(ids, n);
         nrm_params_t p = {0};
         nrm_params_text(&p, keep);
         st = nrm_db_exec(tx->db, "notify_subscription_retire", &p, NULL, tx->err);

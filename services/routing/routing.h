@@ -155,17 +155,6 @@ nrm_status_t routing_emit(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Event *e
 nrm_status_t routing_emit_body(routing_t *self, nrm_tx_t *tx, const char *case_id,
                                Nrm__V1__Event__BodyCase body, void *message);
 
-/* A PostgreSQL array literal built element by element ("{"a","b",NULL}"), for unnest. */
-typedef struct {
-    char *text; /* owned */
-    size_t len, cap, count;
-} routing_array_t;
-void routing_array_init(routing_array_t *a);
-void routing_array_add(routing_array_t *a, const char *text); /* NULL is NULL */
-void routing_array_add_int(routing_array_t *a, int64_t v);
-const char *routing_array_close(routing_array_t *a); /* the literal, owned by a */
-void routing_array_free(routing_array_t *a);
-
 /* routing_directory.c: the directory (routing's copy of the providers table), eligibility. */
 
 /* Checks a provider (a request's or a configuration entry's): OK, or status bad with err naming

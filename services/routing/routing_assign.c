@@ -4,6 +4,7 @@
 #include "nrm_alloc.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,11 +261,11 @@ nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const ro
     routing_prefetch_t *f = nrm_xcalloc(1, sizeof *f);
     f->needs = nrm_xcalloc(n * S_ORDER_COUNT + 1, sizeof *f->needs);
     s_candidates_t *cand = nrm_xcalloc(1, sizeof *cand);
-    routing_array_t ids, services, regions, lists;
-    routing_array_init(&ids);
-    routing_array_init(&services);
-    routing_array_init(&regions);
-    routing_array_init(&lists);
+    nrm_pgarray_t ids, services, regions, lists;
+    nrm_pgarray_init(&ids);
+    nrm_pgarray_init(&services);
+    nrm_pgarray_init(&regions);
+    nrm_pgarray_init(&lists);
     int rows = 0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < S_ORDER_COUNT; j++) {
@@ -284,10 +285,10 @@ nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const ro
             need->count = (int)cand->count;
             rows += (int)cand->count;
             char *list = s_id_array(cand);
-            routing_array_add(&ids, c->case_id);
-            routing_array_add_int(&services, service);
-            routing_array_add(&regions, c->region);
-            routing_array_add(&lists, list);
+            nrm_pgarray_text(&ids, c->case_id);
+            nrm_pgarray_int(&services, service);
+            nrm_pgarray_text(&regions, c->region);
+            nrm_pgarray_text(&lists, list);
             free(list);
         }
     free(cand);
@@ -296,19 +297,19 @@ nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const ro
         char day[16];
         s_day(tx->now_ms, day);
         nrm_params_t p = {0};
-        nrm_params_text(&p, routing_array_close(&ids));
-        nrm_params_text(&p, routing_array_close(&services));
-        nrm_params_text(&p, routing_array_close(&regions));
-        nrm_params_text(&p, routing_array_close(&lists));
+        nrm_params_text(&p, nrm_pgarray_close(&ids));
+        nrm_params_text(&p, nrm_pgarray_close(&services));
+        nrm_params_text(&p, nrm_pgarray_close(&regions));
+        nrm_params_text(&p, nrm_pgarray_close(&lists));
         nrm_params_text(&p, day);
         st = nrm_db_exec(tx->db, "routing_candidates_many", &p, &f->res, tx->err);
         if (st == NRM_OK && PQntuples(f->res) != rows)
             f->n_needs = 0; /* a provider listed twice, or gone: every need asks on its own */
     }
-    routing_array_free(&ids);
-    routing_array_free(&services);
-    routing_array_free(&regions);
-    routing_array_free(&lists);
+    nrm_pgarray_free(&ids);
+    nrm_pgarray_free(&services);
+    nrm_pgarray_free(&regions);
+    nrm_pgarray_free(&lists);
     self->prefetch = f;
     if (st != NRM_OK)
         routing_prefetch_drop(self);

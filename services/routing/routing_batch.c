@@ -7,6 +7,7 @@
  * made. Outside a batch (handlers, timers) every write goes to the database at once. */
 #include "routing.h"
 #include "nrm_alloc.h"
+#include "nrm_pgarray.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,103 +136,42 @@ nrm_status_t routing_batch_end(routing_t *self, nrm_tx_t *tx, nrm_status_t st)
     return st;
 }
 
-/* Makes room for more bytes (and the terminator) in a. */
-static void s_room(routing_array_t *a, size_t more)
-{
-    if (a->len + more + 1 <= a->cap)
-        return;
-    a->cap = 2 * (a->len + more + 1);
-    a->text = nrm_xrealloc(a->text, a->cap);
-}
-
-void routing_array_init(routing_array_t *a)
-{
-    a->cap = 64;
-    a->text = nrm_xmalloc(a->cap);
-    memcpy(a->text, "{", 2);
-    a->len = 1;
-    a->count = 0;
-}
-
-void routing_array_add(routing_array_t *a, const char *text)
-{
-    s_room(a, (text ? 2 * strlen(text) : 4) + 3);
-    char *out = a->text + a->len;
-    if (a->count++)
-        *out++ = ',';
-    if (!text) {
-        memcpy(out, "NULL", 4);
-        out += 4;
-    } else {
-        *out++ = '"';
-        for (const char *s = text; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *out++ = '\\';
-            *out++ = *s;
-        }
-        *out++ = '"';
-    }
-    a->len = (size_t)(out - a->text);
-    a->text[a->len] = '\0';
-}
-
-void routing_array_add_int(routing_array_t *a, int64_t v)
-{
-    char number[24];
-    snprintf(number, sizeof number, "%lld", (long long)v);
-    routing_array_add(a, number);
-}
-
-const char *routing_array_close(routing_array_t *a)
-{
-    s_room(a, 1);
-    a->text[a->len++] = '}';
-    a->text[a->len] = '\0';
-    return a->text;
-}
-
-void routing_array_free(routing_array_t *a)
-{
-    free(a->text);
-    a->text = NULL;
-}
-
 nrm_status_t routing_batch_sync(routing_t *self, nrm_tx_t *tx)
 {
     routing_batch_t *b = self->batch;
     if (!b || b->n_states == 0)
         return NRM_OK;
-    routing_array_t ids, services, states, mandatory, rules, reasons;
-    routing_array_init(&ids);
-    routing_array_init(&services);
-    routing_array_init(&states);
-    routing_array_init(&mandatory);
-    routing_array_init(&rules);
-    routing_array_init(&reasons);
+    nrm_pgarray_t ids, services, states, mandatory, rules, reasons;
+    nrm_pgarray_init(&ids);
+    nrm_pgarray_init(&services);
+    nrm_pgarray_init(&states);
+    nrm_pgarray_init(&mandatory);
+    nrm_pgarray_init(&rules);
+    nrm_pgarray_init(&reasons);
     for (size_t i = 0; i < b->n_states; i++) {
         const s_state_row_t *r = &b->states[i];
-        routing_array_add(&ids, r->case_id);
-        routing_array_add_int(&services, r->service);
-        routing_array_add(&states, r->state);
-        routing_array_add(&mandatory, r->mandatory ? "t" : "f");
-        routing_array_add(&rules, r->rule_id);
-        routing_array_add(&reasons, r->reason);
+        nrm_pgarray_text(&ids, r->case_id);
+        nrm_pgarray_int(&services, r->service);
+        nrm_pgarray_text(&states, r->state);
+        nrm_pgarray_bool(&mandatory, r->mandatory);
+        nrm_pgarray_text(&rules, r->rule_id);
+        nrm_pgarray_text(&reasons, r->reason);
     }
     nrm_params_t p = {0};
-    nrm_params_text(&p, routing_array_close(&ids));
-    nrm_params_text(&p, routing_array_close(&services));
-    nrm_params_text(&p, routing_array_close(&states));
-    nrm_params_text(&p, routing_array_close(&mandatory));
-    nrm_params_text(&p, routing_array_close(&rules));
-    nrm_params_text(&p, routing_array_close(&reasons));
+    nrm_params_text(&p, nrm_pgarray_close(&ids));
+    nrm_params_text(&p, nrm_pgarray_close(&services));
+    nrm_params_text(&p, nrm_pgarray_close(&states));
+    nrm_params_text(&p, nrm_pgarray_close(&mandatory));
+    nrm_params_text(&p, nrm_pgarray_close(&rules));
+    nrm_params_text(&p, nrm_pgarray_close(&reasons));
     nrm_params_int(&p, tx->now_ms);
     nrm_status_t st = nrm_db_exec(tx->db, "routing_states_many", &p, NULL, tx->err);
-    routing_array_free(&ids);
-    routing_array_free(&services);
-    routing_array_free(&states);
-    routing_array_free(&mandatory);
-    routing_array_free(&rules);
-    routing_array_free(&reasons);
+    nrm_pgarray_free(&ids);
+    nrm_pgarray_free(&services);
+    nrm_pgarray_free(&states);
+    nrm_pgarray_free(&mandatory);
+    nrm_pgarray_free(&rules);
+    nrm_pgarray_free(&reasons);
     if (st != NRM_OK)
         return st;
     for (size_t i = 0; i < b->n_states; i++) {

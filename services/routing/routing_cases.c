@@ -8,6 +8,7 @@
 #include "routing.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,19 +203,6 @@ static nrm_status_t s_case_of_opened(nrm_tx_t *tx, const Nrm__V1__Event *ev, rou
     return nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
 }
 
-/* Writes bytes as lower-case hex into a malloc'd string (caller frees). */
-static char *s_hex(const uint8_t *bytes, size_t len)
-{
-    static const char digits[] = "0123456789abcdef";
-    char *hex = nrm_xmalloc(2 * len + 1);
-    for (size_t i = 0; i < len; i++) {
-        hex[2 * i] = digits[bytes[i] >> 4];
-        hex[2 * i + 1] = digits[bytes[i] & 0xf];
-    }
-    hex[2 * len] = '\0';
-    return hex;
-}
-
 /* Stores the cases of the batch's case.opened events (n of them, cases[i] from opened[i]) in
  * one statement; inserted[i] tells whether opened[i] stored its case (false for a replay, and
  * for a second opening of one case in the batch). */
@@ -223,35 +211,33 @@ static nrm_status_t s_insert_cases(nrm_tx_t *tx, const Nrm__V1__Event *const *op
                                    const size_t *lens, size_t n, bool *inserted)
 {
     enum { ID, REGION, MINOR, PROFILE, TYPES, NEEDS, URGENCY, RISK, CONSENT, SEQ, SCREENING, COLS };
-    routing_array_t a[COLS];
+    nrm_pgarray_t a[COLS];
     for (int k = 0; k < COLS; k++)
-        routing_array_init(&a[k]);
+        nrm_pgarray_init(&a[k]);
     for (size_t i = 0; i < n; i++) {
         const routing_case_t *c = &cases[i];
         char types[S_LIST_TEXT], needs[S_LIST_TEXT];
         s_set_text(c->exploitation, types, sizeof types);
         s_set_text(c->needs, needs, sizeof needs);
-        char *hex = s_hex(profiles[i], lens[i]);
-        routing_array_add(&a[ID], c->case_id);
-        routing_array_add(&a[REGION], c->region);
-        routing_array_add(&a[MINOR], c->is_minor ? "t" : "f");
-        routing_array_add(&a[PROFILE], hex);
-        routing_array_add(&a[TYPES], types);
-        routing_array_add(&a[NEEDS], needs);
-        routing_array_add_int(&a[URGENCY], c->urgency);
-        routing_array_add_int(&a[RISK], c->safety_risk);
-        routing_array_add(&a[CONSENT], c->consent ? "t" : "f");
-        routing_array_add_int(&a[SEQ], c->last_seq);
-        routing_array_add_int(&a[SCREENING], c->screening);
-        free(hex);
+        nrm_pgarray_text(&a[ID], c->case_id);
+        nrm_pgarray_text(&a[REGION], c->region);
+        nrm_pgarray_bool(&a[MINOR], c->is_minor);
+        nrm_pgarray_hex(&a[PROFILE], profiles[i], lens[i]);
+        nrm_pgarray_text(&a[TYPES], types);
+        nrm_pgarray_text(&a[NEEDS], needs);
+        nrm_pgarray_int(&a[URGENCY], c->urgency);
+        nrm_pgarray_int(&a[RISK], c->safety_risk);
+        nrm_pgarray_bool(&a[CONSENT], c->consent);
+        nrm_pgarray_int(&a[SEQ], c->last_seq);
+        nrm_pgarray_int(&a[SCREENING], c->screening);
     }
     nrm_params_t p = {0};
     for (int k = 0; k < COLS; k++)
-        nrm_params_text(&p, routing_array_close(&a[k]));
+        nrm_params_text(&p, nrm_pgarray_close(&a[k]));
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "routing_case_insert", &p, &res, tx->err);
     for (int k = 0; k < COLS; k++)
-        routing_array_free(&a[k]);
+        nrm_pgarray_free(&a[k]);
     for (size_t i = 0; i < n; i++)
         inserted[i] = false;
     for (int row = 0; st == NRM_OK && row < PQntuples(res); row++) {
@@ -272,12 +258,12 @@ static nrm_status_t s_insert_cases(nrm_tx_t *tx, const Nrm__V1__Event *const *op
  * are skipped). Idempotent, so that a replay fills in cases stored before routing knew them. */
 static nrm_status_t s_parties(nrm_tx_t *tx, const Nrm__V1__Event *const *events, size_t n)
 {
-    routing_array_t m_ids, m_agencies, m_seqs, r_ids, r_agencies;
-    routing_array_init(&m_ids);
-    routing_array_init(&m_agencies);
-    routing_array_init(&m_seqs);
-    routing_array_init(&r_ids);
-    routing_array_init(&r_agencies);
+    nrm_pgarray_t m_ids, m_agencies, m_seqs, r_ids, r_agencies;
+    nrm_pgarray_init(&m_ids);
+    nrm_pgarray_init(&m_agencies);
+    nrm_pgarray_init(&m_seqs);
+    nrm_pgarray_init(&r_ids);
+    nrm_pgarray_init(&r_agencies);
     for (size_t i = 0; i < n; i++) {
         const Nrm__V1__Event *ev = events[i];
         const char *manager = NULL, *reporter = NULL;
@@ -288,34 +274,34 @@ static nrm_status_t s_parties(nrm_tx_t *tx, const Nrm__V1__Event *const *events,
         else if (ev->body_case == NRM__V1__EVENT__BODY_CASE_MANAGER_CHANGED)
             manager = ev->case_manager_changed->case_manager_agency_id;
         if (manager && manager[0]) {
-            routing_array_add(&m_ids, ev->case_id);
-            routing_array_add(&m_agencies, manager);
-            routing_array_add_int(&m_seqs, ev->seq);
+            nrm_pgarray_text(&m_ids, ev->case_id);
+            nrm_pgarray_text(&m_agencies, manager);
+            nrm_pgarray_int(&m_seqs, ev->seq);
         }
         if (reporter && reporter[0]) {
-            routing_array_add(&r_ids, ev->case_id);
-            routing_array_add(&r_agencies, reporter);
+            nrm_pgarray_text(&r_ids, ev->case_id);
+            nrm_pgarray_text(&r_agencies, reporter);
         }
     }
     nrm_status_t st = NRM_OK;
     if (m_ids.count > 0) {
         nrm_params_t p = {0};
-        nrm_params_text(&p, routing_array_close(&m_ids));
-        nrm_params_text(&p, routing_array_close(&m_agencies));
-        nrm_params_text(&p, routing_array_close(&m_seqs));
+        nrm_params_text(&p, nrm_pgarray_close(&m_ids));
+        nrm_params_text(&p, nrm_pgarray_close(&m_agencies));
+        nrm_params_text(&p, nrm_pgarray_close(&m_seqs));
         st = nrm_db_exec(tx->db, "routing_case_manager", &p, NULL, tx->err);
     }
     if (st == NRM_OK && r_ids.count > 0) {
         nrm_params_t p = {0};
-        nrm_params_text(&p, routing_array_close(&r_ids));
-        nrm_params_text(&p, routing_array_close(&r_agencies));
+        nrm_params_text(&p, nrm_pgarray_close(&r_ids));
+        nrm_params_text(&p, nrm_pgarray_close(&r_agencies));
         st = nrm_db_exec(tx->db, "routing_case_reporter", &p, NULL, tx->err);
     }
-    routing_array_free(&m_ids);
-    routing_array_free(&m_agencies);
-    routing_array_free(&m_seqs);
-    routing_array_free(&r_ids);
-    routing_array_free(&r_agencies);
+    nrm_pgarray_free(&m_ids);
+    nrm_pgarray_free(&m_agencies);
+    nrm_pgarray_free(&m_seqs);
+    nrm_pgarray_free(&r_ids);
+    nrm_pgarray_free(&r_agencies);
     return st;
 }
 

@@ -7,6 +7,7 @@
  * once per shelter event by the consumer's checkpoint, a batch of events at a time. */
 #include "routing.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 
 #include <string.h>
 
@@ -81,15 +82,15 @@ nrm_status_t routing_flush_shelter_events(void *ctx, nrm_tx_t *tx)
     routing_t *self = ctx;
     const Nrm__V1__Event *const *events = NULL;
     size_t n = routing_batch_events(self, &events);
-    routing_array_t ids, statuses;
-    routing_array_init(&ids);
-    routing_array_init(&statuses);
+    nrm_pgarray_t ids, statuses;
+    nrm_pgarray_init(&ids);
+    nrm_pgarray_init(&statuses);
     for (size_t i = 0; i < n; i++) {
         const char *status = s_status_of(events[i]);
         if (!status)
             continue;
-        routing_array_add(&ids, events[i]->case_id);
-        routing_array_add(&statuses, status);
+        nrm_pgarray_text(&ids, events[i]->case_id);
+        nrm_pgarray_text(&statuses, status);
     }
     nrm_status_t st = NRM_OK;
     PGresult *res = NULL;
@@ -98,8 +99,8 @@ nrm_status_t routing_flush_shelter_events(void *ctx, nrm_tx_t *tx)
         st = routing_lock(self, tx); /* before any row lock: one lock order everywhere */
     if (st == NRM_OK && ids.count > 0) {
         nrm_params_t p = {0};
-        nrm_params_text(&p, routing_array_close(&ids));
-        nrm_params_text(&p, routing_array_close(&statuses));
+        nrm_params_text(&p, nrm_pgarray_close(&ids));
+        nrm_params_text(&p, nrm_pgarray_close(&statuses));
         nrm_params_int(&p, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER);
         st = nrm_db_exec(tx->db, "routing_bed_status", &p, &res, tx->err);
     }
@@ -112,8 +113,8 @@ nrm_status_t routing_flush_shelter_events(void *ctx, nrm_tx_t *tx)
         }
     }
     PQclear(res);
-    routing_array_free(&ids);
-    routing_array_free(&statuses);
+    nrm_pgarray_free(&ids);
+    nrm_pgarray_free(&statuses);
     return routing_batch_end(self, tx, st);
 }
 
