@@ -52,10 +52,11 @@ static const shelter_fixture_t s_network[] = {
 };
 
 /* A consumer batch of nrm-shelter is open and has written: it holds the routing checkpoint row
- * (RowShareLock from FOR UPDATE) and has inserted allocations or waitlist entries. */
+ * (RowExclusiveLock on checkpoints from the statement that takes the row) and has inserted
+ * allocations or waitlist entries. */
 static const char s_sql_mid_batch[] =
     "SELECT count(*) FROM pg_locks c JOIN pg_locks w ON w.pid = c.pid"
-    " WHERE c.relation = 'shelter.checkpoints'::regclass AND c.mode = 'RowShareLock'"
+    " WHERE c.relation = 'shelter.checkpoints'::regclass AND c.mode = 'RowExclusiveLock'"
     " AND w.relation IN ('shelter.allocations'::regclass, 'shelter.waitlist'::regclass)"
     " AND w.mode = 'RowExclusiveLock'";
 static const char s_sql_backends[] =
