@@ -1,7 +1,6 @@
 #include "nrm_partitions.h"
 #include "nrm_log.h"
-
-#include <stdio.h>
+#include "nrm_pgarray.h"
 
 static const char s_sql_stream_init[] =
     "INSERT INTO checkpoints (stream) VALUES ($1) ON CONFLICT DO NOTHING";
@@ -192,18 +191,19 @@ nrm_status_t nrm_partitions_move(nrm_db_t *db, const char *stream, int part, int
 void nrm_partitions_advance(nrm_db_t *db, const char *stream, int layout, const bool *has,
                             int64_t from, int64_t to)
 {
-    char parts[8 * 64 + 3] = "{";
-    size_t len = 1;
-    for (int i = 0; i < layout && len + 8 < sizeof parts; i++)
+    nrm_pgarray_t parts;
+    nrm_pgarray_init(&parts);
+    for (int i = 0; i < layout; i++)
         if (!has[i])
-            len += (size_t)snprintf(parts + len, sizeof parts - len, "%s%d", len > 1 ? "," : "", i);
-    if (len == 1)
+            nrm_pgarray_int(&parts, i);
+    if (parts.count == 0) {
+        nrm_pgarray_free(&parts);
         return; /* every partition had events */
-    snprintf(parts + len, sizeof parts - len, "}");
+    }
     nrm_params_t p = {0};
     nrm_params_text(&p, stream);
     nrm_params_int(&p, layout);
-    nrm_params_text(&p, parts);
+    nrm_params_text(&p, nrm_pgarray_close(&parts));
     nrm_params_int(&p, from);
     nrm_params_int(&p, to);
     nrm_error_t err;
@@ -211,6 +211,7 @@ void nrm_partitions_advance(nrm_db_t *db, const char *stream, int layout, const 
     if (nrm_db_exec(db, "partitions_advance", &p, NULL, &err) != NRM_OK)
         nrm_log_warn("partitions not advanced", "{s:s, s:s}", "stream", stream, "message",
                      err.message);
+    nrm_pgarray_free(&parts);
 }
 
 int64_t nrm_partitions_refresh(nrm_db_t *db, const char *stream)

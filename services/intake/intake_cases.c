@@ -5,6 +5,7 @@
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
 #include <sodium.h>
@@ -14,7 +15,6 @@
 #include <string.h>
 
 #define S_MAX_NEEDS 16
-#define S_LIST_TEXT 64
 #define S_AAD_MAX 96
 
 /* A new case in one statement: the case (with its fields and time of identification), its
@@ -99,14 +99,14 @@ static bool s_add_need(s_case_t *c, int need)
     return true;
 }
 
-/* Writes a list of ints as a PostgreSQL array literal ("{1,2}"). */
-static void s_array_text(const int *v, size_t n, char *buf, size_t size)
+/* The PostgreSQL array literal of n ints ({"1","2"}, for an int[] cast); the caller frees it. */
+static char *s_array_text(const int *v, size_t n)
 {
-    size_t used = (size_t)snprintf(buf, size, "{");
-    for (size_t i = 0; i < n && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ",%d" : "%d", v[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "}");
+    nrm_pgarray_t a;
+    nrm_pgarray_init(&a);
+    for (size_t i = 0; i < n; i++)
+        nrm_pgarray_int(&a, v[i]);
+    return nrm_pgarray_take(&a);
 }
 
 /* Loads (and locks) a case. NOT_FOUND names field when there is no such case. */
@@ -124,11 +124,11 @@ static nrm_status_t s_load(nrm_tx_t *tx, const char *case_id, const char *field,
     }
     memset(c, 0, sizeof *c);
     c->open = strcmp(nrm_db_text(res, 0, 0), "open") == 0;
-    char needs[S_LIST_TEXT];
-    snprintf(needs, sizeof needs, "%s", nrm_db_text(res, 0, 1));
+    char *needs = nrm_xstrdup(nrm_db_text(res, 0, 1));
     char *save = NULL;
     for (char *t = strtok_r(needs, ",", &save); t; t = strtok_r(NULL, ",", &save))
         s_add_need(c, atoi(t));
+    free(needs);
     c->urgency = (int)nrm_db_int(res, 0, 2);
     c->safety_risk = (int)nrm_db_int(res, 0, 3);
     c->consent = nrm_db_int(res, 0, 4) != 0;
@@ -141,8 +141,7 @@ static nrm_status_t s_load(nrm_tx_t *tx, const char *case_id, const char *field,
 /* Saves the changeable state of a case. */
 static nrm_status_t s_save(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
 {
-    char needs[S_LIST_TEXT];
-    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
+    char *needs = s_array_text(c->needs, c->n_needs);
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_text(&p, needs);
@@ -150,7 +149,9 @@ static nrm_status_t s_save(nrm_tx_t *tx, const char *case_id, const s_case_t *c)
     nrm_params_int(&p, c->safety_risk);
     nrm_params_bool(&p, c->consent);
     nrm_params_bool(&p, c->data_sharing);
-    return nrm_db_exec(tx->db, "intake_save", &p, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec(tx->db, "intake_save", &p, NULL, tx->err);
+    free(needs);
+    return st;
 }
 
 /* Emits case.updated with the case's state (and its identification fields). */
@@ -339,9 +340,8 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
                            s_new_case_t *n, bool *opened, bool *block)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
-    char types[S_LIST_TEXT], needs[S_LIST_TEXT];
-    s_array_text((const int *)r->exploitation_types, r->n_exploitation_types, types, sizeof types);
-    s_array_text(c->needs, c->n_needs, needs, sizeof needs);
+    char *types = s_array_text((const int *)r->exploitation_types, r->n_exploitation_types);
+    char *needs = s_array_text(c->needs, c->n_needs);
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_text(&p, hash[0] ? hash : NULL);
@@ -370,6 +370,8 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
     nrm_params_text(&p, blocking[0] ? blocking : NULL);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
+    free(types);
+    free(needs);
     if (st != NRM_OK)
         return st;
     *opened = PQntuples(res) == 1;

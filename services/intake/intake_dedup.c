@@ -4,6 +4,7 @@
 #include "intake_names.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 
 #include <sodium.h>
 
@@ -13,8 +14,6 @@
 
 #define S_BATCH 500
 #define S_LOCK_KEY 0x6e726d6e /* pg advisory lock of the re-hash ("nrmn") */
-#define S_ID_CHARS 40         /* a case id (36) and its quotes and comma in an array literal */
-#define S_HASH_CHARS 70       /* a hash (64), quotes and comma, or NULL */
 
 static const char s_sql_lock[] = "SELECT pg_advisory_xact_lock($1)";
 static const char s_sql_version[] = "SELECT 1 FROM name_versions WHERE version = $1";
@@ -150,42 +149,36 @@ static int s_by_hash(const void *a, const void *b)
     return strcmp(x->case_id, y->case_id);
 }
 
-/* Appends "value" (or NULL for "") to an array literal being built in buf. */
-static size_t s_append(char *buf, size_t at, const char *value)
+/* Appends value to the array a, or a NULL element when value is "". */
+static void s_append(nrm_pgarray_t *a, const char *value)
 {
-    at += (size_t)sprintf(buf + at, "%s%s%s%s", at > 1 ? "," : "", value[0] ? "\"" : "",
-                          value[0] ? value : "NULL", value[0] ? "\"" : "");
-    return at;
+    nrm_pgarray_text(a, value[0] ? value : NULL);
 }
 
 /* Runs one statement over rows [from, to) of all: the clear (ids only) or the re-hash. */
 static nrm_status_t s_update(nrm_tx_t *tx, const s_rehashed_t *all, size_t from, size_t to,
                              bool clear)
 {
-    size_t n = to - from;
-    char *ids = nrm_xmalloc(n * S_ID_CHARS + 3), *hashes = nrm_xmalloc(n * S_HASH_CHARS + 3),
-         *blocks = nrm_xmalloc(n * S_HASH_CHARS + 3);
-    size_t a = 1, b = 1, c = 1;
-    ids[0] = hashes[0] = blocks[0] = '{';
+    nrm_pgarray_t ids, hashes, blocks;
+    nrm_pgarray_init(&ids);
+    nrm_pgarray_init(&hashes);
+    nrm_pgarray_init(&blocks);
     for (size_t i = from; i < to; i++) {
-        a = s_append(ids, a, all[i].case_id);
-        b = s_append(hashes, b, all[i].identity);
-        c = s_append(blocks, c, all[i].blocking);
+        s_append(&ids, all[i].case_id);
+        s_append(&hashes, all[i].identity);
+        s_append(&blocks, all[i].blocking);
     }
-    snprintf(ids + a, 2, "}");
-    snprintf(hashes + b, 2, "}");
-    snprintf(blocks + c, 2, "}");
     nrm_params_t p = {0};
-    nrm_params_text(&p, ids);
+    nrm_params_text(&p, nrm_pgarray_close(&ids));
     if (!clear) {
-        nrm_params_text(&p, hashes);
-        nrm_params_text(&p, blocks);
+        nrm_params_text(&p, nrm_pgarray_close(&hashes));
+        nrm_params_text(&p, nrm_pgarray_close(&blocks));
     }
     nrm_status_t st = nrm_db_exec(tx->db, clear ? "intake_names_clear" : "intake_names_rehash", &p,
                                   NULL, tx->err);
-    free(ids);
-    free(hashes);
-    free(blocks);
+    nrm_pgarray_free(&ids);
+    nrm_pgarray_free(&hashes);
+    nrm_pgarray_free(&blocks);
     return st;
 }
 

@@ -20,6 +20,7 @@
 #include "intake.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
 #include <stdio.h>
@@ -32,7 +33,6 @@
 #define S_DIMENSIONS 6 /* IndicatorDimension values are below this */
 #define S_ID_MAX 64
 #define S_MAX_INDICATORS 200
-#define S_LIST_TEXT 64
 #define S_SETTING "intake.screening"
 
 typedef struct {
@@ -344,15 +344,16 @@ nrm_status_t intake_screening_record(const intake_screening_t *self, nrm_tx_t *t
     free(ids);
     free(present);
     PQclear(res);
-    char dims[S_LIST_TEXT];
-    size_t used = (size_t)snprintf(dims, sizeof dims, "{");
+    nrm_pgarray_t dims;
+    nrm_pgarray_init(&dims);
     for (size_t i = 0; i < out->msg.n_dimensions; i++)
-        used += (size_t)snprintf(dims + used, sizeof dims - used, i ? ",%d" : "%d", out->dims[i]);
-    snprintf(dims + used, sizeof dims - used, "}");
+        nrm_pgarray_int(&dims, out->dims[i]);
     nrm_params_t s = {0};
     nrm_params_text(&s, case_id);
     nrm_params_int(&s, out->msg.outcome);
-    nrm_params_text(&s, dims);
+    nrm_params_text(&s, nrm_pgarray_close(&dims));
     nrm_params_text(&s, out->version);
-    return nrm_db_exec(tx->db, "intake_screening_save", &s, NULL, tx->err);
+    st = nrm_db_exec(tx->db, "intake_screening_save", &s, NULL, tx->err);
+    nrm_pgarray_free(&dims);
+    return st;
 }

@@ -7,6 +7,7 @@
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
 #include <stdio.h>
@@ -17,7 +18,6 @@
 #define S_PATH NRM_ERROR_FIELD_MAX
 #define S_ID_MAX 64
 #define S_MAX_REGIONS 64
-#define S_LITERAL 2048
 #define S_WARN_DAYS 30
 #define S_WARN_BATCH 100
 #define S_DAY_SIZE 16
@@ -133,20 +133,17 @@ static nrm_status_t s_check(const Nrm__V1__UpsertAgreement *a, nrm_config_t *con
     return NRM_OK;
 }
 
-/* Writes the array literals of the services and the regions (checked: no quoting needed). */
-static void s_literals(const Nrm__V1__UpsertAgreement *a, char *services, char *regions)
+/* Writes the array literals of the services and the regions into services and regions (both
+ * left open: the caller closes and frees them). */
+static void s_literals(const Nrm__V1__UpsertAgreement *a, nrm_pgarray_t *services,
+                       nrm_pgarray_t *regions)
 {
-    size_t used = (size_t)snprintf(services, S_LITERAL, "{");
+    nrm_pgarray_init(services);
     for (size_t i = 0; i < a->n_services; i++)
-        used += (size_t)snprintf(services + used, S_LITERAL - used, i ? ",%d" : "%d",
-                                 (int)a->services[i]);
-    snprintf(services + used, S_LITERAL - used, "}");
-    used = (size_t)snprintf(regions, S_LITERAL, "{");
-    for (size_t i = 0; i < a->n_regions && used < S_LITERAL; i++)
-        used += (size_t)snprintf(regions + used, S_LITERAL - used, i ? ",\"%s\"" : "\"%s\"",
-                                 a->regions[i]);
-    if (used < S_LITERAL)
-        snprintf(regions + used, S_LITERAL - used, "}");
+        nrm_pgarray_int(services, (int)a->services[i]);
+    nrm_pgarray_init(regions);
+    for (size_t i = 0; i < a->n_regions; i++)
+        nrm_pgarray_text(regions, a->regions[i]);
 }
 
 nrm_status_t routing_upsert_agreement(void *ctx, nrm_call_t *call)
@@ -171,20 +168,20 @@ nrm_status_t routing_upsert_agreement(void *ctx, nrm_call_t *call)
     if (!known)
         return nrm_fail(call->tx.err, NRM_NOT_FOUND, "upsert_agreement.provider_id",
                         "no such provider in the directory");
-    char *services = nrm_xmalloc(S_LITERAL), *regions = nrm_xmalloc(S_LITERAL);
-    s_literals(a, services, regions);
+    nrm_pgarray_t services, regions;
+    s_literals(a, &services, &regions);
     nrm_params_t p = {0};
     nrm_params_text(&p, a->agreement_id);
     nrm_params_text(&p, a->provider_id);
-    nrm_params_text(&p, services);
-    nrm_params_text(&p, regions);
+    nrm_params_text(&p, nrm_pgarray_close(&services));
+    nrm_params_text(&p, nrm_pgarray_close(&regions));
     nrm_params_int(&p, a->capacity);
     nrm_params_text(&p, a->start_date);
     nrm_params_text(&p, a->end_date);
     nrm_params_int(&p, call->tx.now_ms);
     st = nrm_db_exec(call->tx.db, "routing_agreement_upsert", &p, &res, call->tx.err);
-    free(services);
-    free(regions);
+    nrm_pgarray_free(&services);
+    nrm_pgarray_free(&regions);
     if (st != NRM_OK)
         return st;
     bool written = PQntuples(res) == 1;

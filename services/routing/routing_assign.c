@@ -11,8 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#define S_QUOTED_ID_MAX (ROUTING_ID_MAX + 3) /* "id", in an array literal */
-
 static const char s_sql_lock[] = "SELECT pg_advisory_xact_lock(hashtext('nrm.routing.assign'))";
 static const char s_sql_states[] = "SELECT service, state FROM case_services WHERE case_id = $1";
 static const char s_sql_decision[] =
@@ -185,14 +183,11 @@ static nrm_status_t s_load_states(routing_t *self, nrm_tx_t *tx, const char *cas
 /* Writes the PostgreSQL array literal of the candidates' ids into a malloc'd string. */
 static char *s_id_array(const s_candidates_t *cand)
 {
-    size_t size = cand->count * S_QUOTED_ID_MAX + 3, used = 1;
-    char *text = nrm_xmalloc(size);
-    text[0] = '{';
+    nrm_pgarray_t ids;
+    nrm_pgarray_init(&ids);
     for (size_t i = 0; i < cand->count; i++)
-        used += (size_t)snprintf(text + used, size - used, i ? ",\"%s\"" : "\"%s\"",
-                                 cand->providers[i]->id);
-    snprintf(text + used, size - used, "}");
-    return text;
+        nrm_pgarray_text(&ids, cand->providers[i]->id);
+    return nrm_pgarray_take(&ids);
 }
 
 /* Writes the UTC day of ms ("YYYY-MM-DD") into day. */

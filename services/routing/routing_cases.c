@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_LIST_TEXT 128 /* an int[] as text: at most a few dozen small values */
-
 /* the batch's opened cases, in their order; those already known (a replay) are left alone */
 static const char s_sql_insert[] =
     "INSERT INTO cases (case_id, region, is_minor, profile, exploitation_types, needs, urgency,"
@@ -97,8 +95,7 @@ static routing_set_t s_set_of(const int *values, size_t n)
 /* A set written as "1,2,3" (array_to_string) read back. */
 static routing_set_t s_set_of_text(const char *text)
 {
-    char buf[S_LIST_TEXT];
-    snprintf(buf, sizeof buf, "%s", text);
+    char *buf = nrm_xstrdup(text);
     routing_set_t set = 0;
     char *save = NULL;
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -106,18 +103,28 @@ static routing_set_t s_set_of_text(const char *text)
         if (v > 0 && v < (int)(sizeof set * 8))
             ROUTING_SET_ADD(set, v);
     }
+    free(buf);
     return set;
 }
 
-/* Writes a set as a PostgreSQL array literal ("{1,4}"). */
-static void s_set_text(routing_set_t set, char *buf, size_t size)
+/* Writes a set, in increasing order, into the array a (initialised here: the caller closes and
+ * frees it), for an int[] cast ({"1","4"}). */
+static void s_set_array(routing_set_t set, nrm_pgarray_t *a)
 {
-    size_t used = (size_t)snprintf(buf, size, "{");
-    for (int v = 1; v < (int)(sizeof set * 8) && used < size; v++)
+    nrm_pgarray_init(a);
+    for (int v = 1; v < (int)(sizeof set * 8); v++)
         if (ROUTING_SET_HAS(set, v))
-            used += (size_t)snprintf(buf + used, size - used, used > 1 ? ",%d" : "%d", v);
-    if (used < size)
-        snprintf(buf + used, size - used, "}");
+            nrm_pgarray_int(a, v);
+}
+
+/* Appends the literal of a set as one text element of the array a (its quotes escaped by
+ * nrm_pgarray_text), for a statement that casts each element with ::int[]. */
+static void s_set_element(nrm_pgarray_t *a, routing_set_t set)
+{
+    nrm_pgarray_t inner;
+    s_set_array(set, &inner);
+    nrm_pgarray_text(a, nrm_pgarray_close(&inner));
+    nrm_pgarray_free(&inner);
 }
 
 nrm_status_t routing_case_load(nrm_tx_t *tx, const char *case_id, const char *field,
@@ -155,18 +162,20 @@ nrm_status_t routing_case_load(nrm_tx_t *tx, const char *case_id, const char *fi
 /* Saves what events change in a case. */
 static nrm_status_t s_save(nrm_tx_t *tx, const routing_case_t *c)
 {
-    char needs[S_LIST_TEXT];
-    s_set_text(c->needs, needs, sizeof needs);
+    nrm_pgarray_t needs;
+    s_set_array(c->needs, &needs);
     nrm_params_t p = {0};
     nrm_params_text(&p, c->case_id);
     nrm_params_text(&p, c->open ? "open" : "closed");
-    nrm_params_text(&p, needs);
+    nrm_params_text(&p, nrm_pgarray_close(&needs));
     nrm_params_int(&p, c->urgency);
     nrm_params_int(&p, c->safety_risk);
     nrm_params_bool(&p, c->consent);
     nrm_params_int(&p, c->last_seq);
     nrm_params_int(&p, c->screening);
-    return nrm_db_exec(tx->db, "routing_case_save", &p, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_case_save", &p, NULL, tx->err);
+    nrm_pgarray_free(&needs);
+    return st;
 }
 
 /* The ScreeningOutcome value an event carries (not screened when it carries none). */
@@ -216,15 +225,12 @@ static nrm_status_t s_insert_cases(nrm_tx_t *tx, const Nrm__V1__Event *const *op
         nrm_pgarray_init(&a[k]);
     for (size_t i = 0; i < n; i++) {
         const routing_case_t *c = &cases[i];
-        char types[S_LIST_TEXT], needs[S_LIST_TEXT];
-        s_set_text(c->exploitation, types, sizeof types);
-        s_set_text(c->needs, needs, sizeof needs);
         nrm_pgarray_text(&a[ID], c->case_id);
         nrm_pgarray_text(&a[REGION], c->region);
         nrm_pgarray_bool(&a[MINOR], c->is_minor);
         nrm_pgarray_hex(&a[PROFILE], profiles[i], lens[i]);
-        nrm_pgarray_text(&a[TYPES], types);
-        nrm_pgarray_text(&a[NEEDS], needs);
+        s_set_element(&a[TYPES], c->exploitation);
+        s_set_element(&a[NEEDS], c->needs);
         nrm_pgarray_int(&a[URGENCY], c->urgency);
         nrm_pgarray_int(&a[RISK], c->safety_risk);
         nrm_pgarray_bool(&a[CONSENT], c->consent);

@@ -9,6 +9,7 @@
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,11 +122,10 @@ nrm_status_t routing_seed_providers(void *ctx, nrm_tx_t *tx)
     self->seeding = true; /* routing_lock must not seed again */
     nrm_status_t st = routing_lock(self, tx);
     self->seeding = false;
-    size_t i, changed = 0, used = 1;
+    size_t i, changed = 0;
     json_t *entry;
-    char *ids = nrm_xmalloc(json_array_size(list) * (ROUTING_ID_MAX + 1) + 3);
-    ids[0] = '{';
-    ids[1] = '\0';
+    nrm_pgarray_t ids;
+    nrm_pgarray_init(&ids);
     json_array_foreach(list, i, entry)
     {
         if (st != NRM_OK)
@@ -135,23 +135,22 @@ nrm_status_t routing_seed_providers(void *ctx, nrm_tx_t *tx)
             st = NRM_FAILED_PRECONDITION;
             break;
         }
-        used += (size_t)sprintf(ids + used, i ? ",%s" : "%s", u->id);
+        nrm_pgarray_text(&ids, u->id);
         PGresult *res = NULL;
         st = s_write(tx, "routing_provider_seed", u, &res);
         changed += st == NRM_OK && PQntuples(res) == 1;
         PQclear(res);
         protobuf_c_message_free_unpacked(&u->base, NULL);
     }
-    sprintf(ids + used, "}");
     nrm_params_t p = {0};
-    nrm_params_text(&p, ids);
+    nrm_params_text(&p, nrm_pgarray_close(&ids));
     nrm_params_int(&p, tx->now_ms);
     PGresult *res = NULL;
     if (st == NRM_OK)
         st = nrm_db_exec(tx->db, "routing_provider_unlisted", &p, &res, tx->err);
     size_t unlisted = st == NRM_OK ? (size_t)PQntuples(res) : 0;
     PQclear(res);
-    free(ids);
+    nrm_pgarray_free(&ids);
     if (st == NRM_OK)
         nrm_log_info("providers seeded from the configuration", "{s:I, s:I, s:I}", "configured",
                      (json_int_t)json_array_size(list), "changed", (json_int_t)changed, "unlisted",

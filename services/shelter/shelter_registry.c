@@ -3,6 +3,7 @@
 #include "nrm_json.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 #include "shelter.h"
 
@@ -12,7 +13,6 @@
 
 #define S_PATH NRM_ERROR_FIELD_MAX
 #define S_PREFIX 32 /* "shelters[NNNN]" */
-#define S_LITERAL 64
 
 /* The columns every shelter_row_t is read from, in s_read_row's order. */
 #define S_COLUMNS                                                                                  \
@@ -79,14 +79,26 @@ size_t shelter_languages_parse(const char *csv, char out[][SHELTER_LANGUAGE_SIZE
     return n;
 }
 
+/* The literal of SHELTER_MAX_LANGUAGES codes of two letters ({"ar","fr"}: 4 bytes and a comma
+ * each, the braces) fits a need's text, so the literal below is always written whole. */
+_Static_assert(sizeof(((shelter_need_text_t *)0)->languages) >
+                   2 + SHELTER_MAX_LANGUAGES * (SHELTER_LANGUAGE_SIZE + 2),
+               "a need's languages literal fits its text");
+
 void shelter_languages_literal(const char langs[][SHELTER_LANGUAGE_SIZE], size_t n, char *buf,
                                size_t size)
 {
-    size_t used = (size_t)snprintf(buf, size, "{");
-    for (size_t i = 0; i < n && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ",%s" : "%s", langs[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "}");
+    nrm_pgarray_t a;
+    nrm_pgarray_init(&a);
+    for (size_t i = 0; i < n; i++)
+        nrm_pgarray_text(&a, langs[i]);
+    const char *text = nrm_pgarray_close(&a);
+    size_t len = strlen(text);
+    if (len < size)
+        memcpy(buf, text, len + 1);
+    else if (size > 0)
+        buf[0] = '\0'; /* never a cut literal: an empty text is refused by the text[] cast */
+    nrm_pgarray_free(&a);
 }
 
 /* True when s is an id of letters, digits, '-', '_' and '.'. */
@@ -232,15 +244,13 @@ nrm_status_t shelter_configure(void *ctx, nrm_config_t *config)
 }
 
 /* Fills p with the 12 parameters shared by insert, seed and update, in their order (inserts
- * add `seeded`). buf holds the languages literal and must outlive p. */
-static void s_shelter_params(nrm_params_t *p, const Nrm__V1__UpsertShelter *u, char *buf,
-                             size_t size)
+ * add `seeded`). langs receives the languages literal (initialised here): it must outlive p,
+ * and the caller frees it (nrm_pgarray_free). */
+static void s_shelter_params(nrm_params_t *p, const Nrm__V1__UpsertShelter *u, nrm_pgarray_t *langs)
 {
-    char langs[SHELTER_MAX_LANGUAGES][SHELTER_LANGUAGE_SIZE];
-    size_t n = 0;
-    for (size_t i = 0; i < u->n_languages && n < SHELTER_MAX_LANGUAGES; i++)
-        snprintf(langs[n++], SHELTER_LANGUAGE_SIZE, "%s", u->languages[i]);
-    shelter_languages_literal(langs, n, buf, size);
+    nrm_pgarray_init(langs);
+    for (size_t i = 0; i < u->n_languages && i < SHELTER_MAX_LANGUAGES; i++)
+        nrm_pgarray_text(langs, u->languages[i]);
     nrm_params_text(p, u->shelter_id);
     nrm_params_text(p, u->name);
     nrm_params_text(p, u->operator_agency_id);
@@ -251,7 +261,7 @@ static void s_shelter_params(nrm_params_t *p, const Nrm__V1__UpsertShelter *u, c
     nrm_params_int(p, u->max_age);
     nrm_params_bool(p, u->accepts_children);
     nrm_params_bool(p, u->accessible);
-    nrm_params_text(p, buf);
+    nrm_params_text(p, nrm_pgarray_close(langs));
     nrm_params_bool(p, u->active);
 }
 
@@ -278,12 +288,13 @@ nrm_status_t shelter_seed(void *ctx, nrm_tx_t *tx)
         Nrm__V1__UpsertShelter *u = s_config_shelter(entry, i, tx->err);
         if (!u)
             return NRM_INVALID_ARGUMENT; /* checked at start: cannot happen */
-        char literal[S_LITERAL];
+        nrm_pgarray_t langs;
         nrm_params_t p = {0};
-        s_shelter_params(&p, u, literal, sizeof literal);
+        s_shelter_params(&p, u, &langs);
         nrm_params_bool(&p, true);
         PGresult *res = NULL;
         st = nrm_db_exec(tx->db, "shelter_seed", &p, &res, tx->err);
+        nrm_pgarray_free(&langs);
         bool inserted = st == NRM_OK && PQntuples(res) == 1;
         PQclear(res);
         if (inserted) {
@@ -389,16 +400,19 @@ static nrm_status_t s_write_shelter(nrm_call_t *call, bool *capacity_changed, in
                         "capacity %d is below the %d beds in use: release beds first, or make "
                         "the shelter inactive",
                         u->capacity, in_use);
-    char literal[S_LITERAL];
+    nrm_pgarray_t langs;
     nrm_params_t p = {0};
-    s_shelter_params(&p, u, literal, sizeof literal);
+    s_shelter_params(&p, u, &langs);
     *capacity_changed = !exists || capacity != u->capacity;
     if (!exists) {
         *occupied = 0;
         nrm_params_bool(&p, false);
-        return nrm_db_exec(call->tx.db, "shelter_insert", &p, NULL, call->tx.err);
+        st = nrm_db_exec(call->tx.db, "shelter_insert", &p, NULL, call->tx.err);
+        nrm_pgarray_free(&langs);
+        return st;
     }
     st = nrm_db_exec(call->tx.db, "shelter_update", &p, &res, call->tx.err);
+    nrm_pgarray_free(&langs);
     if (st == NRM_OK && PQntuples(res) != 1)
         st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "upsert_shelter.capacity",
                       "capacity is below the beds in use");

@@ -166,6 +166,33 @@ static void test_many_elements_and_long_texts_have_no_limit(void **state)
     free(big);
 }
 
+static void test_an_inner_literal_is_one_quoted_element_of_an_outer_array(void **state)
+{
+    /* as routing passes a case's sets ({"1","4"}) and candidate ids: one element per row, read
+     * back with unnest($1::text[]) and cast with ::int[] or ::text[] */
+    nrm_pgarray_t outer, inner;
+    nrm_pgarray_init(&outer);
+    nrm_pgarray_init(&inner);
+    nrm_pgarray_int(&inner, 1);
+    nrm_pgarray_int(&inner, 4);
+    nrm_pgarray_text(&outer, nrm_pgarray_close(&inner));
+    nrm_pgarray_free(&inner);
+    nrm_pgarray_init(&inner); /* an empty set */
+    nrm_pgarray_text(&outer, nrm_pgarray_close(&inner));
+    nrm_pgarray_free(&inner);
+    nrm_pgarray_init(&inner); /* texts with a comma, a quote and a backslash */
+    nrm_pgarray_text(&inner, "a,b");
+    nrm_pgarray_text(&inner, "q\"\\");
+    nrm_pgarray_text(&inner, NULL);
+    nrm_pgarray_text(&outer, nrm_pgarray_close(&inner));
+    nrm_pgarray_free(&inner);
+    assert_int_equal(outer.count, 3);
+    assert_string_equal(nrm_pgarray_close(&outer),
+                        "{\"{\\\"1\\\",\\\"4\\\"}\",\"{}\","
+                        "\"{\\\"a,b\\\",\\\"q\\\\\\\"\\\\\\\\\\\",NULL}\"}");
+    nrm_pgarray_free(&outer);
+}
+
 static void test_closing_twice_and_adding_after_closing_give_one_literal(void **state)
 {
     nrm_pgarray_t a;
@@ -196,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_flags_are_t_and_f),
         cmocka_unit_test(test_bytes_are_lower_case_hex_and_none_is_empty),
         cmocka_unit_test(test_many_elements_and_long_texts_have_no_limit),
+        cmocka_unit_test(test_an_inner_literal_is_one_quoted_element_of_an_outer_array),
         cmocka_unit_test(test_closing_twice_and_adding_after_closing_give_one_literal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
