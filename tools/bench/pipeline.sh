@@ -9,7 +9,11 @@
 #       deploy/db-init.sh, a key file and certificates for the demonstration's agencies, and
 #       $config: the demonstration configuration with intake, routing, shelter and notify on
 #       base+0 .. base+7 and one coordinator subscription (shelter.allocated,
-#       shelter.waitlisted) to the receiver on $hook_port. Exports what services and nrmctl read.
+#       shelter.waitlisted) to the receiver on $hook_port. The providers' max_open_referrals
+#       are raised to 1,000,000 so that every need is referred, as in the Graphile peer (with
+#       the demonstration's 15-25, the needs of all but the first reports are unroutable and
+#       notify sends the coordinator two referral.unroutable alerts per report that the peer
+#       never sends). Exports what services and nrmctl read.
 #   q SQL                       one value from $db
 #   start NAME [SERVICE [CONFIG]]  starts SERVICE (default NAME) as NAME, waits for its Ping
 #   stop NAME                   stops it (SIGTERM) and waits
@@ -56,6 +60,7 @@ pipeline_setup() {
         .value.api = "tcp://127.0.0.1:\($base + $o)" | .value.api_connect = .value.api |
         .value.events = "tcp://127.0.0.1:\($base + $o + 1)" | .value.events_connect = .value.events
       end) | from_entries) |
+    .providers |= map(.max_open_referrals = 1000000) |
     .notify.webhook_allow = ["127.0.0.1/32"] |
     .subscriptions = [{subscription_id: "bench-shelter", agency_id: "coordinator",
       channel: "webhook", address: $hook, topics: ["shelter.allocated", "shelter.waitlisted"],
