@@ -6,6 +6,7 @@
 
 #include "nrm_crypto.h"
 #include "nrm_migrate.h"
+#include "nrm_pgarray.h"
 #include "nrm_server.h"
 #include "nrm_service.h"
 
@@ -31,6 +32,14 @@ extern const size_t intake_migrations_count;
 typedef struct intake_screening_t intake_screening_t; /* the checklist and its rule */
 typedef struct intake_names_t intake_names_t;         /* name keys (intake_names.h) */
 
+/* Routing's referral events of one consumer batch, gathered for one statement (columns as
+ * PostgreSQL array literals; ord numbers the batch's events in stream order). */
+typedef struct {
+    nrm_pgarray_t created_id, created_case, created_provider, created_service, created_ord;
+    nrm_pgarray_t moved_id, moved_state, moved_ord;
+    int ord;
+} intake_referrals_t;
+
 typedef struct {
     nrm_keyring_t *keys;           /* owned */
     intake_screening_t *screening; /* owned; replaced on reload (intake_recovery.c) */
@@ -38,6 +47,7 @@ typedef struct {
     intake_names_t *names;         /* owned */
     double dup_threshold;          /* intake.names.duplicate_threshold */
     int dup_max_candidates;        /* intake.names.max_candidates */
+    intake_referrals_t referrals;  /* the consumer batch's referral events */
 } intake_t;
 
 /* What validation derives from a valid SubmitReport. */
@@ -307,9 +317,12 @@ void intake_blocking_hash(const intake_t *self, const char *date_of_birth, const
                           char out[65]);
 
 /* Identity disclosure (intake_identity.c): GetIdentity, and routing's referral.* events that
- * say which provider holds which referral (nrm_apply_fn). */
+ * say which provider holds which referral, consumed per batch: apply gathers an event into
+ * ctx's (intake_t) referrals, flush writes the batch in one statement, reset drops it. */
 nrm_status_t intake_get_identity(void *ctx, nrm_call_t *call);
 nrm_status_t intake_apply_referral_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev);
+nrm_status_t intake_flush_referrals(void *ctx, nrm_tx_t *tx);
+void intake_reset_referrals(void *ctx);
 void intake_identity_prepare(nrm_db_t *db);
 
 /* Erasure (intake_erase.c): EraseIdentity, and the retention timer (nrm_timer_fn) that erases

@@ -12,6 +12,7 @@
 #include "intake.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
 #include <sodium.h>
@@ -36,19 +37,31 @@ static const char s_sql_access[] =
 static const char s_sql_reports[] =
     "SELECT sealed_under, key_id, person_sealed, notes_sealed FROM reports WHERE case_id = $1"
     " ORDER BY received_at, report_id";
-static const char s_sql_referral_created[] =
-    "INSERT INTO referral_access (referral_id, case_id, provider_agency_id, service, state)"
-    " VALUES ($1, $2, $3, $4, 'pending') ON CONFLICT (referral_id) DO NOTHING";
-static const char s_sql_referral_moved[] =
-    "UPDATE referral_access SET state = $2, updated_at = now() WHERE referral_id = $1";
+/* A consumer batch's referral events in one statement, as one at a time in stream order gives:
+ * the referrals created ($1-$4, at positions $5 in the batch) are inserted with the state of the
+ * last move that followed their creation in the batch (pending when none), and the last move of
+ * every other referral ($6-$8: id, state, position) updates its row. */
+static const char s_sql_referrals[] =
+    "WITH m AS (SELECT * FROM unnest($6::text[], $7::text[], $8::int[]) AS m(referral_id, state,"
+    "   ord)),"
+    " c AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[])"
+    "   AS c(referral_id, case_id, provider_agency_id, service, ord)),"
+    " ins AS (INSERT INTO referral_access (referral_id, case_id, provider_agency_id, service,"
+    "   state) SELECT c.referral_id, c.case_id, c.provider_agency_id, c.service,"
+    "   coalesce((SELECT m.state FROM m WHERE m.referral_id = c.referral_id AND m.ord > c.ord"
+    "   ORDER BY m.ord DESC LIMIT 1), 'pending') FROM c ORDER BY c.ord"
+    "   ON CONFLICT (referral_id) DO NOTHING RETURNING referral_id)"
+    " UPDATE referral_access r SET state = l.state, updated_at = now()"
+    " FROM (SELECT DISTINCT ON (referral_id) referral_id, state FROM m"
+    "   ORDER BY referral_id, ord DESC) l"
+    " WHERE r.referral_id = l.referral_id AND l.referral_id NOT IN (SELECT referral_id FROM ins)";
 
 void intake_identity_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "intake_identity_case", s_sql_case);
     nrm_db_statement(db, "intake_identity_access", s_sql_access);
     nrm_db_statement(db, "intake_identity_reports", s_sql_reports);
-    nrm_db_statement(db, "intake_referral_created", s_sql_referral_created);
-    nrm_db_statement(db, "intake_referral_moved", s_sql_referral_moved);
+    nrm_db_statement(db, "intake_referrals", s_sql_referrals);
 }
 
 /* Checks a GetIdentity: the case id and a purpose code. */
@@ -229,22 +242,55 @@ static const char *s_referral_move(const Nrm__V1__Event *ev, const char **referr
 
 nrm_status_t intake_apply_referral_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
-    (void)ctx;
+    (void)tx;
+    intake_referrals_t *b = &((intake_t *)ctx)->referrals;
+    b->ord++;
     if (ev->body_case == NRM__V1__EVENT__BODY_REFERRAL_CREATED && ev->referral_created) {
         const Nrm__V1__ReferralCreated *c = ev->referral_created;
-        nrm_params_t p = {0};
-        nrm_params_text(&p, c->referral_id);
-        nrm_params_text(&p, ev->case_id);
-        nrm_params_text(&p, c->provider_agency_id);
-        nrm_params_int(&p, c->service);
-        return nrm_db_exec(tx->db, "intake_referral_created", &p, NULL, tx->err);
+        nrm_pgarray_text(&b->created_id, c->referral_id);
+        nrm_pgarray_text(&b->created_case, ev->case_id);
+        nrm_pgarray_text(&b->created_provider, c->provider_agency_id);
+        nrm_pgarray_int(&b->created_service, c->service);
+        nrm_pgarray_int(&b->created_ord, b->ord);
+        return NRM_OK;
     }
     const char *referral_id = NULL;
     const char *state = s_referral_move(ev, &referral_id);
     if (!state || !referral_id)
         return NRM_OK;
-    nrm_params_t p = {0};
-    nrm_params_text(&p, referral_id);
-    nrm_params_text(&p, state);
-    return nrm_db_exec(tx->db, "intake_referral_moved", &p, NULL, tx->err);
+    nrm_pgarray_text(&b->moved_id, referral_id);
+    nrm_pgarray_text(&b->moved_state, state);
+    nrm_pgarray_int(&b->moved_ord, b->ord);
+    return NRM_OK;
+}
+
+nrm_status_t intake_flush_referrals(void *ctx, nrm_tx_t *tx)
+{
+    intake_referrals_t *b = &((intake_t *)ctx)->referrals;
+    nrm_status_t st = NRM_OK;
+    if (b->created_id.count > 0 || b->moved_id.count > 0) {
+        nrm_pgarray_t *cols[] = {&b->created_id,      &b->created_case, &b->created_provider,
+                                 &b->created_service, &b->created_ord,  &b->moved_id,
+                                 &b->moved_state,     &b->moved_ord};
+        nrm_params_t p = {0};
+        for (size_t i = 0; i < sizeof cols / sizeof *cols; i++)
+            nrm_params_text(&p, nrm_pgarray_close(cols[i]));
+        st = nrm_db_exec(tx->db, "intake_referrals", &p, NULL, tx->err);
+    }
+    intake_reset_referrals(ctx);
+    return st;
+}
+
+void intake_reset_referrals(void *ctx)
+{
+    intake_referrals_t *b = &((intake_t *)ctx)->referrals;
+    nrm_pgarray_free(&b->created_id);
+    nrm_pgarray_free(&b->created_case);
+    nrm_pgarray_free(&b->created_provider);
+    nrm_pgarray_free(&b->created_service);
+    nrm_pgarray_free(&b->created_ord);
+    nrm_pgarray_free(&b->moved_id);
+    nrm_pgarray_free(&b->moved_state);
+    nrm_pgarray_free(&b->moved_ord);
+    b->ord = 0;
 }

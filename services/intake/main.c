@@ -40,6 +40,7 @@ int main(int argc, char **argv)
     intake.names = intake_names_new();
     if (!intake.names || s_configure(&intake, nrm_service_config(service)) != NRM_OK) {
         intake_names_free(intake.names);
+        intake_reset_referrals(&intake);
         nrm_keyring_destroy(&intake.keys);
         nrm_service_destroy(&service);
         return 2;
@@ -89,12 +90,14 @@ int main(int argc, char **argv)
     nrm_service_handle(service, NRM__V1__REQUEST__BODY_LIST_AGENCIES, NRM_HANDLER_READ,
                        intake_list_agencies, &intake);
     static const char *const referrals[] = {"referral.", NULL};
-    nrm_service_consume(service, "routing", referrals, intake_apply_referral_event, &intake);
+    nrm_service_consume_batches(service, "routing", referrals, intake_apply_referral_event,
+                                intake_flush_referrals, intake_reset_referrals, &intake);
     nrm_service_every(service, INTAKE_RETENTION_PERIOD_MS, intake_retention_erase, &intake);
     nrm_service_on_start(service, s_start, &intake);
 
     exit_code = nrm_service_run(service);
 
+    intake_reset_referrals(&intake);
     nrm_keyring_destroy(&intake.keys);
     intake_screening_destroy(&intake.screening);
     intake_names_free(intake.names);

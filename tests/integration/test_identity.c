@@ -240,6 +240,26 @@ static void test_revoking_the_referral_ends_the_providers_access(void **s)
     assert_int_equal(s_read(p.provider, &p), DENIED);
 }
 
+static void test_intake_away_while_a_referral_is_accepted_then_completed_ends_the_access(void **s)
+{
+    s_person_t p;
+    s_report(&p, false, true, LEGAL_AID);
+    s_wait_access(&p, "pending");
+    assert_true(harness_signal(h, "intake", 0, SIGTERM) >= 0);
+    /* both moves wait in routing's stream: intake applies them in one batch when it is back */
+    Nrm__V1__Reply *r = routing_provider_respond(
+        h, p.provider, p.referral_id, NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT, 0, "");
+    assert_int_equal(r->status, OK);
+    nrm__v1__reply__free_unpacked(r, NULL);
+    r = routing_provider_complete(h, p.provider, p.referral_id, true, "");
+    assert_int_equal(r->status, OK);
+    nrm__v1__reply__free_unpacked(r, NULL);
+    assert_int_equal(harness_start(h, "intake", 0), 0);
+    s_wait_access(&p, "completed");
+    assert_int_equal(s_read(p.provider, &p), DENIED);
+    assert_int_equal(s_read(MANAGER, &p), OK);
+}
+
 static void test_every_disclosure_is_audited_and_published_without_the_identity(void **s)
 {
     s_person_t p;
@@ -352,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_withdrawing_data_sharing_ends_access_and_keeps_the_referral),
         cmocka_unit_test(test_completing_the_referral_ends_the_providers_access),
         cmocka_unit_test(test_revoking_the_referral_ends_the_providers_access),
+        cmocka_unit_test(
+            test_intake_away_while_a_referral_is_accepted_then_completed_ends_the_access),
         cmocka_unit_test(test_every_disclosure_is_audited_and_published_without_the_identity),
         cmocka_unit_test(
             test_a_repeated_request_id_of_a_disclosure_gives_nothing_to_another_agency),
