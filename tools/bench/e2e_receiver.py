@@ -54,8 +54,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
+class Server(http.server.ThreadingHTTPServer):
+    # the default listen backlog (5) drops the SYNs of a sender opening many connections at
+    # once (notify opens up to notify.max_in_flight): they come back after TCP's 1 s and 3 s
+    # retransmission, and the receiver, not the sender, would set the figures
+    request_queue_size = 1024
+
+
 def serve(port, log):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     server.log = open(log, "a", buffering=1)
     server.serve_forever()
