@@ -1,4 +1,4 @@
-# tools/bench/pipeline.sh: what the benchmarks of the services together share (e2e.sh,
+# tools/bench/pipeline.sh: what the benchmarks of the services together share (e2e.sh, hops.sh,
 # partitions.sh), sourced after tools/bench/lib.sh, once the script has set root, build, port,
 # base (the services' ports: base+0 .. base+7; the receiver base+9), pgdir, db and a say
 # function, and after bench_build.
