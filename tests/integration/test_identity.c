@@ -372,13 +372,14 @@ int main(void)
         cmocka_unit_test(test_withdrawing_data_sharing_ends_access_and_keeps_the_referral),
         cmocka_unit_test(test_completing_the_referral_ends_the_providers_access),
         cmocka_unit_test(test_revoking_the_referral_ends_the_providers_access),
-        cmocka_unit_test(
-            test_intake_away_while_a_referral_is_accepted_then_completed_ends_the_access),
         cmocka_unit_test(test_every_disclosure_is_audited_and_published_without_the_identity),
         cmocka_unit_test(
             test_a_repeated_request_id_of_a_disclosure_gives_nothing_to_another_agency),
         cmocka_unit_test(test_a_purpose_that_is_not_a_code_is_refused_naming_the_field),
         cmocka_unit_test(test_no_identity_appears_in_any_event_log_line_or_stored_reply),
+        /* last: it restarts intake, and the tests above listen to its events socket */
+        cmocka_unit_test(
+            test_intake_away_while_a_referral_is_accepted_then_completed_ends_the_access),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
