@@ -24,7 +24,7 @@
 #define MEDICAL NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL
 #define LEGAL_AID NRM__V1__SERVICE_TYPE__SERVICE_TYPE_LEGAL_AID
 #define PSYCHOSOCIAL NRM__V1__SERVICE_TYPE__SERVICE_TYPE_PSYCHOSOCIAL
-#define BACKLOG 1200 /* more than two consumer batches of intake events */
+#define BACKLOG 3000 /* six consumer batches of intake events: time to catch one in progress */
 #define CATCH_UP_MS 60000
 #define KILL_POLL_LIMIT 200000 /* polls of pg_stat_activity before giving up */
 #define PATH_MAX_LEN 512
