@@ -21,8 +21,9 @@ static const char s_sql_version_insert[] =
     "INSERT INTO name_versions (version, cases) VALUES ($1, $2)";
 /* each non-erased case after $1 with its first report and its profile */
 static const char s_sql_cases[] =
-    "SELECT c.case_id, c.status = 'open', c.profile, r.sealed_under, r.key_id, r.person_sealed,"
-    " (extract(epoch FROM c.opened_at) * 1000000)::bigint, k.key_id, k.wrapped_key"
+    "SELECT c.case_id, c.status = 'open', c.profile,"
+    " (extract(epoch FROM c.opened_at) * 1000000)::bigint, r.sealed_under, r.key_id,"
+    " r.person_sealed, k.key_id, k.wrapped_key"
     " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
     "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
     " LEFT JOIN case_keys k ON k.case_id = c.case_id"
@@ -92,34 +93,17 @@ static int s_rehash_one(intake_t *self, nrm_tx_t *tx, const PGresult *res, int i
 {
     snprintf(r->case_id, sizeof r->case_id, "%s", nrm_db_text(res, i, 0));
     r->open = nrm_db_int(res, i, 1) != 0;
-    r->opened_us = nrm_db_int(res, i, 6);
-    uint8_t key[NRM_DATA_KEY_BYTES];
-    bool found = !PQgetisnull(res, i, 8);
-    if (found) {
-        size_t wrapped_len = 0;
-        const uint8_t *wrapped = nrm_db_bytes(res, i, 8, &wrapped_len);
-        if (intake_case_key_unwrap(self, r->case_id, (uint32_t)nrm_db_int(res, i, 7), wrapped,
-                                   wrapped_len, key) != 0) {
-            *st = nrm_fail(tx->err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
-            return -1;
-        }
-    }
-    char aad[INTAKE_AAD_MAX];
-    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, r->case_id);
-    size_t sealed_len = 0, plain_len = 0, profile_len = 0;
-    const uint8_t *sealed = nrm_db_bytes(res, i, 5, &sealed_len);
-    uint8_t *plain = NULL;
-    int rc = intake_report_open(self, nrm_db_text(res, i, 3), (uint32_t)nrm_db_int(res, i, 4),
-                                sealed, sealed_len, found ? key : NULL, aad, &plain, &plain_len);
-    sodium_memzero(key, sizeof key);
-    if (rc != 0) {
+    r->opened_us = nrm_db_int(res, i, 3);
+    Nrm__V1__PersonalData *person = NULL;
+    int rc = intake_first_person_open(self, res, i, 4, r->case_id, &person, tx->err);
+    if (rc == -2)
+        *st = NRM_INTERNAL;
+    if (rc == -1)
         nrm_log_error("names: a first report cannot be opened: the case keeps its hashes", "{s:s}",
                       "case_id", r->case_id);
+    if (rc != 0)
         return -1;
-    }
-    Nrm__V1__PersonalData *person = nrm__v1__personal_data__unpack(NULL, plain_len, plain);
-    sodium_memzero(plain, plain_len);
-    free(plain);
+    size_t profile_len = 0;
     const uint8_t *profile_bytes = nrm_db_bytes(res, i, 2, &profile_len);
     Nrm__V1__Profile *profile = nrm__v1__profile__unpack(NULL, profile_len, profile_bytes);
     const char *nationality = profile ? profile->nationality : "";

@@ -80,34 +80,15 @@ static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *r
                              nrm_status_t *st)
 {
     const char *case_id = nrm_db_text(res, i, 0);
-    uint8_t key[NRM_DATA_KEY_BYTES];
-    bool found = !PQgetisnull(res, i, 5);
-    if (found) {
-        size_t wrapped_len = 0;
-        const uint8_t *wrapped = nrm_db_bytes(res, i, 5, &wrapped_len);
-        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, i, 4), wrapped,
-                                   wrapped_len, key) != 0) {
-            *st =
-                nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
-            return NULL;
-        }
-    }
-    char aad[INTAKE_AAD_MAX];
-    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
-    size_t sealed_len = 0, plain_len = 0;
-    const uint8_t *sealed = nrm_db_bytes(res, i, 3, &sealed_len);
-    uint8_t *plain = NULL;
-    int rc = intake_report_open(self, nrm_db_text(res, i, 1), (uint32_t)nrm_db_int(res, i, 2),
-                                sealed, sealed_len, found ? key : NULL, aad, &plain, &plain_len);
-    sodium_memzero(key, sizeof key);
-    if (rc != 0) {
+    Nrm__V1__PersonalData *person = NULL;
+    int rc = intake_first_person_open(self, res, i, 1, case_id, &person, call->tx.err);
+    if (rc == -2)
+        *st = NRM_INTERNAL;
+    if (rc == -1)
         nrm_log_warn("names: a first report cannot be opened: not compared", "{s:s}", "case_id",
                      case_id);
+    if (rc != 0)
         return NULL;
-    }
-    Nrm__V1__PersonalData *person = nrm__v1__personal_data__unpack(NULL, plain_len, plain);
-    sodium_memzero(plain, plain_len);
-    free(plain);
     char *name_key =
         person && person->full_name[0] ? intake_names_key(self->names, person->full_name) : NULL;
     if (person)

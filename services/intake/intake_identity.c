@@ -119,6 +119,38 @@ int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id
     return nrm_open(self->keys, key_id, sealed, sealed_len, aad, plain, len);
 }
 
+int intake_first_person_open(intake_t *self, const PGresult *res, int row, int col,
+                             const char *case_id, Nrm__V1__PersonalData **person, nrm_error_t *err)
+{
+    *person = NULL;
+    uint8_t key[NRM_DATA_KEY_BYTES];
+    bool found = !PQgetisnull(res, row, col + 4);
+    if (found) {
+        size_t wrapped_len = 0;
+        const uint8_t *wrapped = nrm_db_bytes(res, row, col + 4, &wrapped_len);
+        if (intake_case_key_unwrap(self, case_id, (uint32_t)nrm_db_int(res, row, col + 3), wrapped,
+                                   wrapped_len, key) != 0) {
+            nrm_fail(err, NRM_INTERNAL, NULL, "a case's data key cannot be unwrapped");
+            return -2;
+        }
+    }
+    char aad[INTAKE_AAD_MAX];
+    snprintf(aad, sizeof aad, "%s%s", INTAKE_REPORT_AAD, case_id);
+    size_t sealed_len = 0, plain_len = 0;
+    const uint8_t *sealed = nrm_db_bytes(res, row, col + 2, &sealed_len);
+    uint8_t *plain = NULL;
+    int rc = intake_report_open(self, nrm_db_text(res, row, col),
+                                (uint32_t)nrm_db_int(res, row, col + 1), sealed, sealed_len,
+                                found ? key : NULL, aad, &plain, &plain_len);
+    sodium_memzero(key, sizeof key);
+    if (rc != 0)
+        return -1;
+    *person = nrm__v1__personal_data__unpack(NULL, plain_len, plain);
+    sodium_memzero(plain, plain_len);
+    free(plain);
+    return 0;
+}
+
 /* Opens one sealed field of a report (columns sealed_under, key_id first) with the case's data
  * key (NULL when the case has none); *plain malloc'd (caller wipes and frees). 0 or -1. */
 static int s_open_field(intake_t *self, const PGresult *res, int row, int col, const uint8_t *key,
