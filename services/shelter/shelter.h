@@ -265,6 +265,17 @@ nrm_status_t shelter_on_request_withdrawn(void *ctx, nrm_tx_t *tx, const Nrm__V1
 
 /* ---- shelter_requests.c: each case's last bed request, and asking again ---- */
 
+/* The end of an INSERT INTO bed_requests that remembers a case's last request: a newer one
+ * replaces the row and clears a withdrawal (shelter_requests.c one at a time, shelter_batch.c
+ * per batch). */
+#define SHELTER_REMEMBER_CONFLICT                                                                  \
+    " ON CONFLICT (case_id) DO UPDATE SET request_event_id = EXCLUDED.request_event_id,"           \
+    " region = EXCLUDED.region, urgency = EXCLUDED.urgency, safety_risk = EXCLUDED.safety_risk,"   \
+    " is_minor = EXCLUDED.is_minor, age_years = EXCLUDED.age_years, gender = EXCLUDED.gender,"     \
+    " languages = EXCLUDED.languages, disability = EXCLUDED.disability,"                           \
+    " children = EXCLUDED.children, beds = EXCLUDED.beds,"                                         \
+    " requested_at_ms = EXCLUDED.requested_at_ms, withdrawn = false, updated_at = now()"
+
 /* Remembers need as the case's last request (a new shelter.requested clears a withdrawal). */
 nrm_status_t shelter_request_remember(nrm_tx_t *tx, const shelter_need_t *need);
 

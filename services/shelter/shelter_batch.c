@@ -33,16 +33,10 @@ static const char s_sql_states[] =
     " EXISTS (SELECT 1 FROM waitlist w WHERE w.case_id = x.case_id AND w.state = 'waiting')"
     " FROM jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS x(case_id, n) ORDER BY x.n";
 /* the newest request of each case (i: its place in the batch) */
-static const char s_sql_remember[] =
-    "INSERT INTO bed_requests (" S_NEED_INSERT ")"
-    " SELECT DISTINCT ON (case_id) " S_NEED_INSERT
-    " FROM jsonb_to_recordset($1::jsonb) AS x(" S_NEED_RECORD ", i int) ORDER BY case_id, i DESC"
-    " ON CONFLICT (case_id) DO UPDATE SET request_event_id = EXCLUDED.request_event_id,"
-    " region = EXCLUDED.region, urgency = EXCLUDED.urgency, safety_risk = EXCLUDED.safety_risk,"
-    " is_minor = EXCLUDED.is_minor, age_years = EXCLUDED.age_years, gender = EXCLUDED.gender,"
-    " languages = EXCLUDED.languages, disability = EXCLUDED.disability,"
-    " children = EXCLUDED.children, beds = EXCLUDED.beds,"
-    " requested_at_ms = EXCLUDED.requested_at_ms, withdrawn = false, updated_at = now()";
+static const char s_sql_remember[] = "INSERT INTO bed_requests (" S_NEED_INSERT ")"
+                                     " SELECT DISTINCT ON (case_id) " S_NEED_INSERT
+                                     " FROM jsonb_to_recordset($1::jsonb) AS x(" S_NEED_RECORD
+                                     ", i int) ORDER BY case_id, i DESC" SHELTER_REMEMBER_CONFLICT;
 /* the holds, per shelter, only where the beds are free; returns the shelters held and the
  * shelters asked (equal, or the batch is rolled back) */
 static const char s_sql_allocate[] =

@@ -15,13 +15,8 @@
 static const char s_sql_remember[] =
     "INSERT INTO bed_requests (case_id, request_event_id, region, urgency, safety_risk, is_minor,"
     " age_years, gender, languages, disability, children, beds, requested_at_ms)"
-    " VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, $13)"
-    " ON CONFLICT (case_id) DO UPDATE SET request_event_id = EXCLUDED.request_event_id,"
-    " region = EXCLUDED.region, urgency = EXCLUDED.urgency, safety_risk = EXCLUDED.safety_risk,"
-    " is_minor = EXCLUDED.is_minor, age_years = EXCLUDED.age_years, gender = EXCLUDED.gender,"
-    " languages = EXCLUDED.languages, disability = EXCLUDED.disability,"
-    " children = EXCLUDED.children, beds = EXCLUDED.beds,"
-    " requested_at_ms = EXCLUDED.requested_at_ms, withdrawn = false, updated_at = now()";
+    " VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9::text[], $10, $11, $12, "
+    "$13)" SHELTER_REMEMBER_CONFLICT;
 static const char s_sql_withdraw[] =
     "UPDATE bed_requests SET withdrawn = true, updated_at = now() WHERE case_id = $1";
 /* the request (locked), whether it was withdrawn, and the case's manager */
