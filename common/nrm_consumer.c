@@ -16,11 +16,6 @@
 #define S_ERROR_TEXT 160
 #define S_REFRESH_MS 250 /* the stream's row follows the partitions at least this often */
 
-/* The stream's row, made on first use and locked (the conflict's update takes the row lock and
- * reads its latest version): one statement. */
-static const char s_sql_checkpoint_take[] =
-    "INSERT INTO checkpoints (stream) VALUES ($1)"
-    " ON CONFLICT (stream) DO UPDATE SET seq = checkpoints.seq RETURNING seq";
 static const char s_sql_checkpoint_move[] =
     "UPDATE checkpoints SET seq = $2, updated_at = now() WHERE stream = $1";
 static const char s_sql_quarantine[] =
@@ -111,7 +106,6 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     nrm_auth_apply_client(self->sub, spec->curve);
     if (zsock_connect(self->sub, "%s", spec->events_endpoint) != 0)
         nrm_consumer_destroy(&self);
-    nrm_db_statement(db, "consumer_checkpoint_take", s_sql_checkpoint_take);
     nrm_db_statement(db, "consumer_checkpoint_move", s_sql_checkpoint_move);
     nrm_db_statement(db, "consumer_quarantine", s_sql_quarantine);
     nrm_partitions_prepare(db);
@@ -244,14 +238,9 @@ static void s_note_failure(nrm_consumer_t *self, s_failure_t *f, int64_t seq, nr
 /* Locks the checkpoint row of the stream in the open transaction; returns its value or -1. */
 static int64_t s_lock_checkpoint(nrm_consumer_t *self, nrm_error_t *err)
 {
-    nrm_params_t p = {0};
-    nrm_params_text(&p, self->checkpoint_name);
-    PGresult *res = NULL;
-    if (nrm_db_exec(self->db, "consumer_checkpoint_take", &p, &res, err) != NRM_OK)
-        return -1;
-    int64_t seq = PQntuples(res) == 1 ? nrm_db_int(res, 0, 0) : -1;
-    PQclear(res);
-    return seq;
+    int64_t seq = -1;
+    return nrm_partitions_stream_take(self->db, self->checkpoint_name, &seq, err) == NRM_OK ? seq
+                                                                                            : -1;
 }
 
 int nrm_consumer_partition(const Nrm__V1__Event *ev, int partitions)

@@ -2,9 +2,11 @@
 #include "nrm_log.h"
 #include "nrm_pgarray.h"
 
-static const char s_sql_stream_init[] =
-    "INSERT INTO checkpoints (stream) VALUES ($1) ON CONFLICT DO NOTHING";
-static const char s_sql_stream_lock[] = "SELECT seq FROM checkpoints WHERE stream = $1 FOR UPDATE";
+/* The stream's row, made on first use and locked (the conflict's update takes the row lock and
+ * reads its latest version): one statement. */
+static const char s_sql_stream_take[] =
+    "INSERT INTO checkpoints (stream) VALUES ($1)"
+    " ON CONFLICT (stream) DO UPDATE SET seq = checkpoints.seq RETURNING seq";
 static const char s_sql_stream_set[] =
     "UPDATE checkpoints SET seq = greatest(seq, $2), updated_at = now() WHERE stream = $1";
 static const char s_sql_all[] = "SELECT part, partitions, seq FROM checkpoint_partitions"
@@ -28,8 +30,7 @@ static const char s_sql_refresh[] =
 
 void nrm_partitions_prepare(nrm_db_t *db)
 {
-    nrm_db_statement(db, "partitions_stream_init", s_sql_stream_init);
-    nrm_db_statement(db, "partitions_stream_lock", s_sql_stream_lock);
+    nrm_db_statement(db, "partitions_stream_take", s_sql_stream_take);
     nrm_db_statement(db, "partitions_stream_set", s_sql_stream_set);
     nrm_db_statement(db, "partitions_all", s_sql_all);
     nrm_db_statement(db, "partitions_drop", s_sql_drop);
@@ -63,15 +64,13 @@ static nrm_status_t s_rows(nrm_db_t *db, const char *stream, int *count, int *la
     return NRM_OK;
 }
 
-/* In the open transaction: the stream's row locked (created at 0 when missing), its seq. */
-static nrm_status_t s_stream_lock(nrm_db_t *db, const char *stream, int64_t *seq, nrm_error_t *err)
+nrm_status_t nrm_partitions_stream_take(nrm_db_t *db, const char *stream, int64_t *seq,
+                                        nrm_error_t *err)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, stream);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(db, "partitions_stream_init", &p, NULL, err);
-    if (st == NRM_OK)
-        st = nrm_db_exec(db, "partitions_stream_lock", &p, &res, err);
+    nrm_status_t st = nrm_db_exec(db, "partitions_stream_take", &p, &res, err);
     if (st != NRM_OK)
         return st;
     *seq = PQntuples(res) >= 1 ? nrm_db_int(res, 0, 0) : 0;
@@ -107,7 +106,7 @@ nrm_status_t nrm_partitions_load(nrm_db_t *db, const char *stream, int configure
     int64_t stream_seq = 0, min = 0, max = 0;
     int count = 0, stored = 0;
     if (st == NRM_OK)
-        st = s_stream_lock(db, stream, &stream_seq, err);
+        st = nrm_partitions_stream_take(db, stream, &stream_seq, err);
     if (st == NRM_OK)
         st = s_rows(db, stream, &count, &stored, &min, &max, err);
     if (st == NRM_OK) {

@@ -13,6 +13,11 @@
 /* Prepares the statements (once per connection handle). */
 void nrm_partitions_prepare(nrm_db_t *db);
 
+/* In the open transaction: the stream's row in checkpoints locked (made at 0 when missing) and
+ * its latest seq into *seq, in one statement. For the one-row layout too. */
+nrm_status_t nrm_partitions_stream_take(nrm_db_t *db, const char *stream, int64_t *seq,
+                                        nrm_error_t *err);
+
 /* In its own transaction: creates the stream's rows for layout `configured` when there are none
  * (at the stream row's seq), or replaces a stored layout of another size when every row is at the
  * same seq (the stream caught up; with configured 1 the rows are removed). Sets *layout to the
