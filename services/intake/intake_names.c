@@ -63,7 +63,17 @@ static UChar *s_u16_ascii(const char *text, int32_t *len)
 
 intake_names_t *intake_names_new(void)
 {
-    intake_names_t *self = nrm_xcalloc(1, sizeof *self);
+    return nrm_xcalloc(1, sizeof(intake_names_t));
+}
+
+/* Builds the normaliser and the transliterators at the first name that needs them. Aborts the
+ * process when ICU cannot build them: a name hashed as written while others are hashed by their
+ * key would never link, and the rules and ids are fixed, so only a broken ICU or no memory can
+ * fail here (the report is not acknowledged, and the restart logs the same line again). */
+static void s_icu_open(intake_names_t *self)
+{
+    if (self->latin)
+        return;
     UErrorCode ec = U_ZERO_ERROR;
     self->nfkc_cf = unorm2_getNFKCCasefoldInstance(&ec);
     int32_t rules_len = 0, id_len = 0;
@@ -81,10 +91,8 @@ intake_names_t *intake_names_new(void)
     if (U_FAILURE(ec)) {
         nrm_log_error("names: ICU cannot build the transliterators", "{s:s}", "icu",
                       u_errorName(ec));
-        intake_names_free(self);
-        return NULL;
+        abort();
     }
-    return self;
 }
 
 void intake_names_free(intake_names_t *self)
@@ -227,10 +235,37 @@ static char *s_join_words(const UChar *text, int32_t len)
     return out;
 }
 
-char *intake_names_key(const intake_names_t *self, const char *name)
+/* True when text is ASCII alone. */
+static bool s_ascii(const char *text)
 {
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p >= 0x80)
+            return false;
+    return true;
+}
+
+/* The key of an ASCII name. Every ICU step is the identity on ASCII but the case (NFKC with case
+ * folding and Lower both write A-Z as a-z), so the words are taken from the lowered text. */
+static char *s_ascii_key(const char *name)
+{
+    size_t n = strlen(name);
+    UChar *text = nrm_xcalloc(n + 1, sizeof *text);
+    for (size_t i = 0; i < n; i++)
+        text[i] = (UChar)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] - 'A' + 'a' : name[i]);
+    char *key = s_join_words(text, (int32_t)n);
+    s_u16_free(text, (int32_t)n + 1);
+    return key;
+}
+
+char *intake_names_key(intake_names_t *self, const char *name)
+{
+    if (!name)
+        name = "";
+    if (s_ascii(name))
+        return s_ascii_key(name);
+    s_icu_open(self);
     int32_t len = 0, cap = 0;
-    UChar *text = s_folded(self, name ? name : "", &len, &cap);
+    UChar *text = s_folded(self, name, &len, &cap);
     if (!text)
         return NULL;
     if (s_translit(self->arabic, &text, &len, &cap) != 0 ||

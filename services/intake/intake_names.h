@@ -13,8 +13,10 @@
 
 typedef struct intake_names_t intake_names_t;
 
-/* Opens the transliterators (once, at start: building them takes milliseconds). NULL when ICU
- * cannot build them (logged without any name). The caller owns the result. */
+/* The names' state, never NULL; the caller owns it. ICU's normaliser and transliterators are
+ * built at the first name that is not ASCII (building them takes milliseconds and about 5 MB
+ * that an intake given only ASCII names never needs); when ICU cannot build them, that call
+ * logs it without any name and aborts the process. */
 intake_names_t *intake_names_new(void);
 void intake_names_free(intake_names_t *self);
 
@@ -23,9 +25,9 @@ void intake_names_free(intake_names_t *self);
  * "Any-Latin; NFD; [:Mn:] Remove; NFC; Latin-ASCII; Lower". Apostrophes are dropped ("o'brien",
  * Cyrillic's soft sign); anything else but an ASCII letter or digit splits words; a letter repeated
  * in a row is written once ("mohammed" = "mohamed"); the words are sorted and joined by one space.
- * Returns a malloc'd string the caller wipes and frees ("" for a name with no letters), or NULL
- * when ICU fails on this input. */
-char *intake_names_key(const intake_names_t *self, const char *name);
+ * An ASCII name is keyed without ICU, with the same result. Returns a malloc'd string the caller
+ * wipes and frees ("" for a name with no letters), or NULL when ICU fails on this input. */
+char *intake_names_key(intake_names_t *self, const char *name);
 
 /* Jaro-Winkler similarity of two byte strings, in [0, 1] (1 when equal; prefix scale 0.1 over
  * at most 4 characters). */

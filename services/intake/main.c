@@ -38,7 +38,7 @@ int main(int argc, char **argv)
         return 2;
     }
     intake.names = intake_names_new();
-    if (!intake.names || s_configure(&intake, nrm_service_config(service)) != NRM_OK) {
+    if (s_configure(&intake, nrm_service_config(service)) != NRM_OK) {
         intake_names_free(intake.names);
         intake_reset_referrals(&intake);
         nrm_keyring_destroy(&intake.keys);

@@ -153,12 +153,55 @@ static void test_bad_input(void **state)
     free(key);
 }
 
+/* An ASCII name is keyed without ICU: its key must be the one ICU gives. A soft hyphen (U+00AD,
+ * which NFKC with case folding removes) sends the same name through ICU. Every printable
+ * character and tab appear, alone and inside names, and 5,000 strings drawn from them. */
+static void test_ascii_names_get_the_key_icu_gives(void **state)
+{
+    (void)state;
+    char alphabet[97];
+    size_t n = 0;
+    for (int c = ' '; c <= '~'; c++)
+        alphabet[n++] = (char)c;
+    alphabet[n++] = '\t';
+    alphabet[n] = '\0';
+    unsigned seed = 14;
+    size_t differ = 0, cases = 0;
+    for (size_t round = 0; round < 5000 + n; round++) {
+        char name[40];
+        if (round < n) { /* each character inside a name, and doubled */
+            snprintf(name, sizeof name, "Ab%cc%c%cD", alphabet[round], alphabet[round],
+                     alphabet[round]);
+        } else {
+            size_t len = 1 + (size_t)(rand_r(&seed) % 24);
+            for (size_t i = 0; i < len; i++)
+                name[i] = alphabet[(size_t)rand_r(&seed) % n];
+            name[len] = '\0';
+        }
+        char through_icu[48];
+        snprintf(through_icu, sizeof through_icu, "%s\xc2\xad", name);
+        char *fast = intake_names_key(s_names, name);
+        char *icu = intake_names_key(s_names, through_icu);
+        assert_non_null(fast);
+        assert_non_null(icu);
+        differ += strcmp(fast, icu) != 0;
+        cases++;
+        free(fast);
+        free(icu);
+    }
+    printf("names: %zu ASCII names, %zu keyed otherwise than by ICU\n", cases, differ);
+    assert_int_equal(differ, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accents_case_order), cmocka_unit_test(test_scripts),
-        cmocka_unit_test(test_near_matches),       cmocka_unit_test(test_similarity),
+        cmocka_unit_test(test_accents_case_order),
+        cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_near_matches),
+        cmocka_unit_test(test_similarity),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_ascii_names_get_the_key_icu_gives),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
