@@ -115,9 +115,10 @@ typedef struct {
 
 /* routing_batch.c: set-based work per consumer batch. The consumers gather their batch's events
  * (routing_batch_gather, nrm_apply_fn) and work in flush between routing_batch_begin and
- * routing_batch_end: meanwhile the assignment lock is taken once, case_services states and
- * emitted events are held in memory and written in one statement each (states also whenever
- * something reads case_services: routing_batch_sync). Outside a batch nothing is held. */
+ * routing_batch_end: meanwhile the assignment lock is taken once, referrals, case_services
+ * states and emitted events are held in memory and written in one statement each (referrals and
+ * states also whenever something reads them: routing_batch_sync). Outside a batch nothing is
+ * held. */
 routing_batch_t *routing_batch_new(void);
 void routing_batch_destroy(routing_batch_t **self);
 void routing_batch_prepare(nrm_db_t *db);
@@ -142,8 +143,29 @@ nrm_status_t routing_batch_end(routing_t *self, nrm_tx_t *tx, nrm_status_t st);
 bool routing_batch_locked(const routing_t *self);
 void routing_batch_set_locked(routing_t *self);
 
-/* Writes the held case_services states (one statement). Call before reading case_services. */
+/* Writes the held referrals and case_services states (one statement each). Call before reading
+ * referrals, case_services or the open counts their triggers keep (providers, agreements).
+ * CONFLICT when a held referral's attempt existed already (a replay the batch could not see):
+ * the batch fails, and the next one writes each referral at once, as outside a batch, so that
+ * the attempt that exists is found before its referral.created is made. */
 nrm_status_t routing_batch_sync(routing_t *self, nrm_tx_t *tx);
+
+/* Writes the held referrals alone (one statement), as routing_batch_sync: before reading
+ * referrals or the open counts without case_services. */
+nrm_status_t routing_batch_sync_referrals(routing_t *self, nrm_tx_t *tx);
+
+/* A referral to create (borrowed strings; agreement_id NULL for none). */
+typedef struct {
+    const char *referral_id, *case_id, *provider_id, *rule_id, *reason, *causation_id,
+        *agreement_id;
+    int service, attempt, urgency;
+    int64_t created_ms, due_ms;
+} routing_referral_t;
+
+/* Holds a referral to create (copied) and returns true, or returns false outside a batch or
+ * when the batch writes each referral at once (the caller inserts it and learns whether the
+ * attempt is new). */
+bool routing_batch_hold_referral(routing_t *self, const routing_referral_t *r);
 
 /* Holds a state of a service of a case (strings copied; a later one for the same service
  * replaces it) and returns true, or returns false outside a batch (the caller writes it). */

@@ -287,8 +287,8 @@ nrm_status_t routing_prefetch_candidates(routing_t *self, nrm_tx_t *tx, const ro
             free(list);
         }
     free(cand);
-    nrm_status_t st = NRM_OK;
-    if (f->n_needs > 0) {
+    nrm_status_t st = routing_batch_sync_referrals(self, tx); /* the batch's referrals count */
+    if (st == NRM_OK && f->n_needs > 0) {
         char day[16];
         s_day(tx->now_ms, day);
         nrm_params_t p = {0};
@@ -380,6 +380,9 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     cand->last_attempt = 0;
     if (cand->count == 0 || s_from_prefetch(self, c, service, cand))
         return NRM_OK;
+    nrm_status_t st = routing_batch_sync_referrals(self, tx); /* the batch's referrals count */
+    if (st != NRM_OK)
+        return st;
     char *ids = s_id_array(cand);
     nrm_params_t p = {0};
     nrm_params_text(&p, ids);
@@ -390,7 +393,7 @@ static nrm_status_t s_load_candidates(routing_t *self, nrm_tx_t *tx, const routi
     s_day(tx->now_ms, day);
     nrm_params_text(&p, day);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_candidates", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_candidates", &p, &res, tx->err);
     free(ids);
     if (st != NRM_OK)
         return st;
@@ -471,7 +474,37 @@ static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_ca
     return routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, &body);
 }
 
-/* Inserts the referral of service to the provider and publishes referral.created. */
+/* Creates the referral r: held by the batch in hand (*created true: the batch's write tells
+ * whether it was new, see routing_batch_sync), or inserted at once (*created tells). */
+static nrm_status_t s_insert(routing_t *self, nrm_tx_t *tx, const routing_referral_t *r,
+                             bool *created)
+{
+    *created = routing_batch_hold_referral(self, r);
+    if (*created)
+        return NRM_OK;
+    nrm_params_t q = {0};
+    nrm_params_text(&q, r->referral_id);
+    nrm_params_text(&q, r->case_id);
+    nrm_params_int(&q, r->service);
+    nrm_params_int(&q, r->attempt);
+    nrm_params_text(&q, r->provider_id);
+    nrm_params_int(&q, r->urgency);
+    nrm_params_text(&q, r->rule_id);
+    nrm_params_text(&q, r->reason);
+    nrm_params_text(&q, r->causation_id);
+    nrm_params_int(&q, r->created_ms);
+    nrm_params_int(&q, r->due_ms);
+    nrm_params_text(&q, r->agreement_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "routing_insert", &q, &res, tx->err);
+    if (st != NRM_OK)
+        return st;
+    *created = PQntuples(res) == 1;
+    PQclear(res);
+    return NRM_OK;
+}
+
+/* Creates the referral of service to the provider (s_insert) and publishes referral.created. */
 static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t *c, int service,
                              const routing_decision_t *d, const s_candidates_t *cand, int pick)
 {
@@ -490,25 +523,22 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     nrm_uuid_v4(referral_id);
     int attempt = cand->last_attempt + 1;
     int64_t due_ms = tx->now_ms + routing_policy_deadline_ms(self->policy, c->urgency);
-    nrm_params_t q = {0};
-    nrm_params_text(&q, referral_id);
-    nrm_params_text(&q, c->case_id);
-    nrm_params_int(&q, service);
-    nrm_params_int(&q, attempt);
-    nrm_params_text(&q, p->id);
-    nrm_params_int(&q, c->urgency);
-    nrm_params_text(&q, d->rule_id);
-    nrm_params_text(&q, reason);
-    nrm_params_text(&q, tx->causation_id ? tx->causation_id : "");
-    nrm_params_int(&q, tx->now_ms);
-    nrm_params_int(&q, due_ms);
-    nrm_params_text(&q, cand->agreement[pick][0] ? cand->agreement[pick] : NULL);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_insert", &q, &res, tx->err);
+    routing_referral_t r = {.referral_id = referral_id,
+                            .case_id = c->case_id,
+                            .provider_id = p->id,
+                            .rule_id = d->rule_id,
+                            .reason = reason,
+                            .causation_id = tx->causation_id ? tx->causation_id : "",
+                            .agreement_id = cand->agreement[pick][0] ? cand->agreement[pick] : NULL,
+                            .service = service,
+                            .attempt = attempt,
+                            .urgency = c->urgency,
+                            .created_ms = tx->now_ms,
+                            .due_ms = due_ms};
+    bool created = false;
+    nrm_status_t st = s_insert(self, tx, &r, &created);
     if (st != NRM_OK)
         return st;
-    bool created = PQntuples(res) == 1;
-    PQclear(res);
     if (!created) /* this attempt exists already: it was made before, nothing to add */
         return NRM_OK;
     s_prefetch_note(self, p, cand->agreement[pick]); /* the counters the triggers just moved */

@@ -4,7 +4,10 @@
  * needs of several cases compete for one provider's last places (nobody above the cap, the
  * counter equal to a recount, the freed place for the most urgent waiting need), and a case is
  * opened and withdrawn (its referral made, then revoked, in that order); an agreement filled by
- * one referral of the batch is not used for the next. */
+ * one referral of the batch is not used for the next. The batch writes its referrals in one
+ * statement: an attempt that exists already (a replay the batch could not see) is found, the
+ * batch made again with each referral written at once, and no referral.created is published
+ * for a referral that was not made. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -237,12 +240,62 @@ static void test_agreement_filled_in_the_batch_is_not_used_again(void **s)
     s_assert_counter(consulate.cap);
 }
 
+/* A need waiting for consent whose referral exists already (made before, as a replay finds
+ * it), and another case, in one batch: the existing referral stays the only one, no
+ * referral.created is published for the one not made, the other case is referred once, and
+ * nothing is set aside. */
+static void test_referral_that_exists_already_is_not_made_again(void **s)
+{
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t consulate = {"consulate-ng", "MA-10", open + 5, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
+    scenario_report_t r;
+    routing_person(&r, "MA-10", 30, NRM__V1__GENDER__GENDER_MALE, "NG", false);
+    routing_person_needs(&r, DIRECTORY_RETURN);
+    char waiting[ROUTING_ID_TEXT], other[ROUTING_ID_TEXT], state[ROUTING_ID_TEXT];
+    assert_int_equal(routing_submit(h, &r, "police-ma-01", waiting), OK);
+    assert_true(routing_wait_caught_up(h, CATCH_UP_MS));
+    s_need_state(waiting, state);
+    assert_string_equal(state, "awaiting_consent");
+
+    s_stop_routing();
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO routing.referrals (referral_id, case_id, service, attempt, provider_id,"
+             " urgency, rule_id, reason, causation_id, created_ms, due_ms) VALUES"
+             " ('made-before-0001', '%s', %d, 1, 'consulate-ng', %d, 'test', 'made before',"
+             " 'test', 1, 4102444800000)",
+             waiting, (int)DIRECTORY_RETURN, (int)ROUTINE);
+    PGresult *res = harness_sql(h, sql);
+    assert_non_null(res);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    directory_case(h, "MA-10", ROUTINE, other);
+    assert_true(other[0] != '\0');
+    assert_int_equal(routing_give_consent(h, "police-ma-01", waiting), OK);
+    s_start_routing();
+
+    assert_int_equal(routing_count_referrals(h, waiting, DIRECTORY_RETURN), 1);
+    char referral_id[ROUTING_ID_TEXT], provider[ROUTING_ID_TEXT];
+    assert_true(routing_referral(h, waiting, DIRECTORY_RETURN, 1, referral_id, provider));
+    assert_string_equal(referral_id, "made-before-0001");
+    assert_int_equal(s_events(waiting, "referral.created"), 0);
+    s_need_state(waiting, state);
+    assert_string_equal(state, "referred");
+    assert_int_equal(routing_count_referrals(h, other, DIRECTORY_RETURN), 1);
+    assert_int_equal(s_events(other, "referral.created"), 1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM routing.consumer_quarantine"), 0);
+    s_assert_counter(consulate.cap);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_needs_of_one_batch_compete_for_the_last_places),
         cmocka_unit_test(test_case_opened_and_withdrawn_in_one_batch),
         cmocka_unit_test(test_agreement_filled_in_the_batch_is_not_used_again),
+        cmocka_unit_test(test_referral_that_exists_already_is_not_made_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
