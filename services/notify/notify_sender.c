@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_WAKE_DELAY_MS 1 /* new work, or an outcome when idle: at once */
+#define S_WAKE_DELAY_MS 0 /* new work, or an outcome when idle: at the reactor's next turn */
 #define S_BUSY_WAKE_MS                                                                             \
     5                       /* an outcome while transfers are in flight: let outcomes share a      \
                                transaction */
