@@ -321,8 +321,20 @@ static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Ev
 static nrm_status_t s_end_held(nrm_consumer_t *self, nrm_status_t st, nrm_error_t *err,
                                const s_outcome_t *out, int slot, int64_t moved_to)
 {
+    bool committing = st == NRM_OK;
     if (st == NRM_OK)
         st = nrm_db_commit(self->db, err);
+    s_outcome_t owned = *out;
+    if (committing && st != NRM_OK && st != NRM_UNAVAILABLE && owned.failed == 0) {
+        /* what apply and flush left for later went with the commit: theirs, as in
+         * s_apply_batch (alone, the event owns it; else the batches are narrowed) */
+        if (owned.handled == 1) {
+            owned.failed = owned.last_seq;
+            owned.failed_slot = slot < 0 ? self->partitions : slot;
+        } else if (owned.last_seq > self->narrow_until)
+            self->narrow_until = owned.last_seq;
+    }
+    out = &owned;
     if (st != NRM_OK) {
         nrm_db_rollback(self->db);
         if (out->failed > 0 && st != NRM_UNAVAILABLE)
@@ -581,6 +593,14 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         nrm_params_text(&p, self->checkpoint_name);
         nrm_params_int(&p, last);
         st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
+        /* what apply and flush left for later (nrm_db_exec_later) went with it: a failure
+         * other than the database's availability is theirs, owned as a flush failure is */
+        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
+            if (n == first + 1)
+                failed_seq = events[first]->seq;
+            else if (events[n - 1]->seq > self->narrow_until)
+                self->narrow_until = events[n - 1]->seq;
+        }
     } else if (st == NRM_OK) {
         st = nrm_db_commit(self->db, &err);
     }

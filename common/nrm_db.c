@@ -23,13 +23,21 @@
 #define NRM_OID_INT4 23
 #define NRM_OID_OID 26
 
-#define S_MAX_DEFERRED 4
+#define S_MAX_DEFERRED 8
 
 typedef struct {
     const char *name;
     const char *sql;
     uint64_t prepared_on; /* connection generation it was prepared on, 0 for none */
 } s_statement_t;
+
+/* A command or statement not sent yet. */
+typedef struct {
+    const char *sql;     /* a utility command (a literal), or NULL for a statement */
+    const char *name;    /* the registered statement's name */
+    nrm_params_t params; /* its parameters, their values in copy */
+    char *copy;          /* owned */
+} s_deferred_t;
 
 struct nrm_db_t {
     char *conninfo;
@@ -44,9 +52,10 @@ struct nrm_db_t {
     int connect_wait_ms;             /* the longest nrm_db_connect waits */
     s_statement_t statements[NRM_DB_MAX_STATEMENTS];
     int statement_count;
-    /* utility commands (BEGIN, SAVEPOINT) not sent yet: they go with the next statement, in
-     * one round trip (nrm_db_defer) */
-    const char *deferred[S_MAX_DEFERRED];
+    /* utility commands (BEGIN, SAVEPOINT) and statements whose result nobody reads, not sent
+     * yet: they go with the next statement, in one round trip (nrm_db_defer,
+     * nrm_db_exec_later) */
+    s_deferred_t deferred[S_MAX_DEFERRED];
     int deferred_count;
     uint64_t deferred_generation; /* the connection they were deferred on */
 };
@@ -108,11 +117,15 @@ nrm_db_t *nrm_db_new(const char *conninfo, const char *schema)
     return self;
 }
 
+static void s_deferred_clear(nrm_db_t *self);
+static bool s_begin_pending(const nrm_db_t *self);
+
 void nrm_db_destroy(nrm_db_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     nrm_db_t *self = *self_p;
+    s_deferred_clear(self);
     if (self->conn)
         PQfinish(self->conn);
     free(self->conninfo);
@@ -121,9 +134,28 @@ void nrm_db_destroy(nrm_db_t **self_p)
     *self_p = NULL;
 }
 
+/* Drops what was deferred. */
+static void s_deferred_clear(nrm_db_t *self)
+{
+    for (int i = 0; i < self->deferred_count; i++) {
+        free(self->deferred[i].copy);
+        self->deferred[i].copy = NULL;
+    }
+    self->deferred_count = 0;
+}
+
+/* True when a statement (not only commands) is deferred. */
+static bool s_deferred_statements(const nrm_db_t *self)
+{
+    for (int i = 0; i < self->deferred_count; i++)
+        if (!self->deferred[i].sql)
+            return true;
+    return false;
+}
+
 void nrm_db_disconnect(nrm_db_t *self)
 {
-    self->deferred_count = 0;
+    s_deferred_clear(self);
     if (self->conn) {
         PQfinish(self->conn);
         self->conn = NULL;
@@ -342,9 +374,9 @@ static s_statement_t *s_prepared(nrm_db_t *self, const char *name, nrm_error_t *
 static nrm_status_t s_deferred_usable(nrm_db_t *self, nrm_error_t *err)
 {
     if (self->deferred_count == 0 || self->deferred_generation == self->generation ||
-        strcmp(self->deferred[0], "BEGIN") == 0)
+        (self->deferred[0].sql && strcmp(self->deferred[0].sql, "BEGIN") == 0))
         return NRM_OK;
-    self->deferred_count = 0;
+    s_deferred_clear(self);
     return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
 }
 
@@ -373,44 +405,67 @@ static bool s_pipeline_read(nrm_db_t *self, int count, PGresult **results)
     return false;
 }
 
-/* Runs the deferred commands, st with p, and COMMIT when commit is set, in one round trip
- * (libpq's pipeline mode). On OK, *res_out (if not NULL) receives st's result as nrm_db_exec
- * gives it. A failure of any of them fails the call; the transaction is then left aborted (or
- * gone with the connection) for the caller's nrm_db_rollback. */
+/* Runs the deferred commands and statements, st with p (none when st is NULL), and COMMIT when
+ * commit is set, in one round trip (libpq's pipeline mode). On OK, *res_out (if not NULL)
+ * receives st's result as nrm_db_exec gives it. A failure of any of them fails the call, named
+ * after the one that failed; the transaction is then left aborted (or gone with the
+ * connection) for the caller's nrm_db_rollback. What was deferred is sent or dropped. */
 static nrm_status_t s_exec_pipelined(nrm_db_t *self, const s_statement_t *st, const nrm_params_t *p,
                                      bool commit, PGresult **res_out, nrm_error_t *err)
 {
     PGresult *results[S_MAX_DEFERRED + 2] = {0};
+    const char *names[S_MAX_DEFERRED + 2] = {0};
+    bool statement[S_MAX_DEFERRED + 2] = {0}; /* a statement (rows allowed), not a command */
     int deferred = self->deferred_count, count = 0;
-    self->deferred_count = 0;
+    for (int i = 0; i < deferred; i++) /* prepared before the pipeline: PQprepare waits */
+        if (!self->deferred[i].sql && !s_prepared(self, self->deferred[i].name, err)) {
+            s_deferred_clear(self);
+            return err ? err->status : NRM_INTERNAL;
+        }
     bool sent = PQenterPipelineMode(self->conn) == 1;
-    for (int i = 0; sent && i < deferred; i++, count++)
-        sent = PQsendQueryParams(self->conn, self->deferred[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
-    sent = sent && PQsendQueryPrepared(self->conn, st->name, p->count, p->values, p->lengths,
-                                       p->formats, NRM_DB_BINARY) == 1;
-    count += sent;
+    for (int i = 0; sent && i < deferred; i++, count++) {
+        const s_deferred_t *d = &self->deferred[i];
+        names[count] = d->sql ? "sql" : d->name;
+        statement[count] = !d->sql;
+        sent = d->sql
+                   ? PQsendQueryParams(self->conn, d->sql, 0, NULL, NULL, NULL, NULL, 0) == 1
+                   : PQsendQueryPrepared(self->conn, d->name, d->params.count, d->params.values,
+                                         d->params.lengths, d->params.formats, NRM_DB_BINARY) == 1;
+    }
+    s_deferred_clear(self);
+    int main_at = st ? count : -1;
+    if (sent && st) {
+        names[count] = st->name;
+        statement[count] = true;
+        sent = PQsendQueryPrepared(self->conn, st->name, p->count, p->values, p->lengths,
+                                   p->formats, NRM_DB_BINARY) == 1;
+        count += sent;
+    }
+    int commit_at = commit ? count : -1;
     if (sent && commit) {
+        names[count] = "commit";
         sent = PQsendQueryParams(self->conn, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) == 1;
         count += sent;
     }
+    const char *what = st ? st->name : "sql";
     if (!sent || PQpipelineSync(self->conn) != 1) {
         nrm_db_disconnect(self); /* part of a pipeline sent: the session's state is unknown */
-        return s_result_error(self, NULL, st->name, err);
+        return s_result_error(self, NULL, what, err);
     }
     bool ended = s_pipeline_read(self, count, results);
     nrm_status_t status = NRM_OK;
     for (int i = 0; i < count && status == NRM_OK; i++) {
         ExecStatusType rs = PQresultStatus(results[i]);
-        bool ok = rs == PGRES_COMMAND_OK || (i == deferred && rs == PGRES_TUPLES_OK);
+        bool ok = rs == PGRES_COMMAND_OK || (statement[i] && rs == PGRES_TUPLES_OK);
         if (!ok)
-            status = s_result_error(self, results[i], i == deferred ? st->name : "sql", err);
-        else if (i == deferred + 1 && strcmp(PQcmdStatus(results[i]), "COMMIT") != 0)
+            status = s_result_error(self, results[i], names[i], err);
+        else if (i == commit_at && strcmp(PQcmdStatus(results[i]), "COMMIT") != 0)
             status = nrm_fail(err, NRM_INTERNAL, NULL, "transaction aborted"); /* rolled back */
     }
     if (status == NRM_OK && !ended)
-        status = s_result_error(self, NULL, st->name, err);
+        status = s_result_error(self, NULL, what, err);
     for (int i = 0; i < count; i++) {
-        if (status == NRM_OK && i == deferred && res_out)
+        if (status == NRM_OK && i == main_at && res_out)
             *res_out = results[i];
         else
             PQclear(results[i]);
@@ -467,19 +522,27 @@ nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err)
         return err ? err->status : NRM_UNAVAILABLE;
     if (s_deferred_usable(self, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
+    /* a simple query cannot carry parameters: deferred statements go first, in a pipeline.
+     * When one fails, the transaction is aborted: a ROLLBACK (TO SAVEPOINT) still runs, since it
+     * undoes just that, but nothing else does (a COMMIT would roll back and seem to succeed). */
+    if (s_deferred_statements(self) &&
+        s_exec_pipelined(self, NULL, NULL, false, NULL, err) != NRM_OK &&
+        (strncmp(sql, "ROLLBACK", 8) != 0 || !nrm_db_connected(self)))
+        return err ? err->status : NRM_INTERNAL;
+    nrm_error_clear(err); /* what decides now is the rollback's own result */
     char *joined = NULL;
     if (self->deferred_count > 0) {
         size_t len = strlen(sql) + 1;
         for (int i = 0; i < self->deferred_count; i++)
-            len += strlen(self->deferred[i]) + 2;
+            len += strlen(self->deferred[i].sql) + 2;
         joined = nrm_xmalloc(len);
         joined[0] = '\0';
         for (int i = 0; i < self->deferred_count; i++) {
-            strcat(joined, self->deferred[i]);
+            strcat(joined, self->deferred[i].sql);
             strcat(joined, "; ");
         }
         strcat(joined, sql);
-        self->deferred_count = 0;
+        s_deferred_clear(self);
     }
     PGresult *res = PQexec(self->conn, joined ? joined : sql);
     free(joined);
@@ -499,7 +562,46 @@ nrm_status_t nrm_db_defer(nrm_db_t *self, const char *sql, nrm_error_t *err)
         return nrm_db_sql(self, sql, err);
     if (self->deferred_count == 0)
         self->deferred_generation = self->generation;
-    self->deferred[self->deferred_count++] = sql;
+    self->deferred[self->deferred_count++] = (s_deferred_t){.sql = sql};
+    return NRM_OK;
+}
+
+nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                               nrm_error_t *err)
+{
+    if (!nrm_db_connected(self))
+        return nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
+    static const nrm_params_t s_none;
+    const nrm_params_t *p = params ? params : &s_none;
+    if (p->overflow) {
+        nrm_log_error("too many statement parameters", "{s:s}", "statement", name);
+        return nrm_fail(err, NRM_INTERNAL, NULL, "internal error");
+    }
+    if (s_deferred_usable(self, err) != NRM_OK)
+        return err ? err->status : NRM_UNAVAILABLE;
+    if (!s_begin_pending(self) && PQtransactionStatus(self->conn) != PQTRANS_INTRANS)
+        return s_exec(self, name, p, false, NULL, err); /* no transaction to carry it: now */
+    if (self->deferred_count == S_MAX_DEFERRED &&
+        s_exec_pipelined(self, NULL, NULL, false, NULL, err) != NRM_OK) /* full: send them */
+        return err ? err->status : NRM_INTERNAL;
+    if (self->deferred_count == 0)
+        self->deferred_generation = self->generation;
+    s_deferred_t *d = &self->deferred[self->deferred_count++];
+    *d = (s_deferred_t){.name = name, .params = *p};
+    size_t total = 0, lens[NRM_DB_MAX_PARAMS];
+    for (int i = 0; i < p->count; i++) {
+        lens[i] = !p->values[i]   ? 0
+                  : p->formats[i] ? (size_t)p->lengths[i]
+                                  : strlen(p->values[i]) + 1;
+        total += lens[i];
+    }
+    d->copy = nrm_xmalloc(total ? total : 1);
+    for (int i = 0, at = 0; i < p->count; at += (int)lens[i], i++) {
+        if (!p->values[i])
+            continue;
+        memcpy(d->copy + at, p->values[i], lens[i]);
+        d->params.values[i] = d->copy + at;
+    }
     return NRM_OK;
 }
 
@@ -507,14 +609,15 @@ nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
 {
     if (nrm_db_connect(self, NULL, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
-    self->deferred_count = 0;
+    s_deferred_clear(self);
     return nrm_db_defer(self, "BEGIN", err);
 }
 
-/* True when a transaction was begun (deferred) and nothing has run in it yet. */
+/* True when a transaction was begun (deferred) and nothing has been sent in it yet. */
 static bool s_begin_pending(const nrm_db_t *self)
 {
-    return self->deferred_count > 0 && strcmp(self->deferred[0], "BEGIN") == 0;
+    return self->deferred_count > 0 && self->deferred[0].sql &&
+           strcmp(self->deferred[0].sql, "BEGIN") == 0;
 }
 
 /* Whether COMMIT may be sent: a live transaction on the connection it began on. */
@@ -536,11 +639,18 @@ static nrm_status_t s_commit_ready(nrm_db_t *self, nrm_error_t *err)
 
 nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
 {
+    if (s_deferred_statements(self)) { /* they, and what they need deferred, go with COMMIT */
+        if (!s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK)
+            return err ? err->status : NRM_UNAVAILABLE;
+        if (nrm_db_connect(self, NULL, err) != NRM_OK || s_deferred_usable(self, err) != NRM_OK)
+            return err ? err->status : NRM_UNAVAILABLE;
+        return s_exec_pipelined(self, NULL, NULL, true, NULL, err);
+    }
     if (s_begin_pending(self)) {
-        self->deferred_count = 0; /* nothing ran in the transaction: nothing to commit */
+        s_deferred_clear(self); /* nothing ran in the transaction: nothing to commit */
         return NRM_OK;
     }
-    self->deferred_count = 0; /* a savepoint not taken yet has nothing to keep */
+    s_deferred_clear(self); /* a savepoint not taken yet has nothing to keep */
     if (s_commit_ready(self, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
     return nrm_db_sql(self, "COMMIT", err);
@@ -556,7 +666,7 @@ nrm_status_t nrm_db_exec_commit(nrm_db_t *self, const char *name, const nrm_para
 
 void nrm_db_rollback(nrm_db_t *self)
 {
-    self->deferred_count = 0;
+    s_deferred_clear(self);
     if (!nrm_db_connected(self))
         return;
     if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)

@@ -82,7 +82,7 @@ nrm_status_t nrm_db_exec(nrm_db_t *self, const char *name, const nrm_params_t *p
                          PGresult **res, nrm_error_t *err);
 
 /* Runs one or more SQL commands without parameters (DDL, LISTEN, SET ...), after the deferred
- * commands, in one round trip. */
+ * commands, in one round trip (two when statements are deferred: they go first). */
 nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err);
 
 /* Defers a utility command that returns nothing (BEGIN, SAVEPOINT name): it is sent with the
@@ -90,6 +90,15 @@ nrm_status_t nrm_db_sql(nrm_db_t *self, const char *sql, nrm_error_t *err);
  * costs no round trip of its own. sql must outlive the call that sends it (a string literal).
  * Its failure, unlikely for these commands, fails that next call. Requires a connection. */
 nrm_status_t nrm_db_defer(nrm_db_t *self, const char *sql, nrm_error_t *err);
+
+/* Defers a registered statement whose result nobody reads (an INSERT or UPDATE of a batch):
+ * it is sent with the next statement or the commit, in one pipeline, after what was deferred
+ * before it, so that it costs no round trip of its own (parameters copied). Its failure fails
+ * that next call (named after it), and the transaction is then to be rolled back, as after any
+ * failed statement; a rollback drops it unsent. Outside a transaction it runs at once (no
+ * commit would carry it). Requires a connection. */
+nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_params_t *params,
+                               nrm_error_t *err);
 
 /* Transactions. begin connects if needed (UNAVAILABLE when it cannot) and defers BEGIN; a
  * commit of a transaction in which nothing ran sends nothing. rollback is safe to call in any

@@ -64,7 +64,7 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
     nrm_params_text(&p, topic);
     nrm_params_bytes(&p, payload, len);
     nrm_params_text(&p, channel);
-    st = nrm_db_exec(tx->db, "outbox_insert", &p, NULL, tx->err);
+    st = nrm_db_exec_later(tx->db, "outbox_insert", &p, tx->err); /* with the next statement */
     free(payload);
     if (st == NRM_OK)
         tx->emitted++;
@@ -120,7 +120,7 @@ nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n
         nrm_params_text(&p, nrm_pgarray_close(&topics));
         nrm_params_text(&p, nrm_pgarray_close(&payloads));
         nrm_params_text(&p, channel);
-        st = nrm_db_exec(tx->db, "outbox_insert_many", &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, "outbox_insert_many", &p, tx->err); /* idem */
     }
     nrm_pgarray_free(&ids);
     nrm_pgarray_free(&topics);

@@ -22,12 +22,14 @@ typedef struct {
 /* Appends ev to the outbox in tx's transaction and wakes the publishers on commit. Fills, for
  * the stored copy only, event_id (a fresh UUID unless set), stream, topic, occurred_at_ms (tx's
  * clock unless set) and causation_id (unless set); ev stays the caller's and is left unchanged.
- * Returns OK or the database's failure status. */
+ * The insert goes with the transaction's next statement or its commit (nrm_db_exec_later), so
+ * its failure, should one come, fails that call. Returns OK or the database's failure status. */
 nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev);
 
 /* Appends the n events evs (as nrm_tx_emit fills each) to the outbox in one statement, in
  * their order, and wakes the publishers on commit. A no-op for n 0. The events stay the
- * caller's. Returns OK or the failure status (then nothing of the n is appended). */
+ * caller's. The insert is sent as nrm_tx_emit's. Returns OK or the failure status (then nothing
+ * of the n is appended). */
 nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n);
 
 /* Appends an event about case_id (NULL for none) whose body is message, a member of the Event

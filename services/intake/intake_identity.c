@@ -307,7 +307,7 @@ nrm_status_t intake_flush_referrals(void *ctx, nrm_tx_t *tx)
         nrm_params_t p = {0};
         for (size_t i = 0; i < sizeof cols / sizeof *cols; i++)
             nrm_params_text(&p, nrm_pgarray_close(cols[i]));
-        st = nrm_db_exec(tx->db, "intake_referrals", &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, "intake_referrals", &p, tx->err);
     }
     intake_reset_referrals(ctx);
     return st;

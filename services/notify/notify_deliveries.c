@@ -402,7 +402,7 @@ static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
         nrm_params_t p = {0};
         for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
             nrm_params_text(&p, arrays[i]);
-        st = nrm_db_exec(tx->db, "notify_event_keep", &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, "notify_event_keep", &p, tx->err);
         for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
             free(arrays[i]);
     }

@@ -123,7 +123,7 @@ nrm_status_t routing_lock(routing_t *self, nrm_tx_t *tx)
 {
     if (routing_batch_locked(self)) /* once per consumer batch: the directory is current */
         return NRM_OK;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_lock", NULL, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec_later(tx->db, "routing_lock", NULL, tx->err);
     /* after a reload, until the timer's seeding commits: seed first (idempotent) */
     if (st == NRM_OK && self->seed_pending && !self->seeding)
         st = routing_seed_providers(self, tx);

@@ -299,7 +299,7 @@ nrm_status_t routing_batch_sync(routing_t *self, nrm_tx_t *tx)
     nrm_params_text(&p, nrm_pgarray_close(&rules));
     nrm_params_text(&p, nrm_pgarray_close(&reasons));
     nrm_params_int(&p, tx->now_ms);
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_states_many", &p, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec_later(tx->db, "routing_states_many", &p, tx->err);
     nrm_pgarray_free(&ids);
     nrm_pgarray_free(&services);
     nrm_pgarray_free(&states);

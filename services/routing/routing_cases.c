@@ -295,13 +295,13 @@ static nrm_status_t s_parties(nrm_tx_t *tx, const Nrm__V1__Event *const *events,
         nrm_params_text(&p, nrm_pgarray_close(&m_ids));
         nrm_params_text(&p, nrm_pgarray_close(&m_agencies));
         nrm_params_text(&p, nrm_pgarray_close(&m_seqs));
-        st = nrm_db_exec(tx->db, "routing_case_manager", &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, "routing_case_manager", &p, tx->err);
     }
     if (st == NRM_OK && r_ids.count > 0) {
         nrm_params_t p = {0};
         nrm_params_text(&p, nrm_pgarray_close(&r_ids));
         nrm_params_text(&p, nrm_pgarray_close(&r_agencies));
-        st = nrm_db_exec(tx->db, "routing_case_reporter", &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, "routing_case_reporter", &p, tx->err);
     }
     nrm_pgarray_free(&m_ids);
     nrm_pgarray_free(&m_agencies);

@@ -54,7 +54,7 @@ nrm_status_t shelter_cases_flush(void *ctx, nrm_tx_t *tx)
         nrm_oom("shelter case managers");
     nrm_params_t p = {0};
     nrm_params_text(&p, text);
-    nrm_status_t st = nrm_db_exec(tx->db, "shelter_case_manager", &p, NULL, tx->err);
+    nrm_status_t st = nrm_db_exec_later(tx->db, "shelter_case_manager", &p, tx->err);
     free(text);
     shelter_cases_reset(self);
     return st;

@@ -60,7 +60,7 @@ void shelter_registry_prepare(nrm_db_t *db)
 
 nrm_status_t shelter_lock_beds(nrm_tx_t *tx)
 {
-    return nrm_db_exec(tx->db, "shelter_lock_beds", NULL, NULL, tx->err);
+    return nrm_db_exec_later(tx->db, "shelter_lock_beds", NULL, tx->err);
 }
 
 size_t shelter_languages_parse(const char *csv, char out[][SHELTER_LANGUAGE_SIZE], size_t max)

@@ -400,7 +400,7 @@ nrm_status_t stats_flush(void *ctx, nrm_tx_t *tx)
             nrm_oom("stats batch");
         nrm_params_t p = {0};
         nrm_params_text(&p, text);
-        st = nrm_db_exec(tx->db, s_statements[t].name, &p, NULL, tx->err);
+        st = nrm_db_exec_later(tx->db, s_statements[t].name, &p, tx->err);
         free(text);
     }
     stats_reset(self);

@@ -445,6 +445,85 @@ static void test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_f
     nrm_db_destroy(&db);
 }
 
+/* A statement whose result nobody reads waits for the next call: it costs no round trip of its
+ * own, its parameters are its own copy, and the next statement sees what it wrote. */
+static void test_db_later_statement_goes_with_the_next_call(void **state)
+{
+    nrm_db_t *db = s_db();
+    long long pid = s_pid(db);
+    nrm_error_t err;
+    char id[32];
+    snprintf(id, sizeof id, "later-1");
+    nrm_params_t p = {0};
+    nrm_params_text(&p, id);
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &p, &err), NRM_OK);
+    snprintf(id, sizeof id, "overwritten");             /* the caller's buffer is free */
+    s_assert_backend_state(pid, "idle");                /* neither BEGIN nor it was sent */
+    assert_int_equal(s_pid(db), pid);                   /* BEGIN, it and this one */
+    s_assert_backend_state(pid, "idle in transaction"); /* went together */
+    nrm_params_t q = {0};
+    nrm_params_text(&q, "later-2");
+    assert_int_equal(nrm_db_exec_later(db, "thing", &q, &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK); /* the commit carries the second */
+    s_assert_backend_state(pid, "idle");
+    ASSERT_SQL(2, "SELECT count(*) FROM intake.things WHERE id IN ('later-1', 'later-2')");
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'overwritten'");
+    /* a transaction of later statements alone: BEGIN, them and COMMIT in one pipeline */
+    nrm_params_t r = {0};
+    nrm_params_text(&r, "later-3");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &r, &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = 'later-3'");
+    nrm_db_destroy(&db);
+}
+
+/* A later statement that fails fails the call that sends it, named after it; nothing of the
+ * transaction is committed, and a rollback drops what was not sent. */
+static void test_db_later_statement_that_fails_fails_the_next_call(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    nrm_params_t dup = {0}, after = {0}, dropped = {0};
+    nrm_params_text(&dup, "later-1"); /* committed by the test before */
+    nrm_params_text(&after, "later-after");
+    nrm_params_text(&dropped, "later-dropped");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &after, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &dup, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "pid", NULL, NULL, &err), NRM_CONFLICT);
+    nrm_db_rollback(db);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'later-after'");
+    /* at the commit: the commit fails and nothing stays */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &after, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &dup, &err), NRM_OK);
+    assert_int_not_equal(nrm_db_commit(db, &err), NRM_OK);
+    nrm_db_rollback(db);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'later-after'");
+    /* a request's later statement fails where its savepoint is undone: the undo still runs,
+     * and what was written before the savepoint is kept */
+    nrm_params_t kept = {0};
+    nrm_params_text(&kept, "later-kept");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "thing", &kept, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &dup, &err), NRM_OK);
+    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.things WHERE id = 'later-kept'");
+    /* rolled back before anything sent it */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_later(db, "thing", &dropped, &err), NRM_OK);
+    nrm_db_rollback(db);
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_exec(db, "pid", NULL, NULL, &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    ASSERT_SQL(0, "SELECT count(*) FROM intake.things WHERE id = 'later-dropped'");
+    nrm_db_destroy(&db);
+}
+
 /* --- sequencing and publication ------------------------------------------------------------ */
 
 static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
@@ -455,6 +534,7 @@ static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
     /* A writes first (the lower id) but commits after B */
     assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
     assert_int_equal(s_emit(a, "ooo-case-A", false), NRM_OK);
+    assert_true(s_pid(a) > 0); /* the insert goes with A's next statement: now */
     assert_int_equal(nrm_db_begin(b, &err), NRM_OK);
     assert_int_equal(s_emit(b, "ooo-case-B", true), NRM_OK);
     assert_int_equal(nrm_db_commit(b, &err), NRM_OK);
@@ -791,6 +871,8 @@ int main(void)
         cmocka_unit_test(test_db_exec_commit_commits_with_its_statement_or_not_at_all),
         cmocka_unit_test(test_db_deferred_savepoint_undoes_only_what_follows_it),
         cmocka_unit_test(test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_fails),
+        cmocka_unit_test(test_db_later_statement_goes_with_the_next_call),
+        cmocka_unit_test(test_db_later_statement_that_fails_fails_the_next_call),
         cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
         cmocka_unit_test(test_emit_many_appends_events_in_order_in_one_statement),
         cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
