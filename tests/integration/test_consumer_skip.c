@@ -27,8 +27,9 @@
 #define CHECKPOINT "skip-test"
 #define WAIT_MS 10000
 #define TICK_MS 5
-#define IRRELEVANT 20   /* events that concern the consumer not, one batch each */
-#define NEVER_MS 600000 /* a store delay the tests never reach */
+#define IRRELEVANT 20      /* events that concern the consumer not, one batch each */
+#define NEVER_MS 600000    /* a store delay the tests never reach */
+#define SLOW_STORE_MS 1500 /* a store delay long enough to break the connection before it */
 
 #define ASSERT_SQL(want, ...) assert_int_equal(s_int(__VA_ARGS__), (want))
 
@@ -180,6 +181,7 @@ static void s_fix_new(s_fix_t *f, int store_ms)
     assert_int_equal(nrm_migrate(f->db, bus_migrations, bus_migrations_count, &err), NRM_OK);
     nrm_db_statement(f->db, "skip_apply",
                      "INSERT INTO skip_applied (seq, xid) VALUES ($1, txid_current())");
+    nrm_db_statement(f->db, "skip_pid", "SELECT pg_backend_pid()");
     f->writer = nrm_db_new(s_conninfo, SCHEMA);
     s_consumer_start(f, store_ms);
     /* what an earlier test left unstored is stored before this one counts */
@@ -325,6 +327,35 @@ static void test_a_checkpoint_another_instance_moved_is_not_taken_for_the_skips(
     s_fix_destroy(&f);
 }
 
+/* The backend of db's connection (connecting if needed). */
+static long long s_backend(nrm_db_t *db)
+{
+    PGresult *res = NULL;
+    nrm_error_t err;
+    assert_int_equal(nrm_db_exec(db, "skip_pid", NULL, &res, &err), NRM_OK);
+    long long pid = nrm_db_int(res, 0, 0);
+    PQclear(res);
+    return pid;
+}
+
+static void test_a_deferred_store_that_fails_is_tried_again(void **state)
+{
+    s_fix_t f;
+    s_fix_new(&f, SLOW_STORE_MS);
+    long long pid = s_backend(f.db);
+    long long last = s_event(&f, false);
+    /* the consumer's connection is lost before its store delay is over */
+    ASSERT_SQL(1, "SELECT pg_terminate_backend(%lld)::int", pid);
+    char gone[128];
+    snprintf(gone, sizeof gone, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld", pid);
+    assert_int_equal(harness_wait_sql(h, gone, 0, WAIT_MS), 0);
+    assert_true(s_stored() < last);
+    assert_true(s_run(&f, last, true));
+    assert_int_equal(s_stored(), last);
+    assert_true(s_backend(f.db) != pid);
+    s_fix_destroy(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +365,7 @@ int main(void)
             test_a_relevant_event_after_irrelevant_ones_is_applied_once_with_the_checkpoint),
         cmocka_unit_test(test_a_restart_reads_the_unstored_skips_again_and_doubles_nothing),
         cmocka_unit_test(test_a_checkpoint_another_instance_moved_is_not_taken_for_the_skips),
+        cmocka_unit_test(test_a_deferred_store_that_fails_is_tried_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
