@@ -69,6 +69,14 @@ struct nrm_consumer_t {
     int64_t lag_min;        /* the lowest partition at the last tick when behind us, -1 */
     int64_t refreshed_ms;   /* the stream's row last moved (monotonic clock) */
     bool loaded;            /* the checkpoint and layout were read */
+    /* one-row layout: seqs skip_base+1..skip_to were seen and none concerned the consumer, and
+     * are not stored yet; skip_base is the stored checkpoint as this instance last read or
+     * committed it. skip_to == skip_base: none (and then checkpoint is that stored value);
+     * else checkpoint == skip_to. */
+    int64_t skip_base;
+    int64_t skip_to;
+    int store_ms;    /* skipped seqs are stored after this long without a batch with work */
+    int store_timer; /* the one-shot timer of that move, -1 for none */
 };
 
 nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
@@ -85,6 +93,8 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
     self->max_attempts = spec->max_attempts > 0 ? spec->max_attempts : NRM_CONSUMER_MAX_ATTEMPTS;
     self->backoff_ms = spec->backoff_ms > 0 ? spec->backoff_ms : NRM_CONSUMER_BACKOFF_MS;
     self->retry_timer = -1;
+    self->store_timer = -1;
+    self->store_ms = NRM_CONSUMER_STORE_MS;
     self->pending = nrm_xcalloc(S_BATCH, sizeof *self->pending);
     self->fail = nrm_xcalloc(NRM_CONSUMER_MAX_PARTITIONS + 1, sizeof *self->fail);
     self->configured = spec->partitions < 1 ? 1
@@ -127,6 +137,8 @@ void nrm_consumer_destroy(nrm_consumer_t **self_p)
     nrm_consumer_t *self = *self_p;
     if (self->loop && self->retry_timer >= 0)
         zloop_timer_end(self->loop, self->retry_timer);
+    if (self->loop && self->store_timer >= 0)
+        zloop_timer_end(self->loop, self->store_timer);
     if (self->pending)
         s_drop_pending(self);
     free(self->pending);
@@ -139,6 +151,11 @@ void nrm_consumer_destroy(nrm_consumer_t **self_p)
     free(self->events_endpoint);
     free(self);
     *self_p = NULL;
+}
+
+void nrm_consumer_set_store_ms(nrm_consumer_t *self, int ms)
+{
+    self->store_ms = ms > 0 ? ms : NRM_CONSUMER_STORE_MS;
 }
 
 const char *nrm_consumer_stream(const nrm_consumer_t *self)
@@ -241,6 +258,19 @@ static int64_t s_lock_checkpoint(nrm_consumer_t *self, nrm_error_t *err)
     int64_t seq = -1;
     return nrm_partitions_stream_take(self->db, self->checkpoint_name, &seq, err) == NRM_OK ? seq
                                                                                             : -1;
+}
+
+/* Whether seqs seen and skipped wait to be stored (see skip_base). */
+static bool s_skipping(const nrm_consumer_t *self)
+{
+    return self->skip_to > self->skip_base;
+}
+
+/* Forgets the skipped seqs (stored, or to be read again). */
+static void s_skip_clear(nrm_consumer_t *self)
+{
+    self->skip_base = 0;
+    self->skip_to = 0;
 }
 
 int nrm_consumer_partition(const Nrm__V1__Event *ev, int partitions)
@@ -532,9 +562,52 @@ static nrm_status_t s_apply_partitioned(nrm_consumer_t *self, Nrm__V1__Event *co
     return NRM_OK;
 }
 
+static int s_on_store(zloop_t *loop, int timer_id, void *arg);
+
+/* One-row layout, before any transaction: takes the batch when none of its events after the
+ * instance's position concerns the consumer (no topic matches the prefixes; only a matching
+ * event is ever set aside): their seqs join the skipped ones (skip_base) and the position moves
+ * past them in memory, to be stored by the next batch with work, or by the store timer armed
+ * here when no such batch comes within store_ms. Nothing is applied, reset and flush are not
+ * called. After a failed flush (narrow_until) only the first event is taken, as a batch would
+ * be narrowed. Also takes a batch of events all seen and skipped already. Returns whether it
+ * took the batch (else it goes to a transaction as usual). */
+static bool s_skip_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
+{
+    size_t lo = 0;
+    while (lo < n && events[lo]->seq <= self->checkpoint)
+        lo++;
+    if (lo == n)
+        return s_skipping(self); /* else as today: the transaction reads the stored value */
+    if (events[lo]->seq != self->checkpoint + 1)
+        return false; /* a gap: the transaction says so */
+    size_t hi = n;
+    if (events[lo]->seq <= self->narrow_until && n > lo + 1)
+        hi = lo + 1;
+    for (size_t i = lo; i < hi; i++)
+        if (events[i]->seq != events[lo]->seq + (int64_t)(i - lo) ||
+            nrm_topic_matches(events[i]->topic, self->prefixes))
+            return false;
+    if (!s_skipping(self))
+        self->skip_base = self->checkpoint;
+    self->skip_to = events[hi - 1]->seq;
+    self->checkpoint = self->skip_to;
+    self->applied += (int64_t)(hi - lo);
+    if (hi < n)
+        self->need_fetch = true; /* the rest is fetched again after this one */
+    if (self->narrow_until && self->checkpoint >= self->narrow_until)
+        self->narrow_until = 0;
+    if (self->loop && self->store_timer < 0)
+        self->store_timer = zloop_timer(self->loop, (size_t)self->store_ms, 1, s_on_store, self);
+    return true;
+}
+
 /* Applies the events not yet applied, in one transaction with the checkpoint. events are in
- * increasing, contiguous seq order. Returns OK (also when all were already applied), or the
- * failure; on a gap after the stored checkpoint, FAILED_PRECONDITION and a fetch is due. */
+ * increasing, contiguous seq order. A batch with nothing for the consumer opens no transaction
+ * (s_skip_batch). The gap between the stored checkpoint and the first event is accepted when
+ * this instance skipped exactly those seqs (the stored value is still skip_base). Returns OK
+ * (also when all were already applied), or the failure; on a gap after the stored checkpoint,
+ * FAILED_PRECONDITION and a fetch is due. */
 static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
 {
     if (!self->loaded) { /* the start could not read the checkpoint: read it, fetch from there */
@@ -544,6 +617,8 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     }
     if (self->partitions > 1)
         return s_apply_partitioned(self, events, n);
+    if (s_skip_batch(self, events, n))
+        return NRM_OK;
     nrm_error_t err;
     nrm_error_clear(&err);
     if (nrm_db_begin(self->db, &err) != NRM_OK)
@@ -553,7 +628,10 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     size_t first = 0;
     while (st == NRM_OK && first < n && events[first]->seq <= stored)
         first++;
-    if (st == NRM_OK && first < n && events[first]->seq != stored + 1)
+    /* the seqs between are ours, seen and skipped, when the stored value is the one we knew */
+    bool skipped = st == NRM_OK && s_skipping(self) && stored == self->skip_base;
+    if (st == NRM_OK && first < n && events[first]->seq != stored + 1 &&
+        !(skipped && events[first]->seq == self->skip_to + 1))
         st = nrm_fail(&err, NRM_FAILED_PRECONDITION, NULL, "gap after checkpoint");
     if (st == NRM_OK && first < n && events[first]->seq <= self->narrow_until && n > first + 1) {
         n = first + 1; /* the rest is fetched again after this one */
@@ -606,8 +684,12 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     }
     if (st != NRM_OK) {
         nrm_db_rollback(self->db);
-        if (stored >= 0 && stored > self->checkpoint)
+        if (stored >= 0 && !skipped && s_skipping(self)) {
+            s_skip_clear(self); /* another instance moved it: read on from its value */
             self->checkpoint = stored;
+        } else if (stored >= 0 && stored > self->checkpoint) {
+            self->checkpoint = stored;
+        }
         self->need_fetch = true;
         /* a failure of the event's own (not the database's availability) counts against it */
         if (failed_seq > 0 && st != NRM_UNAVAILABLE)
@@ -619,6 +701,7 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     }
     self->applied += (int64_t)(n - first);
     self->checkpoint = last;
+    s_skip_clear(self);
     if (self->narrow_until && last >= self->narrow_until)
         self->narrow_until = 0;
     if (set_aside)
@@ -751,6 +834,50 @@ static int s_on_retry(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+/* The skipped seqs waited store_ms for a batch with work: one transaction moves the stored
+ * checkpoint past them, when it still is the value the skip started after; when another
+ * instance moved it, forgets them and reads on from its value. A database failure keeps them
+ * and tries again after store_ms. */
+static int s_on_store(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_consumer_t *self = arg;
+    self->store_timer = -1;
+    if (!s_skipping(self))
+        return 0;
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    nrm_status_t st = nrm_db_begin(self->db, &err);
+    int64_t stored = st == NRM_OK ? s_lock_checkpoint(self, &err) : -1;
+    if (st == NRM_OK && stored < 0)
+        st = err.status != NRM_OK ? err.status : NRM_INTERNAL;
+    if (st == NRM_OK && stored == self->skip_base) {
+        nrm_params_t p = {0};
+        nrm_params_text(&p, self->checkpoint_name);
+        nrm_params_int(&p, self->skip_to);
+        st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
+        if (st == NRM_OK) {
+            s_skip_clear(self);
+            return 0;
+        }
+    } else if (st == NRM_OK) {
+        nrm_db_rollback(self->db);
+        s_skip_clear(self);
+        if (stored < self->checkpoint) { /* what lies between is read again */
+            self->checkpoint = stored;
+            self->need_fetch = true;
+            s_fetch(self);
+        } else {
+            self->checkpoint = stored;
+        }
+        return 0;
+    }
+    nrm_db_rollback(self->db);
+    nrm_log_warn("skipped events not stored", "{s:s, s:s, s:s}", "stream", self->source_stream,
+                 "status", nrm_status_name(st), "message", err.message);
+    self->store_timer = zloop_timer(self->loop, (size_t)self->store_ms, 1, s_on_store, self);
+    return 0;
+}
+
 /* Periodic check: catch up when a heartbeat or a gap says we are behind (partitioned: also
  * when a partition stays behind us), and keep the stream's row on the partitions. */
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
@@ -775,6 +902,7 @@ static void s_load_checkpoint(nrm_consumer_t *self)
     self->loaded = true;
     self->partitions = layout;
     self->checkpoint = cursor;
+    s_skip_clear(self);
     self->start = layout > 1 ? (int)(((uint32_t)getpid() * 2654435761u) % (uint32_t)layout) : 0;
 }
 

@@ -13,6 +13,14 @@
  * consumer.quarantined on the own stream, and moves the checkpoint past it (the other events
  * keep their order). RetryQuarantined (nrm_service) applies it again later.
  *
+ * A batch with nothing for the consumer (no event's topic matches the prefixes) opens no
+ * transaction in the one-row layout: the consumer notes in memory that it saw those seqs, and
+ * the next batch with work moves the stored checkpoint past them in its own transaction (its gap
+ * check accepts exactly the seqs this instance skipped after the stored value it knew). When
+ * none comes within store_ms, one transaction moves the checkpoint past them, so that at rest
+ * the stored checkpoint reaches the head. After a restart, seqs skipped but not stored are read
+ * and skipped again. The partitioned layout opens its transactions as before.
+ *
  * Partitioned consumption (spec.partitions > 1): an event belongs to partition
  * fnv1a(case_id) % partitions, and each partition has its own checkpoint row
  * (checkpoint_partitions). A batch is applied one transaction per partition that has events in
@@ -40,12 +48,14 @@ typedef nrm_status_t (*nrm_apply_fn)(void *ctx, nrm_tx_t *tx, const Nrm__V1__Eve
 
 /* Called once per batch after apply has seen its events, in the same transaction, before the
  * checkpoint moves: a consumer that gathers the batch's effects in memory writes them here in
- * one statement per table. Called for every batch with events not yet applied (whether or not
- * their topics matched). A non-OK return rolls the batch back; so does a failed apply, after which
- * flush is not called: reset, at the start of the next batch, discards what was gathered. */
+ * one statement per table. Called for every batch with events not yet applied of which one
+ * matches the prefixes (one-row layout; partitioned: whether or not they matched). A non-OK return
+ * rolls the batch back; so does a failed apply, after which flush is not called: reset, at the
+ * start of the next batch, discards what was gathered. */
 typedef nrm_status_t (*nrm_flush_fn)(void *ctx, nrm_tx_t *tx);
 
-/* Called before each batch's first event: drop anything gathered for a batch that failed. */
+/* Called before the first event of each batch that opens a transaction: drop anything gathered
+ * for a batch that failed. */
 typedef void (*nrm_reset_fn)(void *ctx);
 
 typedef struct {
@@ -77,6 +87,7 @@ int nrm_consumer_partition(const Nrm__V1__Event *ev, int partitions);
 
 #define NRM_CONSUMER_MAX_ATTEMPTS 5
 #define NRM_CONSUMER_BACKOFF_MS 200
+#define NRM_CONSUMER_STORE_MS 200
 
 /* Returns a new consumer working on db (borrowed; shared with the service's other work on the
  * same thread). Strings of spec are copied; the prefixes array must outlive the consumer. */
@@ -85,10 +96,15 @@ nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec);
 /* Closes the sockets, frees the consumer, sets *self to NULL. Safe on NULL. */
 void nrm_consumer_destroy(nrm_consumer_t **self);
 
+/* Seqs skipped (nothing for the consumer) are stored after ms without a batch with work (<= 0:
+ * NRM_CONSUMER_STORE_MS, the default). Call before attach. */
+void nrm_consumer_set_store_ms(nrm_consumer_t *self, int ms);
+
 /* Registers the sockets and timers on loop and starts catching up. Returns 0 or -1. */
 int nrm_consumer_attach(nrm_consumer_t *self, zloop_t *loop);
 
-/* The stream consumed, the last sequence applied, the highest head heard of, events applied. */
+/* The stream consumed, the last sequence applied (or skipped: stored within store_ms), the
+ * highest head heard of, events applied (skipped ones included). */
 const char *nrm_consumer_stream(const nrm_consumer_t *self);
 int64_t nrm_consumer_checkpoint(const nrm_consumer_t *self);
 int64_t nrm_consumer_known_head(const nrm_consumer_t *self);
