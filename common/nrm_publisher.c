@@ -12,6 +12,7 @@
 #define S_CONNECTING_MS 50
 #define S_START_WAIT_MS 3000
 #define S_CHANNEL_MAX 96
+#define S_ROUNDS_MAX 16 /* rounds of work in one reactor callback */
 
 static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
@@ -249,25 +250,69 @@ static void s_work(nrm_publisher_t *self)
     s_watch_socket(self);
 }
 
-/* Database socket readable: drain notifications, then work. */
+/* Drops the notifications libpq holds for the connection; counts this session's own (its
+ * numbering's wake-up of the other instances: no news here) into *own and the others' into
+ * *news. read: read what the socket has first. Returns false when the connection is lost. */
+static bool s_drain(nrm_publisher_t *self, bool read, int *own, int *news)
+{
+    PGconn *conn = nrm_db_conn(self->db);
+    *own = *news = 0;
+    if (!conn || (read && !PQconsumeInput(conn)))
+        return false;
+    int pid = PQbackendPID(conn);
+    PGnotify *n;
+    while ((n = PQnotifies(conn)) != NULL) {
+        if (n->be_pid == pid)
+            (*own)++;
+        else
+            (*news)++;
+        PQfreemem(n);
+    }
+    return true;
+}
+
+static int s_on_more(zloop_t *loop, int timer_id, void *arg);
+
+/* Rounds of work until no other session's notification came during the last one: those that
+ * arrive while a round's statements run are read by libpq with their results and held, and the
+ * socket will not tell of them, yet they may announce rows committed after the round's
+ * numbering. After S_ROUNDS_MAX rounds the reactor is let go and the rest follows at its next
+ * turn. */
+static void s_work_until_quiet(nrm_publisher_t *self)
+{
+    for (int round = 0; round < S_ROUNDS_MAX; round++) {
+        s_work(self);
+        int own = 0, news = 0;
+        if (!s_drain(self, true, &own, &news) || news == 0)
+            return;
+    }
+    if (self->loop)
+        zloop_timer(self->loop, 0, 1, s_on_more, self);
+}
+
+static int s_on_more(zloop_t *loop, int timer_id, void *arg)
+{
+    s_work_until_quiet(arg);
+    return 0;
+}
+
+/* Database socket readable: drain notifications, then work, unless every one that came is
+ * this session's own. */
 static int s_on_database(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     nrm_publisher_t *self = arg;
-    PGconn *conn = nrm_db_conn(self->db);
-    if (conn && PQconsumeInput(conn)) {
-        PGnotify *n;
-        while ((n = PQnotifies(conn)) != NULL)
-            PQfreemem(n);
-    } else {
+    int own = 0, news = 0;
+    if (!s_drain(self, true, &own, &news))
         nrm_db_disconnect(self->db);
-    }
-    s_work(self);
+    else if (own > 0 && news == 0)
+        return 0;
+    s_work_until_quiet(self);
     return 0;
 }
 
 static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
 {
-    s_work(arg);
+    s_work_until_quiet(arg);
     return 0;
 }
 

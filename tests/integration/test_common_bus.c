@@ -567,6 +567,79 @@ static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
     nrm_db_destroy(&b);
 }
 
+/* The times A's and B's events were first seen numbered (ms, monotonic; 0: not yet). */
+typedef struct {
+    s_bus_t *bus;
+    int64_t a_at, b_at;
+} s_held_t;
+
+static bool s_held_numbered(void *arg)
+{
+    s_held_t *w = arg;
+    zmsg_t *msg;
+    while ((msg = zmsg_recv(w->bus->sub))) /* what the SUB got is not looked at here */
+        zmsg_destroy(&msg);
+    if (!w->a_at && s_seq_of("held-case-A") > 0)
+        w->a_at = nrm_mono_ms();
+    if (!w->b_at && s_seq_of("held-case-B") > 0)
+        w->b_at = nrm_mono_ms();
+    return w->a_at && w->b_at;
+}
+
+/* A commit whose notification reaches the sequencer while its numbering statement runs (here:
+ * waiting for the stream's head, locked by another session) is read by libpq with that
+ * statement's result, and the socket does not tell of it again: the sequencer still numbers
+ * it at once, not at its next poll (1 s). */
+static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **state)
+{
+    nrm_db_t *a = s_db();
+    long long base = s_int("SELECT head FROM intake.stream_head");
+    zloop_t *loop = zloop_new();
+    s_bus_t bus;
+    s_bus_new(&bus, "inproc://common-bus-held", loop, base);
+    assert_true(nrm_publisher_is_sequencer(bus.publisher));
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* holds the head 600 ms, commits B's event 300 ms into it */
+        PGconn *lock = PQconnectdb(s_conninfo);
+        PQclear(PQexec(lock, "BEGIN"));
+        PQclear(PQexec(lock, "SELECT head FROM intake.stream_head FOR UPDATE"));
+        usleep(300 * 1000);
+        nrm_db_t *b = s_db();
+        nrm_error_t err;
+        bool ok = nrm_db_begin(b, &err) == NRM_OK && s_emit(b, "held-case-B", false) == NRM_OK &&
+                  nrm_db_commit(b, &err) == NRM_OK;
+        usleep(300 * 1000);
+        PQclear(PQexec(lock, "COMMIT"));
+        PQfinish(lock);
+        nrm_db_destroy(&b);
+        _exit(ok ? 0 : 1);
+    }
+    assert_int_equal(harness_wait_sql(h,
+                                      "SELECT count(*) FROM pg_locks l JOIN pg_class c ON"
+                                      " c.oid = l.relation WHERE c.relname = 'stream_head'"
+                                      " AND l.mode = 'RowShareLock' AND l.granted",
+                                      1, WAIT_MS),
+                     1);
+    nrm_error_t err;
+    assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
+    assert_int_equal(s_emit(a, "held-case-A", false), NRM_OK);
+    assert_int_equal(nrm_db_commit(a, &err), NRM_OK); /* the sequencer waits on the head */
+    s_held_t w = {&bus, 0, 0};
+    assert_true(s_run(loop, s_held_numbered, &w, WAIT_MS));
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(s_seq_of("held-case-A"), base + 1);
+    assert_int_equal(s_seq_of("held-case-B"), base + 2);
+    printf("common_bus: B numbered %lld ms after A\n", (long long)(w.b_at - w.a_at));
+    assert_true(w.b_at - w.a_at < 200); /* the next poll would come about 300 ms after A */
+    s_bus_destroy(&bus);
+    zloop_destroy(&loop);
+    nrm_db_destroy(&a);
+}
+
 /* nrm_tx_emit_many: several events in one statement, in their order, each stored as
  * nrm_tx_emit stores it (topic, stream, a fresh event id), numbered densely by the publisher. */
 static void test_emit_many_appends_events_in_order_in_one_statement(void **state)
@@ -874,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_db_later_statement_goes_with_the_next_call),
         cmocka_unit_test(test_db_later_statement_that_fails_fails_the_next_call),
         cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
+        cmocka_unit_test(test_commit_announced_during_a_numbering_is_numbered_at_once),
         cmocka_unit_test(test_emit_many_appends_events_in_order_in_one_statement),
         cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
         cmocka_unit_test(test_server_group_commit_of_a_mixed_batch),
