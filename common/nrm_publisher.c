@@ -12,7 +12,6 @@
 #define S_CONNECTING_MS 50
 #define S_START_WAIT_MS 3000
 #define S_CHANNEL_MAX 96
-#define S_ROUNDS_MAX 16 /* rounds of work in one reactor callback */
 
 static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
@@ -47,7 +46,8 @@ struct nrm_publisher_t {
     zsock_t *pub;
     zloop_t *loop;
     int heartbeat_ms;
-    int fd; /* database socket registered on loop, -1 for none */
+    int fd;         /* database socket registered on loop, -1 for none */
+    int more_timer; /* a round due at the reactor's next turn (s_work_then_check), -1: none */
     bool started;
     bool sequencer;
     int64_t published; /* last seq published by this instance */
@@ -66,6 +66,7 @@ nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, con
     self->pub = pub;
     self->heartbeat_ms = heartbeat_ms;
     self->fd = -1;
+    self->more_timer = -1;
     nrm_outbox_channel(schema, self->outbox_channel, sizeof self->outbox_channel);
     snprintf(self->events_channel, sizeof self->events_channel, "%s_events", schema);
     return self;
@@ -76,6 +77,8 @@ void nrm_publisher_destroy(nrm_publisher_t **self_p)
     if (!self_p || !*self_p)
         return;
     nrm_publisher_t *self = *self_p;
+    if (self->loop && self->more_timer >= 0)
+        zloop_timer_end(self->loop, self->more_timer);
     nrm_db_destroy(&self->db);
     free(self->stream);
     free(self);
@@ -273,26 +276,24 @@ static bool s_drain(nrm_publisher_t *self, bool read, int *own, int *news)
 
 static int s_on_more(zloop_t *loop, int timer_id, void *arg);
 
-/* Rounds of work until no other session's notification came during the last one: those that
- * arrive while a round's statements run are read by libpq with their results and held, and the
- * socket will not tell of them, yet they may announce rows committed after the round's
- * numbering. After S_ROUNDS_MAX rounds the reactor is let go and the rest follows at its next
- * turn. */
-static void s_work_until_quiet(nrm_publisher_t *self)
+/* A round of work, and another at the reactor's next turn when another session's notification
+ * came during this one: those that arrive while a round's statements run are read by libpq with
+ * their results and held, and the socket will not tell of them, yet they may announce rows
+ * committed after the round's numbering. (At the next turn rather than at once, so that what
+ * the reactor has waiting goes first and numbering batches stay whole under load.) */
+static void s_work_then_check(nrm_publisher_t *self)
 {
-    for (int round = 0; round < S_ROUNDS_MAX; round++) {
-        s_work(self);
-        int own = 0, news = 0;
-        if (!s_drain(self, true, &own, &news) || news == 0)
-            return;
-    }
-    if (self->loop)
-        zloop_timer(self->loop, 0, 1, s_on_more, self);
+    s_work(self);
+    int own = 0, news = 0;
+    if (s_drain(self, true, &own, &news) && news > 0 && self->loop && self->more_timer < 0)
+        self->more_timer = zloop_timer(self->loop, 0, 1, s_on_more, self);
 }
 
 static int s_on_more(zloop_t *loop, int timer_id, void *arg)
 {
-    s_work_until_quiet(arg);
+    nrm_publisher_t *self = arg;
+    self->more_timer = -1;
+    s_work_then_check(self);
     return 0;
 }
 
@@ -306,13 +307,13 @@ static int s_on_database(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         nrm_db_disconnect(self->db);
     else if (own > 0 && news == 0)
         return 0;
-    s_work_until_quiet(self);
+    s_work_then_check(self);
     return 0;
 }
 
 static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
 {
-    s_work_until_quiet(arg);
+    s_work_then_check(arg);
     return 0;
 }
 
