@@ -8,6 +8,7 @@
 
 #include <czmq.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -551,6 +552,16 @@ long long harness_sql_int(harness_t *self, const char *sql)
     long long v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? atoll(PQgetvalue(res, 0, 0)) : 0;
     PQclear(res);
     return v;
+}
+
+long long harness_sql_intf(harness_t *self, const char *fmt, ...)
+{
+    char sql[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    return harness_sql_int(self, sql);
 }
 
 long long harness_wait_sql(harness_t *self, const char *sql, long long want, int timeout_ms)

@@ -91,6 +91,10 @@ nrm_client_t *harness_client_new(harness_t *self, const char *service, int insta
 PGresult *harness_sql(harness_t *self, const char *sql);
 long long harness_sql_int(harness_t *self, const char *sql);
 
+/* harness_sql_int of a printf-style statement (at most 4 KiB). */
+long long harness_sql_intf(harness_t *self, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Restarts the PostgreSQL cluster (fast stop, start). stop/start separately for outages. */
 void harness_pg_stop(harness_t *self);
 void harness_pg_start(harness_t *self);

@@ -82,18 +82,6 @@ static char *s_sql_text(const char *sql)
     return text;
 }
 
-/* printf-style harness_sql_int. */
-static long long s_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long s_int(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return harness_sql_int(h, sql);
-}
-
 /* Submits a report with request_id (a fresh UUID written there); asserts OK. */
 static void s_submit_report(char request_id[37])
 {
@@ -128,11 +116,13 @@ static void test_a_request_is_still_audited_by_the_service(void **state)
 {
     char request_id[37];
     s_submit_report(request_id);
-    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
-                           " AND agency_id = 'police-ma-06' AND kind = 'submit_report'"
-                           " AND status = 'OK' AND subject_id <> ''",
-                           request_id),
-                     1);
+    assert_int_equal(
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                         " AND agency_id = 'police-ma-06' AND kind = 'submit_report'"
+                         " AND status = 'OK' AND subject_id <> ''",
+                         request_id),
+        1);
 }
 
 static void test_service_role_cannot_change_hide_or_drop_audit_rows(void **state)
@@ -220,11 +210,13 @@ static void test_fetch_is_audited_naming_stream_and_sequence(void **state)
     Nrm__V1__Reply *reply = s_fetch("service:routing", "intake", 1, request_id);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
-    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
-                           " AND agency_id = 'service:routing' AND kind = 'fetch'"
-                           " AND status = 'OK' AND subject_id = 'intake@1'",
-                           request_id),
-                     1);
+    assert_int_equal(
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                         " AND agency_id = 'service:routing' AND kind = 'fetch'"
+                         " AND status = 'OK' AND subject_id = 'intake@1'",
+                         request_id),
+        1);
 }
 
 static void test_empty_fetch_at_the_head_is_audited(void **state)
@@ -237,11 +229,13 @@ static void test_empty_fetch_at_the_head_is_audited(void **state)
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     assert_int_equal(reply->fetch_result->n_events, 0);
     nrm__v1__reply__free_unpacked(reply, NULL);
-    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
-                           " AND agency_id = 'coordinator' AND kind = 'fetch' AND status = 'OK'"
-                           " AND subject_id = 'intake@%lld'",
-                           request_id, (long long)past_head),
-                     1);
+    assert_int_equal(
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                         " AND agency_id = 'coordinator' AND kind = 'fetch' AND status = 'OK'"
+                         " AND subject_id = 'intake@%lld'",
+                         request_id, (long long)past_head),
+        1);
 }
 
 static void test_refused_fetch_of_another_stream_is_audited(void **state)
@@ -251,11 +245,13 @@ static void test_refused_fetch_of_another_stream_is_audited(void **state)
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INVALID_ARGUMENT);
     assert_string_equal(reply->error_field, "fetch.stream");
     nrm__v1__reply__free_unpacked(reply, NULL);
-    assert_int_equal(s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
-                           " AND agency_id = 'coordinator' AND kind = 'fetch'"
-                           " AND status = 'INVALID_ARGUMENT' AND error_field = 'fetch.stream'",
-                           request_id),
-                     1);
+    assert_int_equal(
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s'"
+                         " AND agency_id = 'coordinator' AND kind = 'fetch'"
+                         " AND status = 'INVALID_ARGUMENT' AND error_field = 'fetch.stream'",
+                         request_id),
+        1);
 }
 
 int main(void)

@@ -140,16 +140,6 @@ static void s_faults(void)
     print_message("restarted PostgreSQL\n");
 }
 
-static long long s_int(const char *fmt, ...)
-{
-    char sql[SQL_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return harness_sql_int(h, sql);
-}
-
 /* What is still to do: unsequenced outbox rows, consumers behind their source's head, webhooks
  * of the test's subscription not yet delivered. */
 static const char *const s_backlog[] = {
@@ -191,10 +181,11 @@ static void s_settle(void)
 
 static void s_assert_dense(const char *schema)
 {
-    assert_int_equal(s_int("SELECT (count(*) = max(seq) AND min(seq) = 1"
-                           " AND max(seq) = (SELECT head FROM %s.stream_head))::int"
-                           " FROM %s.outbox WHERE seq IS NOT NULL",
-                           schema, schema),
+    assert_int_equal(harness_sql_intf(h,
+                                      "SELECT (count(*) = max(seq) AND min(seq) = 1"
+                                      " AND max(seq) = (SELECT head FROM %s.stream_head))::int"
+                                      " FROM %s.outbox WHERE seq IS NOT NULL",
+                                      schema, schema),
                      1);
 }
 
@@ -270,56 +261,66 @@ static void test_chaos_loses_nothing_doubles_nothing(void **state)
                   acknowledged, retries, (long long)load_ms, (long long)(nrm_mono_ms() - started));
 
     /* 0 acknowledged lost: each acknowledged case exists, and there is no other */
-    long long cases = s_int("SELECT count(*) FROM intake.cases");
+    long long cases = harness_sql_intf(h, "SELECT count(*) FROM intake.cases");
     assert_int_equal(cases, acknowledged);
     for (int i = 0; i < SUBMITTERS; i++)
         for (int j = 0; j < subs[i].acknowledged; j++)
-            assert_int_equal(s_int("SELECT count(*) FROM intake.cases WHERE case_id = '%s'",
-                                   subs[i].case_ids[j]),
-                             1);
+            assert_int_equal(
+                harness_sql_intf(h, "SELECT count(*) FROM intake.cases WHERE case_id = '%s'",
+                                 subs[i].case_ids[j]),
+                1);
 
     /* 0 effects doubled */
-    assert_int_equal(s_int("SELECT count(*) FROM intake.outbox WHERE topic = 'case.opened'"),
-                     cases);
-    assert_int_equal(s_int("SELECT count(*) FROM routing.cases"), cases);
-    assert_int_equal(s_int("SELECT count(*) FROM (SELECT 1 FROM routing.referrals"
-                           " GROUP BY case_id, service, attempt HAVING count(*) > 1) d"),
+    assert_int_equal(
+        harness_sql_intf(h, "SELECT count(*) FROM intake.outbox WHERE topic = 'case.opened'"),
+        cases);
+    assert_int_equal(harness_sql_intf(h, "SELECT count(*) FROM routing.cases"), cases);
+    assert_int_equal(harness_sql_intf(h,
+                                      "SELECT count(*) FROM (SELECT 1 FROM routing.referrals"
+                                      " GROUP BY case_id, service, attempt HAVING count(*) > 1) d"),
                      0);
-    assert_true(s_int("SELECT count(*) FROM routing.referrals") > 0);
+    assert_true(harness_sql_intf(h, "SELECT count(*) FROM routing.referrals") > 0);
     /* each referred service of a case has exactly one open referral, each shelter request
      * exactly one outcome (a bed or a place in the queue) */
     assert_int_equal(
-        s_int("SELECT count(*) FROM routing.case_services cs WHERE cs.state = 'referred'"
-              " AND (SELECT count(*) FROM routing.referrals r WHERE r.case_id ="
-              " cs.case_id AND r.service = cs.service AND r.state IN ('pending',"
-              " 'accepted')) <> 1"),
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM routing.case_services cs WHERE cs.state = 'referred'"
+                         " AND (SELECT count(*) FROM routing.referrals r WHERE r.case_id ="
+                         " cs.case_id AND r.service = cs.service AND r.state IN ('pending',"
+                         " 'accepted')) <> 1"),
         0);
     assert_true(
-        s_int("SELECT count(*) FROM routing.case_services WHERE state = 'shelter_requested'") > 0);
-    assert_int_equal(s_int("SELECT count(*) FROM routing.case_services cs"
-                           " WHERE cs.state = 'shelter_requested' AND (SELECT count(*) FROM"
-                           " shelter.allocations a WHERE a.case_id = cs.case_id) + (SELECT count(*)"
-                           " FROM shelter.waitlist w WHERE w.case_id = cs.case_id) <> 1"),
-                     0);
-    long long requested =
-        s_int("SELECT count(*) FROM routing.outbox WHERE topic = 'shelter.requested'");
+        harness_sql_intf(
+            h, "SELECT count(*) FROM routing.case_services WHERE state = 'shelter_requested'") > 0);
+    assert_int_equal(
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM routing.case_services cs"
+                         " WHERE cs.state = 'shelter_requested' AND (SELECT count(*) FROM"
+                         " shelter.allocations a WHERE a.case_id = cs.case_id) + (SELECT count(*)"
+                         " FROM shelter.waitlist w WHERE w.case_id = cs.case_id) <> 1"),
+        0);
+    long long requested = harness_sql_intf(
+        h, "SELECT count(*) FROM routing.outbox WHERE topic = 'shelter.requested'");
     assert_true(requested > 0);
-    assert_int_equal(s_int("SELECT (SELECT count(*) FROM shelter.allocations)"
-                           " + (SELECT count(*) FROM shelter.waitlist)"),
+    assert_int_equal(harness_sql_intf(h, "SELECT (SELECT count(*) FROM shelter.allocations)"
+                                         " + (SELECT count(*) FROM shelter.waitlist)"),
                      requested);
-    assert_int_equal(s_int("SELECT count(*) FROM (SELECT case_id FROM shelter.allocations"
-                           " GROUP BY case_id HAVING count(*) > 1) d"),
-                     0);
-    assert_int_equal(s_int("SELECT count(*) FROM shelter.allocations a JOIN shelter.waitlist w"
-                           " USING (case_id) WHERE w.state = 'waiting'"),
-                     0);
+    assert_int_equal(
+        harness_sql_intf(h, "SELECT count(*) FROM (SELECT case_id FROM shelter.allocations"
+                            " GROUP BY case_id HAVING count(*) > 1) d"),
+        0);
+    assert_int_equal(
+        harness_sql_intf(h, "SELECT count(*) FROM shelter.allocations a JOIN shelter.waitlist w"
+                            " USING (case_id) WHERE w.state = 'waiting'"),
+        0);
 
     /* 0 beds overbooked: live allocations fit the capacity and match the counters */
-    assert_int_equal(s_int("SELECT count(*) FROM shelter.shelters s WHERE s.occupied + s.held >"
-                           " s.capacity OR s.occupied + s.held <> (SELECT coalesce(sum(beds), 0)"
-                           " FROM shelter.allocations a WHERE a.shelter_id = s.shelter_id"
-                           " AND a.state <> 'released')"),
-                     0);
+    assert_int_equal(
+        harness_sql_intf(h, "SELECT count(*) FROM shelter.shelters s WHERE s.occupied + s.held >"
+                            " s.capacity OR s.occupied + s.held <> (SELECT coalesce(sum(beds), 0)"
+                            " FROM shelter.allocations a WHERE a.shelter_id = s.shelter_id"
+                            " AND a.state <> 'released')"),
+        0);
 
     /* dense streams */
     for (size_t s = 0; s < S_SERVICES; s++)
@@ -333,7 +334,8 @@ static void test_chaos_loses_nothing_doubles_nothing(void **state)
              subscription);
     assert_int_equal(notify_fixture_wait(h, sql, cases), cases);
     assert_int_equal(
-        s_int("SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'", subscription),
+        harness_sql_intf(h, "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'",
+                         subscription),
         cases);
     size_t duplicates = 0;
     assert_int_equal(s_distinct_deliveries(&duplicates), (size_t)cases);

@@ -35,7 +35,7 @@
     "FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database"        \
     " WHERE datname = 't_" NAME "')"
 
-#define ASSERT_SQL(want, ...) assert_int_equal(s_int(__VA_ARGS__), (want))
+#define ASSERT_SQL(want, ...) assert_int_equal(harness_sql_intf(h, __VA_ARGS__), (want))
 
 static harness_t *h;
 static char s_conninfo[512];
@@ -52,18 +52,6 @@ static int teardown(void **state)
 {
     harness_destroy(&h);
     return 0;
-}
-
-/* printf-style harness_sql_int. */
-static long long s_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long s_int(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return harness_sql_int(h, sql);
 }
 
 /* A new handle on the intake schema, bus tables migrated and a scratch table in place. */
@@ -123,9 +111,10 @@ static nrm_status_t s_emit(nrm_db_t *db, const char *case_id, bool withdrawn)
 /* The committed seq of the event of case_id: 0 while unnumbered, -1 when not visible. */
 static long long s_seq_of(const char *case_id)
 {
-    return s_int("SELECT coalesce((SELECT coalesce(seq, 0) FROM intake.outbox WHERE"
-                 " position('%s'::bytea in payload) > 0), -1)",
-                 case_id);
+    return harness_sql_intf(h,
+                            "SELECT coalesce((SELECT coalesce(seq, 0) FROM intake.outbox WHERE"
+                            " position('%s'::bytea in payload) > 0), -1)",
+                            case_id);
 }
 
 /* Asserts the outbox is numbered 1..n without gaps, duplicates or unnumbered rows; returns n. */
@@ -134,7 +123,7 @@ static long long s_assert_dense(void)
     ASSERT_SQL(1, "SELECT (count(DISTINCT seq) = count(*) AND coalesce(max(seq), 0) = count(*)"
                   " AND coalesce(min(seq), 1) = 1 AND (SELECT head FROM intake.stream_head) ="
                   " count(*))::int FROM intake.outbox");
-    return s_int("SELECT count(*) FROM intake.outbox");
+    return harness_sql_intf(h, "SELECT count(*) FROM intake.outbox");
 }
 
 /* --- publication: a publisher, its PUB socket, a SUB checking what arrives ------------------ */
@@ -529,7 +518,7 @@ static void test_db_later_statement_that_fails_fails_the_next_call(void **state)
 static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
 {
     nrm_db_t *a = s_db(), *b = s_db();
-    long long base = s_int("SELECT head FROM intake.stream_head");
+    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
     nrm_error_t err;
     /* A writes first (the lower id) but commits after B */
     assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
@@ -593,7 +582,7 @@ static bool s_held_numbered(void *arg)
 static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **state)
 {
     nrm_db_t *a = s_db();
-    long long base = s_int("SELECT head FROM intake.stream_head");
+    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
     zloop_t *loop = zloop_new();
     s_bus_t bus;
     s_bus_new(&bus, "inproc://common-bus-held", loop, base);
@@ -645,7 +634,7 @@ static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **
 static void test_emit_many_appends_events_in_order_in_one_statement(void **state)
 {
     nrm_db_t *db = s_db();
-    long long base = s_int("SELECT head FROM intake.stream_head");
+    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
     nrm_error_t err;
     nrm_tx_t tx = {db, "intake", "", nrm_now_ms(), &err, 0};
     Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
@@ -735,7 +724,7 @@ static void s_writer(int index)
 
 static void test_two_publishers_keep_seqs_dense_under_writers_and_failover(void **state)
 {
-    long long base = s_int("SELECT head FROM intake.stream_head");
+    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
     zloop_t *loop = zloop_new();
     s_bus_t buses[2];
     s_bus_new(&buses[0], "inproc://common-bus-race-0", loop, base);
@@ -764,7 +753,7 @@ static void test_two_publishers_keep_seqs_dense_under_writers_and_failover(void 
     assert_false(nrm_publisher_is_sequencer(buses[1].publisher));
     /* the sequencer's session ends while its periodic work is due: exactly one takes over */
     zclock_sleep(POLL_DUE_MS);
-    s_terminate(s_int("SELECT pid " ADVISORY_LOCKS " AND granted"));
+    s_terminate(harness_sql_intf(h, "SELECT pid " ADVISORY_LOCKS " AND granted"));
     nrm_db_t *db = s_db();
     nrm_error_t err;
     assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
@@ -838,9 +827,11 @@ static zframe_t *s_request(const char *request_id, const char *agency, bool clos
 static long long s_audited(const char *request_id, const char *status, const char *agency,
                            const char *field, const char *subject)
 {
-    return s_int("SELECT count(*) FROM intake.audit_log WHERE request_id = '%s' AND status = '%s'"
-                 " AND agency_id = '%s' AND error_field = '%s' AND subject_id = '%s'",
-                 request_id, status, agency, field, subject);
+    return harness_sql_intf(
+        h,
+        "SELECT count(*) FROM intake.audit_log WHERE request_id = '%s' AND status = '%s'"
+        " AND agency_id = '%s' AND error_field = '%s' AND subject_id = '%s'",
+        request_id, status, agency, field, subject);
 }
 
 static void test_server_group_commit_of_a_mixed_batch(void **state)

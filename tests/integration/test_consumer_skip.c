@@ -31,7 +31,7 @@
 #define NEVER_MS 600000    /* a store delay the tests never reach */
 #define SLOW_STORE_MS 1500 /* a store delay long enough to break the connection before it */
 
-#define ASSERT_SQL(want, ...) assert_int_equal(s_int(__VA_ARGS__), (want))
+#define ASSERT_SQL(want, ...) assert_int_equal(harness_sql_intf(h, __VA_ARGS__), (want))
 
 static harness_t *h;
 static char s_conninfo[512];
@@ -68,28 +68,16 @@ static int teardown(void **state)
     return 0;
 }
 
-/* printf-style harness_sql_int. */
-static long long s_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long s_int(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    return harness_sql_int(h, sql);
-}
-
 /* The stored checkpoint, and the transactions that took or moved its row so far. */
 static long long s_stored(void)
 {
-    return s_int("SELECT coalesce(max(seq), -1) FROM intake.checkpoints"
-                 " WHERE stream = '" CHECKPOINT "'");
+    return harness_sql_intf(h, "SELECT coalesce(max(seq), -1) FROM intake.checkpoints"
+                               " WHERE stream = '" CHECKPOINT "'");
 }
 
 static long long s_transactions(void)
 {
-    return s_int("SELECT count(DISTINCT xid) FROM intake.skip_moves");
+    return harness_sql_intf(h, "SELECT count(DISTINCT xid) FROM intake.skip_moves");
 }
 
 /* Applies a matching event: one row per application, with the transaction's id. */
@@ -162,7 +150,7 @@ static void s_consumer_start(s_fix_t *f, int store_ms)
     assert_non_null(f->consumer);
     nrm_consumer_set_store_ms(f->consumer, store_ms);
     assert_int_equal(nrm_consumer_attach(f->consumer, f->loop), 0);
-    assert_true(s_run(f, s_int("SELECT head FROM intake.stream_head"), false));
+    assert_true(s_run(f, harness_sql_intf(h, "SELECT head FROM intake.stream_head"), false));
 }
 
 static void s_consumer_stop(s_fix_t *f)
@@ -206,7 +194,7 @@ static void s_fix_destroy(s_fix_t *f)
  * case.closed) and waits until the consumer's position reaches it; returns its seq. */
 static long long s_event(s_fix_t *f, bool relevant)
 {
-    long long seq = s_int("SELECT head FROM intake.stream_head") + 1;
+    long long seq = harness_sql_intf(h, "SELECT head FROM intake.stream_head") + 1;
     nrm_error_t err;
     nrm_tx_t tx = {f->writer, "intake", "", nrm_now_ms(), &err, 0};
     Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
