@@ -345,19 +345,21 @@ static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Ev
     return st;
 }
 
-/* Ends a partitioned transaction (st: its status so far): commits, or rolls back and counts
- * the failure against its event. On success forgets the failures the moved rows passed
- * (slot: the partition held, -1 for all). */
+/* Ends a partitioned transaction (st: its status after apply and flush): moves the rows held
+ * (slot: the partition, -1 for all) to moved_to and commits, or rolls back and counts the
+ * failure against its event. On success forgets the failures the moved rows passed. */
 static nrm_status_t s_end_held(nrm_consumer_t *self, nrm_status_t st, nrm_error_t *err,
                                const s_outcome_t *out, int slot, int64_t moved_to)
 {
-    bool committing = st == NRM_OK;
+    bool gathered = st == NRM_OK;
+    if (st == NRM_OK)
+        st = nrm_partitions_move(self->db, self->checkpoint_name, slot, moved_to, err);
     if (st == NRM_OK)
         st = nrm_db_commit(self->db, err);
     s_outcome_t owned = *out;
-    if (committing && st != NRM_OK && st != NRM_UNAVAILABLE && owned.failed == 0) {
-        /* what apply and flush left for later went with the commit: theirs, as in
-         * s_apply_batch (alone, the event owns it; else the batches are narrowed) */
+    if (gathered && st != NRM_OK && st != NRM_UNAVAILABLE && owned.failed == 0) {
+        /* what apply and flush left for later went with the move or the commit: theirs, as
+         * in s_apply_batch (alone, the event owns it; else the batches are narrowed) */
         if (owned.handled == 1) {
             owned.failed = owned.last_seq;
             owned.failed_slot = slot < 0 ? self->partitions : slot;
@@ -419,8 +421,6 @@ static nrm_status_t s_apply_partition(nrm_consumer_t *self, Nrm__V1__Event *cons
     nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
     s_outcome_t out = {0};
     nrm_status_t st = s_apply_held(self, &tx, w, n, stored, false, &out);
-    if (st == NRM_OK)
-        st = nrm_partitions_move(self->db, self->checkpoint_name, part, w[n - 1]->seq, &err);
     st = s_end_held(self, st, &err, &out, part, w[n - 1]->seq);
     if (st != NRM_OK)
         *floor = row;
@@ -463,8 +463,6 @@ static nrm_status_t s_apply_barrier(nrm_consumer_t *self, Nrm__V1__Event *const 
     nrm_tx_t tx = {self->db, self->own_stream, "", nrm_now_ms(), &err, 0};
     s_outcome_t out = {0};
     st = s_apply_held(self, &tx, w, n, stored, true, &out);
-    if (st == NRM_OK)
-        st = nrm_partitions_move(self->db, self->checkpoint_name, -1, barrier, &err);
     st = s_end_held(self, st, &err, &out, -1, barrier);
     if (st != NRM_OK)
         *floor = min;

@@ -5,7 +5,8 @@
  * partition row and the stream's row reach the head (also across barriers: events without a
  * case_id, which hold every partition), and an instance killed while the stream
  * comes leaves its partitions to the survivor, which finishes; an event that keeps failing in
- * its partition is set aside (consumer_quarantine) and every other event is applied. */
+ * its partition is set aside (consumer_quarantine) and every other event is applied, also when
+ * its failure arrives with the partition row's move. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -274,12 +275,46 @@ static void test_an_event_failing_in_a_partition_is_set_aside_and_the_rest_goes_
     PQclear(harness_sql(h, "DROP TRIGGER test_refuse ON notify.deliveries"));
 }
 
+/* The kept row of an event (notify.events) is written with the statement after the flush, the
+ * partition row's move (nrm_db_exec_later): its failure arrives there and is the event's. */
+static void
+test_an_event_failing_at_its_partitions_move_is_set_aside_and_the_rest_goes_on(void **state)
+{
+    long long before = s_deliveries();
+    char refused[ID_MAX], sql[512];
+    s_case_id(0, "k", 0, refused);
+    assert_int_equal(notify_fixture_wait(h, "SELECT count(*) FROM notify.deliveries", before + 1),
+                     before + 1);
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION notify.test_refuse_kept() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN IF NEW.case_id = '%s' AND NEW.topic = 'case.updated' THEN"
+             " RAISE EXCEPTION 'kept row refused by the test'; END IF; RETURN NEW; END $$",
+             refused);
+    PQclear(harness_sql(h, sql));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse_kept BEFORE INSERT ON notify.events"
+                           " FOR EACH ROW EXECUTE FUNCTION notify.test_refuse_kept()"));
+    long long head = harness_sql_int(h, "SELECT head FROM intake.stream_head");
+    s_update(refused); /* its kept row cannot be written: set aside after MAX_ATTEMPTS */
+    for (int i = 1; i <= OTHERS; i++)
+        s_case(i, "k", UPDATES);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.consumer_quarantine WHERE stream = 'intake'"
+             " AND seq = %lld AND topic = 'case.updated' AND consumer = 'notify'"
+             " AND attempts = %d",
+             head + 1, MAX_ATTEMPTS);
+    assert_int_equal(harness_wait_sql(h, sql, 1, DRAIN_MS), 1);
+    s_check_all_applied_once(before + 1 + OTHERS * (1 + UPDATES));
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse_kept ON notify.events"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_instances_apply_each_event_once_in_case_order),
         cmocka_unit_test(test_an_instance_killed_mid_stream_leaves_its_partitions_to_the_survivor),
         cmocka_unit_test(test_an_event_failing_in_a_partition_is_set_aside_and_the_rest_goes_on),
+        cmocka_unit_test(
+            test_an_event_failing_at_its_partitions_move_is_set_aside_and_the_rest_goes_on),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
