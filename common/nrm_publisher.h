@@ -24,7 +24,8 @@ nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, con
 /* Publishes on pub (borrowed, same rule) from now on: the events socket was bound again. */
 void nrm_publisher_set_socket(nrm_publisher_t *self, zsock_t *pub);
 
-/* Stops the publisher, closes its connection, sets *self to NULL. Safe on NULL. */
+/* Stops the publisher (its timer ends: call before destroying the loop it is attached to),
+ * closes its connection, sets *self to NULL. Safe on NULL. */
 void nrm_publisher_destroy(nrm_publisher_t **self);
 
 /* Registers the publisher's timers and database socket on loop. Returns 0 or -1. */

@@ -271,12 +271,13 @@ void nrm_service_destroy(nrm_service_t **self_p)
     if (!self_p || !*self_p)
         return;
     nrm_service_t *self = *self_p;
+    /* what holds timers or readers of the loop ends them on destroy: it goes before the loop */
     for (int i = 0; i < self->consumer_count; i++) {
         nrm_consumer_destroy(&self->consumers[i].consumer);
         free(self->consumers[i].source);
     }
-    zloop_destroy(&self->loop);
     nrm_publisher_destroy(&self->publisher);
+    zloop_destroy(&self->loop);
     zsock_destroy(&self->api);
     zsock_destroy(&self->events);
     nrm_auth_destroy(&self->auth);

@@ -517,6 +517,11 @@ int harness_signal(harness_t *self, const char *service, int instance, int signa
     int status = -1;
     waitpid(in->pid, &status, 0);
     in->pid = 0;
+    if (signal == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        fprintf(stderr, "harness: %s-%d did not stop cleanly at SIGTERM (status %d)\n", service,
+                instance, status);
+        s_show_log(self, service, instance); /* its stderr (an abort's message) is in the log */
+    }
     return status;
 }
 

@@ -42,7 +42,8 @@ void harness_config_set(harness_t *self, const char *path, json_t *value);
 int harness_start(harness_t *self, const char *service, int instance);
 
 /* Sends signal to the instance and, for SIGKILL/SIGTERM, waits for it to end. Returns the exit
- * status as from waitpid, or -1. */
+ * status as from waitpid, or -1. An instance that does not exit 0 at SIGTERM gets the tail of
+ * its log printed. */
 int harness_signal(harness_t *self, const char *service, int instance, int signal);
 
 /* The api and events endpoints of an instance, for tests that open their own sockets. */
