@@ -297,6 +297,8 @@ typedef struct {
     int failed_slot;   /* its failure slot */
     int64_t set_aside; /* an event set aside, 0: none */
     int64_t last_seq;  /* the last event handled */
+    int last_slot;     /* its failure slot */
+    bool whole;        /* every event applied: what fails now fails the batch as a whole */
 } s_outcome_t;
 
 /* In the open transaction tx: applies the events of w[0..n) not applied yet that belong to a
@@ -315,6 +317,7 @@ static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Ev
         int slot = s_slot(self, w[i]);
         out->handled++;
         out->last_seq = w[i]->seq;
+        out->last_slot = slot;
         if (!nrm_topic_matches(w[i]->topic, self->prefixes))
             continue;
         tx->causation_id = w[i]->event_id;
@@ -329,19 +332,9 @@ static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Ev
             out->failed_slot = slot;
         }
     }
-    if (st == NRM_OK && self->flush && out->handled > 0) {
+    out->whole = st == NRM_OK && out->handled > 0;
+    if (out->whole && self->flush)
         st = self->flush(self->ctx, tx);
-        /* as in s_apply_batch: alone, an event owns the failure; else narrow the batches */
-        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
-            if (out->handled == 1) {
-                out->failed = out->last_seq;
-                for (size_t i = 0; i < n; i++)
-                    if (w[i]->seq == out->last_seq)
-                        out->failed_slot = s_slot(self, w[i]);
-            } else if (out->last_seq > self->narrow_until)
-                self->narrow_until = out->last_seq;
-        }
-    }
     return st;
 }
 
@@ -351,18 +344,18 @@ static nrm_status_t s_apply_held(nrm_consumer_t *self, nrm_tx_t *tx, Nrm__V1__Ev
 static nrm_status_t s_end_held(nrm_consumer_t *self, nrm_status_t st, nrm_error_t *err,
                                const s_outcome_t *out, int slot, int64_t moved_to)
 {
-    bool gathered = st == NRM_OK;
     if (st == NRM_OK)
         st = nrm_partitions_move(self->db, self->checkpoint_name, slot, moved_to, err);
     if (st == NRM_OK)
         st = nrm_db_commit(self->db, err);
     s_outcome_t owned = *out;
-    if (gathered && st != NRM_OK && st != NRM_UNAVAILABLE && owned.failed == 0) {
-        /* what apply and flush left for later went with the move or the commit: theirs, as
-         * in s_apply_batch (alone, the event owns it; else the batches are narrowed) */
+    if (owned.whole && st != NRM_OK && st != NRM_UNAVAILABLE) {
+        /* the flush, or what apply and flush left for later (sent with the rows' move or the
+         * commit), failed as a whole: as in s_apply_batch, alone, the event owns the failure;
+         * else the batches are narrowed */
         if (owned.handled == 1) {
             owned.failed = owned.last_seq;
-            owned.failed_slot = slot < 0 ? self->partitions : slot;
+            owned.failed_slot = owned.last_slot;
         } else if (owned.last_seq > self->narrow_until)
             self->narrow_until = owned.last_seq;
     }
@@ -652,33 +645,27 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
         if (st != NRM_OK)
             failed_seq = events[i]->seq;
     }
-    if (st == NRM_OK && self->flush && n > first) {
+    bool whole = st == NRM_OK && n > first; /* the batch's work as a whole follows */
+    if (whole && self->flush)
         st = self->flush(self->ctx, &tx);
-        /* what the batch gathered failed as a whole: alone, an event owns its failure; in a
-         * batch, the batch is applied again one event at a time to find the owner */
-        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
-            if (n == first + 1)
-                failed_seq = events[first]->seq;
-            else if (events[n - 1]->seq > self->narrow_until)
-                self->narrow_until = events[n - 1]->seq;
-        }
-    }
     int64_t last = n > first ? events[n - 1]->seq : stored;
     if (st == NRM_OK && n > first) { /* the checkpoint moves and commits in one round trip */
         nrm_params_t p = {0};
         nrm_params_text(&p, self->checkpoint_name);
         nrm_params_int(&p, last);
         st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
-        /* what apply and flush left for later (nrm_db_exec_later) went with it: a failure
-         * other than the database's availability is theirs, owned as a flush failure is */
-        if (st != NRM_OK && st != NRM_UNAVAILABLE) {
-            if (n == first + 1)
-                failed_seq = events[first]->seq;
-            else if (events[n - 1]->seq > self->narrow_until)
-                self->narrow_until = events[n - 1]->seq;
-        }
     } else if (st == NRM_OK) {
         st = nrm_db_commit(self->db, &err);
+    }
+    /* the flush, or what apply and flush left for later (nrm_db_exec_later, sent with the
+     * checkpoint's move), failed as a whole for a cause other than the database's
+     * availability: alone, an event owns the failure; in a batch, the batch is applied again
+     * one event at a time to find the owner */
+    if (whole && st != NRM_OK && st != NRM_UNAVAILABLE) {
+        if (n == first + 1)
+            failed_seq = events[first]->seq;
+        else if (events[n - 1]->seq > self->narrow_until)
+            self->narrow_until = events[n - 1]->seq;
     }
     if (st != NRM_OK) {
         nrm_db_rollback(self->db);
