@@ -111,6 +111,7 @@ int main(int argc, char **argv)
     notify_reset(&notify);
     notify_settings_clear(&notify.settings);
     nrm_keyring_destroy(&notify.keyring);
+    zhash_destroy(&notify.undeliverable_logged);
     nrm_service_destroy(&service);
     curl_global_cleanup();
     return exit_code;

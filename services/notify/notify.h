@@ -18,6 +18,7 @@
 #define NOTIFY_H
 
 #include <curl/curl.h>
+#include <czmq.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "nrm_crypto.h"
@@ -151,7 +152,9 @@ typedef struct {
     int64_t *failed;
     int64_t *attempted;
     int64_t *retried;
-    int64_t *in_flight;        /* a gauge: transfers running now */
+    int64_t *in_flight;            /* a gauge: transfers running now */
+    zhash_t *undeliverable_logged; /* agency_id -> when its undeliverable ones were last
+                                    * logged and how many since (owned; made at the first) */
     notify_batch_t batch;      /* the consumer batch being applied (one at a time: one reactor) */
     Nrm__V1__Event **received; /* copies of the batch's events, resolved at its end (owned) */
     size_t n_received;

@@ -19,6 +19,8 @@
 #include <string.h>
 
 #define S_NO_SUBSCRIPTION "undeliverable: the agency has no subscription"
+/* an agency's undeliverable deliveries are logged once an hour (s_log_undeliverable) */
+#define S_UNDELIVERABLE_LOG_MS (60 * 60 * 1000)
 #define S_STATE_PENDING "pending"
 #define S_STATE_FAILED "failed"
 
@@ -414,6 +416,42 @@ static nrm_status_t s_keep_events(nrm_tx_t *tx, const notify_batch_t *b)
     return st;
 }
 
+/* When an agency's undeliverable deliveries were last logged, and how many came since. */
+typedef struct {
+    int64_t logged_ms;
+    int64_t since;
+} s_logged_t;
+
+/* Logs undeliverable delivery o at warn the first time for its agency, then at most once per
+ * S_UNDELIVERABLE_LOG_MS with the number not logged since: each one is counted in Pong, listed
+ * by ListDeliveries and announced by notification.failed, and an agency without a subscription
+ * would otherwise write a warning per event concerning it. Aborts when out of memory. */
+static void s_log_undeliverable(notify_t *self, const s_outcome_t *o, int64_t now_ms)
+{
+    if (!self->undeliverable_logged) {
+        self->undeliverable_logged = zhash_new();
+        if (!self->undeliverable_logged)
+            nrm_oom("undeliverable log");
+    }
+    s_logged_t *logged = zhash_lookup(self->undeliverable_logged, o->agency_id);
+    if (logged && now_ms - logged->logged_ms < S_UNDELIVERABLE_LOG_MS) {
+        logged->since++;
+        return;
+    }
+    int64_t since = logged ? logged->since : 0;
+    if (!logged) {
+        logged = nrm_xcalloc(1, sizeof *logged);
+        if (zhash_insert(self->undeliverable_logged, o->agency_id, logged) != 0)
+            nrm_oom("undeliverable log");
+        zhash_freefn(self->undeliverable_logged, o->agency_id, free);
+    }
+    *logged = (s_logged_t){now_ms, 0};
+    nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I, s:I}",
+                 "delivery_id", o->delivery_id, "agency_id", o->agency_id, "topic", o->topic,
+                 "source_seq", (json_int_t)o->source_seq, "not_logged_since_last",
+                 (json_int_t)since);
+}
+
 nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_t *b, int *created)
 {
     *created = 0;
@@ -461,9 +499,7 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
         st = s_emit_outcomes(tx, failed, n_failed);
     for (size_t i = 0; st == NRM_OK && i < n_failed; i++) {
         (*self->undeliverable)++;
-        nrm_log_warn("undeliverable: the agency has no subscription", "{s:s, s:s, s:s, s:I}",
-                     "delivery_id", failed[i].delivery_id, "agency_id", failed[i].agency_id,
-                     "topic", failed[i].topic, "source_seq", (json_int_t)failed[i].source_seq);
+        s_log_undeliverable(self, &failed[i], nrm_mono_ms());
     }
     for (size_t i = 0; st == NRM_OK && i < b->n; i++)
         if (b->events[i].late_agency && b->events[i].has_rows)

@@ -600,23 +600,28 @@ void harness_pg_start(harness_t *self)
     s_run(cmd);
 }
 
-bool harness_log_contains(harness_t *self, const char *service, int instance, const char *needle)
+int harness_log_lines(harness_t *self, const char *service, int instance, const char *needle,
+                      const char *also)
 {
     char path[S_PATH + 64];
     snprintf(path, sizeof path, "%s/%s-%d.log", self->dir, service, instance);
     FILE *f = fopen(path, "r");
     if (!f)
-        return false;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = calloc(1, (size_t)size + 1);
-    size_t got = fread(text, 1, (size_t)size, f);
+        return 0;
+    int lines = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) >= 0)
+        if (strstr(line, needle) && (!also || strstr(line, also)))
+            lines++;
+    free(line);
     fclose(f);
-    text[got] = '\0';
-    bool found = strstr(text, needle) != NULL;
-    free(text);
-    return found;
+    return lines;
+}
+
+bool harness_log_contains(harness_t *self, const char *service, int instance, const char *needle)
+{
+    return harness_log_lines(self, service, instance, needle, NULL) > 0;
 }
 
 harness_sub_t *harness_subscribe(harness_t *self, const char *service, int instance)

@@ -103,6 +103,10 @@ void harness_pg_start(harness_t *self);
 /* True when the instance's log file contains needle. */
 bool harness_log_contains(harness_t *self, const char *service, int instance, const char *needle);
 
+/* The number of lines of the instance's log that contain needle, and also `also` unless NULL. */
+int harness_log_lines(harness_t *self, const char *service, int instance, const char *needle,
+                      const char *also);
+
 /* Subscribes to the events socket of an instance (all topics) and records every frame. */
 harness_sub_t *harness_subscribe(harness_t *self, const char *service, int instance);
 void harness_sub_destroy(harness_sub_t **sub);

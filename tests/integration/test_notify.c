@@ -1,8 +1,8 @@
 /* Notify against real PostgreSQL, real nrm-intake and nrm-notify processes, a real HTTP receiver
  * and SMTP sink on loopback: subscriptions are checked and authorised, a report's case.opened
  * reaches a subscriber as a signed CloudEvent, a reporting agency hears its case closed, an
- * agency without subscription is visibly undeliverable, an email reaches the sink, and the
- * submitted name appears in no body, header or log line. */
+ * agency without subscription is visibly undeliverable (and logged once, not per event), an email
+ * reaches the sink, and the submitted name appears in no body, header or log line. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -376,6 +376,30 @@ static void test_agency_without_subscription_is_visibly_undeliverable(void **sta
     free(case_id);
 }
 
+/* Each undeliverable delivery is recorded (row, notification.failed, counter), but an agency's
+ * are logged once an hour, not once per event: after the first test's, two more log nothing. */
+static void test_an_agencys_undeliverable_deliveries_are_logged_once_not_per_event(void **state)
+{
+    const char *line = "undeliverable: the agency has no subscription";
+    assert_int_equal(harness_log_lines(h, "notify", 0, line, "police-ma-01"), 1);
+    char *first = notify_fixture_report(h, "police-ma-01", "MA-01", "Awa Traore", "1997-02-11");
+    char *second = notify_fixture_report(h, "police-ma-01", "MA-01", "Nadia Benali", "1995-08-23");
+    s_close(first);
+    s_close(second);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries WHERE agency_id = 'police-ma-01'"
+             " AND case_id IN ('%s', '%s') AND topic = 'case.closed' AND state = 'undeliverable'",
+             first, second);
+    assert_int_equal(notify_fixture_wait(h, sql, 2), 2);
+    Nrm__V1__Event *failed = s_event("notify", "notification.failed", second, NULL);
+    assert_non_null(failed);
+    nrm__v1__event__free_unpacked(failed, NULL);
+    assert_int_equal(harness_log_lines(h, "notify", 0, line, "police-ma-01"), 1);
+    free(first);
+    free(second);
+}
+
 static void test_email_reaches_the_sink_without_identifying_data(void **state)
 {
     char subscription[65];
@@ -519,6 +543,7 @@ int main(void)
         cmocka_unit_test(test_case_opened_reaches_subscriber_as_signed_cloudevent),
         cmocka_unit_test(test_reporting_agency_hears_its_case_closed),
         cmocka_unit_test(test_agency_without_subscription_is_visibly_undeliverable),
+        cmocka_unit_test(test_an_agencys_undeliverable_deliveries_are_logged_once_not_per_event),
         cmocka_unit_test(test_email_reaches_the_sink_without_identifying_data),
         cmocka_unit_test(test_retry_is_for_coordinators_and_failed_deliveries_only),
         cmocka_unit_test(test_reload_seeds_configured_subscriptions_with_secret_from_environment),
