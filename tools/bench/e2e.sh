@@ -116,7 +116,7 @@ say "notify alone: $reports reports' events (intake, routing, shelter) and webho
   "(from its start): ${fig[notify_alone]} reports/s"
 
 # --- 3. end to end, all running ----------------------------------------------------------------
-sleep 1
+settle
 reset_stats
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/e2e.cases")
 hooks=$(wait_hooks "$work/e2e.cases")
@@ -144,13 +144,13 @@ print(f"QUICK ({n} reports): {float(sys.argv[3]):.0f} reports/s end to end; stat
 fi
 
 # --- 4. moderate fixed rate --------------------------------------------------------------------
-sleep 1
+settle
 submit --reports $((rate * 5)) --clients 4 --rate "$rate" --log "$work/rate.cases" >/dev/null
 fig[rate]=$(wait_hooks "$work/rate.cases")
 say "at $rate reports/s: submit-to-webhook ${fig[rate]}"
 
 # --- 5. burst of 500 from one region -----------------------------------------------------------
-sleep 1
+settle
 before=$(q "SELECT coalesce(max(id), 0) FROM shelter.outbox")
 submit --reports 500 --clients 16 --region MA-04 --log "$work/burst.cases" >/dev/null
 # the earliest submission (awk reads it all: "sort | head" could die of SIGPIPE under pipefail,
@@ -183,7 +183,7 @@ pid[peer]=$!
 node "$bench_dir/graphile/peer.js" submit "$peer_conn" $((reports / 10 + clients)) "$clients" MA-06 \
   0 "$work/peer-warm.cases" >/dev/null
 wait_hooks "$work/peer-warm.cases" >/dev/null
-sleep 1
+settle
 reset_stats
 out=$(node "$bench_dir/graphile/peer.js" submit "$peer_conn" "$reports" "$clients" MA-06 0 "$work/peer.cases")
 hooks=$(wait_hooks "$work/peer.cases" 600)
@@ -192,7 +192,7 @@ fig[peer]=$(jq .per_s <<<"$hooks")
 say "peer end to end: submitted $out"
 say "peer end to end: webhooks $hooks"
 say "peer end to end: statements ${fig[peer_stmts]}"
-sleep 1
+settle
 node "$bench_dir/graphile/peer.js" submit "$peer_conn" $((rate * 5)) 4 MA-06 "$rate" "$work/peer-rate.cases" >/dev/null
 fig[peer_rate]=$(wait_hooks "$work/peer-rate.cases")
 say "peer at $rate reports/s: submit-to-webhook ${fig[peer_rate]}"

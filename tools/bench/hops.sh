@@ -7,7 +7,8 @@
 # case.opened, routing's shelter.requested, shelter's outcome (outbox created_at: the start of
 # the transaction that wrote it; sequenced_at: its numbering), notify's delivery (created_at,
 # the claim's last_attempt_ms, finished_ms) and the receiver's log. Cluster on NRM_BENCH_PGPORT
-# (default 31477).
+# (default 31477). NRM_HOPS_WARM (default 100) reports go through first, at full speed (e2e.sh's
+# fixed-rate phase comes after about 4,000), then settle (tools/bench/pipeline.sh).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -27,8 +28,10 @@ pipeline_setup
 receiver_start
 for s in intake routing shelter notify; do start "$s"; done
 wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" 300 >/dev/null; }
-submit --reports 100 --clients 4 --log "$work/warm.cases" >/dev/null
+submit --reports "${NRM_HOPS_WARM:-100}" --clients 8 --log "$work/warm.cases" >/dev/null
 wait_hooks "$work/warm.cases"
+until caught_up notify intake routing shelter; do sleep 0.05; done
+settle
 since=$(q "SELECT now()")
 submit --reports $((rate * seconds)) --clients 4 --rate "$rate" --log "$work/rate.cases" >/dev/null
 wait_hooks "$work/rate.cases"
