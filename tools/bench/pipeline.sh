@@ -104,8 +104,9 @@ receiver_start() {
 }
 
 # Before a timed phase: a CHECKPOINT writes back what the phases before dirtied, then a second's
-# pause. Without it a phase pays for that write-back in slower WAL flushes (hops.sh after 4,000
-# reports at full speed, 100/s: p50/p99 76/204 ms without, 40/74 with; 32/51 after 100).
+# pause. Without it a phase pays for that write-back in slower WAL flushes (hops.sh at 100/s after
+# 4,000 reports at full speed: a WAL sync took 0.91 ms without, 0.63 with; end to end p50/p99
+# 48-76/204-455 ms in three runs without, 35-44/67-156 in four with; see the README).
 settle() {
   q "CHECKPOINT" >/dev/null
   sleep 1
