@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +48,7 @@ struct harness_t {
     char build[S_PATH];
     char source[S_PATH];
     int port_base;
+    int port_lock; /* descriptor holding the block's reservation */
     json_t *config;
     s_instance_t instances[S_SERVICES][HARNESS_MAX_INSTANCES];
     zhash_t *clients; /* "service/instance/identity" -> nrm_client_t */
@@ -95,12 +98,35 @@ static const char *s_pg_attrs(void)
     return attrs ? attrs : "";
 }
 
-/* Picks a block of ports nobody listens on. */
-static int s_pick_ports(void)
+/* Reserves a block for this process: an exclusive lock on a file named after it, which the
+ * kernel releases when the process ends, however it ends. Two tests that start together
+ * could otherwise both find the same block free before either binds it. Returns the lock's
+ * descriptor (kept open for the harness's life, not inherited by the services), or -1 if
+ * another test holds the block. */
+static int s_reserve_block(int base)
+{
+    char path[S_PATH];
+    snprintf(path, sizeof path, "/tmp/nrm-test-ports-%d.lock", base);
+    int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Picks a block of ports that no other test holds and nobody listens on, and reserves it
+ * (*lock_fd, see s_reserve_block). */
+static int s_pick_ports(int *lock_fd)
 {
     srand((unsigned)(getpid() ^ nrm_mono_us()));
-    for (int attempt = 0; attempt < 50; attempt++) {
+    for (int attempt = 0; attempt < 200; attempt++) {
         int base = S_PORT_LOW + (rand() % (S_PORT_SPAN / S_PORT_BLOCK)) * S_PORT_BLOCK;
+        int fd = s_reserve_block(base);
+        if (fd < 0)
+            continue;
         zsock_t *probe = zsock_new(ZMQ_PUB);
         bool free_block = true;
         for (int p = 0; p < S_SERVICES * 10 && free_block; p += 1) {
@@ -110,8 +136,11 @@ static int s_pick_ports(void)
                 zsock_unbind(probe, "tcp://127.0.0.1:%d", base + p);
         }
         zsock_destroy(&probe);
-        if (free_block)
+        if (free_block) {
+            *lock_fd = fd;
             return base;
+        }
+        close(fd);
     }
     s_die("no free ports");
     return 0;
@@ -192,7 +221,7 @@ harness_t *harness_new(const char *name)
     s_json_set(self->config, "heartbeat_ms", json_integer(500));
     /* no recovery and reflection period unless a test sets one: most tests close cases at once */
     s_json_set(self->config, "intake.recovery_period_s", json_integer(0));
-    self->port_base = s_pick_ports();
+    self->port_base = s_pick_ports(&self->port_lock);
     for (int s = 0; s < S_SERVICES; s++)
         for (int i = 0; i < HARNESS_MAX_INSTANCES; i++) {
             s_instance_t *in = &self->instances[s][i];
@@ -233,6 +262,7 @@ void harness_destroy(harness_t **self_p)
     if (self->pg)
         PQfinish(self->pg);
     json_decref(self->config);
+    close(self->port_lock);
     if (!getenv("NRM_TEST_KEEP")) {
         char cmd[S_PATH + 16];
         snprintf(cmd, sizeof cmd, "rm -rf %s", self->dir);
