@@ -58,7 +58,6 @@ struct nrm_db_t {
     s_deferred_t deferred[S_MAX_DEFERRED];
     int deferred_count;
     uint64_t deferred_generation; /* the connection they were deferred on */
-    const char *closing; /* registered statement sent just before COMMIT (nrm_db_before_commit) */
 };
 
 /* True (and marks p) when p has no room for another parameter. */
@@ -157,7 +156,6 @@ static bool s_deferred_statements(const nrm_db_t *self)
 void nrm_db_disconnect(nrm_db_t *self)
 {
     s_deferred_clear(self);
-    self->closing = NULL; /* the transaction went with the session */
     if (self->conn) {
         PQfinish(self->conn);
         self->conn = NULL;
@@ -415,22 +413,15 @@ static bool s_pipeline_read(nrm_db_t *self, int count, PGresult **results)
 static nrm_status_t s_exec_pipelined(nrm_db_t *self, const s_statement_t *st, const nrm_params_t *p,
                                      bool commit, PGresult **res_out, nrm_error_t *err)
 {
-    PGresult *results[S_MAX_DEFERRED + 3] = {0};
-    const char *names[S_MAX_DEFERRED + 3] = {0};
-    bool statement[S_MAX_DEFERRED + 3] = {0}; /* a statement (rows allowed), not a command */
+    PGresult *results[S_MAX_DEFERRED + 2] = {0};
+    const char *names[S_MAX_DEFERRED + 2] = {0};
+    bool statement[S_MAX_DEFERRED + 2] = {0}; /* a statement (rows allowed), not a command */
     int deferred = self->deferred_count, count = 0;
-    const s_statement_t *closing = NULL; /* sent last before COMMIT */
-    bool prepared = true;
-    for (int i = 0; prepared && i < deferred; i++) /* before the pipeline: PQprepare waits */
-        prepared = self->deferred[i].sql || s_prepared(self, self->deferred[i].name, err);
-    if (prepared && commit && self->closing)
-        prepared = (closing = s_prepared(self, self->closing, err)) != NULL;
-    if (commit)
-        self->closing = NULL; /* sent with this commit, or the transaction fails */
-    if (!prepared) {
-        s_deferred_clear(self);
-        return err ? err->status : NRM_INTERNAL;
-    }
+    for (int i = 0; i < deferred; i++) /* prepared before the pipeline: PQprepare waits */
+        if (!self->deferred[i].sql && !s_prepared(self, self->deferred[i].name, err)) {
+            s_deferred_clear(self);
+            return err ? err->status : NRM_INTERNAL;
+        }
     bool sent = PQenterPipelineMode(self->conn) == 1;
     for (int i = 0; sent && i < deferred; i++, count++) {
         const s_deferred_t *d = &self->deferred[i];
@@ -448,13 +439,6 @@ static nrm_status_t s_exec_pipelined(nrm_db_t *self, const s_statement_t *st, co
         statement[count] = true;
         sent = PQsendQueryPrepared(self->conn, st->name, p->count, p->values, p->lengths,
                                    p->formats, NRM_DB_BINARY) == 1;
-        count += sent;
-    }
-    if (sent && closing) {
-        names[count] = closing->name;
-        statement[count] = true;
-        sent =
-            PQsendQueryPrepared(self->conn, closing->name, 0, NULL, NULL, NULL, NRM_DB_BINARY) == 1;
         count += sent;
     }
     int commit_at = commit ? count : -1;
@@ -623,7 +607,6 @@ nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_param
 
 nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
 {
-    self->closing = NULL;
     if (nrm_db_connect(self, NULL, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
     s_deferred_clear(self);
@@ -654,14 +637,9 @@ static nrm_status_t s_commit_ready(nrm_db_t *self, nrm_error_t *err)
                                  : nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
 }
 
-void nrm_db_before_commit(nrm_db_t *self, const char *name)
-{
-    self->closing = name;
-}
-
 nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
 {
-    if (s_deferred_statements(self) || self->closing) { /* all of it goes with COMMIT */
+    if (s_deferred_statements(self)) { /* they, and what they need deferred, go with COMMIT */
         if (!s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK)
             return err ? err->status : NRM_UNAVAILABLE;
         if (nrm_db_connect(self, NULL, err) != NRM_OK || s_deferred_usable(self, err) != NRM_OK)
@@ -689,7 +667,6 @@ nrm_status_t nrm_db_exec_commit(nrm_db_t *self, const char *name, const nrm_para
 void nrm_db_rollback(nrm_db_t *self)
 {
     s_deferred_clear(self);
-    self->closing = NULL;
     if (!nrm_db_connected(self))
         return;
     if (PQtransactionStatus(self->conn) == PQTRANS_IDLE)

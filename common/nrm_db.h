@@ -100,13 +100,6 @@ nrm_status_t nrm_db_defer(nrm_db_t *self, const char *sql, nrm_error_t *err);
 nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_params_t *params,
                                nrm_error_t *err);
 
-/* Registers a statement (by name, without parameters, registered with nrm_db_statement; name
- * must outlive the transaction) to run last in the open transaction: just before its COMMIT,
- * in the same round trip (nrm_db_commit, and nrm_db_exec_commit after its own statement). Its
- * failure fails the commit. One per transaction: registering again replaces it; begin,
- * rollback and a lost connection drop it. */
-void nrm_db_before_commit(nrm_db_t *self, const char *name);
-
 /* Transactions. begin connects if needed (UNAVAILABLE when it cannot) and defers BEGIN; a
  * commit of a transaction in which nothing ran sends nothing. rollback is safe to call in any
  * state; it also drops what was deferred. */

@@ -17,35 +17,9 @@ static const char s_insert_many_sql[] =
     "  ORDER BY o)"
     " SELECT pg_notify($4, '')";
 
-/* The transaction numbers its own events last, just before its COMMIT (nrm_db_before_commit):
- * its rows (xact, the top transaction's id, so that rows written under a savepoint count too),
- * in the order they were written, after the head it finds under stream_head's row lock. The
- * lock is held until the commit is done, so numbers follow the order in which transactions
- * become visible and a reader of seq > n never skips one that commits late; a transaction
- * whose rows were all rolled back to a savepoint takes no lock. */
-static const char s_number_sql[] =
-    "WITH mine AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY id) AS rn,"
-    "   count(*) OVER () AS n FROM outbox WHERE seq IS NULL AND xact = pg_current_xact_id()),"
-    " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM mine)"
-    "   WHERE EXISTS (SELECT 1 FROM mine) RETURNING head)"
-    " UPDATE outbox o SET seq = sh.head - mine.n + mine.rn, sequenced_at = clock_timestamp()"
-    " FROM mine, sh WHERE o.id = mine.id";
-
 void nrm_outbox_channel(const char *schema, char *buf, size_t size)
 {
     snprintf(buf, size, "%s_outbox", schema);
-}
-
-void nrm_outbox_numbered_channel(const char *schema, char *buf, size_t size)
-{
-    snprintf(buf, size, "%s_events", schema);
-}
-
-/* Has tx's transaction number its events just before it commits. */
-static void s_number_at_commit(nrm_tx_t *tx)
-{
-    nrm_db_statement(tx->db, "outbox_number", s_number_sql);
-    nrm_db_before_commit(tx->db, "outbox_number");
 }
 
 /* The stored copy of ev (see nrm_tx_emit), packed: *payload (malloc'd) and *len; event_id
@@ -83,7 +57,7 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
         return st;
     const char *topic = nrm_event_topic_of(ev->body_case);
     char channel[96];
-    nrm_outbox_numbered_channel(nrm_db_schema(tx->db), channel, sizeof channel);
+    nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
     nrm_db_statement(tx->db, "outbox_insert", s_insert_sql);
     nrm_params_t p = {0};
     nrm_params_text(&p, event_id);
@@ -92,10 +66,8 @@ nrm_status_t nrm_tx_emit(nrm_tx_t *tx, Nrm__V1__Event *ev)
     nrm_params_text(&p, channel);
     st = nrm_db_exec_later(tx->db, "outbox_insert", &p, tx->err); /* with the next statement */
     free(payload);
-    if (st == NRM_OK) {
+    if (st == NRM_OK)
         tx->emitted++;
-        s_number_at_commit(tx);
-    }
     return st;
 }
 
@@ -106,8 +78,7 @@ nrm_status_t nrm_tx_event_row(nrm_tx_t *tx, Nrm__V1__Event *ev, nrm_event_row_t 
     if (st != NRM_OK)
         return st;
     row->topic = nrm_event_topic_of(ev->body_case);
-    nrm_outbox_numbered_channel(nrm_db_schema(tx->db), row->channel, sizeof row->channel);
-    s_number_at_commit(tx); /* a no-op if the caller's statement writes nothing */
+    nrm_outbox_channel(nrm_db_schema(tx->db), row->channel, sizeof row->channel);
     return NRM_OK;
 }
 
@@ -142,7 +113,7 @@ nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n
     }
     if (st == NRM_OK) {
         char channel[96];
-        nrm_outbox_numbered_channel(nrm_db_schema(tx->db), channel, sizeof channel);
+        nrm_outbox_channel(nrm_db_schema(tx->db), channel, sizeof channel);
         nrm_db_statement(tx->db, "outbox_insert_many", s_insert_many_sql);
         nrm_params_t p = {0};
         nrm_params_text(&p, nrm_pgarray_close(&ids));
@@ -154,10 +125,8 @@ nrm_status_t nrm_tx_emit_many(nrm_tx_t *tx, Nrm__V1__Event *const *evs, size_t n
     nrm_pgarray_free(&ids);
     nrm_pgarray_free(&topics);
     nrm_pgarray_free(&payloads);
-    if (st == NRM_OK) {
+    if (st == NRM_OK)
         tx->emitted += (int)n;
-        s_number_at_commit(tx);
-    }
     return st;
 }
 

@@ -1,10 +1,8 @@
 /* nrm_outbox: events written in the same transaction as the change they describe.
  *
  * An nrm_tx_t is the context of one open transaction of a service: request handlers, event
- * consumers and timers receive one and emit events through it. The transaction gives its events
- * their dense sequence itself, in its last statement before COMMIT; nothing is published until
- * it commits. (Rows committed unnumbered, by an earlier version during an upgrade, are numbered
- * by the service's sequencer.) */
+ * consumers and timers receive one and emit events through it. Nothing is published until the
+ * transaction commits; then the service's publisher gives each event its dense sequence. */
 #ifndef NRM_OUTBOX_H
 #define NRM_OUTBOX_H
 
@@ -21,8 +19,7 @@ typedef struct {
     int emitted;              /* events appended so far */
 } nrm_tx_t;
 
-/* Appends ev to the outbox in tx's transaction, to be numbered at its commit, and wakes the
- * publishers on commit. Fills, for
+/* Appends ev to the outbox in tx's transaction and wakes the publishers on commit. Fills, for
  * the stored copy only, event_id (a fresh UUID unless set), stream, topic, occurred_at_ms (tx's
  * clock unless set) and causation_id (unless set); ev stays the caller's and is left unchanged.
  * The insert goes with the transaction's next statement or its commit (nrm_db_exec_later), so
@@ -43,8 +40,7 @@ nrm_status_t nrm_tx_emit_body(nrm_tx_t *tx, const char *case_id, Nrm__V1__Event_
 
 /* An event packed for a statement of the caller's own that writes it together with the change
  * it describes (one statement instead of two): the statement inserts (event_id, topic, payload)
- * into outbox and calls pg_notify(channel, '') when it inserts the row; the transaction numbers
- * it at its commit. */
+ * into outbox and calls pg_notify(channel, '') when it inserts the row. */
 typedef struct {
     char event_id[37];
     const char *topic; /* static */
@@ -61,10 +57,7 @@ nrm_status_t nrm_tx_event_row(nrm_tx_t *tx, Nrm__V1__Event *ev, nrm_event_row_t 
 /* Frees row's payload; written says the caller's statement inserted it (counted as emitted). */
 void nrm_tx_event_row_done(nrm_tx_t *tx, nrm_event_row_t *row, bool written);
 
-/* The NOTIFY channels of a schema's outbox, written into buf: "<schema>_outbox" wakes the
- * sequencer for rows committed unnumbered; "<schema>_events" wakes every publisher for rows
- * committed numbered. */
+/* The NOTIFY channel of a schema's outbox ("<schema>_outbox") written into buf. */
 void nrm_outbox_channel(const char *schema, char *buf, size_t size);
-void nrm_outbox_numbered_channel(const char *schema, char *buf, size_t size);
 
 #endif

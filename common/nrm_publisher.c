@@ -16,12 +16,10 @@
 static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
 /* One batch numbered in one statement, its own transaction: the committed unnumbered rows
- * (pick, in id order; transactions number their own rows as they commit, so these are only
- * rows an earlier version wrote), the head moved past them under stream_head's row lock (sh),
- * the rows numbered after the head they found (upd), and the consumers woken when any were.
- * Nothing is written when there is nothing to number (no row then). Its first row has the
- * count numbered and the head; one row per numbered event follows (seq, topic, payload, in
- * order). Should a second sequencer ever run it
+ * (pick, in id order), the head moved past them under stream_head's row lock (sh), the rows
+ * numbered after the head they found (upd), and the consumers woken when any were. Its first
+ * row has the count numbered and the head; one row per numbered event follows (seq, topic,
+ * payload, in order). Should a second sequencer ever run it
  * concurrently, the one that waited for the row lock finds the rows numbered meanwhile (upd
  * numbers fewer than pick holds): the guard then fails the statement, so that nothing is
  * numbered twice and no gap is left; the next round goes on. */
@@ -29,8 +27,7 @@ static const char s_sql_sequence[] =
     "WITH pick AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY id) AS rn,"
     "   count(*) OVER () AS n"
     "   FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) s),"
-    " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM pick)"
-    "   WHERE EXISTS (SELECT 1 FROM pick) RETURNING head),"
+    " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM pick) RETURNING head),"
     " upd AS (UPDATE outbox o SET seq = sh.head - pick.n + pick.rn, sequenced_at = now()"
     "   FROM pick, sh WHERE o.id = pick.id AND o.seq IS NULL RETURNING o.seq, o.topic, o.payload)"
     " SELECT NULL::bigint AS seq, NULL::text AS topic, NULL::bytea AS payload,"
@@ -53,8 +50,7 @@ struct nrm_publisher_t {
     int more_timer; /* a round due at the reactor's next turn (s_work_then_check), -1: none */
     bool started;
     bool sequencer;
-    bool numbering_due; /* rows may wait for the sequencer (its wake-up, the poll, a start) */
-    int64_t published;  /* last seq published by this instance */
+    int64_t published; /* last seq published by this instance */
     int64_t count;
     char outbox_channel[S_CHANNEL_MAX];
     char events_channel[S_CHANNEL_MAX];
@@ -72,8 +68,7 @@ nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, con
     self->fd = -1;
     self->more_timer = -1;
     nrm_outbox_channel(schema, self->outbox_channel, sizeof self->outbox_channel);
-    nrm_outbox_numbered_channel(schema, self->events_channel, sizeof self->events_channel);
-    self->numbering_due = true;
+    snprintf(self->events_channel, sizeof self->events_channel, "%s_events", schema);
     return self;
 }
 
@@ -163,10 +158,8 @@ static void s_try_lock(nrm_publisher_t *self)
         return;
     self->sequencer = PQntuples(res) == 1 && nrm_db_int(res, 0, 0);
     PQclear(res);
-    if (self->sequencer) {
-        self->numbering_due = true;
+    if (self->sequencer)
         nrm_log_info("sequencer lock taken", "{s:s}", "stream", self->stream);
-    }
 }
 
 /* Publishes the events of res from row first on, each as [topic][Event with its seq]: res has
@@ -194,8 +187,7 @@ static void s_publish_rows(nrm_publisher_t *self, PGresult *res, int first)
 
 /* Numbers one batch of committed rows (one statement) and publishes them when they follow
  * what this instance published (otherwise pub_read catches up). Returns how many were
- * numbered, or -1 on failure (nothing numbered); when any were, *head receives the stream's
- * head. */
+ * numbered, or -1 on failure (nothing numbered); *head receives the stream's head. */
 static int s_sequence_batch(nrm_publisher_t *self, int64_t *head)
 {
     nrm_params_t p = {0};
@@ -204,8 +196,8 @@ static int s_sequence_batch(nrm_publisher_t *self, int64_t *head)
     PGresult *res = NULL;
     if (nrm_db_exec(self->db, "pub_sequence", &p, &res, NULL) != NRM_OK)
         return -1;
-    int numbered = PQntuples(res) >= 1 ? (int)nrm_db_int(res, 0, 3) : 0; /* none: no row */
-    if (numbered > 0)
+    int numbered = PQntuples(res) >= 1 ? (int)nrm_db_int(res, 0, 3) : -1;
+    if (numbered >= 0)
         *head = nrm_db_int(res, 0, 4);
     if (numbered > 0 && PQntuples(res) > 1 && nrm_db_int(res, 1, 0) == self->published + 1)
         s_publish_rows(self, res, 1);
@@ -245,13 +237,9 @@ static void s_work(nrm_publisher_t *self)
     if (!self->sequencer)
         s_try_lock(self);
     int64_t head = -1; /* the head the sequencer left, -1 when unknown */
-    if (self->sequencer && self->numbering_due) {
-        self->numbering_due = false;
-        int numbered;
-        while ((numbered = s_sequence_batch(self, &head)) == S_BATCH)
+    if (self->sequencer)
+        while (s_sequence_batch(self, &head) == S_BATCH)
             ;
-        self->numbering_due = numbered < 0; /* failed: again next round */
-    }
     if (!nrm_db_connected(self->db)) {
         /* lost on the way: the lock went with the session, and a connection made implicitly by
          * the next statement would neither hold it nor LISTEN; the next round reconnects */
@@ -267,8 +255,7 @@ static void s_work(nrm_publisher_t *self)
 
 /* Drops the notifications libpq holds for the connection; counts this session's own (its
  * numbering's wake-up of the other instances: no news here) into *own and the others' into
- * *news, and notes rows waiting for the sequencer. read: read what the socket has first.
- * Returns false when the connection is lost. */
+ * *news. read: read what the socket has first. Returns false when the connection is lost. */
 static bool s_drain(nrm_publisher_t *self, bool read, int *own, int *news)
 {
     PGconn *conn = nrm_db_conn(self->db);
@@ -282,8 +269,6 @@ static bool s_drain(nrm_publisher_t *self, bool read, int *own, int *news)
             (*own)++;
         else
             (*news)++;
-        if (n->be_pid != pid && strcmp(n->relname, self->outbox_channel) == 0)
-            self->numbering_due = true;
         PQfreemem(n);
     }
     return true;
@@ -328,9 +313,7 @@ static int s_on_database(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 static int s_on_poll(zloop_t *loop, int timer_id, void *arg)
 {
-    nrm_publisher_t *self = arg;
-    self->numbering_due = true; /* a wake-up may have been missed */
-    s_work_then_check(self);
+    s_work_then_check(arg);
     return 0;
 }
 

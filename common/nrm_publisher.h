@@ -1,11 +1,9 @@
-/* nrm_publisher: publishes committed outbox events in their dense sequence.
+/* nrm_publisher: gives committed outbox events their dense sequence and publishes them.
  *
- * Transactions number their own events as they commit (nrm_outbox.h). Each instance of a
- * service runs one publisher on its own database connection. The instance that holds the
- * stream's advisory lock is also the sequencer, for rows committed unnumbered (by an earlier
- * version, during an upgrade): it numbers them 1, 2, 3, ... after the head under the row lock
- * of stream_head, the lock the committing transactions take too (so no numbering could leave
- * a gap or a duplicate). Every instance publishes every numbered event on its PUB socket as
+ * Each instance of a service runs one publisher on its own database connection. The instance
+ * that holds the stream's advisory lock is the sequencer: it numbers committed, unnumbered rows
+ * 1, 2, 3, ... under the row lock of stream_head (so even two sequencers could not leave a gap
+ * or a duplicate). Every instance publishes every numbered event on its PUB socket as
  * [topic][Event], in order, and a stream.head heartbeat with the last sequence it published.
  * It wakes on NOTIFY from committing transactions, with a periodic poll as a fallback. When
  * the lock holder dies, its session ends and another instance takes the lock over. */

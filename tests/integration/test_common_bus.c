@@ -1,7 +1,6 @@
 /* The database-backed mechanisms of nrm_common against the test cluster, without services:
  * migrations under concurrency, nrm_db reconnection and error mapping, dense sequencing when
- * transactions commit out of order, under savepoints, beside rows an earlier version left
- * unnumbered, or while publishers compete, and nrm_server's group commit. */
+ * transactions commit out of order or publishers compete, and nrm_server's group commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -107,35 +106,6 @@ static nrm_status_t s_emit(nrm_db_t *db, const char *case_id, bool withdrawn)
     else
         ev.case_closed = &closed;
     return nrm_tx_emit(&tx, &ev);
-}
-
-/* Writes case.closed for case_id on conn as an earlier version wrote events: a row left
- * unnumbered at its commit, with a wake-up for the sequencer. In conn's transaction if one is
- * open, else in its own. */
-static void s_emit_unnumbered(PGconn *conn, const char *case_id)
-{
-    char event_id[37];
-    nrm_uuid_v4(event_id);
-    Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
-    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
-    ev.event_id = event_id;
-    ev.stream = "intake";
-    ev.topic = "case.closed";
-    ev.case_id = (char *)case_id;
-    ev.body_case = NRM__V1__EVENT__BODY_CASE_CLOSED;
-    ev.case_closed = &closed;
-    size_t len = 0;
-    uint8_t *payload = nrm_event_pack(&ev, &len);
-    const char *values[2] = {event_id, (const char *)payload};
-    int lengths[2] = {0, (int)len}, formats[2] = {0, 1};
-    PGresult *res = PQexecParams(conn,
-                                 "WITH ins AS (INSERT INTO intake.outbox (event_id, topic, payload)"
-                                 " VALUES ($1::uuid, 'case.closed', $2))"
-                                 " SELECT pg_notify('intake_outbox', '')",
-                                 2, NULL, values, lengths, formats, 0);
-    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
-    PQclear(res);
-    free(payload);
 }
 
 /* The committed seq of the event of case_id: 0 while unnumbered, -1 when not visible. */
@@ -545,15 +515,10 @@ static void test_db_later_statement_that_fails_fails_the_next_call(void **state)
 
 /* --- sequencing and publication ------------------------------------------------------------ */
 
-/* A transaction numbers its events as it commits: the one that commits later gets the next
- * seq although it wrote first, and a reader that had the earlier one resumes and finds it. */
 static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
 {
     nrm_db_t *a = s_db(), *b = s_db();
     long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
-    zloop_t *loop = zloop_new();
-    s_bus_t bus;
-    s_bus_new(&bus, "inproc://common-bus-ooo", loop, base);
     nrm_error_t err;
     /* A writes first (the lower id) but commits after B */
     assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
@@ -562,85 +527,33 @@ static void test_late_commit_gets_the_next_seq_and_is_not_skipped(void **state)
     assert_int_equal(nrm_db_begin(b, &err), NRM_OK);
     assert_int_equal(s_emit(b, "ooo-case-B", true), NRM_OK);
     assert_int_equal(nrm_db_commit(b, &err), NRM_OK);
-    assert_int_equal(s_seq_of("ooo-case-B"), base + 1); /* numbered by its own commit */
-    assert_int_equal(s_seq_of("ooo-case-A"), -1);       /* not committed: invisible */
+    zloop_t *loop = zloop_new();
+    s_bus_t bus;
+    s_bus_new(&bus, "inproc://common-bus-ooo", loop, base);
+    assert_true(nrm_publisher_is_sequencer(bus.publisher));
     bus.want = base + 1;
     assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
+    assert_int_equal(s_seq_of("ooo-case-B"), base + 1);
+    assert_int_equal(s_seq_of("ooo-case-A"), -1); /* not committed: invisible */
     assert_int_equal(nrm_db_commit(a, &err), NRM_OK);
+    assert_int_equal(s_seq_of("ooo-case-A"), 0); /* committed, not yet numbered */
+    bus.want = base + 2;
+    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
     assert_int_equal(s_seq_of("ooo-case-A"), base + 2);
     ASSERT_SQL(1, "SELECT (a.id < b.id)::int FROM intake.outbox a, intake.outbox b WHERE"
                   " position('ooo-case-A'::bytea in a.payload) > 0 AND"
                   " position('ooo-case-B'::bytea in b.payload) > 0");
     /* a reader that had B resumes after it and finds A */
-    bus.want = base + 2;
-    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
     ASSERT_SQL(1, "SELECT count(*) FROM intake.outbox WHERE seq > %lld", base + 1);
+    ASSERT_SQL(base + 2,
+               "SELECT seq FROM intake.outbox WHERE seq > %lld AND"
+               " position('ooo-case-A'::bytea in payload) > 0",
+               base + 1);
     assert_int_equal(s_assert_dense(), base + 2);
     s_bus_destroy(&bus);
     zloop_destroy(&loop);
     nrm_db_destroy(&a);
     nrm_db_destroy(&b);
-}
-
-/* Events written under a savepoint are the transaction's: numbered at its commit. Those the
- * savepoint's undo removed take no number, and a transaction left with none does not move the
- * head. */
-static void test_events_under_a_savepoint_are_numbered_and_undone_ones_take_no_number(void **state)
-{
-    nrm_db_t *db = s_db();
-    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
-    nrm_error_t err;
-    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
-    assert_int_equal(s_emit(db, "sp-case-kept", false), NRM_OK);
-    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(s_emit(db, "sp-case-inner", false), NRM_OK);
-    assert_int_equal(nrm_db_sql(db, "RELEASE SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(s_emit(db, "sp-case-undone", false), NRM_OK);
-    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
-    assert_int_equal(s_seq_of("sp-case-kept"), base + 1);
-    assert_int_equal(s_seq_of("sp-case-inner"), base + 2);
-    assert_int_equal(s_seq_of("sp-case-undone"), -1);
-    /* every event undone: nothing numbered, the head stays */
-    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
-    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(s_emit(db, "sp-case-all-undone", false), NRM_OK);
-    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
-    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
-    assert_int_equal(s_seq_of("sp-case-all-undone"), -1);
-    ASSERT_SQL(base + 2, "SELECT head FROM intake.stream_head");
-    assert_int_equal(s_assert_dense(), base + 2);
-    nrm_db_destroy(&db);
-}
-
-/* Rows committed unnumbered, as an earlier version writes them during an upgrade, are numbered
- * by the sequencer after those the transactions numbered, and published in that order. */
-static void test_rows_committed_unnumbered_are_numbered_by_the_sequencer(void **state)
-{
-    nrm_db_t *db = s_db();
-    long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
-    zloop_t *loop = zloop_new();
-    s_bus_t bus;
-    s_bus_new(&bus, "inproc://common-bus-legacy", loop, base);
-    assert_true(nrm_publisher_is_sequencer(bus.publisher));
-    PGconn *old = PQconnectdb(s_conninfo);
-    assert_int_equal(PQstatus(old), CONNECTION_OK);
-    s_emit_unnumbered(old, "legacy-case-1");
-    assert_int_equal(s_seq_of("legacy-case-1"), 0); /* committed, not yet numbered */
-    nrm_error_t err;
-    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
-    assert_int_equal(s_emit(db, "legacy-case-new", false), NRM_OK);
-    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
-    s_emit_unnumbered(old, "legacy-case-2");
-    bus.want = base + 3;
-    assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
-    assert_int_equal(s_assert_dense(), base + 3);
-    assert_true(s_seq_of("legacy-case-1") < s_seq_of("legacy-case-2"));
-    PQfinish(old);
-    s_bus_destroy(&bus);
-    zloop_destroy(&loop);
-    nrm_db_destroy(&db);
 }
 
 /* The times A's and B's events were first seen numbered (ms, monotonic; 0: not yet). */
@@ -662,10 +575,10 @@ static bool s_held_numbered(void *arg)
     return w->a_at && w->b_at;
 }
 
-/* A commit of unnumbered rows whose notification reaches the sequencer while its numbering
- * statement runs (here: waiting for the stream's head, locked by another session) is read by
- * libpq with that statement's result, and the socket does not tell of it again: the sequencer
- * still numbers it at once, not at its next poll (1 s). */
+/* A commit whose notification reaches the sequencer while its numbering statement runs (here:
+ * waiting for the stream's head, locked by another session) is read by libpq with that
+ * statement's result, and the socket does not tell of it again: the sequencer still numbers
+ * it at once, not at its next poll (1 s). */
 static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **state)
 {
     nrm_db_t *a = s_db();
@@ -682,13 +595,15 @@ static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **
         PQclear(PQexec(lock, "BEGIN"));
         PQclear(PQexec(lock, "SELECT head FROM intake.stream_head FOR UPDATE"));
         usleep(300 * 1000);
-        PGconn *b = PQconnectdb(s_conninfo);
-        s_emit_unnumbered(b, "held-case-B");
+        nrm_db_t *b = s_db();
+        nrm_error_t err;
+        bool ok = nrm_db_begin(b, &err) == NRM_OK && s_emit(b, "held-case-B", false) == NRM_OK &&
+                  nrm_db_commit(b, &err) == NRM_OK;
         usleep(300 * 1000);
         PQclear(PQexec(lock, "COMMIT"));
         PQfinish(lock);
-        PQfinish(b);
-        _exit(0);
+        nrm_db_destroy(&b);
+        _exit(ok ? 0 : 1);
     }
     assert_int_equal(harness_wait_sql(h,
                                       "SELECT count(*) FROM pg_locks l JOIN pg_class c ON"
@@ -696,9 +611,10 @@ static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **
                                       " AND l.mode = 'RowShareLock' AND l.granted",
                                       1, WAIT_MS),
                      1);
-    PGconn *old = PQconnectdb(s_conninfo);
-    s_emit_unnumbered(old, "held-case-A"); /* the sequencer waits on the head */
-    PQfinish(old);
+    nrm_error_t err;
+    assert_int_equal(nrm_db_begin(a, &err), NRM_OK);
+    assert_int_equal(s_emit(a, "held-case-A", false), NRM_OK);
+    assert_int_equal(nrm_db_commit(a, &err), NRM_OK); /* the sequencer waits on the head */
     s_held_t w = {&bus, 0, 0};
     assert_true(s_run(loop, s_held_numbered, &w, WAIT_MS));
     int status = 0;
@@ -714,14 +630,11 @@ static void test_commit_announced_during_a_numbering_is_numbered_at_once(void **
 }
 
 /* nrm_tx_emit_many: several events in one statement, in their order, each stored as
- * nrm_tx_emit stores it (topic, stream, a fresh event id), numbered densely at the commit. */
+ * nrm_tx_emit stores it (topic, stream, a fresh event id), numbered densely by the publisher. */
 static void test_emit_many_appends_events_in_order_in_one_statement(void **state)
 {
     nrm_db_t *db = s_db();
     long long base = harness_sql_intf(h, "SELECT head FROM intake.stream_head");
-    zloop_t *loop = zloop_new();
-    s_bus_t bus;
-    s_bus_new(&bus, "inproc://common-bus-many", loop, base);
     nrm_error_t err;
     nrm_tx_t tx = {db, "intake", "", nrm_now_ms(), &err, 0};
     Nrm__V1__CaseClosed closed = NRM__V1__CASE_CLOSED__INIT;
@@ -774,6 +687,9 @@ static void test_emit_many_appends_events_in_order_in_one_statement(void **state
     PQfreemem(raw);
     PQclear(res);
     PQfinish(conn);
+    zloop_t *loop = zloop_new();
+    s_bus_t bus;
+    s_bus_new(&bus, "inproc://common-bus-many", loop, base);
     bus.want = base + 3;
     assert_true(s_run(loop, s_drain, &bus, WAIT_MS));
     assert_int_equal(s_seq_of("many-case-1"), base + 1);
@@ -784,38 +700,24 @@ static void test_emit_many_appends_events_in_order_in_one_statement(void **state
     nrm_db_destroy(&db);
 }
 
-/* A writer process: WRITES transactions of two events each, committed as fast as it can.
- * Writer 0 writes as an earlier version does (unnumbered rows, left to the sequencer). */
+/* A writer process: WRITES transactions of two events each, committed as fast as it can. */
 static void s_writer(int index)
 {
     nrm_db_t *db = nrm_db_new(s_conninfo, SCHEMA);
-    PGconn *old = index == 0 ? PQconnectdb(s_conninfo) : NULL;
     nrm_error_t err;
     int failures = 0;
     for (int k = 0; k < WRITES; k++) {
         char a[32], b[32];
         snprintf(a, sizeof a, "race-%d-%d-a", index, k);
         snprintf(b, sizeof b, "race-%d-%d-b", index, k);
-        bool ok = true;
-        if (old) {
-            PQclear(PQexec(old, "BEGIN"));
-            s_emit_unnumbered(old, a);
-            s_emit_unnumbered(old, b);
-            PGresult *res = PQexec(old, "COMMIT");
-            ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-            PQclear(res);
-        } else {
-            ok = nrm_db_begin(db, &err) == NRM_OK && s_emit(db, a, false) == NRM_OK &&
-                 s_emit(db, b, true) == NRM_OK && nrm_db_commit(db, &err) == NRM_OK;
-        }
+        bool ok = nrm_db_begin(db, &err) == NRM_OK && s_emit(db, a, false) == NRM_OK &&
+                  s_emit(db, b, true) == NRM_OK && nrm_db_commit(db, &err) == NRM_OK;
         if (!ok) {
             nrm_db_rollback(db);
             failures++;
         }
         usleep((useconds_t)((index * 7 + k * 13) % 4) * 1000);
     }
-    if (old)
-        PQfinish(old);
     nrm_db_destroy(&db);
     _exit(failures == 0 ? 0 : 1);
 }
@@ -1036,8 +938,6 @@ int main(void)
         cmocka_unit_test(test_db_later_statement_goes_with_the_next_call),
         cmocka_unit_test(test_db_later_statement_that_fails_fails_the_next_call),
         cmocka_unit_test(test_late_commit_gets_the_next_seq_and_is_not_skipped),
-        cmocka_unit_test(test_events_under_a_savepoint_are_numbered_and_undone_ones_take_no_number),
-        cmocka_unit_test(test_rows_committed_unnumbered_are_numbered_by_the_sequencer),
         cmocka_unit_test(test_commit_announced_during_a_numbering_is_numbered_at_once),
         cmocka_unit_test(test_emit_many_appends_events_in_order_in_one_statement),
         cmocka_unit_test(test_two_publishers_keep_seqs_dense_under_writers_and_failover),
