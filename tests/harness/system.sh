@@ -13,7 +13,6 @@ SETTLE_TIMEOUT_S=${SETTLE_TIMEOUT_S:-30}     # how long the system may take to a
 PIDS=()
 PASSED=0
 FAILED=0
-USED_PORTS=" "
 
 # sys_begin NAME: creates the work folder $WORK and arranges the clean-up at exit.
 sys_begin() {
@@ -21,12 +20,18 @@ sys_begin() {
   trap sys_cleanup EXIT
 }
 
-# sys_cleanup: stops every process in PIDS and removes the work folder.
+# sys_cleanup: stops every process in PIDS, removes the work folder and frees the ports
+# reserved (free_port).
 sys_cleanup() {
   local pid
   for pid in "${PIDS[@]}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
+  local f
+  for f in /tmp/nrm-test-port-*; do
+    [ "$(cat "$f" 2>/dev/null)" = "$$" ] && rm -f "$f"
+  done
+  return 0
 }
 
 # sys_end: prints the closing line and exits 0 only when nothing failed.
@@ -63,16 +68,25 @@ holds() {
   jq -e "$@" >/dev/null
 }
 
-# free_port: a TCP port on 127.0.0.1 nobody listens on and not handed out before, in
-# 10000-19999: below the C harness's ports and outside the kernel's range for outgoing
-# connections (32768-60999), where a port free now can be taken by a client a moment later.
+# free_port: a TCP port on 127.0.0.1 nobody listens on and no test holds, in 10000-19999:
+# below the C harness's ports and outside the kernel's range for outgoing connections
+# (32768-60999), where a port free now can be taken by a client a moment later. Each port
+# handed out is reserved for this script until it exits: a file naming its pid
+# (/tmp/nrm-test-port-N), created with noclobber so that two tests starting together cannot
+# both take a port, nor one script twice (free_port runs in $(...), a subshell, so it cannot
+# remember what it handed out; $$ is still the script's pid there). A reservation whose owner
+# is gone (a test killed) is taken over.
 free_port() {
-  local port
+  local port file owner
   while :; do
     port=$((10000 + RANDOM % 10000))
-    case "$USED_PORTS" in *" $port "*) continue ;; esac
+    file=/tmp/nrm-test-port-$port
+    if ! (set -o noclobber && echo "$$" >"$file") 2>/dev/null; then
+      owner=$(cat "$file" 2>/dev/null || true)
+      [ -n "$owner" ] && [ -d "/proc/$owner" ] || rm -f "$file"
+      continue
+    fi
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      USED_PORTS="$USED_PORTS$port "
       echo "$port"
       return
     fi

@@ -97,10 +97,6 @@ check "keyrotate made it active" [ "$(jq .active "$WORK/rotated.json")" = 2 ]
 API_PORT=$(free_port)
 EVENTS_PORT=$(free_port)
 DEAD_PORT=$(free_port)
-while [ "$EVENTS_PORT" = "$API_PORT" ]; do EVENTS_PORT=$(free_port); done
-while [ "$DEAD_PORT" = "$API_PORT" ] || [ "$DEAD_PORT" = "$EVENTS_PORT" ]; do
-  DEAD_PORT=$(free_port)
-done
 jq --arg conninfo "host=$NRM_TEST_PGHOST port=$NRM_TEST_PGPORT dbname=$DB" \
   --arg keys "$WORK/keys.json" \
   --arg api "tcp://127.0.0.1:$API_PORT" --arg events "tcp://127.0.0.1:$EVENTS_PORT" \
