@@ -379,3 +379,14 @@ char *routing_fingerprint(harness_t *h)
     PQclear(res);
     return text;
 }
+
+long long routing_counters_off(harness_t *h)
+{
+    return harness_sql_int(
+        h, "SELECT (SELECT count(*) FROM routing.providers p WHERE p.open_count <>"
+           "  (SELECT count(*) FROM routing.referrals r WHERE r.provider_id = p.provider_id"
+           "   AND r.state IN ('pending', 'accepted')))"
+           " + (SELECT count(*) FROM routing.agreements g WHERE g.open_count <>"
+           "  (SELECT count(*) FROM routing.referrals r WHERE r.agreement_id = g.agreement_id"
+           "   AND r.state IN ('pending', 'accepted')))");
+}

@@ -83,4 +83,8 @@ long long routing_checkpoint(harness_t *h);
  * provider state" in a stable order, into a malloc'd string (caller frees). */
 char *routing_fingerprint(harness_t *h);
 
+/* Providers and agreements whose open counter (kept by referrals' triggers) differs from a
+ * recount of their pending and accepted referrals: 0 when all agree. */
+long long routing_counters_off(harness_t *h);
+
 #endif

@@ -20,6 +20,7 @@
 #include "nrm_crypto.h"
 #include "nrm_time.h"
 #include "private_pg.h"
+#include "routing_scenario.h"
 #include "scenario.h"
 
 #include <pthread.h>
@@ -321,6 +322,9 @@ static void test_chaos_loses_nothing_doubles_nothing(void **state)
                             " FROM shelter.allocations a WHERE a.shelter_id = s.shelter_id"
                             " AND a.state <> 'released')"),
         0);
+
+    /* routing's open counters agree with a recount of the referrals */
+    assert_int_equal(routing_counters_off(h), 0);
 
     /* dense streams */
     for (size_t s = 0; s < S_SERVICES; s++)

@@ -454,6 +454,13 @@ static void test_provider_at_its_cap_is_skipped(void **state)
     nrm__v1__event__free_unpacked(ev, NULL);
 }
 
+/* After every scenario above (referrals made, accepted, declined, expired, revoked, completed),
+ * each provider's and agreement's open counter agrees with a recount. */
+static void test_open_counters_agree_with_a_recount(void **state)
+{
+    assert_int_equal(routing_counters_off(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_stranger_answering_is_refused_and_bad_requests_change_nothing),
         cmocka_unit_test(test_consent_withdrawn_revokes_consented_referrals_and_closure_the_rest),
         cmocka_unit_test(test_provider_at_its_cap_is_skipped),
+        cmocka_unit_test(test_open_counters_agree_with_a_recount),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -159,6 +159,13 @@ static void test_the_end_of_an_agreement_is_warned_of_once(void **s)
     assert_int_equal(s_warnings("agr-iom-2"), 0);
 }
 
+/* After every scenario above (referrals made, accepted, declined, expired, revoked, completed),
+ * each provider's and agreement's open counter agrees with a recount. */
+static void test_open_counters_agree_with_a_recount(void **state)
+{
+    assert_int_equal(routing_counters_off(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -166,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_an_expired_or_future_agreement_does_not_route),
         cmocka_unit_test(test_the_capacity_committed_is_honoured),
         cmocka_unit_test(test_the_end_of_an_agreement_is_warned_of_once),
+        cmocka_unit_test(test_open_counters_agree_with_a_recount),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -173,12 +173,20 @@ static void test_nobody_eligible_tells_the_coordinator_at_once(void **state)
     assert_int_equal(routing_count_referrals(h, case_id, INTERPRETATION), 0);
 }
 
+/* After every scenario above (referrals made, accepted, declined, expired, revoked, completed),
+ * each provider's and agreement's open counter agrees with a recount. */
+static void test_open_counters_agree_with_a_recount(void **state)
+{
+    assert_int_equal(routing_counters_off(h), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decline_decline_expiry_then_unroutable),
         cmocka_unit_test(test_expired_referral_goes_to_next_provider_and_accepted_ones_stay),
         cmocka_unit_test(test_nobody_eligible_tells_the_coordinator_at_once),
+        cmocka_unit_test(test_open_counters_agree_with_a_recount),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
