@@ -61,7 +61,10 @@ static const char s_sql_allocate[] =
     " SELECT (SELECT count(*) FROM h)::int, (SELECT count(*) FROM d)::int";
 /* the entries in the batch's order (i); for each, the waiting entries ahead of it before the batch:
  * those of higher or equal urgency (waitlist_ranks, kept by triggers) but for those of equal
- * urgency requested later (an index range, normally empty) */
+ * urgency requested later. Those are counted only when the latest request waiting at that
+ * urgency (one probe of waitlist_queue, backwards) is later than the entry's, which is rare:
+ * counted always, the generic plan could scan every waiting entry (it estimates a third of them
+ * match, and finds none), a cost growing with the waitlist */
 static const char s_sql_waitlist[] =
     "WITH v AS MATERIALIZED (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(" S_NEED_RECORD
     ", reason text, i int)),"
@@ -69,8 +72,10 @@ static const char s_sql_waitlist[] =
     " FROM v ORDER BY i)"
     " SELECT ((SELECT coalesce(sum(r.waiting), 0) FROM waitlist_ranks r WHERE r.urgency >= "
     "v.urgency)"
-    " - (SELECT count(*) FROM waitlist w WHERE w.state = 'waiting' AND w.urgency = v.urgency"
-    " AND w.requested_at_ms > v.requested_at_ms))::int FROM v ORDER BY v.i";
+    " - CASE WHEN (SELECT max(w.requested_at_ms) FROM waitlist w WHERE w.state = 'waiting'"
+    "   AND w.urgency = v.urgency) <= v.requested_at_ms IS NOT FALSE THEN 0"
+    "   ELSE (SELECT count(*) FROM waitlist w WHERE w.state = 'waiting' AND w.urgency = v.urgency"
+    "   AND w.requested_at_ms > v.requested_at_ms) END)::int FROM v ORDER BY v.i";
 
 /* What becomes of one gathered request. */
 typedef enum { S_IGNORED, S_ALLOCATED, S_WAITLISTED } s_outcome_t;

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "nrm_crypto.h"
 #include "nrm_event.h"
 #include "scenario.h"
 #include "shelter_fixture.h"
@@ -292,12 +293,96 @@ static void test_a_request_and_its_withdrawal_in_one_batch_keep_their_order(void
                      0);
 }
 
+/* Writes into routing's outbox, as a second routing instance could commit it, a shelter request
+ * for a new woman in MA-04 made at requested_ms, so that routing publishes it after requests made
+ * later; case_id receives her case id. (Events are numbered in commit order, but carry the time
+ * their transaction began.) */
+static void s_request_made_at(int64_t requested_ms, int urgency, char case_id[SHELTER_FIXTURE_ID])
+{
+    char event_id[37];
+    nrm_uuid_v4(event_id);
+    nrm_uuid_v4(case_id);
+    char *languages[] = {"fr"};
+    Nrm__V1__Profile profile = NRM__V1__PROFILE__INIT;
+    profile.age_years = 30;
+    profile.gender = NRM__V1__GENDER__GENDER_FEMALE;
+    profile.nationality = "MA";
+    profile.n_languages = 1;
+    profile.languages = languages;
+    Nrm__V1__ShelterRequested body = NRM__V1__SHELTER_REQUESTED__INIT;
+    body.profile = &profile;
+    body.region = "MA-04";
+    body.urgency = (Nrm__V1__Urgency)urgency;
+    body.beds = 1;
+    Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
+    ev.event_id = event_id;
+    ev.stream = "routing";
+    ev.topic = "shelter.requested";
+    ev.case_id = case_id;
+    ev.occurred_at_ms = requested_ms;
+    ev.body_case = NRM__V1__EVENT__BODY_SHELTER_REQUESTED;
+    ev.shelter_requested = &body;
+    size_t len = 0;
+    uint8_t *payload = nrm_event_pack(&ev, &len);
+    char hex[1024];
+    assert_true(len * 2 < sizeof hex);
+    for (size_t i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", payload[i]);
+    free(payload);
+    assert_int_equal(harness_sql_intf(h,
+                                      "WITH ins AS (INSERT INTO routing.outbox (event_id, topic,"
+                                      " payload) VALUES ('%s', 'shelter.requested',"
+                                      " decode('%s', 'hex')) RETURNING 1)"
+                                      " SELECT count(*) FROM ins, pg_notify('routing_outbox', '')",
+                                      event_id, hex),
+                     1);
+}
+
+/* A request applied after routine ones that wait, but made before them, waits ahead of them:
+ * it is told the place behind the more urgent ones only, and the stored queue puts it first
+ * among its urgency. */
+static void test_a_request_made_before_those_waiting_but_applied_after_them_goes_ahead(void **s)
+{
+    const int routine = NRM__V1__URGENCY__URGENCY_ROUTINE;
+    long long waiting_routine =
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM shelter.waitlist WHERE state = 'waiting'"
+                         " AND urgency = %d",
+                         routine);
+    long long ahead =
+        harness_sql_intf(h,
+                         "SELECT count(*) FROM shelter.waitlist WHERE state = 'waiting'"
+                         " AND urgency > %d",
+                         routine);
+    assert_true(waiting_routine >= 1); /* the ones it goes ahead of */
+    long long first = harness_sql_intf(h,
+                                       "SELECT min(requested_at_ms) FROM shelter.waitlist"
+                                       " WHERE state = 'waiting' AND urgency = %d",
+                                       routine);
+    char early[SHELTER_FIXTURE_ID];
+    s_request_made_at(first - 1000, routine, early);
+    Nrm__V1__Event *ev =
+        shelter_fixture_outcome(h, early, NRM__V1__EVENT__BODY_SHELTER_WAITLISTED, WAIT_MS);
+    assert_non_null(ev);
+    assert_int_equal(ev->body_case, NRM__V1__EVENT__BODY_SHELTER_WAITLISTED);
+    assert_int_equal(ev->shelter_waitlisted->position, ahead + 1);
+    nrm__v1__event__free_unpacked(ev, NULL);
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT ((SELECT case_id FROM shelter.waitlist WHERE state = 'waiting'"
+             " AND urgency = %d ORDER BY requested_at_ms, entry_id LIMIT 1) = '%s')::int",
+             routine, early);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             test_one_batch_with_more_requests_than_beds_allocates_exactly_the_beds_in_order),
         cmocka_unit_test(test_a_request_and_its_withdrawal_in_one_batch_keep_their_order),
+        cmocka_unit_test(
+            test_a_request_made_before_those_waiting_but_applied_after_them_goes_ahead),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
