@@ -97,10 +97,16 @@ int main(int argc, char **argv)
                                         notify_reset, &notify);
     }
     nrm_service_every(service, S_RETENTION_CHECK_MS, notify_retention_expire, &notify);
+    /* kept counts (notify/003): the changes appended since the last refresh are folded in */
     nrm_service_gauge(service, "deliveries", "state",
-                      "SELECT s.state, count(d.delivery_id)::bigint FROM unnest(ARRAY['pending', "
-                      "'delivered', 'failed', 'undeliverable']) AS s(state) "
-                      "LEFT JOIN deliveries d ON d.state = s.state GROUP BY s.state");
+                      "WITH moved AS (DELETE FROM delivery_count_changes RETURNING state, n),"
+                      " folded AS (INSERT INTO delivery_counts AS c (state, n)"
+                      "  SELECT state, sum(n) FROM moved GROUP BY state"
+                      "  ON CONFLICT (state) DO UPDATE SET n = c.n + EXCLUDED.n RETURNING state, n)"
+                      " SELECT s.state, coalesce(f.n, c.n, 0)::bigint FROM unnest(ARRAY['pending',"
+                      " 'delivered', 'failed', 'undeliverable']) AS s(state)"
+                      " LEFT JOIN folded f ON f.state = s.state"
+                      " LEFT JOIN delivery_counts c ON c.state = s.state");
     nrm_service_on_start(service, s_on_start, &notify);
     nrm_service_on_reload(service, s_on_reload, &notify);
     notify.sender = notify_sender_new(&notify, nrm_service_loop(service));

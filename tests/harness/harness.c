@@ -467,6 +467,27 @@ Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *a
     return harness_call_at(self, service, 0, agency, req);
 }
 
+int64_t harness_gauge(harness_t *self, const char *service, const char *name,
+                      const char *label_name, const char *label_value)
+{
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    req.body_case = NRM__V1__REQUEST__BODY_PING;
+    req.ping = &ping;
+    req.request_id = "";
+    Nrm__V1__Reply *reply = harness_call(self, service, S_HARNESS_IDENTITY, &req);
+    int64_t value = -1;
+    for (size_t i = 0; reply && reply->pong && i < reply->pong->n_gauges; i++) {
+        const Nrm__V1__ServiceGauge *g = reply->pong->gauges[i];
+        if (strcmp(g->name, name) == 0 && strcmp(g->label_name, label_name) == 0 &&
+            strcmp(g->label_value, label_value) == 0)
+            value = g->value;
+    }
+    if (reply)
+        nrm__v1__reply__free_unpacked(reply, NULL);
+    return value;
+}
+
 /* Prints the last lines of an instance's log (to understand a failure). */
 static void s_show_log(harness_t *self, const char *service, int instance)
 {

@@ -25,6 +25,7 @@
 #define TIMEOUT_MS 500
 #define SECRET "retry-test-secret-0123456789abcdef"
 #define MAX_REQUESTS 64
+#define GAUGE_REFRESH_MS 100 /* metrics_refresh_ms */
 
 static harness_t *h;
 
@@ -36,6 +37,7 @@ static int setup(void **state)
                                           .max_backoff_ms = 400,
                                           .timeout_ms = TIMEOUT_MS};
     notify_fixture_config(h, &settings, NULL);
+    harness_config_set(h, "metrics_refresh_ms", json_integer(GAUGE_REFRESH_MS));
     if (harness_start(h, "intake", 0) != 0 || harness_start(h, "notify", 0) != 0)
         return -1;
     return 0;
@@ -272,12 +274,36 @@ static void test_delivery_older_than_max_age_is_dead_lettered(void **s)
     notify_receiver_destroy(&receiver);
 }
 
+/* After deliveries made, delivered, failed, dead-lettered and retried above, the deliveries
+ * gauge of notify's Pong (kept counts, not a count of the table) agrees with a recount in every
+ * state. */
+static void test_the_deliveries_gauge_agrees_with_a_recount_in_every_state(void **s)
+{
+    static const char *const states[] = {"pending", "delivered", "failed", "undeliverable"};
+    assert_true(harness_sql_int(h, "SELECT count(*) FROM notify.deliveries"
+                                   " WHERE state = 'delivered'") > 0);
+    assert_true(harness_sql_int(h, "SELECT count(*) FROM notify.deliveries"
+                                   " WHERE state = 'failed'") > 0);
+    for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+        long long want = -1, got = -2;
+        for (int k = 0; k < 50 && got != want; k++) {
+            want = harness_sql_intf(h, "SELECT count(*) FROM notify.deliveries WHERE state = '%s'",
+                                    states[i]);
+            got = harness_gauge(h, "notify", "deliveries", "state", states[i]);
+            if (got != want)
+                usleep(GAUGE_REFRESH_MS * 1000);
+        }
+        assert_int_equal(got, want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_receiver_down_for_a_while_gets_it_once_back_with_same_delivery_id),
         cmocka_unit_test(test_silent_receiver_dead_letters_then_a_coordinator_retries),
         cmocka_unit_test(test_delivery_older_than_max_age_is_dead_lettered),
+        cmocka_unit_test(test_the_deliveries_gauge_agrees_with_a_recount_in_every_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

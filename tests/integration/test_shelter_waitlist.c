@@ -119,34 +119,12 @@ static void s_allocation_of(const char *case_id, char out[SHELTER_FIXTURE_ID])
     PQclear(res);
 }
 
-/* The waitlist length of region in shelter's Pong (its gauge waitlist_length), or -1 when the
- * Pong has no such series. */
-static int64_t s_pong_waitlist(const char *region)
-{
-    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
-    req.request_id = "";
-    Nrm__V1__Reply *reply = harness_call(h, "shelter", "coordinator", &req);
-    assert_non_null(reply);
-    assert_non_null(reply->pong);
-    int64_t value = -1;
-    for (size_t i = 0; i < reply->pong->n_gauges; i++) {
-        const Nrm__V1__ServiceGauge *g = reply->pong->gauges[i];
-        if (strcmp(g->name, "waitlist_length") == 0 && strcmp(g->label_name, "region") == 0 &&
-            strcmp(g->label_value, region) == 0)
-            value = g->value;
-    }
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return value;
-}
-
 /* Waits (a few refreshes) until shelter's Pong reports want waiting in region; asserts it. */
 static void s_expect_pong_waitlist(const char *region, int64_t want)
 {
     int64_t got = -1;
     for (int i = 0; i < 20 && got != want; i++) {
-        got = s_pong_waitlist(region);
+        got = harness_gauge(h, "shelter", "waitlist_length", "region", region);
         if (got != want)
             usleep(GAUGE_REFRESH_MS * 1000 / 2);
     }
