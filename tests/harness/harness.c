@@ -107,7 +107,9 @@ static int s_reserve_block(int base)
 {
     char path[S_PATH];
     snprintf(path, sizeof path, "/tmp/nrm-test-ports-%d.lock", base);
-    int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+    int fd = open(path, O_RDONLY | O_CLOEXEC); /* made by another user: O_CREAT may be refused */
+    if (fd < 0)
+        fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0)
         return -1;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
