@@ -52,16 +52,16 @@ const char *harness_events(harness_t *self, const char *service, int instance);
 
 /* Sends req to instance 0 of service as agency and returns the Reply (caller frees with
  * nrm__v1__reply__free_unpacked), or NULL on timeout. request_id is generated when empty. */
+Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *agency,
+                             Nrm__V1__Request *req);
+Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instance,
+                                const char *agency, Nrm__V1__Request *req);
+
 /* The value of a gauge in the Pong of service's instance 0 (name, its label label_name with
  * value label_value; "" and "" for a gauge without a label), or -1 when the Pong has no such
  * series or none came. */
 int64_t harness_gauge(harness_t *self, const char *service, const char *name,
                       const char *label_name, const char *label_value);
-
-Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *agency,
-                             Nrm__V1__Request *req);
-Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instance,
-                                const char *agency, Nrm__V1__Request *req);
 
 /* Every service and every agency of the configuration gets a CURVE key pair when a service is
  * started; requests go out under the key of the agency they name (agency_id, or the harness's

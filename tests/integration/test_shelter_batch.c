@@ -18,6 +18,7 @@
 #include "scenario.h"
 #include "shelter_fixture.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,8 +327,7 @@ static void s_request_made_at(int64_t requested_ms, int urgency, char case_id[SH
     uint8_t *payload = nrm_event_pack(&ev, &len);
     char hex[1024];
     assert_true(len * 2 < sizeof hex);
-    for (size_t i = 0; i < len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", payload[i]);
+    sodium_bin2hex(hex, sizeof hex, payload, len);
     free(payload);
     assert_int_equal(harness_sql_intf(h,
                                       "WITH ins AS (INSERT INTO routing.outbox (event_id, topic,"
