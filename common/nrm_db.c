@@ -31,6 +31,12 @@ typedef struct {
     uint64_t prepared_on; /* connection generation it was prepared on, 0 for none */
 } s_statement_t;
 
+/* What a counter gets when the transaction commits. */
+typedef struct {
+    int64_t *counter; /* borrowed: the caller's, outliving the transaction */
+    int64_t n;
+} s_count_t;
+
 /* A command or statement not sent yet. */
 typedef struct {
     const char *sql;     /* a utility command (a literal), or NULL for a statement */
@@ -58,6 +64,11 @@ struct nrm_db_t {
     s_deferred_t deferred[S_MAX_DEFERRED];
     int deferred_count;
     uint64_t deferred_generation; /* the connection they were deferred on */
+    /* counts added when the open transaction commits (nrm_db_count_on_commit) */
+    bool in_transaction; /* from nrm_db_begin to its commit or rollback */
+    s_count_t *counts;   /* owned */
+    size_t counts_n, counts_cap;
+    size_t counts_floor; /* entries before it belong to a part that may still be undone alone */
 };
 
 /* True (and marks p) when p has no room for another parameter. */
@@ -126,6 +137,7 @@ void nrm_db_destroy(nrm_db_t **self_p)
         return;
     nrm_db_t *self = *self_p;
     s_deferred_clear(self);
+    free(self->counts);
     if (self->conn)
         PQfinish(self->conn);
     free(self->conninfo);
@@ -605,12 +617,56 @@ nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_param
     return NRM_OK;
 }
 
+/* Ends the transaction's counts: added to their counters when it committed, else dropped. */
+static void s_counts_end(nrm_db_t *self, bool committed)
+{
+    for (size_t i = 0; committed && i < self->counts_n; i++)
+        *self->counts[i].counter += self->counts[i].n;
+    self->counts_n = self->counts_floor = 0;
+    self->in_transaction = false;
+}
+
+void nrm_db_count_on_commit(nrm_db_t *self, int64_t *counter, int64_t n)
+{
+    if (!self->in_transaction) {
+        *counter += n;
+        return;
+    }
+    for (size_t i = self->counts_floor; i < self->counts_n; i++)
+        if (self->counts[i].counter == counter) {
+            self->counts[i].n += n;
+            return;
+        }
+    if (self->counts_n == self->counts_cap) {
+        self->counts_cap = self->counts_cap ? 2 * self->counts_cap : 8;
+        self->counts = nrm_xreallocarray(self->counts, self->counts_cap, sizeof *self->counts);
+    }
+    self->counts[self->counts_n++] = (s_count_t){counter, n};
+}
+
+size_t nrm_db_counts_mark(nrm_db_t *self)
+{
+    self->counts_floor = self->counts_n;
+    return self->counts_n;
+}
+
+void nrm_db_counts_undo(nrm_db_t *self, size_t mark)
+{
+    if (mark < self->counts_n)
+        self->counts_n = mark;
+    if (self->counts_floor > self->counts_n)
+        self->counts_floor = self->counts_n;
+}
+
 nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)
 {
+    s_counts_end(self, false); /* a transaction never ended counts nothing */
     if (nrm_db_connect(self, NULL, err) != NRM_OK)
         return err ? err->status : NRM_UNAVAILABLE;
     s_deferred_clear(self);
-    return nrm_db_defer(self, "BEGIN", err);
+    nrm_status_t st = nrm_db_defer(self, "BEGIN", err);
+    self->in_transaction = st == NRM_OK;
+    return st;
 }
 
 /* True when a transaction was begun (deferred) and nothing has been sent in it yet. */
@@ -637,7 +693,8 @@ static nrm_status_t s_commit_ready(nrm_db_t *self, nrm_error_t *err)
                                  : nrm_fail(err, NRM_UNAVAILABLE, NULL, "database unavailable");
 }
 
-nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
+/* nrm_db_commit's work; its counts are the caller's. */
+static nrm_status_t s_commit(nrm_db_t *self, nrm_error_t *err)
 {
     if (s_deferred_statements(self)) { /* they, and what they need deferred, go with COMMIT */
         if (!s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK)
@@ -656,16 +713,26 @@ nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
     return nrm_db_sql(self, "COMMIT", err);
 }
 
+nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err)
+{
+    nrm_status_t st = s_commit(self, err);
+    s_counts_end(self, st == NRM_OK);
+    return st;
+}
+
 nrm_status_t nrm_db_exec_commit(nrm_db_t *self, const char *name, const nrm_params_t *params,
                                 nrm_error_t *err)
 {
-    if (!s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK)
-        return err ? err->status : NRM_UNAVAILABLE;
-    return s_exec(self, name, params, true, NULL, err);
+    nrm_status_t st = !s_begin_pending(self) && s_commit_ready(self, err) != NRM_OK
+                          ? (err ? err->status : NRM_UNAVAILABLE)
+                          : s_exec(self, name, params, true, NULL, err);
+    s_counts_end(self, st == NRM_OK);
+    return st;
 }
 
 void nrm_db_rollback(nrm_db_t *self)
 {
+    s_counts_end(self, false);
     s_deferred_clear(self);
     if (!nrm_db_connected(self))
         return;

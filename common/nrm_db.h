@@ -107,6 +107,16 @@ nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err);
 nrm_status_t nrm_db_commit(nrm_db_t *self, nrm_error_t *err);
 void nrm_db_rollback(nrm_db_t *self);
 
+/* Counts that only a commit makes true (a service's Pong counters): n is added to *counter
+ * when the open transaction commits, and dropped when it rolls back, fails to commit, or is
+ * left for the next begin; a batch applied again after a failure thus counts once. Outside a
+ * transaction n is added at once. counter must outlive the transaction. A part of a
+ * transaction undone alone (ROLLBACK TO SAVEPOINT) drops its counts with nrm_db_counts_undo,
+ * given the mark nrm_db_counts_mark returned before it began. */
+void nrm_db_count_on_commit(nrm_db_t *self, int64_t *counter, int64_t n);
+size_t nrm_db_counts_mark(nrm_db_t *self);
+void nrm_db_counts_undo(nrm_db_t *self, size_t mark);
+
 /* Runs a registered statement and commits, in one round trip (pipeline mode, with what was
  * deferred). OK only when the statement succeeded and the transaction committed; on failure
  * the transaction is aborted or gone, and the caller rolls back as after a failed commit. */

@@ -337,13 +337,16 @@ typedef struct {
     bool written; /* something a later failure must not undo was written in it */
 } s_batch_t;
 
-/* Undoes what the failed request wrote: back to its savepoint, or, when it was the first to
- * write in the transaction (and took none), the whole transaction, and a new one begins.
+/* Undoes what the failed request wrote and counted (counts: nrm_db_counts_mark's before it):
+ * back to its savepoint, or, when it was the first to write in the transaction (and took
+ * none), the whole transaction, and a new one begins.
  * Returns false when no transaction is open any more (batch->open false). */
-static bool s_undo(nrm_server_t *self, s_batch_t *batch, bool savepoint)
+static bool s_undo(nrm_server_t *self, s_batch_t *batch, bool savepoint, size_t counts)
 {
-    if (savepoint)
+    if (savepoint) {
+        nrm_db_counts_undo(self->db, counts); /* what the request counted goes with it */
         return nrm_db_sql(self->db, "ROLLBACK TO SAVEPOINT request", NULL) == NRM_OK;
+    }
     nrm_db_rollback(self->db);
     batch->open = nrm_db_begin(self->db, NULL) == NRM_OK;
     return batch->open;
@@ -371,6 +374,7 @@ static zframe_t *s_run(nrm_server_t *self, s_batch_t *batch, const Nrm__V1__Requ
     bool savepoint = batch->written;
     if (savepoint && nrm_db_defer(self->db, "SAVEPOINT request", err) != NRM_OK)
         return NULL;
+    size_t counts = nrm_db_counts_mark(self->db);
     Nrm__V1__Reply reply;
     nrm_call_t call;
     s_call_init(self, &call, req, &reply, self->db, err);
@@ -394,7 +398,7 @@ static zframe_t *s_run(nrm_server_t *self, s_batch_t *batch, const Nrm__V1__Requ
     zframe_destroy(&frame);
     if (err->status == NRM_OK)
         nrm_fail(err, st, NULL, "request failed");
-    if (!s_undo(self, batch, savepoint))
+    if (!s_undo(self, batch, savepoint, counts))
         return NULL;
     if (h->kind == NRM_HANDLER_WRITE && st != NRM_UNAVAILABLE) {
         /* a repeat of a stored request (this batch, an earlier one, or another instance's) */

@@ -90,7 +90,8 @@ nrm_directory_t *nrm_service_directory(nrm_service_t *self);
  * requests and batches: no transaction is open when they start. */
 zloop_t *nrm_service_loop(nrm_service_t *self);
 
-/* Adds a named counter shown in Pong (name must be a literal). Returns a pointer to bump. */
+/* Adds a named counter shown in Pong (name must be a literal). Returns a pointer to bump:
+ * inside a transaction with nrm_db_count_on_commit, so that only what commits is counted. */
 int64_t *nrm_service_counter(nrm_service_t *self, const char *name);
 
 /* Adds a gauge reported in Pong (and by the gateway's /metrics as nrm_<name>), refreshed every

@@ -498,7 +498,7 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
     if (st == NRM_OK)
         st = s_emit_outcomes(tx, failed, n_failed);
     for (size_t i = 0; st == NRM_OK && i < n_failed; i++) {
-        (*self->undeliverable)++;
+        nrm_db_count_on_commit(tx->db, self->undeliverable, 1);
         s_log_undeliverable(self, &failed[i], nrm_mono_ms());
     }
     for (size_t i = 0; st == NRM_OK && i < b->n; i++)
@@ -514,7 +514,7 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
     notify_batch_clear(b);
     if (st != NRM_OK)
         return st;
-    *self->created += pending;
+    nrm_db_count_on_commit(tx->db, self->created, pending);
     *created = pending;
     return NRM_OK;
 }
@@ -931,7 +931,7 @@ nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
     if (!retried) /* the row is locked: cannot happen, but never answer OK without it */
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
                         "the delivery changed meanwhile");
-    (*self->retried)++;
+    nrm_db_count_on_commit(call->tx.db, self->retried, 1);
     notify_sender_wake(self->sender);
     nrm_log_info("failed delivery retried", "{s:s, s:s}", "delivery_id", id, "by", call->agency_id);
     return NRM_OK;

@@ -154,9 +154,9 @@ nrm_status_t reint_scan_followups(void *ctx, nrm_tx_t *tx)
         st = s_move(self, tx, "reint_fu_fall_overdue", true, &overdue);
     if (st == NRM_OK && (due || overdue)) {
         if (self->followups_due)
-            *self->followups_due += due;
+            nrm_db_count_on_commit(tx->db, self->followups_due, due);
         if (self->followups_overdue)
-            *self->followups_overdue += overdue;
+            nrm_db_count_on_commit(tx->db, self->followups_overdue, overdue);
         nrm_log_info("follow-ups scanned", "{s:i, s:i}", "due", due, "overdue", overdue);
     }
     return st;

@@ -72,7 +72,7 @@ nrm_status_t reint_plan_open(reint_t *self, nrm_tx_t *tx, const char *case_id, i
     body.followups = followups;
     st = nrm_tx_emit_body(tx, case_id, NRM__V1__EVENT__BODY_PLAN_OPENED, &body);
     if (st == NRM_OK && self->plans_opened)
-        (*self->plans_opened)++;
+        nrm_db_count_on_commit(tx->db, self->plans_opened, 1);
     if (plan_id)
         snprintf(plan_id, REINT_UUID_SIZE, "%s", id);
     return st;

@@ -474,7 +474,7 @@ static nrm_status_t s_unroutable(routing_t *self, nrm_tx_t *tx, const routing_ca
     nrm_log_warn("referral unroutable", "{s:s, s:s, s:s, s:I, s:I}", "case_id", c->case_id,
                  "service_type", routing_service_name(service), "region", c->region, "eligible",
                  (json_int_t)cand->count, "tried", (json_int_t)tried);
-    (*self->referrals_unroutable)++;
+    nrm_db_count_on_commit(tx->db, self->referrals_unroutable, 1);
     return routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_UNROUTABLE, &body);
 }
 
@@ -555,7 +555,7 @@ static nrm_status_t s_create(routing_t *self, nrm_tx_t *tx, const routing_case_t
     body.attempt = attempt;
     body.rule_id = (char *)d->rule_id;
     body.reason = reason;
-    (*self->referrals_created)++;
+    nrm_db_count_on_commit(tx->db, self->referrals_created, 1);
     return routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_REFERRAL_CREATED, &body);
 }
 
@@ -599,7 +599,7 @@ static nrm_status_t s_request_shelter(routing_t *self, nrm_tx_t *tx, const routi
     nrm_status_t st =
         routing_emit_body(self, tx, c->case_id, NRM__V1__EVENT__BODY_SHELTER_REQUESTED, &body);
     if (st == NRM_OK)
-        (*self->shelters_requested)++;
+        nrm_db_count_on_commit(tx->db, self->shelters_requested, 1);
     return st == NRM_OK
                ? s_set_state(self, tx, c->case_id, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_SHELTER,
                              S_SHELTER_REQUESTED, d->verdict == ROUTING_MANDATORY, d->rule_id,

@@ -220,7 +220,7 @@ static nrm_status_t s_expired(routing_t *self, nrm_tx_t *tx, const PGresult *res
     nrm_log_info("referral expired", "{s:s, s:s, s:s, s:s}", "referral_id", body.referral_id,
                  "case_id", ev.case_id, "service_type", routing_service_name(service), "provider",
                  body.provider_agency_id);
-    (*self->referrals_expired)++;
+    nrm_db_count_on_commit(tx->db, self->referrals_expired, 1);
     nrm_status_t st = routing_emit(self, tx, &ev);
     return st == NRM_OK ? s_refer_on(self, tx, ev.case_id, service) : st;
 }

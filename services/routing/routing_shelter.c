@@ -64,7 +64,7 @@ static nrm_status_t s_no_show(routing_t *self, nrm_tx_t *tx, const Nrm__V1__Even
     body.reason = S_NO_SHOW;
     nrm_log_warn("shelter no_show: the case has no bed and no request", "{s:s, s:s}", "case_id",
                  ev->case_id, "shelter_id", r->shelter_id ? r->shelter_id : "");
-    (*self->shelter_no_shows)++;
+    nrm_db_count_on_commit(tx->db, self->shelter_no_shows, 1);
     return routing_emit_body(self, tx, ev->case_id, NRM__V1__EVENT__BODY_SHELTER_NO_SHOW, &body);
 }
 

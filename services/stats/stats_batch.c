@@ -348,7 +348,6 @@ static void s_plan_event(stats_t *self, const Nrm__V1__Event *ev)
 nrm_status_t stats_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     stats_t *self = ctx;
-    (void)tx;
     switch (ev->body_case) {
     case NRM__V1__EVENT__BODY_CASE_OPENED:
         s_case_opened(self, ev);
@@ -383,7 +382,7 @@ nrm_status_t stats_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
     default:
         return NRM_OK;
     }
-    (*self->events_applied)++;
+    nrm_db_count_on_commit(tx->db, self->events_applied, 1);
     return NRM_OK;
 }
 

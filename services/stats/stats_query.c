@@ -244,6 +244,6 @@ nrm_status_t stats_get_statistics(void *ctx, nrm_call_t *call)
     s_withhold(e, n, ndims, m, self->k);
     qsort(e, n, sizeof *e, s_order);
     s_reply(call, m, g, e, n, self->k, suppressed);
-    (*self->tables_answered)++;
+    nrm_db_count_on_commit(call->tx.db, self->tables_answered, 1);
     return NRM_OK;
 }

@@ -469,8 +469,8 @@ Nrm__V1__Reply *harness_call(harness_t *self, const char *service, const char *a
     return harness_call_at(self, service, 0, agency, req);
 }
 
-int64_t harness_gauge(harness_t *self, const char *service, const char *name,
-                      const char *label_name, const char *label_value)
+/* The Pong of service's instance 0 (NULL when none came); the caller frees it. */
+static Nrm__V1__Reply *s_pong(harness_t *self, const char *service)
 {
     Nrm__V1__Ping ping = NRM__V1__PING__INIT;
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
@@ -478,13 +478,36 @@ int64_t harness_gauge(harness_t *self, const char *service, const char *name,
     req.ping = &ping;
     req.request_id = "";
     Nrm__V1__Reply *reply = harness_call(self, service, S_HARNESS_IDENTITY, &req);
+    if (reply && !reply->pong) {
+        nrm__v1__reply__free_unpacked(reply, NULL);
+        return NULL;
+    }
+    return reply;
+}
+
+int64_t harness_gauge(harness_t *self, const char *service, const char *name,
+                      const char *label_name, const char *label_value)
+{
+    Nrm__V1__Reply *reply = s_pong(self, service);
     int64_t value = -1;
-    for (size_t i = 0; reply && reply->pong && i < reply->pong->n_gauges; i++) {
+    for (size_t i = 0; reply && i < reply->pong->n_gauges; i++) {
         const Nrm__V1__ServiceGauge *g = reply->pong->gauges[i];
         if (strcmp(g->name, name) == 0 && strcmp(g->label_name, label_name) == 0 &&
             strcmp(g->label_value, label_value) == 0)
             value = g->value;
     }
+    if (reply)
+        nrm__v1__reply__free_unpacked(reply, NULL);
+    return value;
+}
+
+int64_t harness_counter(harness_t *self, const char *service, const char *name)
+{
+    Nrm__V1__Reply *reply = s_pong(self, service);
+    int64_t value = -1;
+    for (size_t i = 0; reply && i < reply->pong->n_counters; i++)
+        if (strcmp(reply->pong->counters[i]->name, name) == 0)
+            value = reply->pong->counters[i]->value;
     if (reply)
         nrm__v1__reply__free_unpacked(reply, NULL);
     return value;

@@ -63,6 +63,9 @@ Nrm__V1__Reply *harness_call_at(harness_t *self, const char *service, int instan
 int64_t harness_gauge(harness_t *self, const char *service, const char *name,
                       const char *label_name, const char *label_value);
 
+/* The value of a counter (name) in the Pong of service's instance 0, or -1 when it has none. */
+int64_t harness_counter(harness_t *self, const char *service, const char *name);
+
 /* Every service and every agency of the configuration gets a CURVE key pair when a service is
  * started; requests go out under the key of the agency they name (agency_id, or the harness's
  * own identity, the coordinator). An identity is an agency id or "service:<name>"; a key made

@@ -91,21 +91,6 @@ static bool s_heard_anything(zsock_t *sock, int timeout_ms)
     return heard;
 }
 
-static long long s_pong_counter(const char *service, const char *name)
-{
-    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    scenario_request(&req, NRM__V1__REQUEST__BODY_PING, &ping);
-    Nrm__V1__Reply *reply = harness_call(h, service, "coordinator", &req);
-    assert_non_null(reply);
-    long long v = -1;
-    for (size_t i = 0; reply->pong && i < reply->pong->n_counters; i++)
-        if (strcmp(reply->pong->counters[i]->name, name) == 0)
-            v = reply->pong->counters[i]->value;
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    return v;
-}
-
 static void test_an_unknown_key_gets_no_session(void **state)
 {
     assert_int_equal(harness_start(h, "intake", 0), 0);
@@ -115,7 +100,7 @@ static void test_an_unknown_key_gets_no_session(void **state)
     assert_null(reply);
     nrm_client_destroy(&stranger);
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.cases"), 0);
-    assert_true(s_pong_counter("intake", "sessions_refused") >= 1);
+    assert_true(harness_counter(h, "intake", "sessions_refused") >= 1);
     /* logged with a fingerprint, never the key itself */
     assert_true(harness_log_contains(h, "intake", 0, "connection refused"));
     assert_false(harness_log_contains(h, "intake", 0, harness_public_key(h, "not-an-agency")));
@@ -479,7 +464,7 @@ static void test_subscribers_that_never_read_cost_intake_bounded_memory(void **s
     assert_true(before > 0 && after > 0);
     assert_true(after - before < RSS_GROWTH_BOUND_KB);
     /* the service still answers */
-    assert_true(s_pong_counter("intake", "requests") > 0);
+    assert_true(harness_counter(h, "intake", "requests") > 0);
     for (int i = 0; i < STUCK_SUBSCRIBERS; i++)
         zsock_destroy(&stuck[i]);
 }

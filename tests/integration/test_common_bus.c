@@ -389,6 +389,53 @@ static void test_db_exec_commit_commits_with_its_statement_or_not_at_all(void **
     nrm_db_destroy(&db);
 }
 
+/* A count made in a transaction reaches its counter when the transaction commits, and never
+ * when it rolls back, fails to commit, or loses the part (savepoint) that made it. */
+static void test_db_counts_only_what_commits(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    int64_t counter = 0;
+    nrm_params_t p = {0};
+    nrm_params_text(&p, "count-1");
+    nrm_db_count_on_commit(db, &counter, 1); /* outside a transaction: at once */
+    assert_int_equal(counter, 1);
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 2);
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 3);
+    assert_int_equal(counter, 1); /* not before the commit */
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    assert_int_equal(counter, 6);
+    /* rolled back */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 10);
+    nrm_db_rollback(db);
+    assert_int_equal(counter, 6);
+    /* a commit that fails (its statement collides): nothing counted, nor by the next commit */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 100);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &p, &err), NRM_CONFLICT);
+    nrm_db_rollback(db);
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    assert_int_equal(counter, 6);
+    /* a part undone alone drops its own counts, not those made before it */
+    nrm_params_t q = {0};
+    nrm_params_text(&q, "count-2");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 1000);
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    size_t mark = nrm_db_counts_mark(db);
+    nrm_db_count_on_commit(db, &counter, 20000);
+    nrm_db_counts_undo(db, mark);
+    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
+    nrm_db_count_on_commit(db, &counter, 300000);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &q, &err), NRM_OK);
+    assert_int_equal(counter, 301006);
+    nrm_db_destroy(&db);
+}
+
 static void test_db_deferred_savepoint_undoes_only_what_follows_it(void **state)
 {
     nrm_db_t *db = s_db();
@@ -780,6 +827,8 @@ static nrm_status_t s_handle_submit(void *ctx, nrm_call_t *call)
     nrm_params_t p = {0};
     nrm_params_text(&p, call->request->request_id);
     nrm_status_t st = nrm_db_exec(call->tx.db, "thing", &p, NULL, call->tx.err);
+    if (st == NRM_OK && ctx) /* ctx: a counter of things made */
+        nrm_db_count_on_commit(call->tx.db, ctx, 1);
     Nrm__V1__CaseOpened opened = NRM__V1__CASE_OPENED__INIT;
     Nrm__V1__Event ev = NRM__V1__EVENT__INIT;
     ev.case_id = call->request->request_id;
@@ -849,10 +898,11 @@ static void test_server_group_commit_of_a_mixed_batch(void **state)
     assert_non_null(config);
     nrm_db_t *db = s_db();
     nrm_server_t *server = nrm_server_new("intake", db, config, 64 * 1024);
+    int64_t made = 0; /* things counted by the handlers: only those of requests that committed */
     nrm_server_handle(server, NRM__V1__REQUEST__BODY_SUBMIT_REPORT, NRM_HANDLER_WRITE,
-                      s_handle_submit, NULL);
+                      s_handle_submit, &made);
     nrm_server_handle(server, NRM__V1__REQUEST__BODY_CLOSE_CASE, NRM_HANDLER_WRITE, s_handle_close,
-                      NULL);
+                      &made);
     nrm_uuid_v4(a), nrm_uuid_v4(b), nrm_uuid_v4(u), nrm_uuid_v4(v), nrm_uuid_v4(c);
     /* A, B failing, A again, malformed, no UUID, unknown agency, unknown agency that is not even
      * text (it must not spoil the batch), then C */
@@ -887,6 +937,7 @@ static void test_server_group_commit_of_a_mixed_batch(void **state)
         nrm__v1__reply__free_unpacked(reply, NULL);
     }
     assert_true(zframe_eq(replies[0], replies[2])); /* the stored reply, byte for byte */
+    assert_int_equal(made, 2);                      /* A and C; B's count went with its savepoint */
     assert_int_equal(nrm_server_requests(server), BATCH);
     assert_int_equal(nrm_server_failures(server), 5);
     /* the effects of A and C exist once, B's not at all */
@@ -933,6 +984,7 @@ int main(void)
         cmocka_unit_test(test_db_commit_of_an_aborted_transaction_fails),
         cmocka_unit_test(test_db_begin_costs_no_round_trip_of_its_own),
         cmocka_unit_test(test_db_exec_commit_commits_with_its_statement_or_not_at_all),
+        cmocka_unit_test(test_db_counts_only_what_commits),
         cmocka_unit_test(test_db_deferred_savepoint_undoes_only_what_follows_it),
         cmocka_unit_test(test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_fails),
         cmocka_unit_test(test_db_later_statement_goes_with_the_next_call),

@@ -297,6 +297,56 @@ static void test_the_deliveries_gauge_agrees_with_a_recount_in_every_state(void 
     }
 }
 
+/* A batch whose commit fails is applied again: what it counted goes with the rolled-back
+ * transaction, and its deliveries are counted once, when the batch commits. The first move of
+ * intake's checkpoint past the report is refused (a trigger, once: a sequence is not rolled
+ * back). */
+static void test_a_batch_applied_again_counts_its_deliveries_once(void **s)
+{
+    static const char made[] =
+        "SELECT count(*) FROM notify.deliveries WHERE state <> 'undeliverable'";
+    static const char undeliverable[] =
+        "SELECT count(*) FROM notify.deliveries WHERE state = 'undeliverable'";
+    long long head = harness_sql_int(h, "SELECT head FROM intake.stream_head");
+    long long rows = harness_sql_int(h, made),
+              rows_undeliverable = harness_sql_int(h, undeliverable);
+    int64_t created = harness_counter(h, "notify", "deliveries_created");
+    int64_t counted_undeliverable = harness_counter(h, "notify", "deliveries_undeliverable");
+    char sql[768];
+    PQclear(harness_sql(h, "CREATE SEQUENCE notify.test_moves"));
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION notify.test_refuse_once() RETURNS trigger LANGUAGE plpgsql"
+             " SECURITY DEFINER AS $$ BEGIN IF NEW.stream = 'intake' AND NEW.seq > %lld THEN"
+             " IF nextval('notify.test_moves') = 1 THEN"
+             " RAISE EXCEPTION 'checkpoint move refused once by the test'; END IF; END IF;"
+             " RETURN NEW; END $$",
+             head);
+    PQclear(harness_sql(h, sql));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse_once BEFORE UPDATE ON notify.checkpoints"
+                           " FOR EACH ROW EXECUTE FUNCTION notify.test_refuse_once()"));
+    notify_receiver_t *receiver = notify_receiver_new();
+    char url[256], subscription[65];
+    const char *opened[] = {"case.opened", NULL};
+    notify_fixture_subscribe_ok(h, "iom-ma", "webhook", notify_fixture_url(receiver, "once", url),
+                                opened, SECRET, subscription);
+    char *case_id = notify_fixture_report(h, "labour-ma-09", "MA-04", "Amara Diallo", "1991-02-03");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.checkpoints WHERE stream = 'intake' AND seq > %lld",
+             head);
+    assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
+    /* the move was refused once, and the batch made its deliveries when applied again */
+    assert_int_equal(harness_sql_int(h, "SELECT last_value FROM notify.test_moves"), 2);
+    assert_true(harness_sql_int(h, made) > rows);
+    assert_int_equal(harness_counter(h, "notify", "deliveries_created") - created,
+                     harness_sql_int(h, made) - rows);
+    assert_int_equal(harness_counter(h, "notify", "deliveries_undeliverable") -
+                         counted_undeliverable,
+                     harness_sql_int(h, undeliverable) - rows_undeliverable);
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse_once ON notify.checkpoints"));
+    free(case_id);
+    notify_receiver_destroy(&receiver);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_silent_receiver_dead_letters_then_a_coordinator_retries),
         cmocka_unit_test(test_delivery_older_than_max_age_is_dead_lettered),
         cmocka_unit_test(test_the_deliveries_gauge_agrees_with_a_recount_in_every_state),
+        cmocka_unit_test(test_a_batch_applied_again_counts_its_deliveries_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
