@@ -21,9 +21,11 @@ static const char s_sql_cancel[] = "UPDATE followups SET state = 'cancelled' WHE
 static const char s_sql_shift[] =
     "UPDATE followups SET due_ms = due_ms + $2, window_end_ms = window_end_ms + $2"
     " WHERE plan_id = $1 AND state IN ('scheduled', 'due')";
+/* the earliest of each, one probe of followups_scheduled and followups_due (as EXISTS with
+ * "<= $1" the generic plan may read every row: routing_referrals.c) */
 static const char s_sql_any[] =
-    "SELECT EXISTS (SELECT 1 FROM followups WHERE state = 'scheduled' AND due_ms <= $1)"
-    " OR EXISTS (SELECT 1 FROM followups WHERE state = 'due' AND window_end_ms <= $1)";
+    "SELECT coalesce((SELECT min(due_ms) FROM followups WHERE state = 'scheduled') <= $1, false)"
+    " OR coalesce((SELECT min(window_end_ms) FROM followups WHERE state = 'due') <= $1, false)";
 static const char s_sql_fall_due[] =
     "WITH d AS (SELECT f.plan_id, f.number FROM followups f JOIN plans p USING (plan_id)"
     "           WHERE f.state = 'scheduled' AND f.due_ms <= $1 AND p.state = 'open'"

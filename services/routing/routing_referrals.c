@@ -24,8 +24,10 @@ static const char s_sql_complete[] =
 static const char s_sql_service_completed[] =
     "UPDATE case_services SET state = 'completed', updated_at = now()"
     " WHERE case_id = $1 AND service = $2";
+/* the earliest deadline, one probe of referrals_due: as EXISTS (... due_ms <= $1) the generic
+ * plan expected a third of the rows to match and read them all, none being due */
 static const char s_sql_overdue_any[] =
-    "SELECT EXISTS (SELECT 1 FROM referrals WHERE state = 'pending' AND due_ms <= $1)";
+    "SELECT coalesce(min(due_ms) <= $1, false) FROM referrals WHERE state = 'pending'";
 static const char s_sql_expire[] =
     "WITH due AS (SELECT referral_id FROM referrals WHERE state = 'pending' AND due_ms <= $1"
     "             ORDER BY due_ms, referral_id LIMIT $2 FOR UPDATE SKIP LOCKED),"

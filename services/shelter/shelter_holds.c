@@ -39,8 +39,10 @@ static const char s_sql_overdue[] =
     "SELECT allocation_id, case_id, shelter_id, beds FROM allocations"
     " WHERE state = 'held' AND hold_until_ms <= $1 ORDER BY hold_until_ms, allocation_id"
     " LIMIT $2 FOR UPDATE SKIP LOCKED";
+/* the earliest hold's end, one probe of allocations_holds (as EXISTS with "<= $1" the generic
+ * plan may read every row: routing_referrals.c) */
 static const char s_sql_any_overdue[] =
-    "SELECT EXISTS (SELECT 1 FROM allocations WHERE state = 'held' AND hold_until_ms <= $1)";
+    "SELECT coalesce(min(hold_until_ms) <= $1, false) FROM allocations WHERE state = 'held'";
 static const char s_sql_case_live[] =
     "SELECT allocation_id, shelter_id, beds, state FROM allocations"
     " WHERE case_id = $1 AND state <> 'released' ORDER BY allocation_id FOR UPDATE";
