@@ -63,11 +63,16 @@ typedef struct shelter_batch_t shelter_batch_t;
 
 /* The service's state: settings, and what the consumers gather during one batch (written at its
  * end, in its transaction). Everything else lives in the database. */
+#define SHELTER_PASS_KEY_BYTES 32
+
 typedef struct {
     nrm_config_t *config;   /* borrowed; replaced on reload */
     int64_t hold_ms;        /* how long a bed is held for an arrival (shelter.hold_s) */
     shelter_batch_t *batch; /* routing consumer: the batch's requests (shelter_batch.c) */
     json_t *managers;       /* intake consumer: the batch's case managers (shelter_cases.c) */
+    /* the last serving pass that found no one a free bed fits (shelter_waitlist.c) */
+    bool fruitless_known;
+    uint8_t fruitless_pass[SHELTER_PASS_KEY_BYTES];
 } shelter_t;
 
 /* A shelter as allocation sees it (one row of shelters). */

@@ -240,6 +240,7 @@ nrm_status_t shelter_configure(void *ctx, nrm_config_t *config)
     self->config = config;
     self->hold_ms =
         nrm_config_int(config, "shelter.hold_s", SHELTER_DEFAULT_HOLD_S) * SHELTER_MS_PER_S;
+    self->fruitless_known = false; /* the next serving pass reads the queue under these rules */
     return NRM_OK;
 }
 

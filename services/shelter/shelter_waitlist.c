@@ -4,11 +4,14 @@
 #include "nrm_log.h"
 #include "shelter.h"
 
+#include <sodium.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SERVE_SCAN 1000 /* waiting entries looked at per serving pass */
+#define S_SERVE_SCAN                                                                               \
+    1000 /* waiting entries read at first in a serving pass; the rest if beds remain */
 
 #define S_QUEUE_ORDER " ORDER BY urgency DESC, requested_at_ms, entry_id"
 
@@ -22,12 +25,18 @@ static const char s_sql_add[] =
     " SELECT (1 + count(w.entry_id))::int FROM ins LEFT JOIN waitlist w ON w.state = 'waiting'"
     " AND (w.urgency > ins.urgency OR (w.urgency = ins.urgency"
     " AND (w.requested_at_ms, w.entry_id) < (ins.requested_at_ms, ins.entry_id)))";
+/* also the newest entry ever made (entries are numbered under the beds lock, so in the order
+ * they commit): see s_pass_key */
 static const char s_sql_worth_serving[] =
     "SELECT EXISTS (SELECT 1 FROM shelters WHERE active AND occupied + held < capacity)"
-    " AND EXISTS (SELECT 1 FROM waitlist WHERE state = 'waiting')";
+    " AND EXISTS (SELECT 1 FROM waitlist WHERE state = 'waiting'),"
+    " (SELECT coalesce(max(entry_id), 0) FROM waitlist)";
 static const char s_sql_queue[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " LIMIT $1";
+static const char s_sql_queue_rest[] =
+    "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
+    " OFFSET $1";
 /* only an entry about to get a bed is locked, and only while still waiting (the beds lock
  * already orders the instances; SKIP LOCKED keeps this deadlock-free even without it) */
 static const char s_sql_take[] =
@@ -44,6 +53,7 @@ void shelter_waitlist_prepare(nrm_db_t *db)
     nrm_db_statement(db, "waitlist_add", s_sql_add);
     nrm_db_statement(db, "waitlist_worth_serving", s_sql_worth_serving);
     nrm_db_statement(db, "waitlist_queue", s_sql_queue);
+    nrm_db_statement(db, "waitlist_queue_rest", s_sql_queue_rest);
     nrm_db_statement(db, "waitlist_take", s_sql_take);
     nrm_db_statement(db, "waitlist_all", s_sql_all);
     nrm_db_statement(db, "waitlist_served", s_sql_served);
@@ -128,15 +138,43 @@ static bool s_fits_somewhere(const shelter_row_t *rows, size_t n, const shelter_
     return false;
 }
 
-/* Sets *worth when a serving pass could do anything: a free bed somewhere and someone waiting. */
-static nrm_status_t s_worth_serving(nrm_tx_t *tx, bool *worth)
+/* Sets *worth when a serving pass could do anything: a free bed somewhere and someone waiting;
+ * *newest to the newest entry ever made. */
+static nrm_status_t s_worth_serving(nrm_tx_t *tx, bool *worth, int64_t *newest)
 {
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "waitlist_worth_serving", NULL, &res, tx->err);
-    if (st == NRM_OK)
+    if (st == NRM_OK) {
         *worth = nrm_db_int(res, 0, 0) != 0;
+        *newest = nrm_db_int(res, 0, 1);
+    }
     PQclear(res);
     return st;
+}
+
+/* What a serving pass depends on: the active shelters as loaded (free beds and all that
+ * eligibility reads) and the newest entry. A pass that served nobody stays fruitless while
+ * both stay the same: an entry made since was refused by the beds of its time, and an entry
+ * leaving the queue makes no one else fit. */
+static void s_pass_key(const shelter_row_t *rows, size_t n, int64_t newest,
+                       uint8_t key[SHELTER_PASS_KEY_BYTES])
+{
+    crypto_generichash_state h;
+    crypto_generichash_init(&h, NULL, 0, SHELTER_PASS_KEY_BYTES);
+    crypto_generichash_update(&h, (const uint8_t *)&newest, sizeof newest);
+    for (size_t i = 0; i < n; i++) {
+        const shelter_row_t *r = &rows[i];
+        int numbers[] = {
+            r->capacity, r->occupied,         r->held,       r->population, r->min_age,
+            r->max_age,  r->accepts_children, r->accessible, r->active,     (int)r->n_languages};
+        crypto_generichash_update(&h, (const uint8_t *)r->id, strlen(r->id) + 1);
+        crypto_generichash_update(&h, (const uint8_t *)r->region, strlen(r->region) + 1);
+        crypto_generichash_update(&h, (const uint8_t *)numbers, sizeof numbers);
+        for (size_t l = 0; l < r->n_languages; l++)
+            crypto_generichash_update(&h, (const uint8_t *)r->languages[l],
+                                      strlen(r->languages[l]) + 1);
+    }
+    crypto_generichash_final(&h, key, SHELTER_PASS_KEY_BYTES);
 }
 
 /* Locks a waiting entry for serving. *taken is false when it is no longer waiting or another
@@ -152,12 +190,12 @@ static nrm_status_t s_take(nrm_tx_t *tx, int64_t entry_id, bool *taken)
     return st;
 }
 
-/* Offers the free beds of rows to the queue entries of res, in queue order. */
+/* Offers the free beds of rows to the queue entries of res, in queue order; counts in *served
+ * the entries allocated and in *skipped those another transaction holds. */
 static nrm_status_t s_serve_queue(shelter_t *self, nrm_tx_t *tx, const PGresult *res,
-                                  shelter_row_t *rows, size_t n)
+                                  shelter_row_t *rows, size_t n, int *served, int *skipped)
 {
     nrm_status_t st = NRM_OK;
-    int served = 0;
     for (int i = 0; i < PQntuples(res) && st == NRM_OK && s_any_free(rows, n); i++) {
         shelter_need_t need;
         shelter_need_read(res, i, &need);
@@ -167,6 +205,8 @@ static nrm_status_t s_serve_queue(shelter_t *self, nrm_tx_t *tx, const PGresult 
         bool taken = false, allocated = false;
         size_t eligible = 0;
         st = s_take(tx, entry_id, &taken);
+        if (st == NRM_OK && !taken)
+            (*skipped)++;
         if (st == NRM_OK && taken)
             st = shelter_allocate(self, tx, &need, rows, n, true, &allocated, &eligible);
         if (st != NRM_OK || !allocated)
@@ -174,33 +214,54 @@ static nrm_status_t s_serve_queue(shelter_t *self, nrm_tx_t *tx, const PGresult 
         nrm_params_t p = {0};
         nrm_params_int(&p, entry_id);
         st = nrm_db_exec(tx->db, "waitlist_served", &p, NULL, tx->err);
-        served++;
+        (*served)++;
     }
-    if (st == NRM_OK && served)
-        nrm_log_info("waitlist served", "{s:i}", "allocated", served);
     return st;
 }
 
 nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
 {
     bool worth = false;
-    nrm_status_t st = s_worth_serving(tx, &worth);
+    int64_t newest = 0;
+    nrm_status_t st = s_worth_serving(tx, &worth, &newest);
     if (st != NRM_OK || !worth)
         return st;
     shelter_row_t *rows = NULL;
     size_t n = 0;
-    PGresult *res = NULL;
     st = shelter_lock_beds(tx);
     if (st == NRM_OK)
         st = shelter_load_active(tx, &rows, &n);
+    uint8_t key[SHELTER_PASS_KEY_BYTES];
+    if (st == NRM_OK)
+        s_pass_key(rows, n, newest, key);
+    if (st != NRM_OK ||
+        (self->fruitless_known && sodium_memcmp(key, self->fruitless_pass, sizeof key) == 0)) {
+        free(rows);
+        return st; /* nothing changed since a pass that found no one a free bed fits */
+    }
+    /* the head of the queue, then, while beds remain free, the rest: no entry is out of reach */
+    int served = 0, skipped = 0;
+    PGresult *res = NULL;
     nrm_params_t p = {0};
     nrm_params_int(&p, S_SERVE_SCAN);
+    st = nrm_db_exec(tx->db, "waitlist_queue", &p, &res, tx->err);
     if (st == NRM_OK)
-        st = nrm_db_exec(tx->db, "waitlist_queue", &p, &res, tx->err);
-    if (st == NRM_OK)
-        st = s_serve_queue(self, tx, res, rows, n);
+        st = s_serve_queue(self, tx, res, rows, n, &served, &skipped);
+    if (st == NRM_OK && PQntuples(res) == S_SERVE_SCAN && s_any_free(rows, n)) {
+        PQclear(res);
+        res = NULL;
+        st = nrm_db_exec(tx->db, "waitlist_queue_rest", &p, &res, tx->err);
+        if (st == NRM_OK)
+            st = s_serve_queue(self, tx, res, rows, n, &served, &skipped);
+    }
     PQclear(res);
     free(rows);
+    if (st == NRM_OK && served)
+        nrm_log_info("waitlist served", "{s:i}", "allocated", served);
+    /* remembered only when the whole queue was offered the beds and no one took one */
+    self->fruitless_known = st == NRM_OK && served == 0 && skipped == 0;
+    if (self->fruitless_known)
+        memcpy(self->fruitless_pass, key, sizeof key);
     return st;
 }
 

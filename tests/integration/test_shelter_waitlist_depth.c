@@ -1,0 +1,145 @@
+/* The far end of the waitlist, against real processes: a free bed goes to the first waiting
+ * person it fits however many wait ahead whom it does not fit (more than a serving pass reads at
+ * first), and a free bed that fits no one waiting is not offered to the whole queue again at
+ * every check while nothing changes. The ones ahead are men written into the queue directly;
+ * the one shelter takes women. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "harness.h"
+#include "scenario.h"
+#include "shelter_fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define WAIT_MS SHELTER_FIXTURE_WAIT_MS
+#define AHEAD 1200   /* men waiting ahead: more than a serving pass reads at first (1000) */
+#define HOLD_S 600   /* no hold ends during the test */
+#define CHECK_MS 100 /* the periodic sweep */
+#define QUIET_MS 2500
+#define STATS_FLUSH_MS 2000 /* a backend's table statistics reach the views within a second */
+#define METRICS_MS 3600000  /* the waitlist gauge, which reads every waiting entry, stays out */
+#define SQL_MAX 768
+#define EMERGENCY NRM__V1__URGENCY__URGENCY_EMERGENCY
+#define ROUTINE NRM__V1__URGENCY__URGENCY_ROUTINE
+
+static const shelter_fixture_t s_women = {"d04-women",
+                                          "op-depth-test",
+                                          "MA-04",
+                                          1,
+                                          NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_WOMEN,
+                                          18,
+                                          120,
+                                          false,
+                                          false,
+                                          "ar,fr,en"};
+
+static harness_t *h;
+
+static int setup(void **state)
+{
+    h = harness_new("shelter_waitlist_depth");
+    shelter_fixture_use(h, &s_women, 1, HOLD_S, CHECK_MS);
+    harness_config_set(h, "metrics_refresh_ms", json_integer(METRICS_MS));
+    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
+        return -1;
+    return harness_start(h, "shelter", 0);
+}
+
+static int teardown(void **state)
+{
+    harness_destroy(&h);
+    return 0;
+}
+
+/* Reports a woman of the given urgency and waits for her shelter outcome: a bed (position 0)
+ * or that place in the queue. Her case id into case_id. */
+static void s_woman(const char *name, int urgency, int position, char case_id[SHELTER_FIXTURE_ID])
+{
+    scenario_report_t s;
+    shelter_fixture_person(&s, "MA-04", name, "fr");
+    s.report.urgency = (Nrm__V1__Urgency)urgency;
+    assert_int_equal(shelter_fixture_submit(h, &s, "police-ma-04", case_id), 0);
+    Nrm__V1__Event *ev = shelter_fixture_outcome(h, case_id,
+                                                 position ? NRM__V1__EVENT__BODY_SHELTER_WAITLISTED
+                                                          : NRM__V1__EVENT__BODY_SHELTER_ALLOCATED,
+                                                 WAIT_MS);
+    assert_non_null(ev);
+    if (position)
+        assert_int_equal(ev->shelter_waitlisted->position, position);
+    else
+        assert_int_equal(ev->body_case, NRM__V1__EVENT__BODY_SHELTER_ALLOCATED);
+    nrm__v1__event__free_unpacked(ev, NULL);
+}
+
+/* Sets the women's shelter's capacity (its operator's UpsertShelter); asserts OK. */
+static void s_capacity(int capacity)
+{
+    shelter_fixture_upsert_t up;
+    shelter_fixture_upsert(&up, &s_women);
+    up.upsert.capacity = capacity;
+    up.request.request_id = "";
+    Nrm__V1__Reply *reply = harness_call(h, "shelter", "op-depth-test", &up.request);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+}
+
+/* Rows of the waitlist read so far, by any scan of any session (this test's own too: it reads
+ * the waitlist only after measuring). */
+static long long s_waitlist_reads(void)
+{
+    return harness_sql_int(h, "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
+                              " FROM pg_stat_user_tables"
+                              " WHERE schemaname = 'shelter' AND relname = 'waitlist'");
+}
+
+static void test_a_free_bed_reaches_the_first_who_fits_however_far_down_the_queue(void **state)
+{
+    char a[SHELTER_FIXTURE_ID], w[SHELTER_FIXTURE_ID], sql[SQL_MAX];
+    s_woman("Depth Woman A", ROUTINE, 0, a); /* takes the one bed */
+    /* AHEAD men, emergencies requested before anyone, at the head of the queue */
+    snprintf(sql, sizeof sql,
+             "WITH ins AS (INSERT INTO shelter.waitlist (case_id, request_event_id, region,"
+             " urgency, safety_risk, is_minor, age_years, gender, languages, disability,"
+             " children, beds, requested_at_ms, reason)"
+             " SELECT 'depth-man-' || i, gen_random_uuid(), 'MA-04', %d, 2, false, 30, %d,"
+             " '{fr}', false, 0, 1, i, 'no_free_bed' FROM generate_series(1, %d) i RETURNING 1)"
+             " SELECT count(*) FROM ins",
+             EMERGENCY, NRM__V1__GENDER__GENDER_MALE, AHEAD);
+    assert_int_equal(harness_sql_int(h, sql), AHEAD);
+    s_woman("Depth Woman W", EMERGENCY, AHEAD + 1, w); /* behind all of them */
+    /* a second bed: the serving pass of the capacity change reads past the men to W */
+    s_capacity(2);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM shelter.allocations WHERE case_id = '%s' AND state = 'held'", w);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+}
+
+static void test_a_bed_no_one_fits_is_not_offered_to_the_queue_at_every_check(void **state)
+{
+    s_capacity(3); /* a free bed, and only men waiting: one pass reads the queue, finds no one */
+    usleep(STATS_FLUSH_MS * 1000);
+    long long before = s_waitlist_reads();
+    usleep(QUIET_MS * 1000); /* about 25 checks of the sweep */
+    long long read = s_waitlist_reads() - before;
+    /* a pass over the queue reads every waiting entry; the checks' probes read a row or two */
+    assert_true(read < AHEAD);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM shelter.waitlist"
+                                        " WHERE state = 'waiting'"),
+                     AHEAD);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_free_bed_reaches_the_first_who_fits_however_far_down_the_queue),
+        cmocka_unit_test(test_a_bed_no_one_fits_is_not_offered_to_the_queue_at_every_check),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
