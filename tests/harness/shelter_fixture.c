@@ -51,6 +51,18 @@ static json_t *s_network(const shelter_fixture_t *list, size_t n, int hold_s, in
                      check_ms, "agencies", agencies, "shelters", shelters);
 }
 
+const shelter_fixture_t shelter_fixture_one_bed = {
+    "w04-women",
+    "op-wait-test",
+    "MA-04",
+    1,
+    NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_WOMEN,
+    18,
+    120,
+    false,
+    false,
+    "ar,fr,en"};
+
 void shelter_fixture_use(harness_t *h, const shelter_fixture_t *list, size_t n, int hold_s,
                          int check_ms)
 {
@@ -79,6 +91,13 @@ void shelter_fixture_use(harness_t *h, const shelter_fixture_t *list, size_t n, 
     }
     json_decref(demo);
     harness_config_set(h, "include", includes);
+}
+
+int shelter_fixture_start(harness_t *h)
+{
+    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
+        return -1;
+    return harness_start(h, "shelter", 0);
 }
 
 void shelter_fixture_upsert(shelter_fixture_upsert_t *s, const shelter_fixture_t *f)

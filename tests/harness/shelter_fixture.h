@@ -27,11 +27,19 @@ typedef struct {
     const char *languages;
 } shelter_fixture_t;
 
+/* One women's shelter of one bed in MA-04 (w04-women, operated by op-wait-test), for the
+ * waitlist's tests. */
+extern const shelter_fixture_t shelter_fixture_one_bed;
+
 /* Replaces the demonstration shelters of h's configuration by list (n entries), registering
  * each operator_id as a SHELTER_OPERATOR agency, with beds held hold_s seconds and holds checked
  * every check_ms. The other demonstration data files stay. Call before starting services. */
 void shelter_fixture_use(harness_t *h, const shelter_fixture_t *list, size_t n, int hold_s,
                          int check_ms);
+
+/* Starts intake, routing and shelter (instance 0 each), the path of a report to a bed. 0, or -1
+ * when one does not start. */
+int shelter_fixture_start(harness_t *h);
 
 /* An UpsertShelter with its parts, ready to send (like scenario_report_t). */
 typedef struct {

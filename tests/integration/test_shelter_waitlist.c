@@ -25,27 +25,14 @@
 #define URGENT NRM__V1__URGENCY__URGENCY_URGENT
 #define EMERGENCY NRM__V1__URGENCY__URGENCY_EMERGENCY
 
-static const shelter_fixture_t s_one_bed = {"w04-women",
-                                            "op-wait-test",
-                                            "MA-04",
-                                            1,
-                                            NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_WOMEN,
-                                            18,
-                                            120,
-                                            false,
-                                            false,
-                                            "ar,fr,en"};
-
 static harness_t *h;
 
 static int setup(void **state)
 {
     h = harness_new("shelter_waitlist");
-    shelter_fixture_use(h, &s_one_bed, 1, HOLD_S, CHECK_MS);
+    shelter_fixture_use(h, &shelter_fixture_one_bed, 1, HOLD_S, CHECK_MS);
     harness_config_set(h, "metrics_refresh_ms", json_integer(GAUGE_REFRESH_MS));
-    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
-        return -1;
-    return harness_start(h, "shelter", 0);
+    return shelter_fixture_start(h);
 }
 
 static int teardown(void **state)
@@ -200,7 +187,7 @@ static void test_expiry_and_promotion_follow_urgency_then_time(void **state)
     s_report("Waiting Woman G", URGENT, g);
     s_expect(g, 1);
     shelter_fixture_upsert_t up;
-    shelter_fixture_upsert(&up, &s_one_bed);
+    shelter_fixture_upsert(&up, &shelter_fixture_one_bed);
     up.upsert.capacity = 3;
     s_ok("op-wait-test", &up.request);
     s_state(g, state_now, sizeof state_now);

@@ -2,7 +2,7 @@
  * person it fits however many wait ahead whom it does not fit (more than a serving pass reads at
  * first), and a free bed that fits no one waiting is not offered to the whole queue again at
  * every check while nothing changes. The ones ahead are men written into the queue directly;
- * the one shelter takes women. */
+ * the one shelter (shelter_fixture_one_bed) takes women. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -28,27 +28,14 @@
 #define EMERGENCY NRM__V1__URGENCY__URGENCY_EMERGENCY
 #define ROUTINE NRM__V1__URGENCY__URGENCY_ROUTINE
 
-static const shelter_fixture_t s_women = {"d04-women",
-                                          "op-depth-test",
-                                          "MA-04",
-                                          1,
-                                          NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_WOMEN,
-                                          18,
-                                          120,
-                                          false,
-                                          false,
-                                          "ar,fr,en"};
-
 static harness_t *h;
 
 static int setup(void **state)
 {
     h = harness_new("shelter_waitlist_depth");
-    shelter_fixture_use(h, &s_women, 1, HOLD_S, CHECK_MS);
+    shelter_fixture_use(h, &shelter_fixture_one_bed, 1, HOLD_S, CHECK_MS);
     harness_config_set(h, "metrics_refresh_ms", json_integer(METRICS_MS));
-    if (harness_start(h, "intake", 0) != 0 || harness_start(h, "routing", 0) != 0)
-        return -1;
-    return harness_start(h, "shelter", 0);
+    return shelter_fixture_start(h);
 }
 
 static int teardown(void **state)
@@ -81,10 +68,11 @@ static void s_woman(const char *name, int urgency, int position, char case_id[SH
 static void s_capacity(int capacity)
 {
     shelter_fixture_upsert_t up;
-    shelter_fixture_upsert(&up, &s_women);
+    shelter_fixture_upsert(&up, &shelter_fixture_one_bed);
     up.upsert.capacity = capacity;
     up.request.request_id = "";
-    Nrm__V1__Reply *reply = harness_call(h, "shelter", "op-depth-test", &up.request);
+    Nrm__V1__Reply *reply =
+        harness_call(h, "shelter", shelter_fixture_one_bed.operator_id, &up.request);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
