@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SERVE_SCAN                                                                               \
-    1000 /* waiting entries read at first in a serving pass; the rest if beds remain */
+/* waiting entries a serving pass reads at first; the rest only while beds remain free */
+#define S_SERVE_SCAN 1000
 
 #define S_QUEUE_ORDER " ORDER BY urgency DESC, requested_at_ms, entry_id"
 
