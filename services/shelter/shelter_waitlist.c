@@ -34,15 +34,14 @@ static const char s_sql_worth_serving[] =
 static const char s_sql_queue[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " LIMIT $1";
-static const char s_sql_queue_rest[] =
+/* the queue after its first $1 entries (0: all of it) */
+static const char s_sql_queue_from[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " OFFSET $1";
 /* only an entry about to get a bed is locked, and only while still waiting (the beds lock
  * already orders the instances; SKIP LOCKED keeps this deadlock-free even without it) */
 static const char s_sql_take[] =
     "SELECT 1 FROM waitlist WHERE entry_id = $1 AND state = 'waiting' FOR UPDATE SKIP LOCKED";
-static const char s_sql_all[] =
-    "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER;
 static const char s_sql_served[] =
     "UPDATE waitlist SET state = 'allocated', updated_at = now() WHERE entry_id = $1";
 static const char s_sql_cancel[] = "UPDATE waitlist SET state = 'cancelled', updated_at = now()"
@@ -53,9 +52,8 @@ void shelter_waitlist_prepare(nrm_db_t *db)
     nrm_db_statement(db, "waitlist_add", s_sql_add);
     nrm_db_statement(db, "waitlist_worth_serving", s_sql_worth_serving);
     nrm_db_statement(db, "waitlist_queue", s_sql_queue);
-    nrm_db_statement(db, "waitlist_queue_rest", s_sql_queue_rest);
+    nrm_db_statement(db, "waitlist_queue_from", s_sql_queue_from);
     nrm_db_statement(db, "waitlist_take", s_sql_take);
-    nrm_db_statement(db, "waitlist_all", s_sql_all);
     nrm_db_statement(db, "waitlist_served", s_sql_served);
     nrm_db_statement(db, "waitlist_cancel", s_sql_cancel);
 }
@@ -107,7 +105,9 @@ nrm_status_t shelter_waitlist_load(nrm_tx_t *tx, shelter_need_t **needs, size_t 
     *needs = NULL;
     *n = 0;
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "waitlist_all", NULL, &res, tx->err);
+    nrm_params_t p = {0};
+    nrm_params_int(&p, 0);
+    nrm_status_t st = nrm_db_exec(tx->db, "waitlist_queue_from", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     int rows = PQntuples(res);
@@ -250,7 +250,7 @@ nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
     if (st == NRM_OK && PQntuples(res) == S_SERVE_SCAN && s_any_free(rows, n)) {
         PQclear(res);
         res = NULL;
-        st = nrm_db_exec(tx->db, "waitlist_queue_rest", &p, &res, tx->err);
+        st = nrm_db_exec(tx->db, "waitlist_queue_from", &p, &res, tx->err);
         if (st == NRM_OK)
             st = s_serve_queue(self, tx, res, rows, n, &served, &skipped);
     }
