@@ -10,13 +10,17 @@
 
 #define S_BATCH 1000 /* bodies deleted per run at most, so a run stays short */
 
+/* The oldest expired bodies (events_age, notify 004), locked, then deleted by their row
+ * addresses: a delete joined back on the key was planned (generic plan) as a hash join over
+ * every kept body, 50 ms a batch at 300,000 bodies against 1.5 ms. A row this statement has
+ * locked cannot move before it deletes it. */
 static const char s_sql_expire[] =
-    "DELETE FROM events WHERE (source_stream, source_seq) IN ("
-    " SELECT e.source_stream, e.source_seq FROM events e"
+    "WITH old AS (SELECT e.ctid FROM events e"
     "  WHERE e.occurred_at_ms < $1"
     "    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.source_stream = e.source_stream"
     "                      AND d.source_seq = e.source_seq AND d.state IN ('pending', 'failed'))"
-    "  ORDER BY e.occurred_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)";
+    "  ORDER BY e.occurred_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    " DELETE FROM events WHERE ctid = ANY (ARRAY(SELECT ctid FROM old))";
 
 void notify_retention_prepare(nrm_db_t *db)
 {
