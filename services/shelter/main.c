@@ -60,11 +60,11 @@ int main(int argc, char **argv)
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",
                                        SHELTER_DEFAULT_CHECK_MS);
     nrm_service_every(service, check_ms, shelter_expire_holds, &shelter);
+    /* every region with a shelter or someone waiting; the waiting are counted in one pass */
     nrm_service_gauge(service, "waitlist_length", "region",
-                      "SELECT r.region, count(w.entry_id)::bigint FROM (SELECT region FROM "
-                      "shelters UNION SELECT region FROM waitlist WHERE state = 'waiting') r "
-                      "LEFT JOIN waitlist w ON w.region = r.region AND w.state = 'waiting' "
-                      "GROUP BY r.region");
+                      "SELECT region, coalesce(w.n, 0)::bigint FROM (SELECT DISTINCT region FROM "
+                      "shelters) s FULL JOIN (SELECT region, count(*) AS n FROM waitlist WHERE "
+                      "state = 'waiting' GROUP BY region) w USING (region)");
 
     exit_code = nrm_service_run(service);
     nrm_service_destroy(&service);
