@@ -91,6 +91,7 @@ typedef struct {
     bool active;
     char languages[SHELTER_MAX_LANGUAGES][SHELTER_LANGUAGE_SIZE];
     size_t n_languages;
+    int64_t version; /* the row version's transaction (xmin): any change of the row changes it */
 } shelter_row_t;
 
 /* What one request for a bed needs: categorical facts only, never identifying data. */

@@ -14,10 +14,12 @@
 #define S_PATH NRM_ERROR_FIELD_MAX
 #define S_PREFIX 32 /* "shelters[NNNN]" */
 
-/* The columns every shelter_row_t is read from, in s_read_row's order. */
+/* The columns every shelter_row_t is read from, in s_read_row's order; xmin is the row's
+ * version (shelter_row_t.version). */
 #define S_COLUMNS                                                                                  \
     "shelter_id, operator_agency_id, region, capacity, occupied, held, population, min_age,"       \
-    " max_age, accepts_children, accessible, array_to_string(languages, ','), active"
+    " max_age, accepts_children, accessible, array_to_string(languages, ','), active,"             \
+    " xmin::text::bigint"
 
 static const char s_sql_active[] =
     "SELECT " S_COLUMNS " FROM shelters WHERE active ORDER BY shelter_id";
@@ -329,6 +331,7 @@ static void s_read_row(const PGresult *res, int i, shelter_row_t *r)
     r->n_languages =
         shelter_languages_parse(nrm_db_text(res, i, 11), r->languages, SHELTER_MAX_LANGUAGES);
     r->active = nrm_db_int(res, i, 12) != 0;
+    r->version = nrm_db_int(res, i, 13);
 }
 
 /* Runs a shelter query and reads every row into *rows (malloc'd, caller frees). */
@@ -511,7 +514,7 @@ nrm_status_t shelter_get_occupancy(void *ctx, nrm_call_t *call)
         occ->shelters = nrm_call_alloc(call, (n ? n : 1) * sizeof *occ->shelters);
         for (size_t i = 0; i < n; i++)
             occ->shelters[occ->n_shelters++] =
-                s_state(call, &rows[i], nrm_db_text(res, (int)i, 13), waiting, n_waiting);
+                s_state(call, &rows[i], nrm_db_text(res, (int)i, 14), waiting, n_waiting);
         for (size_t i = 0; i < n_waiting; i++)
             occ->waitlist += !g->region[0] || strcmp(waiting[i].region, g->region) == 0;
         call->reply->result_case = NRM__V1__REPLY__RESULT_OCCUPANCY;

@@ -25,12 +25,9 @@ static const char s_sql_add[] =
     " SELECT (1 + count(w.entry_id))::int FROM ins LEFT JOIN waitlist w ON w.state = 'waiting'"
     " AND (w.urgency > ins.urgency OR (w.urgency = ins.urgency"
     " AND (w.requested_at_ms, w.entry_id) < (ins.requested_at_ms, ins.entry_id)))";
-/* also the newest entry ever made (entries are numbered under the beds lock, so in the order
- * they commit): see s_pass_key */
 static const char s_sql_worth_serving[] =
     "SELECT EXISTS (SELECT 1 FROM shelters WHERE active AND occupied + held < capacity)"
-    " AND EXISTS (SELECT 1 FROM waitlist WHERE state = 'waiting'),"
-    " (SELECT coalesce(max(entry_id), 0) FROM waitlist)";
+    " AND EXISTS (SELECT 1 FROM waitlist WHERE state = 'waiting')";
 static const char s_sql_queue[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " LIMIT $1";
@@ -138,30 +135,27 @@ static bool s_fits_somewhere(const shelter_row_t *rows, size_t n, const shelter_
     return false;
 }
 
-/* Sets *worth when a serving pass could do anything: a free bed somewhere and someone waiting;
- * *newest to the newest entry ever made. */
-static nrm_status_t s_worth_serving(nrm_tx_t *tx, bool *worth, int64_t *newest)
+/* Sets *worth when a serving pass could do anything: a free bed somewhere and someone waiting. */
+static nrm_status_t s_worth_serving(nrm_tx_t *tx, bool *worth)
 {
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(tx->db, "waitlist_worth_serving", NULL, &res, tx->err);
-    if (st == NRM_OK) {
+    if (st == NRM_OK)
         *worth = nrm_db_int(res, 0, 0) != 0;
-        *newest = nrm_db_int(res, 0, 1);
-    }
     PQclear(res);
     return st;
 }
 
-/* What a serving pass depends on: the active shelters as loaded (free beds and all that
- * eligibility reads) and the newest entry. A pass that served nobody stays fruitless while
- * both stay the same: an entry made since was refused by the beds of its time, and an entry
- * leaving the queue makes no one else fit. */
-static void s_pass_key(const shelter_row_t *rows, size_t n, int64_t newest,
-                       uint8_t key[SHELTER_PASS_KEY_BYTES])
+/* What a serving pass depends on: the active shelters as loaded, with their row versions (free
+ * beds and all that eligibility reads). A pass that served nobody stays fruitless while no
+ * shelter has changed since: an entry made since joined the queue under the beds lock, refused
+ * by these very beds; an entry leaving the queue makes no one else fit. The versions tell a
+ * bed taken and given back (the same counts) from no change: between the two, someone may have
+ * joined the queue whom the bed now fits. */
+static void s_pass_key(const shelter_row_t *rows, size_t n, uint8_t key[SHELTER_PASS_KEY_BYTES])
 {
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, SHELTER_PASS_KEY_BYTES);
-    crypto_generichash_update(&h, (const uint8_t *)&newest, sizeof newest);
     for (size_t i = 0; i < n; i++) {
         const shelter_row_t *r = &rows[i];
         int numbers[] = {
@@ -170,6 +164,7 @@ static void s_pass_key(const shelter_row_t *rows, size_t n, int64_t newest,
         crypto_generichash_update(&h, (const uint8_t *)r->id, strlen(r->id) + 1);
         crypto_generichash_update(&h, (const uint8_t *)r->region, strlen(r->region) + 1);
         crypto_generichash_update(&h, (const uint8_t *)numbers, sizeof numbers);
+        crypto_generichash_update(&h, (const uint8_t *)&r->version, sizeof r->version);
         for (size_t l = 0; l < r->n_languages; l++)
             crypto_generichash_update(&h, (const uint8_t *)r->languages[l],
                                       strlen(r->languages[l]) + 1);
@@ -222,8 +217,7 @@ static nrm_status_t s_serve_queue(shelter_t *self, nrm_tx_t *tx, const PGresult 
 nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
 {
     bool worth = false;
-    int64_t newest = 0;
-    nrm_status_t st = s_worth_serving(tx, &worth, &newest);
+    nrm_status_t st = s_worth_serving(tx, &worth);
     if (st != NRM_OK || !worth)
         return st;
     shelter_row_t *rows = NULL;
@@ -233,7 +227,7 @@ nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
         st = shelter_load_active(tx, &rows, &n);
     uint8_t key[SHELTER_PASS_KEY_BYTES];
     if (st == NRM_OK)
-        s_pass_key(rows, n, newest, key);
+        s_pass_key(rows, n, key);
     if (st != NRM_OK ||
         (self->fruitless_known && sodium_memcmp(key, self->fruitless_pass, sizeof key) == 0)) {
         free(rows);

@@ -1,8 +1,9 @@
 /* The far end of the waitlist, against real processes: a free bed goes to the first waiting
  * person it fits however many wait ahead whom it does not fit (more than a serving pass reads at
  * first), and a free bed that fits no one waiting is not offered to the whole queue again at
- * every check while nothing changes. The ones ahead are men written into the queue directly;
- * the one shelter (shelter_fixture_one_bed) takes women. */
+ * every check while no bed changes, nor when someone it does not fit joins the queue. The ones
+ * ahead are men written into the queue directly; the one shelter (shelter_fixture_one_bed)
+ * takes women. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -44,12 +45,14 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Reports a woman of the given urgency and waits for her shelter outcome: a bed (position 0)
- * or that place in the queue. Her case id into case_id. */
-static void s_woman(const char *name, int urgency, int position, char case_id[SHELTER_FIXTURE_ID])
+/* Reports a person of the given gender and urgency and waits for the shelter outcome: a bed
+ * (position 0) or that place in the queue. The case id into case_id. */
+static void s_person(const char *name, int gender, int urgency, int position,
+                     char case_id[SHELTER_FIXTURE_ID])
 {
     scenario_report_t s;
     shelter_fixture_person(&s, "MA-04", name, "fr");
+    s.profile.gender = (Nrm__V1__Gender)gender;
     s.report.urgency = (Nrm__V1__Urgency)urgency;
     assert_int_equal(shelter_fixture_submit(h, &s, "police-ma-04", case_id), 0);
     Nrm__V1__Event *ev = shelter_fixture_outcome(h, case_id,
@@ -62,6 +65,11 @@ static void s_woman(const char *name, int urgency, int position, char case_id[SH
     else
         assert_int_equal(ev->body_case, NRM__V1__EVENT__BODY_SHELTER_ALLOCATED);
     nrm__v1__event__free_unpacked(ev, NULL);
+}
+
+static void s_woman(const char *name, int urgency, int position, char case_id[SHELTER_FIXTURE_ID])
+{
+    s_person(name, NRM__V1__GENDER__GENDER_FEMALE, urgency, position, case_id);
 }
 
 /* Sets the women's shelter's capacity (its operator's UpsertShelter); asserts OK. */
@@ -78,10 +86,12 @@ static void s_capacity(int capacity)
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
-/* Rows of the waitlist read so far, by any scan of any session (this test's own too: it reads
- * the waitlist only after measuring). */
+/* Rows of the waitlist read so far, by any scan of any session. This test's own reads (it
+ * counts the queue after measuring) are reported first: a session reports its counts at most
+ * once a second unless told to. */
 static long long s_waitlist_reads(void)
 {
+    PQclear(harness_sql(h, "SELECT pg_stat_force_next_flush()"));
     return harness_sql_int(h, "SELECT seq_tup_read + coalesce(idx_tup_fetch, 0)"
                               " FROM pg_stat_user_tables"
                               " WHERE schemaname = 'shelter' AND relname = 'waitlist'");
@@ -123,11 +133,60 @@ static void test_a_bed_no_one_fits_is_not_offered_to_the_queue_at_every_check(vo
                      AHEAD);
 }
 
+static void test_a_newcomer_the_free_bed_does_not_fit_is_not_offered_the_whole_queue(void **state)
+{
+    char m[SHELTER_FIXTURE_ID];
+    usleep(STATS_FLUSH_MS * 1000); /* the bed that fits no man is free since the last test */
+    long long before = s_waitlist_reads();
+    /* a man joins the end of the queue: refused by the same beds that refused the others */
+    s_person("Depth Man M", NRM__V1__GENDER__GENDER_MALE, ROUTINE, AHEAD + 1, m);
+    usleep(QUIET_MS * 1000); /* about 25 checks of the sweep */
+    usleep(STATS_FLUSH_MS * 1000);
+    long long read = s_waitlist_reads() - before;
+    /* his place was counted with a probe or two; no pass read the queue past the free bed */
+    assert_true(read < AHEAD);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM shelter.waitlist"
+                                        " WHERE state = 'waiting'"),
+                     AHEAD + 1);
+}
+
+static void test_a_bed_given_back_reaches_who_joined_while_it_was_taken(void **state)
+{
+    char x[SHELTER_FIXTURE_ID], y[SHELTER_FIXTURE_ID], sql[SQL_MAX];
+    /* X takes the bed no man fits; Y, refused while X holds it, joins the queue after the man */
+    s_woman("Depth Woman X", ROUTINE, 0, x);
+    s_woman("Depth Woman Y", ROUTINE, AHEAD + 2, y);
+    /* X's bed is given back: the beds count as they did at the last pass that placed no one,
+     * yet the pass of the release must not be skipped, since Y came in between */
+    snprintf(sql, sizeof sql,
+             "SELECT allocation_id FROM shelter.allocations WHERE case_id = '%s'"
+             " AND state = 'held'",
+             x);
+    PGresult *res = harness_sql(h, sql);
+    assert_int_equal(PQntuples(res), 1);
+    Nrm__V1__ReleaseBed rel = NRM__V1__RELEASE_BED__INIT;
+    rel.allocation_id = PQgetvalue(res, 0, 0);
+    rel.reason = "declined";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_RELEASE_BED, &rel);
+    req.request_id = "";
+    Nrm__V1__Reply *reply = harness_call(h, "shelter", shelter_fixture_one_bed.operator_id, &req);
+    PQclear(res);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM shelter.allocations WHERE case_id = '%s' AND state = 'held'", y);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_free_bed_reaches_the_first_who_fits_however_far_down_the_queue),
         cmocka_unit_test(test_a_bed_no_one_fits_is_not_offered_to_the_queue_at_every_check),
+        cmocka_unit_test(test_a_newcomer_the_free_bed_does_not_fit_is_not_offered_the_whole_queue),
+        cmocka_unit_test(test_a_bed_given_back_reaches_who_joined_while_it_was_taken),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
