@@ -60,11 +60,11 @@ int main(int argc, char **argv)
     int check_ms = (int)nrm_config_int(nrm_service_config(service), "shelter.expiry_check_ms",
                                        SHELTER_DEFAULT_CHECK_MS);
     nrm_service_every(service, check_ms, shelter_expire_holds, &shelter);
-    /* every region with a shelter or someone waiting; the waiting are counted in one pass */
+    /* every region with a shelter or someone waiting, from the kept counts (shelter 005) */
     nrm_service_gauge(service, "waitlist_length", "region",
                       "SELECT region, coalesce(w.n, 0)::bigint FROM (SELECT DISTINCT region FROM "
-                      "shelters) s FULL JOIN (SELECT region, count(*) AS n FROM waitlist WHERE "
-                      "state = 'waiting' GROUP BY region) w USING (region)");
+                      "shelters) s FULL JOIN (SELECT region, sum(waiting) AS n FROM waitlist_ranks "
+                      "GROUP BY region HAVING sum(waiting) > 0) w USING (region)");
 
     exit_code = nrm_service_run(service);
     nrm_service_destroy(&service);

@@ -286,11 +286,12 @@ static void test_a_request_and_its_withdrawal_in_one_batch_keep_their_order(void
                                         " WHERE shelter_id = 'b06-men'"),
                      1);
     /* the kept counts of the queue equal a recount, after inserts and cancellations */
-    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM (SELECT urgency, count(*) AS n"
-                                        " FROM shelter.waitlist WHERE state = 'waiting'"
-                                        " GROUP BY urgency) c FULL JOIN shelter.waitlist_ranks r"
-                                        " USING (urgency)"
-                                        " WHERE coalesce(c.n, 0) <> coalesce(r.waiting, 0)"),
+    assert_int_equal(harness_sql_int(h,
+                                     "SELECT count(*) FROM (SELECT urgency, region, count(*)"
+                                     " AS n FROM shelter.waitlist WHERE state = 'waiting'"
+                                     " GROUP BY urgency, region) c"
+                                     " FULL JOIN shelter.waitlist_ranks r USING (urgency, region)"
+                                     " WHERE coalesce(c.n, 0) <> coalesce(r.waiting, 0)"),
                      0);
 }
 
