@@ -138,6 +138,21 @@ void shelter_fixture_person(scenario_report_t *s, const char *region, const char
     }
 }
 
+int shelter_fixture_allocation_of(harness_t *h, const char *case_id, char out[SHELTER_FIXTURE_ID])
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT allocation_id FROM shelter.allocations WHERE case_id = '%s'"
+             " AND state <> 'released'",
+             case_id);
+    PGresult *res = harness_sql(h, sql);
+    int rc = PQntuples(res) == 1 ? 0 : -1;
+    if (rc == 0)
+        snprintf(out, SHELTER_FIXTURE_ID, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
 int shelter_fixture_submit(harness_t *h, scenario_report_t *s, const char *agency,
                            char case_id[SHELTER_FIXTURE_ID])
 {

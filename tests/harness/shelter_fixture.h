@@ -74,6 +74,10 @@ size_t shelter_fixture_submit_many(harness_t *h, scenario_report_t *reports, siz
 Nrm__V1__Event *shelter_fixture_outcome(harness_t *h, const char *case_id,
                                         Nrm__V1__Event__BodyCase want, int timeout_ms);
 
+/* The allocation id of case_id's live allocation (held or occupied) into out. Returns 0, or -1
+ * when the case has none. */
+int shelter_fixture_allocation_of(harness_t *h, const char *case_id, char out[SHELTER_FIXTURE_ID]);
+
 /* Waits until every event the shelter service has committed is sequenced, so that a Fetch sees
  * them all (the publisher numbers them just after their transaction commits). */
 void shelter_fixture_settle(harness_t *h);

@@ -92,18 +92,10 @@ static void s_ok(const char *agency, Nrm__V1__Request *req)
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
-/* The allocation id of the case's live allocation. */
+/* The allocation id of the case's live allocation; asserts there is one. */
 static void s_allocation_of(const char *case_id, char out[SHELTER_FIXTURE_ID])
 {
-    char sql[SQL_MAX];
-    snprintf(sql, sizeof sql,
-             "SELECT allocation_id FROM shelter.allocations WHERE case_id = '%s'"
-             " AND state <> 'released'",
-             case_id);
-    PGresult *res = harness_sql(h, sql);
-    assert_int_equal(PQntuples(res), 1);
-    snprintf(out, SHELTER_FIXTURE_ID, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
+    assert_int_equal(shelter_fixture_allocation_of(h, case_id, out), 0);
 }
 
 /* Waits (a few refreshes) until shelter's Pong reports want waiting in region; asserts it. */

@@ -152,26 +152,20 @@ static void test_a_newcomer_the_free_bed_does_not_fit_is_not_offered_the_whole_q
 
 static void test_a_bed_given_back_reaches_who_joined_while_it_was_taken(void **state)
 {
-    char x[SHELTER_FIXTURE_ID], y[SHELTER_FIXTURE_ID], sql[SQL_MAX];
+    char x[SHELTER_FIXTURE_ID], y[SHELTER_FIXTURE_ID], allocation[SHELTER_FIXTURE_ID], sql[SQL_MAX];
     /* X takes the bed no man fits; Y, refused while X holds it, joins the queue after the man */
     s_woman("Depth Woman X", ROUTINE, 0, x);
     s_woman("Depth Woman Y", ROUTINE, AHEAD + 2, y);
     /* X's bed is given back: the beds count as they did at the last pass that placed no one,
      * yet the pass of the release must not be skipped, since Y came in between */
-    snprintf(sql, sizeof sql,
-             "SELECT allocation_id FROM shelter.allocations WHERE case_id = '%s'"
-             " AND state = 'held'",
-             x);
-    PGresult *res = harness_sql(h, sql);
-    assert_int_equal(PQntuples(res), 1);
+    assert_int_equal(shelter_fixture_allocation_of(h, x, allocation), 0);
     Nrm__V1__ReleaseBed rel = NRM__V1__RELEASE_BED__INIT;
-    rel.allocation_id = PQgetvalue(res, 0, 0);
+    rel.allocation_id = allocation;
     rel.reason = "declined";
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
     scenario_request(&req, NRM__V1__REQUEST__BODY_RELEASE_BED, &rel);
     req.request_id = "";
     Nrm__V1__Reply *reply = harness_call(h, "shelter", shelter_fixture_one_bed.operator_id, &req);
-    PQclear(res);
     assert_non_null(reply);
     assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
