@@ -58,7 +58,6 @@ drain() {
   until caught_up "$@"; do sleep 0.05; done
   echo $(($(now_ms) - started))
 }
-wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" "${2:-300}"; }
 reset_stats() { q "SELECT pg_stat_statements_reset()" >/dev/null; }
 # statements ROLE...: pg_stat_statements calls per role since the last reset, "role=calls ...".
 statements() {
@@ -91,7 +90,7 @@ start shelter
 start notify
 submit --reports $((reports / 10 + clients)) --clients "$clients" --log "$work/warm.cases" >/dev/null
 wait_hooks "$work/warm.cases" >/dev/null # warm-up, not measured
-until caught_up notify intake routing shelter; do sleep 0.1; done
+wait_caught_up
 for s in notify shelter routing; do stop "$s"; done
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/alone.cases")
 fig[intake_alone]=$(jq .reports_per_s <<<"$out")
@@ -109,7 +108,7 @@ say "shelter alone: $reports requests in $ms ms: ${fig[shelter_alone]}/s"
 started=$(now_ms)
 start notify
 wait_hooks "$work/alone.cases" >/dev/null
-until caught_up notify intake routing shelter; do sleep 0.05; done
+wait_caught_up
 ms=$(($(now_ms) - started))
 fig[notify_alone]=$((reports * 1000 / (ms > 0 ? ms : 1)))
 say "notify alone: $reports reports' events (intake, routing, shelter) and webhooks in $ms ms" \
@@ -120,7 +119,7 @@ settle
 reset_stats
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/e2e.cases")
 hooks=$(wait_hooks "$work/e2e.cases")
-until caught_up notify intake routing shelter; do sleep 0.05; done
+wait_caught_up
 stmts=$(statements nrm_intake nrm_routing nrm_shelter nrm_notify)
 fig[e2e]=$(jq .per_s <<<"$hooks")
 fig[ack_p50]=$(jq .ack_p50_ms <<<"$out")

@@ -28,10 +28,9 @@ bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 pipeline_setup --statements
 receiver_start
 for s in intake routing shelter notify; do start "$s"; done
-wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" 1800 >/dev/null; }
 drain() { # CASES_LOG
-  wait_hooks "$1"
-  until caught_up notify intake routing shelter; do sleep 0.05; done
+  wait_hooks "$1" 1800 >/dev/null
+  wait_caught_up
 }
 
 # measure NAME: N reports after settle; the submission's figures into $work/NAME.submit, each

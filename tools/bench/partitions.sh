@@ -46,7 +46,7 @@ start routing routing "$work/config.a.json"
 start shelter shelter "$work/config.a.json"
 start notify-a notify "$work/config.a.json"
 submit --reports $((reports / 10 + clients)) --clients "$clients" --log "$work/warm.cases" >/dev/null
-until caught_up notify intake routing shelter; do sleep 0.1; done # warm-up, not measured
+wait_caught_up # warm-up, not measured
 stop notify-a
 
 declare -A rate=()

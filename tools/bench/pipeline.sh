@@ -1,7 +1,7 @@
-# tools/bench/pipeline.sh: what the benchmarks of the services together share (e2e.sh, hops.sh,
-# partitions.sh), sourced after tools/bench/lib.sh, once the script has set root, build, port,
-# base (the services' ports: base+0 .. base+7; the receiver base+9), pgdir, db and a say
-# function, and after bench_build.
+# tools/bench/pipeline.sh: what the benchmarks of the services together share (e2e.sh,
+# growth.sh, hops.sh, partitions.sh), sourced after tools/bench/lib.sh, once the script has set
+# root, build, port, base (the services' ports: base+0 .. base+7; the receiver base+9), pgdir,
+# db and a say function, and after bench_build.
 #
 #   pipeline_setup [--statements]
 #       a work directory ($work; removed at exit, with every process in pid[] and the cluster),
@@ -19,6 +19,10 @@
 #   stop NAME                   stops it (SIGTERM) and waits
 #   receiver_start              starts tools/bench/e2e_receiver.py on $hook_port ($work/hooks.log)
 #   caught_up CONSUMER STREAM...  the consumer's checkpoint of each stream has reached its head
+#   wait_caught_up              until notify has caught up with intake, routing and shelter
+#   wait_hooks CASES [TIMEOUT]  until every case of CASES (nrm-bench --log) has its shelter
+#                               webhook in $work/hooks.log (default 300 s); prints
+#                               tools/bench/e2e_wait.py's figures, fails on the timeout
 #   now_ms                      wall clock in milliseconds
 #   submit ARG...               tools/bench/nrm-bench against intake as the national hotline
 
@@ -125,6 +129,12 @@ caught_up() {
                >= (SELECT head FROM $s.stream_head)")" = t ] || return 1
   done
 }
+
+wait_caught_up() {
+  until caught_up notify intake routing shelter; do sleep 0.05; done
+}
+
+wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" "${2:-300}"; }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
