@@ -8,7 +8,13 @@
 # the transaction that wrote it; sequenced_at: its numbering), notify's delivery (created_at,
 # the claim's last_attempt_ms, finished_ms) and the receiver's log. Cluster on NRM_BENCH_PGPORT
 # (default 31477). NRM_HOPS_WARM (default 100) reports go through first, at full speed (e2e.sh's
-# fixed-rate phase comes after about 4,000), then settle (tools/bench/pipeline.sh).
+# fixed-rate phase comes after about 4,000), then settle (tools/bench/pipeline.sh). Then the
+# first three hops split at the commits (track_commit_timestamp): of the transaction that wrote
+# the case's row (intake.cases, routing.cases, shelter.bed_requests) and of the numbering (the
+# outbox row's). Last, the WAL the phase wrote and the WAL syncs that the commits waited for
+# (pg_stat_wal with track_wal_io_timing, read 11 s after the phase: an idle backend reports its
+# counts within 10 s), per report. NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each
+# statement of the phase there: role, calls, mean ms, text.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,30 +30,46 @@ say() { echo "hops: $*" >&2; }
 
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 . "$root/tools/bench/pipeline.sh"
-pipeline_setup
+if [ -n "${NRM_HOPS_TOP:-}" ]; then pipeline_setup --statements; else pipeline_setup; fi
+q "ALTER SYSTEM SET track_wal_io_timing = on" >/dev/null
+q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null
 receiver_start
 for s in intake routing shelter notify; do start "$s"; done
-wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" 300 >/dev/null; }
 submit --reports "${NRM_HOPS_WARM:-100}" --clients 8 --log "$work/warm.cases" >/dev/null
-wait_hooks "$work/warm.cases"
-until caught_up notify intake routing shelter; do sleep 0.05; done
+wait_hooks "$work/warm.cases" >/dev/null
+wait_caught_up
 settle
 since=$(q "SELECT now()")
+q "SELECT pg_stat_reset_shared('wal')" >/dev/null
+[ -z "${NRM_HOPS_TOP:-}" ] || q "SELECT pg_stat_statements_reset()" >/dev/null
 submit --reports $((rate * seconds)) --clients 4 --rate "$rate" --log "$work/rate.cases" >/dev/null
-wait_hooks "$work/rate.cases"
-until caught_up notify intake routing shelter; do sleep 0.05; done
+wait_hooks "$work/rate.cases" >/dev/null
+wait_caught_up
+[ -z "${NRM_HOPS_TOP:-}" ] ||
+  q "SELECT r.rolname, s.calls, round(s.mean_exec_time::numeric, 3),
+       left(regexp_replace(s.query, '\s+', ' ', 'g'), 100)
+     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+     WHERE r.rolname LIKE 'nrm\_%' ORDER BY r.rolname, s.total_exec_time DESC" >"$NRM_HOPS_TOP"
+sleep 11
+q "SELECT wal_records, wal_fpi, wal_bytes, wal_sync, wal_sync_time FROM pg_stat_wal" |
+  tr '|' ' ' >"$work/wal"
 
 # an outbox row's case_id: Event field 5, a string of 36 bytes (tag 0x2a, length 0x24); no
 # field before it can hold those two bytes in a row
 case_id="convert_from(substring(payload from position('\\x2a24'::bytea in payload) + 2 for 36), 'UTF8')"
 ms() { echo "round(extract(epoch from $1) * 1000, 3)"; }
-rows() { # SCHEMA TOPIC_CONDITION
-  q "SELECT $case_id, $(ms created_at), $(ms sequenced_at) FROM $1.outbox
-     WHERE created_at >= '$since' AND $2" | tr '|' ' '
+rows() { # SCHEMA TOPIC_CONDITION CASE_TABLE: the outbox's times and the case row's commit
+  q "SELECT o.c, $(ms o.created_at), $(ms o.sequenced_at), $(ms "pg_xact_commit_timestamp(o.x)"),
+       coalesce($(ms "(SELECT pg_xact_commit_timestamp(t.xmin) FROM $3 t
+                       WHERE t.case_id = o.c)"), 0)
+     FROM (SELECT $case_id AS c, xmin AS x, created_at, sequenced_at FROM $1.outbox
+           WHERE created_at >= '$since' AND $2) o" | tr '|' ' '
 }
-rows intake "topic = 'case.opened'" >"$work/intake.rows"
-rows routing "topic = 'shelter.requested'" >"$work/routing.rows"
-rows shelter "topic IN ('shelter.allocated', 'shelter.waitlisted')" >"$work/shelter.rows"
+rows intake "topic = 'case.opened'" intake.cases >"$work/intake.rows"
+rows routing "topic = 'shelter.requested'" routing.cases >"$work/routing.rows"
+rows shelter "topic IN ('shelter.allocated', 'shelter.waitlisted')" shelter.bed_requests \
+  >"$work/shelter.rows"
 q "SELECT case_id, $(ms created_at), last_attempt_ms, finished_ms FROM notify.deliveries
    WHERE channel = 'webhook' AND created_at >= '$since'" | tr '|' ' ' >"$work/notify.rows"
 /usr/bin/python3 - "$work" "$rate" <<'PY'
@@ -62,7 +84,9 @@ def table(name, cols):
             out[parts[0]] = [float(x) for x in parts[1:]]
     return out
 submitted = table("rate.cases", 1)
-intake, routing, shelter = table("intake.rows", 2), table("routing.rows", 2), table("shelter.rows", 2)
+# outbox created_at, sequenced_at, the numbering's commit, the commit of the case's row
+intake, routing = table("intake.rows", 4), table("routing.rows", 4)
+shelter = table("shelter.rows", 4)
 notify = table("notify.rows", 3)
 received = {}
 for line in open(f"{work}/hooks.log"):
@@ -82,10 +106,29 @@ hops = [
     ("claim to the receiver", lambda c: received[c] - notify[c][1]),
     ("submission to the receiver", lambda c: received[c] - submitted[c][0]),
 ]
+def show(hops, cases):
+    for name, f in hops:
+        v = sorted(f(c) for c in cases)
+        if v:
+            pct = lambda p: v[(len(v) - 1) * p // 100]
+            print(f"  {name:40s} p50 {pct(50):7.1f}  p90 {pct(90):7.1f}  p99 {pct(99):7.1f}")
 print(f"HOPS at {rate} reports/s, {len(cases)} of {len(submitted)} reports followed (ms):")
-for name, f in hops:
-    v = sorted(f(c) for c in cases)
-    if v:
-        pct = lambda p: v[(len(v) - 1) * p // 100]
-        print(f"  {name:40s} p50 {pct(50):7.1f}  p90 {pct(90):7.1f}  p99 {pct(99):7.1f}")
+show(hops, cases)
+# the case's row was written by the transaction of the outbox row (its commit falls between
+# that transaction's start and the numbering), else another transaction changed it since
+split = []
+for name, t in (("intake", intake), ("routing", routing), ("shelter", shelter)):
+    split += [
+        (f"{name}'s transaction, start to commit", lambda c, t=t: t[c][3] - t[c][0]),
+        (f"  its commit to its numbering", lambda c, t=t: t[c][1] - t[c][3]),
+        (f"  the numbering, start to commit", lambda c, t=t: t[c][2] - t[c][1]),
+    ]
+whole = [c for c in cases if all(t[c][0] <= t[c][3] <= t[c][1] for t in (intake, routing, shelter))]
+print(f"Within the first hops, {len(whole)} of {len(cases)} reports (ms):")
+show(split, whole)
+records, fpi, size, syncs, sync_ms = (float(x) for x in open(f"{work}/wal").read().split())
+n = len(submitted)
+print(f"WAL of the phase, per report: {records / n:.0f} records ({fpi / n:.2f} full pages), "
+      f"{size / n / 1000:.1f} kB, {syncs / n:.1f} syncs of {sync_ms / max(syncs, 1):.2f} ms "
+      f"on average")
 PY
