@@ -63,6 +63,11 @@ END
 $$;
 SET log_statement = 'none';
 SET log_min_duration_statement = -1;
+-- One run at a time: two runs at once on a cluster without the roles (tests preparing their
+-- databases side by side) would both create a missing role, and the second would fail on the
+-- catalog's unique index. Every run takes this lock in the maintenance database; it is the
+-- session's, released when psql exits.
+SELECT pg_advisory_lock(hashtext('nrm.db-init')) AS locked \gset
 SQL
   for svc in "${SERVICES[@]}"; do
     cat <<SQL
