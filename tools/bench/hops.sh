@@ -30,10 +30,10 @@ say() { echo "hops: $*" >&2; }
 
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 . "$root/tools/bench/pipeline.sh"
+# read by tests/pg-cluster.sh when pipeline_setup starts the cluster
+export PG_CLUSTER_SETTINGS="${PG_CLUSTER_SETTINGS:-} -c track_commit_timestamp=on"
+PG_CLUSTER_SETTINGS+=" -c track_wal_io_timing=on"
 if [ -n "${NRM_HOPS_TOP:-}" ]; then pipeline_setup --statements; else pipeline_setup; fi
-q "ALTER SYSTEM SET track_wal_io_timing = on" >/dev/null
-q "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
-bash "$root/tests/pg-cluster.sh" restart "$pgdir" >/dev/null
 receiver_start
 for s in intake routing shelter notify; do start "$s"; done
 submit --reports "${NRM_HOPS_WARM:-100}" --clients 8 --log "$work/warm.cases" >/dev/null
