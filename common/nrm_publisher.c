@@ -17,19 +17,20 @@ static const char s_sql_lock[] =
     "SELECT pg_try_advisory_lock(hashtext('nrm.sequencer.' || $1::text))";
 /* One batch numbered in one statement, its own transaction: the committed unnumbered rows
  * (pick, in id order), the head moved past them under stream_head's row lock (sh), the rows
- * numbered after the head they found (upd), and the consumers woken when any were. Its first
+ * numbered after the head they found (upd: found again by their ctid, the outbox having no
+ * index on id but outbox_unsequenced), and the consumers woken when any were. Its first
  * row has the count numbered and the head; one row per numbered event follows (seq, topic,
  * payload, in order). Should a second sequencer ever run it
  * concurrently, the one that waited for the row lock finds the rows numbered meanwhile (upd
  * numbers fewer than pick holds): the guard then fails the statement, so that nothing is
  * numbered twice and no gap is left; the next round goes on. */
 static const char s_sql_sequence[] =
-    "WITH pick AS MATERIALIZED (SELECT id, row_number() OVER (ORDER BY id) AS rn,"
+    "WITH pick AS MATERIALIZED (SELECT t, row_number() OVER (ORDER BY id) AS rn,"
     "   count(*) OVER () AS n"
-    "   FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) s),"
+    "   FROM (SELECT id, ctid AS t FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) s),"
     " sh AS (UPDATE stream_head SET head = head + (SELECT count(*) FROM pick) RETURNING head),"
     " upd AS (UPDATE outbox o SET seq = sh.head - pick.n + pick.rn, sequenced_at = now()"
-    "   FROM pick, sh WHERE o.id = pick.id AND o.seq IS NULL RETURNING o.seq, o.topic, o.payload)"
+    "   FROM pick, sh WHERE o.ctid = pick.t AND o.seq IS NULL RETURNING o.seq, o.topic, o.payload)"
     " SELECT NULL::bigint AS seq, NULL::text AS topic, NULL::bytea AS payload,"
     "   (SELECT count(*) FROM pick)"
     "   / CASE WHEN (SELECT count(*) FROM upd) = (SELECT count(*) FROM pick) THEN 1 ELSE 0 END,"

@@ -14,7 +14,9 @@
 # outbox row's). Last, the WAL the phase wrote and the WAL syncs that the commits waited for
 # (pg_stat_wal with track_wal_io_timing, read 11 s after the phase: an idle backend reports its
 # counts within 10 s), per report. NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each
-# statement of the phase there: role, calls, mean ms, text.
+# statement of the phase there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's
+# WAL there by relation (pg_walinspect, from the phase's start to its last webhook): records
+# and bytes per report, and the kinds of record.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +32,19 @@ say() { echo "hops: $*" >&2; }
 
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 . "$root/tools/bench/pipeline.sh"
+wal_relations() { # FROM_LSN REPORTS: the WAL since FROM_LSN by the relation of its first block
+  q "CREATE EXTENSION IF NOT EXISTS pg_walinspect" >/dev/null
+  psql -X -q -d "$db" -v ON_ERROR_STOP=1 -c "
+    SELECT coalesce(r.oid::regclass::text, w.node, '(no block)') AS relation,
+      round(count(*)::numeric / $2, 1) AS records_per_report,
+      round(sum(w.record_length)::numeric / $2) AS bytes_per_report,
+      string_agg(DISTINCT w.resource_manager || '/' || w.record_type, ' ') AS kinds
+    FROM (SELECT *, substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)') AS node
+          FROM pg_get_wal_records_info('$1', pg_current_wal_flush_lsn())) w
+    LEFT JOIN pg_class r ON r.relfilenode::text = w.node
+    GROUP BY 1 ORDER BY count(*) DESC"
+}
+
 # read by tests/pg-cluster.sh when pipeline_setup starts the cluster
 export PG_CLUSTER_SETTINGS="${PG_CLUSTER_SETTINGS:-} -c track_commit_timestamp=on"
 PG_CLUSTER_SETTINGS+=" -c track_wal_io_timing=on"
@@ -42,6 +57,7 @@ wait_caught_up
 settle
 since=$(q "SELECT now()")
 q "SELECT pg_stat_reset_shared('wal')" >/dev/null
+wal_from=$(q "SELECT pg_current_wal_flush_lsn()")
 [ -z "${NRM_HOPS_TOP:-}" ] || q "SELECT pg_stat_statements_reset()" >/dev/null
 submit --reports $((rate * seconds)) --clients 4 --rate "$rate" --log "$work/rate.cases" >/dev/null
 wait_hooks "$work/rate.cases" >/dev/null
@@ -51,6 +67,7 @@ wait_caught_up
        left(regexp_replace(s.query, '\s+', ' ', 'g'), 100)
      FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
      WHERE r.rolname LIKE 'nrm\_%' ORDER BY r.rolname, s.total_exec_time DESC" >"$NRM_HOPS_TOP"
+[ -z "${NRM_HOPS_WAL:-}" ] || wal_relations "$wal_from" $((rate * seconds)) >"$NRM_HOPS_WAL"
 sleep 11
 q "SELECT wal_records, wal_fpi, wal_bytes, wal_sync, wal_sync_time FROM pg_stat_wal" |
   tr '|' ' ' >"$work/wal"
