@@ -4,6 +4,7 @@
 # (tests/browser/, headless Chromium driven over its DevTools protocol; Arabic and Latin fonts).
 # libicu-dev: intake's name normalisation (Unicode normal forms, transliteration).
 # clang and libclang-rt-14-dev: the libFuzzer targets (tests/fuzz, tools/fuzz/run.sh).
+# clang-format and shellcheck: the style check (tests/unit/test_style.sh).
 # Idempotent: does nothing when every package is already present. Needs root (or sudo).
 set -euo pipefail
 
@@ -17,7 +18,7 @@ PACKAGES=(
   libcurl4-openssl-dev
   libcmocka-dev
   libicu-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format shellcheck
   libmicrohttpd-dev
   uuid-runtime procps iproute2 bc jq curl python3 python3-protobuf python3-yaml python3-zmq python3-prometheus-client
   docker-compose

@@ -105,6 +105,7 @@ as "$PROVIDER" referrals --page-size 1
 check "one page is one line" all_of '[ "$RC" -eq 0 ] && [ "$(lines)" -eq 1 ]'
 check "the next page's token is said on stderr" grep -q -- "--page-token " "$WORK/err"
 TOKEN=$(sed -n 's/.*--page-token \([^ ]*\).*/\1/p' "$WORK/err")
+# shellcheck disable=SC2034 # read by the check below, inside its quoted condition
 FIRST=$(jq -r .referralId "$WORK/out")
 as "$PROVIDER" referrals --page-size 1 --page-token "$TOKEN"
 check "the next page starts after the first" all_of '[ "$RC" -eq 0 ] && [ "$(jq -r .referralId "$WORK/out")" != "$FIRST" ]'

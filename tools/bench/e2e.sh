@@ -44,7 +44,7 @@ say() { echo "e2e: $*" >&2; }
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 . "$root/tools/bench/pipeline.sh"
 command -v node >/dev/null || apt-get install -y nodejs npm >/dev/null
-(cd "$bench_dir/graphile" && [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null 2>&1)
+(cd "$bench_dir/graphile" && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null 2>&1; })
 
 pipeline_setup --statements
 psql -X -q -d "$db" \

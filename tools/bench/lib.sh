@@ -5,6 +5,7 @@
 #                           configures a Release tree without tests in $build and builds TARGETs
 #   bench_cluster_start     starts the private cluster and exports PGHOST, PGPORT, PGUSER
 #   bench_cluster_stop      stops it (for the benchmark's cleanup; never fails)
+# shellcheck shell=bash disable=SC2154 # root, build, pgdir and port are the sourcing script's
 
 bench_build() {
   [ -n "${NRM_BENCH_SKIP_DEPS:-}" ] || bash "$root/deploy/install-deps.sh" >/dev/null

@@ -25,6 +25,7 @@
 #                               tools/bench/e2e_wait.py's figures, fails on the timeout
 #   now_ms                      wall clock in milliseconds
 #   submit ARG...               tools/bench/nrm-bench against intake as the national hotline
+# shellcheck shell=bash disable=SC2154 # root, build, port, base, pgdir and db are the sourcing script's
 
 declare -A pid=()
 bench_dir=$root/tools/bench
