@@ -16,7 +16,7 @@
 # counts within 10 s), per report. NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each
 # statement of the phase there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's
 # WAL there by relation (pg_walinspect, from the phase's start to its last webhook): records
-# and bytes per report, and the kinds of record.
+# and bytes per report with the kinds of record, then the records by kind.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,7 +42,12 @@ wal_relations() { # FROM_LSN REPORTS: the WAL since FROM_LSN by the relation of 
     FROM (SELECT *, substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)') AS node
           FROM pg_get_wal_records_info('$1', pg_current_wal_flush_lsn())) w
     LEFT JOIN pg_class r ON r.relfilenode::text = w.node
-    GROUP BY 1 ORDER BY count(*) DESC"
+    GROUP BY 1 ORDER BY count(*) DESC" -c "
+    SELECT \"resource_manager/record_type\" AS kind,
+      round(count::numeric / $2, 1) AS records_per_report,
+      round(record_size::numeric / $2) AS bytes_per_report
+    FROM pg_get_wal_stats('$1', pg_current_wal_flush_lsn(), true)
+    WHERE count > 0 ORDER BY count DESC"
 }
 
 # read by tests/pg-cluster.sh when pipeline_setup starts the cluster
