@@ -31,10 +31,13 @@ typedef struct {
     uint64_t prepared_on; /* connection generation it was prepared on, 0 for none */
 } s_statement_t;
 
-/* What a counter gets when the transaction commits. */
+/* What a counter gets when the transaction commits, or (counter NULL) who is told how it
+ * ended. */
 typedef struct {
     int64_t *counter; /* borrowed: the caller's, outliving the transaction */
     int64_t n;
+    nrm_db_end_fn fn; /* with counter NULL: called once, with arg */
+    void *arg;
 } s_count_t;
 
 /* A command or statement not sent yet. */
@@ -64,7 +67,8 @@ struct nrm_db_t {
     s_deferred_t deferred[S_MAX_DEFERRED];
     int deferred_count;
     uint64_t deferred_generation; /* the connection they were deferred on */
-    /* counts added when the open transaction commits (nrm_db_count_on_commit) */
+    /* counts added when the open transaction commits (nrm_db_count_on_commit), and the
+     * callers told how it ended (nrm_db_on_end), in the order they came */
     bool in_transaction; /* from nrm_db_begin to its commit or rollback */
     s_count_t *counts;   /* owned */
     size_t counts_n, counts_cap;
@@ -130,6 +134,7 @@ nrm_db_t *nrm_db_new(const char *conninfo, const char *schema)
 
 static void s_deferred_clear(nrm_db_t *self);
 static bool s_begin_pending(const nrm_db_t *self);
+static void s_counts_end(nrm_db_t *self, bool committed);
 
 void nrm_db_destroy(nrm_db_t **self_p)
 {
@@ -137,6 +142,7 @@ void nrm_db_destroy(nrm_db_t **self_p)
         return;
     nrm_db_t *self = *self_p;
     s_deferred_clear(self);
+    s_counts_end(self, false); /* an open transaction is lost with the connection */
     free(self->counts);
     if (self->conn)
         PQfinish(self->conn);
@@ -617,13 +623,39 @@ nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_param
     return NRM_OK;
 }
 
-/* Ends the transaction's counts: added to their counters when it committed, else dropped. */
+/* Ends the entries from index from on: counts added to their counters when committed, else
+ * dropped; callbacks told which. The entries are gone before any callback runs. */
+static void s_counts_end_from(nrm_db_t *self, size_t from, bool committed)
+{
+    size_t n = self->counts_n;
+    self->counts_n = from;
+    if (self->counts_floor > from)
+        self->counts_floor = from;
+    for (size_t i = from; i < n; i++) {
+        s_count_t c = self->counts[i];
+        if (c.counter && committed)
+            *c.counter += c.n;
+        else if (!c.counter)
+            c.fn(c.arg, committed);
+    }
+}
+
+/* Ends the transaction's counts and callbacks (committed: it did). */
 static void s_counts_end(nrm_db_t *self, bool committed)
 {
-    for (size_t i = 0; committed && i < self->counts_n; i++)
-        *self->counts[i].counter += self->counts[i].n;
-    self->counts_n = self->counts_floor = 0;
     self->in_transaction = false;
+    s_counts_end_from(self, 0, committed);
+    self->counts_floor = 0;
+}
+
+/* Appends an entry (growing the array). */
+static void s_counts_add(nrm_db_t *self, s_count_t entry)
+{
+    if (self->counts_n == self->counts_cap) {
+        self->counts_cap = self->counts_cap ? 2 * self->counts_cap : 8;
+        self->counts = nrm_xreallocarray(self->counts, self->counts_cap, sizeof *self->counts);
+    }
+    self->counts[self->counts_n++] = entry;
 }
 
 void nrm_db_count_on_commit(nrm_db_t *self, int64_t *counter, int64_t n)
@@ -637,11 +669,16 @@ void nrm_db_count_on_commit(nrm_db_t *self, int64_t *counter, int64_t n)
             self->counts[i].n += n;
             return;
         }
-    if (self->counts_n == self->counts_cap) {
-        self->counts_cap = self->counts_cap ? 2 * self->counts_cap : 8;
-        self->counts = nrm_xreallocarray(self->counts, self->counts_cap, sizeof *self->counts);
+    s_counts_add(self, (s_count_t){counter, n, NULL, NULL});
+}
+
+void nrm_db_on_end(nrm_db_t *self, nrm_db_end_fn fn, void *arg)
+{
+    if (!self->in_transaction) {
+        fn(arg, false);
+        return;
     }
-    self->counts[self->counts_n++] = (s_count_t){counter, n};
+    s_counts_add(self, (s_count_t){NULL, 0, fn, arg});
 }
 
 size_t nrm_db_counts_mark(nrm_db_t *self)
@@ -653,7 +690,7 @@ size_t nrm_db_counts_mark(nrm_db_t *self)
 void nrm_db_counts_undo(nrm_db_t *self, size_t mark)
 {
     if (mark < self->counts_n)
-        self->counts_n = mark;
+        s_counts_end_from(self, mark, false);
     if (self->counts_floor > self->counts_n)
         self->counts_floor = self->counts_n;
 }

@@ -117,6 +117,14 @@ void nrm_db_count_on_commit(nrm_db_t *self, int64_t *counter, int64_t n);
 size_t nrm_db_counts_mark(nrm_db_t *self);
 void nrm_db_counts_undo(nrm_db_t *self, size_t mark);
 
+/* Work that must wait for the open transaction's end: fn(arg, true) once it committed,
+ * fn(arg, false) once it rolled back, failed to commit, was left for the next begin, was
+ * undone with the part it belongs to (nrm_db_counts_undo) or the handle was destroyed; outside
+ * a transaction fn(arg, false) at once. Called exactly once, after the transaction ended and
+ * in the order registered; fn must not use the handle. arg is fn's to free. */
+typedef void (*nrm_db_end_fn)(void *arg, bool committed);
+void nrm_db_on_end(nrm_db_t *self, nrm_db_end_fn fn, void *arg);
+
 /* Runs a registered statement and commits, in one round trip (pipeline mode, with what was
  * deferred). OK only when the statement succeeded and the transaction committed; on failure
  * the transaction is aborted or gone, and the caller rolls back as after a failed commit. */

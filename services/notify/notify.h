@@ -359,6 +359,12 @@ nrm_status_t notify_deliveries_write(notify_t *self, nrm_tx_t *tx, notify_batch_
 /* Frees what b gathered and zeroes it. */
 void notify_batch_clear(notify_batch_t *b);
 
+/* Claims up to max due deliveries (oldest due first) for an attempt in the open transaction tx
+ * and appends them to out (the caller owns them); *claimed receives how many, counted as
+ * attempts when tx commits. */
+nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
+                                     int *claimed);
+
 /* One turn of the sender, in one transaction: records the outcomes of finished attempts (done:
  * zlist of notify_delivery_t) with their events (delivered, retried later, or dead-lettered),
  * then claims up to max due deliveries for an attempt and appends them to out (the caller owns
@@ -436,5 +442,12 @@ void notify_sender_destroy(notify_sender_t **self);
 
 /* Asks the sender to look for due deliveries (and record outcomes) very soon. */
 void notify_sender_wake(notify_sender_t *self);
+
+/* Claims, in the consumer's open transaction tx that has just made deliveries, as many due
+ * deliveries as there is room in flight for (notify.max_in_flight): their transfers start once
+ * tx commits, and they are dropped when it does not (their claims go with it). What there is no
+ * room for is claimed by the sender's turns as transfers finish. Safe on NULL (claims nothing).
+ * Returns OK or the claim's failure (the transaction's then). */
+nrm_status_t notify_sender_claim_in(notify_sender_t *self, nrm_tx_t *tx);
 
 #endif

@@ -560,8 +560,8 @@ static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *clai
     return d;
 }
 
-/* Claims up to max due deliveries in the open transaction and appends them to out. */
-static nrm_status_t s_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out, int *claimed)
+nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
+                                     int *claimed)
 {
     *claimed = 0;
     if (max <= 0)
@@ -581,6 +581,7 @@ static nrm_status_t s_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
     for (int i = 0; i < *claimed; i++)
         zlist_append(out, s_claimed(res, i, claim_id, self->keyring));
     PQclear(res);
+    nrm_db_count_on_commit(tx->db, self->attempted, *claimed);
     return NRM_OK;
 }
 
@@ -740,7 +741,7 @@ int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max,
     zlist_t *claimed = zlist_new();
     int count = 0;
     if (st == NRM_OK)
-        st = claimed ? s_claim(self, &tx, max, claimed, &count) : NRM_INTERNAL;
+        st = claimed ? notify_deliveries_claim(self, &tx, max, claimed, &count) : NRM_INTERNAL;
     if (st == NRM_OK)
         st = nrm_db_commit(db, &err);
     notify_delivery_t *d;
@@ -767,7 +768,6 @@ int notify_deliveries_turn(notify_t *self, nrm_db_t *db, zlist_t *done, int max,
         zlist_append(out, d);
     zlist_destroy(&claimed);
     free(fates);
-    *self->attempted += count;
     return count;
 }
 

@@ -377,8 +377,8 @@ nrm_status_t notify_flush(void *ctx, nrm_tx_t *tx)
         st = notify_deliveries_write(self, tx, &self->batch, &created);
     notify_maps_clear(&maps);
     notify_reset(self);
-    if (st == NRM_OK && created > 0)
-        notify_sender_wake(self->sender);
+    if (st == NRM_OK && created > 0) /* sent once this transaction commits */
+        st = notify_sender_claim_in(self->sender, tx);
     return st;
 }
 

@@ -3,8 +3,10 @@
  * back (a one-shot zloop timer); the reactor hands readiness back with
  * curl_multi_socket_action. Work is done in short steps: record the outcomes of finished
  * transfers in one transaction, then claim as many due deliveries as there is room in flight
- * and start their transfers. It runs when woken (new deliveries, a finished transfer, an
- * operator's retry) and every poll_ms for retries falling due; while transfers are in flight
+ * and start their transfers. New deliveries are claimed by the consumer's transaction that
+ * made them (notify_sender_claim_in) and start when it commits, without a turn of their own. A
+ * turn runs when woken (a finished transfer, an operator's retry) and every poll_ms for
+ * retries falling due; while transfers are in flight
  * a wake-up waits a few milliseconds so that many outcomes share one commit. Outcomes and new
  * claims are one transaction: while outcomes cannot be recorded (database away) nothing new is
  * claimed. */
@@ -33,6 +35,8 @@ struct notify_sender_t {
     int64_t wake_due_ms; /* when it fires (monotonic) */
     int poll_timer;
     zlist_t *in_flight;     /* notify_delivery_t with a running transfer */
+    zlist_t *pending;       /* s_claims_t: claimed in a transaction not ended yet */
+    int reserved;           /* the deliveries of pending, counted in the room in flight */
     zlist_t *done;          /* notify_delivery_t whose outcome is not recorded yet */
     struct pollfd *watched; /* the sockets curl waits on (also zloop pollers), for the drain */
     size_t n_watched;
@@ -191,6 +195,59 @@ static void s_start(notify_sender_t *self, notify_delivery_t *d)
     s_wake_for_outcome(self);
 }
 
+/* Deliveries claimed in a consumer's transaction, waiting for its end (nrm_db_on_end). */
+typedef struct {
+    notify_sender_t *sender; /* NULL once the sender is gone */
+    zlist_t *claimed;        /* notify_delivery_t, owned */
+} s_claims_t;
+
+/* The consumer's transaction ended: the claims it committed start, the others are dropped. */
+static void s_claims_end(void *arg, bool committed)
+{
+    s_claims_t *c = arg;
+    notify_sender_t *self = c->sender;
+    notify_delivery_t *d;
+    if (self) {
+        zlist_remove(self->pending, c);
+        self->reserved -= (int)zlist_size(c->claimed);
+    }
+    while ((d = zlist_pop(c->claimed)) != NULL) {
+        if (committed && self)
+            s_start(self, d);
+        else
+            notify_delivery_destroy(&d);
+    }
+    if (self)
+        *self->notify->in_flight = (int64_t)zlist_size(self->in_flight);
+    zlist_destroy(&c->claimed);
+    free(c);
+}
+
+nrm_status_t notify_sender_claim_in(notify_sender_t *self, nrm_tx_t *tx)
+{
+    if (!self)
+        return NRM_OK;
+    int room =
+        self->notify->settings.max_in_flight - (int)zlist_size(self->in_flight) - self->reserved;
+    if (room <= 0)
+        return NRM_OK; /* a finished transfer makes room and wakes a turn */
+    s_claims_t *c = nrm_xcalloc(1, sizeof *c);
+    c->claimed = zlist_new();
+    int count = 0;
+    nrm_status_t st = c->claimed
+                          ? notify_deliveries_claim(self->notify, tx, room, c->claimed, &count)
+                          : nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    if (st != NRM_OK || zlist_append(self->pending, c) != 0) {
+        c->sender = NULL;
+        s_claims_end(c, false);
+        return st != NRM_OK ? st : nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
+    }
+    c->sender = self;
+    self->reserved += count;
+    nrm_db_on_end(tx->db, s_claims_end, c);
+    return NRM_OK;
+}
+
 /* Seeds the subscriptions of a reloaded configuration in a transaction of its own. */
 static void s_seed(notify_sender_t *self)
 {
@@ -215,7 +272,7 @@ static void s_work(notify_sender_t *self)
     notify_t *notify = self->notify;
     if (!notify->seeded)
         s_seed(self);
-    int room = notify->settings.max_in_flight - (int)zlist_size(self->in_flight);
+    int room = notify->settings.max_in_flight - (int)zlist_size(self->in_flight) - self->reserved;
     if (room <= 0 && zlist_size(self->done) == 0)
         return;
     zlist_t *claimed = zlist_new();
@@ -287,8 +344,9 @@ notify_sender_t *notify_sender_new(notify_t *notify, zloop_t *loop)
     self->multi = curl_multi_init();
     self->in_flight = zlist_new();
     self->done = zlist_new();
+    self->pending = zlist_new();
     self->poll_timer = zloop_timer(loop, (size_t)notify->settings.poll_ms, 0, s_on_poll, self);
-    if (!self->multi || !self->in_flight || !self->done || self->poll_timer < 0) {
+    if (!self->multi || !self->in_flight || !self->done || !self->pending || self->poll_timer < 0) {
         notify_sender_destroy(&self);
         return NULL;
     }
@@ -329,6 +387,10 @@ void notify_sender_destroy(notify_sender_t **self_p)
             zloop_timer_end(self->loop, timers[i]);
     zlist_destroy(&self->in_flight);
     zlist_destroy(&self->done);
+    s_claims_t *c; /* claims of a transaction that never ended: dropped when it does */
+    while (self->pending && (c = zlist_pop(self->pending)) != NULL)
+        c->sender = NULL;
+    zlist_destroy(&self->pending);
     free(self->watched);
     free(self);
     *self_p = NULL;

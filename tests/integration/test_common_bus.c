@@ -436,6 +436,72 @@ static void test_db_counts_only_what_commits(void **state)
     nrm_db_destroy(&db);
 }
 
+/* What the end callbacks were told, in order: 'c' (committed) or 'r' (not), then the tag. */
+static struct {
+    char seen[32];
+    size_t n;
+} s_ends;
+
+/* nrm_db_end_fn: records how the transaction ended for the call tagged arg (one character). */
+static void s_on_end(void *arg, bool committed)
+{
+    if (s_ends.n + 2 < sizeof s_ends.seen) {
+        s_ends.seen[s_ends.n++] = committed ? 'c' : 'r';
+        s_ends.seen[s_ends.n++] = *(const char *)arg;
+    }
+}
+
+/* Work left for a transaction's end is told once how it ended, in the order it was left:
+ * committed, rolled back, failed to commit, undone with its part, left for the next begin, or
+ * lost with the handle; outside a transaction at once, as not committed. */
+static void test_db_end_callbacks_learn_how_the_transaction_ended(void **state)
+{
+    nrm_db_t *db = s_db();
+    nrm_error_t err;
+    memset(&s_ends, 0, sizeof s_ends);
+    nrm_params_t p = {0}, q = {0};
+    nrm_params_text(&p, "end-1");
+    nrm_params_text(&q, "end-2");
+    nrm_db_on_end(db, s_on_end, "a"); /* outside a transaction */
+    assert_string_equal(s_ends.seen, "ra");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_on_end(db, s_on_end, "b");
+    assert_int_equal(nrm_db_exec(db, "thing", &p, NULL, &err), NRM_OK);
+    nrm_db_on_end(db, s_on_end, "c");
+    assert_string_equal(s_ends.seen, "ra"); /* not before the end */
+    assert_int_equal(nrm_db_commit(db, &err), NRM_OK);
+    assert_string_equal(s_ends.seen, "racbcc");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK); /* rolled back */
+    nrm_db_on_end(db, s_on_end, "d");
+    nrm_db_rollback(db);
+    assert_string_equal(s_ends.seen, "racbccrd");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK); /* its commit fails: a collision */
+    nrm_db_on_end(db, s_on_end, "e");
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &p, &err), NRM_CONFLICT);
+    assert_string_equal(s_ends.seen, "racbccrdre");
+    nrm_db_rollback(db);
+    /* a part undone alone: its own, not what came before it */
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    nrm_db_on_end(db, s_on_end, "f");
+    assert_int_equal(nrm_db_defer(db, "SAVEPOINT request", &err), NRM_OK);
+    size_t mark = nrm_db_counts_mark(db);
+    nrm_db_on_end(db, s_on_end, "g");
+    nrm_db_counts_undo(db, mark);
+    assert_string_equal(s_ends.seen, "racbccrdrerg");
+    assert_int_equal(nrm_db_sql(db, "ROLLBACK TO SAVEPOINT request", &err), NRM_OK);
+    assert_int_equal(nrm_db_exec_commit(db, "thing", &q, &err), NRM_OK);
+    assert_string_equal(s_ends.seen, "racbccrdrergcf");
+    memset(&s_ends, 0, sizeof s_ends);
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK); /* never ended: the next begin ends it */
+    nrm_db_on_end(db, s_on_end, "h");
+    assert_int_equal(nrm_db_begin(db, &err), NRM_OK);
+    assert_string_equal(s_ends.seen, "rh");
+    nrm_db_on_end(db, s_on_end, "i"); /* lost with the handle */
+    nrm_db_destroy(&db);
+    assert_string_equal(s_ends.seen, "rhri");
+    ASSERT_SQL(2, "SELECT count(*) FROM intake.things WHERE id IN ('end-1', 'end-2')");
+}
+
 static void test_db_deferred_savepoint_undoes_only_what_follows_it(void **state)
 {
     nrm_db_t *db = s_db();
@@ -985,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_db_begin_costs_no_round_trip_of_its_own),
         cmocka_unit_test(test_db_exec_commit_commits_with_its_statement_or_not_at_all),
         cmocka_unit_test(test_db_counts_only_what_commits),
+        cmocka_unit_test(test_db_end_callbacks_learn_how_the_transaction_ended),
         cmocka_unit_test(test_db_deferred_savepoint_undoes_only_what_follows_it),
         cmocka_unit_test(test_db_statement_after_a_deferred_savepoint_of_a_lost_transaction_fails),
         cmocka_unit_test(test_db_later_statement_goes_with_the_next_call),

@@ -523,6 +523,32 @@ static void test_reload_seeds_configured_subscriptions_with_secret_from_environm
     free(case_id);
 }
 
+/* A new delivery's first attempt is claimed by the consumer's transaction that made it: the
+ * transfer starts at its commit, with no transaction of the sender's own in between. A receiver
+ * that never answers keeps the row as that transaction left it (claimed, attempt 1), written by
+ * the same transaction as the stored source event. Last: its subscription stays. */
+static void test_a_new_delivery_is_claimed_by_the_transaction_that_made_it(void **state)
+{
+    notify_receiver_t *silent = notify_receiver_new();
+    notify_receiver_set_mode(silent, NOTIFY_RECEIVER_SILENT, 0);
+    char url[256], subscription[65], sql[768];
+    const char *opened[] = {"case.opened", NULL};
+    notify_fixture_subscribe_ok(h, "hotline-national", "webhook",
+                                notify_fixture_url(silent, "claimed", url), opened, SECRET,
+                                subscription);
+    char *case_id = notify_fixture_report(h, "labour-ma-06", "MA-06", "Amina Yusuf", "1992-05-14");
+    assert_true(notify_receiver_wait_count(silent, 1, WAIT_MS));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries d JOIN notify.events e"
+             " ON e.source_stream = d.source_stream AND e.source_seq = d.source_seq"
+             " WHERE d.subscription_id = '%s' AND d.case_id = '%s' AND d.state = 'pending'"
+             " AND d.attempts = 1 AND d.last_attempt_ms = d.started_ms AND d.xmin = e.xmin",
+             subscription, case_id);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    free(case_id);
+    notify_receiver_destroy(&silent);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_retry_is_for_coordinators_and_failed_deliveries_only),
         cmocka_unit_test(test_reload_seeds_configured_subscriptions_with_secret_from_environment),
         cmocka_unit_test(test_submitted_name_appears_in_no_body_header_or_log_line),
+        cmocka_unit_test(test_a_new_delivery_is_claimed_by_the_transaction_that_made_it),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
