@@ -124,6 +124,20 @@ void notify_fixture_subscribe_ok(harness_t *h, const char *agency, const char *c
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
+notify_receiver_t *notify_fixture_hook(harness_t *h, const char *agency,
+                                       notify_receiver_mode_t mode, int slow_ms, const char *suffix,
+                                       const char *topic, const char *secret,
+                                       char subscription_id_out[65])
+{
+    notify_receiver_t *receiver = notify_receiver_new();
+    notify_receiver_set_mode(receiver, mode, slow_ms);
+    char url[256];
+    const char *topics[] = {topic, NULL};
+    notify_fixture_subscribe_ok(h, agency, "webhook", notify_fixture_url(receiver, suffix, url),
+                                topics, secret, subscription_id_out);
+    return receiver;
+}
+
 bool notify_fixture_signature_ok(const notify_request_t *r, const char *secret)
 {
     char *header = notify_request_header(r, "X-NRM-Signature");

@@ -47,6 +47,14 @@ void notify_fixture_subscribe_ok(harness_t *h, const char *agency, const char *c
                                  const char *address, const char *const *topics, const char *secret,
                                  char subscription_id_out[65]);
 
+/* A new receiver in mode (slow_ms for NOTIFY_RECEIVER_SLOW) and agency's webhook subscription
+ * to the one topic given, at the receiver's path suffix and signed with secret, asserting OK;
+ * subscription_id_out (65 bytes) receives its id. Returns the receiver (caller destroys). */
+notify_receiver_t *notify_fixture_hook(harness_t *h, const char *agency,
+                                       notify_receiver_mode_t mode, int slow_ms, const char *suffix,
+                                       const char *topic, const char *secret,
+                                       char subscription_id_out[65]);
+
 /* Submits a report of a new adult woman (name, dob) in region as agency, aborting unless intake
  * answers OK. Returns the case id (caller frees). */
 char *notify_fixture_report(harness_t *h, const char *agency, const char *region, const char *name,

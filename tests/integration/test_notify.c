@@ -529,13 +529,10 @@ static void test_reload_seeds_configured_subscriptions_with_secret_from_environm
  * the same transaction as the stored source event. Last: its subscription stays. */
 static void test_a_new_delivery_is_claimed_by_the_transaction_that_made_it(void **state)
 {
-    notify_receiver_t *silent = notify_receiver_new();
-    notify_receiver_set_mode(silent, NOTIFY_RECEIVER_SILENT, 0);
-    char url[256], subscription[65], sql[768];
-    const char *opened[] = {"case.opened", NULL};
-    notify_fixture_subscribe_ok(h, "hotline-national", "webhook",
-                                notify_fixture_url(silent, "claimed", url), opened, SECRET,
-                                subscription);
+    char subscription[65], sql[768];
+    notify_receiver_t *silent =
+        notify_fixture_hook(h, "hotline-national", NOTIFY_RECEIVER_SILENT, 0, "claimed",
+                            "case.opened", SECRET, subscription);
     char *case_id = notify_fixture_report(h, "labour-ma-06", "MA-06", "Amina Yusuf", "1992-05-14");
     assert_true(notify_receiver_wait_count(silent, 1, WAIT_MS));
     snprintf(sql, sizeof sql,

@@ -83,13 +83,10 @@ static bool s_notify_healthy(void)
 
 static void test_retries_pending_during_an_outage_are_delivered_after_it(void **s)
 {
-    notify_receiver_t *receiver = notify_receiver_new();
-    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_FAIL, 0);
-    char url[256], subscription[65], sql[512];
-    const char *opened[] = {"case.opened", NULL};
-    notify_fixture_subscribe_ok(h, "hotline-national", "webhook",
-                                notify_fixture_url(receiver, "outage", url), opened, SECRET,
-                                subscription);
+    char subscription[65], sql[512];
+    notify_receiver_t *receiver =
+        notify_fixture_hook(h, "hotline-national", NOTIFY_RECEIVER_FAIL, 0, "outage", "case.opened",
+                            SECRET, subscription);
     for (int i = 0; i < REPORTS; i++) {
         char name[64];
         snprintf(name, sizeof name, "Outage person %d", i);
@@ -120,13 +117,10 @@ static void test_retries_pending_during_an_outage_are_delivered_after_it(void **
 
 static void test_success_during_an_outage_is_recorded_after_it_without_resending(void **s)
 {
-    notify_receiver_t *receiver = notify_receiver_new();
-    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_SLOW, SLOW_MS);
-    char url[256], subscription[65], sql[512];
-    const char *closed[] = {"case.closed", NULL};
-    notify_fixture_subscribe_ok(h, "coordinator", "webhook",
-                                notify_fixture_url(receiver, "slow", url), closed, SECRET,
-                                subscription);
+    char subscription[65], sql[512];
+    notify_receiver_t *receiver =
+        notify_fixture_hook(h, "coordinator", NOTIFY_RECEIVER_SLOW, SLOW_MS, "slow", "case.closed",
+                            SECRET, subscription);
     char *case_id = s_report("Outage person closing");
     Nrm__V1__CloseCase c = NRM__V1__CLOSE_CASE__INIT;
     c.case_id = case_id;

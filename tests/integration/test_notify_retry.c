@@ -109,13 +109,10 @@ static int s_same_delivery_everywhere(notify_receiver_t *r, const char *delivery
 
 static void test_receiver_down_for_a_while_gets_it_once_back_with_same_delivery_id(void **s)
 {
-    notify_receiver_t *receiver = notify_receiver_new();
-    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_FAIL, 0);
-    char url[256], subscription[65], delivery[37], sql[512];
-    const char *opened[] = {"case.opened", NULL};
-    notify_fixture_subscribe_ok(h, "hotline-national", "webhook",
-                                notify_fixture_url(receiver, "down", url), opened, SECRET,
-                                subscription);
+    char subscription[65], delivery[37], sql[512];
+    notify_receiver_t *receiver =
+        notify_fixture_hook(h, "hotline-national", NOTIFY_RECEIVER_FAIL, 0, "down", "case.opened",
+                            SECRET, subscription);
     char *case_id = notify_fixture_report(h, "police-ma-04", "MA-04", "Esther Nwosu", "1990-01-01");
     /* two attempts answered 503 ... */
     assert_true(notify_receiver_wait_count(receiver, 2, NOTIFY_FIXTURE_WAIT_MS));
@@ -169,13 +166,9 @@ static void test_receiver_down_for_a_while_gets_it_once_back_with_same_delivery_
 
 static void test_silent_receiver_dead_letters_then_a_coordinator_retries(void **s)
 {
-    notify_receiver_t *receiver = notify_receiver_new();
-    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_SILENT, 0);
-    char url[256], subscription[65], delivery[37], sql[512];
-    const char *closed[] = {"case.closed", NULL};
-    notify_fixture_subscribe_ok(h, "coordinator", "webhook",
-                                notify_fixture_url(receiver, "silent", url), closed, SECRET,
-                                subscription);
+    char subscription[65], delivery[37], sql[512];
+    notify_receiver_t *receiver = notify_fixture_hook(
+        h, "coordinator", NOTIFY_RECEIVER_SILENT, 0, "silent", "case.closed", SECRET, subscription);
     char *case_id = notify_fixture_report(h, "hospital-ma-04", "MA-04", "Joy Okafor", "1990-01-01");
     Nrm__V1__CloseCase c = NRM__V1__CLOSE_CASE__INIT;
     c.case_id = case_id;
@@ -257,12 +250,9 @@ static void test_delivery_older_than_max_age_is_dead_lettered(void **s)
     harness_config_set(h, "notify.max_age_s", json_integer(1));
     harness_config_set(h, "notify.max_attempts", json_integer(1000));
     assert_int_equal(harness_start(h, "notify", 0), 0);
-    notify_receiver_t *receiver = notify_receiver_new();
-    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_FAIL, 0);
-    char url[256], subscription[65], sql[512];
-    const char *opened[] = {"case.opened", NULL};
-    notify_fixture_subscribe_ok(h, "iom-ma", "webhook", notify_fixture_url(receiver, "old", url),
-                                opened, SECRET, subscription);
+    char subscription[65], sql[512];
+    notify_receiver_t *receiver = notify_fixture_hook(h, "iom-ma", NOTIFY_RECEIVER_FAIL, 0, "old",
+                                                      "case.opened", SECRET, subscription);
     char *case_id = notify_fixture_report(h, "labour-ma-09", "MA-04", "Grace Okoro", "1990-01-01");
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
