@@ -18,7 +18,9 @@
 #   3. end to end with all four running: N reports from C clients, reports/s from the first
 #      submission to the last webhook; ack p50/p99; statements per report per service role
 #      (pg_stat_statements calls, BEGIN/COMMIT included; with NRM_E2E_TOP=FILE, each
-#      statement's calls per report and mean time, by role, are written to FILE)
+#      statement's calls per report and mean time, by role, are written to FILE; with
+#      NRM_E2E_PERF=FILE, the phase is recorded by `perf record -a -g` and FILE gets its CPU by
+#      process and PostgreSQL's by activity, tools/bench/perf_breakdown.py; run as root)
 #   4. submit-to-webhook p50/p99 at a moderate fixed rate (NRM_E2E_RATE, default 100/s, 5 s)
 #   5. a burst of 500 reports from one region (MA-04) from 16 clients: time from the first
 #      submission until each has a shelter outcome (shelter's outbox row committed)
@@ -117,9 +119,19 @@ say "notify alone: $reports reports' events (intake, routing, shelter) and webho
 # --- 3. end to end, all running ----------------------------------------------------------------
 settle
 reset_stats
+perf_pid=
+if [ -n "${NRM_E2E_PERF:-}" ]; then # the phase's CPU by process, PostgreSQL's by activity
+  perf record -a -g -F 299 -o "$work/perf.data" >"$work/perf.log" 2>&1 &
+  perf_pid=$!
+fi
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/e2e.cases")
 hooks=$(wait_hooks "$work/e2e.cases")
 wait_caught_up
+if [ -n "$perf_pid" ]; then
+  kill -INT "$perf_pid"
+  wait "$perf_pid" || true
+  /usr/bin/python3 "$bench_dir/perf_breakdown.py" "$work/perf.data" >"$NRM_E2E_PERF"
+fi
 stmts=$(statements nrm_intake nrm_routing nrm_shelter nrm_notify)
 fig[e2e]=$(jq .per_s <<<"$hooks")
 fig[ack_p50]=$(jq .ack_p50_ms <<<"$out")
