@@ -624,7 +624,8 @@ nrm_status_t nrm_db_exec_later(nrm_db_t *self, const char *name, const nrm_param
 }
 
 /* Ends the entries from index from on: counts added to their counters when committed, else
- * dropped; callbacks told which. The entries are gone before any callback runs. */
+ * dropped; callbacks told which. The entries are gone (and the floor no higher than from)
+ * before any callback runs. */
 static void s_counts_end_from(nrm_db_t *self, size_t from, bool committed)
 {
     size_t n = self->counts_n;
@@ -645,7 +646,6 @@ static void s_counts_end(nrm_db_t *self, bool committed)
 {
     self->in_transaction = false;
     s_counts_end_from(self, 0, committed);
-    self->counts_floor = 0;
 }
 
 /* Appends an entry (growing the array). */
@@ -691,8 +691,6 @@ void nrm_db_counts_undo(nrm_db_t *self, size_t mark)
 {
     if (mark < self->counts_n)
         s_counts_end_from(self, mark, false);
-    if (self->counts_floor > self->counts_n)
-        self->counts_floor = self->counts_n;
 }
 
 nrm_status_t nrm_db_begin(nrm_db_t *self, nrm_error_t *err)

@@ -36,7 +36,6 @@ struct notify_sender_t {
     int poll_timer;
     zlist_t *in_flight;     /* notify_delivery_t with a running transfer */
     zlist_t *pending;       /* s_claims_t: claimed in a transaction not ended yet */
-    int reserved;           /* the deliveries of pending, counted in the room in flight */
     zlist_t *done;          /* notify_delivery_t whose outcome is not recorded yet */
     struct pollfd *watched; /* the sockets curl waits on (also zloop pollers), for the drain */
     size_t n_watched;
@@ -201,24 +200,38 @@ typedef struct {
     zlist_t *claimed;        /* notify_delivery_t, owned */
 } s_claims_t;
 
+/* Room left in flight: notify.max_in_flight less the running transfers and the deliveries
+ * claimed in transactions that have not ended yet. */
+static int s_room(notify_sender_t *self)
+{
+    int room = self->notify->settings.max_in_flight - (int)zlist_size(self->in_flight);
+    for (s_claims_t *c = zlist_first(self->pending); c; c = zlist_next(self->pending))
+        room -= (int)zlist_size(c->claimed);
+    return room;
+}
+
+/* Starts the transfer of every delivery of claimed, which it empties (the deliveries are the
+ * sender's from then on), and updates the in-flight gauge. */
+static void s_start_all(notify_sender_t *self, zlist_t *claimed)
+{
+    notify_delivery_t *d;
+    while ((d = zlist_pop(claimed)) != NULL)
+        s_start(self, d);
+    *self->notify->in_flight = (int64_t)zlist_size(self->in_flight);
+}
+
 /* The consumer's transaction ended: the claims it committed start, the others are dropped. */
 static void s_claims_end(void *arg, bool committed)
 {
     s_claims_t *c = arg;
-    notify_sender_t *self = c->sender;
+    if (c->sender) {
+        zlist_remove(c->sender->pending, c);
+        if (committed)
+            s_start_all(c->sender, c->claimed);
+    }
     notify_delivery_t *d;
-    if (self) {
-        zlist_remove(self->pending, c);
-        self->reserved -= (int)zlist_size(c->claimed);
-    }
-    while ((d = zlist_pop(c->claimed)) != NULL) {
-        if (committed && self)
-            s_start(self, d);
-        else
-            notify_delivery_destroy(&d);
-    }
-    if (self)
-        *self->notify->in_flight = (int64_t)zlist_size(self->in_flight);
+    while ((d = zlist_pop(c->claimed)) != NULL)
+        notify_delivery_destroy(&d);
     zlist_destroy(&c->claimed);
     free(c);
 }
@@ -227,8 +240,7 @@ nrm_status_t notify_sender_claim_in(notify_sender_t *self, nrm_tx_t *tx)
 {
     if (!self)
         return NRM_OK;
-    int room =
-        self->notify->settings.max_in_flight - (int)zlist_size(self->in_flight) - self->reserved;
+    int room = s_room(self);
     if (room <= 0)
         return NRM_OK; /* a finished transfer makes room and wakes a turn */
     s_claims_t *c = nrm_xcalloc(1, sizeof *c);
@@ -243,7 +255,6 @@ nrm_status_t notify_sender_claim_in(notify_sender_t *self, nrm_tx_t *tx)
         return st != NRM_OK ? st : nrm_fail(tx->err, NRM_INTERNAL, NULL, "out of memory");
     }
     c->sender = self;
-    self->reserved += count;
     nrm_db_on_end(tx->db, s_claims_end, c);
     return NRM_OK;
 }
@@ -272,18 +283,14 @@ static void s_work(notify_sender_t *self)
     notify_t *notify = self->notify;
     if (!notify->seeded)
         s_seed(self);
-    int room = notify->settings.max_in_flight - (int)zlist_size(self->in_flight) - self->reserved;
+    int room = s_room(self);
     if (room <= 0 && zlist_size(self->done) == 0)
         return;
     zlist_t *claimed = zlist_new();
     if (claimed && notify_deliveries_turn(notify, nrm_service_db(notify->service), self->done, room,
-                                          claimed) > 0) {
-        notify_delivery_t *d;
-        while ((d = zlist_pop(claimed)) != NULL)
-            s_start(self, d);
-    }
+                                          claimed) > 0)
+        s_start_all(self, claimed);
     zlist_destroy(&claimed);
-    *notify->in_flight = (int64_t)zlist_size(self->in_flight);
 }
 
 /* The wake-up timer: one turn now. */
