@@ -314,11 +314,9 @@ static void test_a_batch_applied_again_counts_its_deliveries_once(void **s)
     PQclear(harness_sql(h, sql));
     PQclear(harness_sql(h, "CREATE TRIGGER test_refuse_once BEFORE UPDATE ON notify.checkpoints"
                            " FOR EACH ROW EXECUTE FUNCTION notify.test_refuse_once()"));
-    notify_receiver_t *receiver = notify_receiver_new();
-    char url[256], subscription[65];
-    const char *opened[] = {"case.opened", NULL};
-    notify_fixture_subscribe_ok(h, "iom-ma", "webhook", notify_fixture_url(receiver, "once", url),
-                                opened, SECRET, subscription);
+    char subscription[65];
+    notify_receiver_t *receiver = notify_fixture_hook(h, "iom-ma", NOTIFY_RECEIVER_ACCEPT, 0,
+                                                      "once", "case.opened", SECRET, subscription);
     char *case_id = notify_fixture_report(h, "labour-ma-09", "MA-04", "Amara Diallo", "1991-02-03");
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.checkpoints WHERE stream = 'intake' AND seq > %lld",
