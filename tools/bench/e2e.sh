@@ -128,7 +128,7 @@ out=$(submit --reports "$reports" --clients "$clients" --log "$work/e2e.cases")
 hooks=$(wait_hooks "$work/e2e.cases")
 wait_caught_up
 if [ -n "$perf_pid" ]; then
-  kill -INT "$perf_pid"
+  kill -INT "$perf_pid" 2>/dev/null || say "perf record had stopped: $(tail -1 "$work/perf.log")"
   wait "$perf_pid" || true
   /usr/bin/python3 "$bench_dir/perf_breakdown.py" "$work/perf.data" >"$NRM_E2E_PERF"
 fi

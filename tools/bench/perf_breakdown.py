@@ -33,10 +33,10 @@ CATEGORIES = [
 
 def samples(path):
     """Yields (comm, [function names, innermost first]) for each sample of the recording."""
-    out = subprocess.run(["perf", "script", "-i", path, "-F", "comm,ip,sym"],
-                         capture_output=True, text=True, check=True).stdout
+    script = subprocess.Popen(["perf", "script", "-i", path, "-F", "comm,ip,sym"],
+                              stdout=subprocess.PIPE, text=True)
     comm, stack = None, []
-    for line in out.splitlines():
+    for line in script.stdout:  # read as perf writes it: a long recording is large
         if not line.strip():
             continue
         if not line.startswith(("\t", " ")):
@@ -48,6 +48,8 @@ def samples(path):
             stack.append(parts[1].strip() if len(parts) > 1 else "?")
     if comm is not None:
         yield comm, stack
+    if script.wait() != 0:
+        sys.exit(f"perf script failed ({script.returncode})")
 
 
 def main():
