@@ -21,7 +21,8 @@
 #      statement's calls per report and mean time, by role, are written to FILE; with
 #      NRM_E2E_PERF=FILE, the phase is recorded by `perf record -a -g` and FILE gets its CPU by
 #      process and PostgreSQL's by activity, tools/bench/perf_breakdown.py; run as root)
-#   4. submit-to-webhook p50/p99 at a moderate fixed rate (NRM_E2E_RATE, default 100/s, 5 s)
+#   4. submit-to-webhook p50/p99 at a moderate fixed rate, evenly spaced (NRM_E2E_RATE,
+#      default 100/s, 5 s)
 #   5. a burst of 500 reports from one region (MA-04) from 16 clients: time from the first
 #      submission until each has a shelter outcome (shelter's outbox row committed)
 #   6. idle RSS per service
@@ -119,19 +120,11 @@ say "notify alone: $reports reports' events (intake, routing, shelter) and webho
 # --- 3. end to end, all running ----------------------------------------------------------------
 settle
 reset_stats
-perf_pid=
-if [ -n "${NRM_E2E_PERF:-}" ]; then # the phase's CPU by process, PostgreSQL's by activity
-  perf record -a -g -F 299 -o "$work/perf.data" >"$work/perf.log" 2>&1 &
-  perf_pid=$!
-fi
+[ -z "${NRM_E2E_PERF:-}" ] || perf_start
 out=$(submit --reports "$reports" --clients "$clients" --log "$work/e2e.cases")
 hooks=$(wait_hooks "$work/e2e.cases")
 wait_caught_up
-if [ -n "$perf_pid" ]; then
-  kill -INT "$perf_pid" 2>/dev/null || say "perf record had stopped: $(tail -1 "$work/perf.log")"
-  wait "$perf_pid" || true
-  /usr/bin/python3 "$bench_dir/perf_breakdown.py" "$work/perf.data" >"$NRM_E2E_PERF"
-fi
+[ -z "${NRM_E2E_PERF:-}" ] || perf_stop "$NRM_E2E_PERF"
 stmts=$(statements nrm_intake nrm_routing nrm_shelter nrm_notify)
 fig[e2e]=$(jq .per_s <<<"$hooks")
 fig[ack_p50]=$(jq .ack_p50_ms <<<"$out")

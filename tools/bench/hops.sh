@@ -13,8 +13,11 @@
 # the case's row (intake.cases, routing.cases, shelter.bed_requests) and of the numbering (the
 # outbox row's). Last, the WAL the phase wrote and the WAL syncs that the commits waited for
 # (pg_stat_wal with track_wal_io_timing, read 11 s after the phase: an idle backend reports its
-# counts within 10 s), per report. NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each
-# statement of the phase there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's
+# counts within 10 s), per report, and the machine's CPU (every process's, /proc/stat): cores
+# busy over 3 s at rest before the phase and over the phase, and milliseconds per report above
+# rest. NRM_HOPS_PERF=FILE records the phase with perf (as NRM_E2E_PERF does in e2e.sh; as
+# root). NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each statement of the phase
+# there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's
 # WAL there by relation (pg_walinspect, from the phase's start to its last webhook): records
 # and bytes per report with the kinds of record, then the records by kind.
 set -euo pipefail
@@ -60,13 +63,20 @@ submit --reports "${NRM_HOPS_WARM:-100}" --clients 8 --log "$work/warm.cases" >/
 wait_hooks "$work/warm.cases" >/dev/null
 wait_caught_up
 settle
+rest_from=$(cpu_busy) # the machine at rest with every service running, for 3 s
+sleep 3
+rest_to=$(cpu_busy)
 since=$(q "SELECT now()")
 q "SELECT pg_stat_reset_shared('wal')" >/dev/null
 wal_from=$(q "SELECT pg_current_wal_flush_lsn()")
 [ -z "${NRM_HOPS_TOP:-}" ] || q "SELECT pg_stat_statements_reset()" >/dev/null
+cpu_from=$(cpu_busy)
+[ -z "${NRM_HOPS_PERF:-}" ] || perf_start
 submit --reports $((rate * seconds)) --clients 4 --rate "$rate" --log "$work/rate.cases" >/dev/null
 wait_hooks "$work/rate.cases" >/dev/null
 wait_caught_up
+echo "$rest_from $rest_to $cpu_from $(cpu_busy)" >"$work/cpu"
+[ -z "${NRM_HOPS_PERF:-}" ] || perf_stop "$NRM_HOPS_PERF"
 [ -z "${NRM_HOPS_TOP:-}" ] ||
   q "SELECT r.rolname, s.calls, round(s.mean_exec_time::numeric, 3),
        left(regexp_replace(s.query, '\s+', ' ', 'g'), 100)
@@ -95,6 +105,7 @@ rows shelter "topic IN ('shelter.allocated', 'shelter.waitlisted')" shelter.bed_
 q "SELECT case_id, $(ms created_at), last_attempt_ms, finished_ms FROM notify.deliveries
    WHERE channel = 'webhook' AND created_at >= '$since'" | tr '|' ' ' >"$work/notify.rows"
 /usr/bin/python3 - "$work" "$rate" <<'PY'
+import os
 import sys
 
 work, rate = sys.argv[1], sys.argv[2]
@@ -150,6 +161,13 @@ print(f"Within the first hops, {len(whole)} of {len(cases)} reports (ms):")
 show(split, whole)
 records, fpi, size, syncs, sync_ms = (float(x) for x in open(f"{work}/wal").read().split())
 n = len(submitted)
+rb0, ra0, rb1, ra1, busy0, all0, busy1, all1 = (int(x) for x in open(f"{work}/cpu").read().split())
+cores, ticks = os.cpu_count(), os.sysconf("SC_CLK_TCK")
+rest = (rb1 - rb0) / max(ra1 - ra0, 1) * cores  # cores busy at rest
+busy = (busy1 - busy0) / max(all1 - all0, 1) * cores
+phase_s = (all1 - all0) / cores / ticks
+print(f"CPU (every process, /proc/stat): at rest {rest:.2f} of {cores} cores busy; over the phase "
+      f"{busy:.2f}, {(busy - rest) * phase_s * 1000 / n:.1f} ms per report above rest")
 print(f"WAL of the phase, per report: {records / n:.0f} records ({fpi / n:.2f} full pages), "
       f"{size / n / 1000:.1f} kB, {syncs / n:.1f} syncs of {sync_ms / max(syncs, 1):.2f} ms "
       f"on average")

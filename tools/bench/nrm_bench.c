@@ -5,9 +5,11 @@
  *             [--region R] [--shelter] [--rate PER_S] [--log FILE]
  *
  * --shelter adds SHELTER to the needs (so routing asks shelter for a bed); --rate paces the
- * clients to PER_S reports per second in all (default: as fast as they are acknowledged); --log
- * writes one line per acknowledged report, "CASE_ID SUBMITTED_MS" (wall clock, milliseconds
- * with a fraction), for tools/bench/e2e.sh to match against its webhook receiver's log.
+ * clients to PER_S reports per second in all, evenly spaced: one every 1/PER_S s, each client
+ * every C/PER_S s, client c starting c/PER_S s after the first (default: as fast as they are
+ * acknowledged); --log writes one line per acknowledged report, "CASE_ID SUBMITTED_MS" (wall
+ * clock, milliseconds with a fraction), for tools/bench/e2e.sh to match against its webhook
+ * receiver's log.
  *
  * Prints one line of JSON: {"reports":N,"clients":C,"ok":K,"seconds":S,"reports_per_s":R,
  * "ack_p50_ms":..,"ack_p99_ms":..,"ack_max_ms":..}. Each report is a new, fictitious person. */
@@ -35,12 +37,13 @@ typedef struct {
     const char *agency;
     const nrm_curve_t *curve; /* NULL: plain text */
     const char *region;
-    bool shelter;        /* SHELTER among the needs */
-    int64_t interval_us; /* pacing between this client's reports; 0: none */
-    FILE *log;           /* NULL: no per-report log (shared; writes under s_log_lock) */
-    int first;           /* number of this client's first report */
-    int count;           /* reports this client sends */
-    int64_t *latency_us; /* one slot per report (owned by main) */
+    bool shelter;         /* SHELTER among the needs */
+    int64_t interval_us;  /* pacing between this client's reports; 0: none */
+    int64_t first_due_us; /* when paced: the monotonic time of its first report */
+    FILE *log;            /* NULL: no per-report log (shared; writes under s_log_lock) */
+    int first;            /* number of this client's first report */
+    int count;            /* reports this client sends */
+    int64_t *latency_us;  /* one slot per report (owned by main) */
     int ok;
 } s_worker_t;
 
@@ -69,7 +72,7 @@ static void *s_work(void *arg)
 {
     s_worker_t *w = arg;
     nrm_client_t *client = nrm_client_new(w->endpoint, w->agency, w->curve);
-    int64_t due = nrm_mono_us();
+    int64_t due = w->first_due_us;
     for (int i = 0; i < w->count; i++) {
         if (w->interval_us > 0) {
             s_sleep_until(due);
@@ -213,6 +216,7 @@ int main(int argc, char **argv)
                                   .region = region,
                                   .shelter = shelter,
                                   .interval_us = interval_us,
+                                  .first_due_us = started + interval_us * c / clients,
                                   .log = log,
                                   .first = first,
                                   .count = count,

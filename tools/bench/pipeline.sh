@@ -138,6 +138,22 @@ wait_caught_up() {
 wait_hooks() { /usr/bin/python3 "$bench_dir/e2e_wait.py" "$1" "$work/hooks.log" "${2:-300}"; }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# perf_start, then perf_stop FILE: records the machine between the two (`perf record -a -g`,
+# 299 samples a second per core; as root) and writes to FILE its CPU by process and
+# PostgreSQL's by activity (tools/bench/perf_breakdown.py).
+perf_pid=
+perf_start() {
+  perf record -a -g -F 299 -o "$work/perf.data" >"$work/perf.log" 2>&1 &
+  perf_pid=$!
+}
+perf_stop() {
+  kill -INT "$perf_pid" 2>/dev/null || say "perf record had stopped: $(tail -1 "$work/perf.log")"
+  wait "$perf_pid" || true
+  /usr/bin/python3 "$bench_dir/perf_breakdown.py" "$work/perf.data" >"$1"
+}
+# cpu_busy: the machine's busy and total CPU time so far, in clock ticks summed over its cores
+# (/proc/stat: user, nice, system, irq, softirq and steal are busy; idle and iowait are not).
+cpu_busy() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
 
 submit() {
   "$build/tools/bench/nrm-bench" --endpoint "tcp://127.0.0.1:$base" "${hotline[@]}" --shelter "$@"

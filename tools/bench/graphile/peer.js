@@ -149,8 +149,9 @@ async function submit(conninfo, n, clients, region, rate, logFile) {
   let next = 0, ok = 0;
   const interval = rate > 0 ? (1000 * clients) / rate : 0;
   const started = performance.now();
-  async function client() {
-    let due = performance.now();
+  // paced: one job every 1000 / rate ms, client c starting c of those after the first
+  async function client(_, c) {
+    let due = started + (interval * c) / clients;
     for (;;) {
       if (next >= n) return;
       next++;
