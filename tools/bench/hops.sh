@@ -17,9 +17,9 @@
 # busy over 3 s at rest before the phase and over the phase, and milliseconds per report above
 # rest. NRM_HOPS_PERF=FILE records the phase with perf (as NRM_E2E_PERF does in e2e.sh; as
 # root). NRM_HOPS_TOP=FILE adds pg_stat_statements and writes each statement of the phase
-# there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's
-# WAL there by relation (pg_walinspect, from the phase's start to its last webhook): records
-# and bytes per report with the kinds of record, then the records by kind.
+# there: role, calls, mean ms, text. NRM_HOPS_WAL=FILE writes the phase's WAL there by relation
+# (pg_walinspect, from the phase's start to its last webhook): records and bytes per report with
+# the kinds of record, then the records by kind.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,6 +35,9 @@ say() { echo "hops: $*" >&2; }
 
 bench_build nrm-intake nrm-routing nrm-shelter nrm-notify nrm-bench nrmctl
 . "$root/tools/bench/pipeline.sh"
+# cpu_busy: the machine's busy and total CPU time so far, in clock ticks summed over its cores
+# (/proc/stat: user, nice, system, irq, softirq and steal are busy; idle and iowait are not).
+cpu_busy() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
 wal_relations() { # FROM_LSN REPORTS: the WAL since FROM_LSN by the relation of its first block
   q "CREATE EXTENSION IF NOT EXISTS pg_walinspect" >/dev/null
   psql -X -q -d "$db" -v ON_ERROR_STOP=1 -c "
@@ -162,12 +165,11 @@ show(split, whole)
 records, fpi, size, syncs, sync_ms = (float(x) for x in open(f"{work}/wal").read().split())
 n = len(submitted)
 rb0, ra0, rb1, ra1, busy0, all0, busy1, all1 = (int(x) for x in open(f"{work}/cpu").read().split())
+rest, busy = (rb1 - rb0) / max(ra1 - ra0, 1), (busy1 - busy0) / max(all1 - all0, 1)  # busy share
 cores, ticks = os.cpu_count(), os.sysconf("SC_CLK_TCK")
-rest = (rb1 - rb0) / max(ra1 - ra0, 1) * cores  # cores busy at rest
-busy = (busy1 - busy0) / max(all1 - all0, 1) * cores
-phase_s = (all1 - all0) / cores / ticks
-print(f"CPU (every process, /proc/stat): at rest {rest:.2f} of {cores} cores busy; over the phase "
-      f"{busy:.2f}, {(busy - rest) * phase_s * 1000 / n:.1f} ms per report above rest")
+above_ms = ((busy1 - busy0) - rest * (all1 - all0)) / ticks * 1000  # CPU time above rest
+print(f"CPU (every process, /proc/stat): at rest {rest * cores:.2f} of {cores} cores busy; over "
+      f"the phase {busy * cores:.2f}, {above_ms / n:.1f} ms per report above rest")
 print(f"WAL of the phase, per report: {records / n:.0f} records ({fpi / n:.2f} full pages), "
       f"{size / n / 1000:.1f} kB, {syncs / n:.1f} syncs of {sync_ms / max(syncs, 1):.2f} ms "
       f"on average")

@@ -151,9 +151,6 @@ perf_stop() {
   wait "$perf_pid" || true
   /usr/bin/python3 "$bench_dir/perf_breakdown.py" "$work/perf.data" >"$1"
 }
-# cpu_busy: the machine's busy and total CPU time so far, in clock ticks summed over its cores
-# (/proc/stat: user, nice, system, irq, softirq and steal are busy; idle and iowait are not).
-cpu_busy() { awk '/^cpu / { b = $2 + $3 + $4 + $7 + $8 + $9; print b, b + $5 + $6 }' /proc/stat; }
 
 submit() {
   "$build/tools/bench/nrm-bench" --endpoint "tcp://127.0.0.1:$base" "${hotline[@]}" --shelter "$@"
