@@ -21,7 +21,8 @@ static const char s_sql_checkpoint_move[] =
 static const char s_sql_quarantine[] =
     "INSERT INTO consumer_quarantine (consumer, stream, seq, topic, event_id, attempts,"
     " last_error, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-    " ON CONFLICT (stream, seq) DO UPDATE SET attempts = EXCLUDED.attempts RETURNING id";
+    " ON CONFLICT (consumer, stream, seq) DO UPDATE SET attempts = EXCLUDED.attempts"
+    " RETURNING id";
 
 /* The failures in a row of one event: per partition (and one for the barriers), so that two
  * events failing in different partitions each count their own attempts. */
@@ -183,15 +184,16 @@ int64_t nrm_consumer_quarantined(const nrm_consumer_t *self)
     return self->quarantined;
 }
 
-/* Sets ev aside in the open transaction instead of applying it: a consumer_quarantine row and
- * a consumer.quarantined event on the own stream. */
+/* Sets ev aside in the open transaction instead of applying it: a consumer_quarantine row named
+ * by this consumer's checkpoint (a service can consume one stream twice: its own consumer and
+ * the directory's) and a consumer.quarantined event on the own stream. */
 static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev,
                                  const s_failure_t *f)
 {
     size_t len = 0;
     uint8_t *payload = nrm_event_pack(ev, &len);
     nrm_params_t p = {0};
-    nrm_params_text(&p, self->own_stream);
+    nrm_params_text(&p, self->checkpoint_name);
     nrm_params_text(&p, self->source_stream);
     nrm_params_int(&p, ev->seq);
     nrm_params_text(&p, ev->topic ? ev->topic : "");
@@ -213,11 +215,13 @@ static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__
     q.topic = ev->topic ? ev->topic : "";
     q.attempts = f->attempts;
     q.last_error = (char *)f->error;
+    q.consumer = self->checkpoint_name;
     st = nrm_tx_emit_body(tx, NULL, NRM__V1__EVENT__BODY_CONSUMER_QUARANTINED, &q);
     if (st == NRM_OK)
-        nrm_log_error("event set aside after failed attempts", "{s:s, s:I, s:s, s:i, s:s}",
-                      "stream", self->source_stream, "seq", (json_int_t)ev->seq, "topic", q.topic,
-                      "attempts", f->attempts, "error", f->error);
+        nrm_log_error("event set aside after failed attempts", "{s:s, s:s, s:I, s:s, s:i, s:s}",
+                      "consumer", self->checkpoint_name, "stream", self->source_stream, "seq",
+                      (json_int_t)ev->seq, "topic", q.topic, "attempts", f->attempts, "error",
+                      f->error);
     return st;
 }
 

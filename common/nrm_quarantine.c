@@ -7,11 +7,11 @@
 
 static const char s_sql_list[] =
     "SELECT id, stream, seq, topic, event_id, attempts, last_error,"
-    " (extract(epoch FROM quarantined_at) * 1000)::bigint,"
+    " (extract(epoch FROM quarantined_at) * 1000)::bigint, consumer,"
     " (SELECT count(*) FROM consumer_quarantine WHERE $1 = '' OR stream = $1)"
     " FROM consumer_quarantine WHERE $1 = '' OR stream = $1 ORDER BY id DESC LIMIT $2";
 static const char s_sql_take[] =
-    "DELETE FROM consumer_quarantine WHERE id = $1 RETURNING stream, seq, payload";
+    "DELETE FROM consumer_quarantine WHERE id = $1 RETURNING consumer, stream, seq, payload";
 static const char s_sql_count[] = "SELECT count(*) FROM consumer_quarantine";
 
 void nrm_quarantine_prepare(nrm_db_t *db)
@@ -59,7 +59,8 @@ nrm_status_t nrm_quarantine_list(nrm_call_t *call)
         q->attempts = (int32_t)nrm_db_int(res, i, 5);
         q->last_error = nrm_call_strdup(call, nrm_db_text(res, i, 6));
         q->quarantined_at_ms = nrm_db_int(res, i, 7);
-        list->total = nrm_db_int(res, i, 8);
+        q->consumer = nrm_call_strdup(call, nrm_db_text(res, i, 8));
+        list->total = nrm_db_int(res, i, 9);
         list->events[list->n_events++] = q;
     }
     PQclear(res);
@@ -86,19 +87,23 @@ nrm_status_t nrm_quarantine_retry(nrm_call_t *call, nrm_quarantine_find_fn find,
         return nrm_fail(call->tx.err, NRM_NOT_FOUND, "retry_quarantined.id",
                         "no such quarantined event");
     }
-    char *stream = nrm_call_strdup(call, nrm_db_text(res, 0, 0));
-    int64_t seq = nrm_db_int(res, 0, 1);
+    char *name = nrm_call_strdup(call, nrm_db_text(res, 0, 0));
+    char *stream = nrm_call_strdup(call, nrm_db_text(res, 0, 1));
+    int64_t seq = nrm_db_int(res, 0, 2);
     size_t len = 0;
-    const uint8_t *payload = nrm_db_bytes(res, 0, 2, &len);
+    const uint8_t *payload = nrm_db_bytes(res, 0, 3, &len);
     Nrm__V1__Event *ev = nrm_event_unpack(payload, len);
     PQclear(res);
     nrm_quarantine_consumer_t consumer = {0};
     if (!ev)
         st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "stored event unreadable");
-    else if (!find(find_ctx, stream, &consumer))
+    else if (!find(find_ctx, name, &consumer))
         st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_quarantined.id",
-                      "this service no longer consumes the event's stream");
-    else if (nrm_topic_matches(ev->topic, consumer.prefixes)) {
+                      "this service no longer has the consumer that set the event aside");
+    else if (!nrm_topic_matches(ev->topic, consumer.prefixes))
+        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_quarantined.id",
+                      "the consumer no longer takes the event's topic");
+    else {
         nrm_tx_t tx = call->tx;
         tx.causation_id = ev->event_id;
         if (consumer.reset)

@@ -17,9 +17,10 @@ typedef struct {
     const char *const *prefixes;
 } nrm_quarantine_consumer_t;
 
-/* Finds the consumer of stream and fills *consumer. Returns false when this service consumes no
- * such stream. */
-typedef bool (*nrm_quarantine_find_fn)(void *ctx, const char *stream,
+/* Finds the consumer whose checkpoint is name (the stream it consumes, or intake/directory:
+ * consumer_quarantine.consumer) and fills *consumer. Returns false when this service has no
+ * such consumer. */
+typedef bool (*nrm_quarantine_find_fn)(void *ctx, const char *name,
                                        nrm_quarantine_consumer_t *consumer);
 
 /* Registers the statements on db. */
@@ -32,8 +33,9 @@ int64_t nrm_quarantine_count(nrm_db_t *db);
 nrm_status_t nrm_quarantine_list(nrm_call_t *call);
 
 /* RetryQuarantined: takes the row out and applies its event in the request's transaction with
- * the consumer find names. When that fails, the request fails (the row stays) with the
- * handler's status; an unknown id is NOT_FOUND (retry_quarantined.id). */
+ * the consumer that set it aside (find). When that fails, the request fails (the row stays) with
+ * the handler's status; an unknown id is NOT_FOUND, a consumer that is gone or no longer takes
+ * the event's topic FAILED_PRECONDITION (retry_quarantined.id). */
 nrm_status_t nrm_quarantine_retry(nrm_call_t *call, nrm_quarantine_find_fn find, void *find_ctx);
 
 #endif

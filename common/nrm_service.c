@@ -692,17 +692,18 @@ static nrm_status_t s_handle_list_quarantine(void *ctx, nrm_call_t *call)
     return nrm_quarantine_list(call);
 }
 
-/* The consumer of stream, for RetryQuarantined. */
-static bool s_find_consumer(void *ctx, const char *stream, nrm_quarantine_consumer_t *consumer)
+/* The consumer whose checkpoint is name, for RetryQuarantined (nrm_quarantine_find_fn). */
+static bool s_find_consumer(void *ctx, const char *name, nrm_quarantine_consumer_t *consumer)
 {
     nrm_service_t *self = ctx;
-    for (int i = 0; i < self->consumer_count; i++)
-        if (strcmp(self->consumers[i].source, stream) == 0) {
-            const s_consumer_slot_t *slot = &self->consumers[i];
+    for (int i = 0; i < self->consumer_count; i++) {
+        const s_consumer_slot_t *slot = &self->consumers[i];
+        if (strcmp(slot->checkpoint ? slot->checkpoint : slot->source, name) == 0) {
             *consumer = (nrm_quarantine_consumer_t){slot->apply, slot->flush, slot->reset,
                                                     slot->ctx, slot->prefixes};
             return true;
         }
+    }
     return false;
 }
 

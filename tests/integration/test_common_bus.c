@@ -1,6 +1,7 @@
 /* The database-backed mechanisms of nrm_common against the test cluster, without services:
- * migrations under concurrency, nrm_db reconnection and error mapping, dense sequencing when
- * transactions commit out of order or publishers compete, and nrm_server's group commit. */
+ * migrations under concurrency and an upgrade's, nrm_db reconnection and error mapping, dense
+ * sequencing when transactions commit out of order or publishers compete, and nrm_server's group
+ * commit. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -249,6 +250,47 @@ static void test_concurrent_migrations_apply_each_migration_once(void **state)
                    bus_migrations[i].name);
     ASSERT_SQL((long long)bus_migrations_count, "SELECT count(*) FROM intake.schema_migrations");
     ASSERT_SQL(1, "SELECT count(*) FROM intake.stream_head");
+    nrm_db_destroy(&db);
+}
+
+/* Rows set aside before bus migration 008 named the service (both of its consumers of intake's
+ * stream shared it): the upgrade names each by its consumer's checkpoint, the directory's for a
+ * directory event, so that RetryQuarantined finds the consumer that failed. */
+static void test_upgrade_names_each_quarantined_event_by_its_consumer(void **state)
+{
+    const char *last = bus_migrations[bus_migrations_count - 1].name;
+    assert_non_null(strstr(last, "008_quarantine_per_consumer"));
+    nrm_db_t *db = s_db();
+    /* back to the layout before 008, with a case event and a directory event set aside */
+    PQclear(harness_sql(h, "ALTER TABLE intake.consumer_quarantine DROP CONSTRAINT"
+                           " consumer_quarantine_consumer_stream_seq_key"));
+    PQclear(harness_sql(h, "ALTER TABLE intake.consumer_quarantine ADD UNIQUE (stream, seq)"));
+    PQclear(harness_sql(h, "INSERT INTO intake.consumer_quarantine (consumer, stream, seq, topic,"
+                           " event_id, attempts, last_error, payload) VALUES"
+                           " ('routing', 'intake', 7, 'case.opened', 'e7', 3, 'INTERNAL', ''),"
+                           " ('routing', 'intake', 8, 'directory.agency', 'e8', 3, 'INTERNAL', ''),"
+                           " ('routing', 'shelter', 8, 'shelter.bed_allocated', 'e9', 3,"
+                           " 'INTERNAL', '')"));
+    ASSERT_SQL(1,
+               "WITH d AS (DELETE FROM intake.schema_migrations WHERE name = '%s'"
+               " RETURNING 1) SELECT count(*) FROM d",
+               last);
+
+    nrm_error_t err;
+    assert_int_equal(nrm_migrate(db, bus_migrations, bus_migrations_count, &err), NRM_OK);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.consumer_quarantine WHERE seq = 7"
+                  " AND consumer = 'intake'");
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.consumer_quarantine WHERE seq = 8"
+                  " AND stream = 'intake' AND consumer = 'intake/directory'");
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.consumer_quarantine WHERE stream = 'shelter'"
+                  " AND consumer = 'shelter'");
+    /* each consumer keeps its own row of one event */
+    PQclear(harness_sql(h, "INSERT INTO intake.consumer_quarantine (consumer, stream, seq, topic,"
+                           " event_id, attempts, last_error, payload) VALUES ('intake', 'intake',"
+                           " 8, 'directory.agency', 'e8', 3, 'INTERNAL', '')"));
+    ASSERT_SQL(2, "SELECT count(*) FROM intake.consumer_quarantine WHERE stream = 'intake'"
+                  " AND seq = 8");
+    PQclear(harness_sql(h, "DELETE FROM intake.consumer_quarantine"));
     nrm_db_destroy(&db);
 }
 
@@ -1045,6 +1087,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_migrations_apply_each_migration_once),
+        cmocka_unit_test(test_upgrade_names_each_quarantined_event_by_its_consumer),
         cmocka_unit_test(test_db_reconnects_but_never_commits_a_lost_transaction),
         cmocka_unit_test(test_db_errors_map_to_statuses_without_database_text),
         cmocka_unit_test(test_db_commit_of_an_aborted_transaction_fails),

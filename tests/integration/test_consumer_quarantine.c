@@ -6,7 +6,8 @@
  * there (the event stays), and once the trigger is gone applies it: the case gets its
  * referrals, the quarantine is empty. A consumer that writes a batch's effects at its end (stats)
  * does the same when that write fails: it applies the batch again one event at a time, so that
- * the failure has an owner, sets that one aside and goes on; a retry writes its effects. */
+ * the failure has an owner, sets that one aside and goes on; a retry writes its effects. A
+ * directory event that routing's directory consumer set aside is retried by that consumer. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -144,7 +145,7 @@ static void test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later(
     snprintf(seq_text, sizeof seq_text, "%lld", seq);
     assert_int_equal(s_sql_int("SELECT count(*) FROM routing.consumer_quarantine WHERE seq = %s"
                                " AND stream = 'intake' AND topic = 'case.opened'"
-                               " AND consumer = 'routing' AND attempts = 3"
+                               " AND consumer = 'intake' AND attempts = 3"
                                " AND last_error LIKE 'INTERNAL%%'",
                                seq_text),
                      1);
@@ -165,7 +166,7 @@ static void test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later(
             if (events[e]->body_case == NRM__V1__EVENT__BODY_CONSUMER_QUARANTINED &&
                 strcmp(events[e]->topic, "consumer.quarantined") == 0 && q->seq == seq &&
                 q->quarantine_id == id && strcmp(q->stream, "intake") == 0 &&
-                q->attempts == MAX_ATTEMPTS)
+                strcmp(q->consumer, "intake") == 0 && q->attempts == MAX_ATTEMPTS)
                 alerted = true;
             nrm__v1__event__free_unpacked(events[e], NULL);
         }
@@ -190,6 +191,7 @@ static void test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later(
     assert_int_equal(q->seq, seq);
     assert_string_equal(q->stream, "intake");
     assert_string_equal(q->topic, "case.opened");
+    assert_string_equal(q->consumer, "intake");
     assert_int_equal(q->attempts, MAX_ATTEMPTS);
     assert_true(q->quarantined_at_ms > 0);
     nrm__v1__reply__free_unpacked(reply, NULL);
@@ -246,7 +248,7 @@ static void test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside
     snprintf(seq_text, sizeof seq_text, "%lld", seq);
     assert_int_equal(s_sql_int("SELECT count(*) FROM stats.consumer_quarantine WHERE seq = %s"
                                " AND stream = 'intake' AND topic = 'case.opened'"
-                               " AND consumer = 'stats'",
+                               " AND consumer = 'intake'",
                                seq_text),
                      1);
     assert_int_equal(s_sql_int("SELECT count(*) FROM stats.cases WHERE case_id = '%s'", refused),
@@ -268,11 +270,80 @@ static void test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM stats.consumer_quarantine"), 0);
 }
 
+/* The only quarantined event of routing's directory consumer (0 if none). */
+static long long s_directory_quarantine_id(void)
+{
+    return harness_sql_int(h, "SELECT coalesce(max(id), 0) FROM routing.consumer_quarantine"
+                              " WHERE consumer = 'intake/directory'");
+}
+
+/* routing consumes intake's stream twice: its own consumer (case events) and the directory's
+ * (directory events). An event the directory's consumer set aside is replayed through it, not
+ * through the other one, which would skip it and drop it from the quarantine unapplied. */
+static void test_a_directory_event_set_aside_is_retried_by_the_directory_consumer(void **state)
+{
+    PQclear(harness_sql(h, "CREATE FUNCTION routing.test_refuse_agency() RETURNS trigger"
+                           " LANGUAGE plpgsql AS $$ BEGIN IF NEW.agency_id = 'ngo-refused' THEN"
+                           " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse_agency BEFORE INSERT"
+                           " ON routing.directory_agencies FOR EACH ROW"
+                           " EXECUTE FUNCTION routing.test_refuse_agency()"));
+    Nrm__V1__UpsertAgency u = NRM__V1__UPSERT_AGENCY__INIT;
+    const char *key = harness_public_key(h, "ngo-refused");
+    u.agency_id = "ngo-refused";
+    u.type = NRM__V1__AGENCY_TYPE__AGENCY_TYPE_NGO;
+    u.public_keys = (char **)&key;
+    u.n_public_keys = 1;
+    u.active = true;
+    u.name = "Partner organisation";
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, B(UPSERT_AGENCY), &u);
+    Nrm__V1__Reply *reply = harness_call(h, "intake", "coordinator", &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+
+    /* set aside by the directory's consumer, under its name */
+    assert_int_equal(harness_wait_sql(h,
+                                      "SELECT count(*) FROM routing.consumer_quarantine"
+                                      " WHERE consumer = 'intake/directory' AND stream = 'intake'"
+                                      " AND topic LIKE 'directory.%'",
+                                      1, WAIT_MS),
+                     1);
+    long long id = s_directory_quarantine_id();
+    Nrm__V1__ListQuarantine l = NRM__V1__LIST_QUARANTINE__INIT;
+    scenario_request(&req, B(LIST_QUARANTINE), &l);
+    reply = harness_call(h, "routing", "coordinator", &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, OK);
+    assert_int_equal(reply->quarantine_list->n_events, 1);
+    assert_int_equal(reply->quarantine_list->events[0]->id, id);
+    assert_string_equal(reply->quarantine_list->events[0]->consumer, "intake/directory");
+    nrm__v1__reply__free_unpacked(reply, NULL);
+
+    /* the cause is still there: the directory's consumer fails again and the event stays */
+    reply = s_retry("coordinator", id);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_INTERNAL);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(s_directory_quarantine_id(), id);
+
+    /* fixed: the retry applies it to routing's copy of the directory */
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse_agency ON routing.directory_agencies"));
+    reply = s_retry("coordinator", id);
+    assert_int_equal(reply->status, OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM routing.directory_agencies"
+                                        " WHERE agency_id = 'ngo-refused' AND active"),
+                     1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM routing.consumer_quarantine"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later),
         cmocka_unit_test(test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside),
+        cmocka_unit_test(test_a_directory_event_set_aside_is_retried_by_the_directory_consumer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
