@@ -167,6 +167,8 @@ static void s_try_lock(nrm_publisher_t *self)
  * seq, topic and payload in columns 0 to 2, in order, directly after self->published. */
 static void s_publish_rows(nrm_publisher_t *self, PGresult *res, int first)
 {
+    if (!self->pub) /* no events socket (it could not be bound again): nothing published */
+        return;
     int rows = PQntuples(res);
     for (int i = first; i < rows && !nrm_db_is_null(res, i, 0); i++) {
         int64_t seq = nrm_db_int(res, i, 0);
@@ -329,7 +331,7 @@ static int s_on_connecting(zloop_t *loop, int timer_id, void *arg)
 
 void nrm_publisher_heartbeat(nrm_publisher_t *self)
 {
-    if (!self->started)
+    if (!self->started || !self->pub)
         return;
     Nrm__V1__StreamHead head = NRM__V1__STREAM_HEAD__INIT;
     head.head = self->published;

@@ -21,7 +21,8 @@ typedef struct nrm_publisher_t nrm_publisher_t;
 nrm_publisher_t *nrm_publisher_new(const char *conninfo, const char *schema, const char *stream,
                                    zsock_t *pub, int heartbeat_ms);
 
-/* Publishes on pub (borrowed, same rule) from now on: the events socket was bound again. */
+/* Publishes on pub (borrowed, same rule) from now on: the events socket was bound again. NULL
+ * (before the old socket is destroyed): publishes nothing, and heartbeats none, until set. */
 void nrm_publisher_set_socket(nrm_publisher_t *self, zsock_t *pub);
 
 /* Stops the publisher (its timer ends: call before destroying the loop it is attached to),

@@ -834,6 +834,8 @@ static int s_on_rebound_head(zloop_t *loop, int timer_id, void *arg)
  * again with the keys now in force (the honest ones reconnect and catch up with Fetch). */
 static void s_rebind_events(nrm_service_t *self)
 {
+    if (self->publisher) /* it never sends on a destroyed socket */
+        nrm_publisher_set_socket(self->publisher, NULL);
     zsock_destroy(&self->events);
     /* the old socket's port is released asynchronously: retry the bind briefly */
     for (int attempt = 0; attempt < 50 && !self->events; attempt++) {
