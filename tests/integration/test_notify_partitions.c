@@ -265,7 +265,7 @@ static void test_an_event_failing_in_a_partition_is_set_aside_and_the_rest_goes_
     assert_int_equal(harness_wait_sql(h,
                                       "SELECT count(*) FROM notify.consumer_quarantine WHERE"
                                       " stream = 'intake' AND topic = 'case.updated' AND"
-                                      " consumer = 'notify' AND last_error LIKE 'INTERNAL%'",
+                                      " consumer = 'intake' AND last_error LIKE 'INTERNAL%'",
                                       1, DRAIN_MS),
                      1);
     snprintf(sql, sizeof sql, "SELECT max(attempts) FROM notify.consumer_quarantine");
@@ -299,7 +299,7 @@ test_an_event_failing_at_its_partitions_move_is_set_aside_and_the_rest_goes_on(v
         s_case(i, "k", UPDATES);
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM notify.consumer_quarantine WHERE stream = 'intake'"
-             " AND seq = %lld AND topic = 'case.updated' AND consumer = 'notify'"
+             " AND seq = %lld AND topic = 'case.updated' AND consumer = 'intake'"
              " AND attempts = %d",
              head + 1, MAX_ATTEMPTS);
     assert_int_equal(harness_wait_sql(h, sql, 1, DRAIN_MS), 1);
