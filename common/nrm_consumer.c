@@ -13,6 +13,8 @@
 #define S_TICK_MS 1000
 #define S_FETCH_TIMEOUT_MS 5000
 #define S_BACKOFF_MAX_MS 30000
+#define S_STALL_MAX_MS 2000
+#define S_STALL_DOUBLINGS 8 /* enough to reach S_STALL_MAX_MS from any sensible backoff_ms */
 #define S_ERROR_TEXT 160
 #define S_REFRESH_MS 250 /* the stream's row follows the partitions at least this often */
 
@@ -60,16 +62,18 @@ struct nrm_consumer_t {
     s_failure_t *fail;      /* [0] unpartitioned; [p] partition p, [partitions] the barriers */
     int64_t retry_after_ms; /* no batch before (monotonic clock) */
     int retry_timer;        /* the one-shot timer of the retry, -1 for none */
-    int64_t quarantined;    /* events set aside by this instance */
-    int64_t narrow_until;   /* after a flush failed: one event per batch up to this seq, so that a
-                               failure has an owner (and can be set aside); 0: whole batches */
-    int partitions;         /* 1: one checkpoint row; > 1: checkpoint_partitions */
-    int configured;         /* the partitions asked for (the stored layout may differ) */
-    int start;              /* the first partition this instance tries in a batch */
-    bool reload;            /* the stored layout changed under us: load it again */
-    int64_t lag_min;        /* the lowest partition at the last tick when behind us, -1 */
-    int64_t refreshed_ms;   /* the stream's row last moved (monotonic clock) */
-    bool loaded;            /* the checkpoint and layout were read */
+    int stalls; /* failed batches in a row that moved nothing and no event owns (a missing grant,
+                   a partition left behind): each waits twice as long before the next fetch */
+    int64_t quarantined;  /* events set aside by this instance */
+    int64_t narrow_until; /* after a flush failed: one event per batch up to this seq, so that a
+                             failure has an owner (and can be set aside); 0: whole batches */
+    int partitions;       /* 1: one checkpoint row; > 1: checkpoint_partitions */
+    int configured;       /* the partitions asked for (the stored layout may differ) */
+    int start;            /* the first partition this instance tries in a batch */
+    bool reload;          /* the stored layout changed under us: load it again */
+    int64_t lag_min;      /* the lowest partition at the last tick when behind us, -1 */
+    int64_t refreshed_ms; /* the stream's row last moved (monotonic clock) */
+    bool loaded;          /* the checkpoint and layout were read */
     /* one-row layout: seqs skip_base+1..skip_to were seen and none concerned the consumer, and
      * are not stored yet; skip_base is the stored checkpoint as this instance last read or
      * committed it. skip_to == skip_base: none (and then checkpoint is that stored value);
@@ -227,6 +231,24 @@ static nrm_status_t s_quarantine(nrm_consumer_t *self, nrm_tx_t *tx, const Nrm__
 
 static int s_on_retry(zloop_t *loop, int timer_id, void *arg);
 
+/* No batch for wait ms: the retry timer fetches then (0: at the next turn of the reactor). */
+static void s_wait(nrm_consumer_t *self, int64_t wait)
+{
+    self->retry_after_ms = nrm_mono_ms() + wait;
+    if (self->loop && self->retry_timer < 0)
+        self->retry_timer =
+            zloop_timer(self->loop, (size_t)(wait > 0 ? wait : 1), 1, s_on_retry, self);
+}
+
+/* backoff_ms doubled `doublings` times, at most max_ms. */
+static int64_t s_backoff(const nrm_consumer_t *self, int doublings, int64_t max_ms)
+{
+    int64_t wait = self->backoff_ms;
+    for (int i = 0; i < doublings && wait < max_ms; i++)
+        wait *= 2;
+    return wait > max_ms ? max_ms : wait;
+}
+
 /* Notes that applying event seq failed with st: counts the attempts in a row, waits with an
  * increasing backoff, and after max_attempts marks the event to be set aside next time. */
 static void s_note_failure(nrm_consumer_t *self, s_failure_t *f, int64_t seq, nrm_status_t st,
@@ -239,21 +261,14 @@ static void s_note_failure(nrm_consumer_t *self, s_failure_t *f, int64_t seq, nr
     f->attempts++;
     snprintf(f->error, sizeof f->error, "%s: %s", nrm_status_name(st),
              err->message[0] ? err->message : "failed");
-    int64_t wait = self->backoff_ms;
-    for (int i = 1; i < f->attempts && wait < S_BACKOFF_MAX_MS; i++)
-        wait *= 2;
-    if (wait > S_BACKOFF_MAX_MS)
-        wait = S_BACKOFF_MAX_MS;
+    int64_t wait = s_backoff(self, f->attempts - 1, S_BACKOFF_MAX_MS);
     if (f->attempts >= self->max_attempts) {
         f->quarantine_seq = seq;
         wait = 0;
     }
     nrm_log_warn("event not applied", "{s:s, s:I, s:i, s:s}", "stream", self->source_stream, "seq",
                  (json_int_t)seq, "attempt", f->attempts, "error", f->error);
-    self->retry_after_ms = nrm_mono_ms() + wait;
-    if (self->loop && self->retry_timer < 0)
-        self->retry_timer =
-            zloop_timer(self->loop, (size_t)(wait > 0 ? wait : 1), 1, s_on_retry, self);
+    s_wait(self, wait);
 }
 
 /* Locks the checkpoint row of the stream in the open transaction; returns its value or -1. */
@@ -700,6 +715,26 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     return NRM_OK;
 }
 
+/* s_apply_batch, and after a failure that moved nothing and set no retry of its own (no event
+ * owns it, or the database is unavailable: the next fetch would fail the same way at once), a
+ * wait instead of fetching again at once: backoff_ms, doubled with each such failure in a row
+ * up to S_STALL_MAX_MS (short: a database back or a grant fixed is followed within it). */
+static nrm_status_t s_apply(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
+{
+    int64_t before = self->checkpoint;
+    bool was_loaded = self->loaded;
+    nrm_status_t st = s_apply_batch(self, events, n);
+    bool moved = self->checkpoint != before || self->loaded != was_loaded;
+    if (st == NRM_OK) {
+        self->stalls = 0;
+    } else if (!moved && self->retry_timer < 0) {
+        s_wait(self, s_backoff(self, self->stalls, S_STALL_MAX_MS));
+        if (self->stalls < S_STALL_DOUBLINGS)
+            self->stalls++;
+    }
+    return st;
+}
+
 /* Applies and frees the pending live events. */
 static void s_flush_pending(nrm_consumer_t *self)
 {
@@ -710,7 +745,7 @@ static void s_flush_pending(nrm_consumer_t *self)
         self->need_fetch = true;
         return;
     }
-    s_apply_batch(self, self->pending, self->pending_count);
+    s_apply(self, self->pending, self->pending_count);
     s_drop_pending(self);
 }
 
@@ -799,7 +834,7 @@ static int s_on_fetched(zloop_t *loop, zsock_t *sock, void *arg)
                 if (fr->head > self->known_head)
                     self->known_head = fr->head;
                 s_drop_pending(self);
-                if (fr->n_events == 0 || s_apply_batch(self, fr->events, fr->n_events) == NRM_OK)
+                if (fr->n_events == 0 || s_apply(self, fr->events, fr->n_events) == NRM_OK)
                     self->need_fetch = self->known_head > self->checkpoint;
             } else {
                 nrm_log_warn("fetch refused", "{s:s, s:s}", "stream", self->source_stream, "status",

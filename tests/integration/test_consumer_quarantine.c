@@ -7,7 +7,8 @@
  * referrals, the quarantine is empty. A consumer that writes a batch's effects at its end (stats)
  * does the same when that write fails: it applies the batch again one event at a time, so that
  * the failure has an owner, sets that one aside and goes on; a retry writes its effects. A
- * directory event that routing's directory consumer set aside is retried by that consumer. */
+ * directory event that routing's directory consumer set aside is retried by that consumer. A
+ * failure that no event owns is retried after a growing wait, not at once in a loop. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -26,6 +27,8 @@
 #define MAX_ATTEMPTS 3
 #define WAIT_MS 30000
 #define SQL_MAX 512
+#define STALL_WATCH_MS 3000 /* waits of 50, 100, 200 ... 2000 ms: about 7 tries in this time */
+#define STALL_MAX_TRIES 15
 #define B(name) NRM__V1__REQUEST__BODY_##name
 
 static harness_t *h;
@@ -338,12 +341,42 @@ static void test_a_directory_event_set_aside_is_retried_by_the_directory_consume
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM routing.consumer_quarantine"), 0);
 }
 
+/* A failure that no event owns (here routing's checkpoint row refuses every change, as a grant
+ * taken away would) is not retried at once in a loop: the consumer waits, longer each time up to
+ * two seconds, and applies the report once the cause is gone. */
+static void test_a_failure_no_event_owns_is_retried_after_a_wait(void **state)
+{
+    PQclear(harness_sql(h, "CREATE FUNCTION routing.test_refuse_checkpoint() RETURNS trigger"
+                           " LANGUAGE plpgsql AS $$ BEGIN IF NEW.stream = 'intake' THEN"
+                           " RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"));
+    PQclear(harness_sql(h, "CREATE TRIGGER test_refuse_checkpoint BEFORE INSERT OR UPDATE"
+                           " ON routing.checkpoints FOR EACH ROW"
+                           " EXECUTE FUNCTION routing.test_refuse_checkpoint()"));
+    int before = harness_log_lines(h, "routing", 0, "batch not applied", NULL);
+    scenario_report_t a;
+    char held[ROUTING_ID_TEXT];
+    scenario_adult_woman(&a, "MA-04", "Test Person Five", "1995-06-07");
+    assert_int_equal(routing_submit(h, &a, "labour-ma-06", held), OK);
+    usleep(STALL_WATCH_MS * 1000);
+    int failed = harness_log_lines(h, "routing", 0, "batch not applied", NULL) - before;
+    /* tried again (50, 100, 200 ... ms after each failure), not thousands of times at once */
+    assert_in_range(failed, 2, STALL_MAX_TRIES);
+    assert_int_equal(s_sql_int("SELECT count(*) FROM routing.cases WHERE case_id = '%s'", held), 0);
+
+    PQclear(harness_sql(h, "DROP TRIGGER test_refuse_checkpoint ON routing.checkpoints"));
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM routing.cases WHERE case_id = '%s'", held);
+    assert_int_equal(harness_wait_sql(h, sql, 1, WAIT_MS), 1);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM routing.consumer_quarantine"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_an_event_that_cannot_be_applied_is_set_aside_and_retried_later),
         cmocka_unit_test(test_a_batch_write_that_fails_is_narrowed_to_its_event_and_set_aside),
         cmocka_unit_test(test_a_directory_event_set_aside_is_retried_by_the_directory_consumer),
+        cmocka_unit_test(test_a_failure_no_event_owns_is_retried_after_a_wait),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
