@@ -34,19 +34,25 @@ static const char s_sql_allocations[] =
     " SELECT allocation_id, operator_agency_id FROM allocations"
     " WHERE allocation_id = ANY($5::text[])";
 /* kind 0: a reporting agency known before the batch (of the cases in $4); 1: one the batch made
- * known; 2: a stored outcome of its case it is to be given (payload, in (stream, seq) order) */
+ * known; 2: a stored outcome of its case it is to be given (payload, in (stream, seq) order).
+ * The stored outcomes are read FOR SHARE: the batch is about to make deliveries that send their
+ * bodies, which notify_retention.c could otherwise delete meanwhile (it sees no pending delivery
+ * of them until the batch commits); its FOR UPDATE SKIP LOCKED passes them by, and a body it has
+ * locked first is deleted before this reads it (the agency then gets no delivery of it). */
 static const char s_sql_case_agencies[] =
     "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY"
     "  AS w(case_id, agency_id, since_ms, k)),"
     " ins AS (INSERT INTO case_agencies (case_id, agency_id, since_ms)"
     "  SELECT case_id, agency_id, since_ms FROM w ORDER BY k ON CONFLICT DO NOTHING"
-    "  RETURNING case_id, agency_id, since_ms)"
+    "  RETURNING case_id, agency_id, since_ms),"
+    " kept AS (SELECT i.case_id, i.agency_id, i.since_ms, e.payload, e.source_stream,"
+    "  e.source_seq FROM ins i JOIN events e ON e.case_id = i.case_id AND e.outcome"
+    "  AND e.occurred_at_ms >= i.since_ms FOR SHARE OF e)"
     " SELECT 0 AS kind, c.case_id, c.agency_id, c.since_ms, NULL::bytea AS payload,"
     "  ''::text AS stream, 0::bigint AS seq FROM case_agencies c WHERE c.case_id = ANY($4::text[])"
     " UNION ALL SELECT 1, i.case_id, i.agency_id, i.since_ms, NULL, '', 0 FROM ins i"
-    " UNION ALL SELECT 2, i.case_id, i.agency_id, i.since_ms, e.payload, e.source_stream,"
-    "  e.source_seq FROM ins i JOIN events e ON e.case_id = i.case_id AND e.outcome"
-    "  AND e.occurred_at_ms >= i.since_ms"
+    " UNION ALL SELECT 2, k.case_id, k.agency_id, k.since_ms, k.payload, k.source_stream,"
+    "  k.source_seq FROM kept k"
     " ORDER BY kind, case_id, agency_id, stream, seq";
 
 void notify_maps_prepare(nrm_db_t *db)
