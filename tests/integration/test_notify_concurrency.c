@@ -9,7 +9,9 @@
  * the middle of its transaction.
  *
  * - A retention run while the batch giving the late reporter the kept referral.accepted is in
- *   progress does not delete that body: the delivery sends it. */
+ *   progress does not delete that body: the delivery sends it.
+ * - The batch of referral.accepted, stopped before its commit, and the batch of case.linked
+ *   applied meanwhile by the other instance: the late reporter is told all the same. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -77,6 +79,11 @@ static int s_setup(const char *name)
 static int setup_retention(void **state)
 {
     return s_setup("notify_concurrency_retention");
+}
+
+static int setup_link(void **state)
+{
+    return s_setup("notify_concurrency_link");
 }
 
 static int teardown(void **state)
@@ -291,12 +298,42 @@ test_a_kept_outcome_given_to_a_late_reporter_outlives_a_retention_run_meanwhile(
     assert_int_equal(s_deliveries(LATE_REPORTER, "referral.accepted", case_id, "failed"), 0);
 }
 
+static void
+test_an_outcome_and_the_link_applied_at_once_by_two_instances_reach_the_late_reporter(void **state)
+{
+    char case_id[ROUTING_ID_TEXT], referral[ROUTING_ID_TEXT], sql[SQL_MAX];
+    s_case_then_held_link(case_id, referral);
+    /* referral.accepted's batch reads the case's reporters (the late one not known yet), then
+     * stops before writing its deliveries, uncommitted */
+    s_pause_deliveries();
+    s_accept(referral);
+    assert_int_equal(notify_fixture_wait(h, s_waiting_sql(sql, "ShareLock"), 1), 1);
+    /* the other instance takes case.linked: it writes the late reporter and reads the kept
+     * outcomes (the accepted one not committed yet), then stops at its own insert of
+     * deliveries; or it waits for the case until the outcome's batch is done */
+    s_release_intake();
+    snprintf(sql, sizeof sql,
+             "SELECT (count(*) FILTER (WHERE mode = 'ShareLock') = 2"
+             " OR count(*) FILTER (WHERE mode = 'ExclusiveLock') = 1)::int"
+             " FROM pg_locks WHERE locktype = 'advisory' AND NOT granted");
+    assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
+
+    s_resume();
+    s_wait_delivered(REPORTER, "referral.accepted", case_id);
+    s_wait_delivered(LATE_REPORTER, "referral.accepted", case_id);
+    assert_int_equal(s_heard(LATE_REPORTER, "referral.accepted", case_id), 1);
+    assert_int_equal(s_heard(REPORTER, "referral.accepted", case_id), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_a_kept_outcome_given_to_a_late_reporter_outlives_a_retention_run_meanwhile,
             setup_retention, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_outcome_and_the_link_applied_at_once_by_two_instances_reach_the_late_reporter,
+            setup_link, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
