@@ -361,7 +361,9 @@ void notify_batch_clear(notify_batch_t *b);
 
 /* Claims up to max due deliveries (oldest due first) for an attempt in the open transaction tx
  * and appends them to out (the caller owns them); *claimed receives how many, counted as
- * attempts when tx commits. */
+ * attempts when tx commits. A due delivery whose subscription is retired, gone, or now has
+ * another agency or channel than the delivery is not claimed: it is dead-lettered in tx without
+ * an attempt (notification.failed, its reason in last_error), counted as failed on commit. */
 nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
                                      int *claimed);
 
@@ -386,7 +388,8 @@ void notify_delivery_destroy(notify_delivery_t **d);
 /* ListDeliveries handler (coordinators) -> DeliveryList. */
 nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call);
 
-/* RetryDelivery handler (coordinators): a failed delivery is pending again, from attempt 1. */
+/* RetryDelivery handler (coordinators): a failed delivery is pending again, from attempt 1;
+ * FAILED_PRECONDITION when its subscription could no longer carry it (see the claim). */
 nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call);
 
 /* notify_webhook.c */

@@ -3,7 +3,9 @@
  * and jitter, or dead-lettered when the attempts or the age run out. Each final outcome is a
  * notification.delivered / notification.failed event emitted in the transaction recording it;
  * an agency without any subscription is recorded 'undeliverable' (and notification.failed) at
- * once, never dropped. The delivery_id is the X-NRM-Delivery of every attempt. */
+ * once, never dropped. A delivery is sent only on its subscription as long as that is active
+ * with the delivery's agency and channel; otherwise the claim dead-letters it unsent. The
+ * delivery_id is the X-NRM-Delivery of every attempt. */
 #include "notify.h"
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
@@ -58,18 +60,45 @@ static const char s_sql_keep_event[] =
     " SELECT s, q, e, t, c, o, oc, decode(p, 'hex') FROM unnest($1::text[], $2::bigint[],"
     "  $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bool[], $8::text[])"
     "  AS u(s, q, e, t, c, o, oc, p) ON CONFLICT DO NOTHING";
+/* Why a due delivery is not sent on its subscription: the claim sends a delivery only on an
+ * active subscription that still has the delivery's agency and channel (a subscription may be
+ * retired, given to another agency or switched to another channel meanwhile: sending would go
+ * to whatever it points at now). Such a delivery is dead-lettered at once, never attempted. No
+ * values: a reason only. */
+#define S_UNSENDABLE_GONE "not sent: the subscription no longer exists"
+#define S_UNSENDABLE_RETIRED "not sent: the subscription was retired"
+#define S_UNSENDABLE_MOVED "not sent: the subscription now belongs to another agency"
+#define S_UNSENDABLE_CHANNEL "not sent: the subscription now uses another channel"
+/* The due deliveries (oldest first, up to $2) with their subscription as it is now: those it can
+ * still carry are claimed for an attempt (a lease of $3 ms under claim $4), the others are
+ * dead-lettered without one; both come back, the dead letters with their reason in the last
+ * column (S_CLAIM_UNSENDABLE), NULL for a claim. */
+#define S_CLAIM_UNSENDABLE 15
 static const char s_sql_claim[] =
-    "WITH due AS (SELECT delivery_id FROM deliveries"
-    "  WHERE state = 'pending' AND next_attempt_ms <= $1::bigint"
-    "  ORDER BY next_attempt_ms LIMIT $2 FOR UPDATE SKIP LOCKED),"
+    "WITH due AS (SELECT d.delivery_id, s.address, s.secret_sealed, s.secret_key_id,"
+    "  CASE WHEN s.subscription_id IS NULL THEN '" S_UNSENDABLE_GONE "'"
+    "   WHEN NOT s.active THEN '" S_UNSENDABLE_RETIRED "'"
+    "   WHEN s.agency_id <> d.agency_id THEN '" S_UNSENDABLE_MOVED "'"
+    "   WHEN s.channel <> d.channel THEN '" S_UNSENDABLE_CHANNEL "' END AS unsendable"
+    "  FROM deliveries d LEFT JOIN subscriptions s ON s.subscription_id = d.subscription_id"
+    "  WHERE d.state = 'pending' AND d.next_attempt_ms <= $1::bigint"
+    "  ORDER BY d.next_attempt_ms LIMIT $2 FOR UPDATE OF d SKIP LOCKED),"
     " claimed AS (UPDATE deliveries d SET attempts = d.attempts + 1,"
     "  next_attempt_ms = $1::bigint + $3::bigint, last_attempt_ms = $1::bigint,"
-    "  claim_id = $4::uuid FROM due WHERE d.delivery_id = due.delivery_id RETURNING d.*)"
+    "  claim_id = $4::uuid FROM due WHERE d.delivery_id = due.delivery_id"
+    "  AND due.unsendable IS NULL"
+    "  RETURNING d.*, due.address, due.secret_sealed, due.secret_key_id),"
+    " dead AS (UPDATE deliveries d SET state = 'failed', finished_ms = $1::bigint,"
+    "  last_error = due.unsendable, claim_id = NULL FROM due"
+    "  WHERE d.delivery_id = due.delivery_id AND due.unsendable IS NOT NULL RETURNING d.*)"
     " SELECT c.delivery_id::text, c.subscription_id, c.agency_id, c.channel, c.topic,"
     "  c.source_stream, c.source_seq, c.case_id, c.event_id, c.attempts, c.started_ms,"
-    "  s.address, s.secret_sealed, s.secret_key_id, e.payload"
-    " FROM claimed c LEFT JOIN subscriptions s ON s.subscription_id = c.subscription_id"
-    " LEFT JOIN events e ON e.source_stream = c.source_stream AND e.source_seq = c.source_seq";
+    "  c.address, c.secret_sealed, c.secret_key_id, e.payload, NULL::text AS unsendable"
+    " FROM claimed c"
+    " LEFT JOIN events e ON e.source_stream = c.source_stream AND e.source_seq = c.source_seq"
+    " UNION ALL SELECT u.delivery_id::text, u.subscription_id, u.agency_id, u.channel, u.topic,"
+    "  u.source_stream, u.source_seq, u.case_id, u.event_id, u.attempts, u.started_ms, NULL,"
+    "  NULL, NULL, NULL, u.last_error FROM dead u";
 static const char s_sql_delivered[] =
     "UPDATE deliveries SET state = 'delivered', finished_ms = $2, last_error = '', claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'pending' RETURNING attempts";
@@ -99,8 +128,13 @@ static const char s_sql_retry[] =
     "UPDATE deliveries SET state = 'pending', attempts = 0, started_ms = $2, next_attempt_ms = $2,"
     " last_error = '', finished_ms = 0, retries = retries + 1, claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'failed' RETURNING " S_LIST_COLUMNS;
+/* A delivery's state, agency and whether its subscription can still carry it (as the claim
+ * decides). */
 static const char s_sql_state[] =
-    "SELECT state, agency_id FROM deliveries WHERE delivery_id = $1::uuid FOR UPDATE";
+    "SELECT d.state, d.agency_id, EXISTS (SELECT 1 FROM subscriptions s"
+    "  WHERE s.subscription_id = d.subscription_id AND s.active AND s.agency_id = d.agency_id"
+    "  AND s.channel = d.channel)"
+    " FROM deliveries d WHERE d.delivery_id = $1::uuid FOR UPDATE OF d";
 
 void notify_deliveries_prepare(nrm_db_t *db)
 {
@@ -560,6 +594,62 @@ static notify_delivery_t *s_claimed(const PGresult *res, int i, const char *clai
     return d;
 }
 
+/* The dead letters of one claim, logged once its transaction commits (nrm_db_on_end). */
+typedef struct {
+    size_t n;
+    char *(*rows)[4]; /* delivery_id, subscription_id, agency_id, reason: copies */
+} s_unsendable_log_t;
+
+static void s_unsendable_logged(void *arg, bool committed)
+{
+    s_unsendable_log_t *l = arg;
+    for (size_t i = 0; i < l->n; i++) {
+        if (committed)
+            nrm_log_warn("delivery failed: dead letter", "{s:s, s:s, s:s, s:s}", "delivery_id",
+                         l->rows[i][0], "subscription_id", l->rows[i][1], "agency_id",
+                         l->rows[i][2], "error", l->rows[i][3]);
+        for (size_t k = 0; k < 4; k++)
+            free(l->rows[i][k]);
+    }
+    free(l->rows);
+    free(l);
+}
+
+/* Records in tx the dead letters of the claim's result res (the rows with a reason):
+ * their notification.failed events in one statement, counted and logged once tx commits. */
+static nrm_status_t s_unsendable(notify_t *self, nrm_tx_t *tx, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    size_t n = 0;
+    for (int r = 0; r < rows; r++)
+        n += !nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE);
+    if (n == 0)
+        return NRM_OK;
+    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
+    s_unsendable_log_t *l = nrm_xcalloc(1, sizeof *l);
+    l->rows = nrm_xcalloc(n, sizeof *l->rows);
+    for (int r = 0; r < rows; r++) {
+        if (nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE))
+            continue;
+        s_outcome_t *o = &os[l->n];
+        *o = (s_outcome_t){nrm_db_text(res, r, 0),     nrm_db_text(res, r, 1),
+                           nrm_db_text(res, r, 2),     nrm_db_text(res, r, 4),
+                           nrm_db_text(res, r, 5),     nrm_db_int(res, r, 6),
+                           nrm_db_text(res, r, 7),     nrm_db_text(res, r, 8),
+                           (int)nrm_db_int(res, r, 9), nrm_db_text(res, r, S_CLAIM_UNSENDABLE)};
+        const char *logged[4] = {o->delivery_id, o->subscription_id, o->agency_id, o->last_error};
+        for (size_t k = 0; k < 4; k++)
+            l->rows[l->n][k] = nrm_xstrdup(logged[k]);
+        l->n++;
+    }
+    nrm_status_t st = s_emit_outcomes(tx, os, n);
+    free(os);
+    if (st == NRM_OK)
+        nrm_db_count_on_commit(tx->db, self->failed, (int64_t)n);
+    nrm_db_on_end(tx->db, s_unsendable_logged, l);
+    return st;
+}
+
 nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlist_t *out,
                                      int *claimed)
 {
@@ -577,12 +667,15 @@ nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlis
     nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_claim", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
-    *claimed = PQntuples(res);
-    for (int i = 0; i < *claimed; i++)
-        zlist_append(out, s_claimed(res, i, claim_id, self->keyring));
+    for (int i = 0; i < PQntuples(res); i++)
+        if (nrm_db_is_null(res, i, S_CLAIM_UNSENDABLE)) { /* else dead-lettered: no attempt */
+            zlist_append(out, s_claimed(res, i, claim_id, self->keyring));
+            (*claimed)++;
+        }
+    st = s_unsendable(self, tx, res);
     PQclear(res);
     nrm_db_count_on_commit(tx->db, self->attempted, *claimed);
-    return NRM_OK;
+    return st;
 }
 
 int64_t notify_backoff_ms(const notify_settings_t *s, int attempts)
@@ -882,7 +975,8 @@ nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
 
 /* Loads (and locks) the delivery a retry names and decides whether the sender may retry it
  * (nrm_authz: a coordinator, or the agency the delivery is for): NOT_FOUND, PERMISSION_DENIED,
- * then FAILED_PRECONDITION unless it failed. */
+ * then FAILED_PRECONDITION unless it failed and its subscription can still carry it (active,
+ * with the delivery's agency and channel). */
 static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
 {
     nrm_params_t q = {0};
@@ -902,6 +996,10 @@ static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
         st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
                       "only a failed delivery can be retried; this one is %s",
                       nrm_db_text(res, 0, 0));
+    else if (st == NRM_OK && !nrm_db_int(res, 0, 2))
+        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
+                      "the delivery's subscription is retired, gone, or now has another agency or"
+                      " channel: it would not be sent where it was meant to go");
     PQclear(res);
     return st;
 }

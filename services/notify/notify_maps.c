@@ -34,26 +34,48 @@ static const char s_sql_allocations[] =
     " SELECT allocation_id, operator_agency_id FROM allocations"
     " WHERE allocation_id = ANY($5::text[])";
 /* kind 0: a reporting agency known before the batch (of the cases in $4); 1: one the batch made
- * known; 2: a stored outcome of its case it is to be given (payload, in (stream, seq) order) */
+ * known; 2: a stored outcome of its case it is to be given (payload, in (stream, seq) order).
+ * The stored outcomes are read FOR SHARE: the batch is about to make deliveries that send their
+ * bodies, which notify_retention.c could otherwise delete meanwhile (it sees no pending delivery
+ * of them until the batch commits); its FOR UPDATE SKIP LOCKED passes them by, and a body it has
+ * locked first is deleted before this reads it (the agency then gets no delivery of it). */
 static const char s_sql_case_agencies[] =
     "WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY"
     "  AS w(case_id, agency_id, since_ms, k)),"
     " ins AS (INSERT INTO case_agencies (case_id, agency_id, since_ms)"
     "  SELECT case_id, agency_id, since_ms FROM w ORDER BY k ON CONFLICT DO NOTHING"
-    "  RETURNING case_id, agency_id, since_ms)"
+    "  RETURNING case_id, agency_id, since_ms),"
+    " kept AS (SELECT i.case_id, i.agency_id, i.since_ms, e.payload, e.source_stream,"
+    "  e.source_seq FROM ins i JOIN events e ON e.case_id = i.case_id AND e.outcome"
+    "  AND e.occurred_at_ms >= i.since_ms FOR SHARE OF e)"
     " SELECT 0 AS kind, c.case_id, c.agency_id, c.since_ms, NULL::bytea AS payload,"
     "  ''::text AS stream, 0::bigint AS seq FROM case_agencies c WHERE c.case_id = ANY($4::text[])"
     " UNION ALL SELECT 1, i.case_id, i.agency_id, i.since_ms, NULL, '', 0 FROM ins i"
-    " UNION ALL SELECT 2, i.case_id, i.agency_id, i.since_ms, e.payload, e.source_stream,"
-    "  e.source_seq FROM ins i JOIN events e ON e.case_id = i.case_id AND e.outcome"
-    "  AND e.occurred_at_ms >= i.since_ms"
+    " UNION ALL SELECT 2, k.case_id, k.agency_id, k.since_ms, k.payload, k.source_stream,"
+    "  k.source_seq FROM kept k"
     " ORDER BY kind, case_id, agency_id, stream, seq";
+
+/* The cases of the batch whose reporting agencies it writes or reads, locked for the rest of
+ * the transaction before the statement above reads anything: a batch giving an outcome of a
+ * case to its reporting agencies and a batch making one of them known (another stream, maybe
+ * another instance) would otherwise each read the case before the other committed, and the
+ * agency would never be told. Whichever locks the case first commits before the other's
+ * statement takes its snapshot, so the second sees the first's rows: the outcome stored (and
+ * given late), or the agency known (and told). Keys are pairs (S_CASE_LOCK_CLASS, a 32-bit hash
+ * of the case id), apart from the single bigint keys of every other advisory lock of the
+ * services; they come sorted and distinct (s_case_lock_keys) and are taken in that order, so
+ * two batches cannot wait for each other (two cases sharing a key merely share a lock). */
+#define S_CASE_LOCK_CLASS 0x6e746679 /* "ntfy" */
+static const char s_sql_lock_cases[] = "SELECT pg_advisory_xact_lock($1::int, k)"
+                                       " FROM unnest($2::int[]) WITH ORDINALITY AS u(k, i)"
+                                       " ORDER BY i";
 
 void notify_maps_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "notify_maps_referrals", s_sql_referrals);
     nrm_db_statement(db, "notify_maps_allocations", s_sql_allocations);
     nrm_db_statement(db, "notify_maps_case_agencies", s_sql_case_agencies);
+    nrm_db_statement(db, "notify_maps_lock_cases", s_sql_lock_cases);
 }
 
 /* A growing list of rows: up to four strings (borrowed from the batch's events), a number and the
@@ -252,8 +274,62 @@ static nrm_status_t s_case_agency_row(nrm_tx_t *tx, const PGresult *res, int r, 
     return NRM_OK;
 }
 
+#define S_FNV_OFFSET 2166136261u /* FNV-1a, 32 bits */
+#define S_FNV_PRIME 16777619u
+
+/* The lock key of a case: FNV-1a of its id, as a signed 32-bit value (PostgreSQL's int). */
+static int64_t s_case_lock_key(const char *case_id)
+{
+    uint32_t hash = S_FNV_OFFSET;
+    for (const unsigned char *p = (const unsigned char *)case_id; *p; p++)
+        hash = (hash ^ *p) * S_FNV_PRIME;
+    int32_t key;
+    memcpy(&key, &hash, sizeof key);
+    return key;
+}
+
+static int s_int64_cmp(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The lock keys of the case ids in column 0 of a and b, sorted and distinct, into keys (room
+ * for a->n + b->n); returns how many. */
+static size_t s_case_lock_keys(const s_rows_t *a, const s_rows_t *b, int64_t *keys)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n; i++)
+        keys[n++] = s_case_lock_key(a->cols[0][i]);
+    for (size_t i = 0; i < b->n; i++)
+        keys[n++] = s_case_lock_key(b->cols[0][i]);
+    qsort(keys, n, sizeof *keys, s_int64_cmp);
+    size_t distinct = 0;
+    for (size_t i = 0; i < n; i++)
+        if (distinct == 0 || keys[distinct - 1] != keys[i])
+            keys[distinct++] = keys[i];
+    return distinct;
+}
+
+/* Locks, in tx, the cases whose reporting agencies the batch writes (w) or reads (cases):
+ * deferred, it goes with the next statement, before it (nrm_db_exec_later). */
+static nrm_status_t s_lock_cases(nrm_tx_t *tx, const s_rows_t *w, const s_rows_t *cases)
+{
+    int64_t *keys = nrm_xcalloc(w->n + cases->n + 1, sizeof *keys);
+    size_t n = s_case_lock_keys(w, cases, keys);
+    char *array = nrm_pgarray_of_ints(keys, n);
+    nrm_params_t p = {0};
+    nrm_params_int(&p, S_CASE_LOCK_CLASS);
+    nrm_params_text(&p, array);
+    nrm_status_t st = nrm_db_exec_later(tx->db, "notify_maps_lock_cases", &p, tx->err);
+    free(array);
+    free(keys);
+    return st;
+}
+
 /* The reporting agencies the batch names (merged per case and agency), written; those known
- * before it for the cases in need, read; and the stored outcomes for the newly known. */
+ * before it for the cases in need, read; and the stored outcomes for the newly known. The cases
+ * are locked first (s_lock_cases). */
 static nrm_status_t s_sync_case_agencies(nrm_tx_t *tx, Nrm__V1__Event *const *events, size_t n,
                                          notify_maps_t *m)
 {
@@ -276,7 +352,9 @@ static nrm_status_t s_sync_case_agencies(nrm_tx_t *tx, Nrm__V1__Event *const *ev
         for (size_t k = 0; k < 4; k++)
             nrm_params_text(&p, arrays[k]);
         PGresult *res = NULL;
-        st = nrm_db_exec(tx->db, "notify_maps_case_agencies", &p, &res, tx->err);
+        st = s_lock_cases(tx, &w, &cases);
+        if (st == NRM_OK)
+            st = nrm_db_exec(tx->db, "notify_maps_case_agencies", &p, &res, tx->err);
         int rows = st == NRM_OK ? PQntuples(res) : 0;
         m->known = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *m->known);
         m->learnt = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *m->learnt);
