@@ -370,11 +370,11 @@ struct MHD_Daemon *gw_http_start(gw_t *gw)
             nrm_log_error("cannot read the TLS certificate or key", "{s:s, s:s}", "cert", cert_file,
                           "key", key_file);
         } else {
-            daemon = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, s_handle, gw,
-                                      MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_HTTPS_MEM_CERT, cert,
-                                      MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_NOTIFY_COMPLETED,
-                                      s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
-                                      (unsigned)(gw->max_sse_clients + 64), MHD_OPTION_END);
+            daemon = MHD_start_daemon(
+                flags | MHD_USE_TLS, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
+                MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
+                MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned)(gw->settings.max_sse_clients + 64), MHD_OPTION_END);
         }
         free(cert);
         if (key) {
@@ -384,8 +384,8 @@ struct MHD_Daemon *gw_http_start(gw_t *gw)
     } else {
         daemon = MHD_start_daemon(flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
                                   MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)(gw->max_sse_clients + 64),
-                                  MHD_OPTION_END);
+                                  MHD_OPTION_CONNECTION_LIMIT,
+                                  (unsigned)(gw->settings.max_sse_clients + 64), MHD_OPTION_END);
     }
     if (!daemon)
         nrm_log_error("cannot start HTTP", "{s:s}", "http", http);

@@ -449,7 +449,7 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *a
     if (!gw->hub || !nrm_authz_event_reader(gw->config, agency, type))
         return gw_http_json(conn, MHD_HTTP_FORBIDDEN,
                             json_pack("{s:s}", "error", "this agency may not read event streams"));
-    if (gw_metrics_sse_clients(gw->metrics) >= gw->max_sse_clients)
+    if (gw_metrics_sse_clients(gw->metrics) >= gw->settings.max_sse_clients)
         return gw_http_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                             json_pack("{s:s}", "error", "too many event streams open"));
     s_client_t *c = nrm_xcalloc(1, sizeof *c);

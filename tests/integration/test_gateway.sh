@@ -134,7 +134,35 @@ check "... a session opened before the reload goes on (200)" \
 check "... the coordinator's new token signs in (200)" [ "$(sign_in "$BASE" coordinator token-rotated)" = 200 ]
 check "... and its old token no longer does (401)" [ "$(sign_in "$BASE" coordinator token-coordinator)" = 401 ]
 check "... and the gateway is still running" kill -0 "${PIDS[9]}"
+# a file whose gateway section is refused keeps the configuration in force
+jq '.gateway.session_ttl_s = "a day" | .regions += [{code: "ZZ-98", name: "Refused region"}]' \
+  "$WORK/config.json" >"$WORK/config.tmp" && mv "$WORK/config.tmp" "$WORK/config.json"
+kill -HUP "${PIDS[9]}"
+deadline=$((SECONDS + 10))
+until grep -q '"msg":"configuration reload refused"' "$WORK/gateway.log" || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+check "a SIGHUP whose gateway section is refused logs the field (gateway.session_ttl_s)" \
+  grep -q '"msg":"gateway configuration refused","field":"gateway.session_ttl_s"' "$WORK/gateway.log"
+check "... and changes nothing: no new region, the rotated token still signs in (200)" \
+  [ -z "$(regions_of "$BASE" "$POLICE_COOKIE" | grep -x ZZ-98)" -a "$(sign_in "$BASE" coordinator token-rotated)" = 200 ]
 mv "$WORK/config.before-reload.json" "$WORK/config.json"
+
+# --- a gateway section that does not read as GatewaySettings is refused at start -------------
+# refused_field FILTER FIELD: the gateway started from the configuration filtered by jq FILTER
+# exits 2, naming FIELD
+refused_field() {
+  jq "$1" "$WORK/config.json" >"$WORK/bad.json"
+  RC=0
+  timeout 20 "$GATEWAY" --config "$WORK/bad.json" >"$WORK/out" 2>"$WORK/err" || RC=$?
+  [ "$RC" -eq 2 ] && grep -q "\"msg\":\"gateway configuration refused\",\"field\":\"$2\"" "$WORK/err"
+}
+check "a negative gateway.max_sse_clients is refused at start, naming the field" \
+  refused_field '.gateway.max_sse_clients = -1' gateway.max_sse_clients
+check "a login without its token_hash is refused at start, naming the field" \
+  refused_field '.gateway.logins[0] |= del(.token_hash)' 'gateway.logins\[0\].token_hash'
+check "an unknown gateway setting is refused at start, naming it" \
+  refused_field '.gateway.max_sessions = 5' gateway.max_sessions
 
 # --- TLS: HTTPS with a configured certificate, Secure cookie, short sessions expire -----------
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
