@@ -18,7 +18,7 @@
 #define S_API_PREFIX "/api/v1/"
 #define S_COOKIE "nrm_session"
 #define S_CSP "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-#define S_CONNECTION_TIMEOUT_S 0 /* SSE streams stay open; others end with their answer */
+#define S_EXTRA_CONNECTIONS 64 /* connections beyond the event streams: pages, API, metrics */
 
 /* One request being received: its body so far and when it started. */
 typedef struct {
@@ -343,6 +343,39 @@ static int s_parse_address(const char *text, struct sockaddr_storage *addr)
     return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -1;
 }
 
+/* The connections one address may hold at once (0: no limit): the configured number, else none
+ * on a loopback listen address (only this host reaches it: a reverse proxy, the local runner)
+ * and GW_DEFAULT_MAX_CONNECTIONS_PER_IP elsewhere. */
+static unsigned s_per_ip_limit(const gw_t *gw, bool loopback)
+{
+    if (gw->settings.max_connections_per_ip > 0)
+        return (unsigned)gw->settings.max_connections_per_ip;
+    return loopback ? 0 : GW_DEFAULT_MAX_CONNECTIONS_PER_IP;
+}
+
+/* Starts libmicrohttpd on addr with the limits of gw->settings; cert and key (PEM, borrowed for
+ * the call) when both are given. Returns the daemon, or NULL. */
+static struct MHD_Daemon *s_start_daemon(gw_t *gw, const struct sockaddr_storage *addr,
+                                         const char *cert, const char *key)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG | (addr->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                     (cert && key ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert},
+                                   {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key},
+                                   {MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem plain[] = {{MHD_OPTION_END, 0, NULL}};
+    /* every connection is closed once idle for connection_timeout_s (a request that never
+     * completes too); an event stream lifts it for itself (gw_sse_open) */
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED,
+        s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(gw->settings.max_sse_clients + S_EXTRA_CONNECTIONS),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->settings.connection_timeout_s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s_per_ip_limit(gw, s_loopback(addr)), MHD_OPTION_ARRAY,
+        cert && key ? tls : plain, MHD_OPTION_END);
+}
+
 struct MHD_Daemon *gw_http_start(gw_t *gw)
 {
     const char *http = nrm_config_string(gw->config, "services.gateway.http", S_DEFAULT_HTTP);
@@ -361,35 +394,27 @@ struct MHD_Daemon *gw_http_start(gw_t *gw)
                       "{s:s}", "http", http);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *daemon = NULL;
     if (gw->tls) {
         char *cert = s_read_file(cert_file), *key = s_read_file(key_file);
-        if (!cert || !key) {
+        if (!cert || !key)
             nrm_log_error("cannot read the TLS certificate or key", "{s:s, s:s}", "cert", cert_file,
                           "key", key_file);
-        } else {
-            daemon = MHD_start_daemon(
-                flags | MHD_USE_TLS, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
-                MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
-                MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
-                (unsigned)(gw->settings.max_sse_clients + 64), MHD_OPTION_END);
-        }
+        else
+            daemon = s_start_daemon(gw, &addr, cert, key);
         free(cert);
         if (key) {
             memset(key, 0, strlen(key));
             free(key);
         }
     } else {
-        daemon = MHD_start_daemon(flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
-                                  MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
-                                  MHD_OPTION_CONNECTION_LIMIT,
-                                  (unsigned)(gw->settings.max_sse_clients + 64), MHD_OPTION_END);
+        daemon = s_start_daemon(gw, &addr, NULL, NULL);
     }
     if (!daemon)
         nrm_log_error("cannot start HTTP", "{s:s}", "http", http);
     else
-        nrm_log_info("HTTP listening", "{s:s, s:b}", "http", http, "tls", gw->tls);
+        nrm_log_info("HTTP listening", "{s:s, s:b, s:i, s:i}", "http", http, "tls", gw->tls,
+                     "connection_timeout_s", (int)gw->settings.connection_timeout_s,
+                     "max_connections_per_ip", (int)s_per_ip_limit(gw, s_loopback(&addr)));
     return daemon;
 }

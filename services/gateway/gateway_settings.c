@@ -10,6 +10,7 @@
 #define S_SECTION "gateway"
 #define S_FIELD_MAX 96
 #define S_MAX_SSE_CLIENTS 10000 /* a thread each */
+#define S_MAX_CONNECTION_TIMEOUT_S 3600
 
 /* The field of a login that is missing, in field (S_FIELD_MAX), or NULL when every login names
  * an agency and a hash. */
@@ -42,10 +43,18 @@ static const char *s_numbers(nrm_config_t *config, const Nrm__V1__GatewaySetting
         s_number(config, S_SECTION ".session_ttl_s", s->session_ttl_s, GW_DEFAULT_SESSION_TTL_S);
     out->max_sse_clients = s_number(config, S_SECTION ".max_sse_clients", s->max_sse_clients,
                                     GW_DEFAULT_MAX_SSE_CLIENTS);
+    out->connection_timeout_s = s_number(config, S_SECTION ".connection_timeout_s",
+                                         s->connection_timeout_s, GW_DEFAULT_CONNECTION_TIMEOUT_S);
+    out->max_connections_per_ip =
+        s_number(config, S_SECTION ".max_connections_per_ip", s->max_connections_per_ip, 0);
     if (out->session_ttl_s <= 0)
         return S_SECTION ".session_ttl_s";
     if (out->max_sse_clients <= 0 || out->max_sse_clients > S_MAX_SSE_CLIENTS)
         return S_SECTION ".max_sse_clients";
+    if (out->connection_timeout_s <= 0 || out->connection_timeout_s > S_MAX_CONNECTION_TIMEOUT_S)
+        return S_SECTION ".connection_timeout_s";
+    if (out->max_connections_per_ip < 0 || out->max_connections_per_ip > INT32_MAX)
+        return S_SECTION ".max_connections_per_ip";
     return NULL;
 }
 

@@ -9,10 +9,14 @@
 
 #define GW_DEFAULT_SESSION_TTL_S (8 * 3600)
 #define GW_DEFAULT_MAX_SSE_CLIENTS 100
+#define GW_DEFAULT_CONNECTION_TIMEOUT_S 30
+#define GW_DEFAULT_MAX_CONNECTIONS_PER_IP 32 /* off a loopback listen address */
 
 typedef struct {
-    int64_t session_ttl_s;   /* session lifetime from sign-in */
-    int64_t max_sse_clients; /* event streams open at once */
+    int64_t session_ttl_s;          /* session lifetime from sign-in */
+    int64_t max_sse_clients;        /* event streams open at once */
+    int64_t connection_timeout_s;   /* a connection idle this long is closed (not a stream) */
+    int64_t max_connections_per_ip; /* 0: not set (the listen address decides the default) */
 } gw_settings_t;
 
 /* Reads and checks config's gateway section (logins included) into out, defaults filled in.

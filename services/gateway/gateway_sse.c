@@ -477,6 +477,9 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *a
     MHD_add_response_header(response, "Cache-Control", "no-store");
     MHD_add_response_header(response, "X-Accel-Buffering", "no");
     gw_http_secure_headers(response);
+    /* a stream is idle between events by design: the connection timeout does not apply to it;
+     * the heartbeat's write finds a peer that has gone */
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
     MHD_destroy_response(response);
     return rc;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The HTTP gateway against real services: only the gateway's key may speak on behalf of an
 # agency; sign-in, CSRF, the JSON API, SSE resume, /metrics and static files (driven by
-# tests/integration/gateway_driver.py, one behaviour per check).
+# tests/integration/gateway_driver.py, one behaviour per check); the configuration refused by
+# field; the limits of a gateway started with short ones (tests/integration/gateway_limits.py).
 #
 # Run by CTest with NRM_TEST_PGHOST, NRM_TEST_PGPORT, NRM_BUILD_DIR and NRM_SOURCE_DIR.
 # Creates the database t_gateway; the rest lives in a temporary directory removed at exit.
@@ -163,6 +164,35 @@ check "a login without its token_hash is refused at start, naming the field" \
   refused_field '.gateway.logins[0] |= del(.token_hash)' 'gateway.logins\[0\].token_hash'
 check "an unknown gateway setting is refused at start, naming it" \
   refused_field '.gateway.max_sessions = 5' gateway.max_sessions
+check "a negative gateway.connection_timeout_s is refused at start, naming the field" \
+  refused_field '.gateway.connection_timeout_s = -1' gateway.connection_timeout_s
+
+# --- limits: idle connections, one address ------------------------------------------------
+# a gateway of its own, with short limits (tests/integration/gateway_limits.py)
+LIMITS_PORT=$(free_port)
+LIMITS_BASE="http://127.0.0.1:$LIMITS_PORT"
+jq --arg http "127.0.0.1:$LIMITS_PORT" '.services.gateway.http = $http
+  | .gateway.connection_timeout_s = 2 | .gateway.max_connections_per_ip = 8
+  | .gateway.max_sse_clients = 4' "$WORK/config.json" >"$WORK/limits.json"
+"$GATEWAY" --config "$WORK/limits.json" 2>>"$WORK/gateway-limits.log" &
+PIDS[12]=$!
+deadline=$((SECONDS + START_TIMEOUT_S))
+until curl -sf "$LIMITS_BASE/healthz" >/dev/null 2>&1 ||
+  ! kill -0 "${PIDS[12]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+RC=0
+/usr/bin/python3 "$NRM_SOURCE_DIR/tests/integration/gateway_limits.py" "$LIMITS_BASE" \
+  >"$WORK/limits.out" 2>&1 || RC=$?
+cat "$WORK/limits.out"
+PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/limits.out" || true)))
+FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/limits.out" || true)))
+check "the limits driver ran to its end" [ "$RC" -eq 0 ]
+kill -TERM "${PIDS[12]}"
+RC=0
+wait "${PIDS[12]}" || RC=$?
+PIDS[12]=""
+check "SIGTERM stops the limits gateway with exit 0" [ "$RC" -eq 0 ]
 
 # --- TLS: HTTPS with a configured certificate, Secure cookie, short sessions expire -----------
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \

@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""Drives a running nrm-gateway started with short limits, one behaviour per check ("ok - ...").
+
+Usage: gateway_limits.py BASE_URL. The gateway at BASE_URL (a loopback address) was started
+with gateway.connection_timeout_s 2, max_connections_per_ip 8 and max_sse_clients 4. Every
+agency signs in with the token "token-<id>". Other source addresses of the loopback network
+(127.0.0.x) stand for other machines."""
+import http.client
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+
+BASE = sys.argv[1]
+URL = urllib.parse.urlparse(BASE)
+TIMEOUT_S = 2     # gateway.connection_timeout_s
+PER_IP = 8        # gateway.max_connections_per_ip
+HEARTBEAT_S = 15  # GW_SSE_HEARTBEAT_S
+FAILED = 0
+
+
+def check(name, condition):
+    global FAILED
+    if condition:
+        print("ok - " + name, flush=True)
+    else:
+        FAILED += 1
+        print("not ok - " + name, flush=True)
+
+
+def connect(src):
+    """A TCP connection to the gateway from address src (127.0.0.x)."""
+    return socket.create_connection((URL.hostname, URL.port), timeout=10, source_address=(src, 0))
+
+
+def request(method, path, body=None, cookie=None, headers=None, src="127.0.0.1", conn=None):
+    """Returns (status, headers dict lower-cased, body bytes); status 0 when the connection was
+    closed without an answer. conn: an HTTPConnection already connected."""
+    conn = conn or http.client.HTTPConnection(URL.hostname, URL.port, timeout=15,
+                                              source_address=(src, 0))
+    h = dict(headers or {})
+    if cookie:
+        h["Cookie"] = "nrm_session=" + cookie
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        h["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=h)
+        resp = conn.getresponse()
+        out = resp.read()
+    except (ConnectionError, http.client.HTTPException, OSError):
+        return 0, {}, b""
+    finally:
+        conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, out
+
+
+class Session:
+    def __init__(self, agency, token=None, src="127.0.0.1"):
+        self.status, self.headers, raw = request(
+            "POST", "/api/v1/session", {"agencyId": agency, "token": token or "token-" + agency},
+            src=src)
+        self.cookie = None
+        for part in self.headers.get("set-cookie", "").split(";"):
+            if part.strip().startswith("nrm_session="):
+                self.cookie = part.strip()[len("nrm_session="):]
+        try:
+            self.csrf = json.loads(raw).get("csrfToken")
+        except ValueError:
+            self.csrf = None
+
+
+class Stream:
+    """GET /api/v1/events read by a thread: every chunk with its time, and when it closed."""
+
+    def __init__(self, session, src="127.0.0.1"):
+        self.sock = connect(src)
+        self.sock.sendall(("GET /api/v1/events HTTP/1.0\r\nHost: %s:%d\r\nCookie: nrm_session=%s"
+                           "\r\n\r\n" % (URL.hostname, URL.port, session.cookie)).encode())
+        self.opened = time.time()
+        self.chunks = []
+        self.closed_at = None
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                self.closed_at = time.time()
+                return
+            self.chunks.append((time.time(), data))
+
+    def text(self):
+        return b"".join(d for _, d in self.chunks)
+
+    def wait(self, until, timeout_s):
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and not until(self):
+            time.sleep(0.05)
+        return until(self)
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def ended(stream):
+    return stream.closed_at is not None
+
+
+# --- an event stream outlives the connection timeout ----------------------------------------
+# (opened first: the other checks run while it waits for its heartbeat)
+long_session = Session("coordinator", src="127.0.0.5")
+long_stream = Stream(long_session, src="127.0.0.5")
+
+# --- idle connections ---------------------------------------------------------------------
+def closed_after(sock):
+    """Seconds until the gateway closes sock (None when it stays open 10 s)."""
+    start = time.time()
+    try:
+        data = sock.recv(100)
+    except socket.timeout:
+        return None
+    except OSError:
+        data = b""
+    sock.close()
+    return time.time() - start if not data else None
+
+
+elapsed = closed_after(connect("127.0.0.1"))
+check("an idle connection is closed by the gateway once connection_timeout_s (2 s) has passed",
+      elapsed is not None and TIMEOUT_S - 0.5 <= elapsed <= TIMEOUT_S + 3)
+half = connect("127.0.0.1")
+half.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n")
+elapsed = closed_after(half)
+check("... and so is one whose request headers never end",
+      elapsed is not None and TIMEOUT_S - 0.5 <= elapsed <= TIMEOUT_S + 3)
+
+# --- one address cannot take every connection -------------------------------------------------
+held = [connect("127.0.0.3") for _ in range(80)]
+time.sleep(0.5)
+still_open = 0
+for s in held:
+    s.settimeout(0.05)
+    try:
+        still_open += 1 if s.recv(1) else 0
+    except socket.timeout:
+        still_open += 1
+    except OSError:
+        pass
+status, _, _ = request("GET", "/healthz", src="127.0.0.4")
+other = Session("police-ma-06", src="127.0.0.4")
+for s in held:
+    s.close()
+check("of 80 idle connections from one address, max_connections_per_ip (8) stay open, the rest "
+      "are closed at once", still_open == PER_IP)
+check("... and meanwhile another address gets /healthz (200)", status == 200)
+check("... and signs in (200)", other.status == 200)
+
+# --- the first stream: past the connection timeout -----------------------------------------
+long_stream.wait(lambda s: b": heartbeat" in s.text() or ended(s),
+                 HEARTBEAT_S + 5 - (time.time() - long_stream.opened))
+beats = [t - long_stream.opened for t, d in long_stream.chunks if b": heartbeat" in d]
+check("an event stream outlives connection_timeout_s: its heartbeat arrives after %d s"
+      % HEARTBEAT_S, beats and beats[0] >= HEARTBEAT_S - 1 and not ended(long_stream))
+long_stream.close()
+
+sys.exit(1 if FAILED else 0)
