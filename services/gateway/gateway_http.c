@@ -18,7 +18,8 @@
 #define S_API_PREFIX "/api/v1/"
 #define S_COOKIE "nrm_session"
 #define S_CSP "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-#define S_EXTRA_CONNECTIONS 64 /* connections beyond the event streams: pages, API, metrics */
+#define S_SIGN_IN_RETRY_AFTER_S "1" /* seconds, when too many tokens are being checked */
+#define S_EXTRA_CONNECTIONS 64      /* connections beyond the event streams: pages, API, metrics */
 
 /* One request being received: its body so far and when it started. */
 typedef struct {
@@ -37,20 +38,36 @@ void gw_http_secure_headers(struct MHD_Response *response)
     MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
 }
 
-enum MHD_Result gw_http_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+/* A JSON response of body (taken; NULL for {}) with the common headers, or NULL. The caller
+ * queues it with s_queue. */
+static struct MHD_Response *s_json_response(json_t *body)
 {
     char *text = json_dumps(body ? body : json_object(), JSON_COMPACT);
     json_decref(body);
     if (!text)
-        return MHD_NO;
+        return NULL;
     struct MHD_Response *response =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(response, "Content-Type", "application/json");
     MHD_add_response_header(response, "Cache-Control", "no-store");
     gw_http_secure_headers(response);
+    return response;
+}
+
+/* Queues response (taken; NULL answers nothing) with status. */
+static enum MHD_Result s_queue(struct MHD_Connection *conn, unsigned status,
+                               struct MHD_Response *response)
+{
+    if (!response)
+        return MHD_NO;
     enum MHD_Result rc = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     return rc;
+}
+
+enum MHD_Result gw_http_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    return s_queue(conn, status, s_json_response(body));
 }
 
 static enum MHD_Result s_error(struct MHD_Connection *conn, unsigned status, const char *message)
@@ -72,6 +89,25 @@ static json_t *s_session_body(gw_t *gw, const char *agency, const char *csrf)
                      "csrfToken", csrf);
 }
 
+/* The answer to a refused sign-in: 401, 429 for an agency over its limit, 503 with Retry-After
+ * while as many tokens as allowed are being checked. */
+static enum MHD_Result s_sign_in_refused(struct MHD_Connection *conn, gw_login_t outcome)
+{
+    const char *reason = outcome == GW_LOGIN_LIMITED ? "too many attempts"
+                         : outcome == GW_LOGIN_BUSY  ? "too many sign-ins at once"
+                                                     : "wrong agency or token";
+    nrm_log_warn("sign-in refused", "{s:s}", "reason", reason);
+    if (outcome == GW_LOGIN_LIMITED)
+        return s_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many attempts, wait a minute");
+    if (outcome != GW_LOGIN_BUSY)
+        return s_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong agency or token");
+    struct MHD_Response *response = s_json_response(
+        json_pack("{s:s}", "error", "too many sign-ins at once, try again in a second"));
+    if (response)
+        MHD_add_response_header(response, "Retry-After", S_SIGN_IN_RETRY_AFTER_S);
+    return s_queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
+}
+
 /* POST /api/v1/session {"agencyId", "token"}: signs in. */
 static enum MHD_Result s_sign_in(gw_t *gw, struct MHD_Connection *conn, const s_pending_t *p)
 {
@@ -86,31 +122,19 @@ static enum MHD_Result s_sign_in(gw_t *gw, struct MHD_Connection *conn, const s_
     char sid[GW_TOKEN_TXT], csrf[GW_TOKEN_TXT];
     gw_login_t outcome = gw_sessions_login(gw->sessions, gw->config, agency, token, sid, csrf);
     if (outcome != GW_LOGIN_OK) {
-        nrm_log_warn("sign-in refused", "{s:s}", "reason",
-                     outcome == GW_LOGIN_LIMITED ? "too many attempts" : "wrong agency or token");
         json_decref(in);
-        return outcome == GW_LOGIN_LIMITED
-                   ? s_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many attempts, wait a minute")
-                   : s_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong agency or token");
+        return s_sign_in_refused(conn, outcome);
     }
     nrm_log_info("signed in", "{s:s}", "agency",
                  nrm_config_agency(gw->config, agency) ? agency : "unlisted");
-    json_t *body = s_session_body(gw, agency, csrf);
+    struct MHD_Response *response = s_json_response(s_session_body(gw, agency, csrf));
     json_decref(in);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     char cookie[256];
     snprintf(cookie, sizeof cookie, S_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/%s", sid,
              gw->tls ? "; Secure" : "");
-    MHD_add_response_header(response, "Set-Cookie", cookie);
-    MHD_add_response_header(response, "Content-Type", "application/json");
-    MHD_add_response_header(response, "Cache-Control", "no-store");
-    gw_http_secure_headers(response);
-    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    return rc;
+    if (response)
+        MHD_add_response_header(response, "Set-Cookie", cookie);
+    return s_queue(conn, MHD_HTTP_OK, response);
 }
 
 /* DELETE /api/v1/session: signs out (the cookie is cleared). */

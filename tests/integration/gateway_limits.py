@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Drives a running nrm-gateway started with short limits, one behaviour per check ("ok - ...").
 
-Usage: gateway_limits.py BASE_URL. The gateway at BASE_URL (a loopback address) was started
-with gateway.connection_timeout_s 2, max_connections_per_ip 8 and max_sse_clients 4. Every
-agency signs in with the token "token-<id>". Other source addresses of the loopback network
+Usage: gateway_limits.py BASE_URL CONFIG. The gateway at BASE_URL (a loopback address) was
+started from CONFIG with gateway.connection_timeout_s 2, max_connections_per_ip 8 and
+max_sse_clients 4. Every agency signs in with the token "token-<id>". Other source addresses of the loopback network
 (127.0.0.x) stand for other machines."""
 import http.client
 import json
@@ -13,11 +13,12 @@ import threading
 import time
 import urllib.parse
 
-BASE = sys.argv[1]
+BASE, CONFIG = sys.argv[1], sys.argv[2]
 URL = urllib.parse.urlparse(BASE)
 TIMEOUT_S = 2     # gateway.connection_timeout_s
 PER_IP = 8        # gateway.max_connections_per_ip
 HEARTBEAT_S = 15  # GW_SSE_HEARTBEAT_S
+LIMIT = 5         # GW_LOGIN_FAILURES
 FAILED = 0
 
 
@@ -73,6 +74,36 @@ class Session:
             self.csrf = None
 
 
+def sign_in_status(agency, token):
+    return Session(agency, token).status
+
+
+def at_once(calls):
+    """Runs the calls [(fn, args)] on their own threads, released together; their results."""
+    results = [None] * len(calls)
+    ready = threading.Barrier(len(calls))
+
+    def run(i, fn, args):
+        results[i] = fn(ready, *args)
+    threads = [threading.Thread(target=run, args=(i, fn, args)) for i, (fn, args) in
+               enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def sign_in_at(ready, agency, token, src):
+    """One sign-in sent once every caller is connected: (status, headers)."""
+    conn = http.client.HTTPConnection(URL.hostname, URL.port, timeout=30, source_address=(src, 0))
+    conn.connect()
+    ready.wait()
+    status, hdrs, _ = request("POST", "/api/v1/session", {"agencyId": agency, "token": token},
+                              conn=conn)
+    return status, hdrs
+
+
 class Stream:
     """GET /api/v1/events read by a thread: every chunk with its time, and when it closed."""
 
@@ -118,6 +149,9 @@ class Stream:
 def ended(stream):
     return stream.closed_at is not None
 
+
+config = json.load(open(CONFIG))
+logins = [login["agency_id"] for login in config["gateway"]["logins"]]
 
 # --- an event stream outlives the connection timeout ----------------------------------------
 # (opened first: the other checks run while it waits for its heartbeat)
@@ -167,6 +201,40 @@ check("of 80 idle connections from one address, max_connections_per_ip (8) stay 
       "are closed at once", still_open == PER_IP)
 check("... and meanwhile another address gets /healthz (200)", status == 200)
 check("... and signs in (200)", other.status == 200)
+
+# --- the sign-in limit holds for attempts made at once ----------------------------------------
+agency = "police-ma-01"
+first = [sign_in_status(agency, "wrong") for _ in range(LIMIT - 1)]
+check("4 wrong tokens for an agency are 401 each", first == [401] * (LIMIT - 1))
+burst = at_once([(sign_in_at, (agency, "wrong", "127.0.0.%d" % (20 + i))) for i in range(8)])
+statuses = sorted(s for s, _ in burst)
+check("then 8 wrong tokens at once: one is checked (401), 7 are refused unchecked (429), so no "
+      "more than the limit (5) were ever checked", statuses == [401] + [429] * 7)
+check("... and then even the right token is 429", sign_in_status(agency, "token-" + agency) == 429)
+
+# --- made-up agency ids do not push a real agency's count out ---------------------------------
+agency = "police-ma-04"
+for _ in range(LIMIT):
+    sign_in_status(agency, "wrong")
+check("5 wrong tokens limit an agency: its right token is 429",
+      sign_in_status(agency, "token-" + agency) == 429)
+made_up = [sign_in_status("made-up-%d" % i, "wrong") for i in range(300)]
+check("agency ids without a login share one count: the first 5 of 300 made-up ids are 401, "
+      "the rest 429", made_up[:LIMIT] == [401] * LIMIT and set(made_up[LIMIT:]) == {429})
+check("... and after 300 made-up ids the real agency is still limited (429 for its right token)",
+      sign_in_status(agency, "token-" + agency) == 429)
+
+# --- only a few tokens are checked at once ----------------------------------------------------
+others = [a for a in logins if a not in ("coordinator", "police-ma-01", "police-ma-04",
+                                         "police-ma-06")][:16]
+burst = at_once([(sign_in_at, (a, "wrong", "127.0.0.%d" % (40 + i)))
+                 for i, a in enumerate(others)])
+statuses = [s for s, _ in burst]
+busy = [h for s, h in burst if s == 503]
+check("16 sign-ins at once for 16 agencies: some are checked (401), the others are turned "
+      "away with 503", len(others) == 16 and set(statuses) == {401, 503} and statuses.count(401) >= 2)
+check("... and every 503 says Retry-After: 1", busy and all(h.get("retry-after") == "1"
+                                                           for h in busy))
 
 # --- the first stream: past the connection timeout -----------------------------------------
 long_stream.wait(lambda s: b": heartbeat" in s.text() or ended(s),

@@ -167,7 +167,7 @@ check "an unknown gateway setting is refused at start, naming it" \
 check "a negative gateway.connection_timeout_s is refused at start, naming the field" \
   refused_field '.gateway.connection_timeout_s = -1' gateway.connection_timeout_s
 
-# --- limits: idle connections, one address ------------------------------------------------
+# --- limits: idle connections, one address, sign-ins at once -------------------------------
 # a gateway of its own, with short limits (tests/integration/gateway_limits.py)
 LIMITS_PORT=$(free_port)
 LIMITS_BASE="http://127.0.0.1:$LIMITS_PORT"
@@ -183,7 +183,7 @@ until curl -sf "$LIMITS_BASE/healthz" >/dev/null 2>&1 ||
 done
 RC=0
 /usr/bin/python3 "$NRM_SOURCE_DIR/tests/integration/gateway_limits.py" "$LIMITS_BASE" \
-  >"$WORK/limits.out" 2>&1 || RC=$?
+  "$WORK/limits.json" >"$WORK/limits.out" 2>&1 || RC=$?
 cat "$WORK/limits.out"
 PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/limits.out" || true)))
 FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/limits.out" || true)))
