@@ -218,7 +218,8 @@ static enum MHD_Result s_api(gw_t *gw, struct MHD_Connection *conn, const char *
     if (strcmp(rest, "events") == 0) {
         if (strcmp(method, "GET") != 0)
             return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
-        return gw_sse_open(gw, conn, agency);
+        return gw_sse_open(gw, conn, MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, S_COOKIE),
+                           agency);
     }
     if (!slash || strchr(slash + 1, '/') || slash == rest || !slash[1] ||
         (size_t)(slash - rest) >= 32)

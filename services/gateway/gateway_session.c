@@ -239,6 +239,24 @@ bool gw_sessions_find(gw_sessions_t *self, const char *sid, char agency[GW_AGENC
     return s != NULL;
 }
 
+bool gw_sessions_alive(gw_sessions_t *self, const char *sid, const char *agency, int *hint)
+{
+    pthread_mutex_lock(&self->lock);
+    const s_session_t *s = NULL;
+    if (*hint >= 0 && *hint < S_MAX_SESSIONS) {
+        const s_session_t *at = &self->sessions[*hint];
+        if (at->expires_ms > nrm_now_ms() && gw_equal_secret(at->sid, sid))
+            s = at;
+    }
+    if (!s) {
+        s = s_find(self, sid);
+        *hint = s ? (int)(s - self->sessions) : -1;
+    }
+    bool alive = s && strcmp(s->agency, agency) == 0;
+    pthread_mutex_unlock(&self->lock);
+    return alive;
+}
+
 void gw_sessions_end(gw_sessions_t *self, const char *sid)
 {
     pthread_mutex_lock(&self->lock);

@@ -43,6 +43,11 @@ gw_login_t gw_sessions_login(gw_sessions_t *self, nrm_config_t *config, const ch
 bool gw_sessions_find(gw_sessions_t *self, const char *sid, char agency[GW_AGENCY_MAX],
                       char csrf[GW_TOKEN_TXT]);
 
+/* True while sid is a live session of agency (not signed out, not expired). *hint is the
+ * caller's, -1 at first: where the session was last found, so that a caller asking again and
+ * again (an event stream) costs one comparison while the session stays where it is. */
+bool gw_sessions_alive(gw_sessions_t *self, const char *sid, const char *agency, int *hint);
+
 /* Ends the session sid (nothing when unknown). */
 void gw_sessions_end(gw_sessions_t *self, const char *sid);
 

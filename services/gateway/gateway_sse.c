@@ -3,6 +3,7 @@
 #include "gateway_api.h"
 #include "gateway_http.h"
 #include "gateway_metrics.h"
+#include "gateway_session.h"
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_event.h"
@@ -12,6 +13,7 @@
 #include "nrm_time.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,7 +217,9 @@ void gw_hub_destroy(gw_hub_t **self_p)
 typedef struct {
     gw_t *gw;
     gw_hub_t *hub;
-    char agency[128];
+    char sid[GW_TOKEN_TXT]; /* the session the stream was opened in: it must stay live */
+    int session_hint;       /* for gw_sessions_alive */
+    char agency[GW_AGENCY_MAX];
     char *prefix_text;                        /* the topics parameter, split in place */
     const char *prefixes[S_MAX_PREFIXES + 1]; /* NULL-terminated; [0] NULL for all */
     int64_t pos[GW_MAX_SERVICES];             /* last seq sent or passed over; -1 unknown */
@@ -366,11 +370,30 @@ static void s_wait(s_client_t *c)
     pthread_mutex_unlock(&hub->lock);
 }
 
-/* libmicrohttpd's content reader: blocks (this connection's thread) until there is something. */
+/* True while the client's session is live and its agency an event reader under the
+ * configuration in force; logs why not (once: the stream then ends). */
+static bool s_still_allowed(s_client_t *c)
+{
+    nrm_config_t *config = c->gw->config;
+    const char *why = NULL;
+    if (!gw_sessions_alive(c->gw->sessions, c->sid, c->agency, &c->session_hint))
+        why = "the session ended (signed out or expired)";
+    else if (!nrm_authz_event_reader(config, c->agency, nrm_config_agency_type(config, c->agency)))
+        why = "the agency is no longer an event reader";
+    if (why)
+        nrm_log_info("SSE stream ended", "{s:s}", "why", why);
+    return why == NULL;
+}
+
+/* libmicrohttpd's content reader: blocks (this connection's thread) until there is something.
+ * The session and the agency's right to read events are checked again before anything is
+ * given out and after each wait, so a stream ends within a poll of either ending. */
 static ssize_t s_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     s_client_t *c = cls;
+    if (!s_still_allowed(c))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     while (c->out_sent == c->out_len) {
         c->out_len = c->out_sent = 0;
         if (c->end || c->failed || c->hub->stop)
@@ -382,6 +405,8 @@ static ssize_t s_read(void *cls, uint64_t pos, char *buf, size_t max)
             break;
         }
         s_wait(c);
+        if (!s_still_allowed(c))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     if (c->out_sent == c->out_len)
         return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -402,6 +427,7 @@ static void s_free(void *cls)
 {
     s_client_t *c = cls;
     gw_metrics_sse(c->gw->metrics, -1, c->sent);
+    sodium_memzero(c->sid, sizeof c->sid);
     free(c->prefix_text);
     free(c->out);
     free(c);
@@ -443,7 +469,8 @@ static void s_topics(s_client_t *c, const char *topics)
     c->prefixes[n] = NULL;
 }
 
-enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *agency)
+enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *sid,
+                            const char *agency)
 {
     const char *type = nrm_config_agency_type(gw->config, agency);
     if (!gw->hub || !nrm_authz_event_reader(gw->config, agency, type))
@@ -455,6 +482,8 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *a
     s_client_t *c = nrm_xcalloc(1, sizeof *c);
     c->gw = gw;
     c->hub = gw->hub;
+    snprintf(c->sid, sizeof c->sid, "%s", sid ? sid : "");
+    c->session_hint = -1;
     snprintf(c->agency, sizeof c->agency, "%s", agency);
     s_topics(c, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "topics"));
     pthread_mutex_lock(&gw->hub->lock);

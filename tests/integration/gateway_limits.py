@@ -1,22 +1,27 @@
 #!/usr/bin/python3
 """Drives a running nrm-gateway started with short limits, one behaviour per check ("ok - ...").
 
-Usage: gateway_limits.py BASE_URL CONFIG. The gateway at BASE_URL (a loopback address) was
-started from CONFIG with gateway.connection_timeout_s 2, max_connections_per_ip 8 and
-max_sse_clients 4. Every agency signs in with the token "token-<id>". Other source addresses of the loopback network
-(127.0.0.x) stand for other machines."""
+Usage: gateway_limits.py BASE_URL CONFIG PID. The gateway at BASE_URL (a loopback address) was
+started from CONFIG with gateway.connection_timeout_s 2, max_connections_per_ip 8,
+max_sse_clients 4 and session_ttl_s 20; PID is its process (sent SIGHUP after CONFIG is
+rewritten). Every agency signs in with the token "token-<id>". Other source addresses of the
+loopback network (127.0.0.x) stand for other machines."""
 import http.client
 import json
+import os
+import shutil
+import signal
 import socket
 import sys
 import threading
 import time
 import urllib.parse
 
-BASE, CONFIG = sys.argv[1], sys.argv[2]
+BASE, CONFIG, PID = sys.argv[1], sys.argv[2], int(sys.argv[3])
 URL = urllib.parse.urlparse(BASE)
 TIMEOUT_S = 2     # gateway.connection_timeout_s
 PER_IP = 8        # gateway.max_connections_per_ip
+TTL_S = 20        # gateway.session_ttl_s
 HEARTBEAT_S = 15  # GW_SSE_HEARTBEAT_S
 LIMIT = 5         # GW_LOGIN_FAILURES
 FAILED = 0
@@ -146,15 +151,28 @@ class Stream:
         self.sock.close()
 
 
+def opened(stream):
+    return b": connected" in stream.text() or stream.closed_at is not None
+
+
 def ended(stream):
     return stream.closed_at is not None
 
 
+def reload(config):
+    """Writes config over CONFIG and sends the gateway SIGHUP."""
+    with open(CONFIG + ".tmp", "w") as f:
+        json.dump(config, f)
+    os.replace(CONFIG + ".tmp", CONFIG)
+    os.kill(PID, signal.SIGHUP)
+
+
 config = json.load(open(CONFIG))
+shutil.copy(CONFIG, CONFIG + ".orig")
 logins = [login["agency_id"] for login in config["gateway"]["logins"]]
 
-# --- an event stream outlives the connection timeout ----------------------------------------
-# (opened first: the other checks run while it waits for its heartbeat)
+# --- an event stream outlives the connection timeout, and its session ----------------------
+# (opened first: the other checks run while it waits for its heartbeat and its session's end)
 long_session = Session("coordinator", src="127.0.0.5")
 long_stream = Stream(long_session, src="127.0.0.5")
 
@@ -236,12 +254,58 @@ check("16 sign-ins at once for 16 agencies: some are checked (401), the others a
 check("... and every 503 says Retry-After: 1", busy and all(h.get("retry-after") == "1"
                                                            for h in busy))
 
-# --- the first stream: past the connection timeout -----------------------------------------
-long_stream.wait(lambda s: b": heartbeat" in s.text() or ended(s),
-                 HEARTBEAT_S + 5 - (time.time() - long_stream.opened))
+# --- an event stream ends with its session -------------------------------------------------
+session = Session("coordinator", src="127.0.0.6")
+stream = Stream(session, src="127.0.0.6")
+stream.wait(opened, 5)
+time.sleep(1)
+open_before = not ended(stream)
+signed_out, _, _ = request("DELETE", "/api/v1/session", cookie=session.cookie,
+                           headers={"X-CSRF-Token": session.csrf}, src="127.0.0.6")
+start = time.time()
+stream.wait(ended, 10)
+check("an open event stream ends when its session signs out (within 3 s)",
+      open_before and signed_out == 200 and ended(stream) and stream.closed_at - start <= 3)
+stream.close()
+
+# --- the first stream: past the connection timeout, ended with its session -----------------
+long_stream.wait(ended, TTL_S + 10 - (time.time() - long_stream.opened))
 beats = [t - long_stream.opened for t, d in long_stream.chunks if b": heartbeat" in d]
 check("an event stream outlives connection_timeout_s: its heartbeat arrives after %d s"
-      % HEARTBEAT_S, beats and beats[0] >= HEARTBEAT_S - 1 and not ended(long_stream))
+      % HEARTBEAT_S, beats and beats[0] >= HEARTBEAT_S - 1)
+check("... and it ends once its session expires (session_ttl_s 20, within 3 s)",
+      ended(long_stream) and TTL_S - 1 <= long_stream.closed_at - long_stream.opened <= TTL_S + 3)
 long_stream.close()
+# --- an event stream ends when a reload takes event reading from its agency ---------------
+session = Session("coordinator", src="127.0.0.7")
+stream = Stream(session, src="127.0.0.7")
+stream.wait(opened, 5)
+time.sleep(1)
+open_before = not ended(stream)
+readers_taken = json.loads(json.dumps(config))
+readers_taken.setdefault("security", {})["event_readers"] = {"agency_types": ["NGO"]}
+reload(readers_taken)
+start = time.time()
+stream.wait(ended, 10)
+check("an open event stream ends when a reload (SIGHUP) takes event reading from its agency "
+      "(within 3 s)", open_before and ended(stream) and stream.closed_at - start <= 3)
+stream.close()
+shutil.copy(CONFIG + ".orig", CONFIG)
+os.kill(PID, signal.SIGHUP)
+
+
+def readable_again():
+    s = Stream(session, src="127.0.0.7")
+    s.wait(opened, 5)
+    s.close()
+    return b"200 OK" in s.text()
+
+
+deadline = time.time() + 10
+while time.time() < deadline and not readable_again():
+    time.sleep(0.3)
+check("... and the reload that gives it back lets it open a stream again", readable_again())
+
+os.remove(CONFIG + ".orig")
 
 sys.exit(1 if FAILED else 0)

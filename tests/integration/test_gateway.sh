@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP gateway against real services: only the gateway's key may speak on behalf of an
 # agency; sign-in, CSRF, the JSON API, SSE resume, /metrics and static files (driven by
-# tests/integration/gateway_driver.py, one behaviour per check); the configuration refused by
-# field; the limits of a gateway started with short ones (tests/integration/gateway_limits.py).
+# tests/integration/gateway_driver.py, one behaviour per check).
 #
 # Run by CTest with NRM_TEST_PGHOST, NRM_TEST_PGPORT, NRM_BUILD_DIR and NRM_SOURCE_DIR.
 # Creates the database t_gateway; the rest lives in a temporary directory removed at exit.
@@ -167,13 +166,13 @@ check "an unknown gateway setting is refused at start, naming it" \
 check "a negative gateway.connection_timeout_s is refused at start, naming the field" \
   refused_field '.gateway.connection_timeout_s = -1' gateway.connection_timeout_s
 
-# --- limits: idle connections, one address, sign-ins at once -------------------------------
+# --- limits: idle connections, one address, sign-ins at once, streams that lose their right ---
 # a gateway of its own, with short limits (tests/integration/gateway_limits.py)
 LIMITS_PORT=$(free_port)
 LIMITS_BASE="http://127.0.0.1:$LIMITS_PORT"
 jq --arg http "127.0.0.1:$LIMITS_PORT" '.services.gateway.http = $http
   | .gateway.connection_timeout_s = 2 | .gateway.max_connections_per_ip = 8
-  | .gateway.max_sse_clients = 4' "$WORK/config.json" >"$WORK/limits.json"
+  | .gateway.max_sse_clients = 4 | .gateway.session_ttl_s = 20' "$WORK/config.json" >"$WORK/limits.json"
 "$GATEWAY" --config "$WORK/limits.json" 2>>"$WORK/gateway-limits.log" &
 PIDS[12]=$!
 deadline=$((SECONDS + START_TIMEOUT_S))
@@ -183,7 +182,7 @@ until curl -sf "$LIMITS_BASE/healthz" >/dev/null 2>&1 ||
 done
 RC=0
 /usr/bin/python3 "$NRM_SOURCE_DIR/tests/integration/gateway_limits.py" "$LIMITS_BASE" \
-  "$WORK/limits.json" >"$WORK/limits.out" 2>&1 || RC=$?
+  "$WORK/limits.json" "${PIDS[12]}" >"$WORK/limits.out" 2>&1 || RC=$?
 cat "$WORK/limits.out"
 PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/limits.out" || true)))
 FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/limits.out" || true)))
