@@ -282,13 +282,16 @@ static void s_take(s_client_t *c, int i, int64_t seq, const char *topic, const c
 }
 
 /* Catches stream i of the client up from the service (Fetch as the agency), outside the lock.
- * Returns false when the service refuses or does not answer (the connection then ends). */
+ * Returns false when the service refuses or does not answer, or when its answer does not move
+ * the position (it lacks the next event, or the event cannot be written): the connection then
+ * ends, since asking again would get the same answer at once, forever. */
 static bool s_fetch(s_client_t *c, int i, int budget)
 {
     const gw_service_t *svc = c->hub->streams[i].service;
+    int64_t from = c->pos[i];
     Nrm__V1__Fetch fetch = NRM__V1__FETCH__INIT;
     fetch.stream = (char *)svc->name;
-    fetch.from_seq = c->pos[i] + 1;
+    fetch.from_seq = from + 1;
     fetch.max = budget < S_FETCH_MAX ? budget : S_FETCH_MAX;
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
     req.body_case = NRM__V1__REQUEST__BODY_FETCH;
@@ -309,6 +312,12 @@ static bool s_fetch(s_client_t *c, int i, int budget)
     if (!ok)
         nrm_log_warn("SSE catch-up refused", "{s:s, s:s}", "stream", svc->name, "status",
                      reply ? nrm_status_name(reply->status) : "UNAVAILABLE");
+    else if (c->pos[i] == from) {
+        nrm_log_warn("SSE catch-up stuck: the service gave no usable event at the position",
+                     "{s:s, s:I, s:I}", "stream", svc->name, "seq", (json_int_t)(from + 1), "head",
+                     (json_int_t)reply->fetch_result->head);
+        ok = false;
+    }
     if (reply)
         nrm__v1__reply__free_unpacked(reply, NULL);
     return ok;

@@ -187,6 +187,31 @@ cat "$WORK/limits.out"
 PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/limits.out" || true)))
 FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/limits.out" || true)))
 check "the limits driver ran to its end" [ "$RC" -eq 0 ]
+
+# --- a catch-up that cannot move on ends the stream ---------------------------------------
+# intake's stream loses its first event; a stream resuming from intake:0 gets, from Fetch, the
+# events after it but never it
+pg() {
+  psql -X -A -t -h "$NRM_TEST_PGHOST" -p "$NRM_TEST_PGPORT" -U postgres -d "$DB" -c "$1"
+}
+fetches_from_1() {
+  pg "SELECT count(*) FROM intake.audit_log WHERE kind = 'fetch' AND subject_id = 'intake@1'"
+}
+sign_in "$LIMITS_BASE" coordinator token-coordinator >/dev/null
+STUCK_COOKIE=$(cookie_of_headers)
+pg "DELETE FROM intake.outbox WHERE seq = 1" >/dev/null
+fetches_before=$(fetches_from_1)
+started=$SECONDS
+curl -s -N -m 20 -b "nrm_session=$STUCK_COOKIE" -H 'Last-Event-ID: intake:0' \
+  "$LIMITS_BASE/api/v1/events" >"$WORK/stuck.out" 2>/dev/null || true
+stuck_s=$((SECONDS - started))
+check "a stream whose catch-up Fetch does not give the next event ends (within 5 s)" \
+  [ "$stuck_s" -le 5 -a -n "$(grep ': connected' "$WORK/stuck.out")" ]
+check "... having asked the service once, not again and again" \
+  [ $(($(fetches_from_1) - fetches_before)) -eq 1 ]
+check "... and the gateway logs where it is stuck (stream and seq only)" \
+  grep -q '"msg":"SSE catch-up stuck: the service gave no usable event at the position","stream":"intake","seq":1,"head":' \
+  "$WORK/gateway-limits.log"
 kill -TERM "${PIDS[12]}"
 RC=0
 wait "${PIDS[12]}" || RC=$?
