@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include "nrm_auth.h"
 #include "nrm_config.h"
+#include "gateway_settings.h"
 
 #define GW_NAME "gateway"
 #define GW_MAX_SERVICES 16
@@ -44,7 +45,7 @@ typedef struct {
     gw_sessions_t *sessions;
     gw_metrics_t *metrics;
     gw_hub_t *hub;
-    int64_t max_sse_clients;
+    gw_settings_t settings; /* read at start (a reload checks, never applies, them) */
 } gw_t;
 
 /* The configured service called name, or NULL. */

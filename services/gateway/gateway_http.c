@@ -18,7 +18,8 @@
 #define S_API_PREFIX "/api/v1/"
 #define S_COOKIE "nrm_session"
 #define S_CSP "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-#define S_CONNECTION_TIMEOUT_S 0 /* SSE streams stay open; others end with their answer */
+#define S_SIGN_IN_RETRY_AFTER_S "1" /* seconds, when too many tokens are being checked */
+#define S_EXTRA_CONNECTIONS 64      /* connections beyond the event streams: pages, API, metrics */
 
 /* One request being received: its body so far and when it started. */
 typedef struct {
@@ -37,20 +38,36 @@ void gw_http_secure_headers(struct MHD_Response *response)
     MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
 }
 
-enum MHD_Result gw_http_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+/* A JSON response of body (taken; NULL for {}) with the common headers, or NULL. The caller
+ * queues it with s_queue. */
+static struct MHD_Response *s_json_response(json_t *body)
 {
     char *text = json_dumps(body ? body : json_object(), JSON_COMPACT);
     json_decref(body);
     if (!text)
-        return MHD_NO;
+        return NULL;
     struct MHD_Response *response =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(response, "Content-Type", "application/json");
     MHD_add_response_header(response, "Cache-Control", "no-store");
     gw_http_secure_headers(response);
+    return response;
+}
+
+/* Queues response (taken; NULL answers nothing) with status. */
+static enum MHD_Result s_queue(struct MHD_Connection *conn, unsigned status,
+                               struct MHD_Response *response)
+{
+    if (!response)
+        return MHD_NO;
     enum MHD_Result rc = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     return rc;
+}
+
+enum MHD_Result gw_http_json(struct MHD_Connection *conn, unsigned status, json_t *body)
+{
+    return s_queue(conn, status, s_json_response(body));
 }
 
 static enum MHD_Result s_error(struct MHD_Connection *conn, unsigned status, const char *message)
@@ -72,6 +89,25 @@ static json_t *s_session_body(gw_t *gw, const char *agency, const char *csrf)
                      "csrfToken", csrf);
 }
 
+/* The answer to a refused sign-in: 401, 429 for an agency over its limit, 503 with Retry-After
+ * while as many tokens as allowed are being checked. */
+static enum MHD_Result s_sign_in_refused(struct MHD_Connection *conn, gw_login_t outcome)
+{
+    const char *reason = outcome == GW_LOGIN_LIMITED ? "too many attempts"
+                         : outcome == GW_LOGIN_BUSY  ? "too many sign-ins at once"
+                                                     : "wrong agency or token";
+    nrm_log_warn("sign-in refused", "{s:s}", "reason", reason);
+    if (outcome == GW_LOGIN_LIMITED)
+        return s_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many attempts, wait a minute");
+    if (outcome != GW_LOGIN_BUSY)
+        return s_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong agency or token");
+    struct MHD_Response *response = s_json_response(
+        json_pack("{s:s}", "error", "too many sign-ins at once, try again in a second"));
+    if (response)
+        MHD_add_response_header(response, "Retry-After", S_SIGN_IN_RETRY_AFTER_S);
+    return s_queue(conn, MHD_HTTP_SERVICE_UNAVAILABLE, response);
+}
+
 /* POST /api/v1/session {"agencyId", "token"}: signs in. */
 static enum MHD_Result s_sign_in(gw_t *gw, struct MHD_Connection *conn, const s_pending_t *p)
 {
@@ -86,31 +122,19 @@ static enum MHD_Result s_sign_in(gw_t *gw, struct MHD_Connection *conn, const s_
     char sid[GW_TOKEN_TXT], csrf[GW_TOKEN_TXT];
     gw_login_t outcome = gw_sessions_login(gw->sessions, gw->config, agency, token, sid, csrf);
     if (outcome != GW_LOGIN_OK) {
-        nrm_log_warn("sign-in refused", "{s:s}", "reason",
-                     outcome == GW_LOGIN_LIMITED ? "too many attempts" : "wrong agency or token");
         json_decref(in);
-        return outcome == GW_LOGIN_LIMITED
-                   ? s_error(conn, MHD_HTTP_TOO_MANY_REQUESTS, "too many attempts, wait a minute")
-                   : s_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong agency or token");
+        return s_sign_in_refused(conn, outcome);
     }
     nrm_log_info("signed in", "{s:s}", "agency",
                  nrm_config_agency(gw->config, agency) ? agency : "unlisted");
-    json_t *body = s_session_body(gw, agency, csrf);
+    struct MHD_Response *response = s_json_response(s_session_body(gw, agency, csrf));
     json_decref(in);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     char cookie[256];
     snprintf(cookie, sizeof cookie, S_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/%s", sid,
              gw->tls ? "; Secure" : "");
-    MHD_add_response_header(response, "Set-Cookie", cookie);
-    MHD_add_response_header(response, "Content-Type", "application/json");
-    MHD_add_response_header(response, "Cache-Control", "no-store");
-    gw_http_secure_headers(response);
-    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
-    MHD_destroy_response(response);
-    return rc;
+    if (response)
+        MHD_add_response_header(response, "Set-Cookie", cookie);
+    return s_queue(conn, MHD_HTTP_OK, response);
 }
 
 /* DELETE /api/v1/session: signs out (the cookie is cleared). */
@@ -194,7 +218,8 @@ static enum MHD_Result s_api(gw_t *gw, struct MHD_Connection *conn, const char *
     if (strcmp(rest, "events") == 0) {
         if (strcmp(method, "GET") != 0)
             return s_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "GET");
-        return gw_sse_open(gw, conn, agency);
+        return gw_sse_open(gw, conn, MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, S_COOKIE),
+                           agency);
     }
     if (!slash || strchr(slash + 1, '/') || slash == rest || !slash[1] ||
         (size_t)(slash - rest) >= 32)
@@ -343,6 +368,39 @@ static int s_parse_address(const char *text, struct sockaddr_storage *addr)
     return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -1;
 }
 
+/* The connections one address may hold at once (0: no limit): the configured number, else none
+ * on a loopback listen address (only this host reaches it: a reverse proxy, the local runner)
+ * and GW_DEFAULT_MAX_CONNECTIONS_PER_IP elsewhere. */
+static unsigned s_per_ip_limit(const gw_t *gw, bool loopback)
+{
+    if (gw->settings.max_connections_per_ip > 0)
+        return (unsigned)gw->settings.max_connections_per_ip;
+    return loopback ? 0 : GW_DEFAULT_MAX_CONNECTIONS_PER_IP;
+}
+
+/* Starts libmicrohttpd on addr with the limits of gw->settings; cert and key (PEM, borrowed for
+ * the call) when both are given. Returns the daemon, or NULL. */
+static struct MHD_Daemon *s_start_daemon(gw_t *gw, const struct sockaddr_storage *addr,
+                                         const char *cert, const char *key)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG | (addr->ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                     (cert && key ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert},
+                                   {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key},
+                                   {MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem plain[] = {{MHD_OPTION_END, 0, NULL}};
+    /* every connection is closed once idle for connection_timeout_s (a request that never
+     * completes too); an event stream lifts it for itself (gw_sse_open) */
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED,
+        s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(gw->settings.max_sse_clients + S_EXTRA_CONNECTIONS),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gw->settings.connection_timeout_s,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, s_per_ip_limit(gw, s_loopback(addr)), MHD_OPTION_ARRAY,
+        cert && key ? tls : plain, MHD_OPTION_END);
+}
+
 struct MHD_Daemon *gw_http_start(gw_t *gw)
 {
     const char *http = nrm_config_string(gw->config, "services.gateway.http", S_DEFAULT_HTTP);
@@ -361,35 +419,27 @@ struct MHD_Daemon *gw_http_start(gw_t *gw)
                       "{s:s}", "http", http);
         return NULL;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *daemon = NULL;
     if (gw->tls) {
         char *cert = s_read_file(cert_file), *key = s_read_file(key_file);
-        if (!cert || !key) {
+        if (!cert || !key)
             nrm_log_error("cannot read the TLS certificate or key", "{s:s, s:s}", "cert", cert_file,
                           "key", key_file);
-        } else {
-            daemon = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, s_handle, gw,
-                                      MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_HTTPS_MEM_CERT, cert,
-                                      MHD_OPTION_HTTPS_MEM_KEY, key, MHD_OPTION_NOTIFY_COMPLETED,
-                                      s_completed, gw, MHD_OPTION_CONNECTION_LIMIT,
-                                      (unsigned)(gw->max_sse_clients + 64), MHD_OPTION_END);
-        }
+        else
+            daemon = s_start_daemon(gw, &addr, cert, key);
         free(cert);
         if (key) {
             memset(key, 0, strlen(key));
             free(key);
         }
     } else {
-        daemon = MHD_start_daemon(flags, 0, NULL, NULL, s_handle, gw, MHD_OPTION_SOCK_ADDR, &addr,
-                                  MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)(gw->max_sse_clients + 64),
-                                  MHD_OPTION_END);
+        daemon = s_start_daemon(gw, &addr, NULL, NULL);
     }
     if (!daemon)
         nrm_log_error("cannot start HTTP", "{s:s}", "http", http);
     else
-        nrm_log_info("HTTP listening", "{s:s, s:b}", "http", http, "tls", gw->tls);
+        nrm_log_info("HTTP listening", "{s:s, s:b, s:i, s:i}", "http", http, "tls", gw->tls,
+                     "connection_timeout_s", (int)gw->settings.connection_timeout_s,
+                     "max_connections_per_ip", (int)s_per_ip_limit(gw, s_loopback(&addr)));
     return daemon;
 }

@@ -3,6 +3,7 @@
 #include "gateway_api.h"
 #include "gateway_http.h"
 #include "gateway_metrics.h"
+#include "gateway_session.h"
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
 #include "nrm_event.h"
@@ -12,6 +13,7 @@
 #include "nrm_time.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,7 +217,9 @@ void gw_hub_destroy(gw_hub_t **self_p)
 typedef struct {
     gw_t *gw;
     gw_hub_t *hub;
-    char agency[128];
+    char sid[GW_TOKEN_TXT]; /* the session the stream was opened in: it must stay live */
+    int session_hint;       /* for gw_sessions_alive */
+    char agency[GW_AGENCY_MAX];
     char *prefix_text;                        /* the topics parameter, split in place */
     const char *prefixes[S_MAX_PREFIXES + 1]; /* NULL-terminated; [0] NULL for all */
     int64_t pos[GW_MAX_SERVICES];             /* last seq sent or passed over; -1 unknown */
@@ -278,13 +282,16 @@ static void s_take(s_client_t *c, int i, int64_t seq, const char *topic, const c
 }
 
 /* Catches stream i of the client up from the service (Fetch as the agency), outside the lock.
- * Returns false when the service refuses or does not answer (the connection then ends). */
+ * Returns false when the service refuses or does not answer, or when its answer does not move
+ * the position (it lacks the next event, or the event cannot be written): the connection then
+ * ends, since asking again would get the same answer at once, forever. */
 static bool s_fetch(s_client_t *c, int i, int budget)
 {
     const gw_service_t *svc = c->hub->streams[i].service;
+    int64_t from = c->pos[i];
     Nrm__V1__Fetch fetch = NRM__V1__FETCH__INIT;
     fetch.stream = (char *)svc->name;
-    fetch.from_seq = c->pos[i] + 1;
+    fetch.from_seq = from + 1;
     fetch.max = budget < S_FETCH_MAX ? budget : S_FETCH_MAX;
     Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
     req.body_case = NRM__V1__REQUEST__BODY_FETCH;
@@ -305,6 +312,12 @@ static bool s_fetch(s_client_t *c, int i, int budget)
     if (!ok)
         nrm_log_warn("SSE catch-up refused", "{s:s, s:s}", "stream", svc->name, "status",
                      reply ? nrm_status_name(reply->status) : "UNAVAILABLE");
+    else if (c->pos[i] == from) {
+        nrm_log_warn("SSE catch-up stuck: the service gave no usable event at the position",
+                     "{s:s, s:I, s:I}", "stream", svc->name, "seq", (json_int_t)(from + 1), "head",
+                     (json_int_t)reply->fetch_result->head);
+        ok = false;
+    }
     if (reply)
         nrm__v1__reply__free_unpacked(reply, NULL);
     return ok;
@@ -366,11 +379,30 @@ static void s_wait(s_client_t *c)
     pthread_mutex_unlock(&hub->lock);
 }
 
-/* libmicrohttpd's content reader: blocks (this connection's thread) until there is something. */
+/* True while the client's session is live and its agency an event reader under the
+ * configuration in force; logs why not (once: the stream then ends). */
+static bool s_still_allowed(s_client_t *c)
+{
+    nrm_config_t *config = c->gw->config;
+    const char *why = NULL;
+    if (!gw_sessions_alive(c->gw->sessions, c->sid, c->agency, &c->session_hint))
+        why = "the session ended (signed out or expired)";
+    else if (!nrm_authz_event_reader(config, c->agency, nrm_config_agency_type(config, c->agency)))
+        why = "the agency is no longer an event reader";
+    if (why)
+        nrm_log_info("SSE stream ended", "{s:s}", "why", why);
+    return why == NULL;
+}
+
+/* libmicrohttpd's content reader: blocks (this connection's thread) until there is something.
+ * The session and the agency's right to read events are checked again before anything is
+ * given out and after each wait, so a stream ends within a poll of either ending. */
 static ssize_t s_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     s_client_t *c = cls;
+    if (!s_still_allowed(c))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     while (c->out_sent == c->out_len) {
         c->out_len = c->out_sent = 0;
         if (c->end || c->failed || c->hub->stop)
@@ -382,6 +414,8 @@ static ssize_t s_read(void *cls, uint64_t pos, char *buf, size_t max)
             break;
         }
         s_wait(c);
+        if (!s_still_allowed(c))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     if (c->out_sent == c->out_len)
         return MHD_CONTENT_READER_END_WITH_ERROR;
@@ -402,6 +436,7 @@ static void s_free(void *cls)
 {
     s_client_t *c = cls;
     gw_metrics_sse(c->gw->metrics, -1, c->sent);
+    sodium_memzero(c->sid, sizeof c->sid);
     free(c->prefix_text);
     free(c->out);
     free(c);
@@ -443,18 +478,21 @@ static void s_topics(s_client_t *c, const char *topics)
     c->prefixes[n] = NULL;
 }
 
-enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *agency)
+enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *sid,
+                            const char *agency)
 {
     const char *type = nrm_config_agency_type(gw->config, agency);
     if (!gw->hub || !nrm_authz_event_reader(gw->config, agency, type))
         return gw_http_json(conn, MHD_HTTP_FORBIDDEN,
                             json_pack("{s:s}", "error", "this agency may not read event streams"));
-    if (gw_metrics_sse_clients(gw->metrics) >= gw->max_sse_clients)
+    if (gw_metrics_sse_clients(gw->metrics) >= gw->settings.max_sse_clients)
         return gw_http_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                             json_pack("{s:s}", "error", "too many event streams open"));
     s_client_t *c = nrm_xcalloc(1, sizeof *c);
     c->gw = gw;
     c->hub = gw->hub;
+    snprintf(c->sid, sizeof c->sid, "%s", sid ? sid : "");
+    c->session_hint = -1;
     snprintf(c->agency, sizeof c->agency, "%s", agency);
     s_topics(c, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "topics"));
     pthread_mutex_lock(&gw->hub->lock);
@@ -477,6 +515,9 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *a
     MHD_add_response_header(response, "Cache-Control", "no-store");
     MHD_add_response_header(response, "X-Accel-Buffering", "no");
     gw_http_secure_headers(response);
+    /* a stream is idle between events by design: the connection timeout does not apply to it;
+     * the heartbeat's write finds a peer that has gone */
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
     enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_OK, response);
     MHD_destroy_response(response);
     return rc;

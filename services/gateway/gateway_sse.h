@@ -31,8 +31,10 @@ void gw_hub_halt(gw_hub_t *self);
 /* Halts and frees the hub, sets *self to NULL: after the HTTP daemon has stopped. Safe on NULL. */
 void gw_hub_destroy(gw_hub_t **self);
 
-/* Answers GET /api/v1/events for the signed-in agency: 403 unless it is an event reader, 503
- * when max_sse_clients are connected, else the stream. */
-enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *agency);
+/* Answers GET /api/v1/events for agency, signed in as session sid (copied): 403 unless it is an
+ * event reader, 503 when max_sse_clients are connected, else the stream, which ends once the
+ * session ends or the agency stops being an event reader (a reload). */
+enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *sid,
+                            const char *agency);
 
 #endif

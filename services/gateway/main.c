@@ -8,6 +8,7 @@
 #include "gateway_http.h"
 #include "gateway_metrics.h"
 #include "gateway_session.h"
+#include "gateway_settings.h"
 #include "gateway_sse.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
@@ -17,8 +18,6 @@
 #include <pthread.h>
 #include <unistd.h>
 
-#define S_DEFAULT_TTL_S (8 * 3600)
-#define S_DEFAULT_MAX_SSE 100
 #define S_EXIT_USAGE 2
 #define S_EXIT_FAILURE 1
 #ifndef NRM_GATEWAY_WWW
@@ -35,8 +34,8 @@ const gw_service_t *gw_service(const gw_t *gw, const char *name)
 
 /* SIGHUP: reads the configuration file again. The new one is in force for every request that
  * starts after (sign-ins and their tokens, agencies, regions, event readers); the services,
- * their keys, the HTTP address and TLS stay as they were at start. A file that cannot be read
- * keeps the old configuration. */
+ * their keys, the HTTP address, TLS and the numbers of gw->settings stay as they were at start.
+ * A file that cannot be read, or whose gateway section is refused, keeps the old one. */
 static void s_reload(gw_t *gw)
 {
     nrm_error_t err;
@@ -45,6 +44,13 @@ static void s_reload(gw_t *gw)
     nrm_config_t *fresh = nrm_config_load(nrm_config_path(old), &err);
     if (!fresh) {
         nrm_log_error("configuration reload refused", "{s:s}", "message", err.message);
+        return;
+    }
+    gw_settings_t checked;
+    if (gw_settings_read(fresh, &checked) != 0) {
+        nrm_log_error("configuration reload refused", "{s:s}", "message",
+                      "the gateway section is refused (logged above)");
+        nrm_config_destroy(&fresh);
         return;
     }
     gw->retired = nrm_xrealloc(gw->retired, (gw->n_retired + 1) * sizeof *gw->retired);
@@ -117,7 +123,8 @@ static int s_configure(gw_t *gw, int argc, char **argv)
     }
     snprintf(gw->www, sizeof gw->www, "%s",
              nrm_config_string(gw->config, "services.gateway.www", NRM_GATEWAY_WWW));
-    gw->max_sse_clients = nrm_config_int(gw->config, "gateway.max_sse_clients", S_DEFAULT_MAX_SSE);
+    if (gw_settings_read(gw->config, &gw->settings) != 0)
+        return S_EXIT_USAGE;
     return s_find_services(gw) == 0 ? 0 : S_EXIT_USAGE;
 }
 
@@ -136,8 +143,7 @@ int main(int argc, char **argv)
     int rc = s_configure(&gw, argc, argv);
     struct MHD_Daemon *daemon = NULL;
     if (rc == 0) {
-        gw.sessions =
-            gw_sessions_new(nrm_config_int(gw.config, "gateway.session_ttl_s", S_DEFAULT_TTL_S));
+        gw.sessions = gw_sessions_new(gw.settings.session_ttl_s);
         gw.metrics = gw_metrics_new();
         gw.hub = gw.sessions && gw.metrics ? gw_hub_start(&gw) : NULL;
         daemon = gw.hub ? gw_http_start(&gw) : NULL;

@@ -134,7 +134,89 @@ check "... a session opened before the reload goes on (200)" \
 check "... the coordinator's new token signs in (200)" [ "$(sign_in "$BASE" coordinator token-rotated)" = 200 ]
 check "... and its old token no longer does (401)" [ "$(sign_in "$BASE" coordinator token-coordinator)" = 401 ]
 check "... and the gateway is still running" kill -0 "${PIDS[9]}"
+# a file whose gateway section is refused keeps the configuration in force
+jq '.gateway.session_ttl_s = "a day" | .regions += [{code: "ZZ-98", name: "Refused region"}]' \
+  "$WORK/config.json" >"$WORK/config.tmp" && mv "$WORK/config.tmp" "$WORK/config.json"
+kill -HUP "${PIDS[9]}"
+deadline=$((SECONDS + 10))
+until grep -q '"msg":"configuration reload refused"' "$WORK/gateway.log" || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+check "a SIGHUP whose gateway section is refused logs the field (gateway.session_ttl_s)" \
+  grep -q '"msg":"gateway configuration refused","field":"gateway.session_ttl_s"' "$WORK/gateway.log"
+check "... and changes nothing: no new region, the rotated token still signs in (200)" \
+  [ -z "$(regions_of "$BASE" "$POLICE_COOKIE" | grep -x ZZ-98)" -a "$(sign_in "$BASE" coordinator token-rotated)" = 200 ]
 mv "$WORK/config.before-reload.json" "$WORK/config.json"
+
+# --- a gateway section that does not read as GatewaySettings is refused at start -------------
+# refused_field FILTER FIELD: the gateway started from the configuration filtered by jq FILTER
+# exits 2, naming FIELD
+refused_field() {
+  jq "$1" "$WORK/config.json" >"$WORK/bad.json"
+  RC=0
+  timeout 20 "$GATEWAY" --config "$WORK/bad.json" >"$WORK/out" 2>"$WORK/err" || RC=$?
+  [ "$RC" -eq 2 ] && grep -q "\"msg\":\"gateway configuration refused\",\"field\":\"$2\"" "$WORK/err"
+}
+check "a negative gateway.max_sse_clients is refused at start, naming the field" \
+  refused_field '.gateway.max_sse_clients = -1' gateway.max_sse_clients
+check "a login without its token_hash is refused at start, naming the field" \
+  refused_field '.gateway.logins[0] |= del(.token_hash)' 'gateway.logins\[0\].token_hash'
+check "an unknown gateway setting is refused at start, naming it" \
+  refused_field '.gateway.max_sessions = 5' gateway.max_sessions
+check "a negative gateway.connection_timeout_s is refused at start, naming the field" \
+  refused_field '.gateway.connection_timeout_s = -1' gateway.connection_timeout_s
+
+# --- limits: idle connections, one address, sign-ins at once, streams that lose their right ---
+# a gateway of its own, with short limits (tests/integration/gateway_limits.py)
+LIMITS_PORT=$(free_port)
+LIMITS_BASE="http://127.0.0.1:$LIMITS_PORT"
+jq --arg http "127.0.0.1:$LIMITS_PORT" '.services.gateway.http = $http
+  | .gateway.connection_timeout_s = 2 | .gateway.max_connections_per_ip = 8
+  | .gateway.max_sse_clients = 4 | .gateway.session_ttl_s = 20' "$WORK/config.json" >"$WORK/limits.json"
+"$GATEWAY" --config "$WORK/limits.json" 2>>"$WORK/gateway-limits.log" &
+PIDS[12]=$!
+deadline=$((SECONDS + START_TIMEOUT_S))
+until curl -sf "$LIMITS_BASE/healthz" >/dev/null 2>&1 ||
+  ! kill -0 "${PIDS[12]}" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; do
+  sleep 0.2
+done
+RC=0
+/usr/bin/python3 "$NRM_SOURCE_DIR/tests/integration/gateway_limits.py" "$LIMITS_BASE" \
+  "$WORK/limits.json" "${PIDS[12]}" >"$WORK/limits.out" 2>&1 || RC=$?
+cat "$WORK/limits.out"
+PASSED=$((PASSED + $(grep -c '^ok - ' "$WORK/limits.out" || true)))
+FAILED=$((FAILED + $(grep -c '^not ok - ' "$WORK/limits.out" || true)))
+check "the limits driver ran to its end" [ "$RC" -eq 0 ]
+
+# --- a catch-up that cannot move on ends the stream ---------------------------------------
+# intake's stream loses its first event; a stream resuming from intake:0 gets, from Fetch, the
+# events after it but never it
+pg() {
+  psql -X -A -t -h "$NRM_TEST_PGHOST" -p "$NRM_TEST_PGPORT" -U postgres -d "$DB" -c "$1"
+}
+fetches_from_1() {
+  pg "SELECT count(*) FROM intake.audit_log WHERE kind = 'fetch' AND subject_id = 'intake@1'"
+}
+sign_in "$LIMITS_BASE" coordinator token-coordinator >/dev/null
+STUCK_COOKIE=$(cookie_of_headers)
+pg "DELETE FROM intake.outbox WHERE seq = 1" >/dev/null
+fetches_before=$(fetches_from_1)
+started=$SECONDS
+curl -s -N -m 20 -b "nrm_session=$STUCK_COOKIE" -H 'Last-Event-ID: intake:0' \
+  "$LIMITS_BASE/api/v1/events" >"$WORK/stuck.out" 2>/dev/null || true
+stuck_s=$((SECONDS - started))
+check "a stream whose catch-up Fetch does not give the next event ends (within 5 s)" \
+  [ "$stuck_s" -le 5 -a -n "$(grep ': connected' "$WORK/stuck.out")" ]
+check "... having asked the service once, not again and again" \
+  [ $(($(fetches_from_1) - fetches_before)) -eq 1 ]
+check "... and the gateway logs where it is stuck (stream and seq only)" \
+  grep -q '"msg":"SSE catch-up stuck: the service gave no usable event at the position","stream":"intake","seq":1,"head":' \
+  "$WORK/gateway-limits.log"
+kill -TERM "${PIDS[12]}"
+RC=0
+wait "${PIDS[12]}" || RC=$?
+PIDS[12]=""
+check "SIGTERM stops the limits gateway with exit 0" [ "$RC" -eq 0 ]
 
 # --- TLS: HTTPS with a configured certificate, Secure cookie, short sessions expire -----------
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
