@@ -166,6 +166,29 @@ size_t notify_fixture_requests_at(notify_receiver_t *r, const char *path, size_t
     return found;
 }
 
+size_t notify_fixture_heard(notify_receiver_t *r, const char *agency, const char *topic,
+                            const char *case_id, const char *secret, bool *all_signed)
+{
+    char path[128], type[128], subject[128];
+    snprintf(path, sizeof path, "/hook/%s", agency);
+    snprintf(type, sizeof type, "\"type\":\"%s\"", topic);
+    snprintf(subject, sizeof subject, "\"subject\":\"%s\"", case_id);
+    size_t found = 0, total = notify_receiver_count(r);
+    if (all_signed)
+        *all_signed = true;
+    for (size_t i = 0; i < total; i++) {
+        notify_request_t *req = notify_receiver_request(r, i);
+        if (req && strcmp(req->path, path) == 0 && strstr(req->body, type) &&
+            strstr(req->body, subject)) {
+            found++;
+            if (secret && all_signed && !notify_fixture_signature_ok(req, secret))
+                *all_signed = false;
+        }
+        notify_request_free(&req);
+    }
+    return found;
+}
+
 long long notify_fixture_wait(harness_t *h, const char *sql, long long want)
 {
     return harness_wait_sql(h, sql, want, NOTIFY_FIXTURE_WAIT_MS);

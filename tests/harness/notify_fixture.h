@@ -68,6 +68,12 @@ bool notify_fixture_signature_ok(const notify_request_t *r, const char *secret);
 size_t notify_fixture_requests_at(notify_receiver_t *r, const char *path, size_t *indices,
                                   size_t max);
 
+/* How many of the receiver's requests at /hook/<agency> are the CloudEvent of topic about
+ * case_id. With secret, *all_signed (may be NULL) tells whether each of them was signed with it
+ * (notify_fixture_signature_ok). */
+size_t notify_fixture_heard(notify_receiver_t *r, const char *agency, const char *topic,
+                            const char *case_id, const char *secret, bool *all_signed);
+
 /* Waits until the SQL count equals want; returns the last value seen. */
 long long notify_fixture_wait(harness_t *h, const char *sql, long long want);
 

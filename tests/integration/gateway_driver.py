@@ -4,7 +4,6 @@
 Usage: gateway_driver.py BASE_URL WORK NRMCTL. Every agency of the configuration signs in
 with the token "token-<id>"; WORK holds report.json, the configuration and outside.txt (a
 file beside the static directory that must never be served)."""
-import http.client
 import json
 import os
 import socket
@@ -16,36 +15,14 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
+import gateway_checks
+from gateway_checks import check
+
 BASE, WORK, NRMCTL = sys.argv[1:4]
 URL = urllib.parse.urlparse(BASE)
-FAILED = 0
-
-
-def check(name, condition):
-    global FAILED
-    if condition:
-        print("ok - " + name, flush=True)
-    else:
-        FAILED += 1
-        print("not ok - " + name, flush=True)
-
-
 def request(method, path, body=None, cookie=None, headers=None):
     """Returns (status, headers dict lower-cased, body bytes)."""
-    conn = http.client.HTTPConnection(URL.hostname, URL.port, timeout=15)
-    h = dict(headers or {})
-    if cookie:
-        h["Cookie"] = "nrm_session=" + cookie
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=h)
-    resp = conn.getresponse()
-    out = resp.read()
-    hdrs = {k.lower(): v for k, v in resp.getheaders()}
-    conn.close()
-    return resp.status, hdrs, out
+    return gateway_checks.request(URL, method, path, body, cookie, headers)
 
 
 def as_json(raw):
@@ -459,4 +436,4 @@ for _ in range(5):
 check("after 5 failed sign-ins an agency is limited for a minute (429, even the right token)",
       Session("hotline-national").status == 429)
 
-sys.exit(1 if FAILED else 0)
+sys.exit(1 if gateway_checks.failed else 0)

@@ -17,6 +17,9 @@ import threading
 import time
 import urllib.parse
 
+import gateway_checks
+from gateway_checks import check
+
 BASE, CONFIG, PID = sys.argv[1], sys.argv[2], int(sys.argv[3])
 URL = urllib.parse.urlparse(BASE)
 TIMEOUT_S = 2     # gateway.connection_timeout_s
@@ -24,18 +27,6 @@ PER_IP = 8        # gateway.max_connections_per_ip
 TTL_S = 20        # gateway.session_ttl_s
 HEARTBEAT_S = 15  # GW_SSE_HEARTBEAT_S
 LIMIT = 5         # GW_LOGIN_FAILURES
-FAILED = 0
-
-
-def check(name, condition):
-    global FAILED
-    if condition:
-        print("ok - " + name, flush=True)
-    else:
-        FAILED += 1
-        print("not ok - " + name, flush=True)
-
-
 def connect(src):
     """A TCP connection to the gateway from address src (127.0.0.x)."""
     return socket.create_connection((URL.hostname, URL.port), timeout=10, source_address=(src, 0))
@@ -44,24 +35,10 @@ def connect(src):
 def request(method, path, body=None, cookie=None, headers=None, src="127.0.0.1", conn=None):
     """Returns (status, headers dict lower-cased, body bytes); status 0 when the connection was
     closed without an answer. conn: an HTTPConnection already connected."""
-    conn = conn or http.client.HTTPConnection(URL.hostname, URL.port, timeout=15,
-                                              source_address=(src, 0))
-    h = dict(headers or {})
-    if cookie:
-        h["Cookie"] = "nrm_session=" + cookie
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        h["Content-Type"] = "application/json"
     try:
-        conn.request(method, path, body=data, headers=h)
-        resp = conn.getresponse()
-        out = resp.read()
+        return gateway_checks.request(URL, method, path, body, cookie, headers, src, conn)
     except (ConnectionError, http.client.HTTPException, OSError):
         return 0, {}, b""
-    finally:
-        conn.close()
-    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, out
 
 
 class Session:
@@ -308,4 +285,4 @@ check("... and the reload that gives it back lets it open a stream again", reada
 
 os.remove(CONFIG + ".orig")
 
-sys.exit(1 if FAILED else 0)
+sys.exit(1 if gateway_checks.failed else 0)

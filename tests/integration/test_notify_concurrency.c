@@ -44,7 +44,6 @@
 #define PAUSE_KEY 7351 /* the test's advisory lock inserts of deliveries wait for */
 #define SQL_MAX 1024
 #define DBNAME_MAX 64
-#define MAX_REQUESTS 256
 
 static harness_t *h;
 static notify_receiver_t *receiver;
@@ -207,18 +206,7 @@ static void s_wait_delivered(const char *agency, const char *topic, const char *
 /* Requests the receiver got at agency's path for topic about case_id. */
 static size_t s_heard(const char *agency, const char *topic, const char *case_id)
 {
-    char path[128], type[128], subject[128];
-    snprintf(path, sizeof path, "/hook/%s", agency);
-    snprintf(type, sizeof type, "\"type\":\"%s\"", topic);
-    snprintf(subject, sizeof subject, "\"subject\":\"%s\"", case_id);
-    size_t at[MAX_REQUESTS], n = notify_fixture_requests_at(receiver, path, at, MAX_REQUESTS);
-    size_t found = 0;
-    for (size_t i = 0; i < n; i++) {
-        notify_request_t *r = notify_receiver_request(receiver, at[i]);
-        found += strstr(r->body, type) && strstr(r->body, subject);
-        notify_request_free(&r);
-    }
-    return found;
+    return notify_fixture_heard(receiver, agency, topic, case_id, NULL, NULL);
 }
 
 /* Kept bodies of notify of topic about case_id. */

@@ -44,7 +44,6 @@
 #define UNSUBSCRIBED_REPORTER "police-ma-06"
 #define UNSUBSCRIBED_PROVIDER "psy-ngo-ma-06"
 #define SECRET "recipients-test-secret-0123456789"
-#define MAX_REQUESTS 1024
 #define SQL_MAX 1024
 #define ID_MAX 64
 
@@ -111,21 +110,10 @@ static long long s_rows(const char *agency, const char *topic, const char *case_
 /* Requests the receiver got at agency's path for topic about the case, each signed. */
 static size_t s_heard(const char *agency, const char *topic, const char *case_id)
 {
-    char path[128], type[128], subject[128];
-    snprintf(path, sizeof path, "/hook/%s", agency);
-    snprintf(type, sizeof type, "\"type\":\"%s\"", topic);
-    snprintf(subject, sizeof subject, "\"subject\":\"%s\"", case_id);
-    size_t at[MAX_REQUESTS], n = notify_fixture_requests_at(receiver, path, at, MAX_REQUESTS);
-    size_t found = 0;
-    for (size_t i = 0; i < n; i++) {
-        notify_request_t *r = notify_receiver_request(receiver, at[i]);
-        if (strstr(r->body, type) && strstr(r->body, subject)) {
-            assert_true(notify_fixture_signature_ok(r, SECRET));
-            found++;
-        }
-        notify_request_free(&r);
-    }
-    return found;
+    bool all_signed = false;
+    size_t n = notify_fixture_heard(receiver, agency, topic, case_id, SECRET, &all_signed);
+    assert_true(all_signed);
+    return n;
 }
 
 /* Asserts agency heard topic about the case exactly once: one delivered row, one request. */
