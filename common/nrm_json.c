@@ -782,3 +782,20 @@ ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, co
     }
     return s_parse_message(&parser, desc, json);
 }
+
+ProtobufCMessage *nrm_json_section_to_message(const ProtobufCMessageDescriptor *desc,
+                                              const json_t *section, const char *path, char *field,
+                                              size_t field_size)
+{
+    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
+    if (!copy)
+        nrm_oom("configuration section");
+    json_object_del(copy, "_comment");
+    nrm_error_t err;
+    nrm_error_clear(&err);
+    ProtobufCMessage *msg = nrm_json_to_message(desc, copy, &err);
+    json_decref(copy);
+    if (!msg)
+        snprintf(field, field_size, "%s%s%s", path, err.field[0] ? "." : "", err.field);
+    return msg;
+}

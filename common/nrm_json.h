@@ -23,6 +23,14 @@ json_t *nrm_json_from_message(const ProtobufCMessage *msg);
 ProtobufCMessage *nrm_json_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
                                       nrm_error_t *err);
 
+/* The configuration section at path (section: an object; NULL or anything else is read as an
+ * empty one) as a new message of type desc, its "_comment" ignored. NULL when refused, with the
+ * offending field into field (field_size bytes): path, then the field inside it, as in
+ * "consumer.max_attempts". The caller frees the result as for nrm_json_to_message. */
+ProtobufCMessage *nrm_json_section_to_message(const ProtobufCMessageDescriptor *desc,
+                                              const json_t *section, const char *path, char *field,
+                                              size_t field_size);
+
 /* The name of the enum's value number without the enum's prefix ("ACCEPT" for
  * REFERRAL_DECISION_ACCEPT), or NULL when the enum does not name number. Static. */
 const char *nrm_json_enum_short_name(const ProtobufCEnumDescriptor *desc, int number);

@@ -350,20 +350,14 @@ void nrm_service_allow_partitions(nrm_service_t *self)
  * Returns 0, or -1 after logging the offending field. */
 static int s_consumer_settings(nrm_config_t *config, Nrm__V1__ConsumerSettings *out)
 {
-    json_t *section = nrm_config_get(config, "consumer");
-    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
-    json_object_del(copy, "_comment");
-    nrm_error_t err;
-    nrm_error_clear(&err);
-    Nrm__V1__ConsumerSettings *s = (Nrm__V1__ConsumerSettings *)nrm_json_to_message(
-        &nrm__v1__consumer_settings__descriptor, copy, &err);
-    json_decref(copy);
     char field[S_PATH_MAX];
+    Nrm__V1__ConsumerSettings *s = (Nrm__V1__ConsumerSettings *)nrm_json_section_to_message(
+        &nrm__v1__consumer_settings__descriptor, nrm_config_get(config, "consumer"), "consumer",
+        field, sizeof field);
     const char *bad = NULL;
-    if (!s) {
-        snprintf(field, sizeof field, "consumer%s%s", err.field[0] ? "." : "", err.field);
+    if (!s)
         bad = field;
-    } else if (s->max_attempts < 0)
+    else if (s->max_attempts < 0)
         bad = "consumer.max_attempts";
     else if (s->retry_backoff_ms < 0)
         bad = "consumer.retry_backoff_ms";

@@ -61,20 +61,14 @@ static const char *s_numbers(nrm_config_t *config, const Nrm__V1__GatewaySetting
 int gw_settings_read(nrm_config_t *config, gw_settings_t *out)
 {
     json_t *section = nrm_config_get(config, S_SECTION);
-    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
-    json_object_del(copy, "_comment");
-    nrm_error_t err;
-    nrm_error_clear(&err);
-    Nrm__V1__GatewaySettings *s = (Nrm__V1__GatewaySettings *)nrm_json_to_message(
-        &nrm__v1__gateway_settings__descriptor, copy, &err);
-    json_decref(copy);
     char field[S_FIELD_MAX];
+    Nrm__V1__GatewaySettings *s = (Nrm__V1__GatewaySettings *)nrm_json_section_to_message(
+        &nrm__v1__gateway_settings__descriptor, section, S_SECTION, field, sizeof field);
     const char *bad = NULL;
     gw_settings_t read = {0};
     if (section && !json_is_object(section))
         bad = S_SECTION;
     else if (!s) {
-        snprintf(field, sizeof field, S_SECTION "%s%s", err.field[0] ? "." : "", err.field);
         bad = field;
     } else {
         bad = s_login_bad(s, field);

@@ -43,20 +43,14 @@ void intake_duplicates_prepare(nrm_db_t *db)
 nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config)
 {
     intake_t *self = ctx;
-    json_t *section = nrm_config_get(config, "intake.names");
-    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
-    json_object_del(copy, "_comment");
-    nrm_error_t err;
-    nrm_error_clear(&err);
-    Nrm__V1__IntakeNamesSettings *s = (Nrm__V1__IntakeNamesSettings *)nrm_json_to_message(
-        &nrm__v1__intake_names_settings__descriptor, copy, &err);
-    json_decref(copy);
     char field[S_FIELD_MAX];
+    Nrm__V1__IntakeNamesSettings *s = (Nrm__V1__IntakeNamesSettings *)nrm_json_section_to_message(
+        &nrm__v1__intake_names_settings__descriptor, nrm_config_get(config, "intake.names"),
+        "intake.names", field, sizeof field);
     const char *bad = NULL;
-    if (!s) {
-        snprintf(field, sizeof field, "intake.names%s%s", err.field[0] ? "." : "", err.field);
+    if (!s)
         bad = field;
-    } else if (s->duplicate_threshold < 0 || s->duplicate_threshold > 1)
+    else if (s->duplicate_threshold < 0 || s->duplicate_threshold > 1)
         bad = "intake.names.duplicate_threshold";
     else if (s->max_candidates < 0 || s->max_candidates > S_CANDIDATES_LIMIT)
         bad = "intake.names.max_candidates";

@@ -34,20 +34,14 @@ static const char *s_reader_bad(const Nrm__V1__StatsReader *r, size_t i)
 nrm_status_t stats_configure(void *ctx, nrm_config_t *config)
 {
     stats_t *self = ctx;
-    json_t *section = nrm_config_get(config, S_SETTING);
-    json_t *copy = json_is_object(section) ? json_deep_copy(section) : json_object();
-    json_object_del(copy, "_comment");
-    nrm_error_t err;
-    nrm_error_clear(&err);
-    Nrm__V1__StatsSettings *s = (Nrm__V1__StatsSettings *)nrm_json_to_message(
-        &nrm__v1__stats_settings__descriptor, copy, &err);
-    json_decref(copy);
-    const char *bad = NULL;
     char field[S_FIELD_MAX];
-    if (!s) {
-        snprintf(field, sizeof field, "stats%s%s", err.field[0] ? "." : "", err.field);
+    Nrm__V1__StatsSettings *s = (Nrm__V1__StatsSettings *)nrm_json_section_to_message(
+        &nrm__v1__stats_settings__descriptor, nrm_config_get(config, S_SETTING), S_SETTING, field,
+        sizeof field);
+    const char *bad = NULL;
+    if (!s)
         bad = field;
-    } else if (s->k < 0)
+    else if (s->k < 0)
         bad = "stats.k";
     else if (s->max_cells < 0)
         bad = "stats.max_cells";
