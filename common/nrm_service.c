@@ -31,7 +31,9 @@
  * subscribers, reconnected by then, learn at once of an event they missed meanwhile */
 #define S_REBOUND_HEAD_FIRST_MS 250
 #define S_REBOUND_HEAD_SECOND_MS 1000
-#define S_HEALTH_CHECK_MS 2000 /* how often an idle service checks its database connection */
+#define S_REBIND_RETRY_MS 20       /* while the events port is not free again */
+#define S_REBIND_PATIENCE_MS 10000 /* the events port taken that long: the service stops */
+#define S_HEALTH_CHECK_MS 2000     /* how often an idle service checks its database connection */
 #define S_DB_WAIT_MS 1000
 #define S_DB_PROGRESS_MS 50 /* how often a connection attempt in progress is moved on */
 #define S_HARD_LIMIT_FACTOR 4
@@ -94,8 +96,11 @@ struct nrm_service_t {
     nrm_directory_t *directory;
     int64_t directory_agencies; /* run-time agencies in force */
     zsock_t *api;
-    zsock_t *events;
+    zsock_t *events; /* NULL while it is bound again (rebind_timer) */
     zloop_t *loop;
+    int rebind_timer;     /* the timer binding the events socket again, or -1 */
+    int64_t rebind_since; /* zclock_mono when the old events socket was closed */
+    bool fatal;           /* a handler stopped the service for a fault: it exits 1 */
     s_consumer_slot_t consumers[S_MAX_CONSUMERS];
     int consumer_count;
     s_timer_slot_t timers[S_MAX_TIMERS];
@@ -251,6 +256,7 @@ nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
         return NULL;
     }
     nrm_service_t *self = nrm_xcalloc(1, sizeof *self);
+    self->rebind_timer = -1;
     self->auth = auth;
     self->name = nrm_xstrdup(name);
     self->config = config;
@@ -790,8 +796,9 @@ static int s_run_start_job(nrm_service_t *self)
     return zsys_interrupted ? -1 : 0;
 }
 
-/* Returns a socket of type bound to the service's setting `key`, or NULL after logging. */
-static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const char *dflt)
+/* Returns a socket of type bound to the service's setting `key`, or NULL (after logging, unless
+ * quiet). */
+static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const char *dflt, bool quiet)
 {
     char path[S_PATH_MAX];
     snprintf(path, sizeof path, "services.%s.%s", self->name, key);
@@ -809,7 +816,8 @@ static zsock_t *s_bind(nrm_service_t *self, int type, const char *key, const cha
     zsock_set_linger(sock, 0);
     if (nrm_auth_serve(self->auth, sock, type == ZMQ_ROUTER ? "api" : "events") != 0 ||
         zsock_bind(sock, "%s", endpoint) < 0) {
-        nrm_log_error("cannot bind", "{s:s, s:s}", "setting", path, "endpoint", endpoint);
+        if (!quiet)
+            nrm_log_error("cannot bind", "{s:s, s:s}", "setting", path, "endpoint", endpoint);
         zsock_destroy(&sock);
     }
     return sock;
@@ -824,28 +832,62 @@ static int s_on_rebound_head(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-/* Binds a new events socket in place of the old one, so that every subscriber authenticates
- * again with the keys now in force (the honest ones reconnect and catch up with Fetch). */
-static void s_rebind_events(nrm_service_t *self)
+/* Binds the events socket again (quietly: the old socket's port is released asynchronously) and
+ * puts it in force: the publisher sends on it, heartbeats follow soon so that subscribers learn
+ * the head. Returns true when bound; the retry timer, if any, is ended then. */
+static bool s_rebind_now(nrm_service_t *self)
 {
-    if (self->publisher) /* it never sends on a destroyed socket */
-        nrm_publisher_set_socket(self->publisher, NULL);
-    zsock_destroy(&self->events);
-    /* the old socket's port is released asynchronously: retry the bind briefly */
-    for (int attempt = 0; attempt < 50 && !self->events; attempt++) {
-        self->events = s_bind(self, ZMQ_PUB, "events", NULL);
-        if (!self->events)
-            zclock_sleep(20);
-    }
-    if (!self->events) {
-        nrm_log_error("cannot bind the events socket again: stopping", NULL);
-        zsys_interrupted = 1;
-        return;
-    }
+    self->events = s_bind(self, ZMQ_PUB, "events", NULL, true);
+    if (!self->events)
+        return false;
+    if (self->rebind_timer >= 0)
+        zloop_timer_end(self->loop, self->rebind_timer);
+    self->rebind_timer = -1;
     nrm_publisher_set_socket(self->publisher, self->events);
     zloop_timer(self->loop, S_REBOUND_HEAD_FIRST_MS, 1, s_on_rebound_head, self);
     zloop_timer(self->loop, S_REBOUND_HEAD_SECOND_MS, 1, s_on_rebound_head, self);
     nrm_log_info("events socket bound again after a key was removed", NULL);
+    return true;
+}
+
+/* Timer while the events socket is unbound: tries again every S_REBIND_RETRY_MS, never waiting
+ * in the reactor (Ping and requests are answered meanwhile; events committed meanwhile stay in
+ * the outbox, where subscribers' Fetch finds them). After S_REBIND_PATIENCE_MS the service stops
+ * (exit 1): something else holds the port. */
+static int s_on_rebind_retry(zloop_t *loop, int timer_id, void *arg)
+{
+    nrm_service_t *self = arg;
+    if (s_rebind_now(self))
+        return 0;
+    if (zclock_mono() - self->rebind_since < S_REBIND_PATIENCE_MS)
+        return 0;
+    nrm_log_error("cannot bind the events socket again: stopping", "{s:i}", "waited_ms",
+                  S_REBIND_PATIENCE_MS);
+    zloop_timer_end(loop, timer_id);
+    self->rebind_timer = -1;
+    self->fatal = true;
+    return -1;
+}
+
+/* Binds a new events socket in place of the old one, so that every subscriber authenticates
+ * again with the keys now in force (the honest ones reconnect and catch up with Fetch). When a
+ * bind is already pending, it will take the keys now in force: nothing more to do. */
+static void s_rebind_events(nrm_service_t *self)
+{
+    if (self->rebind_timer >= 0)
+        return;
+    if (self->publisher) /* it never sends on a destroyed socket */
+        nrm_publisher_set_socket(self->publisher, NULL);
+    zsock_destroy(&self->events);
+    if (s_rebind_now(self))
+        return;
+    self->rebind_since = zclock_mono();
+    self->rebind_timer = zloop_timer(self->loop, S_REBIND_RETRY_MS, 0, s_on_rebind_retry, self);
+    if (self->rebind_timer < 0) {
+        nrm_log_error("cannot bind the events socket again: stopping", NULL);
+        self->fatal = true;
+        zsys_interrupted = 1;
+    }
 }
 
 /* Reads the agency directory when it changed (always when force) and puts it in force: the
@@ -862,7 +904,7 @@ static int s_directory_refresh(nrm_service_t *self, bool force)
     nrm_config_set_directory(self->config, agencies);
     bool removed = nrm_auth_reload(self->auth, self->config);
     nrm_log_info("agency directory in force", "{s:I}", "runtime_agencies", (json_int_t)n);
-    if (removed && self->events)
+    if (removed && (self->events || self->rebind_timer >= 0))
         s_rebind_events(self);
     return 1;
 }
@@ -986,8 +1028,8 @@ int nrm_service_run(nrm_service_t *self)
     nrm_db_set_reactor(self->db); /* from here on the reactor never waits for the database */
     if (nrm_auth_attach(self->auth, self->loop) != 0)
         return 1;
-    self->events = s_bind(self, ZMQ_PUB, "events", NULL);
-    self->api = s_bind(self, ZMQ_ROUTER, "api", NULL);
+    self->events = s_bind(self, ZMQ_PUB, "events", NULL, false);
+    self->api = s_bind(self, ZMQ_ROUTER, "api", NULL, false);
     if (!self->events || !self->api)
         return 1;
     int heartbeat = (int)nrm_config_int(self->config, "heartbeat_ms", S_DEFAULT_HEARTBEAT_MS);
@@ -1009,5 +1051,5 @@ int nrm_service_run(nrm_service_t *self)
     while (zloop_start(self->loop) == 0 && !zsys_interrupted && errno == EINTR)
         ;
     nrm_log_info("service stopped", NULL);
-    return 0;
+    return self->fatal ? 1 : 0;
 }

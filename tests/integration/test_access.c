@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -29,6 +30,10 @@
 #define FLOOD_EVENTS 20000
 #define RSS_GROWTH_BOUND_KB (20 * 1024) /* what 40 stuck subscribers may cost intake */
 #define RELAY_CAPTURE (8 * 1024 * 1024)
+#define THIEF_HOLD_MS 1500 /* longer than a bind was ever retried in the reactor (1 s) */
+#define THIEF_ROUNDS 5
+#define PING_EVERY_MS 50
+#define PING_PROMPT_MS 250
 
 static harness_t *h;
 
@@ -239,6 +244,104 @@ static void test_a_removed_reader_key_is_dropped_from_the_events_socket(void **s
     zsock_destroy(&sub);
     zcert_destroy(&other);
     assert_true(harness_log_contains(h, "intake", 0, "events socket bound again"));
+}
+
+/* Another process that takes a TCP port the moment it is free and holds it for hold_ms. */
+typedef struct {
+    int port;
+    int hold_ms;
+    atomic_bool stop;
+    atomic_bool won;
+    pthread_t thread;
+} s_thief_t;
+
+static void *s_thief_run(void *arg)
+{
+    s_thief_t *t = arg;
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    while (!atomic_load(&t->stop)) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as ZeroMQ's listener */
+        if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(fd, 1) == 0) {
+            atomic_store(&t->won, true);
+            usleep((useconds_t)t->hold_ms * 1000);
+            close(fd);
+            return NULL;
+        }
+        close(fd);
+        usleep(200);
+    }
+    return NULL;
+}
+
+/* Pings intake as the coordinator: the milliseconds the answer took, -1 when none came. */
+static int64_t s_ping_ms(nrm_client_t *client)
+{
+    Nrm__V1__Ping ping = NRM__V1__PING__INIT;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    req.body_case = NRM__V1__REQUEST__BODY_PING;
+    req.ping = &ping;
+    nrm_error_t err;
+    int64_t started = zclock_mono();
+    Nrm__V1__Reply *reply = nrm_client_call(client, &req, WAIT_MS, &err);
+    int64_t took = zclock_mono() - started;
+    bool ok = reply && reply->status == NRM__V1__STATUS__STATUS_OK;
+    if (reply)
+        nrm__v1__reply__free_unpacked(reply, NULL);
+    return ok ? took : -1;
+}
+
+static void
+test_the_service_answers_while_its_events_port_is_taken_and_binds_it_once_free(void **state)
+{
+    assert_int_equal(harness_start(h, "intake", 0), 0);
+    int port = 0;
+    assert_int_equal(sscanf(harness_events(h, "intake", 0), "tcp://127.0.0.1:%d", &port), 1);
+    nrm_client_t *client = harness_client_new(h, "intake", 0, "coordinator");
+    s_thief_t thief = {.port = port, .hold_ms = THIEF_HOLD_MS};
+    assert_int_equal(pthread_create(&thief.thread, NULL, s_thief_run, &thief), 0);
+    /* a removed key makes intake bind its events socket again; the thief may lose the race for
+     * the port to intake's own bind: remove another key until it wins */
+    for (int round = 0; round < THIEF_ROUNDS && !atomic_load(&thief.won); round++) {
+        zcert_t *fresh = zcert_new();
+        harness_agency_keys(h, "police-ma-06", json_pack("[s]", zcert_public_txt(fresh)));
+        zcert_destroy(&fresh);
+        harness_reload(h, "intake", 0);
+        for (int i = 0; i < 40 && !atomic_load(&thief.won); i++)
+            usleep(50 * 1000);
+    }
+    bool won = atomic_load(&thief.won);
+    if (!won) {
+        atomic_store(&thief.stop, true);
+        pthread_join(thief.thread, NULL);
+    }
+    assert_true(won);
+    /* while another process holds the port, intake answers at once */
+    int64_t worst = 0;
+    for (int i = 0; i < THIEF_HOLD_MS / PING_EVERY_MS; i++) {
+        int64_t took = s_ping_ms(client);
+        assert_true(took >= 0);
+        worst = took > worst ? took : worst;
+        usleep(PING_EVERY_MS * 1000);
+    }
+    printf("events port taken: slowest Ping %lld ms\n", (long long)worst);
+    assert_true(worst < PING_PROMPT_MS);
+    pthread_join(thief.thread, NULL);
+    /* once it is free, intake binds it again and subscribers hear it */
+    int64_t until = zclock_mono() + WAIT_MS;
+    while (zclock_mono() < until &&
+           !harness_log_contains(h, "intake", 0, "events socket bound again"))
+        usleep(50 * 1000);
+    assert_true(harness_log_contains(h, "intake", 0, "events socket bound again"));
+    nrm_curve_t coordinator;
+    harness_curve(h, "intake", "coordinator", &coordinator);
+    zsock_t *sub = s_subscriber(harness_events(h, "intake", 0), &coordinator, 1000);
+    assert_true(s_hears(sub, WAIT_MS));
+    zsock_destroy(&sub);
+    nrm_client_destroy(&client);
+    assert_int_equal(harness_signal(h, "intake", 0, SIGTERM), 0);
 }
 
 static void test_an_events_socket_accepts_a_bounded_number_of_subscribers(void **state)
@@ -482,6 +585,8 @@ int main(void)
         T(test_only_services_and_event_readers_may_subscribe, "access_readers"),
         T(test_a_fetch_by_an_agency_that_may_not_read_streams_is_refused, "access_fetch"),
         T(test_a_removed_reader_key_is_dropped_from_the_events_socket, "access_rebind"),
+        T(test_the_service_answers_while_its_events_port_is_taken_and_binds_it_once_free,
+          "access_port_taken"),
         T(test_an_events_socket_accepts_a_bounded_number_of_subscribers, "access_max_subs"),
         T(test_a_relay_between_client_and_intake_sees_only_ciphertext, "access_relay"),
         T(test_subscribers_that_never_read_cost_intake_bounded_memory, "access_memory"),
