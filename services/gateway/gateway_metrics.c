@@ -114,12 +114,14 @@ void gw_metrics_sse(gw_metrics_t *self, int delta_clients, int64_t events_sent)
     pthread_mutex_unlock(&self->lock);
 }
 
-int64_t gw_metrics_sse_clients(gw_metrics_t *self)
+bool gw_metrics_sse_open(gw_metrics_t *self, int64_t max)
 {
     pthread_mutex_lock(&self->lock);
-    int64_t n = self->sse_clients;
+    bool room = self->sse_clients < max;
+    if (room)
+        self->sse_clients++;
     pthread_mutex_unlock(&self->lock);
-    return n;
+    return room;
 }
 
 /* A growing text buffer. */

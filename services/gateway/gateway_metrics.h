@@ -25,8 +25,10 @@ void gw_metrics_request(gw_metrics_t *self, const char *path, unsigned status, d
 /* Counts SSE clients (delta +1 or -1) and events sent to them. */
 void gw_metrics_sse(gw_metrics_t *self, int delta_clients, int64_t events_sent);
 
-/* The SSE clients connected now. */
-int64_t gw_metrics_sse_clients(gw_metrics_t *self);
+/* Counts one more SSE client when fewer than max are connected, in one step (two streams
+ * opened at once never both take the last place). False when there is no room. The client is
+ * counted out with gw_metrics_sse(self, -1, ...). */
+bool gw_metrics_sse_open(gw_metrics_t *self, int64_t max);
 
 /* Answers GET /metrics (pings every service). */
 enum MHD_Result gw_metrics_serve(gw_t *gw, struct MHD_Connection *conn);

@@ -27,7 +27,7 @@
 typedef struct {
     int64_t seq;
     char *topic;
-    char *data; /* the Event in proto3 JSON */
+    char *data; /* the Event in proto3 JSON; NULL: it cannot be written so (passed over) */
 } s_entry_t;
 
 /* One stream as the hub holds it: events (lo, high] are in the ring. */
@@ -58,23 +58,30 @@ static int64_t s_low(const s_stream_t *s)
     return low > s->base ? low : s->base;
 }
 
-/* The hub's sink: appends one event of stream s to its ring. */
+/* Logs that the event seq of stream cannot be written as JSON (a string that is not UTF-8,
+ * which protobuf forbids): readers pass over it, as its place in the stream stays taken. */
+static void s_unwritable(const char *stream, int64_t seq)
+{
+    nrm_log_warn("SSE: an event that cannot be written as JSON is passed over", "{s:s, s:I}",
+                 "stream", stream, "seq", (json_int_t)seq);
+}
+
+/* The hub's sink: appends one event of stream s to its ring; one that cannot be written as
+ * JSON takes its slot with no data, so that readers pass over it rather than read the slot's
+ * older occupant. */
 static int s_append(const Nrm__V1__Event *ev, void *arg)
 {
     s_stream_t *s = arg;
     char *data = nrm_json_dumps_message(&ev->base);
     const char *topic = ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
-    char *t = nrm_xstrdup(topic ? topic : "");
-    if (!data) {
-        free(t);
-        return 0; /* not encodable: the position moves; readers fetch what the ring lacks */
-    }
+    if (!data)
+        s_unwritable(s->service->name, ev->seq);
     s_entry_t *e = &s->ring[ev->seq % GW_SSE_RING];
     free(e->data);
     free(e->topic);
     e->seq = ev->seq;
     e->data = data;
-    e->topic = t;
+    e->topic = nrm_xstrdup(topic ? topic : "");
     if (!s->started) {
         s->started = true;
         s->base = ev->seq - 1;
@@ -224,6 +231,7 @@ typedef struct {
     const char *prefixes[S_MAX_PREFIXES + 1]; /* NULL-terminated; [0] NULL for all */
     int64_t pos[GW_MAX_SERVICES];             /* last seq sent or passed over; -1 unknown */
     bool live[GW_MAX_SERVICES];               /* has read from the ring */
+    bool head_checked[GW_MAX_SERVICES];       /* a position ahead of the ring was checked */
     char *out;                                /* formatted, not yet sent */
     size_t out_len, out_sent, out_cap;
     int64_t last_write_ms;
@@ -266,11 +274,12 @@ static void s_write_id(s_client_t *c)
     s_writes(c, "\n");
 }
 
-/* Advances stream i of the client past seq; writes the event when its topic matches. */
+/* Advances stream i of the client past seq; writes the event when its topic matches and it
+ * could be written as JSON (data not NULL). */
 static void s_take(s_client_t *c, int i, int64_t seq, const char *topic, const char *data)
 {
     c->pos[i] = seq;
-    if (!nrm_topic_matches(topic, c->prefixes))
+    if (!data || !nrm_topic_matches(topic, c->prefixes))
         return;
     s_write_id(c);
     s_writes(c, "event: ");
@@ -281,10 +290,11 @@ static void s_take(s_client_t *c, int i, int64_t seq, const char *topic, const c
     c->sent++;
 }
 
-/* Catches stream i of the client up from the service (Fetch as the agency), outside the lock.
- * Returns false when the service refuses or does not answer, or when its answer does not move
- * the position (it lacks the next event, or the event cannot be written): the connection then
- * ends, since asking again would get the same answer at once, forever. */
+/* Catches stream i of the client up from the service (Fetch as the agency), outside the lock;
+ * an event that cannot be written as JSON is passed over. Returns false when the service
+ * refuses or does not answer, or when its answer does not move the position (it lacks the next
+ * event): the connection then ends, since asking again would get the same answer at once,
+ * forever. */
 static bool s_fetch(s_client_t *c, int i, int budget)
 {
     const gw_service_t *svc = c->hub->streams[i].service;
@@ -305,8 +315,9 @@ static bool s_fetch(s_client_t *c, int i, int budget)
         char *data = nrm_json_dumps_message(&ev->base);
         const char *topic =
             ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
-        if (data)
-            s_take(c, i, ev->seq, topic ? topic : "", data);
+        if (!data)
+            s_unwritable(svc->name, ev->seq);
+        s_take(c, i, ev->seq, topic ? topic : "", data);
         free(data);
     }
     if (!ok)
@@ -321,6 +332,24 @@ static bool s_fetch(s_client_t *c, int i, int budget)
     if (reply)
         nrm__v1__reply__free_unpacked(reply, NULL);
     return ok;
+}
+
+/* Stream i of the client is at a position the hub has not reached (a Last-Event-ID): when the
+ * service's head is behind it too, the position belongs to another history of the stream (a
+ * database restored from a backup, a forged or mistyped id) and would swallow every event until
+ * the stream got there: the client goes on from the head instead. Outside the lock. */
+static void s_check_ahead(s_client_t *c, int i)
+{
+    const gw_service_t *svc = c->hub->streams[i].service;
+    int64_t head = s_head(c->gw, svc);
+    if (head < 0)
+        return; /* no answer: asked again at the next fill */
+    c->head_checked[i] = true;
+    if (c->pos[i] <= head)
+        return; /* the hub gets there */
+    nrm_log_warn("SSE resume ahead of the stream: going on from its head", "{s:s, s:I, s:I}",
+                 "stream", svc->name, "from", (json_int_t)c->pos[i], "head", (json_int_t)head);
+    c->pos[i] = head;
 }
 
 /* Formats what the client has not been sent yet, up to a budget. Returns true when something
@@ -338,6 +367,11 @@ static bool s_fill(s_client_t *c)
         }
         if (c->pos[i] < 0)
             c->pos[i] = s->base; /* a new stream: from where the hub started */
+        if (c->pos[i] > s->high && !c->head_checked[i]) {
+            pthread_mutex_unlock(&hub->lock);
+            s_check_ahead(c, i);
+            continue;
+        }
         int64_t low = s_low(s);
         if (c->pos[i] < low) {
             pthread_mutex_unlock(&hub->lock);
@@ -485,7 +519,7 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *s
     if (!gw->hub || !nrm_authz_event_reader(gw->config, agency, type))
         return gw_http_json(conn, MHD_HTTP_FORBIDDEN,
                             json_pack("{s:s}", "error", "this agency may not read event streams"));
-    if (gw_metrics_sse_clients(gw->metrics) >= gw->settings.max_sse_clients)
+    if (!gw_metrics_sse_open(gw->metrics, gw->settings.max_sse_clients))
         return gw_http_json(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                             json_pack("{s:s}", "error", "too many event streams open"));
     s_client_t *c = nrm_xcalloc(1, sizeof *c);
@@ -504,7 +538,6 @@ enum MHD_Result gw_sse_open(gw_t *gw, struct MHD_Connection *conn, const char *s
         s_resume(c, last_id);
     c->last_write_ms = 0; /* a first comment at once: the browser sees the stream open */
     s_writes(c, ": connected\nretry: 2000\n\n");
-    gw_metrics_sse(gw->metrics, 1, 0);
     struct MHD_Response *response =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, S_BLOCK, s_read, c, s_free);
     if (!response) {

@@ -283,6 +283,55 @@ while time.time() < deadline and not readable_again():
     time.sleep(0.3)
 check("... and the reload that gives it back lets it open a stream again", readable_again())
 
+# --- streams opened at once share max_sse_clients (4) places --------------------------------
+# the streams above end with their session (a stream whose reader has gone is noticed only at
+# its next write)
+request("DELETE", "/api/v1/session", cookie=session.cookie, headers={"X-CSRF-Token": session.csrf},
+        src="127.0.0.7")
+
+
+def sse_clients():
+    _, _, raw = request("GET", "/metrics")
+    for line in raw.decode().splitlines():
+        if line.startswith("nrm_gateway_sse_clients "):
+            return int(line.split()[1])
+    return -1
+
+
+deadline = time.time() + 10
+while time.time() < deadline and sse_clients() != 0:
+    time.sleep(0.2)
+crowd = Session("coordinator", src="127.0.0.8")
+
+
+def open_stream_at(ready, src):
+    """One GET /api/v1/events sent once every caller is connected: its status, or 0."""
+    sock = connect(src)
+    ready.wait()
+    sock.sendall(("GET /api/v1/events HTTP/1.0\r\nHost: %s:%d\r\nCookie: nrm_session=%s\r\n\r\n"
+                  % (URL.hostname, URL.port, crowd.cookie)).encode())
+    head = b""
+    while b"\r\n" not in head:
+        data = sock.recv(4096)
+        if not data:
+            break
+        head += data
+    time.sleep(1)  # every stream open at the same time
+    sock.close()
+    parts = head.split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+streams = at_once([(open_stream_at, ("127.0.0.%d" % (60 + i),)) for i in range(12)])
+check("12 streams opened at once with 4 places and none open: exactly 4 are served (200), the "
+      "others turned away (503)", sorted(streams) == [200] * 4 + [503] * 8)
+request("DELETE", "/api/v1/session", cookie=crowd.cookie, headers={"X-CSRF-Token": crowd.csrf},
+        src="127.0.0.8")
+deadline = time.time() + 10
+while time.time() < deadline and sse_clients() != 0:
+    time.sleep(0.2)
+check("... and their places are free again once their session ends", sse_clients() == 0)
+
 os.remove(CONFIG + ".orig")
 
 sys.exit(1 if gateway_checks.failed else 0)

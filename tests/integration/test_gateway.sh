@@ -212,6 +212,33 @@ check "... having asked the service once, not again and again" \
 check "... and the gateway logs where it is stuck (stream and seq only)" \
   grep -q '"msg":"SSE catch-up stuck: the service gave no usable event at the position","stream":"intake","seq":1,"head":' \
   "$WORK/gateway-limits.log"
+# --- a Last-Event-ID ahead of the stream goes on from its head ------------------------------
+# stats_event CASE_ID: appends an event of topic gateway.test about CASE_ID to stats' stream
+# (which nothing consumes) and waits until it is numbered
+stats_event() {
+  local before deadline=$((SECONDS + 10))
+  before=$(pg "SELECT head FROM stats.stream_head")
+  pg "INSERT INTO stats.outbox (event_id, topic, payload) SELECT gen_random_uuid(), 'gateway.test',
+        '\\x3a0c676174657761792e74657374'::bytea || '\\x2a'::bytea
+        || set_byte('\\x00'::bytea, 0, octet_length(c)) || c FROM convert_to('$1', 'UTF8') AS c" >/dev/null
+  until [ "$(pg "SELECT head FROM stats.stream_head")" -gt "$before" ] ||
+    [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+}
+sign_in "$LIMITS_BASE" coordinator token-coordinator >/dev/null
+AHEAD_COOKIE=$(cookie_of_headers)
+AHEAD=$(($(pg "SELECT head FROM stats.stream_head") + 1000))
+curl -s -N -m 5 -b "nrm_session=$AHEAD_COOKIE" -H "Last-Event-ID: stats:$AHEAD" \
+  "$LIMITS_BASE/api/v1/events?topics=gateway.test" >"$WORK/ahead.out" 2>/dev/null &
+LIVE=$!
+sleep 1.5
+stats_event after-a-resume-ahead
+wait "$LIVE" || true
+check "a stream resuming ahead of the stream's head (another history) gets the events that come" \
+  grep -q "after-a-resume-ahead" "$WORK/ahead.out"
+check "... and the gateway logs it by stream and positions" \
+  grep -q "\"msg\":\"SSE resume ahead of the stream: going on from its head\",\"stream\":\"stats\",\"from\":$AHEAD," \
+  "$WORK/gateway-limits.log"
+
 kill -TERM "${PIDS[12]}"
 RC=0
 wait "${PIDS[12]}" || RC=$?
