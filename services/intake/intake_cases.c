@@ -455,6 +455,8 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
         s_add_need(&c, r->needs[i]);
     /* the published profile: the age from the date of birth when there is one */
     Nrm__V1__Profile profile = *r->profile;
+    profile.base.unknown_fields = NULL; /* stored and published: only the fields it knows */
+    profile.base.n_unknown_fields = 0;
     profile.age_unknown = !facts.has_age;
     profile.age_years = facts.has_age ? facts.age_years : 0;
     profile.age_estimated =

@@ -28,12 +28,15 @@ static const char s_sql_cases[] =
     "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
     " LEFT JOIN case_keys k ON k.case_id = c.case_id"
     " WHERE c.identity_erased_at IS NULL AND c.case_id > $1 ORDER BY c.case_id LIMIT $2";
-static const char s_sql_clear[] = "UPDATE cases SET identity_hash = NULL FROM unnest($1::text[])"
-                                  " AS u(case_id) WHERE cases.case_id = u.case_id";
+/* the cases were read without a lock: one erased since (another instance, the retention timer)
+ * keeps no hash; the update waits for the erasure's commit and then sees it */
+static const char s_sql_clear[] =
+    "UPDATE cases SET identity_hash = NULL FROM unnest($1::text[]) AS u(case_id)"
+    " WHERE cases.case_id = u.case_id AND cases.identity_erased_at IS NULL";
 static const char s_sql_rehash[] =
     "UPDATE cases SET identity_hash = u.identity_hash, blocking_hash = u.blocking_hash"
     " FROM unnest($1::text[], $2::text[], $3::text[]) AS u(case_id, identity_hash, blocking_hash)"
-    " WHERE cases.case_id = u.case_id";
+    " WHERE cases.case_id = u.case_id AND cases.identity_erased_at IS NULL";
 /* the newer ($1) of two open cases now sharing a hash, proposed against the older ($2) */
 static const char s_sql_propose[] =
     "INSERT INTO duplicate_pairs (case_id, other_case_id, score) VALUES ($1, $2, $3)"

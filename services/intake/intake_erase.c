@@ -26,7 +26,9 @@ static const char s_sql_load[] =
     "SELECT identity_erased_at IS NOT NULL FROM cases WHERE case_id = $1 FOR UPDATE";
 /* the hashes (identity and blocking) and the key go; rows sealed directly under the keyring (before
  * data keys, not yet moved by the start job) lose their bytes, since the keyring would still open
- * them */
+ * them; the stored replies of the case's reports lose their request hash (an unkeyed hash of the
+ * whole request, identity included, which would confirm a guess: nrm_server then gives the stored
+ * reply to a repeat from the same agency without comparing) */
 static const char s_sql_erase[] =
     "WITH erased AS (UPDATE cases SET identity_hash = NULL, blocking_hash = NULL,"
     "   identity_erased_at = now(),"
@@ -34,7 +36,9 @@ static const char s_sql_erase[] =
     "   RETURNING case_id),"
     " key AS (DELETE FROM case_keys WHERE case_id IN (SELECT case_id FROM erased)),"
     " old AS (UPDATE reports SET person_sealed = '', notes_sealed = '', sealed_under = 'case_key',"
-    "   key_id = 0 WHERE case_id IN (SELECT case_id FROM erased) AND sealed_under = 'keyring')"
+    "   key_id = 0 WHERE case_id IN (SELECT case_id FROM erased) AND sealed_under = 'keyring'),"
+    " req AS (UPDATE requests SET request_hash = '' WHERE request_id IN"
+    "   (SELECT request_id FROM reports WHERE case_id IN (SELECT case_id FROM erased)))"
     " SELECT count(*)::int FROM erased";
 static const char s_sql_due[] =
     "SELECT case_id FROM cases WHERE status = 'closed' AND identity_erased_at IS NULL"

@@ -30,7 +30,7 @@ static const char *const s_purposes[] = {"contact",           "service_delivery"
 
 static const char s_sql_case[] =
     "SELECT case_manager_agency_id = $2, is_minor, consent_to_data_sharing,"
-    " identity_erased_at IS NOT NULL FROM cases WHERE case_id = $1";
+    " identity_erased_at IS NOT NULL FROM cases WHERE case_id = $1 FOR SHARE";
 static const char s_sql_access[] =
     "SELECT count(*)::int, COALESCE(bool_or(service = $3), false) FROM referral_access"
     " WHERE case_id = $1 AND provider_agency_id = $2 AND state = 'accepted'";

@@ -122,14 +122,18 @@ static nrm_status_t s_key_create(intake_t *self, nrm_tx_t *tx, const char *case_
     uint8_t *wrapped = NULL;
     size_t len = 0;
     uint32_t key_id = 0;
-    if (s_wrap(self, case_id, key, &wrapped, &len, &key_id) != 0)
+    if (s_wrap(self, case_id, key, &wrapped, &len, &key_id) != 0) {
+        sodium_memzero(key, NRM_DATA_KEY_BYTES);
         return nrm_fail(tx->err, NRM_INTERNAL, NULL, "wrapping a data key failed");
+    }
     nrm_params_t p = {0};
     nrm_params_text(&p, case_id);
     nrm_params_int(&p, key_id);
     nrm_params_bytes(&p, wrapped, len);
     nrm_status_t st = nrm_db_exec(tx->db, "intake_key_insert", &p, NULL, tx->err);
     free(wrapped);
+    if (st != NRM_OK)
+        sodium_memzero(key, NRM_DATA_KEY_BYTES);
     return st;
 }
 

@@ -359,6 +359,84 @@ static void test_no_identity_appears_in_any_event_log_line_or_stored_reply(void 
     }
 }
 
+/* Submits s to intake as MANAGER under request_id; fills case_id. Returns the status. */
+static Nrm__V1__Status s_submit_as(scenario_report_t *s, const char *request_id,
+                                   char case_id[ROUTING_ID_TEXT])
+{
+    s->request.request_id = (char *)request_id;
+    Nrm__V1__Reply *r = harness_call(h, "intake", MANAGER, &s->request);
+    assert_non_null(r);
+    Nrm__V1__Status st = r->status;
+    snprintf(case_id, ROUTING_ID_TEXT, "%s", st == OK && r->case_ref ? r->case_ref->case_id : "");
+    nrm__v1__reply__free_unpacked(r, NULL);
+    return st;
+}
+
+static void test_a_profile_field_intake_does_not_know_is_neither_stored_nor_published(void **s)
+{
+    /* a client built from another version of the contract: field 20 of Profile, unknown here,
+     * carries a name */
+    static const char smuggled[] = "Smuggled Zerhouni";
+    uint8_t data[sizeof smuggled]; /* as protobuf-c keeps it: the length, then the bytes */
+    data[0] = (uint8_t)(sizeof smuggled - 1);
+    memcpy(data + 1, smuggled, sizeof smuggled - 1);
+    ProtobufCMessageUnknownField field = {.tag = 20,
+                                          .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                          .len = sizeof data,
+                                          .data = data};
+    scenario_report_t r;
+    routing_person(&r, "MA-04", ADULT_AGE, NRM__V1__GENDER__GENDER_FEMALE, "NG", true);
+    routing_person_named(&r, "Unknown Field Person Zerhouni", "1992-05-07");
+    r.profile.base.n_unknown_fields = 1;
+    r.profile.base.unknown_fields = &field;
+    char case_id[ROUTING_ID_TEXT];
+    assert_int_equal(s_submit_as(&r, "", case_id), OK);
+    harness_wait_sql(h, "SELECT count(*) FROM intake.outbox WHERE seq IS NULL", 0, WAIT_MS);
+    bool heard = false; /* its case.opened has reached the subscriber */
+    for (Nrm__V1__Event *ev; !heard && (ev = harness_sub_next(sub, "case.opened", WAIT_MS));) {
+        heard = strcmp(ev->case_id, case_id) == 0;
+        nrm__v1__event__free_unpacked(ev, NULL);
+    }
+    assert_true(heard);
+    assert_false(harness_sub_saw_bytes(sub, smuggled));
+    assert_int_equal(
+        harness_sql_int(h, "SELECT (SELECT count(*) FROM intake.cases"
+                           "   WHERE position('\\x536d7567676c6564'::bytea in profile) > 0)"
+                           " + (SELECT count(*) FROM intake.outbox"
+                           "   WHERE position('\\x536d7567676c6564'::bytea in payload) > 0)"),
+        0);
+}
+
+static void
+test_an_erasure_blanks_the_request_hash_and_a_repeat_still_gets_the_stored_reply(void **s)
+{
+    /* the stored request hash is an unkeyed hash of the whole report, identity included: it
+     * would confirm a guessed name after the erasure */
+    static const char request_id[] = "6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c";
+    scenario_report_t r;
+    routing_person(&r, "MA-04", ADULT_AGE, NRM__V1__GENDER__GENDER_FEMALE, "NG", true);
+    routing_person_named(&r, "Erased Request Person Zerhouni", "1992-05-08");
+    char case_id[ROUTING_ID_TEXT], again[ROUTING_ID_TEXT], sql[SQL_MAX];
+    assert_int_equal(s_submit_as(&r, request_id, case_id), OK);
+    Nrm__V1__EraseIdentity e = NRM__V1__ERASE_IDENTITY__INIT;
+    e.case_id = case_id;
+    e.reason = "recorded_in_error";
+    assert_int_equal(s_intake("coordinator", NRM__V1__REQUEST__BODY_ERASE_IDENTITY, &e), OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FILTER (WHERE octet_length(request_hash) = 0) * 10 + count(*)"
+             " FROM intake.requests WHERE request_id = '%s'",
+             request_id);
+    assert_int_equal(harness_sql_int(h, sql), 11); /* kept, with its hash blank */
+    /* the reporting agency repeats the report: it gets the stored reply, nothing is opened */
+    assert_int_equal(s_submit_as(&r, request_id, again), OK);
+    assert_string_equal(again, case_id);
+    assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM intake.cases"
+                                        " WHERE identity_hash IS NOT NULL AND case_id IN"
+                                        " (SELECT case_id FROM intake.reports WHERE request_id ="
+                                        " '6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c')"),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -377,6 +455,9 @@ int main(void)
             test_a_repeated_request_id_of_a_disclosure_gives_nothing_to_another_agency),
         cmocka_unit_test(test_a_purpose_that_is_not_a_code_is_refused_naming_the_field),
         cmocka_unit_test(test_no_identity_appears_in_any_event_log_line_or_stored_reply),
+        cmocka_unit_test(test_a_profile_field_intake_does_not_know_is_neither_stored_nor_published),
+        cmocka_unit_test(
+            test_an_erasure_blanks_the_request_hash_and_a_repeat_still_gets_the_stored_reply),
         /* last: it restarts intake, and the tests above listen to its events socket */
         cmocka_unit_test(
             test_intake_away_while_a_referral_is_accepted_then_completed_ends_the_access),

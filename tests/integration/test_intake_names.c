@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "scenario.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,6 +395,74 @@ static void test_start_rehashes_once_and_proposes_what_now_matches(void **state)
                      1);
 }
 
+/* Another transaction erasing a case's identity while intake's start job re-hashes: it holds
+ * the case's row from before the job reads the cases, erases once the job waits for the row,
+ * and commits. */
+typedef struct {
+    PGconn *conn;
+    const char *case_id;
+    bool job_waited;
+} s_eraser_t;
+
+static void *s_eraser_run(void *arg)
+{
+    s_eraser_t *e = arg;
+    for (int i = 0; i < 200 && !e->job_waited; i++) {
+        /* the activity is read once per transaction unless the snapshot is cleared */
+        PGresult *r = PQexec(e->conn, "SELECT pg_stat_clear_snapshot();"
+                                      " SELECT count(*) FROM pg_stat_activity WHERE"
+                                      " wait_event_type = 'Lock' AND wait_event IN"
+                                      " ('transactionid', 'tuple') AND pid <> pg_backend_pid()");
+        e->job_waited = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) > 0;
+        PQclear(r);
+        if (!e->job_waited)
+            usleep(50 * 1000);
+    }
+    char sql[512]; /* what EraseIdentity writes (intake_erase.c), then the commit */
+    snprintf(sql, sizeof sql,
+             "UPDATE intake.cases SET identity_hash = NULL, blocking_hash = NULL,"
+             " identity_erased_at = now(), erase_reason = 'recorded_in_error' WHERE case_id = '%s';"
+             " DELETE FROM intake.case_keys WHERE case_id = '%s'; COMMIT",
+             e->case_id, e->case_id);
+    PQclear(PQexec(e->conn, sql));
+    return NULL;
+}
+
+static void test_an_erasure_while_the_start_job_rehashes_leaves_the_case_without_hashes(void **s)
+{
+    (void)s;
+    char erased[64], again[64], conninfo[512], sql[512];
+    assert_false(s_report("border-ma-01", "Rehash Race Zerhouni", "1966-06-06", erased));
+    assert_int_equal(harness_sql_int(h, "WITH d AS (DELETE FROM intake.name_versions RETURNING 1)"
+                                        " SELECT count(*) FROM d"),
+                     1);
+    assert_true(WIFEXITED(harness_signal(h, "intake", 0, SIGTERM)));
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%s dbname=t_intake_names user=postgres",
+             getenv("NRM_TEST_PGHOST"), getenv("NRM_TEST_PGPORT"));
+    s_eraser_t e = {.conn = PQconnectdb(conninfo), .case_id = erased};
+    assert_int_equal(PQstatus(e.conn), CONNECTION_OK);
+    snprintf(sql, sizeof sql,
+             "BEGIN; UPDATE intake.cases SET updated_at = now() WHERE case_id = '%s'", erased);
+    PGresult *r = PQexec(e.conn, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    pthread_t eraser;
+    assert_int_equal(pthread_create(&eraser, NULL, s_eraser_run, &e), 0);
+    int started = harness_start(h, "intake", 0); /* its start job re-hashes every case */
+    pthread_join(eraser, NULL);
+    PQfinish(e.conn);
+    assert_int_equal(started, 0);
+    assert_true(e.job_waited);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM intake.cases WHERE case_id = '%s' AND identity_erased_at IS NOT"
+             " NULL AND identity_hash IS NULL AND blocking_hash IS NULL",
+             erased);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    /* so the same person reported again opens a case of their own */
+    assert_false(s_report("border-ma-01", "Rehash Race Zerhouni", "1966-06-06", again));
+    assert_string_not_equal(again, erased);
+}
+
 /* intake.names is read as IntakeNamesSettings: a threshold out of range is refused on reload
  * (logged by its field) and the one in force stays; a stricter one is adopted. */
 static void test_settings_are_checked_and_adopted(void **state)
@@ -435,6 +504,8 @@ int main(void)
         cmocka_unit_test(test_confirm_closes_the_newer_as_duplicate),
         cmocka_unit_test(test_dismiss_keeps_both),
         cmocka_unit_test(test_start_rehashes_once_and_proposes_what_now_matches),
+        cmocka_unit_test(
+            test_an_erasure_while_the_start_job_rehashes_leaves_the_case_without_hashes),
         cmocka_unit_test(test_settings_are_checked_and_adopted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
