@@ -27,6 +27,9 @@ static const char *const s_plan_dims[] = {"month", "year", "region", "kind", "ou
 #define S_MEDIAN(col) "percentile_cont(0.5) WITHIN GROUP (ORDER BY " col ")"
 #define S_P90(col) "percentile_cont(0.9) WITHIN GROUP (ORDER BY " col ")"
 #define S_RATE(cond) "avg((" cond ")::int)"
+/* a rate's support is its numerator: rate x count gives it back, so it is withheld (with its
+ * complements) as the count it is would be */
+#define S_RATE_SUPPORT(cond) "count(*) FILTER (WHERE " cond ")"
 
 static const stats_measure_t s_measures[] = {
     {"cases",
@@ -49,9 +52,10 @@ static const stats_measure_t s_measures[] = {
      s_referral_dims,
      {{"acceptance_median_ms", S_MEDIAN("accept_ms"), "count(accept_ms)"},
       {"acceptance_p90_ms", S_P90("accept_ms"), "count(accept_ms)"},
-      {"declined_rate", S_RATE("outcome = 'declined'"), NULL},
-      {"expired_rate", S_RATE("outcome = 'expired'"), NULL},
-      {"unroutable_rate", S_RATE("outcome = 'unroutable'"), NULL}},
+      {"declined_rate", S_RATE("outcome = 'declined'"), S_RATE_SUPPORT("outcome = 'declined'")},
+      {"expired_rate", S_RATE("outcome = 'expired'"), S_RATE_SUPPORT("outcome = 'expired'")},
+      {"unroutable_rate", S_RATE("outcome = 'unroutable'"),
+       S_RATE_SUPPORT("outcome = 'unroutable'")}},
      5},
     {"beds",
      "SELECT r.at_ms AS t_ms, r.month, r.year, r.region,"
@@ -91,7 +95,7 @@ static const stats_measure_t s_measures[] = {
      s_delivery_dims,
      {{"mean_attempts", "sum(attempts)::float8 / nullif(sum(n), 0)", NULL},
       {"failed_rate", "sum(n) FILTER (WHERE outcome = 'failed')::float8 / nullif(sum(n), 0)",
-       NULL}},
+       "coalesce(sum(n) FILTER (WHERE outcome = 'failed'), 0)"}},
      2},
     {"plans",
      "SELECT p.opened_ms AS t_ms, p.month, p.year, coalesce(c.region, 'UNKNOWN') AS region,"

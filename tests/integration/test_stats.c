@@ -13,6 +13,7 @@
 #include "harness.h"
 #include "nrm_json.h"
 #include "nrm_time.h"
+#include "routing_scenario.h"
 #include "scenario.h"
 
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #define STRANGER "consulate-ng" /* granted nothing */
 #define WAIT_MS 60000
 #define K 11
+#define WITHHELD -1.0 /* a value withheld (STATS_WITHHELD) */
 #define MAX_ROWS 512
 
 #define B(name) NRM__V1__REQUEST__BODY_##name
@@ -365,6 +367,63 @@ static void test_a_small_cell_cannot_be_recovered_from_the_margins_and_totals(vo
     nrm__v1__reply__free_unpacked(r, NULL);
 }
 
+/* Declines n of the referrals of region that are still pending, as their providers. */
+static void s_decline(const char *region, int n)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT r.referral_id, r.provider_id FROM routing.referrals r JOIN routing.cases c"
+             " USING (case_id) WHERE c.region = '%s' AND r.state = 'pending'"
+             " ORDER BY r.referral_id LIMIT %d",
+             region, n);
+    PGresult *res = harness_sql(h, sql);
+    assert_int_equal(PQntuples(res), n);
+    for (int i = 0; i < n; i++) {
+        Nrm__V1__Reply *r =
+            routing_provider_respond(h, PQgetvalue(res, i, 1), PQgetvalue(res, i, 0),
+                                     NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_DECLINE,
+                                     NRM__V1__DECLINE_REASON__DECLINE_REASON_NO_CAPACITY, "");
+        assert_non_null(r);
+        assert_int_equal(r->status, OK);
+        nrm__v1__reply__free_unpacked(r, NULL);
+    }
+    PQclear(res);
+}
+
+static void test_a_rate_never_gives_back_a_small_count(void **state)
+{
+    /* two declines in MA-02: declined_rate x count would give that 2 back */
+    s_decline("MA-02", 2);
+    s_caught_up();
+    s_set_k(K);
+    Nrm__V1__Reply *r = s_table(READER_ID, "referrals", "region", NULL);
+    assert_int_equal(r->status, OK);
+    const Nrm__V1__StatisticsTable *t = r->statistics_table;
+    int checked = 0;
+    for (size_t v = 0; v < t->n_value_names; v++) {
+        if (!strstr(t->value_names[v], "_rate"))
+            continue;
+        for (size_t i = 0; i < t->n_rows; i++) {
+            const Nrm__V1__StatisticsRow *row = t->rows[i];
+            if (row->suppressed || row->values[v] == WITHHELD)
+                continue;
+            long long numerator = (long long)(row->values[v] * (double)row->count + 0.5);
+            checked++;
+            if (numerator != 0 && numerator < K)
+                fail_msg("%s of %s is %.4f of %lld: %lld", t->value_names[v], row->keys[0],
+                         row->values[v], (long long)row->count, numerator);
+        }
+    }
+    assert_true(checked > 0);
+    const Nrm__V1__StatisticsRow *ma02 = s_row(t, "MA-02", NULL);
+    assert_non_null(ma02);
+    assert_false(ma02->suppressed);
+    for (size_t v = 0; v < t->n_value_names; v++)
+        if (strcmp(t->value_names[v], "declined_rate") == 0)
+            assert_true(ma02->values[v] == WITHHELD);
+    nrm__v1__reply__free_unpacked(r, NULL);
+}
+
 static void test_the_export_is_k_anonymous_over_all_its_fields(void **state)
 {
     s_set_k(K);
@@ -430,6 +489,7 @@ int main(void)
             test_referral_counts_by_service_and_outcome_equal_a_recount_of_routings_stream),
         cmocka_unit_test(test_occupancy_deliveries_and_plans_equal_a_recount_of_their_streams),
         cmocka_unit_test(test_a_small_cell_cannot_be_recovered_from_the_margins_and_totals),
+        cmocka_unit_test(test_a_rate_never_gives_back_a_small_count),
         cmocka_unit_test(test_the_export_is_k_anonymous_over_all_its_fields),
         cmocka_unit_test(
             test_the_coordinator_reads_everything_a_reader_its_measures_others_nothing),
