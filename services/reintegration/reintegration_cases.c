@@ -56,8 +56,11 @@ void reint_cases_prepare(nrm_db_t *db)
     nrm_db_statement(db, "reint_risk_plan", s_sql_risk_plan);
 }
 
+static nrm_status_t s_set_consent(nrm_tx_t *tx, const char *case_id, bool consent);
+
 /* referral.accepted: the referral is one of ours (REINTEGRATION or RETURN_ASSISTANCE, from
- * referral.created) and opens a plan managed by the provider, unless one is live already. */
+ * referral.created) and opens a plan managed by the provider, unless one is live already; a
+ * case whose consent is withdrawn gets it suspended. */
 static nrm_status_t s_on_accepted(reint_t *self, nrm_tx_t *tx, const Nrm__V1__Event *ev)
 {
     const Nrm__V1__ReferralAccepted *a = ev->referral_accepted;
@@ -95,8 +98,13 @@ static nrm_status_t s_on_accepted(reint_t *self, nrm_tx_t *tx, const Nrm__V1__Ev
     if (c.known && !c.open)
         return NRM_OK;
     bool opened = false;
-    return reint_plan_open(self, tx, case_id, kind, a->provider_agency_id, a->referral_id, &opened,
-                           NULL);
+    st = reint_plan_open(self, tx, case_id, kind, a->provider_agency_id, a->referral_id, &opened,
+                         NULL);
+    /* the two streams are read apart: consent withdrawn on intake's may have been applied before
+     * this acceptance on routing's; the plan is then suspended at once, as it would have been */
+    if (st == NRM_OK && opened && c.known && !c.consent)
+        st = s_set_consent(tx, case_id, false);
+    return st;
 }
 
 nrm_status_t reint_on_referral_event(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)

@@ -11,6 +11,16 @@
 /* Parses the follow-up offsets (a JSON array of seconds, or the string "s1,s2,..." from the
  * environment) into self. Returns false when one is not a positive number or there are too
  * many. */
+/* True when the offsets grow strictly: a follow-up records the first one not yet recorded
+ * (reint_fu_next), so the n-th falls due after the one before it. */
+static bool s_offsets_rise(const reint_t *self)
+{
+    for (int i = 1; i < self->n_offsets; i++)
+        if (self->offsets_ms[i] <= self->offsets_ms[i - 1])
+            return false;
+    return self->n_offsets > 0;
+}
+
 static bool s_offsets_parse(reint_t *self, nrm_config_t *config)
 {
     static const int64_t dflt[] = {3 * REINT_MONTH_S, 6 * REINT_MONTH_S, 12 * REINT_MONTH_S};
@@ -29,7 +39,7 @@ static bool s_offsets_parse(reint_t *self, nrm_config_t *config)
                 return false;
             self->offsets_ms[self->n_offsets++] = (int64_t)v * REINT_MS_PER_S;
         }
-        return self->n_offsets > 0;
+        return s_offsets_rise(self);
     }
     if (!list) {
         for (size_t i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
@@ -47,7 +57,7 @@ static bool s_offsets_parse(reint_t *self, nrm_config_t *config)
             return false;
         self->offsets_ms[self->n_offsets++] = (int64_t)json_integer_value(item) * REINT_MS_PER_S;
     }
-    return true;
+    return s_offsets_rise(self);
 }
 
 /* The country of identification: reintegration.country, else routing.policy.host_country,

@@ -312,6 +312,36 @@ static void withdrawn_consent_suspends_the_plan_until_consent_is_given_again(voi
     assert_int_equal(reint_count_events(h, "reintegration.plan_suspended", p.case_id), 2);
 }
 
+static void
+an_acceptance_applied_after_the_withdrawal_of_consent_opens_the_plan_suspended(void **state)
+{
+    reint_person_t p;
+    assert_true(reint_refer(h, "GH", REINTEGRATION, NULL, &p));
+    assert_true(reint_wait_case(h, p.case_id));
+    /* intake's stream applied first: the withdrawal is known before the acceptance comes */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "WITH u AS (UPDATE reintegration.cases SET consent = false WHERE case_id = '%s'"
+             " RETURNING 1) SELECT count(*) FROM u",
+             p.case_id);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    assert_true(reint_accept(h, &p));
+    assert_int_equal(reint_wait_plans(h, p.case_id, 1), 1);
+    assert_true(s_caught_up_with_routing());
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM reintegration.plans WHERE case_id = '%s' AND state = 'open'",
+             p.case_id);
+    assert_int_equal(harness_sql_int(h, sql), 0);
+    assert_int_equal(reint_count_events(h, "reintegration.plan_suspended", p.case_id), 1);
+    /* and it takes no follow-up (the resume is withdrawn_consent_suspends_the_plan...'s) */
+    char plan_id[ROUTING_ID_TEXT];
+    assert_true(reint_plan_of(h, p.case_id, plan_id));
+    Nrm__V1__RecordFollowUp f = NRM__V1__RECORD_FOLLOW_UP__INIT;
+    f.plan_id = plan_id;
+    assert_int_equal(reint_status(h, p.provider, NRM__V1__REQUEST__BODY_RECORD_FOLLOW_UP, &f),
+                     NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
+}
+
 static void closing_the_case_closes_its_plan_and_cancels_its_followups(void **state)
 {
     reint_person_t p;
@@ -426,6 +456,8 @@ int main(void)
         cmocka_unit_test(a_return_is_recorded_and_its_reception_partner_then_reports),
         cmocka_unit_test(a_report_linked_to_a_case_with_a_plan_raises_a_risk_alert),
         cmocka_unit_test(withdrawn_consent_suspends_the_plan_until_consent_is_given_again),
+        cmocka_unit_test(
+            an_acceptance_applied_after_the_withdrawal_of_consent_opens_the_plan_suspended),
         cmocka_unit_test(closing_the_case_closes_its_plan_and_cancels_its_followups),
         cmocka_unit_test(a_manager_lists_its_own_plans_page_by_page_and_nobody_else_sees_them),
         cmocka_unit_test(nothing_identifying_reaches_the_stream),

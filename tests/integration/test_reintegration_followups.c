@@ -22,7 +22,8 @@
 #define SCAN_BATCH 50
 #define PLANS 10
 #define BULK_PLANS 2000
-#define LATE_MS 2500 /* how late a timer may publish under sanitizers on shared cores */
+#define OFFSETS_CASE 9999 /* a case number no other test uses */
+#define LATE_MS 2500      /* how late a timer may publish under sanitizers on shared cores */
 #define MS_PER_S 1000
 #define SQL_MAX 1024
 
@@ -188,12 +189,43 @@ static void a_sigkill_during_the_due_scan_loses_and_doubles_nothing(void **state
     assert_int_equal(bulk_due, BULK_PLANS);
 }
 
+/* Follow-ups are recorded in order (the first not yet recorded), so offsets that do not rise
+ * would record the wrong one: refused at a reload, naming the field; the ones in force stay. */
+static void offsets_that_do_not_rise_are_refused_and_the_ones_in_force_stay(void **state)
+{
+    const char *const refused[] = {"[4, 2]", "[2, 2]"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        int before = harness_log_lines(h, "reintegration", 0, "reintegration configuration refused",
+                                       "reintegration.followup_offsets_s");
+        harness_config_set(h, "reintegration.followup_offsets_s", json_loads(refused[i], 0, NULL));
+        harness_reload(h, "reintegration", 0);
+        int after = before;
+        for (int k = 0; k < 50 && after == before; k++) {
+            usleep(100 * 1000);
+            after = harness_log_lines(h, "reintegration", 0, "reintegration configuration refused",
+                                      "reintegration.followup_offsets_s");
+        }
+        assert_int_equal(after, before + 1);
+    }
+    harness_config_set(h, "reintegration.followup_offsets_s", json_loads(OFFSETS, 0, NULL));
+    /* the offsets in force are still [2, 4]: a plan opened now has its follow-ups 2 s apart */
+    s_case_with_plan(OFFSETS_CASE, 0);
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM reintegration.followups f JOIN reintegration.plans p"
+             " USING (plan_id) WHERE p.case_id = 'fu-case-%d'"
+             " AND f.due_ms - p.opened_ms IN (2000, 4000)",
+             OFFSETS_CASE);
+    assert_int_equal(harness_sql_int(h, sql), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
             followups_fall_due_and_become_overdue_on_time_once_each_with_two_instances),
         cmocka_unit_test(a_sigkill_during_the_due_scan_loses_and_doubles_nothing),
+        cmocka_unit_test(offsets_that_do_not_rise_are_refused_and_the_ones_in_force_stay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
