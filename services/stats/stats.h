@@ -115,8 +115,10 @@ typedef struct {
 /* Suppresses every cell, margin or total whose count is below k (primary), then, until nothing
  * changes, in every line of the table (the entries that share the keys of all dimensions but
  * one, that dimension's margin included) with exactly one suppressed entry, the smallest other
- * entry (a cell before the margin): no suppressed count is then the difference of published
- * ones. Returns the number of entries suppressed. */
+ * entry (a cell before the margin); then, while the lines' equations taken together (any sum of
+ * lines) still determine a suppressed entry, the smallest published entry of its lines: no
+ * suppressed count is then given back by published ones. Returns the number of entries
+ * suppressed. */
 int stats_suppress(stats_cell_t *cells, size_t n, int ndims, int64_t k);
 
 /* ---- stats_query.c, stats_export.c: the requests (nrm_handler_fn; ctx is the stats_t) ---- */

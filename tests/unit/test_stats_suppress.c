@@ -55,6 +55,49 @@ static int s_withheld_in_line(const stats_cell_t *cells, size_t n, size_t i, int
     return withheld;
 }
 
+/* Whether a withheld entry of a 2-D table is given back by the published ones, found another
+ * way than stats_suppress does: the table with its margins is a bipartite graph (a node per row
+ * and per column, the margin row and column included; an edge per entry, so every node's edges
+ * add up to zero with the margin's sign turned), and an unknown entry is determined exactly
+ * when its edge is a bridge of the graph of the withheld entries (no cycle of withheld entries
+ * through it). Node of a key: rows 0..SIDE_MAX (SIDE_MAX the margin), columns after them. */
+static int s_node(const char *key, const char *const *names, int offset)
+{
+    for (int i = 0; i <= SIDE_MAX; i++)
+        if (strcmp(key, names[i]) == 0)
+            return offset + i;
+    return -1;
+}
+
+/* True when the two nodes of withheld entry e are still joined without it. */
+static bool s_joined_without(const stats_cell_t *cells, size_t n, size_t e)
+{
+    enum { NODES = 2 * (SIDE_MAX + 1) };
+    int from = s_node(cells[e].keys[0], s_rows, 0),
+        to = s_node(cells[e].keys[1], s_cols, SIDE_MAX + 1);
+    bool seen[NODES] = {false};
+    int stack[NODES], top = 0;
+    stack[top++] = from;
+    seen[from] = true;
+    while (top > 0) {
+        int at = stack[--top];
+        if (at == to)
+            return true;
+        for (size_t j = 0; j < n; j++) {
+            if (j == e || !cells[j].suppressed)
+                continue;
+            int a = s_node(cells[j].keys[0], s_rows, 0),
+                b = s_node(cells[j].keys[1], s_cols, SIDE_MAX + 1);
+            int next = a == at ? b : b == at ? a : -1;
+            if (next >= 0 && !seen[next]) {
+                seen[next] = true;
+                stack[top++] = next;
+            }
+        }
+    }
+    return false;
+}
+
 static void test_a_small_cell_and_its_complements_are_withheld(void **state)
 {
     (void)state;
@@ -112,12 +155,57 @@ static void test_random_tables_never_leave_a_line_with_one_withheld_entry(void *
     }
 }
 
+/* Two blocks of small cells and one more in a row of the first: the lines one at a time leave
+ * nothing alone, but rows r0 + r1 minus columns c0 + c1 leave (r0, c2), and then (r3, c2) by
+ * its column. */
+static void test_a_cell_that_a_sum_of_lines_gives_back_is_protected(void **state)
+{
+    (void)state;
+    int64_t counts[SIDE_MAX][SIDE_MAX] = {{3, 4, 5, 20, 21, 22},
+                                          {2, 6, 30, 23, 24, 25},
+                                          {40, 41, 42, 43, 44, 45},
+                                          {26, 27, 12, 28, 3, 2},
+                                          {31, 32, 33, 34, 4, 1}};
+    stats_cell_t cells[CELLS_MAX];
+    size_t n = s_table(cells, 5, 6, counts);
+    stats_suppress(cells, n, 2, K);
+    for (size_t i = 0; i < n; i++)
+        if (cells[i].suppressed && !s_joined_without(cells, n, i))
+            fail_msg("(%s, %s) = %lld is given back by the published entries", cells[i].keys[0],
+                     cells[i].keys[1], (long long)cells[i].count);
+}
+
+static void test_random_tables_give_back_no_withheld_entry_by_any_sum_of_lines(void **state)
+{
+    (void)state;
+    unsigned seed = 29;
+    int protected_tables = 0;
+    for (int t = 0; t < TRIALS; t++) {
+        int rows = 1 + (int)(rand_r(&seed) % SIDE_MAX), cols = 1 + (int)(rand_r(&seed) % SIDE_MAX);
+        int64_t counts[SIDE_MAX][SIDE_MAX] = {{0}};
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                counts[r][c] = rand_r(&seed) % 3 == 0 ? rand_r(&seed) % K : rand_r(&seed) % 60;
+        stats_cell_t cells[CELLS_MAX];
+        size_t n = s_table(cells, rows, cols, counts);
+        if (stats_suppress(cells, n, 2, K) > 0)
+            protected_tables++;
+        for (size_t i = 0; i < n; i++)
+            if (cells[i].suppressed && !s_joined_without(cells, n, i))
+                fail_msg("trial %d: (%s, %s) = %lld is given back", t, cells[i].keys[0],
+                         cells[i].keys[1], (long long)cells[i].count);
+    }
+    assert_true(protected_tables > TRIALS / 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_small_cell_and_its_complements_are_withheld),
         cmocka_unit_test(test_a_table_of_one_dimension_withholds_a_second_cell),
         cmocka_unit_test(test_random_tables_never_leave_a_line_with_one_withheld_entry),
+        cmocka_unit_test(test_a_cell_that_a_sum_of_lines_gives_back_is_protected),
+        cmocka_unit_test(test_random_tables_give_back_no_withheld_entry_by_any_sum_of_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
