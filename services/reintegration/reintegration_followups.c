@@ -26,10 +26,13 @@ static const char s_sql_shift[] =
 static const char s_sql_any[] =
     "SELECT coalesce((SELECT min(due_ms) FROM followups WHERE state = 'scheduled') <= $1, false)"
     " OR coalesce((SELECT min(window_end_ms) FROM followups WHERE state = 'due') <= $1, false)";
+/* the plan's row is held too: a suspension or a closing committing meanwhile is either seen (the
+ * plan no longer open: nothing falls due) or waits for the scan (and comes after its event) */
 static const char s_sql_fall_due[] =
     "WITH d AS (SELECT f.plan_id, f.number FROM followups f JOIN plans p USING (plan_id)"
     "           WHERE f.state = 'scheduled' AND f.due_ms <= $1 AND p.state = 'open'"
-    "           ORDER BY f.due_ms, f.plan_id, f.number LIMIT $2 FOR UPDATE OF f SKIP LOCKED)"
+    "           ORDER BY f.due_ms, f.plan_id, f.number LIMIT $2 FOR UPDATE OF f SKIP LOCKED"
+    "           FOR SHARE OF p SKIP LOCKED)"
     " UPDATE followups f SET state = 'due' FROM d, plans p"
     " WHERE f.plan_id = d.plan_id AND f.number = d.number AND p.plan_id = f.plan_id"
     " RETURNING f.plan_id, f.number, f.due_ms, f.window_end_ms, p.case_id, p.manager_agency_id";
@@ -37,7 +40,7 @@ static const char s_sql_fall_overdue[] =
     "WITH d AS (SELECT f.plan_id, f.number FROM followups f JOIN plans p USING (plan_id)"
     "           WHERE f.state = 'due' AND f.window_end_ms <= $1 AND p.state = 'open'"
     "           ORDER BY f.window_end_ms, f.plan_id, f.number LIMIT $2"
-    "           FOR UPDATE OF f SKIP LOCKED)"
+    "           FOR UPDATE OF f SKIP LOCKED FOR SHARE OF p SKIP LOCKED)"
     " UPDATE followups f SET state = 'overdue' FROM d, plans p"
     " WHERE f.plan_id = d.plan_id AND f.number = d.number AND p.plan_id = f.plan_id"
     " RETURNING f.plan_id, f.number, f.due_ms, f.window_end_ms, p.case_id, p.manager_agency_id";

@@ -133,11 +133,12 @@ nrm_status_t reint_open_plan(void *ctx, nrm_call_t *call)
     nrm_status_t st = reint_case_load(&call->tx, o->case_id, &c);
     if (st != NRM_OK)
         return st;
-    if (!c.known)
-        return nrm_fail(err, NRM_NOT_FOUND, "open_plan.case_id", "no such case");
-    bool is_manager = strcmp(c.manager, call->agency_id) == 0;
+    /* who may not open plans learns nothing of whether the case exists */
+    bool is_manager = c.known && strcmp(c.manager, call->agency_id) == 0;
     if ((st = nrm_authz_check(call, is_manager ? NRM_ROLE_CASE_MANAGER : 0)) != NRM_OK)
         return st;
+    if (!c.known)
+        return nrm_fail(err, NRM_NOT_FOUND, "open_plan.case_id", "no such case");
     call->subject_id = nrm_call_strdup(call, o->case_id);
     if (o->kind == NRM__V1__PLAN_KIND__PLAN_KIND_ASSISTED_VOLUNTARY_RETURN &&
         reint_national(self, &c))

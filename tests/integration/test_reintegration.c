@@ -180,6 +180,18 @@ static void an_abandoned_milestone_without_a_reason_code_is_refused_naming_it(vo
     nrm__v1__reply__free_unpacked(r, NULL);
 }
 
+static void
+opening_a_plan_tells_an_agency_that_may_not_nothing_of_whether_the_case_exists(void **state)
+{
+    Nrm__V1__OpenPlan o = NRM__V1__OPEN_PLAN__INIT;
+    o.case_id = "00000000-0000-4000-8000-00000000dead";
+    o.kind = LOCAL;
+    assert_int_equal(reint_status(h, "consulate-ng", NRM__V1__REQUEST__BODY_OPEN_PLAN, &o),
+                     NRM__V1__STATUS__STATUS_PERMISSION_DENIED);
+    assert_int_equal(reint_status(h, "coordinator", NRM__V1__REQUEST__BODY_OPEN_PLAN, &o),
+                     NRM__V1__STATUS__STATUS_NOT_FOUND);
+}
+
 static void a_return_plan_for_a_national_is_refused_naming_the_field(void **state)
 {
     reint_person_t p;
@@ -453,6 +465,8 @@ int main(void)
         cmocka_unit_test(goals_and_milestones_round_trip),
         cmocka_unit_test(an_abandoned_milestone_without_a_reason_code_is_refused_naming_it),
         cmocka_unit_test(a_return_plan_for_a_national_is_refused_naming_the_field),
+        cmocka_unit_test(
+            opening_a_plan_tells_an_agency_that_may_not_nothing_of_whether_the_case_exists),
         cmocka_unit_test(a_return_is_recorded_and_its_reception_partner_then_reports),
         cmocka_unit_test(a_report_linked_to_a_case_with_a_plan_raises_a_risk_alert),
         cmocka_unit_test(withdrawn_consent_suspends_the_plan_until_consent_is_given_again),
