@@ -22,13 +22,14 @@
 #define S_HASH_BYTES crypto_generichash_BYTES
 #define S_B64 sodium_base64_VARIANT_ORIGINAL
 #define S_B64_KEY_LEN sodium_base64_ENCODED_LEN(S_KEY_BYTES, S_B64)
-#define S_FILE_MODE 0600            /* keyring files: owner read/write only */
-#define S_FIRST_KEY_ID 1u           /* id of the key a new keyring starts with */
-#define S_ID_DIGITS_MAX 10          /* decimal digits of UINT32_MAX */
-#define S_JSON_SLACK 64             /* room for JSON punctuation around each entry */
-#define S_TEMP_SUFFIX ".tmp.XXXXXX" /* mkstemp template appended to the keyring path */
-#define S_FIELD "keyring"           /* error field for keyring problems */
-#define S_ASCII_MAX 0x7f            /* bytes above are kept as-is in names (UTF-8) */
+#define S_FILE_MODE 0600             /* keyring files: owner read/write only */
+#define S_FIRST_KEY_ID 1u            /* id of the key a new keyring starts with */
+#define S_ID_DIGITS_MAX 10           /* decimal digits of UINT32_MAX */
+#define S_JSON_SLACK 64              /* room for JSON punctuation around each entry */
+#define S_TEMP_SUFFIX ".tmp.XXXXXX"  /* mkstemp template appended to the keyring path */
+#define S_FIELD "keyring"            /* error field for keyring problems */
+#define S_KEYRING_FILE_MAX (1 << 20) /* a keyring file larger is refused */
+#define S_ASCII_MAX 0x7f             /* bytes above are kept as-is in names (UTF-8) */
 #define S_UUID_BYTES 16
 #define S_UUID_LEN 36
 #define S_UUID_VERSION_AT 6 /* byte holding the version nibble */
@@ -155,11 +156,38 @@ static const char *s_keyring_parse(nrm_keyring_t *self, const json_t *root, cons
     return NULL;
 }
 
+/* The keyring file parsed, read into memory that is wiped (stdio's buffer would not be), or
+ * NULL. Jansson's own allocations are wiped when nrm_wipe_json is in force. */
+static json_t *s_keyring_json(const char *path)
+{
+    int fd = path && nrm_crypto_init() == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size <= 0 || st.st_size > S_KEYRING_FILE_MAX) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    size_t size = (size_t)st.st_size, got = 0;
+    char *text = sodium_malloc(size);
+    while (text && got < size) {
+        ssize_t n = read(fd, text + got, size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    /* Jansson's error text may quote the file, so it is not passed on. */
+    json_t *root =
+        text && got == size ? json_loadb(text, size, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    if (text)
+        sodium_free(text);
+    return root;
+}
+
 /* Loads a keyring file. Returns a new keyring, or NULL with err set (FAILED_PRECONDITION). */
 nrm_keyring_t *nrm_keyring_load(const char *path, nrm_error_t *err)
 {
-    /* Jansson's error text may quote the file, so it is not passed on. */
-    json_t *root = path ? json_load_file(path, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *root = s_keyring_json(path);
     nrm_keyring_t *self = NULL;
     const char *field = S_FIELD, *problem = NULL;
     if (!json_is_object(root))

@@ -1,5 +1,6 @@
 #include "nrm_alloc.h"
 #include "nrm_server.h"
+#include "nrm_wipe.h"
 #include "nrm_authz.h"
 #include "nrm_crypto.h"
 #include "nrm_log.h"
@@ -72,6 +73,28 @@ char *nrm_call_strdup(nrm_call_t *call, const char *s)
 static void s_free_message(void *msg)
 {
     protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void s_free_wiped_message(void *msg)
+{
+    protobuf_c_message_free_unpacked(msg, &nrm_wipe_allocator);
+}
+
+char *nrm_call_strdup_wiped(nrm_call_t *call, const char *s)
+{
+    char *copy = nrm_xstrdup(s ? s : "");
+    zlist_append(call->keep, copy);
+    zlist_freefn(call->keep, copy, nrm_wipe_free, true);
+    return copy;
+}
+
+void *nrm_call_keep_wiped(nrm_call_t *call, void *msg)
+{
+    if (msg) {
+        zlist_append(call->keep, msg);
+        zlist_freefn(call->keep, msg, s_free_wiped_message, true);
+    }
+    return msg;
 }
 
 void *nrm_call_keep(nrm_call_t *call, void *msg)

@@ -50,6 +50,11 @@ char *nrm_call_strdup(nrm_call_t *call, const char *s);
  * reply is sent. Returns msg. */
 void *nrm_call_keep(nrm_call_t *call, void *msg);
 
+/* For identifying data in a reply: a copy of s, and a message unpacked with nrm_wipe_allocator,
+ * wiped when freed after the reply is sent. */
+char *nrm_call_strdup_wiped(nrm_call_t *call, const char *s);
+void *nrm_call_keep_wiped(nrm_call_t *call, void *msg);
+
 /* Writes an extra audit row in the request's savepoint (kept only if the request succeeds):
  * the sender, kind (a name such as "case_link"), status OK and subject_id. For facts a request
  * reveals besides its own outcome. */

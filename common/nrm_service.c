@@ -1,4 +1,5 @@
 #include "nrm_service.h"
+#include "nrm_wipe.h"
 #include "nrm_alloc.h"
 #include "nrm_auth.h"
 #include "nrm_crypto.h"
@@ -232,6 +233,7 @@ char *nrm_service_conninfo(nrm_config_t *config, const char *name)
 nrm_service_t *nrm_service_new(const char *name, int argc, char **argv,
                                const nrm_migration_t *migrations, size_t count, int *exit_code)
 {
+    nrm_wipe_json(); /* before any JSON: requests and keyrings are wiped when freed */
     const char *path = s_config_path(name, argc, argv, exit_code);
     if (!path)
         return NULL;

@@ -12,6 +12,7 @@
 #include "gateway_sse.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
+#include "nrm_wipe.h"
 
 #include <signal.h>
 #include <string.h>
@@ -131,6 +132,7 @@ static int s_configure(gw_t *gw, int argc, char **argv)
 int main(int argc, char **argv)
 {
     gw_t gw = {0};
+    nrm_wipe_json(); /* requests and replies carry names: their JSON is wiped when freed */
     /* SIGTERM, SIGINT and SIGHUP are blocked in every thread (libmicrohttpd's and the hub's inherit
      * the mask) and taken by sigwait below */
     sigset_t stop_signals;

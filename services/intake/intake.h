@@ -280,7 +280,8 @@ int intake_report_open(intake_t *self, const char *sealed_under, uint32_t key_id
 /* The person of a case's first report read in row of res with the case's data key: columns
  * col .. col + 4 are the report's sealed_under, key_id and person_sealed, then case_keys.key_id
  * and wrapped_key (NULL when the case has none). 0 with *person (NULL when the bytes are not a
- * PersonalData; the caller frees it), -1 when the report cannot be opened, -2 (err INTERNAL)
+ * PersonalData; the caller frees it with nrm_wipe_allocator), -1 when the report cannot be
+ * opened, -2 (err INTERNAL)
  * when the case's data key cannot be unwrapped. */
 int intake_first_person_open(intake_t *self, const PGresult *res, int row, int col,
                              const char *case_id, Nrm__V1__PersonalData **person, nrm_error_t *err);

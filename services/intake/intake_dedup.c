@@ -4,6 +4,7 @@
 #include "intake_names.h"
 #include "nrm_alloc.h"
 #include "nrm_log.h"
+#include "nrm_wipe.h"
 #include "nrm_pgarray.h"
 
 #include <sodium.h>
@@ -115,7 +116,7 @@ static int s_rehash_one(intake_t *self, nrm_tx_t *tx, const PGresult *res, int i
         intake_identity_hash(self, person->full_name, person->date_of_birth, nationality,
                              r->identity);
         intake_blocking_hash(self, person->date_of_birth, nationality, r->blocking);
-        nrm__v1__personal_data__free_unpacked(person, NULL);
+        nrm__v1__personal_data__free_unpacked(person, &nrm_wipe_allocator);
     }
     if (profile)
         nrm__v1__profile__free_unpacked(profile, NULL);

@@ -4,6 +4,7 @@
 #include "intake_names.h"
 #include "nrm_json.h"
 #include "nrm_log.h"
+#include "nrm_wipe.h"
 #include "nrm_validate.h"
 
 #include <sodium.h>
@@ -86,7 +87,7 @@ static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *r
     char *name_key =
         person && person->full_name[0] ? intake_names_key(self->names, person->full_name) : NULL;
     if (person)
-        nrm__v1__personal_data__free_unpacked(person, NULL);
+        nrm__v1__personal_data__free_unpacked(person, &nrm_wipe_allocator);
     return name_key;
 }
 

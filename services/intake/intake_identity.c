@@ -12,6 +12,7 @@
 #include "intake.h"
 #include "nrm_authz.h"
 #include "nrm_log.h"
+#include "nrm_wipe.h"
 #include "nrm_pgarray.h"
 #include "nrm_validate.h"
 
@@ -145,7 +146,7 @@ int intake_first_person_open(intake_t *self, const PGresult *res, int row, int c
     sodium_memzero(key, sizeof key);
     if (rc != 0)
         return -1;
-    *person = nrm__v1__personal_data__unpack(NULL, plain_len, plain);
+    *person = nrm__v1__personal_data__unpack(&nrm_wipe_allocator, plain_len, plain);
     sodium_memzero(plain, plain_len);
     free(plain);
     return 0;
@@ -184,8 +185,8 @@ static nrm_status_t s_open_reports(intake_t *self, nrm_call_t *call, const char 
             if (s_open_field(self, res, i, 2, key, aad, &plain, &len) != 0)
                 st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a sealed report cannot be opened");
             else
-                identity->person =
-                    nrm_call_keep(call, nrm__v1__personal_data__unpack(NULL, len, plain));
+                identity->person = nrm_call_keep_wiped(
+                    call, nrm__v1__personal_data__unpack(&nrm_wipe_allocator, len, plain));
             if (plain)
                 sodium_memzero(plain, len);
             free(plain);
@@ -196,7 +197,7 @@ static nrm_status_t s_open_reports(intake_t *self, nrm_call_t *call, const char 
         if (s_open_field(self, res, i, 3, key, aad, &plain, &len) != 0)
             st = nrm_fail(call->tx.err, NRM_INTERNAL, NULL, "a sealed report cannot be opened");
         else if (len > 0)
-            identity->notes[identity->n_notes++] = nrm_call_strdup(call, (const char *)plain);
+            identity->notes[identity->n_notes++] = nrm_call_strdup_wiped(call, (const char *)plain);
         if (plain)
             sodium_memzero(plain, len);
         free(plain);

@@ -3,6 +3,7 @@
  * Takes the global options, then hands the rest of the command line to one subcommand. */
 #include "nrmctl_commands.h"
 #include "nrm_crypto.h"
+#include "nrm_wipe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,7 @@ static int s_dispatch(nrmctl_t *ctl, int argc, char **argv)
 /* Global options, crypto, then the command. Returns the command's exit code. */
 int main(int argc, char **argv)
 {
+    nrm_wipe_json(); /* identities it prints pass through JSON: wiped when freed */
     nrmctl_t ctl;
     nrmctl_init(&ctl);
     int i = 1;
