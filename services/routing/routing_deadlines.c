@@ -22,13 +22,17 @@ void routing_deadlines_prepare(nrm_db_t *db)
 nrm_status_t routing_urgency_raised(routing_t *self, nrm_tx_t *tx, const routing_case_t *c,
                                     int urgency)
 {
+    /* the referrals this batch made are written first, so that theirs are shortened too */
+    nrm_status_t st = routing_batch_sync_referrals(self, tx);
+    if (st != NRM_OK)
+        return st;
     int64_t due_ms = tx->now_ms + routing_policy_deadline_ms(self->policy, urgency);
     nrm_params_t p = {0};
     nrm_params_text(&p, c->case_id);
     nrm_params_int(&p, urgency);
     nrm_params_int(&p, due_ms);
     PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_deadlines_shorten", &p, &res, tx->err);
+    st = nrm_db_exec(tx->db, "routing_deadlines_shorten", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
     int changed = 0;

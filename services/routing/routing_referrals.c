@@ -11,7 +11,7 @@
 #define S_STATE_MAX 16
 
 static const char s_sql_load[] =
-    "SELECT case_id, service, provider_id, state FROM referrals WHERE referral_id = $1"
+    "SELECT case_id, service, provider_id, state, due_ms FROM referrals WHERE referral_id = $1"
     " FOR UPDATE";
 static const char s_sql_accept[] =
     "UPDATE referrals SET state = 'accepted', answered_ms = $2 WHERE referral_id = $1";
@@ -71,7 +71,8 @@ typedef struct {
 
 /* Loads (and locks) the referral the sender answers: NOT_FOUND when there is none,
  * PERMISSION_DENIED unless the matrix lets the sender (its provider, a coordinator),
- * FAILED_PRECONDITION unless it is in state `want`. field names the request's referral_id. */
+ * FAILED_PRECONDITION unless it is in state `want` (and, pending, before its deadline). field
+ * names the request's referral_id. */
 static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const char *referral_id,
                                         const char *field, const char *want, s_referral_t *ref)
 {
@@ -92,6 +93,7 @@ static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const
     ref->service = (int)nrm_db_int(res, 0, 1);
     snprintf(ref->provider_id, sizeof ref->provider_id, "%s", nrm_db_text(res, 0, 2));
     snprintf(ref->state, sizeof ref->state, "%s", nrm_db_text(res, 0, 3));
+    int64_t due_ms = nrm_db_int(res, 0, 4);
     PQclear(res);
     call->subject_id = nrm_call_strdup(call, referral_id);
     unsigned relations =
@@ -101,6 +103,11 @@ static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const
     if (strcmp(ref->state, want) != 0)
         return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field, "the referral is %s, not %s",
                         ref->state, want);
+    /* past its deadline a pending referral is the expiry's (passed on within a check), not the
+     * provider's: an answer then would race the escalation */
+    if (strcmp(want, "pending") == 0 && due_ms <= call->tx.now_ms)
+        return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field,
+                        "the referral's deadline has passed");
     return NRM_OK;
 }
 

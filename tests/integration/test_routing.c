@@ -34,6 +34,8 @@ static harness_t *h;
 static int setup(void **state)
 {
     h = harness_new("routing");
+    /* no expiry runs on its own here (deadlines are days): a test sets a deadline in the past */
+    harness_config_set(h, "routing.expiry_check_ms", json_integer(3600000));
     if (harness_start(h, "intake", 0) != 0)
         return -1;
     return harness_start(h, "routing", 0);
@@ -391,6 +393,30 @@ static void test_stranger_answering_is_refused_and_bad_requests_change_nothing(v
                      1);
 }
 
+static void test_an_answer_after_the_deadline_is_refused_and_the_referral_stays_pending(void **s)
+{
+    scenario_report_t r;
+    routing_person(&r, "MA-04", 27, FEMALE, "NG", true);
+    routing_person_speaks(&r, "en");
+    routing_person_needs(&r, LEGAL_AID);
+    char case_id[ROUTING_ID_TEXT], referral_id[ROUTING_ID_TEXT], st[ROUTING_ID_TEXT],
+        provider[ROUTING_ID_TEXT], sql[SQL_MAX];
+    assert_int_equal(routing_submit(h, &r, "hospital-ma-04", case_id), OK);
+    assert_int_equal(routing_wait_referrals(h, case_id, 1), 1);
+    assert_true(routing_referral(h, case_id, LEGAL_AID, 1, referral_id, provider));
+    /* its deadline passes before the expiry check comes round */
+    snprintf(sql, sizeof sql,
+             "WITH u AS (UPDATE routing.referrals SET due_ms = 1 WHERE referral_id = '%s'"
+             " RETURNING 1) SELECT count(*) FROM u",
+             referral_id);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    s_assert_refused(routing_provider_respond(h, provider, referral_id, ACCEPT, NO_REASON, ""),
+                     NRM__V1__STATUS__STATUS_FAILED_PRECONDITION,
+                     "respond_to_referral.referral_id");
+    routing_referral_state(h, referral_id, st);
+    assert_string_equal(st, "pending"); /* the expiry's to pass on */
+}
+
 static void test_consent_withdrawn_revokes_consented_referrals_and_closure_the_rest(void **st)
 {
     /* a 14-year-old girl in Fes: child protection (mandatory) and medical care (consented) */
@@ -473,6 +499,8 @@ int main(void)
         cmocka_unit_test(test_child_without_consent_gets_child_protection_and_its_interpreter),
         cmocka_unit_test(test_shelter_need_becomes_one_shelter_request_not_a_referral),
         cmocka_unit_test(test_stranger_answering_is_refused_and_bad_requests_change_nothing),
+        cmocka_unit_test(
+            test_an_answer_after_the_deadline_is_refused_and_the_referral_stays_pending),
         cmocka_unit_test(test_consent_withdrawn_revokes_consented_referrals_and_closure_the_rest),
         cmocka_unit_test(test_provider_at_its_cap_is_skipped),
         cmocka_unit_test(test_open_counters_agree_with_a_recount),

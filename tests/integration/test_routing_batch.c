@@ -28,6 +28,7 @@
 #define EMERGENCY NRM__V1__URGENCY__URGENCY_EMERGENCY
 #define SQL_MAX 512
 #define CATCH_UP_MS 20000
+#define EMERGENCY_DEADLINE_MS (7200 * 1000) /* routing.policy.deadlines_s (deploy/demo) */
 
 static harness_t *h;
 
@@ -193,6 +194,38 @@ static void test_case_opened_and_withdrawn_in_one_batch(void **s)
     assert_int_equal(harness_sql_int(h, sql), 1);
 }
 
+static void test_case_opened_and_made_more_urgent_in_one_batch(void **s)
+{
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t consulate = {"consulate-ng", "MA-08", open + 1, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
+    s_stop_routing();
+    char case_id[ROUTING_ID_TEXT];
+    directory_case(h, "MA-08", ROUTINE, case_id);
+    assert_true(case_id[0] != '\0');
+    Nrm__V1__UpdateCase u = NRM__V1__UPDATE_CASE__INIT;
+    u.case_id = case_id;
+    u.urgency = EMERGENCY;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_UPDATE_CASE, &u);
+    Nrm__V1__Reply *r = harness_call(h, "intake", "police-ma-01", &req);
+    assert_non_null(r);
+    assert_int_equal(r->status, OK);
+    nrm__v1__reply__free_unpacked(r, NULL);
+    s_start_routing();
+
+    /* the referral the batch made is shortened by the update after it, as one at a time */
+    char referral_id[ROUTING_ID_TEXT], provider[ROUTING_ID_TEXT], sql[SQL_MAX];
+    assert_true(routing_referral(h, case_id, DIRECTORY_RETURN, 1, referral_id, provider));
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM routing.referrals WHERE referral_id = '%s' AND urgency = %d"
+             " AND due_ms - created_ms <= %d",
+             referral_id, (int)EMERGENCY, EMERGENCY_DEADLINE_MS);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+    assert_int_equal(s_events(case_id, "referral.deadline_changed"), 1);
+}
+
 static void test_agreement_filled_in_the_batch_is_not_used_again(void **s)
 {
     /* room at the consulate for both, but under its agreement for one only */
@@ -294,6 +327,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_needs_of_one_batch_compete_for_the_last_places),
         cmocka_unit_test(test_case_opened_and_withdrawn_in_one_batch),
+        cmocka_unit_test(test_case_opened_and_made_more_urgent_in_one_batch),
         cmocka_unit_test(test_agreement_filled_in_the_batch_is_not_used_again),
         cmocka_unit_test(test_referral_that_exists_already_is_not_made_again),
     };
