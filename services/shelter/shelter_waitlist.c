@@ -31,7 +31,7 @@ static const char s_sql_worth_serving[] =
 static const char s_sql_queue[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " LIMIT $1";
-/* the queue after its first $1 entries (0: all of it) */
+/* the queue after its first $1 entries still waiting (0: all of it) */
 static const char s_sql_queue_from[] =
     "SELECT entry_id, " SHELTER_NEED_COLUMNS " FROM waitlist WHERE state = 'waiting'" S_QUEUE_ORDER
     " OFFSET $1";
@@ -244,7 +244,10 @@ nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
     if (st == NRM_OK && PQntuples(res) == S_SERVE_SCAN && s_any_free(rows, n)) {
         PQclear(res);
         res = NULL;
-        st = nrm_db_exec(tx->db, "waitlist_queue_from", &p, &res, tx->err);
+        /* the head's entries served are no longer waiting: the rest starts that much sooner */
+        nrm_params_t rest = {0};
+        nrm_params_int(&rest, S_SERVE_SCAN - served);
+        st = nrm_db_exec(tx->db, "waitlist_queue_from", &rest, &res, tx->err);
         if (st == NRM_OK)
             st = s_serve_queue(self, tx, res, rows, n, &served, &skipped);
     }

@@ -174,6 +174,48 @@ static void test_a_bed_given_back_reaches_who_joined_while_it_was_taken(void **s
     assert_int_equal(harness_sql_int(h, sql), 1);
 }
 
+/* A waiting woman written into the queue at requested_at_ms among the men (their requested_at_ms
+ * is their number), an emergency like them. */
+static void s_queued_woman(const char *case_id, int requested_at_ms)
+{
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "WITH ins AS (INSERT INTO shelter.waitlist (case_id, request_event_id, region,"
+             " urgency, safety_risk, is_minor, age_years, gender, languages, disability,"
+             " children, beds, requested_at_ms, reason) VALUES ('%s', gen_random_uuid(), 'MA-04',"
+             " %d, 2, false, 30, %d, '{fr}', false, 0, 1, %d, 'no_free_bed') RETURNING 1)"
+             " SELECT count(*) FROM ins",
+             case_id, EMERGENCY, NRM__V1__GENDER__GENDER_FEMALE, requested_at_ms);
+    assert_int_equal(harness_sql_int(h, sql), 1);
+}
+
+static const char *s_state_of(const char *case_id)
+{
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT CASE WHEN EXISTS (SELECT 1 FROM shelter.allocations WHERE case_id = '%s'"
+             " AND state = 'held') THEN 1 ELSE 0 END",
+             case_id);
+    return harness_sql_int(h, sql) ? "held" : "waiting";
+}
+
+static void test_two_free_beds_go_to_the_first_two_who_fit_past_the_first_read(void **state)
+{
+    /* W1 in the first 1000 read, W2 just after them, W3 behind her */
+    s_queued_woman("depth-w1", 500);
+    s_queued_woman("depth-w2", 999);
+    s_queued_woman("depth-w3", 1100);
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT occupied + held FROM shelter.shelters WHERE shelter_id = '%s'",
+             shelter_fixture_one_bed.id);
+    s_capacity((int)harness_sql_int(h, sql) + 2);
+    /* the second read starts after the first one's entries still waiting, W2 first */
+    assert_string_equal(s_state_of("depth-w1"), "held");
+    assert_string_equal(s_state_of("depth-w2"), "held");
+    assert_string_equal(s_state_of("depth-w3"), "waiting");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_a_bed_no_one_fits_is_not_offered_to_the_queue_at_every_check),
         cmocka_unit_test(test_a_newcomer_the_free_bed_does_not_fit_is_not_offered_the_whole_queue),
         cmocka_unit_test(test_a_bed_given_back_reaches_who_joined_while_it_was_taken),
+        cmocka_unit_test(test_two_free_beds_go_to_the_first_two_who_fit_past_the_first_read),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
