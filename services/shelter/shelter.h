@@ -73,6 +73,9 @@ typedef struct {
     /* the last serving pass that found no one a free bed fits (shelter_waitlist.c) */
     bool fruitless_known;
     uint8_t fruitless_pass[SHELTER_PASS_KEY_BYTES];
+    /* beds this instance gave back, in the pass key: within one transaction (a consumer batch) a
+     * bed taken and given back leaves the shelter row's version as it was */
+    uint64_t beds_returned;
 } shelter_t;
 
 /* A shelter as allocation sees it (one row of shelters). */

@@ -78,7 +78,8 @@ typedef struct {
 /* Releases a live allocation: its beds go back to the shelter, shelter.released says why, and
  * shelter.capacity_changed follows when occupied beds were freed. The waitlist is served by
  * the caller. */
-static nrm_status_t s_release(nrm_tx_t *tx, const s_allocation_t *a, const char *reason)
+static nrm_status_t s_release(shelter_t *self, nrm_tx_t *tx, const s_allocation_t *a,
+                              const char *reason)
 {
     nrm_params_t p = {0};
     nrm_params_text(&p, a->allocation_id);
@@ -93,6 +94,7 @@ static nrm_status_t s_release(nrm_tx_t *tx, const s_allocation_t *a, const char 
         st = nrm_db_exec(tx->db, "holds_free", &f, &res, tx->err);
     if (st != NRM_OK)
         return st;
+    self->beds_returned++;
     int capacity = (int)nrm_db_int(res, 0, 0), occupied = (int)nrm_db_int(res, 0, 1);
     PQclear(res);
     Nrm__V1__ShelterReleased body = NRM__V1__SHELTER_RELEASED__INIT;
@@ -206,7 +208,7 @@ nrm_status_t shelter_release_bed(void *ctx, nrm_call_t *call)
     s_allocation_t a;
     nrm_status_t st = s_load_for_operator(call, r->allocation_id, "release_bed.allocation_id", &a);
     if (st == NRM_OK)
-        st = s_release(&call->tx, &a, r->reason);
+        st = s_release(self, &call->tx, &a, r->reason);
     if (st == NRM_OK)
         st = shelter_waitlist_serve(self, &call->tx);
     if (st == NRM_OK)
@@ -215,7 +217,7 @@ nrm_status_t shelter_release_bed(void *ctx, nrm_call_t *call)
 }
 
 /* Releases the holds past their time (no_show), at most a batch of them. */
-static nrm_status_t s_expire(nrm_tx_t *tx)
+static nrm_status_t s_expire(shelter_t *self, nrm_tx_t *tx)
 {
     nrm_params_t p = {0};
     nrm_params_int(&p, tx->now_ms);
@@ -238,7 +240,7 @@ static nrm_status_t s_expire(nrm_tx_t *tx)
         snprintf(a.allocation_id, sizeof a.allocation_id, "%s", nrm_db_text(res, i, 0));
         snprintf(a.case_id, sizeof a.case_id, "%s", nrm_db_text(res, i, 1));
         snprintf(a.shelter_id, sizeof a.shelter_id, "%s", nrm_db_text(res, i, 2));
-        st = s_release(tx, &a, S_NO_SHOW);
+        st = s_release(self, tx, &a, S_NO_SHOW);
     }
     PQclear(res);
     if (st == NRM_OK && expired)
@@ -249,7 +251,7 @@ static nrm_status_t s_expire(nrm_tx_t *tx)
 nrm_status_t shelter_expire_holds(void *ctx, nrm_tx_t *tx)
 {
     shelter_t *self = ctx;
-    nrm_status_t st = s_expire(tx);
+    nrm_status_t st = s_expire(self, tx);
     /* also a sweep: no free bed stays unoffered to the queue, whatever freed it */
     return st == NRM_OK ? shelter_waitlist_serve(self, tx) : st;
 }
@@ -277,7 +279,7 @@ nrm_status_t shelter_on_case_closed(void *ctx, nrm_tx_t *tx, const Nrm__V1__Even
         snprintf(a.case_id, sizeof a.case_id, "%s", ev->case_id);
         snprintf(a.shelter_id, sizeof a.shelter_id, "%s", nrm_db_text(res, i, 1));
         a.occupied = strcmp(nrm_db_text(res, i, 3), "occupied") == 0;
-        st = s_release(tx, &a, S_CASE_CLOSED);
+        st = s_release(self, tx, &a, S_CASE_CLOSED);
     }
     PQclear(res);
     if (st == NRM_OK)
@@ -331,7 +333,7 @@ nrm_status_t shelter_on_request_withdrawn(void *ctx, nrm_tx_t *tx, const Nrm__V1
         snprintf(a.allocation_id, sizeof a.allocation_id, "%s", nrm_db_text(res, i, 0));
         snprintf(a.case_id, sizeof a.case_id, "%s", ev->case_id);
         snprintf(a.shelter_id, sizeof a.shelter_id, "%s", nrm_db_text(res, i, 1));
-        st = s_release(tx, &a, reason);
+        st = s_release(self, tx, &a, reason);
         if (st == NRM_OK)
             st = s_emit_cancelled(tx, ev->case_id, a.allocation_id, a.shelter_id, reason);
     }

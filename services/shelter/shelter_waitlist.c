@@ -151,11 +151,14 @@ static nrm_status_t s_worth_serving(nrm_tx_t *tx, bool *worth)
  * shelter has changed since: an entry made since joined the queue under the beds lock, refused
  * by these very beds; an entry leaving the queue makes no one else fit. The versions tell a
  * bed taken and given back (the same counts) from no change: between the two, someone may have
- * joined the queue whom the bed now fits. */
-static void s_pass_key(const shelter_row_t *rows, size_t n, uint8_t key[SHELTER_PASS_KEY_BYTES])
+ * joined the queue whom the bed now fits. Within one transaction the versions stay the same, so
+ * the beds this instance gave back (returned) count too. */
+static void s_pass_key(const shelter_row_t *rows, size_t n, uint64_t returned,
+                       uint8_t key[SHELTER_PASS_KEY_BYTES])
 {
     crypto_generichash_state h;
     crypto_generichash_init(&h, NULL, 0, SHELTER_PASS_KEY_BYTES);
+    crypto_generichash_update(&h, (const uint8_t *)&returned, sizeof returned);
     for (size_t i = 0; i < n; i++) {
         const shelter_row_t *r = &rows[i];
         int numbers[] = {
@@ -227,7 +230,7 @@ nrm_status_t shelter_waitlist_serve(shelter_t *self, nrm_tx_t *tx)
         st = shelter_load_active(tx, &rows, &n);
     uint8_t key[SHELTER_PASS_KEY_BYTES];
     if (st == NRM_OK)
-        s_pass_key(rows, n, key);
+        s_pass_key(rows, n, self->beds_returned, key);
     if (st != NRM_OK ||
         (self->fruitless_known && sodium_memcmp(key, self->fruitless_pass, sizeof key) == 0)) {
         free(rows);
