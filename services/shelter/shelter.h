@@ -191,6 +191,9 @@ nrm_status_t shelter_list_allocations(void *ctx, nrm_call_t *call);
 
 /* True when the shelter may take the person and those with them (ignores free beds). */
 bool shelter_eligible(const shelter_row_t *s, const shelter_need_t *need);
+/* The UpsertShelter field of the first rule of s that need fails ("population", "min_age",
+ * "max_age", "accepts_children", "accessible"), or NULL when s may take the person. Static. */
+const char *shelter_unfit_rule(const shelter_row_t *s, const shelter_need_t *need);
 
 /* Tries to allocate beds to need among rows (free counts updated on success), choosing as the
  * rules say and holding the bed with a conditional update. On OK, *allocated tells whether a

@@ -65,13 +65,20 @@ static bool s_population_fits(const shelter_row_t *s, const shelter_need_t *need
     }
 }
 
+const char *shelter_unfit_rule(const shelter_row_t *s, const shelter_need_t *need)
+{
+    if (!s_population_fits(s, need))
+        return "population";
+    if (!s_age_fits(s, need))
+        return need->age_known && need->age_years > s->max_age ? "max_age" : "min_age";
+    if (need->children > 0 && !s->accepts_children)
+        return "accepts_children";
+    return need->disability && !s->accessible ? "accessible" : NULL;
+}
+
 bool shelter_eligible(const shelter_row_t *s, const shelter_need_t *need)
 {
-    if (!s_population_fits(s, need) || !s_age_fits(s, need))
-        return false;
-    if (need->children > 0 && !s->accepts_children)
-        return false;
-    return !need->disability || s->accessible;
+    return shelter_unfit_rule(s, need) == NULL;
 }
 
 /* True when the shelter speaks one of the person's languages. */

@@ -27,6 +27,10 @@ static const char s_sql_in_region[] =
     "SELECT " S_COLUMNS ", name FROM shelters WHERE ($1 = '' OR region = $1)"
     " AND ($2 = '' OR operator_agency_id = $2) ORDER BY region, shelter_id";
 static const char s_sql_operates[] = "SELECT 1 FROM shelters WHERE operator_agency_id = $1 LIMIT 1";
+/* the facts of the people holding or occupying beds of shelter $1 (their last requests) */
+static const char s_sql_live_needs[] =
+    "SELECT 0, " SHELTER_NEED_COLUMNS " FROM bed_requests WHERE case_id IN"
+    " (SELECT case_id FROM allocations WHERE shelter_id = $1 AND state <> 'released')";
 static const char s_sql_lock[] =
     "SELECT operator_agency_id, capacity, occupied, held FROM shelters WHERE shelter_id = $1"
     " FOR UPDATE";
@@ -55,6 +59,7 @@ void shelter_registry_prepare(nrm_db_t *db)
     nrm_db_statement(db, "shelter_in_region", s_sql_in_region);
     nrm_db_statement(db, "shelter_operates", s_sql_operates);
     nrm_db_statement(db, "shelter_lock", s_sql_lock);
+    nrm_db_statement(db, "shelter_live_needs", s_sql_live_needs);
     nrm_db_statement(db, "shelter_insert", s_sql_insert);
     nrm_db_statement(db, "shelter_seed", s_sql_seed);
     nrm_db_statement(db, "shelter_update", s_sql_update);
@@ -374,6 +379,43 @@ static nrm_status_t s_may_upsert(nrm_call_t *call, const char *existing_operator
                                        : "upsert_shelter.shelter_id");
 }
 
+/* FAILED_PRECONDITION naming the rule when the upsert's rules would no longer take someone who
+ * holds or occupies a bed of the shelter (a minors' shelter made an adults' one, say). */
+static nrm_status_t s_rules_fit_the_people_there(nrm_call_t *call)
+{
+    const Nrm__V1__UpsertShelter *u = call->request->upsert_shelter;
+    shelter_row_t rules = {.population = u->population,
+                           .min_age = u->min_age,
+                           .max_age = u->max_age,
+                           .accepts_children = u->accepts_children,
+                           .accessible = u->accessible};
+    nrm_params_t p = {0};
+    nrm_params_text(&p, u->shelter_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "shelter_live_needs", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    const char *rule = NULL;
+    int unfit = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        shelter_need_t need;
+        shelter_need_read(res, i, &need);
+        const char *r = shelter_unfit_rule(&rules, &need);
+        if (r && !rule)
+            rule = r;
+        unfit += r != NULL;
+    }
+    PQclear(res);
+    if (!rule)
+        return NRM_OK;
+    char field[64];
+    snprintf(field, sizeof field, "upsert_shelter.%s", rule);
+    return nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, field,
+                    "%d of the people holding or occupying beds here would no longer fit these "
+                    "rules: release their beds first",
+                    unfit);
+}
+
 /* Inserts or updates the shelter of the request; *capacity_changed tells whether to announce
  * it, *occupied receives its occupied beds. The row is locked first. */
 static nrm_status_t s_write_shelter(nrm_call_t *call, bool *capacity_changed, int *occupied)
@@ -404,6 +446,8 @@ static nrm_status_t s_write_shelter(nrm_call_t *call, bool *capacity_changed, in
                         "capacity %d is below the %d beds in use: release beds first, or make "
                         "the shelter inactive",
                         u->capacity, in_use);
+    if (in_use > 0 && (st = s_rules_fit_the_people_there(call)) != NRM_OK)
+        return st;
     nrm_pgarray_t langs;
     nrm_params_t p = {0};
     s_shelter_params(&p, u, &langs);

@@ -450,6 +450,34 @@ static void test_eligibility_matrix(void **state)
                      3);
 }
 
+static void test_a_shelter_may_not_stop_taking_people_like_those_holding_its_beds(void **state)
+{
+    char case_id[SHELTER_FIXTURE_ID];
+    scenario_report_t s;
+    shelter_fixture_person(&s, "MA-04", "Nadia Teen Rules", "ar");
+    s.profile.age_years = 16;
+    Nrm__V1__Event *ev = s_expect_bed(&s, "police-ma-04", "t04-minors-teen", case_id);
+    nrm__v1__event__free_unpacked(ev, NULL);
+    /* its operator would make the teenagers' home a women's shelter while a girl holds a bed */
+    shelter_fixture_upsert_t u;
+    shelter_fixture_upsert(&u, &s_network[0]);
+    assert_string_equal(u.upsert.shelter_id, "t04-minors-teen");
+    u.upsert.population = NRM__V1__SHELTER_POPULATION__SHELTER_POPULATION_WOMEN;
+    u.upsert.min_age = 18;
+    u.upsert.max_age = 120;
+    nrm__v1__reply__free_unpacked(s_call("op-rabat-test", &u.request, STATUS(FAILED_PRECONDITION),
+                                         "upsert_shelter.population"),
+                                  NULL);
+    assert_int_equal(harness_sql_int(h, "SELECT population FROM shelter.shelters"
+                                        " WHERE shelter_id = 't04-minors-teen'"),
+                     MINORS);
+    /* a change that still takes her is made */
+    shelter_fixture_upsert(&u, &s_network[0]);
+    u.upsert.max_age = 18 - 1;
+    u.upsert.min_age = 13;
+    nrm__v1__reply__free_unpacked(s_call("op-rabat-test", &u.request, STATUS(OK), NULL), NULL);
+}
+
 static void test_high_risk_victim_from_ma06_is_sheltered_outside_ma06(void **state)
 {
     char case_id[SHELTER_FIXTURE_ID];
@@ -647,6 +675,7 @@ int main(void)
     };
     const struct CMUnitTest flow[] = {
         cmocka_unit_test(test_eligibility_matrix),
+        cmocka_unit_test(test_a_shelter_may_not_stop_taking_people_like_those_holding_its_beds),
         cmocka_unit_test(test_high_risk_victim_from_ma06_is_sheltered_outside_ma06),
         cmocka_unit_test(test_a_stranger_may_not_release_a_bed_its_operator_may),
         cmocka_unit_test(test_closing_a_case_releases_its_beds),
