@@ -149,17 +149,25 @@ static void test_needs_of_one_batch_compete_for_the_last_places(void **s)
                      1);
 }
 
-static void test_case_opened_and_withdrawn_in_one_batch(void **s)
+/* Gives the consulate room for one more referral, stops routing and opens a ROUTINE case in
+ * MA-08 (its return need: the consulate's), so that what the test adds lands in the same batch.
+ * Returns the consulate's cap. */
+static int s_case_in_a_backlog(char case_id[ROUTING_ID_TEXT])
 {
-    /* room for one more */
     int open = (int)harness_sql_int(
         h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
     directory_provider_t consulate = {"consulate-ng", "MA-08", open + 1, true};
     assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
     s_stop_routing();
-    char case_id[ROUTING_ID_TEXT];
     directory_case(h, "MA-08", ROUTINE, case_id);
     assert_true(case_id[0] != '\0');
+    return consulate.cap;
+}
+
+static void test_case_opened_and_withdrawn_in_one_batch(void **s)
+{
+    char case_id[ROUTING_ID_TEXT];
+    int cap = s_case_in_a_backlog(case_id);
     assert_int_equal(routing_withdraw_consent(h, "police-ma-01", case_id), OK);
     s_start_routing();
 
@@ -179,7 +187,7 @@ static void test_case_opened_and_withdrawn_in_one_batch(void **s)
     assert_string_equal(ev[1]->referral_revoked->referral_id, referral_id);
     assert_string_equal(ev[1]->referral_revoked->reason, "consent_withdrawn");
     routing_events_free(ev, n);
-    s_assert_counter(consulate.cap);
+    s_assert_counter(cap);
     /* the cases of the batch, their parties and each event applied once */
     char sql[SQL_MAX];
     snprintf(sql, sizeof sql,
@@ -196,14 +204,8 @@ static void test_case_opened_and_withdrawn_in_one_batch(void **s)
 
 static void test_case_opened_and_made_more_urgent_in_one_batch(void **s)
 {
-    int open = (int)harness_sql_int(
-        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
-    directory_provider_t consulate = {"consulate-ng", "MA-08", open + 1, true};
-    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
-    s_stop_routing();
     char case_id[ROUTING_ID_TEXT];
-    directory_case(h, "MA-08", ROUTINE, case_id);
-    assert_true(case_id[0] != '\0');
+    s_case_in_a_backlog(case_id);
     Nrm__V1__UpdateCase u = NRM__V1__UPDATE_CASE__INIT;
     u.case_id = case_id;
     u.urgency = EMERGENCY;

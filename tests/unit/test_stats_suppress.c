@@ -98,6 +98,18 @@ static bool s_joined_without(const stats_cell_t *cells, size_t n, size_t e)
     return false;
 }
 
+/* A random 2-D table of up to SIDE_MAX x SIDE_MAX cells, a third of them below k, into cells;
+ * returns the number of entries. */
+static size_t s_random_table(unsigned *seed, stats_cell_t *cells)
+{
+    int rows = 1 + (int)(rand_r(seed) % SIDE_MAX), cols = 1 + (int)(rand_r(seed) % SIDE_MAX);
+    int64_t counts[SIDE_MAX][SIDE_MAX] = {{0}};
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            counts[r][c] = rand_r(seed) % 3 == 0 ? rand_r(seed) % K : rand_r(seed) % 60;
+    return s_table(cells, rows, cols, counts);
+}
+
 static void test_a_small_cell_and_its_complements_are_withheld(void **state)
 {
     (void)state;
@@ -131,13 +143,8 @@ static void test_random_tables_never_leave_a_line_with_one_withheld_entry(void *
     (void)state;
     unsigned seed = 12;
     for (int t = 0; t < TRIALS; t++) {
-        int rows = 1 + (int)(rand_r(&seed) % SIDE_MAX), cols = 1 + (int)(rand_r(&seed) % SIDE_MAX);
-        int64_t counts[SIDE_MAX][SIDE_MAX] = {{0}};
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                counts[r][c] = rand_r(&seed) % 3 == 0 ? rand_r(&seed) % K : rand_r(&seed) % 60;
         stats_cell_t cells[CELLS_MAX];
-        size_t n = s_table(cells, rows, cols, counts);
+        size_t n = s_random_table(&seed, cells);
         stats_suppress(cells, n, 2, K);
         for (size_t i = 0; i < n; i++) {
             if (!cells[i].suppressed)
@@ -181,13 +188,8 @@ static void test_random_tables_give_back_no_withheld_entry_by_any_sum_of_lines(v
     unsigned seed = 29;
     int protected_tables = 0;
     for (int t = 0; t < TRIALS; t++) {
-        int rows = 1 + (int)(rand_r(&seed) % SIDE_MAX), cols = 1 + (int)(rand_r(&seed) % SIDE_MAX);
-        int64_t counts[SIDE_MAX][SIDE_MAX] = {{0}};
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                counts[r][c] = rand_r(&seed) % 3 == 0 ? rand_r(&seed) % K : rand_r(&seed) % 60;
         stats_cell_t cells[CELLS_MAX];
-        size_t n = s_table(cells, rows, cols, counts);
+        size_t n = s_random_table(&seed, cells);
         if (stats_suppress(cells, n, 2, K) > 0)
             protected_tables++;
         for (size_t i = 0; i < n; i++)
