@@ -13,7 +13,9 @@
 
 #include <czmq.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #define OK NRM__V1__STATUS__STATUS_OK
 #define ROUTINE NRM__V1__URGENCY__URGENCY_ROUTINE
@@ -221,12 +223,57 @@ static void test_waiting_needs_are_routed_once_when_places_free(void **s)
                                         " 'consulate-ng' AND state IN ('pending', 'accepted')"));
 }
 
+/* Restarts both routing instances with the configuration as set now. */
+static void s_restart_routing(void)
+{
+    for (int i = 0; i < 2; i++) {
+        assert_true(WIFEXITED(harness_signal(h, "routing", i, SIGTERM)));
+        assert_int_equal(harness_start(h, "routing", i), 0);
+    }
+}
+
+static void test_a_need_nobody_can_take_does_not_keep_a_free_place_from_another(void **s)
+{
+    /* a pass examines one waiting need; reintegration has no provider left */
+    harness_config_set(h, "routing.waiting_batch", json_integer(1));
+    s_restart_routing();
+    static const directory_provider_t ilo_off = {"ilo-partner-national", NULL, 40, false};
+    assert_int_equal(directory_upsert_provider(h, 0, &ilo_off), OK);
+    /* an emergency needing reintegration waits at the head of the queue, for ever */
+    scenario_report_t r;
+    routing_person(&r, "MA-05", 31, NRM__V1__GENDER__GENDER_FEMALE, "NG", true);
+    routing_person_needs(&r, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_REINTEGRATION);
+    r.report.urgency = EMERGENCY;
+    char head[ROUTING_ID_TEXT], sql[SQL_MAX];
+    assert_int_equal(routing_submit(h, &r, "police-ma-01", head), OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM routing.case_services WHERE case_id = '%s' AND service = %d"
+             " AND state = 'waiting'",
+             head, NRM__V1__SERVICE_TYPE__SERVICE_TYPE_REINTEGRATION);
+    assert_int_equal(harness_wait_sql(h, sql, 1, ROUTING_WAIT_MS), 1);
+    /* a routine return need waits behind it for the consulate, at its cap */
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t full = {"consulate-ng", "MA-05", open, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &full), OK);
+    char behind[ROUTING_ID_TEXT], provider[ROUTING_ID_TEXT];
+    directory_case(h, "MA-05", ROUTINE, behind);
+    assert_true(directory_need_is(h, behind, "waiting"));
+    /* the consulate gets a place: it goes to the need it can take */
+    directory_provider_t room = {"consulate-ng", "MA-05", open + 1, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &room), OK);
+    directory_provider_of(h, behind, ROUTING_WAIT_MS, provider);
+    assert_string_equal(provider, "consulate-ng");
+    assert_int_equal(harness_sql_int(h, sql), 1); /* and the head still waits */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_configured_providers_are_seeded_and_listed),
         cmocka_unit_test(test_provider_added_at_run_time_is_routed_to_at_once),
         cmocka_unit_test(test_waiting_needs_are_routed_once_when_places_free),
+        cmocka_unit_test(test_a_need_nobody_can_take_does_not_keep_a_free_place_from_another),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
