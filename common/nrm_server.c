@@ -54,12 +54,17 @@ struct nrm_server_t {
 const double nrm_latency_bounds[NRM_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                         0.05,   0.1,   0.25,   0.5,   1,    5};
 
+/* Hands block (not NULL) to the call, freed with fn after the reply is sent. Returns block. */
+static void *s_keep(nrm_call_t *call, void *block, zlist_free_fn *fn)
+{
+    zlist_append(call->keep, block);
+    zlist_freefn(call->keep, block, fn, true);
+    return block;
+}
+
 void *nrm_call_alloc(nrm_call_t *call, size_t size)
 {
-    void *p = nrm_xcalloc(1, size);
-    zlist_append(call->keep, p);
-    zlist_freefn(call->keep, p, free, true);
-    return p;
+    return s_keep(call, nrm_xcalloc(1, size), free);
 }
 
 char *nrm_call_strdup(nrm_call_t *call, const char *s)
@@ -82,28 +87,17 @@ static void s_free_wiped_message(void *msg)
 
 char *nrm_call_strdup_wiped(nrm_call_t *call, const char *s)
 {
-    char *copy = nrm_xstrdup(s ? s : "");
-    zlist_append(call->keep, copy);
-    zlist_freefn(call->keep, copy, nrm_wipe_free, true);
-    return copy;
+    return s_keep(call, nrm_xstrdup(s ? s : ""), nrm_wipe_free);
 }
 
 void *nrm_call_keep_wiped(nrm_call_t *call, void *msg)
 {
-    if (msg) {
-        zlist_append(call->keep, msg);
-        zlist_freefn(call->keep, msg, s_free_wiped_message, true);
-    }
-    return msg;
+    return msg ? s_keep(call, msg, s_free_wiped_message) : NULL;
 }
 
 void *nrm_call_keep(nrm_call_t *call, void *msg)
 {
-    if (msg) {
-        zlist_append(call->keep, msg);
-        zlist_freefn(call->keep, msg, s_free_message, true);
-    }
-    return msg;
+    return msg ? s_keep(call, msg, s_free_message) : NULL;
 }
 
 nrm_server_t *nrm_server_new(const char *stream, nrm_db_t *db, nrm_config_t *config,

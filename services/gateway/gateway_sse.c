@@ -58,12 +58,19 @@ static int64_t s_low(const s_stream_t *s)
     return low > s->base ? low : s->base;
 }
 
-/* Logs that the event seq of stream cannot be written as JSON (a string that is not UTF-8,
- * which protobuf forbids): readers pass over it, as its place in the stream stays taken. */
-static void s_unwritable(const char *stream, int64_t seq)
+/* The event's topic (*topic, static or the event's) and its proto3 JSON (malloc'd; the caller
+ * frees it), or NULL when it cannot be written so (only when Jansson runs out of memory: strings
+ * that are not UTF-8 are written with U+FFFD), logged by stream and seq: readers pass over it,
+ * as its place in the stream stays taken. */
+static char *s_event_json(const char *stream, const Nrm__V1__Event *ev, const char **topic)
 {
-    nrm_log_warn("SSE: an event that cannot be written as JSON is passed over", "{s:s, s:I}",
-                 "stream", stream, "seq", (json_int_t)seq);
+    const char *t = ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
+    *topic = t ? t : "";
+    char *data = nrm_json_dumps_message(&ev->base);
+    if (!data)
+        nrm_log_warn("SSE: an event that cannot be written as JSON is passed over", "{s:s, s:I}",
+                     "stream", stream, "seq", (json_int_t)ev->seq);
+    return data;
 }
 
 /* The hub's sink: appends one event of stream s to its ring; one that cannot be written as
@@ -72,16 +79,14 @@ static void s_unwritable(const char *stream, int64_t seq)
 static int s_append(const Nrm__V1__Event *ev, void *arg)
 {
     s_stream_t *s = arg;
-    char *data = nrm_json_dumps_message(&ev->base);
-    const char *topic = ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
-    if (!data)
-        s_unwritable(s->service->name, ev->seq);
+    const char *topic = NULL;
+    char *data = s_event_json(s->service->name, ev, &topic);
     s_entry_t *e = &s->ring[ev->seq % GW_SSE_RING];
     free(e->data);
     free(e->topic);
     e->seq = ev->seq;
     e->data = data;
-    e->topic = nrm_xstrdup(topic ? topic : "");
+    e->topic = nrm_xstrdup(topic);
     if (!s->started) {
         s->started = true;
         s->base = ev->seq - 1;
@@ -312,12 +317,9 @@ static bool s_fetch(s_client_t *c, int i, int budget)
         const Nrm__V1__Event *ev = reply->fetch_result->events[k];
         if (ev->seq != c->pos[i] + 1)
             continue;
-        char *data = nrm_json_dumps_message(&ev->base);
-        const char *topic =
-            ev->topic && ev->topic[0] ? ev->topic : nrm_event_topic_of(ev->body_case);
-        if (!data)
-            s_unwritable(svc->name, ev->seq);
-        s_take(c, i, ev->seq, topic ? topic : "", data);
+        const char *topic = NULL;
+        char *data = s_event_json(svc->name, ev, &topic);
+        s_take(c, i, ev->seq, topic, data);
         free(data);
     }
     if (!ok)
