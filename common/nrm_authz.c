@@ -371,6 +371,14 @@ nrm_status_t nrm_authz_check(nrm_call_t *call, unsigned relations)
     return nrm_authz_check_at(call, relations, NULL);
 }
 
+nrm_status_t nrm_authz_not_found(nrm_call_t *call, const char *field, const char *message)
+{
+    nrm_status_t st = nrm_authz_check_at(call, 0, field);
+    if (st != NRM_OK)
+        return st;
+    return nrm_fail(call->tx.err, NRM_NOT_FOUND, field, "%s", message);
+}
+
 bool nrm_authz_sender_is(const nrm_call_t *call, nrm_role_t role)
 {
     return (nrm_authz_sender_roles(call->config, call->agency_id, call->agency_type) & role) != 0;

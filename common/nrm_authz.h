@@ -124,6 +124,13 @@ nrm_status_t nrm_authz_precheck(const nrm_config_t *config, Nrm__V1__Request__Bo
 nrm_status_t nrm_authz_check(nrm_call_t *call, unsigned relations);
 nrm_status_t nrm_authz_check_at(nrm_call_t *call, unsigned relations, const char *field);
 
+/* The answer of a handler that found no object of the request's kind under that id: NOT_FOUND
+ * naming field, with message, when the sender may act without a relation to the object (a
+ * coordinator, or a rule open to every agency); otherwise the PERMISSION_DENIED naming field that
+ * it would get for an object it has no relation to. Who may not act on an object learns nothing
+ * of whether it exists. Sets call->tx.err either way. */
+nrm_status_t nrm_authz_not_found(nrm_call_t *call, const char *field, const char *message);
+
 /* True when the sender has role whatever the object (for handlers that scope an answer, such
  * as a coordinator seeing every shelter). */
 bool nrm_authz_sender_is(const nrm_call_t *call, nrm_role_t role);

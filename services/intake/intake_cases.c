@@ -189,12 +189,14 @@ static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, const s_c
 }
 
 /* Loads (and locks) an open case the sender may change, as the matrix says (its case manager
- * or a coordinator): NOT_FOUND, then PERMISSION_DENIED, then FAILED_PRECONDITION for a closed
- * case, all naming field. */
+ * or a coordinator): PERMISSION_DENIED (for an unknown case too, nrm_authz_not_found), then
+ * NOT_FOUND, then FAILED_PRECONDITION for a closed case, all naming field. */
 static nrm_status_t s_load_for_change(nrm_call_t *call, const char *case_id, const char *field,
                                       s_case_t *c)
 {
     nrm_status_t st = s_load(&call->tx, case_id, field, c);
+    if (st == NRM_NOT_FOUND)
+        return nrm_authz_not_found(call, field, "no such case");
     if (st != NRM_OK)
         return st;
     unsigned relations = 0;

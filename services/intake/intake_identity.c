@@ -93,7 +93,7 @@ static nrm_status_t s_relations(nrm_call_t *call, const char *case_id, unsigned 
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "get_identity.case_id", "no such case");
+        return nrm_authz_not_found(call, "get_identity.case_id", "no such case");
     }
     *relations = nrm_db_int(res, 0, 0) ? NRM_ROLE_CASE_MANAGER : 0;
     bool minor = nrm_db_int(res, 0, 1) != 0, consent = nrm_db_int(res, 0, 2) != 0;

@@ -149,7 +149,7 @@ nrm_status_t intake_get_case(void *ctx, nrm_call_t *call)
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "get_case.case_id", "no such case");
+        return nrm_authz_not_found(call, "get_case.case_id", "no such case");
     }
     unsigned relations = (nrm_db_int(res, 0, S_COLUMN_COUNT) ? NRM_ROLE_CASE_MANAGER : 0) |
                          (nrm_db_int(res, 0, S_COLUMN_COUNT + 1) ? NRM_ROLE_REPORTER : 0);

@@ -107,7 +107,7 @@ static nrm_status_t s_load(nrm_call_t *call, const char *case_id, int *previous)
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "decide_status.case_id", "no such case");
+        return nrm_authz_not_found(call, "decide_status.case_id", "no such case");
     }
     bool open = strcmp(nrm_db_text(res, 0, 0), "open") == 0;
     *previous = (int)nrm_db_int(res, 0, 1);

@@ -974,9 +974,9 @@ nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
 }
 
 /* Loads (and locks) the delivery a retry names and decides whether the sender may retry it
- * (nrm_authz: a coordinator, or the agency the delivery is for): NOT_FOUND, PERMISSION_DENIED,
- * then FAILED_PRECONDITION unless it failed and its subscription can still carry it (active,
- * with the delivery's agency and channel). */
+ * (nrm_authz: a coordinator, or the agency the delivery is for): PERMISSION_DENIED (for an
+ * unknown delivery too, nrm_authz_not_found), NOT_FOUND, then FAILED_PRECONDITION unless it failed
+ * and its subscription can still carry it (active, with the delivery's agency and channel). */
 static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
 {
     nrm_params_t q = {0};
@@ -987,8 +987,7 @@ static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
         return st;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, "retry_delivery.delivery_id",
-                        "no such delivery");
+        return nrm_authz_not_found(call, "retry_delivery.delivery_id", "no such delivery");
     }
     bool own = strcmp(nrm_db_text(res, 0, 1), call->agency_id) == 0;
     st = nrm_authz_check(call, own ? NRM_ROLE_SUBSCRIPTION_AGENCY : 0);

@@ -130,8 +130,9 @@ nrm_status_t reint_case_load(nrm_tx_t *tx, const char *case_id, reint_case_t *c)
 /* True when the person is a national of the country of identification. */
 bool reint_national(const reint_t *self, const reint_case_t *c);
 
-/* Loads and locks the plan plan_id names (field for errors) into *plan. NOT_FOUND when
- * unknown. Sets call->subject_id. Does not check authorization. */
+/* Loads and locks the plan plan_id names (field for errors) into *plan. When unknown:
+ * nrm_authz_not_found (NOT_FOUND for a coordinator, PERMISSION_DENIED for others). Sets
+ * call->subject_id. Checks no authorization of a plan that exists: the caller does. */
 nrm_status_t reint_plan_load(nrm_call_t *call, const char *plan_id, const char *field,
                              reint_plan_t *plan);
 

@@ -133,12 +133,11 @@ nrm_status_t reint_open_plan(void *ctx, nrm_call_t *call)
     nrm_status_t st = reint_case_load(&call->tx, o->case_id, &c);
     if (st != NRM_OK)
         return st;
-    /* who may not open plans learns nothing of whether the case exists */
-    bool is_manager = c.known && strcmp(c.manager, call->agency_id) == 0;
+    if (!c.known)
+        return nrm_authz_not_found(call, "open_plan.case_id", "no such case");
+    bool is_manager = strcmp(c.manager, call->agency_id) == 0;
     if ((st = nrm_authz_check(call, is_manager ? NRM_ROLE_CASE_MANAGER : 0)) != NRM_OK)
         return st;
-    if (!c.known)
-        return nrm_fail(err, NRM_NOT_FOUND, "open_plan.case_id", "no such case");
     call->subject_id = nrm_call_strdup(call, o->case_id);
     if (o->kind == NRM__V1__PLAN_KIND__PLAN_KIND_ASSISTED_VOLUNTARY_RETURN &&
         reint_national(self, &c))
@@ -197,7 +196,7 @@ nrm_status_t reint_plan_load(nrm_call_t *call, const char *plan_id, const char *
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, field, "no such plan");
+        return nrm_authz_not_found(call, field, "no such plan");
     }
     memset(plan, 0, sizeof *plan);
     snprintf(plan->plan_id, sizeof plan->plan_id, "%s", plan_id);

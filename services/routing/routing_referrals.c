@@ -69,8 +69,9 @@ typedef struct {
     char state[S_STATE_MAX];
 } s_referral_t;
 
-/* Loads (and locks) the referral the sender answers: NOT_FOUND when there is none,
- * PERMISSION_DENIED unless the matrix lets the sender (its provider, a coordinator),
+/* Loads (and locks) the referral the sender answers: PERMISSION_DENIED unless the matrix lets
+ * the sender (its provider, a coordinator), for an unknown referral too (nrm_authz_not_found),
+ * NOT_FOUND when there is none,
  * FAILED_PRECONDITION unless it is in state `want` (and, pending, before its deadline). field
  * names the request's referral_id. */
 static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const char *referral_id,
@@ -87,7 +88,7 @@ static nrm_status_t s_load_for_provider(routing_t *self, nrm_call_t *call, const
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, field, "no such referral");
+        return nrm_authz_not_found(call, field, "no such referral");
     }
     snprintf(ref->case_id, sizeof ref->case_id, "%s", nrm_db_text(res, 0, 0));
     ref->service = (int)nrm_db_int(res, 0, 1);

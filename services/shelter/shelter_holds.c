@@ -108,7 +108,8 @@ static nrm_status_t s_release(shelter_t *self, nrm_tx_t *tx, const s_allocation_
 }
 
 /* Loads and locks the allocation a request names, for whom the matrix lets (its shelter's
- * operator, a coordinator). Fails NOT_FOUND, PERMISSION_DENIED or, for a released allocation,
+ * operator, a coordinator). Fails PERMISSION_DENIED (before NOT_FOUND: only a coordinator
+ * learns that an allocation does not exist), NOT_FOUND or, for a released allocation,
  * FAILED_PRECONDITION. */
 static nrm_status_t s_load_for_operator(nrm_call_t *call, const char *allocation_id,
                                         const char *field, s_allocation_t *a)
@@ -125,7 +126,7 @@ static nrm_status_t s_load_for_operator(nrm_call_t *call, const char *allocation
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, field, "no such allocation");
+        return nrm_authz_not_found(call, field, "no such allocation");
     }
     memset(a, 0, sizeof *a);
     snprintf(a->allocation_id, sizeof a->allocation_id, "%s", allocation_id);

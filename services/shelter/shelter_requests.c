@@ -24,6 +24,8 @@ static const char s_sql_load[] =
     "SELECT 0, " SHELTER_NEED_COLUMNS ", withdrawn,"
     " coalesce((SELECT agency_id FROM case_managers m WHERE m.case_id = r.case_id), '')"
     " FROM bed_requests r WHERE case_id = $1 FOR UPDATE";
+static const char s_sql_manages[] =
+    "SELECT EXISTS (SELECT 1 FROM case_managers WHERE case_id = $1 AND agency_id = $2)";
 static const char s_sql_held[] =
     "SELECT allocation_id FROM allocations WHERE case_id = $1 AND state = 'held'";
 #define S_COL_WITHDRAWN 14
@@ -34,6 +36,7 @@ void shelter_requests_prepare(nrm_db_t *db)
     nrm_db_statement(db, "requests_remember", s_sql_remember);
     nrm_db_statement(db, "requests_withdraw", s_sql_withdraw);
     nrm_db_statement(db, "requests_load", s_sql_load);
+    nrm_db_statement(db, "requests_manages", s_sql_manages);
     nrm_db_statement(db, "requests_held", s_sql_held);
 }
 
@@ -52,9 +55,27 @@ nrm_status_t shelter_request_withdraw(nrm_tx_t *tx, const char *case_id)
     return nrm_db_exec(tx->db, "requests_withdraw", &p, NULL, tx->err);
 }
 
-/* Loads (and locks) the case's last request into need for the sender: NOT_FOUND when shelter
- * has none, PERMISSION_DENIED unless the matrix lets the sender (its case manager, a
- * coordinator); *withdrawn tells whether routing withdrew it. */
+/* The answer when shelter has no request for the case: NOT_FOUND to its case manager and a
+ * coordinator, PERMISSION_DENIED to others (who learn nothing of whether the case exists). */
+static nrm_status_t s_no_request(nrm_call_t *call, const char *case_id)
+{
+    nrm_params_t p = {0};
+    nrm_params_text(&p, case_id);
+    nrm_params_text(&p, call->agency_id);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(call->tx.db, "requests_manages", &p, &res, call->tx.err);
+    if (st != NRM_OK)
+        return st;
+    bool is_manager = nrm_db_int(res, 0, 0) != 0;
+    PQclear(res);
+    if ((st = nrm_authz_check(call, is_manager ? NRM_ROLE_CASE_MANAGER : 0)) != NRM_OK)
+        return st;
+    return nrm_fail(call->tx.err, NRM_NOT_FOUND, S_FIELD, "no bed was requested for this case");
+}
+
+/* Loads (and locks) the case's last request into need for the sender: PERMISSION_DENIED unless
+ * the matrix lets the sender (its case manager, a coordinator), checked before NOT_FOUND (shelter
+ * has no request for the case: s_no_request); *withdrawn tells whether routing withdrew it. */
 static nrm_status_t s_load(nrm_call_t *call, const char *case_id, shelter_need_t *need,
                            bool *withdrawn)
 {
@@ -66,7 +87,7 @@ static nrm_status_t s_load(nrm_call_t *call, const char *case_id, shelter_need_t
         return st;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return nrm_fail(call->tx.err, NRM_NOT_FOUND, S_FIELD, "no bed was requested for this case");
+        return s_no_request(call, case_id);
     }
     shelter_need_read(res, 0, need);
     *withdrawn = nrm_db_int(res, 0, S_COL_WITHDRAWN) != 0;

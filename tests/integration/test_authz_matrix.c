@@ -607,11 +607,72 @@ static void test_every_request_from_every_role_gets_the_answer_of_the_matrix(voi
     assert_int_equal(authz_fixture_denials(h) - denials_before, denied_cells);
 }
 
+/* The requests about one object that a handler looks up by its id. */
+static const Nrm__V1__Request__BodyCase s_about_an_object[] = {
+    B(GET_CASE),        B(GET_IDENTITY),  B(UPDATE_CASE),         B(WITHDRAW_CONSENT),
+    B(CLOSE_CASE),      B(DECIDE_STATUS), B(RESPOND_TO_REFERRAL), B(COMPLETE_REFERRAL),
+    B(CONFIRM_ARRIVAL), B(RELEASE_BED),   B(REQUEST_BED),         B(RETRY_DELIVERY),
+    B(OPEN_PLAN),       B(UPSERT_GOAL),   B(RECORD_RETURN),       B(RECORD_FOLLOW_UP),
+    B(CLOSE_PLAN),      B(GET_PLAN),
+};
+
+static void test_who_may_not_act_on_an_object_is_not_told_whether_it_exists(void **state)
+{
+    /* an object of every kind that does not exist */
+    authz_fixture_case_t none;
+    memset(&none, 0, sizeof none);
+    const char *unknown = "00000000-0000-4000-8000-00000000beef";
+    snprintf(none.case_id, sizeof none.case_id, "%s", unknown);
+    snprintf(none.referral_id, sizeof none.referral_id, "%s", unknown);
+    snprintf(none.allocation_id, sizeof none.allocation_id, "%s", unknown);
+    snprintf(none.plan_id, sizeof none.plan_id, "%s", unknown);
+    char known_delivery[sizeof delivery_id];
+    snprintf(known_delivery, sizeof known_delivery, "%s", delivery_id);
+    snprintf(delivery_id, sizeof delivery_id, "%s", unknown);
+
+    size_t n_columns = 0;
+    const nrm_authz_column_t *columns = nrm_authz_columns(&n_columns);
+    long long denials_before = authz_fixture_denials(h), denied = 0;
+    static char mismatches[MISMATCHES];
+    size_t used = 0;
+    for (size_t r = 0; r < sizeof s_about_an_object / sizeof *s_about_an_object; r++) {
+        Nrm__V1__Request__BodyCase body = s_about_an_object[r];
+        unsigned allowed = 0;
+        for (size_t e = 0; e < EXPECTED_COUNT; e++)
+            if (s_expected[e].body == body)
+                allowed = s_expected[e].allowed;
+        for (size_t c = 0; c < n_columns; c++) {
+            unsigned column = columns[c].role;
+            /* the coordinator is told; an agency that holds this relation to other objects,
+             * or none, is refused as for an object of someone else's */
+            bool asks = column == COORDINATOR || column == OTHER || (allowed & column) != 0;
+            if (!asks || column == SERVICE || column == STATS_READER)
+                continue;
+            Nrm__V1__Status want =
+                column == COORDINATOR ? NRM__V1__STATUS__STATUS_NOT_FOUND : DENIED;
+            const char *agency = s_actor(column, &none);
+            char field[AUTHZ_FIXTURE_ID];
+            Nrm__V1__Status st = s_send(body, &none, agency, field);
+            denied += want == DENIED;
+            if (st != want && used < sizeof mismatches)
+                used += (size_t)snprintf(mismatches + used, sizeof mismatches - used,
+                                         "  %s from %s (%s): status %d field %s, expected %d\n",
+                                         nrm_authz_body_name(body), columns[c].title, agency,
+                                         (int)st, field, (int)want);
+        }
+    }
+    snprintf(delivery_id, sizeof delivery_id, "%s", known_delivery);
+    if (used)
+        fail_msg("unknown objects answered otherwise:\n%s", mismatches);
+    assert_int_equal(authz_fixture_denials(h) - denials_before, denied);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_expected_matrix_is_the_matrix_of_the_code),
         cmocka_unit_test(test_every_request_from_every_role_gets_the_answer_of_the_matrix),
+        cmocka_unit_test(test_who_may_not_act_on_an_object_is_not_told_whether_it_exists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

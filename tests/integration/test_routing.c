@@ -345,7 +345,13 @@ static void test_stranger_answering_is_refused_and_bad_requests_change_nothing(v
     s_assert_refused(routing_provider_respond(h, "legal-aid-ma-04", referral_id, ACCEPT, NO_REASON,
                                               "bad\x01note"),
                      NRM__V1__STATUS__STATUS_INVALID_ARGUMENT, "respond_to_referral.note");
+    /* a referral that does not exist: only a coordinator learns that; a provider is refused as
+     * for another provider's referral */
     s_assert_refused(routing_provider_respond(h, "legal-aid-ma-04",
+                                              "00000000-0000-4000-8000-000000000000", ACCEPT,
+                                              NO_REASON, ""),
+                     NRM__V1__STATUS__STATUS_PERMISSION_DENIED, "respond_to_referral.referral_id");
+    s_assert_refused(routing_provider_respond(h, "coordinator",
                                               "00000000-0000-4000-8000-000000000000", ACCEPT,
                                               NO_REASON, ""),
                      NRM__V1__STATUS__STATUS_NOT_FOUND, "respond_to_referral.referral_id");

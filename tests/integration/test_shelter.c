@@ -550,10 +550,17 @@ static void test_a_stranger_may_not_release_a_bed_its_operator_may(void **state)
     rel.reason = "she went back to her cousin Amina";
     nrm__v1__reply__free_unpacked(
         s_call("op-marrakech-test", &req, STATUS(INVALID_ARGUMENT), "release_bed.reason"), NULL);
+    /* an allocation that does not exist: only a coordinator learns that, an operator or a
+     * stranger is refused as for one of another shelter's */
     rel.allocation_id = "no-such-allocation";
     rel.reason = "departed";
     nrm__v1__reply__free_unpacked(
-        s_call("op-marrakech-test", &req, STATUS(NOT_FOUND), "release_bed.allocation_id"), NULL);
+        s_call("coordinator", &req, STATUS(NOT_FOUND), "release_bed.allocation_id"), NULL);
+    nrm__v1__reply__free_unpacked(
+        s_call("op-marrakech-test", &req, STATUS(PERMISSION_DENIED), "release_bed.allocation_id"),
+        NULL);
+    nrm__v1__reply__free_unpacked(
+        s_call("police-ma-04", &req, STATUS(PERMISSION_DENIED), "release_bed.allocation_id"), NULL);
 
     /* the operator confirms the arrival, may not shrink the shelter below it, then releases */
     Nrm__V1__ConfirmArrival conf = NRM__V1__CONFIRM_ARRIVAL__INIT;
@@ -606,7 +613,7 @@ static void test_a_stranger_may_not_release_a_bed_its_operator_may(void **state)
         NULL);
     assert_int_equal(harness_sql_int(h, "SELECT count(*) FROM shelter.audit_log WHERE status ="
                                         " 'PERMISSION_DENIED' AND kind = 'release_bed'"),
-                     3);
+                     5); /* the three strangers, and two asking about no allocation */
 }
 
 static void test_closing_a_case_releases_its_beds(void **state)

@@ -338,6 +338,7 @@ static void test_request_bed_refuses_bad_input_with_its_field_and_changes_nothin
     s_request_bed_refused(MANAGER, long_id, STATUS(INVALID_ARGUMENT));
     s_request_bed_refused(MANAGER, "case-\xff\xfe", STATUS(INVALID_ARGUMENT)); /* not UTF-8 */
     s_request_bed_refused(COORDINATOR, "no-such-case", STATUS(NOT_FOUND));
+    s_request_bed_refused(STRANGER, "no-such-case", STATUS(PERMISSION_DENIED)); /* as for a */
     s_request_bed_refused(STRANGER, a, STATUS(PERMISSION_DENIED));
     s_request_bed_refused(MANAGER, a, STATUS(FAILED_PRECONDITION));     /* holds the bed */
     s_request_bed_refused(COORDINATOR, b, STATUS(FAILED_PRECONDITION)); /* waits for one */
@@ -417,6 +418,21 @@ test_a_consent_withdrawal_cancels_the_waitlist_place_and_the_unconfirmed_hold(vo
     assert_int_equal(s_int("SELECT count(*) FROM shelter.allocations WHERE case_id = '%s'", b), 0);
 }
 
+static void test_request_bed_for_a_case_with_no_bed_request_tells_its_manager_only(void **state)
+{
+    /* a case whose person needs medical care only: shelter knows its manager, no bed request */
+    char c[SHELTER_FIXTURE_ID];
+    scenario_report_t s;
+    shelter_fixture_person(&s, "MA-04", "Flow Person Without Bed", "fr");
+    s.needs[0] = NRM__V1__SERVICE_TYPE__SERVICE_TYPE_MEDICAL;
+    s.report.n_needs = 1;
+    assert_int_equal(shelter_fixture_submit(h, &s, MANAGER, c), 0);
+    s_wait_manager_known(c);
+    assert_int_equal(s_int("SELECT count(*) FROM shelter.bed_requests WHERE case_id = '%s'", c), 0);
+    s_request_bed_refused(MANAGER, c, STATUS(NOT_FOUND));
+    s_request_bed_refused(COORDINATOR, c, STATUS(NOT_FOUND));
+    s_request_bed_refused(STRANGER, c, STATUS(PERMISSION_DENIED)); /* as for an unknown case */
+}
 static void test_a_confirmed_stay_outlives_a_consent_withdrawal(void **state)
 {
     char a[SHELTER_FIXTURE_ID], stay[SHELTER_FIXTURE_ID];
@@ -525,6 +541,7 @@ int main(void)
         cmocka_unit_test(
             test_a_no_show_reaches_routing_and_the_coordinator_and_a_new_request_gets_a_bed),
         cmocka_unit_test(test_request_bed_refuses_bad_input_with_its_field_and_changes_nothing),
+        cmocka_unit_test(test_request_bed_for_a_case_with_no_bed_request_tells_its_manager_only),
         cmocka_unit_test(
             test_a_consent_withdrawal_cancels_the_waitlist_place_and_the_unconfirmed_hold),
         cmocka_unit_test(test_a_confirmed_stay_outlives_a_consent_withdrawal),
