@@ -34,23 +34,25 @@ static const char s_sql_create[] =
     " concerned AS (SELECT DISTINCT i, agency_id FROM unnest($6::bigint[], $7::text[])"
     "  AS c(i, agency_id)),"
     " broad AS (SELECT i, agency_id FROM unnest($10::bigint[], $11::text[]) AS b(i, agency_id)),"
-    " matched AS (SELECT c.i, s.subscription_id, s.agency_id, s.channel FROM concerned c"
-    "  JOIN subscriptions s ON s.active AND s.agency_id = c.agency_id"
-    "  UNION SELECT b.i, s.subscription_id, s.agency_id, s.channel FROM broad b"
-    "  JOIN ev e ON e.i = b.i JOIN subscriptions s ON s.active AND s.agency_id = b.agency_id"
-    "   AND EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with(e.topic, t))),"
-    " wanted AS (SELECT i, agency_id, channel, subscription_id, 'pending'::text AS state"
-    "  FROM matched"
-    "  UNION ALL SELECT c.i, c.agency_id, '', '', 'undeliverable' FROM concerned c"
+    " matched AS (SELECT i, subscription_id, agency_id, channel, bool_and(by_topic) AS by_topic"
+    "  FROM (SELECT c.i, s.subscription_id, s.agency_id, s.channel, false AS by_topic"
+    "   FROM concerned c JOIN subscriptions s ON s.active AND s.agency_id = c.agency_id"
+    "   UNION ALL SELECT b.i, s.subscription_id, s.agency_id, s.channel, true FROM broad b"
+    "   JOIN ev e ON e.i = b.i JOIN subscriptions s ON s.active AND s.agency_id = b.agency_id"
+    "    AND EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with(e.topic, t))) m"
+    "  GROUP BY i, subscription_id, agency_id, channel),"
+    " wanted AS (SELECT i, agency_id, channel, subscription_id, 'pending'::text AS state,"
+    "  by_topic FROM matched"
+    "  UNION ALL SELECT c.i, c.agency_id, '', '', 'undeliverable', false FROM concerned c"
     "  WHERE NOT EXISTS (SELECT 1 FROM subscriptions s"
     "                     WHERE s.active AND s.agency_id = c.agency_id))"
     " INSERT INTO deliveries (delivery_id, source_stream, source_seq, agency_id, channel,"
     "  subscription_id, topic, case_id, event_id, state, started_ms, next_attempt_ms,"
-    "  finished_ms, last_error)"
+    "  finished_ms, last_error, by_topic)"
     " SELECT gen_random_uuid(), e.stream, e.seq, w.agency_id, w.channel, w.subscription_id,"
     "  e.topic, e.case_id, e.event_id, w.state, $8::bigint, $8::bigint,"
     "  CASE WHEN w.state = 'undeliverable' THEN $8::bigint ELSE 0 END,"
-    "  CASE WHEN w.state = 'undeliverable' THEN $9 ELSE '' END"
+    "  CASE WHEN w.state = 'undeliverable' THEN $9 ELSE '' END, w.by_topic"
     " FROM wanted w JOIN ev e ON e.i = w.i ORDER BY w.i"
     " ON CONFLICT DO NOTHING RETURNING delivery_id::text, agency_id, state, source_stream,"
     "  source_seq";
@@ -61,14 +63,20 @@ static const char s_sql_keep_event[] =
     "  $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bool[], $8::text[])"
     "  AS u(s, q, e, t, c, o, oc, p) ON CONFLICT DO NOTHING";
 /* Why a due delivery is not sent on its subscription: the claim sends a delivery only on an
- * active subscription that still has the delivery's agency and channel (a subscription may be
- * retired, given to another agency or switched to another channel meanwhile: sending would go
- * to whatever it points at now). Such a delivery is dead-lettered at once, never attempted. No
- * values: a reason only. */
+ * active subscription that still has the delivery's agency and channel and, for a delivery owed
+ * only by the subscription's topics, still follows its topic (a subscription may be retired,
+ * given to another agency, switched to another channel or made to follow other topics
+ * meanwhile: sending would go to whatever it points at now, or to an agency that no longer asks
+ * for it). Such a delivery is dead-lettered at once, never attempted. No values: a reason only. */
 #define S_UNSENDABLE_GONE "not sent: the subscription no longer exists"
 #define S_UNSENDABLE_RETIRED "not sent: the subscription was retired"
 #define S_UNSENDABLE_MOVED "not sent: the subscription now belongs to another agency"
 #define S_UNSENDABLE_CHANNEL "not sent: the subscription now uses another channel"
+#define S_UNSENDABLE_TOPIC "not sent: the subscription no longer follows this topic"
+/* True of delivery d on subscription s unless d is owed only by s's topics (by_topic) and none
+ * of them starts its topic any more. */
+#define S_FOLLOWS_TOPIC                                                                            \
+    "(NOT d.by_topic OR EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with(d.topic, t)))"
 /* The due deliveries (oldest first, up to $2) with their subscription as it is now: those it can
  * still carry are claimed for an attempt (a lease of $3 ms under claim $4), the others are
  * dead-lettered without one; both come back, the dead letters with their reason in the last
@@ -79,7 +87,8 @@ static const char s_sql_claim[] =
     "  CASE WHEN s.subscription_id IS NULL THEN '" S_UNSENDABLE_GONE "'"
     "   WHEN NOT s.active THEN '" S_UNSENDABLE_RETIRED "'"
     "   WHEN s.agency_id <> d.agency_id THEN '" S_UNSENDABLE_MOVED "'"
-    "   WHEN s.channel <> d.channel THEN '" S_UNSENDABLE_CHANNEL "' END AS unsendable"
+    "   WHEN s.channel <> d.channel THEN '" S_UNSENDABLE_CHANNEL "'"
+    "   WHEN NOT " S_FOLLOWS_TOPIC " THEN '" S_UNSENDABLE_TOPIC "' END AS unsendable"
     "  FROM deliveries d LEFT JOIN subscriptions s ON s.subscription_id = d.subscription_id"
     "  WHERE d.state = 'pending' AND d.next_attempt_ms <= $1::bigint"
     "  ORDER BY d.next_attempt_ms LIMIT $2 FOR UPDATE OF d SKIP LOCKED),"
@@ -129,11 +138,11 @@ static const char s_sql_retry[] =
     " last_error = '', finished_ms = 0, retries = retries + 1, claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'failed' RETURNING " S_LIST_COLUMNS;
 /* A delivery's state, agency and whether its subscription can still carry it (as the claim
- * decides). */
+ * decides: active, same agency and channel, the topic still followed when owed by topic). */
 static const char s_sql_state[] =
     "SELECT d.state, d.agency_id, EXISTS (SELECT 1 FROM subscriptions s"
     "  WHERE s.subscription_id = d.subscription_id AND s.active AND s.agency_id = d.agency_id"
-    "  AND s.channel = d.channel)"
+    "  AND s.channel = d.channel AND " S_FOLLOWS_TOPIC ")"
     " FROM deliveries d WHERE d.delivery_id = $1::uuid FOR UPDATE OF d";
 
 void notify_deliveries_prepare(nrm_db_t *db)
@@ -976,7 +985,8 @@ nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
 /* Loads (and locks) the delivery a retry names and decides whether the sender may retry it
  * (nrm_authz: a coordinator, or the agency the delivery is for): PERMISSION_DENIED (for an
  * unknown delivery too, nrm_authz_not_found), NOT_FOUND, then FAILED_PRECONDITION unless it failed
- * and its subscription can still carry it (active, with the delivery's agency and channel). */
+ * and its subscription can still carry it (active, with the delivery's agency and channel, still
+ * following its topic when the delivery was owed by topic). */
 static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
 {
     nrm_params_t q = {0};
@@ -997,8 +1007,9 @@ static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
                       nrm_db_text(res, 0, 0));
     else if (st == NRM_OK && !nrm_db_int(res, 0, 2))
         st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
-                      "the delivery's subscription is retired, gone, or now has another agency or"
-                      " channel: it would not be sent where it was meant to go");
+                      "the delivery's subscription is retired, gone, now has another agency or"
+                      " channel, or no longer follows its topic: it would not be sent where it"
+                      " was meant to go");
     PQclear(res);
     return st;
 }

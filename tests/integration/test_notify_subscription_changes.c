@@ -2,9 +2,10 @@
  * nrm-intake and nrm-notify processes, real HTTP receivers and an SMTP sink on loopback. Each
  * test makes one delivery whose first attempt is answered 503, changes its subscription while
  * the retry waits (the backoff is a minute), then makes the retry due at once: a new address on
- * the same channel gets it; a subscription switched to email, moved to another agency or retired
- * sends nothing and the delivery is dead-lettered at once with the reason, and an operator's
- * retry of such a dead letter is refused. */
+ * the same channel gets it; a subscription switched to email, moved to another agency, retired
+ * or no longer following the topic it had the delivery for sends nothing and the delivery is
+ * dead-lettered at once with the reason, and an operator's retry of such a dead letter is
+ * refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include "harness.h"
 #include "notify_fixture.h"
 #include "notify_sinks.h"
+#include "routing_scenario.h"
 #include "scenario.h"
 
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #define REASON_CHANNEL "not sent: the subscription now uses another channel"
 #define REASON_MOVED "not sent: the subscription now belongs to another agency"
 #define REASON_RETIRED "not sent: the subscription was retired"
+#define REASON_TOPIC "not sent: the subscription no longer follows this topic"
 
 static harness_t *h;
 static notify_smtp_t *smtp;
@@ -58,12 +61,12 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Upserts subscription id as sender (for agency, following TOPIC), asserting OK. */
-static void s_upsert(const char *sender, const char *id, const char *agency, const char *channel,
-                     const char *address)
+/* Upserts subscription id as sender (for agency, following topic), asserting OK. */
+static void s_upsert_following(const char *sender, const char *id, const char *agency,
+                               const char *channel, const char *address, const char *topic)
 {
     Nrm__V1__UpsertSubscription u = NRM__V1__UPSERT_SUBSCRIPTION__INIT;
-    char *topics[] = {TOPIC};
+    char *topics[] = {(char *)topic};
     u.subscription_id = (char *)id;
     u.agency_id = (char *)agency;
     u.channel = (char *)channel;
@@ -79,28 +82,54 @@ static void s_upsert(const char *sender, const char *id, const char *agency, con
     nrm__v1__reply__free_unpacked(reply, NULL);
 }
 
+/* Upserts subscription id as sender (for agency, following TOPIC), asserting OK. */
+static void s_upsert(const char *sender, const char *id, const char *agency, const char *channel,
+                     const char *address)
+{
+    s_upsert_following(sender, id, agency, channel, address, TOPIC);
+}
+
+/* Waits until the one delivery of subscription about the case's event topic has had its first
+ * attempt answered 503 and waits for its retry. Its id into delivery (37 bytes). */
+static void s_attempt_failed(const char *subscription, const char *case_id, const char *topic,
+                             char delivery[37])
+{
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
+             " AND case_id = '%s' AND topic = '%s' AND state = 'pending' AND attempts = 1"
+             " AND claim_id IS NULL AND last_error = 'HTTP 503'",
+             subscription, case_id, topic);
+    assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
+    snprintf(sql, sizeof sql,
+             "SELECT delivery_id FROM notify.deliveries WHERE subscription_id = '%s'"
+             " AND case_id = '%s' AND topic = '%s'",
+             subscription, case_id, topic);
+    PGresult *res = harness_sql(h, sql);
+    assert_int_equal(PQntuples(res), 1);
+    snprintf(delivery, 37, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
 /* A report of a new case (heard by subscriptions following TOPIC); waits until the one delivery
  * of subscription has had its first attempt answered 503 and waits for its retry. Its id into
  * delivery (37 bytes). */
 static void s_first_attempt_failed(const char *subscription, const char *name, char delivery[37])
 {
     char *case_id = notify_fixture_report(h, "police-ma-04", "MA-04", name, "1992-03-14");
+    s_attempt_failed(subscription, case_id, TOPIC, delivery);
+    free(case_id);
+}
+
+/* Waits until delivery is delivered at its second attempt. */
+static void s_delivered_at_second_attempt(const char *delivery)
+{
     char sql[SQL_MAX];
     snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM notify.deliveries WHERE subscription_id = '%s'"
-             " AND case_id = '%s' AND state = 'pending' AND attempts = 1 AND claim_id IS NULL"
-             " AND last_error = 'HTTP 503'",
-             subscription, case_id);
+             "SELECT count(*) FROM notify.deliveries WHERE delivery_id = '%s'"
+             " AND state = 'delivered' AND attempts = 2",
+             delivery);
     assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
-    snprintf(sql, sizeof sql,
-             "SELECT delivery_id FROM notify.deliveries WHERE subscription_id = '%s'"
-             " AND case_id = '%s'",
-             subscription, case_id);
-    PGresult *res = harness_sql(h, sql);
-    assert_int_equal(PQntuples(res), 1);
-    snprintf(delivery, 37, "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
-    free(case_id);
 }
 
 /* The retry of delivery falls due now instead of in half a minute or more. */
@@ -173,7 +202,7 @@ static notify_receiver_t *s_dead_after_move(notify_receiver_t *moved_to, const c
 
 static void test_a_pending_delivery_follows_its_subscription_to_a_new_address(void **state)
 {
-    char subscription[ID_MAX], delivery[37], url[256], sql[SQL_MAX];
+    char subscription[ID_MAX], delivery[37], url[256];
     notify_receiver_t *old = s_failing_hook("old", subscription);
     notify_receiver_t *fresh = notify_receiver_new();
     s_first_attempt_failed(subscription, "Ngozi Adeyemi", delivery);
@@ -181,11 +210,7 @@ static void test_a_pending_delivery_follows_its_subscription_to_a_new_address(vo
              notify_fixture_url(fresh, "new", url));
     s_retry_due_now(delivery);
 
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM notify.deliveries WHERE delivery_id = '%s'"
-             " AND state = 'delivered' AND attempts = 2",
-             delivery);
-    assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
+    s_delivered_at_second_attempt(delivery);
     assert_int_equal(notify_receiver_count(fresh), 1);
     notify_request_t *r = notify_receiver_request(fresh, 0);
     char *id = notify_request_header(r, "X-NRM-Delivery");
@@ -290,6 +315,77 @@ test_retrying_a_dead_letter_whose_subscription_moved_is_a_failed_precondition(vo
     notify_receiver_destroy(&iom);
 }
 
+/* police-ma-06 reports a case its subscription hears by topic (case.opened) and closes it: the
+ * case.closed concerns it as the reporting agency. Both first attempts fail; then its
+ * subscription is made to follow case.updated only and its receiver answers again. */
+static void test_a_subscription_no_longer_following_a_topic_is_not_sent_what_it_followed(void **s)
+{
+    char subscription[ID_MAX], opened[37], closed[37], url[256];
+    notify_receiver_t *receiver = notify_fixture_hook(h, "police-ma-06", NOTIFY_RECEIVER_FAIL, 0,
+                                                      "topic", TOPIC, SECRET, subscription);
+    char *case_id =
+        notify_fixture_report(h, "police-ma-06", "MA-06", "Esther Mensah", "1990-07-02");
+    s_attempt_failed(subscription, case_id, TOPIC, opened);
+    assert_int_equal(routing_close_case(h, "coordinator", case_id, "reintegrated"), OK);
+    s_attempt_failed(subscription, case_id, "case.closed", closed);
+    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_ACCEPT, 0);
+    s_upsert_following("police-ma-06", subscription, "police-ma-06", "webhook",
+                       notify_fixture_url(receiver, "topic", url), "case.updated");
+    s_retry_due_now(opened);
+    s_retry_due_now(closed);
+
+    s_dead_lettered(opened, REASON_TOPIC);
+    s_delivered_at_second_attempt(closed); /* what concerns the agency does not need a topic */
+    assert_int_equal(s_failed_events(opened, REASON_TOPIC), 1);
+    assert_int_equal(notify_receiver_count(receiver), 3); /* two refused attempts, case.closed */
+    free(case_id);
+    notify_receiver_destroy(&receiver);
+}
+
+static void test_a_pending_delivery_follows_a_subscription_that_widened_its_topic(void **state)
+{
+    char subscription[ID_MAX], delivery[37], url[256];
+    notify_receiver_t *receiver = s_failing_hook("widened", subscription);
+    s_first_attempt_failed(subscription, "Grace Owusu", delivery);
+    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_ACCEPT, 0);
+    s_upsert_following("hotline-national", subscription, "hotline-national", "webhook",
+                       notify_fixture_url(receiver, "widened", url), "case.");
+    s_retry_due_now(delivery);
+
+    s_delivered_at_second_attempt(delivery);
+    assert_int_equal(notify_receiver_count(receiver), 2);
+    notify_receiver_destroy(&receiver);
+}
+
+static void
+test_retrying_a_dead_letter_of_a_topic_no_longer_followed_is_a_failed_precondition(void **state)
+{
+    char subscription[ID_MAX], delivery[37], url[256];
+    notify_receiver_t *receiver = s_failing_hook("narrowed", subscription);
+    s_first_attempt_failed(subscription, "Halima Sesay", delivery);
+    s_upsert_following("hotline-national", subscription, "hotline-national", "webhook",
+                       notify_fixture_url(receiver, "narrowed", url), "case.closed");
+    s_retry_due_now(delivery);
+    s_dead_lettered(delivery, REASON_TOPIC);
+    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
+    retry.delivery_id = delivery;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
+
+    Nrm__V1__Reply *reply = harness_call(h, "notify", "hotline-national", &req);
+    assert_non_null(reply);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
+    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
+    assert_int_equal(harness_sql_intf(h,
+                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
+                                      " = '%s' AND state = 'failed' AND retries = 0",
+                                      delivery),
+                     1);
+    assert_int_equal(notify_receiver_count(receiver), 1);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    notify_receiver_destroy(&receiver);
+}
+
 /* The dead letters above were made by the claim's own statement: the deliveries gauge (kept
  * counts, notify/003) still agrees with a recount in every state. */
 static void test_the_deliveries_gauge_agrees_with_a_recount_after_unsent_dead_letters(void **s)
@@ -321,6 +417,11 @@ int main(void)
         cmocka_unit_test(test_a_pending_delivery_of_a_retired_subscription_is_not_sent),
         cmocka_unit_test(
             test_retrying_a_dead_letter_whose_subscription_moved_is_a_failed_precondition),
+        cmocka_unit_test(
+            test_a_subscription_no_longer_following_a_topic_is_not_sent_what_it_followed),
+        cmocka_unit_test(test_a_pending_delivery_follows_a_subscription_that_widened_its_topic),
+        cmocka_unit_test(
+            test_retrying_a_dead_letter_of_a_topic_no_longer_followed_is_a_failed_precondition),
         cmocka_unit_test(test_the_deliveries_gauge_agrees_with_a_recount_after_unsent_dead_letters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
