@@ -332,6 +332,11 @@ bool notify_grants_cover(const notify_grants_t *self, nrm_config_t *config, cons
 char **notify_grants_broad(const notify_grants_t *self, nrm_config_t *config,
                            const Nrm__V1__Event *ev, size_t *n);
 
+/* True when a grant of the agency (by id or its configured type) delivers ev broadly: its topic,
+ * and its region for a regional grant (as notify_grants_broad decides for one agency). */
+bool notify_grants_deliver(const notify_grants_t *self, nrm_config_t *config, const char *agency_id,
+                           const Nrm__V1__Event *ev);
+
 /* The region an event's body carries (case.opened, shelter.allocated, ...), or "". Borrowed. */
 const char *notify_event_region(const Nrm__V1__Event *ev);
 

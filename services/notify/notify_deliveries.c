@@ -4,8 +4,9 @@
  * notification.delivered / notification.failed event emitted in the transaction recording it;
  * an agency without any subscription is recorded 'undeliverable' (and notification.failed) at
  * once, never dropped. A delivery is sent only on its subscription as long as that is active
- * with the delivery's agency and channel; otherwise the claim dead-letters it unsent. The
- * delivery_id is the X-NRM-Delivery of every attempt. */
+ * with the delivery's agency and channel (and, for one owed only by the subscription's topics,
+ * while it follows the topic under a grant that still delivers the event); otherwise the claim
+ * dead-letters it unsent. The delivery_id is the X-NRM-Delivery of every attempt. */
 #include "notify.h"
 #include "nrm_alloc.h"
 #include "nrm_authz.h"
@@ -77,11 +78,16 @@ static const char s_sql_keep_event[] =
  * of them starts its topic any more. */
 #define S_FOLLOWS_TOPIC                                                                            \
     "(NOT d.by_topic OR EXISTS (SELECT 1 FROM unnest(s.topics) t WHERE starts_with(d.topic, t)))"
+/* Why a claimed delivery owed only by its subscription's topics is not sent: the agency's grants
+ * (notify.grants, reloaded) no longer deliver its event (notify_grants_deliver). */
+#define S_UNSENDABLE_UNGRANTED "not sent: no grant of the agency covers this event any more"
 /* The due deliveries (oldest first, up to $2) with their subscription as it is now: those it can
  * still carry are claimed for an attempt (a lease of $3 ms under claim $4), the others are
- * dead-lettered without one; both come back, the dead letters with their reason in the last
- * column (S_CLAIM_UNSENDABLE), NULL for a claim. */
-#define S_CLAIM_UNSENDABLE 15
+ * dead-lettered without one; both come back, with whether they are owed by topic
+ * (S_CLAIM_BY_TOPIC) and the dead letters with their reason in the last column
+ * (S_CLAIM_UNSENDABLE), NULL for a claim. */
+#define S_CLAIM_BY_TOPIC 15
+#define S_CLAIM_UNSENDABLE 16
 static const char s_sql_claim[] =
     "WITH due AS (SELECT d.delivery_id, s.address, s.secret_sealed, s.secret_key_id,"
     "  CASE WHEN s.subscription_id IS NULL THEN '" S_UNSENDABLE_GONE "'"
@@ -102,12 +108,21 @@ static const char s_sql_claim[] =
     "  WHERE d.delivery_id = due.delivery_id AND due.unsendable IS NOT NULL RETURNING d.*)"
     " SELECT c.delivery_id::text, c.subscription_id, c.agency_id, c.channel, c.topic,"
     "  c.source_stream, c.source_seq, c.case_id, c.event_id, c.attempts, c.started_ms,"
-    "  c.address, c.secret_sealed, c.secret_key_id, e.payload, NULL::text AS unsendable"
+    "  c.address, c.secret_sealed, c.secret_key_id, e.payload, c.by_topic,"
+    "  NULL::text AS unsendable"
     " FROM claimed c"
     " LEFT JOIN events e ON e.source_stream = c.source_stream AND e.source_seq = c.source_seq"
     " UNION ALL SELECT u.delivery_id::text, u.subscription_id, u.agency_id, u.channel, u.topic,"
     "  u.source_stream, u.source_seq, u.case_id, u.event_id, u.attempts, u.started_ms, NULL,"
-    "  NULL, NULL, NULL, u.last_error FROM dead u";
+    "  NULL, NULL, NULL, u.by_topic, u.last_error FROM dead u";
+/* Claimed deliveries ($1) of claim $2 that their agency's grants no longer cover: dead-lettered
+ * at $3 with reason $4, their attempt not counted (it was never made). */
+static const char s_sql_ungranted[] =
+    "UPDATE deliveries d SET state = 'failed', finished_ms = $3, last_error = $4,"
+    " claim_id = NULL, attempts = d.attempts - 1, next_attempt_ms = $3"
+    " FROM unnest($1::uuid[]) AS u(id)"
+    " WHERE d.delivery_id = u.id AND d.claim_id = $2::uuid AND d.state = 'pending'"
+    " RETURNING d.delivery_id::text, d.attempts";
 static const char s_sql_delivered[] =
     "UPDATE deliveries SET state = 'delivered', finished_ms = $2, last_error = '', claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'pending' RETURNING attempts";
@@ -137,19 +152,23 @@ static const char s_sql_retry[] =
     "UPDATE deliveries SET state = 'pending', attempts = 0, started_ms = $2, next_attempt_ms = $2,"
     " last_error = '', finished_ms = 0, retries = retries + 1, claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'failed' RETURNING " S_LIST_COLUMNS;
-/* A delivery's state, agency and whether its subscription can still carry it (as the claim
- * decides: active, same agency and channel, the topic still followed when owed by topic). */
+/* A delivery's state, agency, whether its subscription can still carry it (as the claim
+ * decides: active, same agency and channel, the topic still followed when owed by topic), whether
+ * it is owed by topic and its stored event (NULL when not stored). */
 static const char s_sql_state[] =
     "SELECT d.state, d.agency_id, EXISTS (SELECT 1 FROM subscriptions s"
     "  WHERE s.subscription_id = d.subscription_id AND s.active AND s.agency_id = d.agency_id"
-    "  AND s.channel = d.channel AND " S_FOLLOWS_TOPIC ")"
-    " FROM deliveries d WHERE d.delivery_id = $1::uuid FOR UPDATE OF d";
+    "  AND s.channel = d.channel AND " S_FOLLOWS_TOPIC "), d.by_topic, e.payload"
+    " FROM deliveries d LEFT JOIN events e"
+    "  ON e.source_stream = d.source_stream AND e.source_seq = d.source_seq"
+    " WHERE d.delivery_id = $1::uuid FOR UPDATE OF d";
 
 void notify_deliveries_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "notify_delivery_create", s_sql_create);
     nrm_db_statement(db, "notify_event_keep", s_sql_keep_event);
     nrm_db_statement(db, "notify_delivery_claim", s_sql_claim);
+    nrm_db_statement(db, "notify_delivery_ungranted", s_sql_ungranted);
     nrm_db_statement(db, "notify_delivery_delivered", s_sql_delivered);
     nrm_db_statement(db, "notify_delivery_delivered_many", s_sql_delivered_many);
     nrm_db_statement(db, "notify_delivery_retry_later", s_sql_retry_later);
@@ -624,38 +643,98 @@ static void s_unsendable_logged(void *arg, bool committed)
     free(l);
 }
 
-/* Records in tx the dead letters of the claim's result res (the rows with a reason):
- * their notification.failed events in one statement, counted and logged once tx commits. */
-static nrm_status_t s_unsendable(notify_t *self, nrm_tx_t *tx, const PGresult *res)
+/* Records in tx the n dead letters os made without an attempt: their notification.failed
+ * events in one statement, counted and logged once tx commits. */
+static nrm_status_t s_unsent(notify_t *self, nrm_tx_t *tx, const s_outcome_t *os, size_t n)
 {
-    int rows = PQntuples(res);
-    size_t n = 0;
-    for (int r = 0; r < rows; r++)
-        n += !nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE);
     if (n == 0)
         return NRM_OK;
-    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
     s_unsendable_log_t *l = nrm_xcalloc(1, sizeof *l);
     l->rows = nrm_xcalloc(n, sizeof *l->rows);
-    for (int r = 0; r < rows; r++) {
-        if (nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE))
-            continue;
-        s_outcome_t *o = &os[l->n];
-        *o = (s_outcome_t){nrm_db_text(res, r, 0),     nrm_db_text(res, r, 1),
-                           nrm_db_text(res, r, 2),     nrm_db_text(res, r, 4),
-                           nrm_db_text(res, r, 5),     nrm_db_int(res, r, 6),
-                           nrm_db_text(res, r, 7),     nrm_db_text(res, r, 8),
-                           (int)nrm_db_int(res, r, 9), nrm_db_text(res, r, S_CLAIM_UNSENDABLE)};
+    for (; l->n < n; l->n++) {
+        const s_outcome_t *o = &os[l->n];
         const char *logged[4] = {o->delivery_id, o->subscription_id, o->agency_id, o->last_error};
         for (size_t k = 0; k < 4; k++)
             l->rows[l->n][k] = nrm_xstrdup(logged[k]);
-        l->n++;
     }
     nrm_status_t st = s_emit_outcomes(tx, os, n);
-    free(os);
     if (st == NRM_OK)
         nrm_db_count_on_commit(tx->db, self->failed, (int64_t)n);
     nrm_db_on_end(tx->db, s_unsendable_logged, l);
+    return st;
+}
+
+/* Records in tx the dead letters of the claim's result res (the rows with a reason). */
+static nrm_status_t s_unsendable(notify_t *self, nrm_tx_t *tx, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    s_outcome_t *os = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *os);
+    size_t n = 0;
+    for (int r = 0; r < rows; r++)
+        if (!nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE))
+            os[n++] =
+                (s_outcome_t){nrm_db_text(res, r, 0),     nrm_db_text(res, r, 1),
+                              nrm_db_text(res, r, 2),     nrm_db_text(res, r, 4),
+                              nrm_db_text(res, r, 5),     nrm_db_int(res, r, 6),
+                              nrm_db_text(res, r, 7),     nrm_db_text(res, r, 8),
+                              (int)nrm_db_int(res, r, 9), nrm_db_text(res, r, S_CLAIM_UNSENDABLE)};
+    nrm_status_t st = s_unsent(self, tx, os, n);
+    free(os);
+    return st;
+}
+
+/* True when claimed delivery d (row i of the claim's result res) may be attempted: owed because
+ * its event concerns the agency, or by its subscription's topics under a grant that still
+ * delivers the event (an event not stored is left to the attempt, which fails without sending). */
+static bool s_granted(notify_t *self, const PGresult *res, int i, const notify_delivery_t *d)
+{
+    return !nrm_db_int(res, i, S_CLAIM_BY_TOPIC) || !d->event ||
+           notify_grants_deliver(self->settings.grants, nrm_service_config(self->service),
+                                 d->agency_id, d->event);
+}
+
+/* Dead-letters in tx, with one statement, the n claimed deliveries ds (of claim claim_id) that
+ * their agency's grants no longer cover, with their events. ds stays the caller's. */
+static nrm_status_t s_ungranted(notify_t *self, nrm_tx_t *tx, const char *claim_id,
+                                notify_delivery_t **ds, size_t n)
+{
+    if (n == 0)
+        return NRM_OK;
+    char **ids = nrm_xcalloc(n, sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = ds[i]->delivery_id;
+    char *array = nrm_pgarray_of_texts(ids, n);
+    nrm_params_t p = {0};
+    nrm_params_text(&p, array);
+    nrm_params_text(&p, claim_id);
+    nrm_params_int(&p, tx->now_ms);
+    nrm_params_text(&p, S_UNSENDABLE_UNGRANTED);
+    PGresult *res = NULL;
+    nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_ungranted", &p, &res, tx->err);
+    free(array);
+    free(ids);
+    if (st != NRM_OK)
+        return st;
+    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int r = 0; r < PQntuples(res); r++)
+            if (strcmp(nrm_db_text(res, r, 0), ds[i]->delivery_id) == 0) {
+                const notify_delivery_t *d = ds[i];
+                os[m++] = (s_outcome_t){d->delivery_id,
+                                        d->subscription_id,
+                                        d->agency_id,
+                                        d->topic,
+                                        d->source_stream,
+                                        d->source_seq,
+                                        d->case_id,
+                                        d->event_id,
+                                        (int)nrm_db_int(res, r, 1),
+                                        S_UNSENDABLE_UNGRANTED};
+            }
+    st = s_unsent(self, tx, os, m);
+    free(os);
+    PQclear(res);
     return st;
 }
 
@@ -676,13 +755,27 @@ nrm_status_t notify_deliveries_claim(notify_t *self, nrm_tx_t *tx, int max, zlis
     nrm_status_t st = nrm_db_exec(tx->db, "notify_delivery_claim", &p, &res, tx->err);
     if (st != NRM_OK)
         return st;
-    for (int i = 0; i < PQntuples(res); i++)
-        if (nrm_db_is_null(res, i, S_CLAIM_UNSENDABLE)) { /* else dead-lettered: no attempt */
-            zlist_append(out, s_claimed(res, i, claim_id, self->keyring));
-            (*claimed)++;
+    int rows = PQntuples(res);
+    notify_delivery_t **ungranted = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *ungranted);
+    size_t n_ungranted = 0;
+    for (int i = 0; i < rows; i++) {
+        if (!nrm_db_is_null(res, i, S_CLAIM_UNSENDABLE))
+            continue; /* dead-lettered by the claim: no attempt */
+        notify_delivery_t *d = s_claimed(res, i, claim_id, self->keyring);
+        if (!s_granted(self, res, i, d)) {
+            ungranted[n_ungranted++] = d;
+            continue;
         }
+        zlist_append(out, d);
+        (*claimed)++;
+    }
     st = s_unsendable(self, tx, res);
     PQclear(res);
+    if (st == NRM_OK)
+        st = s_ungranted(self, tx, claim_id, ungranted, n_ungranted);
+    for (size_t i = 0; i < n_ungranted; i++)
+        notify_delivery_destroy(&ungranted[i]);
+    free(ungranted);
     nrm_db_count_on_commit(tx->db, self->attempted, *claimed);
     return st;
 }
@@ -982,12 +1075,29 @@ nrm_status_t notify_list_deliveries(void *ctx, nrm_call_t *call)
     return NRM_OK;
 }
 
+/* True when the delivery of the state row res (s_sql_state) is owed by its subscription's topics
+ * and its agency's grants no longer deliver its stored event. */
+static bool s_no_longer_granted(notify_t *self, nrm_call_t *call, const PGresult *res)
+{
+    if (!nrm_db_int(res, 0, 3) || nrm_db_is_null(res, 0, 4))
+        return false;
+    size_t len = 0;
+    const uint8_t *payload = nrm_db_bytes(res, 0, 4, &len);
+    Nrm__V1__Event *ev = nrm_event_unpack(payload, len);
+    bool ungranted = ev && !notify_grants_deliver(self->settings.grants, call->config,
+                                                  nrm_db_text(res, 0, 1), ev);
+    if (ev)
+        nrm__v1__event__free_unpacked(ev, NULL);
+    return ungranted;
+}
+
 /* Loads (and locks) the delivery a retry names and decides whether the sender may retry it
  * (nrm_authz: a coordinator, or the agency the delivery is for): PERMISSION_DENIED (for an
  * unknown delivery too, nrm_authz_not_found), NOT_FOUND, then FAILED_PRECONDITION unless it failed
  * and its subscription can still carry it (active, with the delivery's agency and channel, still
- * following its topic when the delivery was owed by topic). */
-static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
+ * following its topic when the delivery was owed by topic, and then under a grant that still
+ * delivers its event). */
+static nrm_status_t s_load_for_retry(notify_t *self, nrm_call_t *call, const char *id)
 {
     nrm_params_t q = {0};
     nrm_params_text(&q, id);
@@ -1010,6 +1120,10 @@ static nrm_status_t s_load_for_retry(nrm_call_t *call, const char *id)
                       "the delivery's subscription is retired, gone, now has another agency or"
                       " channel, or no longer follows its topic: it would not be sent where it"
                       " was meant to go");
+    else if (st == NRM_OK && s_no_longer_granted(self, call, res))
+        st = nrm_fail(call->tx.err, NRM_FAILED_PRECONDITION, "retry_delivery.delivery_id",
+                      "the agency's grants (notify.grants) no longer cover this delivery's"
+                      " event: it would not be sent");
     PQclear(res);
     return st;
 }
@@ -1021,7 +1135,7 @@ nrm_status_t notify_retry_delivery(void *ctx, nrm_call_t *call)
     if (!nrm_uuid_valid(id))
         return nrm_fail(call->tx.err, NRM_INVALID_ARGUMENT, "retry_delivery.delivery_id",
                         "delivery_id is a UUID");
-    nrm_status_t st = s_load_for_retry(call, id);
+    nrm_status_t st = s_load_for_retry(self, call, id);
     if (st != NRM_OK)
         return st;
     call->subject_id = id;

@@ -11,7 +11,10 @@
  * grant of its agency covers is refused; and when an event's deliveries are made, a
  * subscription's topics deliver it only to an agency whose grants cover the event's topic and,
  * for a regional grant, its region (so a grant withdrawn by a reload, or a subscription stored
- * before grants existed, never hears more than it may). */
+ * before grants existed, never hears more than it may). A delivery owed only by a subscription's
+ * topics is checked a third time when it is claimed for an attempt, and again when an operator
+ * retries it: one made under a grant that a reload withdrew meanwhile is dead-lettered unsent
+ * (notify_deliveries.c). */
 #include "notify.h"
 #include "nrm_alloc.h"
 #include "nrm_json.h"
@@ -217,6 +220,13 @@ static bool s_delivers(const notify_grants_t *self, const char *agency_id, const
             return true;
     }
     return false;
+}
+
+bool notify_grants_deliver(const notify_grants_t *self, nrm_config_t *config, const char *agency_id,
+                           const Nrm__V1__Event *ev)
+{
+    return self && s_delivers(self, agency_id, nrm_config_agency_type(config, agency_id), ev->topic,
+                              notify_event_region(ev));
 }
 
 char **notify_grants_broad(const notify_grants_t *self, nrm_config_t *config,

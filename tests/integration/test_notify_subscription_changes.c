@@ -4,8 +4,9 @@
  * the retry waits (the backoff is a minute), then makes the retry due at once: a new address on
  * the same channel gets it; a subscription switched to email, moved to another agency, retired
  * or no longer following the topic it had the delivery for sends nothing and the delivery is
- * dead-lettered at once with the reason, and an operator's retry of such a dead letter is
- * refused. */
+ * dead-lettered at once with the reason, and so is one owed by a grant a reload withdrew (what
+ * concerns the agency is still sent); an operator's retry of such a dead letter is refused
+ * until the cause is undone. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -34,6 +35,8 @@
 #define REASON_MOVED "not sent: the subscription now belongs to another agency"
 #define REASON_RETIRED "not sent: the subscription was retired"
 #define REASON_TOPIC "not sent: the subscription no longer follows this topic"
+#define REASON_UNGRANTED "not sent: no grant of the agency covers this event any more"
+#define RELOADED "configuration reloaded"
 
 static harness_t *h;
 static notify_smtp_t *smtp;
@@ -386,6 +389,111 @@ test_retrying_a_dead_letter_of_a_topic_no_longer_followed_is_a_failed_preconditi
     notify_receiver_destroy(&receiver);
 }
 
+/* Sets notify.grants to grants (stolen) and reloads notify, waiting until it has taken them. */
+static void s_reload_grants(json_t *grants)
+{
+    int before = harness_log_lines(h, "notify", 0, RELOADED, NULL);
+    harness_config_set(h, "notify.grants", grants);
+    harness_reload(h, "notify", 0);
+    for (int i = 0; i < 200 && harness_log_lines(h, "notify", 0, RELOADED, NULL) == before; i++)
+        zclock_sleep(25);
+    assert_int_equal(harness_log_lines(h, "notify", 0, RELOADED, NULL), before + 1);
+}
+
+/* The test grants without hotline-national's (case.): it may follow no topic any more. */
+static json_t *s_grants_without_the_hotline(void)
+{
+    json_t *grants = notify_fixture_grants();
+    size_t i;
+    json_t *g;
+    json_array_foreach(grants, i, g)
+    {
+        const char *agency = json_string_value(json_object_get(g, "agency_id"));
+        if (agency && strcmp(agency, "hotline-national") == 0) {
+            json_array_remove(grants, i);
+            break;
+        }
+    }
+    return grants;
+}
+
+/* RetryDelivery of delivery as sender; returns the reply (caller frees). */
+static Nrm__V1__Reply *s_retry(const char *sender, const char *delivery)
+{
+    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
+    retry.delivery_id = (char *)delivery;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
+    Nrm__V1__Reply *reply = harness_call(h, "notify", sender, &req);
+    assert_non_null(reply);
+    return reply;
+}
+
+/* After a test that withdrew hotline-national's grant, pass or fail: the test grants again. */
+static int s_restore_grants(void **state)
+{
+    s_reload_grants(notify_fixture_grants());
+    return 0;
+}
+
+/* hotline-national reports a case its subscription hears by topic (case.opened, under its grant
+ * of case.) and the coordinator closes it: the case.closed concerns it as the reporting agency.
+ * Both first attempts fail; then a reload withdraws its grant and its receiver answers again. */
+static void test_a_delivery_owed_by_a_grant_a_reload_withdrew_is_not_sent(void **state)
+{
+    char subscription[ID_MAX], opened[37], closed[37];
+    notify_receiver_t *receiver = s_failing_hook("ungranted", subscription);
+    char *case_id =
+        notify_fixture_report(h, "hotline-national", "MA-04", "Adwoa Boateng", "1994-11-20");
+    s_attempt_failed(subscription, case_id, TOPIC, opened);
+    assert_int_equal(routing_close_case(h, "coordinator", case_id, "reintegrated"), OK);
+    s_attempt_failed(subscription, case_id, "case.closed", closed);
+    s_reload_grants(s_grants_without_the_hotline());
+    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_ACCEPT, 0);
+    s_retry_due_now(opened);
+    s_retry_due_now(closed);
+
+    s_dead_lettered(opened, REASON_UNGRANTED);
+    s_delivered_at_second_attempt(closed); /* what concerns the agency needs no grant */
+    assert_int_equal(s_failed_events(opened, REASON_UNGRANTED), 1);
+    assert_int_equal(notify_receiver_count(receiver), 3); /* two refused attempts, case.closed */
+    free(case_id);
+    notify_receiver_destroy(&receiver);
+}
+
+static void test_retrying_a_dead_letter_no_grant_covers_waits_for_the_grant(void **state)
+{
+    char subscription[ID_MAX], delivery[37], sql[SQL_MAX];
+    notify_receiver_t *receiver = s_failing_hook("regranted", subscription);
+    s_first_attempt_failed(subscription, "Efua Asante", delivery);
+    s_reload_grants(s_grants_without_the_hotline());
+    s_retry_due_now(delivery);
+    s_dead_lettered(delivery, REASON_UNGRANTED);
+
+    Nrm__V1__Reply *reply = s_retry("coordinator", delivery);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
+    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(harness_sql_intf(h,
+                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
+                                      " = '%s' AND state = 'failed' AND retries = 0",
+                                      delivery),
+                     1);
+    /* granted again, the same retry is taken and sent */
+    s_reload_grants(notify_fixture_grants());
+    notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_ACCEPT, 0);
+    reply = s_retry("coordinator", delivery);
+    assert_int_equal(reply->status, OK);
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM notify.deliveries WHERE delivery_id = '%s'"
+             " AND state = 'delivered' AND retries = 1 AND attempts = 1",
+             delivery);
+    assert_int_equal(notify_fixture_wait(h, sql, 1), 1);
+    assert_int_equal(notify_receiver_count(receiver), 2);
+    notify_receiver_destroy(&receiver);
+}
+
 /* The dead letters above were made by the claim's own statement: the deliveries gauge (kept
  * counts, notify/003) still agrees with a recount in every state. */
 static void test_the_deliveries_gauge_agrees_with_a_recount_after_unsent_dead_letters(void **s)
@@ -422,6 +530,10 @@ int main(void)
         cmocka_unit_test(test_a_pending_delivery_follows_a_subscription_that_widened_its_topic),
         cmocka_unit_test(
             test_retrying_a_dead_letter_of_a_topic_no_longer_followed_is_a_failed_precondition),
+        cmocka_unit_test_teardown(test_a_delivery_owed_by_a_grant_a_reload_withdrew_is_not_sent,
+                                  s_restore_grants),
+        cmocka_unit_test_teardown(test_retrying_a_dead_letter_no_grant_covers_waits_for_the_grant,
+                                  s_restore_grants),
         cmocka_unit_test(test_the_deliveries_gauge_agrees_with_a_recount_after_unsent_dead_letters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
