@@ -14,6 +14,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -549,8 +550,12 @@ int harness_start(harness_t *self, const char *service, int instance)
     snprintf(binary, sizeof binary, "%s/services/%s/nrm-%s", self->build, service, service);
     s_instance_t *in = &self->instances[s][instance];
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* a test that aborts leaves no service behind to serve the next run's database */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         char name[S_PATH];
         snprintf(name, sizeof name, "NRM_SERVICES_%s_API", service);
         for (char *c = name; *c; c++)
