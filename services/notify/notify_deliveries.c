@@ -193,6 +193,15 @@ typedef struct {
     const char *last_error; /* NULL for a delivery */
 } s_outcome_t;
 
+/* The outcome of delivery d after attempts, failed with last_error (NULL: delivered); strings
+ * borrowed from d. */
+static s_outcome_t s_outcome_of(const notify_delivery_t *d, int attempts, const char *last_error)
+{
+    return (s_outcome_t){d->delivery_id,   d->subscription_id, d->agency_id, d->topic,
+                         d->source_stream, d->source_seq,      d->case_id,   d->event_id,
+                         attempts,         last_error};
+}
+
 /* The storage of one notification.* event built from an outcome. */
 typedef struct {
     Nrm__V1__Event ev;
@@ -721,16 +730,7 @@ static nrm_status_t s_ungranted(notify_t *self, nrm_tx_t *tx, const char *claim_
         for (int r = 0; r < PQntuples(res); r++)
             if (strcmp(nrm_db_text(res, r, 0), ds[i]->delivery_id) == 0) {
                 const notify_delivery_t *d = ds[i];
-                os[m++] = (s_outcome_t){d->delivery_id,
-                                        d->subscription_id,
-                                        d->agency_id,
-                                        d->topic,
-                                        d->source_stream,
-                                        d->source_seq,
-                                        d->case_id,
-                                        d->event_id,
-                                        (int)nrm_db_int(res, r, 1),
-                                        S_UNSENDABLE_UNGRANTED};
+                os[m++] = s_outcome_of(d, (int)nrm_db_int(res, r, 1), S_UNSENDABLE_UNGRANTED);
             }
     st = s_unsent(self, tx, os, m);
     free(os);
@@ -830,16 +830,7 @@ static nrm_status_t s_record(notify_t *self, nrm_tx_t *tx, const notify_delivery
     if (st != NRM_OK)
         return st;
     if (PQntuples(res) == 1) { /* else another attempt was recorded first: nothing to say */
-        s_outcome_t o = {d->delivery_id,
-                         d->subscription_id,
-                         d->agency_id,
-                         d->topic,
-                         d->source_stream,
-                         d->source_seq,
-                         d->case_id,
-                         d->event_id,
-                         (int)nrm_db_int(res, 0, 0),
-                         d->ok ? NULL : d->error};
+        s_outcome_t o = s_outcome_of(d, (int)nrm_db_int(res, 0, 0), d->ok ? NULL : d->error);
         st = s_emit_outcome(tx, &o);
         *fate = d->ok ? S_DELIVERED : S_DEAD;
     }
@@ -878,16 +869,7 @@ static nrm_status_t s_record_delivered(nrm_tx_t *tx, zlist_t *done, s_fate_t *fa
             if (!d->ok || strcmp(d->delivery_id, id) != 0 || fates[k] == S_DELIVERED)
                 continue;
             fates[k] = S_DELIVERED;
-            os[n_os++] = (s_outcome_t){d->delivery_id,
-                                       d->subscription_id,
-                                       d->agency_id,
-                                       d->topic,
-                                       d->source_stream,
-                                       d->source_seq,
-                                       d->case_id,
-                                       d->event_id,
-                                       (int)nrm_db_int(res, r, 1),
-                                       NULL};
+            os[n_os++] = s_outcome_of(d, (int)nrm_db_int(res, r, 1), NULL);
             break;
         }
     }

@@ -179,6 +179,33 @@ static int s_failed_events(const char *delivery, const char *reason)
     return count;
 }
 
+/* RetryDelivery of delivery as sender; returns the reply (caller frees). */
+static Nrm__V1__Reply *s_retry(const char *sender, const char *delivery)
+{
+    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
+    retry.delivery_id = (char *)delivery;
+    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
+    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
+    Nrm__V1__Reply *reply = harness_call(h, "notify", sender, &req);
+    assert_non_null(reply);
+    return reply;
+}
+
+/* Asserts that sender's RetryDelivery of dead letter delivery is FAILED_PRECONDITION naming it,
+ * and that the delivery stayed failed and was not retried. */
+static void s_retry_refused(const char *sender, const char *delivery)
+{
+    Nrm__V1__Reply *reply = s_retry(sender, delivery);
+    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
+    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
+    nrm__v1__reply__free_unpacked(reply, NULL);
+    assert_int_equal(harness_sql_intf(h,
+                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
+                                      " = '%s' AND state = 'failed' AND retries = 0",
+                                      delivery),
+                     1);
+}
+
 /* A failing receiver and hotline-national's new webhook subscription to it (id into
  * subscription). */
 static notify_receiver_t *s_failing_hook(const char *suffix, char subscription[ID_MAX])
@@ -298,22 +325,9 @@ test_retrying_a_dead_letter_whose_subscription_moved_is_a_failed_precondition(vo
     char delivery[37];
     notify_receiver_t *iom = notify_receiver_new();
     notify_receiver_t *hotline = s_dead_after_move(iom, "Zainab Kamara", delivery);
-    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
-    retry.delivery_id = delivery;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
 
-    Nrm__V1__Reply *reply = harness_call(h, "notify", "coordinator", &req);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
-    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
-    assert_int_equal(harness_sql_intf(h,
-                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
-                                      " = '%s' AND state = 'failed' AND retries = 0",
-                                      delivery),
-                     1);
+    s_retry_refused("coordinator", delivery);
     assert_int_equal(notify_receiver_count(iom), 0);
-    nrm__v1__reply__free_unpacked(reply, NULL);
     notify_receiver_destroy(&hotline);
     notify_receiver_destroy(&iom);
 }
@@ -370,22 +384,9 @@ test_retrying_a_dead_letter_of_a_topic_no_longer_followed_is_a_failed_preconditi
                        notify_fixture_url(receiver, "narrowed", url), "case.closed");
     s_retry_due_now(delivery);
     s_dead_lettered(delivery, REASON_TOPIC);
-    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
-    retry.delivery_id = delivery;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
 
-    Nrm__V1__Reply *reply = harness_call(h, "notify", "hotline-national", &req);
-    assert_non_null(reply);
-    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
-    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
-    assert_int_equal(harness_sql_intf(h,
-                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
-                                      " = '%s' AND state = 'failed' AND retries = 0",
-                                      delivery),
-                     1);
+    s_retry_refused("hotline-national", delivery);
     assert_int_equal(notify_receiver_count(receiver), 1);
-    nrm__v1__reply__free_unpacked(reply, NULL);
     notify_receiver_destroy(&receiver);
 }
 
@@ -415,18 +416,6 @@ static json_t *s_grants_without_the_hotline(void)
         }
     }
     return grants;
-}
-
-/* RetryDelivery of delivery as sender; returns the reply (caller frees). */
-static Nrm__V1__Reply *s_retry(const char *sender, const char *delivery)
-{
-    Nrm__V1__RetryDelivery retry = NRM__V1__RETRY_DELIVERY__INIT;
-    retry.delivery_id = (char *)delivery;
-    Nrm__V1__Request req = NRM__V1__REQUEST__INIT;
-    scenario_request(&req, NRM__V1__REQUEST__BODY_RETRY_DELIVERY, &retry);
-    Nrm__V1__Reply *reply = harness_call(h, "notify", sender, &req);
-    assert_non_null(reply);
-    return reply;
 }
 
 /* After a test that withdrew hotline-national's grant, pass or fail: the test grants again. */
@@ -470,19 +459,11 @@ static void test_retrying_a_dead_letter_no_grant_covers_waits_for_the_grant(void
     s_retry_due_now(delivery);
     s_dead_lettered(delivery, REASON_UNGRANTED);
 
-    Nrm__V1__Reply *reply = s_retry("coordinator", delivery);
-    assert_int_equal(reply->status, NRM__V1__STATUS__STATUS_FAILED_PRECONDITION);
-    assert_string_equal(reply->error_field, "retry_delivery.delivery_id");
-    nrm__v1__reply__free_unpacked(reply, NULL);
-    assert_int_equal(harness_sql_intf(h,
-                                      "SELECT count(*) FROM notify.deliveries WHERE delivery_id"
-                                      " = '%s' AND state = 'failed' AND retries = 0",
-                                      delivery),
-                     1);
+    s_retry_refused("coordinator", delivery);
     /* granted again, the same retry is taken and sent */
     s_reload_grants(notify_fixture_grants());
     notify_receiver_set_mode(receiver, NOTIFY_RECEIVER_ACCEPT, 0);
-    reply = s_retry("coordinator", delivery);
+    Nrm__V1__Reply *reply = s_retry("coordinator", delivery);
     assert_int_equal(reply->status, OK);
     nrm__v1__reply__free_unpacked(reply, NULL);
     snprintf(sql, sizeof sql,
