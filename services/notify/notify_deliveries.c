@@ -119,10 +119,9 @@ static const char s_sql_claim[] =
  * at $3 with reason $4, their attempt not counted (it was never made). */
 static const char s_sql_ungranted[] =
     "UPDATE deliveries d SET state = 'failed', finished_ms = $3, last_error = $4,"
-    " claim_id = NULL, attempts = d.attempts - 1, next_attempt_ms = $3"
-    " FROM unnest($1::uuid[]) AS u(id)"
+    " claim_id = NULL, attempts = d.attempts - 1 FROM unnest($1::uuid[]) AS u(id)"
     " WHERE d.delivery_id = u.id AND d.claim_id = $2::uuid AND d.state = 'pending'"
-    " RETURNING d.delivery_id::text, d.attempts";
+    " RETURNING 1";
 static const char s_sql_delivered[] =
     "UPDATE deliveries SET state = 'delivered', finished_ms = $2, last_error = '', claim_id = NULL"
     " WHERE delivery_id = $1::uuid AND state = 'pending' RETURNING attempts";
@@ -677,8 +676,13 @@ static nrm_status_t s_unsent(notify_t *self, nrm_tx_t *tx, const s_outcome_t *os
 static nrm_status_t s_unsendable(notify_t *self, nrm_tx_t *tx, const PGresult *res)
 {
     int rows = PQntuples(res);
-    s_outcome_t *os = nrm_xcalloc(rows ? (size_t)rows : 1, sizeof *os);
     size_t n = 0;
+    for (int r = 0; r < rows; r++)
+        n += !nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE);
+    if (n == 0)
+        return NRM_OK; /* the usual claim: nothing to record */
+    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
+    n = 0;
     for (int r = 0; r < rows; r++)
         if (!nrm_db_is_null(res, r, S_CLAIM_UNSENDABLE))
             os[n++] =
@@ -724,17 +728,16 @@ static nrm_status_t s_ungranted(notify_t *self, nrm_tx_t *tx, const char *claim_
     free(ids);
     if (st != NRM_OK)
         return st;
-    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        for (int r = 0; r < PQntuples(res); r++)
-            if (strcmp(nrm_db_text(res, r, 0), ds[i]->delivery_id) == 0) {
-                const notify_delivery_t *d = ds[i];
-                os[m++] = s_outcome_of(d, (int)nrm_db_int(res, r, 1), S_UNSENDABLE_UNGRANTED);
-            }
-    st = s_unsent(self, tx, os, m);
-    free(os);
+    /* the rows are this claim's, locked by this transaction: every one was updated */
+    bool all = PQntuples(res) == (int)n;
     PQclear(res);
+    if (!all)
+        return nrm_fail(tx->err, NRM_INTERNAL, NULL, "a claimed delivery changed under its claim");
+    s_outcome_t *os = nrm_xcalloc(n, sizeof *os);
+    for (size_t i = 0; i < n; i++) /* the claim counted an attempt that was never made */
+        os[i] = s_outcome_of(ds[i], ds[i]->attempts - 1, S_UNSENDABLE_UNGRANTED);
+    st = s_unsent(self, tx, os, n);
+    free(os);
     return st;
 }
 
