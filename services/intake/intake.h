@@ -299,13 +299,34 @@ void intake_dedup_prepare(nrm_db_t *db);
  * adopted). */
 nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
 
-/* A case just opened by the call's report (case_id, its blocking hash and the reported name):
- * the other open cases of its block (at most intake.names.max_candidates, oldest first) are
- * opened and their names compared (intake_names_similarity); each with a score at or above
- * intake.names.duplicate_threshold and below 1 is proposed
- * (intake_dup_propose). Nothing when blocking is "". */
-nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
-                             const char *blocking, const char *full_name);
+/* The other open cases of a new case's block, oldest first, as columns of the statement that
+ * opens it (intake_cases.c): $25 is the blocking hash (NULL: none), $1 the new case's id, $26
+ * how many at most (intake_dup_limit). Columns: case_id, then the first report's sealed
+ * columns as intake_first_person_open reads them, then opened_at. */
+#define INTAKE_DUP_BLOCK_SQL                                                                       \
+    "SELECT oc.case_id, fr.sealed_under, fr.key_id, fr.person_sealed, ck.key_id AS case_key_id,"   \
+    " ck.wrapped_key, oc.opened_at FROM cases oc CROSS JOIN LATERAL (SELECT sealed_under, key_id," \
+    " person_sealed FROM reports WHERE case_id = oc.case_id ORDER BY received_at, report_id"       \
+    " LIMIT 1) fr LEFT JOIN case_keys ck ON ck.case_id = oc.case_id"                               \
+    " WHERE oc.blocking_hash = $25 AND oc.status = 'open' AND oc.case_id <> $1"                    \
+    " AND oc.identity_erased_at IS NULL ORDER BY oc.opened_at, oc.case_id LIMIT $26"
+
+/* The key the duplicate check compares a reported full name by (intake_names_key), malloc'd;
+ * NULL when there is no name to compare (none reported, or nothing left of it). The caller
+ * gives it to intake_dup_key_free. */
+char *intake_dup_key(intake_t *self, const char *full_name);
+void intake_dup_key_free(char *key);
+
+/* How many candidates the duplicate check reads for a report with this key (NULL: none). */
+int intake_dup_limit(const intake_t *self, const char *key);
+
+/* A case just opened by the call's report (case_id; key, its intake_dup_key, not NULL): the
+ * other open cases of its block, the rows of res with INTAKE_DUP_BLOCK_SQL's columns from col
+ * on (a row whose case_id there is NULL is none), are opened and their names compared
+ * (intake_names_similarity); each with a score at or above intake.names.duplicate_threshold
+ * and below 1 is proposed (intake_dup_propose). res stays the caller's. */
+nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id, const char *key,
+                             const PGresult *res, int col);
 
 /* ResolveDuplicate (nrm_handler_fn; ctx is the intake_t): coordinator only (the server decides
  * it). INVALID_ARGUMENT for a missing id, NOT_FOUND for an unknown case (its field),

@@ -16,12 +16,15 @@
 
 #define S_MAX_NEEDS 16
 #define S_AAD_MAX 96
+#define S_OPEN_DUP_COL 2 /* s_sql_open's first column of INTAKE_DUP_BLOCK_SQL */
 
 /* A new case in one statement: the case (with its fields and time of identification), its
  * data key, the report, its agency among the case's reporters and case.opened, unless an open
- * case has the same identity hash (then nothing is written and no row is returned). The row
- * also says whether other open cases share its blocking hash (the statement's snapshot does
- * not see the new case), so that a report with no possible duplicate costs no statement more. */
+ * case has the same identity hash (then nothing is written and no row is returned). The
+ * rows are also the other open cases of its blocking hash ($25), those the duplicate check
+ * compares (at most $26, oldest first; the statement's snapshot does not see the new case):
+ * one row per candidate from column 2 on (intake_dup_find), or one row with NULLs there when
+ * there is none, so that the check costs no statement of its own. */
 static const char s_sql_open[] =
     "WITH c AS (INSERT INTO cases (case_id, identity_hash, region, reporting_agency_id, is_minor,"
     "   profile, exploitation_types, country_of_exploitation, needs, urgency, safety_risk,"
@@ -39,8 +42,8 @@ static const char s_sql_open[] =
     " a AS (INSERT INTO case_agencies (case_id, agency_id) SELECT case_id, $4 FROM c"
     "   ON CONFLICT DO NOTHING),"
     " o AS (INSERT INTO outbox (event_id, topic, payload) SELECT $21::uuid, $22, $23 FROM c)"
-    " SELECT case_id, pg_notify($24, ''), $25::text IS NOT NULL AND EXISTS (SELECT 1 FROM cases o"
-    "   WHERE o.blocking_hash = $25 AND o.status = 'open') FROM c";
+    " SELECT c.case_id, pg_notify($24, ''), b.* FROM c LEFT JOIN LATERAL (" INTAKE_DUP_BLOCK_SQL
+    ") b ON true ORDER BY b.opened_at, b.case_id";
 static const char s_sql_find_open[] =
     "SELECT case_id FROM cases WHERE identity_hash = $1 AND status = 'open'";
 static const char s_sql_load[] =
@@ -336,10 +339,12 @@ static nrm_status_t s_new_case(intake_t *self, nrm_call_t *call, const char *cas
 
 /* Opens case_id from the report in one statement (s_sql_open) unless an open case has the
  * same identity hash. On OK, *opened says whether the case was created (with its key, its
- * report, its reporter and case.opened); otherwise nothing was written. */
+ * report, its reporter and case.opened); otherwise nothing was written. When it was, *rows is
+ * the statement's result (the caller PQclears it): the candidates of the duplicate check, at
+ * most dup_limit, from column S_OPEN_DUP_COL on. */
 static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const char *hash,
-                           const char *blocking, const s_case_t *c, const char *case_id,
-                           s_new_case_t *n, bool *opened, bool *block)
+                           const char *blocking, int dup_limit, const s_case_t *c,
+                           const char *case_id, s_new_case_t *n, bool *opened, PGresult **rows)
 {
     const Nrm__V1__SubmitReport *r = call->request->submit_report;
     char *types = s_array_text((const int *)r->exploitation_types, r->n_exploitation_types);
@@ -370,15 +375,18 @@ static nrm_status_t s_open(nrm_call_t *call, const intake_facts_t *facts, const 
     nrm_params_bytes(&p, n->opened.payload, n->opened.len);
     nrm_params_text(&p, n->opened.channel);
     nrm_params_text(&p, blocking[0] ? blocking : NULL);
+    nrm_params_int(&p, dup_limit);
     PGresult *res = NULL;
     nrm_status_t st = nrm_db_exec(call->tx.db, "intake_open", &p, &res, call->tx.err);
     free(types);
     free(needs);
     if (st != NRM_OK)
         return st;
-    *opened = PQntuples(res) == 1;
-    *block = *opened && nrm_db_int(res, 0, 2) != 0;
-    PQclear(res);
+    *opened = PQntuples(res) > 0;
+    if (*opened)
+        *rows = res;
+    else
+        PQclear(res);
     return NRM_OK;
 }
 
@@ -472,17 +480,23 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     }
     char case_id[37];
     nrm_uuid_v4(case_id);
-    bool opened = false, block = false;
+    bool opened = false;
+    PGresult *rows = NULL;
+    /* the name the duplicate check compares, when the report has a block to compare it in */
+    char *dup_key = person && blocking[0] ? intake_dup_key(self, person->full_name) : NULL;
     intake_ident_t ident;
     s_new_case_t n = {0};
     nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = s_open(call, &facts, hash, blocking, &c, case_id, &n, &opened, &block);
+        st = s_open(call, &facts, hash, blocking, intake_dup_limit(self, dup_key), &c, case_id, &n,
+                    &opened, &rows);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);
-    if (st == NRM_OK && block) /* the open cases of its block with a similar name */
-        st = intake_dup_find(self, call, case_id, blocking, person ? person->full_name : NULL);
+    if (st == NRM_OK && opened && dup_key) /* the open cases of its block with a similar name */
+        st = intake_dup_find(self, call, case_id, dup_key, rows, S_OPEN_DUP_COL);
+    PQclear(rows);
+    intake_dup_key_free(dup_key);
     if (st == NRM_OK && !opened && (st = s_find_open(call, hash, case_id)) == NRM_OK &&
         (st = s_store_linked_report(self, call, case_id)) == NRM_OK)
         st = s_link(self, call, case_id, &c);

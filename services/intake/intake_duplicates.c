@@ -18,13 +18,6 @@
 #define S_THRESHOLD_DEFAULT 0.85
 #define S_FIELD_MAX 96
 
-static const char s_sql_block[] =
-    "SELECT c.case_id, r.sealed_under, r.key_id, r.person_sealed, k.key_id, k.wrapped_key"
-    " FROM cases c CROSS JOIN LATERAL (SELECT sealed_under, key_id, person_sealed FROM reports"
-    "   WHERE case_id = c.case_id ORDER BY received_at, report_id LIMIT 1) r"
-    " LEFT JOIN case_keys k ON k.case_id = c.case_id"
-    " WHERE c.blocking_hash = $1 AND c.status = 'open' AND c.case_id <> $2"
-    " AND c.identity_erased_at IS NULL ORDER BY c.opened_at, c.case_id LIMIT $3";
 static const char s_sql_pair[] =
     "SELECT (SELECT state FROM duplicate_pairs WHERE case_id = $1 AND other_case_id = $2"
     "   FOR UPDATE),"
@@ -36,7 +29,6 @@ static const char s_sql_resolve[] =
 
 void intake_duplicates_prepare(nrm_db_t *db)
 {
-    nrm_db_statement(db, "intake_dup_block", s_sql_block);
     nrm_db_statement(db, "intake_dup_pair", s_sql_pair);
     nrm_db_statement(db, "intake_dup_resolve", s_sql_resolve);
 }
@@ -69,14 +61,14 @@ nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config)
     return NRM_OK;
 }
 
-/* The name key of the first report of row i (s_sql_block), malloc'd; NULL when it cannot be
- * opened or has no name. */
-static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *res, int i,
+/* The name key of the first report of row i (INTAKE_DUP_BLOCK_SQL's columns from col on),
+ * malloc'd; NULL when it cannot be opened or has no name. */
+static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *res, int i, int col,
                              nrm_status_t *st)
 {
-    const char *case_id = nrm_db_text(res, i, 0);
+    const char *case_id = nrm_db_text(res, i, col);
     Nrm__V1__PersonalData *person = NULL;
-    int rc = intake_first_person_open(self, res, i, 1, case_id, &person, call->tx.err);
+    int rc = intake_first_person_open(self, res, i, col + 1, case_id, &person, call->tx.err);
     if (rc == -2)
         *st = NRM_INTERNAL;
     if (rc == -1)
@@ -91,8 +83,7 @@ static char *s_candidate_key(intake_t *self, nrm_call_t *call, const PGresult *r
     return name_key;
 }
 
-/* Wipes and frees a name key. */
-static void s_key_free(char *key)
+void intake_dup_key_free(char *key)
 {
     if (key) {
         sodium_memzero(key, strlen(key));
@@ -100,38 +91,39 @@ static void s_key_free(char *key)
     }
 }
 
-nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id,
-                             const char *blocking, const char *full_name)
+char *intake_dup_key(intake_t *self, const char *full_name)
 {
-    if (!blocking[0] || !full_name || !full_name[0])
-        return NRM_OK;
-    char *mine = intake_names_key(self->names, full_name);
-    if (!mine || !mine[0]) {
-        s_key_free(mine);
-        return NRM_OK;
+    if (!full_name || !full_name[0])
+        return NULL;
+    char *key = intake_names_key(self->names, full_name);
+    if (key && !key[0]) {
+        intake_dup_key_free(key);
+        return NULL;
     }
-    nrm_params_t p = {0};
-    nrm_params_text(&p, blocking);
-    nrm_params_text(&p, case_id);
-    nrm_params_int(&p, self->dup_max_candidates);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(call->tx.db, "intake_dup_block", &p, &res, call->tx.err);
-    if (st != NRM_OK) {
-        s_key_free(mine);
-        return st;
-    }
+    return key;
+}
+
+int intake_dup_limit(const intake_t *self, const char *key)
+{
+    return key ? self->dup_max_candidates : 0;
+}
+
+nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id, const char *key,
+                             const PGresult *res, int col)
+{
+    nrm_status_t st = NRM_OK;
     double threshold = self->dup_threshold;
     for (int i = 0; i < PQntuples(res) && st == NRM_OK; i++) {
-        char *other = s_candidate_key(self, call, res, i, &st);
+        if (PQgetisnull(res, i, col))
+            continue; /* the row of a block with no other open case */
+        char *other = s_candidate_key(self, call, res, i, col, &st);
         if (!other)
             continue;
-        double score = intake_names_similarity(mine, other);
-        s_key_free(other);
+        double score = intake_names_similarity(key, other);
+        intake_dup_key_free(other);
         if (score >= threshold && score < 1.0)
-            st = intake_dup_propose(&call->tx, case_id, nrm_db_text(res, i, 0), score);
+            st = intake_dup_propose(&call->tx, case_id, nrm_db_text(res, i, col), score);
     }
-    PQclear(res);
-    s_key_free(mine);
     return st;
 }
 

@@ -6,7 +6,8 @@
  * over the pairs (no name is printed). Then: ResolveDuplicate confirm closes the newer case as
  * duplicate; dismiss keeps both and the pair is not proposed again, even by the start job's
  * re-hash, which is also checked here on cases stored with an older hash; strangers, case
- * managers and providers are refused ResolveDuplicate. */
+ * managers and providers are refused ResolveDuplicate; a new case is compared with the oldest
+ * intake.names.max_candidates open cases of its block. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -463,6 +464,39 @@ static void test_an_erasure_while_the_start_job_rehashes_leaves_the_case_without
     assert_string_not_equal(again, erased);
 }
 
+/* Reloads intake with intake.names.max_candidates set to n and waits until it has adopted it
+ * (logged). */
+static void s_set_max_candidates(int n)
+{
+    harness_config_set(h, "intake.names.max_candidates", json_integer(n));
+    harness_reload(h, "intake", 0);
+    char adopted[64];
+    snprintf(adopted, sizeof adopted, "\"max_candidates\":%d}", n);
+    for (int i = 0; i < 50 && !harness_log_contains(h, "intake", 0, adopted); i++)
+        usleep(100 * 1000);
+    assert_true(harness_log_contains(h, "intake", 0, adopted));
+}
+
+/* A new case is compared with the oldest intake.names.max_candidates open cases of its block,
+ * not with a newer one beyond them; with one candidate more, that one is compared too. */
+static void test_a_new_case_is_compared_with_the_oldest_candidates_of_its_block(void **state)
+{
+    (void)state;
+    const char *dob = "1944-04-04";
+    char older[3][64], newer[64], another[64];
+    assert_false(s_report("border-ma-01", "Chidinma Okonkwo", dob, older[0]));
+    assert_false(s_report("border-ma-01", "Chidinma Okonkwa", dob, older[1]));
+    assert_false(s_report("border-ma-01", "Chidinma Okonkwi", dob, older[2]));
+    s_set_max_candidates(2);
+    assert_false(s_report("hospital-ma-04", "Chidinma Okonkwu", dob, newer));
+    assert_true(s_proposed(newer, older[0]));
+    assert_true(s_proposed(newer, older[1]));
+    assert_false(s_proposed(newer, older[2]));
+    s_set_max_candidates(3); /* the three older ones: newer is the fourth */
+    assert_false(s_report("hospital-ma-04", "Chidinma Okonkwe", dob, another));
+    assert_true(s_proposed(another, older[2]));
+}
+
 /* intake.names is read as IntakeNamesSettings: a threshold out of range is refused on reload
  * (logged by its field) and the one in force stays; a stricter one is adopted. */
 static void test_settings_are_checked_and_adopted(void **state)
@@ -506,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_start_rehashes_once_and_proposes_what_now_matches),
         cmocka_unit_test(
             test_an_erasure_while_the_start_job_rehashes_leaves_the_case_without_hashes),
+        cmocka_unit_test(test_a_new_case_is_compared_with_the_oldest_candidates_of_its_block),
         cmocka_unit_test(test_settings_are_checked_and_adopted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
