@@ -91,6 +91,16 @@ typedef struct {
     bool for_language_gap; /* the deciding rule asked for a language gap */
 } routing_decision_t;
 
+/* A waiting need's place in the order waiting needs are served in (routing_waiting.c): the
+ * most urgent first, then the longest waiting, then by case id (bytes) and service. */
+typedef struct {
+    bool set; /* false: none (the page after the first, from the first's end) */
+    int urgency;
+    int64_t since_ms;
+    char case_id[ROUTING_ID_MAX];
+    int service;
+} routing_waiting_key_t;
+
 /* The service's state, shared by its handlers, consumer and timer. */
 typedef struct {
     routing_directory_t *directory; /* owned; replaced when the providers table changes */
@@ -101,10 +111,12 @@ typedef struct {
     bool seed_pending;              /* the configuration's providers are to be seeded: every
                                        routing_lock seeds until the timer's seeding commits */
     bool seeding;                   /* routing_seed_providers is running */
-    int waiting_batch;              /* waiting needs examined per pass */
-    int64_t waiting_checked_ms;     /* when waiting needs were last looked at by the timer */
-    int expire_batch;               /* overdue referrals expired per timer run */
-    int64_t *referrals_created;     /* counters shown in Pong (owned by the service) */
+    int waiting_batch;              /* waiting needs examined per pass and page */
+    /* where the next pass's second page of waiting needs starts (routing_serve_waiting) */
+    routing_waiting_key_t waiting_next;
+    int64_t waiting_checked_ms; /* when waiting needs were last looked at by the timer */
+    int expire_batch;           /* overdue referrals expired per timer run */
+    int64_t *referrals_created; /* counters shown in Pong (owned by the service) */
     int64_t *referrals_unroutable;
     int64_t *referrals_expired;
     int64_t *shelters_requested;
@@ -317,9 +329,13 @@ void routing_referrals_prepare(nrm_db_t *db);
 
 /* routing_waiting.c: needs that wait for a place. */
 
-/* Routes the oldest most urgent waiting needs that a provider can now take (at most
- * self->waiting_batch examined; their rows locked, SKIP LOCKED), one referral.created each.
- * Call under the assignment lock, after whatever may have freed or added a place. */
+/* Routes the oldest most urgent waiting needs that a provider can now take, one
+ * referral.created each: a pass examines the first self->waiting_batch in that order and, when
+ * there were as many, the next page from where the last pass's second page ended (from the
+ * first page's end when that is further, or after a second page that was not full), so that
+ * needs behind waiting_batch others that no provider with room will take (its ages, genders,
+ * languages, agreements) are examined in turn too. Rows locked, SKIP LOCKED. Call under the
+ * assignment lock, after whatever may have freed or added a place. */
 nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx);
 
 /* Timer (nrm_timer_fn): seeds the configuration's providers after a reload, serves waiting

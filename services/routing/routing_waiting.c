@@ -7,20 +7,30 @@
 #include "nrm_log.h"
 #include "nrm_pgarray.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define S_WAITING_CHECK_MS 60000 /* how often waiting needs are looked at without a trigger */
 
 /* the waiting needs that an active provider with room could take by service and region (a
  * national provider's services $2; a regional one's (service, region) pairs $3, $4): needs no
- * provider can take now do not fill the pass's waiting_batch rows ahead of one that could */
-static const char s_sql_waiting[] =
-    "SELECT s.case_id, s.service FROM case_services s JOIN cases c ON c.case_id = s.case_id"
-    " WHERE s.state = 'waiting' AND c.status = 'open' AND (s.service = ANY ($2::int[])"
-    "  OR EXISTS (SELECT 1 FROM unnest($3::int[], $4::text[]) AS r(service, region)"
+ * provider can take now do not fill the pass's waiting_batch rows ahead of one that could;
+ * with their place in the order (routing_waiting_key_t) */
+#define S_WAITING_SQL                                                                              \
+    "SELECT s.case_id, s.service, c.urgency, s.waiting_since_ms FROM case_services s"              \
+    " JOIN cases c ON c.case_id = s.case_id"                                                       \
+    " WHERE s.state = 'waiting' AND c.status = 'open' AND (s.service = ANY ($2::int[])"            \
+    "  OR EXISTS (SELECT 1 FROM unnest($3::int[], $4::text[]) AS r(service, region)"               \
     "   WHERE r.service = s.service AND r.region = c.region))"
-    " ORDER BY c.urgency DESC, s.waiting_since_ms, s.case_id, s.service LIMIT $1"
-    " FOR UPDATE OF s SKIP LOCKED";
+#define S_WAITING_ORDER                                                                            \
+    " ORDER BY c.urgency DESC, s.waiting_since_ms, s.case_id COLLATE \"C\", s.service LIMIT $1"    \
+    " FOR UPDATE OF s SKIP LOCKED"
+/* the first page */
+static const char s_sql_waiting[] = S_WAITING_SQL S_WAITING_ORDER;
+/* a page after the key ($5 .. $8) */
+static const char s_sql_waiting_after[] = S_WAITING_SQL
+    " AND (c.urgency < $5 OR (c.urgency = $5 AND (s.waiting_since_ms,"
+    " s.case_id COLLATE \"C\", s.service) > ($6::bigint, $7::text, $8::int)))" S_WAITING_ORDER;
 /* the active providers below their cap (one at its cap takes no referral, whatever its
  * agreements) */
 static const char s_sql_room[] =
@@ -29,6 +39,7 @@ static const char s_sql_room[] =
 void routing_waiting_prepare(nrm_db_t *db)
 {
     nrm_db_statement(db, "routing_waiting", s_sql_waiting);
+    nrm_db_statement(db, "routing_waiting_after", s_sql_waiting_after);
     nrm_db_statement(db, "routing_waiting_room", s_sql_room);
 }
 
@@ -68,42 +79,99 @@ static nrm_status_t s_room(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t *nationa
     return st;
 }
 
+/* The key of row of a page (s_sql_waiting's columns). */
+static routing_waiting_key_t s_key_of(const PGresult *res, int row)
+{
+    routing_waiting_key_t k = {.set = true,
+                               .urgency = (int)nrm_db_int(res, row, 2),
+                               .since_ms = nrm_db_int(res, row, 3),
+                               .service = (int)nrm_db_int(res, row, 1)};
+    snprintf(k.case_id, sizeof k.case_id, "%s", nrm_db_text(res, row, 0));
+    return k;
+}
+
+/* Whether a comes after b in the order waiting needs are served in. */
+static bool s_key_after(const routing_waiting_key_t *a, const routing_waiting_key_t *b)
+{
+    if (a->urgency != b->urgency)
+        return a->urgency < b->urgency;
+    if (a->since_ms != b->since_ms)
+        return a->since_ms > b->since_ms;
+    int c = strcmp(a->case_id, b->case_id);
+    return c != 0 ? c > 0 : a->service > b->service;
+}
+
+/* Reads one page of waiting needs (after: NULL for the first) that a provider with room could
+ * take (the arrays of s_room) into *res, and examines each: routes it when a provider can take
+ * it now (*routed counts them). */
+static nrm_status_t s_page(routing_t *self, nrm_tx_t *tx, const char *const room[3],
+                           const routing_waiting_key_t *after, PGresult **res, int *routed)
+{
+    nrm_status_t st = routing_batch_sync(self, tx); /* what the page before held */
+    if (st != NRM_OK)
+        return st;
+    nrm_params_t p = {0};
+    nrm_params_int(&p, self->waiting_batch);
+    for (int i = 0; i < 3; i++)
+        nrm_params_text(&p, room[i]);
+    if (after) {
+        nrm_params_int(&p, after->urgency);
+        nrm_params_int(&p, after->since_ms);
+        nrm_params_text(&p, after->case_id);
+        nrm_params_int(&p, after->service);
+    }
+    st = nrm_db_exec(tx->db, after ? "routing_waiting_after" : "routing_waiting", &p, res, tx->err);
+    for (int row = 0; st == NRM_OK && row < PQntuples(*res); row++) {
+        routing_case_t c;
+        memset(&c, 0, sizeof c);
+        st = routing_case_load(tx, nrm_db_text(*res, row, 0), NULL, &c);
+        bool done = false;
+        if (st == NRM_OK)
+            st = routing_refer_waiting(self, tx, &c, (int)nrm_db_int(*res, row, 1), &done);
+        *routed += done;
+        routing_case_release(&c);
+    }
+    return st;
+}
+
 nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx)
 {
-    nrm_status_t st = routing_batch_sync(self, tx); /* waiting needs held in the batch */
+    /* the referrals held in the batch count in the providers' room */
+    nrm_status_t st = routing_batch_sync(self, tx);
     if (st != NRM_OK)
         return st;
     nrm_pgarray_t national, services, regions;
     bool any = false;
     st = s_room(self, tx, &national, &services, &regions, &any);
-    PGresult *res = NULL;
-    if (st == NRM_OK && any) {
-        nrm_params_t p = {0};
-        nrm_params_int(&p, self->waiting_batch);
-        nrm_params_text(&p, nrm_pgarray_close(&national));
-        nrm_params_text(&p, nrm_pgarray_close(&services));
-        nrm_params_text(&p, nrm_pgarray_close(&regions));
-        st = nrm_db_exec(tx->db, "routing_waiting", &p, &res, tx->err);
+    const char *room[3] = {nrm_pgarray_close(&national), nrm_pgarray_close(&services),
+                           nrm_pgarray_close(&regions)};
+    PGresult *first = NULL, *next = NULL;
+    int routed = 0, examined = 0;
+    if (st == NRM_OK && any)
+        st = s_page(self, tx, room, NULL, &first, &routed);
+    int full = st == NRM_OK && first ? PQntuples(first) : 0;
+    examined += full;
+    if (full == self->waiting_batch && full > 0) { /* more may wait behind the first page */
+        routing_waiting_key_t end = s_key_of(first, full - 1);
+        const routing_waiting_key_t *from =
+            self->waiting_next.set && s_key_after(&self->waiting_next, &end) ? &self->waiting_next
+                                                                             : &end;
+        st = s_page(self, tx, room, from, &next, &routed);
+        int rows = st == NRM_OK ? PQntuples(next) : 0;
+        examined += rows;
+        /* a rolled-back pass leaves the key moved all the same: those needs come round again */
+        self->waiting_next =
+            rows == self->waiting_batch ? s_key_of(next, rows - 1) : (routing_waiting_key_t){0};
+    } else if (st == NRM_OK) {
+        self->waiting_next = (routing_waiting_key_t){0}; /* every candidate was examined */
     }
+    PQclear(first);
+    PQclear(next);
     nrm_pgarray_free(&national);
     nrm_pgarray_free(&services);
     nrm_pgarray_free(&regions);
-    if (st != NRM_OK || !any)
-        return st;
-    int routed = 0, rows = PQntuples(res);
-    for (int row = 0; st == NRM_OK && row < rows; row++) {
-        routing_case_t c;
-        memset(&c, 0, sizeof c);
-        st = routing_case_load(tx, nrm_db_text(res, row, 0), NULL, &c);
-        bool done = false;
-        if (st == NRM_OK)
-            st = routing_refer_waiting(self, tx, &c, (int)nrm_db_int(res, row, 1), &done);
-        routed += done;
-        routing_case_release(&c);
-    }
-    PQclear(res);
     if (st == NRM_OK && routed > 0)
-        nrm_log_info("waiting needs routed", "{s:i, s:i}", "routed", routed, "examined", rows);
+        nrm_log_info("waiting needs routed", "{s:i, s:i}", "routed", routed, "examined", examined);
     return st;
 }
 

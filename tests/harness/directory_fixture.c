@@ -29,6 +29,12 @@ static Nrm__V1__Status s_send(harness_t *h, int instance, Nrm__V1__Request__Body
 
 Nrm__V1__Status directory_upsert_provider(harness_t *h, int instance, const directory_provider_t *p)
 {
+    return directory_upsert_provider_for(h, instance, p, NRM__V1__GENDER__GENDER_UNSPECIFIED);
+}
+
+Nrm__V1__Status directory_upsert_provider_for(harness_t *h, int instance,
+                                              const directory_provider_t *p, Nrm__V1__Gender only)
+{
     Nrm__V1__UpsertProvider u = NRM__V1__UPSERT_PROVIDER__INIT;
     char *regions[] = {(char *)p->region};
     u.id = (char *)p->id;
@@ -41,6 +47,13 @@ Nrm__V1__Status directory_upsert_provider(harness_t *h, int instance, const dire
     u.languages = s_languages;
     u.max_open_referrals = p->cap;
     u.active = p->active;
+    Nrm__V1__ProviderEligibility eligibility = NRM__V1__PROVIDER_ELIGIBILITY__INIT;
+    Nrm__V1__Gender genders[] = {only};
+    if (only != NRM__V1__GENDER__GENDER_UNSPECIFIED) {
+        eligibility.n_genders = 1;
+        eligibility.genders = genders;
+        u.eligibility = &eligibility;
+    }
     return s_send(h, instance, NRM__V1__REQUEST__BODY_UPSERT_PROVIDER, &u);
 }
 

@@ -23,6 +23,10 @@ typedef struct {
 Nrm__V1__Status directory_upsert_provider(harness_t *h, int instance,
                                           const directory_provider_t *p);
 
+/* The same for a provider that takes only people of gender only. */
+Nrm__V1__Status directory_upsert_provider_for(harness_t *h, int instance,
+                                              const directory_provider_t *p, Nrm__V1__Gender only);
+
 /* Sends UpsertAgreement (return assistance, region NULL: every region) to instance 0. */
 Nrm__V1__Status directory_upsert_agreement(harness_t *h, const char *agreement_id,
                                            const char *provider_id, const char *region,

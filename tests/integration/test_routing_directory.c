@@ -21,6 +21,8 @@
 #define ROUTINE NRM__V1__URGENCY__URGENCY_ROUTINE
 #define URGENT NRM__V1__URGENCY__URGENCY_URGENT
 #define EMERGENCY NRM__V1__URGENCY__URGENCY_EMERGENCY
+#define FEMALE NRM__V1__GENDER__GENDER_FEMALE
+#define MALE NRM__V1__GENDER__GENDER_MALE
 #define ACCEPT NRM__V1__REFERRAL_DECISION__REFERRAL_DECISION_ACCEPT
 #define NO_REASON NRM__V1__DECLINE_REASON__DECLINE_REASON_UNSPECIFIED
 #define WAITERS 6
@@ -267,6 +269,47 @@ static void test_a_need_nobody_can_take_does_not_keep_a_free_place_from_another(
     assert_int_equal(harness_sql_int(h, sql), 1); /* and the head still waits */
 }
 
+/* A return need of a person of gender in MA-05 at urgency; fills case_id. */
+static void s_return_case(Nrm__V1__Gender gender, Nrm__V1__Urgency urgency,
+                          char case_id[ROUTING_ID_TEXT])
+{
+    scenario_report_t r;
+    routing_person(&r, "MA-05", 30, gender, "NG", true);
+    routing_person_needs(&r, DIRECTORY_RETURN);
+    r.report.urgency = urgency;
+    assert_int_equal(routing_submit(h, &r, "police-ma-01", case_id), OK);
+}
+
+static void
+test_needs_no_provider_with_room_takes_do_not_keep_a_free_place_from_one_behind(void **s)
+{
+    (void)s;
+    /* still one waiting need a page (the test before); the consulate now takes women only, and
+     * is at its cap */
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t consulate = {"consulate-ng", "MA-05", open, true};
+    assert_int_equal(directory_upsert_provider_for(h, 0, &consulate, FEMALE), OK);
+    /* two men's emergencies wait ahead, whom the consulate will never take, then a woman */
+    char men[2][ROUTING_ID_TEXT], woman[ROUTING_ID_TEXT], provider[ROUTING_ID_TEXT];
+    for (int i = 0; i < 2; i++) {
+        s_return_case(MALE, EMERGENCY, men[i]);
+        assert_true(directory_need_is(h, men[i], "waiting"));
+    }
+    s_return_case(FEMALE, ROUTINE, woman);
+    assert_true(directory_need_is(h, woman, "waiting"));
+    /* a place frees: the pass examines the first man, then the page after him, the second; the
+     * next pass goes on after the second and reaches the woman */
+    consulate.cap = open + 1;
+    assert_int_equal(directory_upsert_provider_for(h, 0, &consulate, FEMALE), OK);
+    consulate.cap = open + 2;
+    assert_int_equal(directory_upsert_provider_for(h, 0, &consulate, FEMALE), OK);
+    directory_provider_of(h, woman, ROUTING_WAIT_MS, provider);
+    assert_string_equal(provider, "consulate-ng");
+    for (int i = 0; i < 2; i++)
+        assert_true(directory_need_is(h, men[i], "waiting"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +317,8 @@ int main(void)
         cmocka_unit_test(test_provider_added_at_run_time_is_routed_to_at_once),
         cmocka_unit_test(test_waiting_needs_are_routed_once_when_places_free),
         cmocka_unit_test(test_a_need_nobody_can_take_does_not_keep_a_free_place_from_another),
+        cmocka_unit_test(
+            test_needs_no_provider_with_room_takes_do_not_keep_a_free_place_from_one_behind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
