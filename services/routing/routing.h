@@ -331,8 +331,9 @@ void routing_referrals_prepare(nrm_db_t *db);
 
 /* Routes the oldest most urgent waiting needs that a provider can now take, one
  * referral.created each: a pass examines the first self->waiting_batch in that order and, when
- * there were as many, the next page from where the last pass's second page ended (from the
- * first page's end when that is further, or after a second page that was not full), so that
+ * there were as many and a provider still has room, the next page from where the last pass's
+ * second page ended (from the first page's end when that is further, or after a second page
+ * that was not full), so that
  * needs behind waiting_batch others that no provider with room will take (its ages, genders,
  * languages, agreements) are examined in turn too. Rows locked, SKIP LOCKED. Call under the
  * assignment lock, after whatever may have freed or added a place. */

@@ -101,26 +101,36 @@ static bool s_key_after(const routing_waiting_key_t *a, const routing_waiting_ke
     return c != 0 ? c > 0 : a->service > b->service;
 }
 
+/* The room there is now into room (national services, then the regional (service, region)
+ * pairs, as s_room; what room held is freed): what the batch holds is written first, so that
+ * its referrals count. *any false when no active provider has room. */
+static nrm_status_t s_room_now(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t room[3], bool *any)
+{
+    for (int i = 0; i < 3; i++)
+        nrm_pgarray_free(&room[i]);
+    *any = false;
+    nrm_status_t st = routing_batch_sync(self, tx);
+    return st == NRM_OK ? s_room(self, tx, &room[0], &room[1], &room[2], any) : st;
+}
+
 /* Reads one page of waiting needs (after: NULL for the first) that a provider with room could
- * take (the arrays of s_room) into *res, and examines each: routes it when a provider can take
+ * take (s_room_now's arrays) into *res, and examines each: routes it when a provider can take
  * it now (*routed counts them). */
-static nrm_status_t s_page(routing_t *self, nrm_tx_t *tx, const char *const room[3],
+static nrm_status_t s_page(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t room[3],
                            const routing_waiting_key_t *after, PGresult **res, int *routed)
 {
-    nrm_status_t st = routing_batch_sync(self, tx); /* what the page before held */
-    if (st != NRM_OK)
-        return st;
     nrm_params_t p = {0};
     nrm_params_int(&p, self->waiting_batch);
     for (int i = 0; i < 3; i++)
-        nrm_params_text(&p, room[i]);
+        nrm_params_text(&p, nrm_pgarray_close(&room[i]));
     if (after) {
         nrm_params_int(&p, after->urgency);
         nrm_params_int(&p, after->since_ms);
         nrm_params_text(&p, after->case_id);
         nrm_params_int(&p, after->service);
     }
-    st = nrm_db_exec(tx->db, after ? "routing_waiting_after" : "routing_waiting", &p, res, tx->err);
+    nrm_status_t st =
+        nrm_db_exec(tx->db, after ? "routing_waiting_after" : "routing_waiting", &p, res, tx->err);
     for (int row = 0; st == NRM_OK && row < PQntuples(*res); row++) {
         routing_case_t c;
         memset(&c, 0, sizeof c);
@@ -136,23 +146,19 @@ static nrm_status_t s_page(routing_t *self, nrm_tx_t *tx, const char *const room
 
 nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx)
 {
-    /* the referrals held in the batch count in the providers' room */
-    nrm_status_t st = routing_batch_sync(self, tx);
-    if (st != NRM_OK)
-        return st;
-    nrm_pgarray_t national, services, regions;
-    bool any = false;
-    st = s_room(self, tx, &national, &services, &regions, &any);
-    const char *room[3] = {nrm_pgarray_close(&national), nrm_pgarray_close(&services),
-                           nrm_pgarray_close(&regions)};
+    nrm_pgarray_t room[3] = {{0}, {0}, {0}};
     PGresult *first = NULL, *next = NULL;
+    bool any = false;
     int routed = 0, examined = 0;
+    nrm_status_t st = s_room_now(self, tx, room, &any);
     if (st == NRM_OK && any)
         st = s_page(self, tx, room, NULL, &first, &routed);
-    int full = st == NRM_OK && first ? PQntuples(first) : 0;
-    examined += full;
-    if (full == self->waiting_batch && full > 0) { /* more may wait behind the first page */
-        routing_waiting_key_t end = s_key_of(first, full - 1);
+    examined = st == NRM_OK && first ? PQntuples(first) : 0;
+    bool more = examined > 0 && examined == self->waiting_batch; /* behind the first page */
+    if (more) /* the room the first page's referrals left */
+        st = s_room_now(self, tx, room, &any);
+    if (st == NRM_OK && more && any) {
+        routing_waiting_key_t end = s_key_of(first, examined - 1);
         const routing_waiting_key_t *from =
             self->waiting_next.set && s_key_after(&self->waiting_next, &end) ? &self->waiting_next
                                                                              : &end;
@@ -162,14 +168,13 @@ nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx)
         /* a rolled-back pass leaves the key moved all the same: those needs come round again */
         self->waiting_next =
             rows == self->waiting_batch ? s_key_of(next, rows - 1) : (routing_waiting_key_t){0};
-    } else if (st == NRM_OK) {
+    } else if (st == NRM_OK && any && !more) {
         self->waiting_next = (routing_waiting_key_t){0}; /* every candidate was examined */
     }
     PQclear(first);
     PQclear(next);
-    nrm_pgarray_free(&national);
-    nrm_pgarray_free(&services);
-    nrm_pgarray_free(&regions);
+    for (int i = 0; i < 3; i++)
+        nrm_pgarray_free(&room[i]);
     if (st == NRM_OK && routed > 0)
         nrm_log_info("waiting needs routed", "{s:i, s:i}", "routed", routed, "examined", examined);
     return st;
