@@ -301,8 +301,8 @@ nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
 
 /* The other open cases of a new case's block, oldest first, as columns of the statement that
  * opens it (intake_cases.c): $25 is the blocking hash (NULL: none), $1 the new case's id, $26
- * how many at most (intake_dup_limit). Columns: case_id, then the first report's sealed
- * columns as intake_first_person_open reads them, then opened_at. */
+ * how many at most (intake.names.max_candidates; 0 without a name to compare). Columns: case_id,
+ * then the first report's sealed columns as intake_first_person_open reads them, then opened_at. */
 #define INTAKE_DUP_BLOCK_SQL                                                                       \
     "SELECT oc.case_id, fr.sealed_under, fr.key_id, fr.person_sealed, ck.key_id AS case_key_id,"   \
     " ck.wrapped_key, oc.opened_at FROM cases oc CROSS JOIN LATERAL (SELECT sealed_under, key_id," \
@@ -316,9 +316,6 @@ nrm_status_t intake_names_configure(void *ctx, nrm_config_t *config);
  * gives it to intake_dup_key_free. */
 char *intake_dup_key(intake_t *self, const char *full_name);
 void intake_dup_key_free(char *key);
-
-/* How many candidates the duplicate check reads for a report with this key (NULL: none). */
-int intake_dup_limit(const intake_t *self, const char *key);
 
 /* A case just opened by the call's report (case_id; key, its intake_dup_key, not NULL): the
  * other open cases of its block, the rows of res with INTAKE_DUP_BLOCK_SQL's columns from col

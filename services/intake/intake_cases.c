@@ -488,8 +488,8 @@ nrm_status_t intake_submit_report(void *ctx, nrm_call_t *call)
     s_new_case_t n = {0};
     nrm_status_t st = s_new_case(self, call, case_id, &facts, &profile, &c, &ident, &n);
     if (st == NRM_OK)
-        st = s_open(call, &facts, hash, blocking, intake_dup_limit(self, dup_key), &c, case_id, &n,
-                    &opened, &rows);
+        st = s_open(call, &facts, hash, blocking, dup_key ? self->dup_max_candidates : 0, &c,
+                    case_id, &n, &opened, &rows);
     s_new_case_free(&call->tx, &n, st == NRM_OK && opened);
     if (st == NRM_OK && opened) /* the answers and their outcome (none: the defaults) */
         st = intake_ident_open_answers(self, call, case_id, facts.is_minor);

@@ -103,11 +103,6 @@ char *intake_dup_key(intake_t *self, const char *full_name)
     return key;
 }
 
-int intake_dup_limit(const intake_t *self, const char *key)
-{
-    return key ? self->dup_max_candidates : 0;
-}
-
 nrm_status_t intake_dup_find(intake_t *self, nrm_call_t *call, const char *case_id, const char *key,
                              const PGresult *res, int col)
 {

@@ -43,19 +43,23 @@ void routing_waiting_prepare(nrm_db_t *db)
     nrm_db_statement(db, "routing_waiting_room", s_sql_room);
 }
 
-/* Where the active providers with room serve: the services of national ones into national, the
- * (service, region) pairs of regional ones into services and regions (int[] and text[] literals;
- * the caller frees the three with nrm_pgarray_free); *any false when there is no such provider. */
-static nrm_status_t s_room(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t *national,
-                           nrm_pgarray_t *services, nrm_pgarray_t *regions, bool *any)
+/* Where the active providers with room serve now, into room (what it held is freed): the
+ * services of national ones, then the (service, region) pairs of regional ones as services and
+ * regions (int[] and text[] literals; the caller frees the three with nrm_pgarray_free). What
+ * the batch holds is written first, so that its referrals count. *any false when there is no
+ * such provider. */
+static nrm_status_t s_room(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t room[3], bool *any)
 {
-    nrm_pgarray_init(national);
-    nrm_pgarray_init(services);
-    nrm_pgarray_init(regions);
-    PGresult *res = NULL;
-    nrm_status_t st = nrm_db_exec(tx->db, "routing_waiting_room", NULL, &res, tx->err);
-    routing_set_t everywhere = 0;
+    nrm_pgarray_t *national = &room[0], *services = &room[1], *regions = &room[2];
+    for (int i = 0; i < 3; i++)
+        nrm_pgarray_free(&room[i]);
     *any = false;
+    nrm_status_t st = routing_batch_sync(self, tx);
+    if (st != NRM_OK)
+        return st;
+    PGresult *res = NULL;
+    st = nrm_db_exec(tx->db, "routing_waiting_room", NULL, &res, tx->err);
+    routing_set_t everywhere = 0;
     for (int row = 0; st == NRM_OK && row < PQntuples(res); row++) {
         const routing_provider_t *p =
             routing_directory_find(self->directory, nrm_db_text(res, row, 0));
@@ -101,20 +105,8 @@ static bool s_key_after(const routing_waiting_key_t *a, const routing_waiting_ke
     return c != 0 ? c > 0 : a->service > b->service;
 }
 
-/* The room there is now into room (national services, then the regional (service, region)
- * pairs, as s_room; what room held is freed): what the batch holds is written first, so that
- * its referrals count. *any false when no active provider has room. */
-static nrm_status_t s_room_now(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t room[3], bool *any)
-{
-    for (int i = 0; i < 3; i++)
-        nrm_pgarray_free(&room[i]);
-    *any = false;
-    nrm_status_t st = routing_batch_sync(self, tx);
-    return st == NRM_OK ? s_room(self, tx, &room[0], &room[1], &room[2], any) : st;
-}
-
 /* Reads one page of waiting needs (after: NULL for the first) that a provider with room could
- * take (s_room_now's arrays) into *res, and examines each: routes it when a provider can take
+ * take (s_room's arrays) into *res, and examines each: routes it when a provider can take
  * it now (*routed counts them). */
 static nrm_status_t s_page(routing_t *self, nrm_tx_t *tx, nrm_pgarray_t room[3],
                            const routing_waiting_key_t *after, PGresult **res, int *routed)
@@ -150,13 +142,13 @@ nrm_status_t routing_serve_waiting(routing_t *self, nrm_tx_t *tx)
     PGresult *first = NULL, *next = NULL;
     bool any = false;
     int routed = 0, examined = 0;
-    nrm_status_t st = s_room_now(self, tx, room, &any);
+    nrm_status_t st = s_room(self, tx, room, &any);
     if (st == NRM_OK && any)
         st = s_page(self, tx, room, NULL, &first, &routed);
     examined = st == NRM_OK && first ? PQntuples(first) : 0;
     bool more = examined > 0 && examined == self->waiting_batch; /* behind the first page */
     if (more) /* the room the first page's referrals left */
-        st = s_room_now(self, tx, room, &any);
+        st = s_room(self, tx, room, &any);
     if (st == NRM_OK && more && any) {
         routing_waiting_key_t end = s_key_of(first, examined - 1);
         const routing_waiting_key_t *from =
