@@ -16,10 +16,12 @@
 #define S_STALL_MAX_MS 2000
 #define S_STALL_DOUBLINGS 8 /* enough to reach S_STALL_MAX_MS from any sensible backoff_ms */
 #define S_ERROR_TEXT 160
-#define S_REFRESH_MS 250 /* the stream's row follows the partitions at least this often */
+#define S_REFRESH_MS 250      /* the stream's row follows the partitions at least this often */
+#define S_GUESS_PAUSE_MS 5000 /* batches lock the row first this long after a guess failed */
 
-static const char s_sql_checkpoint_move[] =
-    "UPDATE checkpoints SET seq = $2, updated_at = now() WHERE stream = $1";
+/* from the value read ($2) to the batch's last seq ($3); fails (serialization_failure) when
+ * the row is no longer at $2 (bus migration 009) */
+static const char s_sql_checkpoint_move[] = "SELECT checkpoint_advance($1, $2, $3)";
 static const char s_sql_quarantine[] =
     "INSERT INTO consumer_quarantine (consumer, stream, seq, topic, event_id, attempts,"
     " last_error, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -80,8 +82,9 @@ struct nrm_consumer_t {
      * else checkpoint == skip_to. */
     int64_t skip_base;
     int64_t skip_to;
-    int store_ms;    /* skipped seqs are stored after this long without a batch with work */
-    int store_timer; /* the one-shot timer of that move, -1 for none */
+    int store_ms;           /* skipped seqs are stored after this long without a batch with work */
+    int store_timer;        /* the one-shot timer of that move, -1 for none */
+    int64_t guess_after_ms; /* no batch applied before its row is locked until then (monotonic) */
 };
 
 nrm_consumer_t *nrm_consumer_new(nrm_db_t *db, const nrm_consumer_spec_t *spec)
@@ -612,28 +615,27 @@ static bool s_skip_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, si
     return true;
 }
 
-/* Applies the events not yet applied, in one transaction with the checkpoint. events are in
- * increasing, contiguous seq order. A batch with nothing for the consumer opens no transaction
- * (s_skip_batch). The gap between the stored checkpoint and the first event is accepted when
- * this instance skipped exactly those seqs (the stored value is still skip_base). Returns OK
- * (also when all were already applied), or the failure; on a gap after the stored checkpoint,
- * FAILED_PRECONDITION and a fetch is due. */
-static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
+/* One-row layout: the stored checkpoint as this instance last read or committed it. */
+static int64_t s_known_stored(const nrm_consumer_t *self)
 {
-    if (!self->loaded) { /* the start could not read the checkpoint: read it, fetch from there */
-        s_load_checkpoint(self);
-        self->need_fetch = true;
-        return self->loaded ? NRM_FAILED_PRECONDITION : NRM_UNAVAILABLE;
-    }
-    if (self->partitions > 1)
-        return s_apply_partitioned(self, events, n);
-    if (s_skip_batch(self, events, n))
-        return NRM_OK;
+    return s_skipping(self) ? self->skip_base : self->checkpoint;
+}
+
+/* One-row layout: applies events[0..n) in one transaction with the checkpoint's move. guess:
+ * without locking the checkpoint row first, from the stored value this instance knows (the
+ * move fails when another instance moved the row meanwhile); on any failure the transaction
+ * is rolled back and the consumer's own state is left as it was (the caller applies the batch
+ * again, not guessing). Else the row is locked first, and a failure is handled here: by whom it
+ * is owned (an event's attempts are counted), what is read again. Returns OK or the failure; on
+ * a gap after the stored checkpoint, FAILED_PRECONDITION and a fetch is due. */
+static nrm_status_t s_apply_one_row(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n,
+                                    bool guess)
+{
     nrm_error_t err;
     nrm_error_clear(&err);
     if (nrm_db_begin(self->db, &err) != NRM_OK)
         return err.status;
-    int64_t stored = s_lock_checkpoint(self, &err);
+    int64_t stored = guess ? s_known_stored(self) : s_lock_checkpoint(self, &err);
     nrm_status_t st = stored < 0 ? (err.status != NRM_OK ? err.status : NRM_INTERNAL) : NRM_OK;
     size_t first = 0;
     while (st == NRM_OK && first < n && events[first]->seq <= stored)
@@ -671,10 +673,15 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     if (st == NRM_OK && n > first) { /* the checkpoint moves and commits in one round trip */
         nrm_params_t p = {0};
         nrm_params_text(&p, self->checkpoint_name);
+        nrm_params_int(&p, stored);
         nrm_params_int(&p, last);
         st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
     } else if (st == NRM_OK) {
         st = nrm_db_commit(self->db, &err);
+    }
+    if (st != NRM_OK && guess) {
+        nrm_db_rollback(self->db);
+        return st;
     }
     /* the flush, or what apply and flush left for later (nrm_db_exec_later, sent with the
      * checkpoint's move), failed as a whole for a cause other than the database's
@@ -713,6 +720,51 @@ static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *e
     if (self->fail[0].seq && self->fail[0].seq <= last)
         memset(&self->fail[0], 0, sizeof self->fail[0]);
     return NRM_OK;
+}
+
+/* Whether a one-row batch may guess the stored checkpoint (s_apply_one_row) instead of locking
+ * the row first, one round trip less: in the steady state, with an event after the value this
+ * instance knows, no event's failure being counted, narrowed to or set aside, and no guess
+ * failed in the last S_GUESS_PAUSE_MS (another instance may be applying the stream too: its
+ * batches and ours would then each do the work and one roll back). */
+static bool s_may_guess(const nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
+{
+    return events[n - 1]->seq > s_known_stored(self) && !self->narrow_until && !self->fail[0].seq &&
+           !self->fail[0].quarantine_seq && nrm_mono_ms() >= self->guess_after_ms;
+}
+
+/* Applies the events not yet applied, in one transaction with the checkpoint. events are in
+ * increasing, contiguous seq order. A batch with nothing for the consumer opens no transaction
+ * (s_skip_batch). The gap between the stored checkpoint and the first event is accepted when
+ * this instance skipped exactly those seqs (the stored value is still skip_base). A batch that
+ * guessed the stored value and failed, for whatever cause (another instance's move, or the
+ * batch's own failure, which the second attempt then owns), is applied again at once with the
+ * row locked, unless the connection is gone. Returns OK (also when all were already applied), or
+ * the failure; on a gap after the stored checkpoint, FAILED_PRECONDITION and a fetch is due. */
+static nrm_status_t s_apply_batch(nrm_consumer_t *self, Nrm__V1__Event *const *events, size_t n)
+{
+    if (!self->loaded) { /* the start could not read the checkpoint: read it, fetch from there */
+        s_load_checkpoint(self);
+        self->need_fetch = true;
+        return self->loaded ? NRM_FAILED_PRECONDITION : NRM_UNAVAILABLE;
+    }
+    if (self->partitions > 1)
+        return s_apply_partitioned(self, events, n);
+    if (s_skip_batch(self, events, n))
+        return NRM_OK;
+    if (s_may_guess(self, events, n)) {
+        nrm_status_t st = s_apply_one_row(self, events, n, true);
+        if (st == NRM_OK)
+            return st;
+        if (!nrm_db_connected(self->db)) {
+            self->need_fetch = true;
+            nrm_log_warn("batch not applied", "{s:s, s:s}", "stream", self->source_stream, "status",
+                         nrm_status_name(st));
+            return st;
+        }
+        self->guess_after_ms = nrm_mono_ms() + S_GUESS_PAUSE_MS;
+    }
+    return s_apply_one_row(self, events, n, false);
 }
 
 /* s_apply_batch, and after a failure that moved nothing and set no retry of its own (no event
@@ -877,6 +929,7 @@ static int s_on_store(zloop_t *loop, int timer_id, void *arg)
     if (st == NRM_OK && stored == self->skip_base) {
         nrm_params_t p = {0};
         nrm_params_text(&p, self->checkpoint_name);
+        nrm_params_int(&p, stored);
         nrm_params_int(&p, self->skip_to);
         st = nrm_db_exec_commit(self->db, "consumer_checkpoint_move", &p, &err);
         if (st == NRM_OK) {

@@ -258,8 +258,11 @@ static void test_concurrent_migrations_apply_each_migration_once(void **state)
  * directory event, so that RetryQuarantined finds the consumer that failed. */
 static void test_upgrade_names_each_quarantined_event_by_its_consumer(void **state)
 {
-    const char *last = bus_migrations[bus_migrations_count - 1].name;
-    assert_non_null(strstr(last, "008_quarantine_per_consumer"));
+    const char *m008 = NULL;
+    for (size_t i = 0; i < bus_migrations_count && !m008; i++)
+        if (strstr(bus_migrations[i].name, "008_quarantine_per_consumer"))
+            m008 = bus_migrations[i].name;
+    assert_non_null(m008);
     nrm_db_t *db = s_db();
     /* back to the layout before 008, with a case event and a directory event set aside */
     PQclear(harness_sql(h, "ALTER TABLE intake.consumer_quarantine DROP CONSTRAINT"
@@ -274,7 +277,7 @@ static void test_upgrade_names_each_quarantined_event_by_its_consumer(void **sta
     ASSERT_SQL(1,
                "WITH d AS (DELETE FROM intake.schema_migrations WHERE name = '%s'"
                " RETURNING 1) SELECT count(*) FROM d",
-               last);
+               m008);
 
     nrm_error_t err;
     assert_int_equal(nrm_migrate(db, bus_migrations, bus_migrations_count, &err), NRM_OK);

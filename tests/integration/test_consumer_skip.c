@@ -6,7 +6,9 @@
  * exactly. Such batches open no transaction; the next batch with work stores the skipped seqs
  * with its own; at rest the stored checkpoint reaches the head by itself; a restart reads the
  * unstored seqs again and doubles nothing; a checkpoint another instance moved meanwhile is not
- * taken for the seqs skipped. */
+ * taken for the seqs skipped. A batch with work writes its checkpoint row once, at its move (it
+ * guesses the stored value instead of locking the row first); when another instance applied the
+ * batch and moved the row meanwhile, the move fails and the batch is rolled back. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -30,6 +32,7 @@
 #define IRRELEVANT 20      /* events that concern the consumer not, one batch each */
 #define NEVER_MS 600000    /* a store delay the tests never reach */
 #define SLOW_STORE_MS 1500 /* a store delay long enough to break the connection before it */
+#define LOCK_WAIT "500ms"  /* how long the other instance waits for the checkpoint row */
 
 #define ASSERT_SQL(want, ...) assert_int_equal(harness_sql_intf(h, __VA_ARGS__), (want))
 
@@ -80,14 +83,6 @@ static long long s_transactions(void)
     return harness_sql_intf(h, "SELECT count(DISTINCT xid) FROM intake.skip_moves");
 }
 
-/* Applies a matching event: one row per application, with the transaction's id. */
-static nrm_status_t s_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
-{
-    nrm_params_t p = {0};
-    nrm_params_int(&p, ev->seq);
-    return nrm_db_exec(tx->db, "skip_apply", &p, NULL, tx->err);
-}
-
 /* The consumer under test with its loop and connection; a writer connection for the events. */
 typedef struct {
     zloop_t *loop;
@@ -97,7 +92,35 @@ typedef struct {
     nrm_consumer_t *consumer;
     long long want; /* what s_run waits for: the consumer's position, or the stored value */
     bool stored;
+    long long race_seq; /* while applying it, another instance applies it first (s_race) */
+    bool raced;         /* that instance committed */
 } s_fix_t;
+
+/* Another instance applies event seq and moves the checkpoint past it, and commits, while the
+ * consumer's own transaction is applying it (waiting at most LOCK_WAIT for the row). */
+static void s_race(s_fix_t *f, long long seq)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SET lock_timeout = '" LOCK_WAIT "'; INSERT INTO skip_applied (seq, xid)"
+             " VALUES (%lld, txid_current()); UPDATE checkpoints SET seq = %lld"
+             " WHERE stream = '" CHECKPOINT "'",
+             seq, seq);
+    nrm_error_t err;
+    f->raced = nrm_db_sql(f->writer, sql, &err) == NRM_OK;
+    f->race_seq = 0;
+}
+
+/* Applies a matching event: one row per application, with the transaction's id. */
+static nrm_status_t s_apply(void *ctx, nrm_tx_t *tx, const Nrm__V1__Event *ev)
+{
+    s_fix_t *f = ctx;
+    if (ev->seq == f->race_seq)
+        s_race(f, ev->seq);
+    nrm_params_t p = {0};
+    nrm_params_int(&p, ev->seq);
+    return nrm_db_exec(tx->db, "skip_apply", &p, NULL, tx->err);
+}
 
 static int s_check(zloop_t *loop, int timer_id, void *arg)
 {
@@ -145,6 +168,7 @@ static void s_consumer_start(s_fix_t *f, int store_ms)
     spec.curve = &f->curve;
     spec.prefixes = s_prefixes;
     spec.apply = s_apply;
+    spec.ctx = f;
     spec.checkpoint = CHECKPOINT;
     f->consumer = nrm_consumer_new(f->db, &spec);
     assert_non_null(f->consumer);
@@ -315,6 +339,38 @@ static void test_a_checkpoint_another_instance_moved_is_not_taken_for_the_skips(
     s_fix_destroy(&f);
 }
 
+static void test_a_batch_with_work_writes_its_checkpoint_row_once(void **state)
+{
+    s_fix_t f;
+    s_fix_new(&f, NEVER_MS);
+    long long seq = s_event(&f, true);
+    /* the move, not a lock taken before the work as well */
+    ASSERT_SQL(1,
+               "SELECT count(*) FROM intake.skip_moves WHERE xid = (SELECT xid FROM"
+               " intake.skip_applied WHERE seq = %lld)",
+               seq);
+    assert_int_equal(s_stored(), seq);
+    s_fix_destroy(&f);
+}
+
+static void test_a_batch_another_instance_applied_meanwhile_is_rolled_back(void **state)
+{
+    s_fix_t f;
+    s_fix_new(&f, NEVER_MS);
+    f.race_seq = harness_sql_intf(h, "SELECT head FROM intake.stream_head") + 1;
+    long long seq = s_event(&f, true);
+    assert_true(f.raced); /* the row was not locked while the consumer applied the batch */
+    /* the other instance's application only: the consumer's was rolled back */
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.skip_applied WHERE seq = %lld", seq);
+    assert_int_equal(s_stored(), seq);
+    /* and the consumer goes on: the next event applied once, nothing set aside */
+    long long next = s_event(&f, true);
+    ASSERT_SQL(1, "SELECT count(*) FROM intake.skip_applied WHERE seq = %lld", next);
+    assert_int_equal(s_stored(), next);
+    assert_int_equal(nrm_consumer_quarantined(f.consumer), 0);
+    s_fix_destroy(&f);
+}
+
 /* The backend of db's connection (connecting if needed). */
 static long long s_backend(nrm_db_t *db)
 {
@@ -354,6 +410,8 @@ int main(void)
         cmocka_unit_test(test_a_restart_reads_the_unstored_skips_again_and_doubles_nothing),
         cmocka_unit_test(test_a_checkpoint_another_instance_moved_is_not_taken_for_the_skips),
         cmocka_unit_test(test_a_deferred_store_that_fails_is_tried_again),
+        cmocka_unit_test(test_a_batch_with_work_writes_its_checkpoint_row_once),
+        cmocka_unit_test(test_a_batch_another_instance_applied_meanwhile_is_rolled_back),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
