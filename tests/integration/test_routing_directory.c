@@ -1,7 +1,8 @@
 /* The provider directory managed at run time, against real processes: a provider added by the
  * coordinator is routed to at once (by every routing instance), a deactivated one no longer;
  * a need nobody can take waits and is routed exactly once when a place frees, with two routing
- * instances racing; the configuration's providers are in the table, listed. */
+ * instances racing, and a pass whose first page takes the last place reads no page behind it;
+ * the configuration's providers are in the table, listed. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -310,6 +311,43 @@ test_needs_no_provider_with_room_takes_do_not_keep_a_free_place_from_one_behind(
         assert_true(directory_need_is(h, men[i], "waiting"));
 }
 
+/* Lines of the log of routing's instances that contain needle (and also, unless NULL). */
+static int s_routing_log_lines(const char *needle, const char *also)
+{
+    return harness_log_lines(h, "routing", 0, needle, also) +
+           harness_log_lines(h, "routing", 1, needle, also);
+}
+
+static void test_a_pass_whose_first_page_takes_the_last_place_reads_no_page_behind_it(void **s)
+{
+    (void)s;
+    /* still one waiting need a page; the consulate takes everyone now, and is at its cap */
+    int open = (int)harness_sql_int(
+        h, "SELECT open_count FROM routing.providers WHERE provider_id = 'consulate-ng'");
+    directory_provider_t consulate = {"consulate-ng", "MA-05", open, true};
+    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
+    char men[2][ROUTING_ID_TEXT];
+    for (int i = 0; i < 2; i++) {
+        s_return_case(MALE, ROUTINE, men[i]);
+        assert_true(directory_need_is(h, men[i], "waiting"));
+    }
+    char sql[SQL_MAX];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM routing.case_services WHERE service = %d AND state = 'waiting'",
+             DIRECTORY_RETURN);
+    long long waiting = harness_sql_int(h, sql);
+    int passes = s_routing_log_lines("waiting needs routed", NULL);
+    int one_page = s_routing_log_lines("waiting needs routed", "\"routed\":1,\"examined\":1}");
+    /* one place: the need at the head takes it, and the pass reads no page behind it */
+    consulate.cap = open + 1;
+    assert_int_equal(directory_upsert_provider(h, 0, &consulate), OK);
+    assert_int_equal(harness_wait_sql(h, sql, waiting - 1, ROUTING_WAIT_MS), waiting - 1);
+    assert_true(routing_wait_caught_up(h, ROUTING_WAIT_MS));
+    assert_int_equal(s_routing_log_lines("waiting needs routed", NULL), passes + 1);
+    assert_int_equal(s_routing_log_lines("waiting needs routed", "\"routed\":1,\"examined\":1}"),
+                     one_page + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_a_need_nobody_can_take_does_not_keep_a_free_place_from_another),
         cmocka_unit_test(
             test_needs_no_provider_with_room_takes_do_not_keep_a_free_place_from_one_behind),
+        cmocka_unit_test(test_a_pass_whose_first_page_takes_the_last_place_reads_no_page_behind_it),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
